@@ -1,0 +1,94 @@
+"""Command plumbing shared by every command: one-line errors, exit codes, logs on stderr, JSON on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable, Iterator
+
+import click
+
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, PackError
+
+
+def log(message: str) -> None:
+    click.echo(f"pack: {message}", err=True)
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[Any]:
+    """Send everything written to stdout (by pack's dependencies, at the file-descriptor level too) to stderr.
+
+    Yields a file object on the real stdout, so the command's own result is the only thing that reaches it.
+    """
+    old = sys.stdout
+    try:
+        on_fd1 = old.fileno() == 1
+    except (AttributeError, OSError, ValueError):
+        on_fd1 = False
+    if not on_fd1:  # stdout is already a Python-level stream (captured): swap it alone
+        sys.stdout = sys.stderr
+        try:
+            yield old
+        finally:
+            sys.stdout = old
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    real = os.fdopen(saved, "w", closefd=False)
+    sys.stdout = sys.stderr
+    try:
+        yield real
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout = old
+        os.dup2(saved, 1)
+        real.flush()
+        os.close(saved)
+
+
+def run(debug: bool, body: Callable[[Any], None]) -> None:
+    """Run a command body; turn failures into one line on stderr and the documented exit code."""
+    from .store import os_error
+
+    try:
+        with quiet_stdout() as out:
+            body(out)
+    except PackError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc.line()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted; nothing half-written was kept", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        mapped = os_error(exc, "writing output")
+        click.echo(f"error: {mapped.line()}", err=True)
+        sys.exit(mapped.exit_code)
+    except Exception as exc:  # a bug in pack
+        if debug:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        click.echo(f"error: internal error {type(exc).__name__}: {first} (rerun with --debug for the traceback and report it)", err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+def emit_json(out: Any, document: Any) -> None:
+    out.write(json.dumps(document, indent=2, default=str) + "\n")
+    out.flush()
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)

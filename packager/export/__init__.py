@@ -1,0 +1,1 @@
+"""Exporters: one module per format, each with `export(...)` returning what the report records about it."""

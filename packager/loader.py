@@ -1,0 +1,227 @@
+"""Turn a BuildPlan's source into an eval-mode nn.Module: built-in factory, file.py:callable, or a model file.
+
+Weights load with `torch.load(weights_only=True)` unless the user passed --unsafe-load; every failure becomes one
+readable UsageError (what is wrong with which file, what to do).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import traceback
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .plan import BuildPlan
+
+UNSAFE_HINT = "if you trust this file, pass --unsafe-load (it runs code from the file while loading)"
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def torch_load(path: str, unsafe: bool) -> Any:
+    """torch.load with weights_only unless unsafe; errors say whether the file is empty, truncated or foreign."""
+    import pickle
+
+    import torch
+
+    p = Path(path)
+    if p.stat().st_size == 0:
+        raise UsageError(f"{path} is empty (0 bytes)", "point to a complete weights file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not unsafe)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+            raise UsageError(f"{path} holds Python objects, not only tensors, so safe loading refused it", UNSAFE_HINT) from exc
+        raise UsageError(f"{path} is not a PyTorch weights file ({_first_line(exc)})", "pass a file written by torch.save") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        with p.open("rb") as fh:
+            zip_magic = fh.read(2) == b"PK"
+        truncated = isinstance(exc, EOFError) or "central directory" in str(exc) or (zip_magic and not zipfile.is_zipfile(path))
+        if truncated:
+            raise UsageError(f"{path} is truncated or corrupt ({_first_line(exc)})", "copy the weights file again") from exc
+        raise UsageError(f"{path} could not be read as PyTorch weights ({_first_line(exc)})", "pass a file written by torch.save") from exc
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"{path} needs the Python module {exc.name!r} to load", f"install it (pip install {exc.name})") from exc
+
+
+def _extract_state_dict(obj: Any, path: str) -> dict[str, Any]:
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict()
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model", "ema", "net"):
+            inner = obj.get(key)
+            if isinstance(inner, torch.nn.Module):
+                return inner.float().state_dict()
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return inner
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    raise UsageError(
+        f"{path} holds no state_dict (found {type(obj).__name__}"
+        + (f" with keys {', '.join(map(str, list(obj)[:5]))}" if isinstance(obj, dict) else "")
+        + ")",
+        "save the weights with torch.save(model.state_dict(), path)",
+    )
+
+
+def load_state_dict(model: Any, path: str, unsafe: bool, model_name: str) -> None:
+    """Load a state_dict (or a checkpoint holding one) strictly, summarising any mismatch in one line."""
+    state = _extract_state_dict(torch_load(path, unsafe), path)
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)):
+            if keys:
+                parts.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+        raise UsageError(
+            f"weights {path} do not fit {model_name}: {'; '.join(parts)}",
+            "check that the weights were trained for this architecture",
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _load_python_callable(source: str) -> Any:
+    file_part, _, attr = source.rpartition(":")
+    path = Path(file_part).resolve()
+    module_name = f"pack_user_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot import {file_part} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise UsageError(f"{file_part}:{exc.lineno}: syntax error: {exc.msg}", "fix the model file") from exc
+    except ImportError as exc:
+        raise UsageError(f"importing {file_part} failed: {_first_line(exc)}", "install what it imports or fix the import") from exc
+    except Exception as exc:  # the user's module raised at import time
+        line = _user_frame(exc, path)
+        raise UsageError(f"importing {file_part} failed{line}: {_first_line(exc)}", "fix the model file") from exc
+    finally:
+        sys.path.remove(str(path.parent))
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module_name)
+        raise UsageError(f"{file_part} has no callable {attr!r}", f"callables found there: {', '.join(names) or 'none'}")
+    try:
+        return factory()
+    except Exception as exc:
+        line = _user_frame(exc, path)
+        raise UsageError(f"{attr}() in {file_part} raised{line} {_first_line(exc)}", "fix the factory") from exc
+
+
+def _user_frame(exc: BaseException, path: Path) -> str:
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if Path(frame.filename).resolve() == path:
+            return f" (line {frame.lineno})"
+    return ""
+
+
+def _load_model_file(path: str, unsafe: bool) -> Any:
+    import torch
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+        if is_script:
+            try:
+                return torch.jit.load(path, map_location="cpu")
+            except RuntimeError as exc:
+                raise UsageError(f"{path} is a damaged TorchScript file ({_first_line(exc)})") from exc
+    obj = torch_load(path, unsafe)
+    if isinstance(obj, torch.nn.Module):
+        return obj
+    if isinstance(obj, dict) and isinstance(obj.get("model"), torch.nn.Module):
+        return obj["model"].float()
+    raise UsageError(
+        f"{path} holds weights but no model architecture",
+        "pass a built-in name or file.py:callable as the model and this file as --weights",
+    )
+
+
+def load_module(plan: BuildPlan) -> tuple[Any, dict[str, Any]]:
+    """Return (eval-mode module, weights record for the report)."""
+    import torch
+
+    torch.manual_seed(plan.seed)
+    weights_record: dict[str, Any] = {"random": True, "seed": plan.seed}
+    if plan.source_kind == "builtin":
+        entry = plan.entry
+        missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            from .errors import EnvironmentProblem
+
+            raise EnvironmentProblem(
+                f"{entry.name} needs the Python package {missing[0]!r}",
+                "install it (pip install -e '.[all]' or pip install " + missing[0] + ")",
+            )
+        model = entry.factory()
+        if plan.weights:
+            if entry.weights == "ultralytics":
+                model = _load_ultralytics(model, plan)
+            else:
+                load_state_dict(model, plan.weights, plan.unsafe_load, entry.name)
+    elif plan.source_kind == "python":
+        model = _load_python_callable(plan.source)
+        if not isinstance(model, torch.nn.Module):
+            raise UsageError(
+                f"{plan.source} returned {type(model).__name__}, not a torch.nn.Module",
+                "make the factory return the model instance",
+            )
+        if plan.weights:
+            load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
+    else:
+        model = _load_model_file(plan.source, plan.unsafe_load)
+        weights_record = {"random": False, "file": Path(plan.source).name, "sha256": sha256_file(plan.source)}
+        if plan.weights:
+            load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
+    if plan.weights:
+        weights_record = {"random": False, "file": Path(plan.weights).name, "sha256": sha256_file(plan.weights)}
+    if plan.entry is not None and plan.entry.prepare is not None:
+        model = plan.entry.prepare(model)
+    model.eval()
+    return model, weights_record
+
+
+def _load_ultralytics(model: Any, plan: BuildPlan) -> Any:
+    """A user's ultralytics `.pt`: a state_dict loads safely; a pickled checkpoint needs --unsafe-load."""
+    import torch
+
+    obj = torch_load(plan.weights, plan.unsafe_load)
+    inner = obj.get("ema") or obj.get("model") if isinstance(obj, dict) else obj
+    if isinstance(inner, torch.nn.Module):
+        names = getattr(inner, "names", None)
+        inner = inner.float()
+        if names:
+            inner.names = names
+        return inner
+    load_state_dict(model, plan.weights, plan.unsafe_load, plan.entry.name)
+    return model

@@ -1,0 +1,59 @@
+"""`yolov8n`: Ultralytics YOLOv8-nano detector, built offline from its architecture file.
+
+The exported graph is the raw head output (N, 84, 8400): 4 box coordinates (cx, cy, w, h in input pixels) and 80
+class scores per anchor, without NMS; the handlers letterbox the image before and run NMS after.
+"""
+
+import os
+
+from ..registry import OutputSpec, TensorSpec, Tolerance, register_model
+
+
+def _coco_names():
+    import yaml
+    from importlib.resources import files
+
+    data = yaml.safe_load((files("ultralytics") / "cfg" / "datasets" / "coco.yaml").read_text())
+    return [data["names"][i] for i in sorted(data["names"])]
+
+
+def prepare_for_export(model):
+    """Put an ultralytics DetectionModel in the state its own exporter uses: fused, eval, raw head output."""
+    from ultralytics.nn.modules.head import Detect
+
+    model = model.fuse() if hasattr(model, "fuse") else model
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, Detect):
+            module.export = True  # return the (N, 84, anchors) tensor alone, not (y, features)
+            module.format = "onnx"
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@register_model(
+    "yolov8n",
+    inputs=[TensorSpec("images", (1, 3, 640, 640), "float32", (0,), range=(0.0, 1.0))],
+    outputs=[OutputSpec("output0")],
+    task="object-detection",
+    tolerance=Tolerance(atol=1e-3, rtol=1e-3),
+    preprocessing={"image_size": [640, 640], "letterbox": True, "pad_value": 114, "scale": 1 / 255.0},
+    postprocessing={
+        "format": "yolov8",
+        "conf_threshold": 0.25,
+        "iou_threshold": 0.45,
+        "max_detections": 300,
+    },
+    labels=_coco_names,
+    requires=("ultralytics",),
+    weights="ultralytics",
+    prepare=prepare_for_export,
+)
+def yolov8n():
+    """Ultralytics YOLOv8n object detector, 640x640, 80 COCO classes (3.2M parameters)."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel("yolov8n.yaml", ch=3, nc=80, verbose=False)

@@ -1,0 +1,209 @@
+"""Resolve what to build: a model argument, an optional spec and command-line overrides become one BuildPlan.
+
+Nothing here imports torch; the plan is plain data that the build pipeline and the report share.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import registry, spec as spec_mod
+from .errors import UsageError
+from .registry import DTYPES, ModelEntry, OutputSpec, TensorSpec, Tolerance
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_BATCH_SIZES = (1, 4)
+DEFAULT_SEED = 0
+DEFAULT_OPSET = 17
+
+
+@dataclass
+class BuildPlan:
+    name: str
+    version: str
+    source_kind: str  # builtin | python | file
+    source: str
+    inputs: list[TensorSpec]
+    outputs: list[OutputSpec]
+    entry: ModelEntry | None = None
+    weights: str | None = None
+    unsafe_load: bool = False
+    batch_sizes: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH_SIZES))
+    tolerance: Tolerance = Tolerance()
+    seed: int = DEFAULT_SEED
+    opset: int = DEFAULT_OPSET
+    torchscript: str = "auto"
+    task: str = "generic"
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    postprocessing: dict[str, Any] = field(default_factory=dict)
+    labels_file: str | None = None
+    device: str = "auto"
+    slim: bool = False
+
+    def output_tolerance(self, index: int) -> Tolerance:
+        out = self.outputs[index] if index < len(self.outputs) else None
+        atol = out.atol if out is not None and out.atol is not None else self.tolerance.atol
+        rtol = out.rtol if out is not None and out.rtol is not None else self.tolerance.rtol
+        return Tolerance(atol=atol, rtol=rtol)
+
+
+def parse_input(text: str) -> TensorSpec:
+    """`name:1x3x224x224[:dtype]` -> TensorSpec with the batch axis (0) dynamic."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise UsageError(f"--input {text!r} is not NAME:SHAPE[:DTYPE]", "write it like input:1x3x224x224:float32")
+    try:
+        shape = tuple(int(d) for d in parts[1].lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--input {text!r}: shape {parts[1]!r} is not numbers joined by x", "write it like 1x3x224x224") from None
+    if any(d < 1 for d in shape):
+        raise UsageError(f"--input {text!r}: every dimension must be at least 1")
+    dtype = parts[2] if len(parts) == 3 else "float32"
+    if dtype not in DTYPES:
+        raise UsageError(f"--input {text!r}: unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
+    return TensorSpec(parts[0], shape, dtype, (0,))
+
+
+def _tensor_from_spec(item: dict[str, Any]) -> TensorSpec:
+    shape = tuple(item["shape"])
+    axes = tuple(item.get("dynamic_axes", [0]))
+    bad = [a for a in axes if a >= len(shape)]
+    if bad:
+        raise UsageError(f"input {item['name']!r}: dynamic axis {bad[0]} is out of range for shape {list(shape)}")
+    rng = tuple(item["range"]) if "range" in item else None
+    if rng is not None and rng[0] >= rng[1]:
+        raise UsageError(f"input {item['name']!r}: range {list(rng)} must be [low, high] with low < high")
+    return TensorSpec(item["name"], shape, item.get("dtype", "float32"), axes, rng)
+
+
+def _output_from_spec(item: dict[str, Any]) -> OutputSpec:
+    return OutputSpec(item["name"], tuple(item.get("dynamic_axes", [0])), item.get("atol"), item.get("rtol"))
+
+
+def _classify_source(source: str) -> str:
+    if registry.get_entry(source) is not None:
+        return "builtin"
+    file_part = source.rsplit(":", 1)[0] if ".py:" in source else source
+    if file_part.endswith(".py") or ".py:" in source:
+        return "python"
+    if Path(source).exists() or source.endswith((".pt", ".pth", ".ts", ".pkl", ".bin")):
+        return "file"
+    return "unknown"
+
+
+def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any]) -> BuildPlan:
+    """Merge (built-in entry) < spec < command line into a BuildPlan; raise UsageError for anything unusable."""
+    spec: dict[str, Any] = spec_mod.load(spec_path) if spec_path else {}
+    source = model or spec.get("source")
+    if not source:
+        raise UsageError("nothing to build", "name a model (see `pack models`), a file.py:callable, or pass --spec pack.yaml with a `source:`")
+
+    kind = _classify_source(source)
+    if kind == "unknown":
+        near = registry.suggest(source)
+        hint = f"did you mean {', '.join(near)}?" if near else "run `pack models` for the built-in names"
+        raise UsageError(f"unknown model {source!r}", f"{hint} (or give path/to/file.py:callable)")
+    if kind == "python":
+        file_part, _, attr = source.rpartition(":") if ".py:" in source else (source, "", "")
+        if not attr:
+            raise UsageError(f"{source!r} names a Python file but no callable", f"write it as {source}:build_model")
+        if not Path(file_part).is_file():
+            raise UsageError(f"model source file not found: {file_part}")
+    if kind == "file" and not Path(source).is_file():
+        raise UsageError(f"model file not found: {source}")
+
+    entry = registry.get_entry(source) if kind == "builtin" else None
+    if entry is not None:
+        default_name = entry.name
+    elif kind == "python":
+        default_name = Path(source.rpartition(":")[0]).stem
+    else:
+        default_name = Path(source).stem
+    name = overrides.get("name") or spec.get("name") or default_name
+    if not NAME_RE.match(name):
+        raise UsageError(f"model name {name!r} is not usable as a folder and server name", "use letters, digits, '.', '_' or '-' (--name)")
+
+    def pick(key: str, default: Any) -> Any:
+        value = overrides.get(key)
+        if value is not None:
+            return value
+        return spec.get(key, default)
+
+    if overrides.get("inputs"):
+        inputs = list(overrides["inputs"])
+    elif "inputs" in spec:
+        inputs = [_tensor_from_spec(i) for i in spec["inputs"]]
+    elif entry is not None:
+        inputs = list(entry.inputs)
+    else:
+        raise UsageError(
+            f"{source} has no input description",
+            "add `inputs:` to a pack.yaml spec (--spec) or pass --input NAME:1x3x224x224:float32",
+        )
+    if len({i.name for i in inputs}) != len(inputs):
+        raise UsageError("input names must be unique")
+
+    if "outputs" in spec:
+        outputs = [_output_from_spec(o) for o in spec["outputs"]]
+    elif entry is not None:
+        outputs = list(entry.outputs)
+    else:
+        outputs = []  # named output / output_N once the eager model has run
+    if len({o.name for o in outputs} | {i.name for i in inputs}) != len(outputs) + len(inputs):
+        raise UsageError("input and output names must all be different")
+
+    tol = entry.tolerance if entry is not None else Tolerance()
+    spec_tol = spec.get("tolerance", {})
+    tolerance = Tolerance(
+        atol=pick("atol", spec_tol.get("atol", tol.atol)),
+        rtol=pick("rtol", spec_tol.get("rtol", tol.rtol)),
+    )
+    batch_sizes = list(pick("batch_sizes", list(DEFAULT_BATCH_SIZES)))
+    if any(b < 1 for b in batch_sizes):
+        raise UsageError(f"batch sizes must be at least 1, got {batch_sizes}")
+    if any(0 not in i.dynamic_axes for i in inputs) and batch_sizes != [inputs[0].shape[0]]:
+        static = [i.name for i in inputs if 0 not in i.dynamic_axes][0]
+        raise UsageError(
+            f"input {static!r} has no dynamic batch axis, so only batch size {inputs[0].shape[0]} can be validated",
+            f"pass --batch-sizes {inputs[0].shape[0]} or add 0 to its dynamic_axes",
+        )
+
+    version = str(pick("version", "1"))
+    if not version.isdigit() or int(version) < 1:
+        raise UsageError(f"version {version!r} must be a positive integer (TorchServe and Triton both need one)")
+
+    weights = pick("weights", None)
+    if weights is not None and not Path(weights).is_file():
+        raise UsageError(f"weights file not found: {weights}")
+    labels_file = pick("labels", None)
+    if labels_file is not None and not Path(labels_file).is_file():
+        raise UsageError(f"labels file not found: {labels_file}")
+
+    return BuildPlan(
+        name=name,
+        version=str(int(version)),
+        source_kind=kind,
+        source=source,
+        inputs=inputs,
+        outputs=outputs,
+        entry=entry,
+        weights=weights,
+        unsafe_load=bool(overrides.get("unsafe_load")),
+        batch_sizes=batch_sizes,
+        tolerance=tolerance,
+        seed=int(pick("seed", DEFAULT_SEED)),
+        opset=int(pick("opset", DEFAULT_OPSET)),
+        torchscript=pick("torchscript", "auto"),
+        task=spec.get("task", entry.task if entry else "generic"),
+        preprocessing={**(entry.preprocessing if entry else {}), **spec.get("preprocessing", {})},
+        postprocessing={**(entry.postprocessing if entry else {}), **spec.get("postprocessing", {})},
+        labels_file=labels_file,
+        device=overrides.get("device") or "auto",
+        slim=bool(overrides.get("slim")),
+    )
+
+
+__all__ = ["BuildPlan", "parse_input", "resolve", "replace"]

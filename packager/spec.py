@@ -1,0 +1,75 @@
+"""Read and check a `pack.yaml` spec against its JSON schema; errors name the failing path."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+PATH_KEYS = ("weights", "labels")
+
+
+def schema() -> dict[str, Any]:
+    return json.loads((files("packager") / "schemas" / "spec.schema.json").read_text())
+
+
+def _where(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def check(data: Any, origin: str) -> dict[str, Any]:
+    """Validate a spec mapping; raise UsageError naming the first failing path."""
+    import jsonschema
+
+    if not isinstance(data, dict):
+        raise UsageError(f"{origin}: a spec must be a mapping of keys (name, source, inputs, ...), got {type(data).__name__}")
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        err = errors[0]
+        message = err.message
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            message += f" (allowed: {', '.join(allowed)})"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UsageError(f"{origin}: {_where(err.absolute_path)}: {message}{more}", "fix the spec and build again")
+    return data
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Load a spec file; relative `source`, `weights` and `labels` paths are taken from the spec's folder."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"spec file not found: {path}", "pass the path of an existing pack.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{path}: invalid YAML{where}: {problem}", "fix the YAML syntax") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a text file", "pass a YAML spec") from exc
+    data = check(data, str(path))
+    base = path.resolve().parent
+    for key in PATH_KEYS:
+        if key in data and not Path(data[key]).is_absolute():
+            data[key] = str(base / data[key])
+    source = data.get("source")
+    if source and _looks_like_path(source):
+        file_part, sep, attr = source.partition(":") if ".py:" in source else (source, "", "")
+        if not Path(file_part).is_absolute():
+            data["source"] = str(base / file_part) + sep + attr
+    return data
+
+
+def _looks_like_path(source: str) -> bool:
+    return "/" in source or source.endswith((".py", ".pt", ".pth", ".ts")) or ".py:" in source

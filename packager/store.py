@@ -1,0 +1,113 @@
+"""The model store on disk: `<store>/<name>/<version>/`, written atomically under a per-model lock.
+
+A build writes into a temporary folder beside its target and renames it into place only when everything passed; a
+failed or interrupted build removes its temporary folder and never touches an existing version.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from .errors import EnvironmentProblem, UsageError
+
+DEFAULT_STORE = "model_store"
+
+
+def store_path(store: str | None) -> Path:
+    return Path(store or os.environ.get("PACK_STORE") or DEFAULT_STORE)
+
+
+def version_dir(store: str | Path, name: str, version: str) -> Path:
+    return Path(store) / name / str(version)
+
+
+def os_error(exc: OSError, what: str) -> Exception:
+    """Map a filesystem error to the one-line error the user sees."""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return EnvironmentProblem(f"disk full while {what} ({exc.strerror})", "free space or use --store on another disk; nothing was kept")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UsageError(f"cannot write {exc.filename or what}: {exc.strerror}", "choose a writable folder with --store or PACK_STORE")
+    return EnvironmentProblem(f"file error while {what}: {exc.strerror or exc} ({exc.filename or ''})")
+
+
+class AtomicVersion:
+    """`with AtomicVersion(store, name, version, force) as tmp:` ... write into tmp ... `.commit()`."""
+
+    def __init__(self, store: str | Path, name: str, version: str, force: bool = False):
+        self.model_dir = Path(store) / name
+        self.final = self.model_dir / str(version)
+        self.force = force
+        self.tmp = self.model_dir / f".tmp-{version}-{os.getpid()}"
+        self._lock_fd: int | None = None
+        self.committed = False
+
+    def check_free(self) -> None:
+        if self.final.exists() and not self.force:
+            raise UsageError(
+                f"{self.final} already exists",
+                "pass --force to replace it, or --version N for a new version",
+            )
+
+    def __enter__(self) -> Path:
+        try:
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+            lock_path = self.model_dir / ".lock"
+            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise os_error(exc, f"creating {self.model_dir}") from exc
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise UsageError(
+                f"another pack process is writing {self.model_dir} (lock {self.model_dir / '.lock'})",
+                "wait for it to finish and run again",
+            ) from None
+        self.check_free()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        try:
+            self.tmp.mkdir()
+        except OSError as exc:
+            self._unlock()
+            raise os_error(exc, f"creating {self.tmp}") from exc
+        return self.tmp
+
+    def commit(self) -> Path:
+        self.check_free()
+        old = None
+        if self.final.exists():
+            old = self.model_dir / f".old-{self.final.name}-{os.getpid()}"
+            os.rename(self.final, old)
+        os.rename(self.tmp, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(self.model_dir)
+        self.committed = True
+        return self.final
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __exit__(self, *exc_info) -> None:
+        if not self.committed:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        self._unlock()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
