@@ -23,6 +23,7 @@ from .plan import BuildPlan
 from .registry import OutputSpec
 from .runners import onnx_runner, pick_device, torch_runner
 from .store import AtomicVersion
+from .targets import package_all
 from .tensors import flatten_outputs, make_inputs, output_keys
 from .validate import OutputCheck, compare, first_failure, summarise, validate_model_outputs
 from .export import onnx as onnx_export, torchscript as ts_export
@@ -304,6 +305,9 @@ def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int =
             "samples": sample_paths,
             "warnings": warnings_out,
         }
+        targets = package_all(tmp, report, log)
+        if targets:
+            report["targets"] = targets
         if weights_record.get("random"):
             report["warnings"].insert(0, f"random weights (seed {plan.seed}): outputs are meaningless; pass --weights for a real model")
         report["sha256"] = {

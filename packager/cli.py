@@ -132,5 +132,187 @@ def build_cmd(model: str | None, spec: str | None, store: str, force: bool, inpu
     run(debug, body)
 
 
+def _load_build(store: str, model: str, version: str | None) -> tuple[Path, dict[str, Any]]:
+    from .build import load_report
+    from .store import find_build
+
+    folder = find_build(store, model, version)
+    return folder, load_report(folder)
+
+
+target_option = click.option(
+    "--target", type=click.Choice(["torchserve", "triton", "kserve"]), default="torchserve", show_default=True
+)
+server_options = [
+    click.option("--url", help="Use a running server at this URL instead of launching one (TorchServe: management URL)."),
+    click.option("--token-file", type=click.Path(dir_okay=False), help="TorchServe key_file.json for --url."),
+    click.option("--tritonserver", "server_binary", type=click.Path(dir_okay=False), help="tritonserver binary to launch."),
+    click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for the server and the model."),
+]
+
+
+def with_server_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(server_options):
+        fn = option(fn)
+    return fn
+
+
+def _options(store: str, **kwargs: Any) -> Any:
+    from .targets import DeployOptions
+
+    extra = kwargs.pop("extra", {})
+    return DeployOptions(store=Path(store), extra=extra, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+@main.command("deploy")
+@click.argument("model")
+@click.option("--version", "version", help="Build version to deploy (default: the latest).")
+@target_option
+@store_option
+@with_server_options
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), help="Which export to serve.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "pytorch", "python"]), help="Triton backend.")
+@click.option("--workers", type=int, help="Workers (TorchServe) or instances (Triton).")
+@click.option("--batch-size", type=int, help="Server-side batch size.")
+@click.option("--max-batch-delay", "max_batch_delay_ms", type=int, help="Milliseconds to wait to fill a batch.")
+@click.option("--runtime", type=click.Choice(["torchserve", "triton"]), help="KServe: the serving runtime.")
+@click.option("--storage-uri", help="KServe: where the storage folder will be uploaded (s3://, gs://, pvc://).")
+@click.option("--apply", "apply_", is_flag=True, help="KServe: run kubectl apply when kubectl and a context exist.")
+@common
+def deploy_cmd(model: str, version: str | None, target: str, store: str, fmt: str | None, runtime: str | None, storage_uri: str | None, apply_: bool, as_json: bool, debug: bool, **kw: Any) -> None:
+    """Deploy a built MODEL to a server (launched locally unless --url) and smoke-test it."""
+
+    def body(out: Any) -> None:
+        from .targets import call
+
+        folder, report = _load_build(store, model, version)
+        opts = _options(store, format=fmt, extra={"runtime": runtime, "storage_uri": storage_uri, "apply": apply_}, **kw)
+        result = call(target, "deploy", folder, report, opts, log)
+        _print_result(out, result, as_json)
+
+    run(debug, body)
+
+
+@main.command("status")
+@target_option
+@store_option
+@with_server_options
+@common
+def status_cmd(target: str, store: str, as_json: bool, debug: bool, **kw: Any) -> None:
+    """What is registered on the target's server: models, versions, workers."""
+
+    def body(out: Any) -> None:
+        from .targets import call
+
+        _print_result(out, call(target, "status", _options(store, **kw), log), as_json)
+
+    run(debug, body)
+
+
+@main.command("undeploy")
+@click.argument("model")
+@click.option("--version", "version", help="Only this version (default: every version).")
+@target_option
+@store_option
+@with_server_options
+@common
+def undeploy_cmd(model: str, version: str | None, target: str, store: str, as_json: bool, debug: bool, **kw: Any) -> None:
+    """Unregister MODEL from the target's server."""
+
+    def body(out: Any) -> None:
+        from .targets import call
+
+        _print_result(out, call(target, "undeploy", model, version, _options(store, **kw), log), as_json)
+
+    run(debug, body)
+
+
+@main.command("stop")
+@target_option
+@store_option
+@common
+def stop_cmd(target: str, store: str, as_json: bool, debug: bool) -> None:
+    """Stop the server that pack launched for the target."""
+
+    def body(out: Any) -> None:
+        from .targets import call
+
+        _print_result(out, call(target, "stop", _options(store), log), as_json)
+
+    run(debug, body)
+
+
+@main.command("archive")
+@click.argument("model")
+@click.option("--version", "version", help="Build version (default: the latest).")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), help="Which export the .mar serves.")
+@click.option("--batch-size", type=int, help="batch_size in model-config.yaml.")
+@click.option("--max-batch-delay", "max_batch_delay_ms", type=int, help="max_batch_delay in model-config.yaml (ms).")
+@click.option("--workers", type=int, help="minWorkers/maxWorkers in model-config.yaml.")
+@click.option("--force", is_flag=True, help="Replace an existing archive.")
+@store_option
+@common
+def archive_cmd(model: str, version: str | None, fmt: str | None, force: bool, store: str, as_json: bool, debug: bool, **kw: Any) -> None:
+    """(Re)write the TorchServe .mar and config.properties of an existing build."""
+
+    def body(out: Any) -> None:
+        from .targets import call
+
+        folder, report = _load_build(store, model, version)
+        opts = _options(store, format=fmt, extra={"force": force}, **kw)
+        _print_result(out, call("torchserve", "archive", folder, report, opts, log), as_json)
+
+    run(debug, body)
+
+
+@main.command("repo")
+@click.argument("model")
+@click.option("--version", "version", help="Build version (default: the latest).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "pytorch", "python"]), default="onnxruntime", show_default=True)
+@click.option("--instances", type=int, default=1, show_default=True, help="instance_group count.")
+@click.option("--max-batch", type=int, help="max_batch_size (0 disables batching).")
+@click.option("--force", is_flag=True, help="Replace an existing repository entry.")
+@store_option
+@common
+def repo_cmd(model: str, version: str | None, backend: str, instances: int, max_batch: int | None, force: bool, store: str, as_json: bool, debug: bool) -> None:
+    """Write a Triton model repository entry for a build."""
+
+    def body(out: Any) -> None:
+        from .targets import call
+
+        folder, report = _load_build(store, model, version)
+        opts = _options(store, backend=backend, extra={"instances": instances, "max_batch": max_batch, "force": force})
+        _print_result(out, call("triton", "repo", folder, report, opts, log), as_json)
+
+    run(debug, body)
+
+
+@main.command("check-repo")
+@click.argument("repository", type=click.Path(file_okay=False))
+@common
+def check_repo_cmd(repository: str, as_json: bool, debug: bool) -> None:
+    """Check a Triton model repository offline: every config.pbtxt against its model files."""
+
+    def body(out: Any) -> None:
+        from .targets import call
+
+        _print_result(out, call("triton", "check_repo", Path(repository), log), as_json)
+
+    run(debug, body)
+
+
+def _print_result(out: Any, result: dict[str, Any], as_json: bool) -> None:
+    """JSON document with --json; otherwise the target's `summary` line(s), or key: value lines."""
+    if as_json:
+        emit_json(out, result)
+        return
+    summary = result.get("summary")
+    if summary:
+        out.write(summary.rstrip("\n") + "\n")
+        return
+    for key, value in result.items():
+        out.write(f"{key}: {value}\n")
+
+
 if __name__ == "__main__":
     main()

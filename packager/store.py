@@ -111,3 +111,22 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def versions(store: str | Path, name: str) -> list[str]:
+    folder = Path(store) / name
+    if not folder.is_dir():
+        return []
+    return sorted((p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "report.json").is_file()), key=int)
+
+
+def find_build(store: str | Path, name: str, version: str | None = None) -> Path:
+    """The folder of build `name` at `version` (default: the highest version in the store)."""
+    found = versions(store, name)
+    if not found:
+        raise UsageError(f"no build of {name!r} in {store}", f"run `pack build {name} --store {store}` first")
+    if version is None:
+        return Path(store) / name / found[-1]
+    if str(version) not in found:
+        raise UsageError(f"{name!r} has no version {version} in {store} (versions: {', '.join(found)})")
+    return Path(store) / name / str(version)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up everything pack needs in ./.venv (idempotent): Python packages, then each server's setup script.
+# Usage: bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV" >&2
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.pack-setup-$(cat setup.cfg scripts/setup*.sh | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing pack and its dependencies into $VENV (first run: a few minutes)" >&2
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  # torch/torchvision pinned to the releases this machine kind carries locally (see README, "Environment").
+  "$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" >&2
+  "$VENV/bin/python" -m pip install -q -e '.[all]' >&2
+  for extra in scripts/setup-*.sh; do
+    [ -f "$extra" ] && bash "$extra" >&2
+  done
+  rm -f "$VENV"/.pack-setup-*
+  touch "$stamp"
+fi
