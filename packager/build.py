@@ -7,6 +7,7 @@ nothing behind and never replaces a good version.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import platform
 import sys
 import time
@@ -124,7 +125,7 @@ def _raise_parity(fmt: str, checks: list[OutputCheck], extra: str = "") -> None:
     where = f"output {bad.output!r} " if bad.output != "*" else ""
     raise ValidationFailed(
         f"parity failure: {fmt} {where}at batch {bad.batch}: {bad.reason}{extra}",
-        "the export does not match the eager model; see report figures with --debug, or adjust tolerance if expected",
+        "nothing was written; loosen `tolerance` only if this difference is expected for the model",
     )
 
 
@@ -137,6 +138,78 @@ def _labels(plan: BuildPlan, model: Any) -> list[str] | None:
     if plan.entry is not None and plan.entry.labels is not None:
         return plan.entry.labels()
     return None
+
+
+@dataclass
+class TorchScriptResult:
+    checks: list[OutputCheck]
+    info: dict[str, Any]
+    module: Any  # what the ONNX exporter starts from: the scripted module when tracing was unsafe, else the eager one
+    warning: str | None = None
+
+
+def _export_torchscript(model: Any, example: list[Any], plan: BuildPlan, path: Path, metadata: dict[str, Any],
+                        check: Callable[[Path], list[OutputCheck]], log: Log) -> TorchScriptResult:
+    """Trace (default) or script, save, and validate the saved file.
+
+    In `auto` mode a trace that failed, failed the parity gate, or drew tracer warnings (Python values baked into the
+    graph) is replaced by torch.jit.script when the scripted module passes the gate; otherwise the trace is judged on
+    its own checks.
+    """
+
+    def attempt(method: str) -> tuple[Any, list[str], list[OutputCheck], float]:
+        t0 = time.perf_counter()
+        module, notes = ts_export.trace(model, example) if method == "trace" else (ts_export.script(model), [])
+        ts_export.save(module, path, metadata)
+        return module, notes, check(path), round(time.perf_counter() - t0, 3)
+
+    if plan.torchscript == "script":
+        log("exporting TorchScript (script)")
+        try:
+            scripted, _, checks, seconds = attempt("script")
+        except OSError:
+            raise
+        except Exception as exc:
+            raise ValidationFailed(f"TorchScript script failed: {_first(exc)}", "try --torchscript trace") from exc
+        return TorchScriptResult(checks, {"method": "script", "seconds": seconds}, scripted)
+
+    log("exporting TorchScript (trace)")
+    traced = None
+    try:
+        traced, notes, checks, seconds = attempt("trace")
+        bad = first_failure(checks)
+        problem = bad.reason if bad else ("tracer warnings: " + "; ".join(n.split(". ")[0] for n in notes) if notes else "")
+    except OSError:
+        raise
+    except Exception as exc:
+        if plan.torchscript == "trace":
+            raise ValidationFailed(f"TorchScript trace failed: {_first(exc)}", "try --torchscript script") from exc
+        notes, checks, seconds, problem = [], [], 0.0, f"trace failed: {_first(exc)}"
+    info = {"method": "trace", "tracer_warnings": notes, "seconds": seconds}
+    if plan.torchscript == "trace" or not problem:
+        return TorchScriptResult(checks, info, model)
+
+    log(f"tracing looks unsafe ({problem[:200]}); trying torch.jit.script")
+    try:
+        scripted, _, script_checks, seconds = attempt("script")
+        if first_failure(script_checks) is None:
+            return TorchScriptResult(
+                script_checks,
+                {"method": "script", "fallback_from_trace": problem, "seconds": seconds},
+                scripted,
+                f"TorchScript: tracing was unsafe ({problem[:200]}); scripted instead",
+            )
+    except OSError:
+        raise
+    except Exception as exc:
+        log(f"torch.jit.script failed too: {_first(exc)}")
+    if traced is None:
+        raise ValidationFailed(f"TorchScript export failed ({problem}) and torch.jit.script failed as well", "rerun with --debug")
+    ts_export.save(traced, path, metadata)  # scripting did not help: ship the trace, judged by its own checks
+    warning = None
+    if first_failure(checks) is None:
+        warning = f"TorchScript: {problem[:200]}; scripting failed, and the trace passed validation at batch sizes {plan.batch_sizes}"
+    return TorchScriptResult(checks, info, model, warning)
 
 
 def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int = 10) -> tuple[dict[str, Any], Path]:
@@ -172,54 +245,17 @@ def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int =
         validation: dict[str, Any] = {}
         export_info: dict[str, Any] = {}
 
-        # TorchScript: trace, validate the saved file; script when asked, or when tracing looked unsafe or failed.
         ts_path = tmp / TORCHSCRIPT_FILE
-        ts_info: dict[str, Any] = {}
-        checks: list[OutputCheck] = []
-        trace_error = ""
-        if plan.torchscript in ("auto", "trace"):
-            log("exporting TorchScript (trace)")
-            t0 = time.perf_counter()
-            try:
-                traced, tracer_warnings = ts_export.trace(model, example)
-                ts_export.save(traced, ts_path, metadata)
-                checks = validate_model_outputs(torch_runner(ts_export.load(ts_path, device), device), cases, names, tolerances)
-                ts_info = {"method": "trace", "tracer_warnings": tracer_warnings, "seconds": round(time.perf_counter() - t0, 3)}
-            except Exception as exc:
-                if plan.torchscript == "trace":
-                    raise ValidationFailed(f"TorchScript trace failed: {_first(exc)}", "try --torchscript script") from exc
-                trace_error = _first(exc)
-                tracer_warnings = []
-            unsafe = bool(trace_error or tracer_warnings or first_failure(checks))
-            if plan.torchscript == "auto" and unsafe:
-                why = trace_error or (first_failure(checks).reason if first_failure(checks) else "tracer warnings: " + "; ".join(tracer_warnings)[:200])
-                log(f"tracing looks unsafe ({why}); trying torch.jit.script")
-                try:
-                    t0 = time.perf_counter()
-                    scripted = ts_export.script(model)
-                    ts_export.save(scripted, ts_path.with_suffix(".script"), metadata)
-                    script_checks = validate_model_outputs(torch_runner(ts_export.load(ts_path.with_suffix(".script"), device), device), cases, names, tolerances)
-                    if first_failure(script_checks) is None:
-                        ts_path.with_suffix(".script").replace(ts_path)
-                        checks = script_checks
-                        ts_info = {"method": "script", "fallback_from_trace": why, "seconds": round(time.perf_counter() - t0, 3)}
-                        warnings_out.append(f"TorchScript: tracing was unsafe ({why}); scripted instead")
-                except Exception as exc:
-                    log(f"torch.jit.script failed too: {_first(exc)}")
-                ts_path.with_suffix(".script").unlink(missing_ok=True)
-                if trace_error and not ts_info:
-                    raise ValidationFailed(f"TorchScript export failed: trace: {trace_error}; script failed as well", "see --debug")
-                if ts_info.get("method") == "trace" and tracer_warnings and first_failure(checks) is None:
-                    warnings_out.append("TorchScript: the tracer warned (" + "; ".join(tracer_warnings)[:300] + ") and scripting failed; the trace passed validation at batch sizes " + str(plan.batch_sizes))
-        else:
-            log("exporting TorchScript (script)")
-            t0 = time.perf_counter()
-            try:
-                ts_export.save(ts_export.script(model), ts_path, metadata)
-            except Exception as exc:
-                raise ValidationFailed(f"TorchScript script failed: {_first(exc)}", "try --torchscript trace") from exc
-            checks = validate_model_outputs(torch_runner(ts_export.load(ts_path, device), device), cases, names, tolerances)
-            ts_info = {"method": "script", "seconds": round(time.perf_counter() - t0, 3)}
+
+        def check_file(path: Path) -> list[OutputCheck]:
+            return validate_model_outputs(torch_runner(ts_export.load(path, device), device), cases, names, tolerances)
+
+        ts = _export_torchscript(model, example, plan, ts_path, metadata, check_file, log)
+        checks = ts.checks
+        ts_info = ts.info
+        onnx_source = ts.module
+        if ts.warning:
+            warnings_out.append(ts.warning)
         validation["torchscript"] = summarise(checks)
         _raise_parity(f"torchscript ({ts_info.get('method', 'trace')})", checks)
         export_info["torchscript"] = ts_info
@@ -229,8 +265,8 @@ def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int =
         onnx_path = tmp / ONNX_FILE
         t0 = time.perf_counter()
         try:
-            export_info["onnx"] = onnx_export.export(model, example, plan.inputs, outputs, onnx_path, plan.opset, metadata, plan.slim)
-        except ValidationFailed:
+            export_info["onnx"] = onnx_export.export(onnx_source, example, plan.inputs, outputs, onnx_path, plan.opset, metadata, plan.slim)
+        except (ValidationFailed, OSError):
             raise
         except Exception as exc:
             raise ValidationFailed(f"ONNX export failed: {_first(exc)}", "try another --opset, or report the operator that failed") from exc

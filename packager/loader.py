@@ -44,10 +44,15 @@ def torch_load(path: str, unsafe: bool) -> Any:
         raise UsageError(f"{path} is empty (0 bytes)", "point to a complete weights file")
     try:
         return torch.load(path, map_location="cpu", weights_only=not unsafe)
-    except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+    except (pickle.UnpicklingError, KeyError) as exc:
+        msg = str(exc)
+        with p.open("rb") as fh:
+            head = fh.read(2)
+        if "GLOBAL" in msg or "Unsupported class" in msg:
             raise UsageError(f"{path} holds Python objects, not only tensors, so safe loading refused it", UNSAFE_HINT) from exc
-        raise UsageError(f"{path} is not a PyTorch weights file ({_first_line(exc)})", "pass a file written by torch.save") from exc
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            raise UsageError(f"{path} is a plain pickle, not a torch.save file, so safe loading cannot read it", UNSAFE_HINT) from exc
+        raise UsageError(f"{path} is not a PyTorch weights file", "pass a file written by torch.save") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         with p.open("rb") as fh:
             zip_magic = fh.read(2) == b"PK"

@@ -29,7 +29,7 @@ def os_error(exc: OSError, what: str) -> Exception:
     """Map a filesystem error to the one-line error the user sees."""
     if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return EnvironmentProblem(f"disk full while {what} ({exc.strerror})", "free space or use --store on another disk; nothing was kept")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOENT):
         return UsageError(f"cannot write {exc.filename or what}: {exc.strerror}", "choose a writable folder with --store or PACK_STORE")
     return EnvironmentProblem(f"file error while {what}: {exc.strerror or exc} ({exc.filename or ''})")
 

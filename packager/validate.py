@@ -61,7 +61,7 @@ def compare(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, batch: int
         index = tuple(int(i) for i in np.argwhere(finite)[worst])
         reason = (
             f"max abs error {max_abs:.3g} exceeds atol {tol.atol:g} + rtol {tol.rtol:g} x |eager| "
-            f"(worst at index {list(index)}: export {a[index]:.6g}, eager {e[index]:.6g})"
+            f"(worst at index {list(index)}: export {a[index]:.9g}, eager {e[index]:.9g})"
         )
         return OutputCheck(batch, name, False, max_abs, max_rel, reason)
     return OutputCheck(batch, name, True, max_abs, max_rel)

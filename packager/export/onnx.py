@@ -6,6 +6,7 @@ Why not the dynamo exporter: on torch 2.14 it needs onnxscript and takes several
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -39,13 +40,14 @@ def export(
     input_names = [i.name for i in inputs]
     output_names = [o.name for o in outputs]
     dynamic = {**_axes(input_names, [i.dynamic_axes for i in inputs]), **_axes(output_names, [o.dynamic_axes for o in outputs])}
+    buffer = io.BytesIO()  # serialised in memory; written below with Python I/O (a full disk is an OSError)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.no_grad():
             torch.onnx.export(
                 model,
                 tuple(example),
-                str(path),
+                buffer,
                 dynamo=False,
                 opset_version=opset,
                 input_names=input_names,
@@ -53,7 +55,7 @@ def export(
                 dynamic_axes=dynamic,
                 do_constant_folding=True,
             )
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buffer.getvalue())
     if slim:
         try:
             import onnxslim

@@ -31,11 +31,17 @@ def script(model: Any) -> Any:
 
 
 def save(module: Any, path: Path, metadata: dict[str, Any]) -> None:
+    """Serialise in memory, then write with Python I/O: a full disk raises OSError instead of aborting in C++."""
+    import io
+
     import torch
 
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.jit.save(module, str(path), _extra_files={EXTRA_FILE: json.dumps(metadata, sort_keys=True)})
+        torch.jit.save(module, buffer, _extra_files={EXTRA_FILE: json.dumps(metadata, sort_keys=True)})
+    with open(path, "wb") as fh:
+        fh.write(buffer.getbuffer())
 
 
 def load(path: Path, device: str) -> Any:

@@ -1,0 +1,116 @@
+"""pack build on the tiny model: report contract, metadata, atomic versions, the parity gate, measurement."""
+
+import hashlib
+import json
+import zipfile
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import run_pack
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    store = tmp_path_factory.mktemp("tiny-store")
+    proc = run_pack("build", "tiny", "--store", str(store), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return store, json.loads(proc.stdout), proc
+
+
+def test_json_on_stdout_logs_on_stderr(tiny_build):
+    _, report, proc = tiny_build
+    assert proc.stdout.lstrip().startswith("{") and proc.stdout.rstrip().endswith("}")
+    assert "pack: exporting ONNX" in proc.stderr
+
+
+def test_report_has_the_keys_ci_relies_on(tiny_build):
+    store, report, _ = tiny_build
+    folder = store / "tiny" / "1"
+    assert report["name"] == "tiny" and report["version"] == "1"
+    assert report["artifacts"] == {"torchscript": "model.pt", "onnx": "model.onnx"}
+    for fmt in ("torchscript", "onnx"):
+        v = report["validation"][fmt]
+        assert v["passed"] is True
+        assert 0 <= v["max_abs_error"] < 1e-5 and v["max_rel_error"] >= 0
+        assert {c["batch"] for c in v["checks"]} == {1, 4}
+    assert report["samples"]["inputs"] == ["samples/input.input.npy"]
+    assert report["samples"]["outputs"] == ["samples/output.logits.npy"]
+    for rel, digest in report["sha256"].items():
+        assert hashlib.sha256((folder / rel).read_bytes()).hexdigest() == digest
+    assert {"model.pt", "model.onnx", "samples/input.input.npy", "labels.txt"} <= set(report["sha256"])
+    assert report["weights"] == {"random": True, "seed": 0}
+    assert any("random weights" in w for w in report["warnings"])
+    for key in ("pack", "torch", "onnx", "onnxruntime"):
+        assert report["versions"][key]
+    assert report["inputs"][0] == {"name": "input", "shape": [1, 3, 32, 32], "dtype": "float32", "dynamic_axes": [0]}
+    assert report["outputs"][0]["shape"] == [1, 10]
+    assert json.loads((folder / "report.json").read_text())["sha256"] == report["sha256"]
+    assert report["path"] == str(folder.resolve())
+
+
+def test_samples_are_the_eager_outputs(tiny_build):
+    store, report, _ = tiny_build
+    folder = store / "tiny" / "1"
+    x = np.load(folder / report["samples"]["inputs"][0])
+    y = np.load(folder / report["samples"]["outputs"][0])
+    import torch
+
+    ts = torch.jit.load(str(folder / "model.pt"))
+    np.testing.assert_allclose(ts(torch.from_numpy(x)).detach().numpy(), y, atol=1e-5)
+    assert x.shape == (1, 3, 32, 32) and y.shape == (1, 10)
+
+
+def test_exports_carry_metadata_and_dynamic_batch(tiny_build):
+    store, _, _ = tiny_build
+    folder = store / "tiny" / "1"
+    proto = onnx.load(str(folder / "model.onnx"))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["pack.name"] == "tiny" and meta["pack.version"] == "1"
+    assert json.loads(meta["pack.preprocessing"])["mean"] == [0.5, 0.5, 0.5]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    with zipfile.ZipFile(folder / "model.pt") as zf:
+        extra = [n for n in zf.namelist() if n.endswith("extra/pack.json")]
+        assert extra and json.loads(zf.read(extra[0]))["outputs"] == ["logits"]
+
+
+def test_performance_is_recorded_per_format_and_batch(tiny_build):
+    _, report, proc = tiny_build
+    for fmt in ("eager", "torchscript", "onnx"):
+        for batch in ("1", "4"):
+            p = report["performance"][fmt][batch]
+            assert p["iterations"] >= 3 and p["p50_ms"] > 0 and p["p95_ms"] >= p["p50_ms"] and p["throughput_per_s"] > 0
+
+
+def test_summary_table_and_random_weights_warning(tmp_path):
+    proc = run_pack("build", "tiny", "--store", str(tmp_path), "--iterations", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING: random weights (seed 0)" in proc.stdout
+    assert "onnx" in proc.stdout and "p95 ms" in proc.stdout and "pass" in proc.stdout
+
+
+def test_existing_version_is_kept_unless_force(tiny_build):
+    store, report, _ = tiny_build
+    folder = store / "tiny" / "1"
+    before = (folder / "model.onnx").stat().st_mtime_ns
+    proc = run_pack("build", "tiny", "--store", str(store))
+    assert proc.returncode == 2 and "already exists" in proc.stderr and "--force" in proc.stderr
+    assert (folder / "model.onnx").stat().st_mtime_ns == before
+    proc = run_pack("build", "tiny", "--store", str(store), "--version", "2", "--json", "--iterations", "0")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["version"] == "2"
+    proc = run_pack("build", "tiny", "--store", str(store), "--version", "2", "--force", "--seed", "3", "--iterations", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((store / "tiny" / "2" / "report.json").read_text())["seed"] == 3
+    assert sorted(p.name for p in (store / "tiny").iterdir() if not p.name.startswith(".")) == ["1", "2"]
+    assert not [p for p in (store / "tiny").iterdir() if p.name.startswith((".tmp", ".old"))]
+
+
+def test_same_inputs_give_identical_exports(tmp_path):
+    """Two builds of the same model with the same seed give byte-identical ONNX, TorchScript and samples."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for store in (a, b):
+        assert run_pack("build", "tiny", "--store", str(store), "--iterations", "0").returncode == 0
+    ra = json.loads((a / "tiny/1/report.json").read_text())["sha256"]
+    rb = json.loads((b / "tiny/1/report.json").read_text())["sha256"]
+    assert ra == rb
