@@ -1,0 +1,164 @@
+"""TorchServe configuration files, written from data structures: model-config.yaml (inside the .mar) and
+config.properties (server side). No string templates: YAML through yaml.safe_dump, the `models` value through json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import yaml
+
+# Defaults when neither the command line nor the build says otherwise.
+DEFAULT_BATCH_SIZE = 4
+DEFAULT_MAX_BATCH_DELAY_MS = 20
+DEFAULT_WORKERS = 1
+DEFAULT_RESPONSE_TIMEOUT_S = 120
+# Large enough for raw-tensor JSON of detector outputs (TorchServe's default is 6.5 MB).
+MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+DEFAULT_PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc_inference": 7070, "grpc_management": 7071}
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """What model-config.yaml and registration carry: batching, workers, timeouts, the served format."""
+
+    format: str = "onnx"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_batch_delay_ms: int = DEFAULT_MAX_BATCH_DELAY_MS
+    min_workers: int = DEFAULT_WORKERS
+    max_workers: int = DEFAULT_WORKERS
+    response_timeout_s: int = DEFAULT_RESPONSE_TIMEOUT_S
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def settings_from(report: dict[str, Any], fmt: str | None = None, batch_size: int | None = None, max_batch_delay_ms: int | None = None, workers: int | None = None) -> ServingSettings:
+    """Settings for a build: explicit options first, then what the build's report recorded, then the defaults."""
+    from ...errors import UsageError
+
+    recorded = ((report.get("targets") or {}).get("torchserve") or {}).get("settings") or {}
+    batchable = all(0 in i.get("dynamic_axes", [0]) for i in report.get("inputs", []))
+    fmt = fmt or recorded.get("format") or "onnx"
+    if fmt not in ("onnx", "torchscript"):
+        raise UsageError(f"unknown format {fmt!r}", "use onnx or torchscript")
+    size = batch_size if batch_size is not None else recorded.get("batch_size", DEFAULT_BATCH_SIZE if batchable else 1)
+    delay = max_batch_delay_ms if max_batch_delay_ms is not None else recorded.get("max_batch_delay_ms", DEFAULT_MAX_BATCH_DELAY_MS)
+    count = workers if workers is not None else recorded.get("min_workers", DEFAULT_WORKERS)
+    for label, value, low in (("--batch-size", size, 1), ("--max-batch-delay", delay, 0), ("--workers", count, 1)):
+        if int(value) < low:
+            raise UsageError(f"{label} {value} is out of range", f"use a value of at least {low}")
+    if size > 1 and not batchable:
+        raise UsageError(f"--batch-size {size}: the model's inputs have no dynamic batch axis", "use --batch-size 1")
+    return ServingSettings(
+        format=fmt,
+        batch_size=int(size),
+        max_batch_delay_ms=int(delay),
+        min_workers=int(count),
+        max_workers=int(count),
+        response_timeout_s=int(recorded.get("response_timeout_s", DEFAULT_RESPONSE_TIMEOUT_S)),
+    )
+
+
+def handler_settings(report: dict[str, Any], handler_file: str, labels_file: str | None) -> dict[str, Any]:
+    """The `handler:` section of model-config.yaml: what the handler reads at start (thresholds, top-k, labels)."""
+    post = report.get("postprocessing") or {}
+    section: dict[str, Any] = {}
+    if handler_file == "pack_classifier.py":
+        section["top_k"] = int(post.get("top_k", 5))
+    elif handler_file == "pack_detector.py":
+        section["conf_threshold"] = float(post.get("conf_threshold", 0.25))
+        section["iou_threshold"] = float(post.get("iou_threshold", 0.45))
+        section["max_detections"] = int(post.get("max_detections", 300))
+    if labels_file:
+        section["labels_file"] = labels_file
+    return section
+
+
+def model_config(settings: ServingSettings, handler: dict[str, Any]) -> dict[str, Any]:
+    """model-config.yaml as a dict (TorchServe's key names)."""
+    return {
+        "minWorkers": settings.min_workers,
+        "maxWorkers": settings.max_workers,
+        "batchSize": settings.batch_size,
+        "maxBatchDelay": settings.max_batch_delay_ms,
+        "responseTimeout": settings.response_timeout_s,
+        "handler": {"format": settings.format, **handler},
+    }
+
+
+def model_config_yaml(config: dict[str, Any]) -> str:
+    return "# TorchServe model configuration, written by pack\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def models_entry(name: str, version: str, mar_name: str, settings: ServingSettings, default: bool = True) -> dict[str, Any]:
+    return {
+        name: {
+            str(version): {
+                "defaultVersion": default,
+                "marName": mar_name,
+                "minWorkers": settings.min_workers,
+                "maxWorkers": settings.max_workers,
+                "batchSize": settings.batch_size,
+                "maxBatchDelay": settings.max_batch_delay_ms,
+                "responseTimeout": settings.response_timeout_s,
+            }
+        }
+    }
+
+
+def _escape(value: str) -> str:
+    """A java.util.Properties value: backslashes and line breaks escaped, leading blanks kept."""
+    out = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return "\\" + out if out[:1] in (" ", "\t") else out
+
+
+def config_properties(
+    model_store: str,
+    host: str = "127.0.0.1",
+    ports: dict[str, int] | None = None,
+    load_models: list[str] | None = None,
+    models: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    comment: str = "",
+) -> str:
+    """config.properties text. Token authorization stays on (TorchServe's default); the model API is enabled."""
+    p = {**DEFAULT_PORTS, **(ports or {})}
+    props: dict[str, Any] = {
+        "inference_address": f"http://{host}:{p['inference']}",
+        "management_address": f"http://{host}:{p['management']}",
+        "metrics_address": f"http://{host}:{p['metrics']}",
+        "grpc_inference_address": host,
+        "grpc_management_address": host,
+        "grpc_inference_port": p["grpc_inference"],
+        "grpc_management_port": p["grpc_management"],
+        "model_store": model_store,
+        "load_models": ",".join(load_models) if load_models else "",
+        "models": json.dumps(models or {}, sort_keys=True, separators=(",", ":")),
+        "metrics_mode": "prometheus",
+        "enable_model_api": "true",
+        "default_workers_per_model": DEFAULT_WORKERS,
+        "max_request_size": MAX_MESSAGE_BYTES,
+        "max_response_size": MAX_MESSAGE_BYTES,
+        **(extra or {}),
+    }
+    if not props["load_models"]:
+        del props["load_models"]
+    if props["models"] == "{}":
+        del props["models"]
+    lines = [f"# {line}" for line in comment.splitlines()] if comment else []
+    lines.append("# Token authorization is on (TorchServe's default): clients send `Authorization: Bearer <key>` from key_file.json.")
+    lines += [f"{key}={_escape(str(value))}" for key, value in props.items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Read back a config.properties written by `config_properties` (one key=value per line)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith(("#", "!")):
+            continue
+        key, _, value = line.partition("=")
+        out[key.strip()] = value.replace("\\\\", "\\")
+    return out

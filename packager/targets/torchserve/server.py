@@ -1,0 +1,323 @@
+"""Launch, find and stop the local TorchServe that pack runs for a model store.
+
+Everything of one server lives in `<store>/.servers/torchserve/`: config.properties, model-store/ (the .mar files it
+serves), tmp/ (its TMPDIR and TEMP: PID file, worker sockets, unpacked models), logs/, key_file.json (mode 0600,
+written by TorchServe in its start folder) and state.json (pid, ports, URLs). Addresses are loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ...errors import EnvironmentProblem
+from .client import ApiError, InferenceClient, Unreachable
+from .config import config_properties
+
+Log = Callable[[str], None]
+PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+TOKEN_EXPIRATION_MIN = 7 * 24 * 60  # keys of a launched server stay valid a week (TorchServe's default is 60 minutes)
+
+
+def server_root(store: Path) -> Path:
+    return Path(store) / ".servers" / "torchserve"
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports that are free on `host` right now (bound to port 0, then released)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def find_java() -> str | None:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return os.path.join(home, "bin", "java")
+    return shutil.which("java")
+
+
+def find_torchserve() -> str | None:
+    beside = Path(sys.executable).parent / "torchserve"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("torchserve")
+
+
+def read_tokens(key_file: Path) -> dict[str, str]:
+    """{"management": key, "inference": key} from a TorchServe key_file.json (the keys are never printed)."""
+    try:
+        doc = json.loads(Path(key_file).read_text())
+    except FileNotFoundError:
+        raise EnvironmentProblem(f"TorchServe key file {key_file} does not exist", "pass the key_file.json of the server with --token-file") from None
+    except (OSError, ValueError) as exc:
+        raise EnvironmentProblem(f"cannot read TorchServe key file {key_file}: {type(exc).__name__}", "pass the key_file.json the server wrote") from None
+    out = {}
+    for kind in ("management", "inference"):
+        entry = doc.get(kind)
+        if isinstance(entry, dict) and entry.get("key"):
+            out[kind] = str(entry["key"])
+    if len(out) != 2:
+        raise EnvironmentProblem(f"{key_file} has no management and inference keys", "pass the key_file.json TorchServe wrote at start")
+    return out
+
+
+class LocalServer:
+    """The TorchServe pack launched for one store (at most one per store)."""
+
+    def __init__(self, store: Path):
+        self.root = server_root(store).resolve()
+        self.state_file = self.root / "state.json"
+        self.config_file = self.root / "config.properties"
+        self.model_store = self.root / "model-store"
+        self.tmp = self.root / "tmp"
+        self.logs = self.root / "logs"
+        self.key_file = self.root / "key_file.json"
+        self.launch_log = self.logs / "launch.log"
+
+    # ------------------------------------------------------------ state
+    def state(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def running(self) -> dict[str, Any] | None:
+        """The state of a live server launched here, else None (a stale state file is ignored)."""
+        state = self.state()
+        if state and pid_alive(state.get("pid")) and self._ours(state["pid"]):
+            return state
+        return None
+
+    def _ours(self, pid: int) -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            return True  # no /proc: trust the pid
+        return str(self.root) in cmdline or "model-server" in cmdline or "org.pytorch.serve" in cmdline
+
+    def tokens(self) -> dict[str, str]:
+        return read_tokens(self.key_file)
+
+    def log_path(self) -> Path:
+        return self.logs / "ts_log.log"
+
+    # ------------------------------------------------------------ start
+    def start(self, timeout: float, log: Log) -> dict[str, Any]:
+        """Reuse the running server, or launch one on free loopback ports and wait for /ping."""
+        state = self.running()
+        if state:
+            return state
+        java = find_java()
+        if not java:
+            raise EnvironmentProblem(
+                "Java was not found (TorchServe's frontend is a Java program)",
+                "install a JDK 11+ (Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME; scripts/setup-torchserve.sh does it",
+            )
+        torchserve = find_torchserve()
+        if not torchserve:
+            raise EnvironmentProblem("the torchserve command is not installed", "pip install 'torchserve==0.12.0' (or run scripts/setup.sh)")
+        for folder in (self.root, self.model_store, self.tmp, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        stale_pid = self.tmp / ".model_server.pid"
+        if stale_pid.exists():
+            try:
+                old = int(stale_pid.read_text().strip() or 0)
+            except ValueError:
+                old = 0
+            if pid_alive(old) and self._ours(old):
+                raise EnvironmentProblem(f"a TorchServe (pid {old}) already runs from {self.root} without pack's state file", f"stop it with `pack stop --store {self.root.parents[1]}` or kill {old}")
+            stale_pid.unlink()
+        self.key_file.unlink(missing_ok=True)
+        host = "127.0.0.1"
+        ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES), host)))
+        self.config_file.write_text(
+            config_properties(
+                str(self.model_store),
+                host=host,
+                ports=ports,
+                extra={"token_expiration_min": TOKEN_EXPIRATION_MIN},
+                comment="TorchServe launched by `pack deploy` for this store; pack rewrites this file at each launch.",
+            )
+        )
+        env = {
+            **os.environ,
+            "TMPDIR": str(self.tmp),
+            "TEMP": str(self.tmp),
+            "LOG_LOCATION": str(self.logs),
+            "METRICS_LOCATION": str(self.logs),
+            "PATH": f"{Path(torchserve).parent}{os.pathsep}{Path(java).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        log(f"starting TorchServe on {host} (inference {ports['inference']}, management {ports['management']}); logs in {self.logs}")
+        started = time.monotonic()
+        with open(self.launch_log, "ab") as out:
+            try:
+                proc = subprocess.run(
+                    [torchserve, "--start", "--ts-config", str(self.config_file), "--model-store", str(self.model_store), "--ncs"],
+                    cwd=self.root,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=max(30.0, timeout),
+                )
+            except subprocess.TimeoutExpired:
+                raise EnvironmentProblem(f"`torchserve --start` did not return within {timeout:.0f} s", f"see {self.launch_log}") from None
+        if proc.returncode != 0:
+            raise EnvironmentProblem(f"`torchserve --start` failed with exit code {proc.returncode}", f"see {self.launch_log}")
+        pid = self._wait_pid(started, timeout)
+        state = {
+            "pid": pid,
+            "host": host,
+            "ports": ports,
+            "inference_url": f"http://{host}:{ports['inference']}",
+            "management_url": f"http://{host}:{ports['management']}",
+            "metrics_url": f"http://{host}:{ports['metrics']}",
+            "key_file": str(self.key_file),
+            "model_store": str(self.model_store),
+            "logs": str(self.logs),
+            "config": str(self.config_file),
+            "torchserve": torchserve,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        tmp_state = self.state_file.with_suffix(".tmp")
+        tmp_state.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp_state, self.state_file)
+        try:
+            self._wait_healthy(state, started, timeout)
+        except EnvironmentProblem:
+            self.stop(lambda m: None)
+            raise
+        log(f"TorchServe is healthy after {time.monotonic() - started:.1f} s (pid {pid})")
+        return state
+
+    def _wait_pid(self, started: float, timeout: float) -> int:
+        pid_file = self.tmp / ".model_server.pid"
+        while time.monotonic() - started < timeout:
+            if pid_file.exists():
+                try:
+                    return int(pid_file.read_text().strip())
+                except ValueError:
+                    pass
+            time.sleep(0.1)
+        raise EnvironmentProblem(f"TorchServe wrote no PID file within {timeout:.0f} s", f"see {self.launch_log}")
+
+    def _port_problem(self) -> str | None:
+        for path in (self.launch_log, self.log_path()):
+            try:
+                text = path.read_text(errors="replace")[-20000:]
+            except OSError:
+                continue
+            if "Address already in use" in text or "BindException" in text:
+                return str(path)
+        return None
+
+    def _wait_healthy(self, state: dict[str, Any], started: float, timeout: float) -> None:
+        while True:
+            elapsed = time.monotonic() - started
+            taken = self._port_problem()
+            if taken:
+                raise EnvironmentProblem(f"TorchServe could not bind its ports (a port is already in use; see {taken})", "run the command again (pack picks new free ports) or stop what holds the port")
+            if not pid_alive(state["pid"]):
+                raise EnvironmentProblem(f"TorchServe exited during start-up; see its log {self.log_path()}", f"and {self.launch_log}")
+            if self.key_file.exists():
+                try:
+                    client = InferenceClient(state["inference_url"], self.tokens()["inference"], timeout=5)
+                    if client.ping(timeout=5).lower() == "healthy":
+                        os.chmod(self.key_file, 0o600)
+                        return
+                except (Unreachable, ApiError, EnvironmentProblem):
+                    pass
+            if elapsed > timeout:
+                raise EnvironmentProblem(f"TorchServe did not become healthy within {timeout:.0f} s; see its log {self.log_path()}", "raise --timeout on a slow machine")
+            time.sleep(0.25)
+
+    # ------------------------------------------------------------ stop
+    def processes(self) -> list[int]:
+        """Pids of processes belonging to this server (the frontend and its Python workers), found through /proc."""
+        found = []
+        marker = str(self.root).encode()
+        for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                environ = b"" if marker in cmdline else (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in cmdline or (b"TMPDIR=" + marker + b"/tmp\0") in environ:
+                if pid_alive(int(entry.name)):
+                    found.append(int(entry.name))
+        return sorted(found)
+
+    def stop(self, log: Log, timeout: float = 30.0) -> dict[str, Any]:
+        state = self.state()
+        pid = (state or {}).get("pid")
+        before = self.processes()
+        if not before and not pid_alive(pid):
+            self._forget()
+            return {"stopped": False, "pids": []}
+        torchserve = (state or {}).get("torchserve") or find_torchserve()
+        env = {**os.environ, "TMPDIR": str(self.tmp), "TEMP": str(self.tmp), "LOG_LOCATION": str(self.logs), "METRICS_LOCATION": str(self.logs)}
+        if torchserve and (self.tmp / ".model_server.pid").exists():
+            with open(self.launch_log, "ab") as out:
+                try:
+                    subprocess.run([torchserve, "--stop"], cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=30)
+                except (subprocess.TimeoutExpired, OSError):
+                    pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.processes():
+            time.sleep(0.25)
+        left = self.processes()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for p in left:
+                try:
+                    os.kill(p, sig)
+                except ProcessLookupError:
+                    pass
+            end = time.monotonic() + 5
+            while time.monotonic() < end and self.processes():
+                time.sleep(0.1)
+            left = self.processes()
+            if not left:
+                break
+        if left:
+            raise EnvironmentProblem(f"TorchServe processes {left} did not stop", "kill them by pid")
+        self._forget()
+        log(f"stopped TorchServe (pids {', '.join(map(str, before or [pid]))})")
+        return {"stopped": True, "pids": before or [pid]}
+
+    def _forget(self) -> None:
+        for path in (self.state_file, self.key_file, self.tmp / ".model_server.pid"):
+            path.unlink(missing_ok=True)
