@@ -290,7 +290,12 @@ class PackHandler:
                         answers[index] = self.postprocess_one(outputs, state)
                 except RequestError as exc:
                     answers[index] = self.error(context, index, 400, str(exc))
-        return [json.dumps(a, separators=(",", ":")) if not isinstance(a, (str, bytes)) else a for a in answers]
+        for index in range(len(answers)):
+            try:
+                context.set_response_content_type(index, "application/json")
+            except Exception:  # contexts without per-request headers
+                pass
+        return [json.dumps(a, separators=(",", ":")) for a in answers]
 
     @staticmethod
     def error(context: Any, index: int, code: int, message: str) -> dict[str, Any]:
