@@ -1,0 +1,100 @@
+"""The Triton target: model repositories with config.pbtxt from the build's real I/O, checked offline, deployed to
+a local tritonserver (or --url) through the repository API.
+
+    package(build_dir, report, log)       pack build: build_dir/triton/, a python-backend repository of the build
+    repo(build_dir, report, opts, log)    pack repo: <store>/triton/<model>/..., any backend, versions kept
+    check_repo(path, log)                 pack check-repo: every config.pbtxt against its model files
+    deploy / status / undeploy / stop     pack deploy|status|undeploy|stop --target triton
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from . import server
+from .check import check_repository, raise_on_errors
+from .deploy import deploy, repo_options, status, undeploy
+from .repository import RepoOptions, RepositoryLock, generate, install, model_names, triton_version
+
+Log = Callable[[str], None]
+BUILD_FOLDER = "triton"
+STORE_FOLDER = "triton"
+
+__all__ = ["package", "repo", "check_repo", "deploy", "status", "undeploy", "stop"]
+
+
+def package(build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
+    """Write build_dir/triton/ (python backend running the ONNX export: what a CPU tritonserver can serve) and check
+    it offline; returns the report section (paths relative to build_dir)."""
+    dest = build_dir / BUILD_FOLDER
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir()
+    section = generate(build_dir, report, RepoOptions(backend="python", fmt="onnx"), dest)
+    result = check_repository(dest)
+    raise_on_errors(result, log)
+    log(f"triton: repository entries {', '.join(section['models'])} (python backend) pass the offline check")
+    return {
+        "repository": BUILD_FOLDER,
+        "backend": section["backend"],
+        "format": section["format"],
+        "version": section["version"],
+        "models": section["models"],
+        "serving_model": section["serving_model"],
+        "max_batch_size": section["max_batch_size"],
+        "files": [f"{BUILD_FOLDER}/{f}" for f in section["files"]],
+    }
+
+
+def repo(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+    """Write the build's entries into the store's repository `<store>/triton/`, atomically, keeping other versions."""
+    ropts = repo_options(opts, default_backend="onnxruntime")
+    force = bool(opts.extra.get("force"))
+    repository = Path(opts.store) / STORE_FOLDER
+    version = triton_version(report)
+    names = model_names(report)
+    repository.mkdir(parents=True, exist_ok=True)
+    staged = repository / f".staging-{os.getpid()}"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir()
+    try:
+        section = generate(build_dir, report, ropts, staged)
+        raise_on_errors(check_repository(staged), log)
+        with RepositoryLock(repository):
+            install(staged, repository, names, version, force)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    result = check_repository(repository, only=names)
+    raise_on_errors(result, log)
+    return {
+        "target": "triton",
+        "repository": str(repository),
+        "model": report["name"],
+        "version": version,
+        "backend": section["backend"],
+        "format": section["format"],
+        "models": names,
+        "serving_model": section["serving_model"],
+        "max_batch_size": section["max_batch_size"],
+        "instances": section["instances"],
+        "files": section["files"],
+        "check": {"ok": result["ok"], "problems": result["problems"]},
+        "summary": f"wrote {', '.join(names)} v{version} ({section['backend']} backend, max_batch_size {section['max_batch_size']}) "
+        f"to {repository}; offline check passed",
+    }
+
+
+def check_repo(path: Path, log: Log) -> dict[str, Any]:
+    result = check_repository(Path(path))
+    if not result["ok"]:
+        for line in result["summary"].splitlines()[1:]:
+            if not line.strip().startswith(("error:", "warning:")):
+                log(line.strip())
+    raise_on_errors(result, log)
+    return result
+
+
+def stop(opts: Any, log: Log) -> dict[str, Any]:
+    return server.stop(Path(opts.store), log)

@@ -1,0 +1,413 @@
+"""Triton model repository entries generated from a build's real I/O, and their atomic installation.
+
+Layout: `<repo>/<model>/config.pbtxt`, `<repo>/<model>/warmup/<input>` (raw sample data for model_warmup) and
+`<repo>/<model>/<version>/model.onnx | model.pt | model.py (+ the model file it runs)`. Other versions already in the
+repository are kept. Detection builds (YOLOv8) get three more entries: `<name>_preprocess` (image bytes ->
+letterboxed pixels), `<name>_postprocess` (NMS, boxes in original pixels) and the ensemble `<name>_ensemble` wiring
+them around the detector.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ...errors import UsageError
+from . import config as cfg
+
+BACKENDS = ("python", "onnxruntime", "pytorch")
+DEFAULT_MAX_BATCH = 8
+TEMPLATES = Path(os.environ.get("PACK_TRITON_TEMPLATES") or Path(__file__).resolve().parents[3] / "templates" / "triton")
+Log = Callable[[str], None]
+
+
+@dataclass
+class RepoOptions:
+    backend: str = "python"
+    fmt: str = "onnx"  # python backend: which export model.py runs (onnx | torchscript)
+    instances: int = 1
+    max_batch: int | None = None  # None: DEFAULT_MAX_BATCH when the build has a batch axis, else 0
+    max_queue_delay_us: int = 1000
+    gpu: bool | None = None  # None: detect
+
+    def __post_init__(self) -> None:
+        if self.backend == "pytorch_libtorch":
+            self.backend = "pytorch"
+        if self.backend not in BACKENDS:
+            raise UsageError(f"unknown Triton backend {self.backend!r}", f"use one of {', '.join(BACKENDS)}")
+        if self.fmt not in ("onnx", "torchscript"):
+            raise UsageError(f"unknown format {self.fmt!r}", "use onnx or torchscript")
+        if self.instances < 1:
+            raise UsageError(f"--instances {self.instances}: needs at least 1")
+        if self.max_batch is not None and self.max_batch < 0:
+            raise UsageError(f"--max-batch {self.max_batch}: must be 0 (no batching) or more")
+
+
+def has_gpu() -> bool:
+    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+
+
+def is_detection(report: dict[str, Any]) -> bool:
+    return report.get("task") == "object-detection" and (report.get("postprocessing") or {}).get("format") == "yolov8"
+
+
+def model_names(report: dict[str, Any]) -> list[str]:
+    """Repository entries of a build, in load order (composing models before the ensemble)."""
+    name = report["name"]
+    if is_detection(report):
+        return [f"{name}_preprocess", name, f"{name}_postprocess", f"{name}_ensemble"]
+    return [name]
+
+
+def serving_model(report: dict[str, Any]) -> str:
+    """The entry a client calls: the ensemble for detection models, the model itself otherwise."""
+    return model_names(report)[-1]
+
+
+def triton_version(report: dict[str, Any]) -> str:
+    version = str(report["version"])
+    if not version.isdigit() or int(version) < 1:
+        raise UsageError(f"Triton needs numeric versions >= 1; this build is version {version!r}", "rebuild with --version N")
+    return str(int(version))
+
+
+def _batchable(report: dict[str, Any]) -> bool:
+    tensors = [*report["inputs"], *report["outputs"]]
+    return all(0 in (t.get("dynamic_axes") or []) for t in tensors)
+
+
+def _dims(tensor: dict[str, Any], batched: bool) -> list[int]:
+    dynamic = set(tensor.get("dynamic_axes") or [])
+    dims = [-1 if axis in dynamic else int(size) for axis, size in enumerate(tensor["shape"])]
+    return dims[1:] if batched else dims
+
+
+def io_names(report: dict[str, Any], backend: str) -> tuple[list[str], list[str]]:
+    """Config names of the inputs and outputs: the build's names, or `<name>__<index>` for the libtorch backend."""
+    inputs = [t["name"] for t in report["inputs"]]
+    outputs = [t["name"] for t in report["outputs"]]
+    if backend == "pytorch":
+        inputs = [f"{n}__{i}" for i, n in enumerate(inputs)]
+        outputs = [f"{n}__{i}" for i, n in enumerate(outputs)]
+    return inputs, outputs
+
+
+def _instance_group(config: Any, ropts: RepoOptions, gpu: bool) -> None:
+    group = config.instance_group.add()
+    group.count = ropts.instances
+    group.kind = cfg.pb().ModelInstanceGroup.KIND_GPU if gpu else cfg.pb().ModelInstanceGroup.KIND_CPU
+
+
+def model_config(report: dict[str, Any], ropts: RepoOptions, build_dir: Path | None = None) -> tuple[Any, dict[str, bytes]]:
+    """The ModelConfig of the model itself and its warmup files ({file name: raw bytes})."""
+    name = report["name"]
+    batchable = _batchable(report)
+    max_batch = ropts.max_batch if ropts.max_batch is not None else (DEFAULT_MAX_BATCH if batchable else 0)
+    if max_batch > 0 and not batchable:
+        fixed = [t["name"] for t in [*report["inputs"], *report["outputs"]] if 0 not in (t.get("dynamic_axes") or [])]
+        raise UsageError(
+            f"--max-batch {max_batch}: {name} has no dynamic batch axis ({', '.join(fixed)} fixed)",
+            "use --max-batch 0, or rebuild with a dynamic first axis",
+        )
+    batched = max_batch > 0
+    gpu = has_gpu() if ropts.gpu is None else ropts.gpu
+    config = cfg.new_config()
+    config.name = name
+    if ropts.backend == "onnxruntime":
+        config.backend = "onnxruntime"
+        config.default_model_filename = "model.onnx"
+    elif ropts.backend == "pytorch":
+        config.platform = "pytorch_libtorch"
+        config.default_model_filename = "model.pt"
+    else:
+        config.backend = "python"
+        cfg.set_parameter(config, "pack_format", ropts.fmt)
+        cfg.set_parameter(config, "pack_model_file", "model.onnx" if ropts.fmt == "onnx" else "model.pt")
+    config.max_batch_size = max_batch
+    config.version_policy.latest.num_versions = 1
+    in_names, out_names = io_names(report, ropts.backend)
+    for tensor, cname in zip(report["inputs"], in_names):
+        entry = config.input.add()
+        entry.name = cname
+        entry.data_type = cfg.dtype_value(cfg.triton_dtype(tensor["dtype"]))
+        entry.dims.extend(_dims(tensor, batched))
+    for tensor, cname in zip(report["outputs"], out_names):
+        entry = config.output.add()
+        entry.name = cname
+        entry.data_type = cfg.dtype_value(cfg.triton_dtype(tensor["dtype"]))
+        entry.dims.extend(_dims(tensor, batched))
+    if batched:
+        sizes = sorted({b for b in report.get("batch_sizes", []) if 1 < b <= max_batch} | {max_batch})
+        config.dynamic_batching.preferred_batch_size.extend(sizes)
+        config.dynamic_batching.max_queue_delay_microseconds = ropts.max_queue_delay_us
+    _instance_group(config, ropts, gpu)
+    cfg.set_parameter(config, "pack_build", f"{name}:{report['version']}")
+    warmup_files: dict[str, bytes] = {}
+    samples = (report.get("samples") or {}).get("inputs") or []
+    if build_dir is not None and len(samples) == len(report["inputs"]) and all((build_dir / s).is_file() for s in samples):
+        warmup = config.model_warmup.add()
+        warmup.name = "pack_sample"
+        warmup.batch_size = 1
+        for tensor, cname, rel in zip(report["inputs"], in_names, samples):
+            array = np.load(build_dir / rel)
+            one = array[:1] if batched else array
+            item = warmup.inputs[cname]
+            item.data_type = cfg.dtype_value(cfg.triton_dtype(tensor["dtype"]))
+            item.dims.extend(list(one.shape[1:] if batched else one.shape))
+            item.input_data_file = cname
+            warmup_files[cname] = np.ascontiguousarray(one).tobytes()
+    return config, warmup_files
+
+
+def _python_model(name: str, max_batch: int, gpu: bool, ropts: RepoOptions) -> Any:
+    config = cfg.new_config()
+    config.name = name
+    config.backend = "python"
+    config.max_batch_size = max_batch
+    config.version_policy.latest.num_versions = 1
+    _instance_group(config, RepoOptions(instances=ropts.instances), gpu)
+    return config
+
+
+def _tensor(collection: Any, name: str, dtype: str, dims: list[int]) -> None:
+    entry = collection.add()
+    entry.name = name
+    entry.data_type = cfg.dtype_value(dtype)
+    entry.dims.extend(dims)
+
+
+def detection_configs(report: dict[str, Any], detector: Any, ropts: RepoOptions) -> dict[str, Any]:
+    """Pre-processing, post-processing and ensemble configs around the detector config."""
+    name = report["name"]
+    gpu = has_gpu() if ropts.gpu is None else ropts.gpu
+    eb = 1 if detector.max_batch_size > 0 else 0  # pre/post/ensemble batch one request at a time
+    pre_cfg = report.get("preprocessing") or {}
+    post_cfg = report.get("postprocessing") or {}
+    height, width = (pre_cfg.get("image_size") or report["inputs"][0]["shape"][-2:])[:2]
+    det_in, det_out = detector.input[0], detector.output[0]
+
+    pre = _python_model(f"{name}_preprocess", eb, False, ropts)
+    _tensor(pre.input, "image", "TYPE_UINT8", [-1])
+    _tensor(pre.output, "pixels", "TYPE_FP32", [3, height, width] if eb else [1, 3, height, width])
+    _tensor(pre.output, "meta", "TYPE_FP32", [5])
+    cfg.set_parameter(pre, "pack_role", "preprocess")
+    cfg.set_parameter(pre, "pack_image_size", f"{height},{width}")
+    cfg.set_parameter(pre, "pack_pad_value", pre_cfg.get("pad_value", 114))
+    cfg.set_parameter(pre, "pack_scale", pre_cfg.get("scale", 1 / 255.0))
+
+    post = _python_model(f"{name}_postprocess", eb, False, ropts)
+    _tensor(post.input, "raw", cfg.dtype_name(det_out.data_type), list(det_out.dims))
+    _tensor(post.input, "meta", "TYPE_FP32", [5])
+    _tensor(post.output, "boxes", "TYPE_FP32", [-1, 4])
+    _tensor(post.output, "scores", "TYPE_FP32", [-1])
+    _tensor(post.output, "classes", "TYPE_INT32", [-1])
+    cfg.set_parameter(post, "pack_role", "postprocess")
+    cfg.set_parameter(post, "pack_conf_threshold", post_cfg.get("conf_threshold", 0.25))
+    cfg.set_parameter(post, "pack_iou_threshold", post_cfg.get("iou_threshold", 0.45))
+    cfg.set_parameter(post, "pack_max_detections", post_cfg.get("max_detections", 300))
+
+    ens = cfg.new_config()
+    ens.name = f"{name}_ensemble"
+    ens.platform = "ensemble"
+    ens.max_batch_size = eb
+    _tensor(ens.input, "image", "TYPE_UINT8", [-1])
+    _tensor(ens.output, "boxes", "TYPE_FP32", [-1, 4])
+    _tensor(ens.output, "scores", "TYPE_FP32", [-1])
+    _tensor(ens.output, "classes", "TYPE_INT32", [-1])
+    steps = ens.ensemble_scheduling.step
+    s = steps.add()
+    s.model_name, s.model_version = pre.name, -1
+    s.input_map["image"] = "image"
+    s.output_map["pixels"] = "_pixels"
+    s.output_map["meta"] = "_meta"
+    s = steps.add()
+    s.model_name, s.model_version = detector.name, -1
+    s.input_map[det_in.name] = "_pixels"
+    s.output_map[det_out.name] = "_raw"
+    s = steps.add()
+    s.model_name, s.model_version = post.name, -1
+    s.input_map["raw"] = "_raw"
+    s.input_map["meta"] = "_meta"
+    for out in ("boxes", "scores", "classes"):
+        s.output_map[out] = out
+    cfg.set_parameter(ens, "pack_build", f"{name}:{report['version']}")
+    return {pre.name: pre, post.name: post, ens.name: ens}
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def generate(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, dest: Path) -> dict[str, Any]:
+    """Write every repository entry of the build into `dest` (a fresh folder); return a description."""
+    version = triton_version(report)
+    artifacts = report.get("artifacts") or {"onnx": "model.onnx", "torchscript": "model.pt"}
+    detector, warmup = model_config(report, ropts, build_dir)
+    configs: dict[str, Any] = {detector.name: detector}
+    if is_detection(report):
+        configs.update(detection_configs(report, detector, ropts))
+    files: list[str] = []
+    for name in model_names(report):
+        config = configs[name]
+        entry = dest / name
+        vdir = entry / version
+        vdir.mkdir(parents=True, exist_ok=True)
+        cfg.write(config, entry / cfg.CONFIG_FILE)
+        files.append(f"{name}/{cfg.CONFIG_FILE}")
+        kind = cfg.kind_of(config)
+        role = cfg.get_parameter(config, "pack_role")
+        if name == detector.name:
+            if kind == "onnxruntime":
+                _link_or_copy(build_dir / artifacts["onnx"], vdir / "model.onnx")
+            elif kind == "pytorch":
+                _link_or_copy(build_dir / artifacts["torchscript"], vdir / "model.pt")
+            else:
+                shutil.copyfile(TEMPLATES / "runner.py", vdir / "model.py")
+                model_file = cfg.get_parameter(config, "pack_model_file")
+                src = artifacts["onnx"] if ropts.fmt == "onnx" else artifacts["torchscript"]
+                _link_or_copy(build_dir / src, vdir / model_file)
+            if warmup:
+                (entry / "warmup").mkdir(exist_ok=True)
+                for fname, data in warmup.items():
+                    (entry / "warmup" / fname).write_bytes(data)
+                    files.append(f"{name}/warmup/{fname}")
+        elif role in ("preprocess", "postprocess"):
+            shutil.copyfile(TEMPLATES / f"yolo_{role}.py", vdir / "model.py")
+        files.extend(str(p.relative_to(dest)) for p in sorted(vdir.iterdir()))
+    return {
+        "backend": ropts.backend,
+        "format": ropts.fmt if ropts.backend == "python" else ("onnx" if ropts.backend == "onnxruntime" else "torchscript"),
+        "version": version,
+        "models": model_names(report),
+        "serving_model": serving_model(report),
+        "max_batch_size": detector.max_batch_size,
+        "instances": ropts.instances,
+        "files": files,
+    }
+
+
+class RepositoryLock:
+    """An exclusive lock on a repository folder (`<repo>/.lock`) for installs into it."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.fd: int | None = None
+
+    def __enter__(self) -> "RepositoryLock":
+        self.repo.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.repo / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise UsageError(f"another pack process is writing {self.repo}", "wait for it to finish and run again") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    if fa != fb:
+        return False
+    for rel in fa:
+        x, y = a / rel, b / rel
+        if x.stat().st_size != y.stat().st_size:
+            return False
+        if not os.path.samefile(x, y) and x.read_bytes() != y.read_bytes():
+            return False
+    return True
+
+
+def conflicts(staged: Path, repo: Path, names: list[str], version: str) -> list[str]:
+    """Entries whose version folder already exists in `repo` with different content."""
+    out = []
+    for name in names:
+        existing = repo / name / version
+        if existing.exists():
+            same = _same_tree(staged / name / version, existing) and (repo / name / cfg.CONFIG_FILE).is_file() and (
+                (repo / name / cfg.CONFIG_FILE).read_bytes() == (staged / name / cfg.CONFIG_FILE).read_bytes()
+            )
+            if not same:
+                out.append(f"{name}/{version}")
+    return out
+
+
+def install(staged: Path, repo: Path, names: list[str], version: str, force: bool, keep_backup: bool = False) -> dict[str, Path | None]:
+    """Move staged entries into `repo`, keeping the other versions already there.
+
+    Each entry is assembled beside its final place and swapped in with two renames, so an entry is never
+    half-written. Returns {name: backup folder or None}; backups exist only with keep_backup (for rollback).
+    """
+    clash = conflicts(staged, repo, names, version)
+    if clash and not force:
+        raise UsageError(
+            f"{repo} already has {', '.join(clash)} with different content",
+            "pass --force to replace it, or build a new --version",
+        )
+    pid = os.getpid()
+    prepared: dict[str, Path] = {}
+    try:
+        for name in names:
+            final = repo / name
+            new = repo / f".tmp-{name}-{pid}"
+            shutil.rmtree(new, ignore_errors=True)
+            new.mkdir(parents=True)
+            if final.is_dir():
+                for child in final.iterdir():
+                    if child.is_dir() and child.name.isdigit() and child.name != version:
+                        shutil.copytree(child, new / child.name, copy_function=_link_or_copy)
+            for child in (staged / name).iterdir():
+                if child.is_dir():
+                    shutil.copytree(child, new / child.name, copy_function=_link_or_copy)
+                else:
+                    _link_or_copy(child, new / child.name)
+            prepared[name] = new
+    except BaseException:
+        for new in prepared.values():
+            shutil.rmtree(new, ignore_errors=True)
+        raise
+    backups: dict[str, Path | None] = {}
+    for name, new in prepared.items():
+        final = repo / name
+        old = None
+        if final.exists():
+            old = repo / f".old-{name}-{pid}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(final, old)
+        os.rename(new, final)
+        if old is not None and not keep_backup:
+            shutil.rmtree(old, ignore_errors=True)
+            old = None
+        backups[name] = old
+    return backups
+
+
+def restore(repo: Path, backups: dict[str, Path | None]) -> None:
+    """Undo install(): put the backed-up entries back, remove entries that did not exist before."""
+    for name, old in backups.items():
+        final = repo / name
+        shutil.rmtree(final, ignore_errors=True)
+        if old is not None and old.exists():
+            os.rename(old, final)
+
+
+def drop_backups(backups: dict[str, Path | None]) -> None:
+    for old in backups.values():
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,291 @@
+"""Launch, find and stop the local tritonserver that pack runs for a store.
+
+State lives in `<store>/.servers/triton/`: `state.json` (pid, ports, log, binary, backends), `server.log`, and the
+server's own model repository `repository/`. The server listens on 127.0.0.1 only, on free ports, in explicit
+model-control mode (models are loaded and unloaded through the repository API).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ...errors import EnvironmentProblem, UsageError
+from .client import TritonHTTP
+
+Log = Callable[[str], None]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def triton_home() -> Path:
+    return Path(os.environ.get("PACK_TRITON_HOME") or PROJECT_ROOT / ".triton")
+
+
+def state_dir(store: Path) -> Path:
+    return Path(store) / ".servers" / "triton"
+
+
+@dataclass
+class ServerState:
+    pid: int
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    host: str
+    binary: str
+    log: str
+    repository: str
+    backends: list[str] = field(default_factory=list)
+    started: float = 0.0
+    deployments: dict[str, Any] = field(default_factory=dict)  # name -> {version, models, backend}
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    def save(self, store: Path) -> None:
+        folder = state_dir(store)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "state.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(folder / "state.json")
+
+    @classmethod
+    def load(cls, store: Path) -> "ServerState | None":
+        path = state_dir(store) / "state.json"
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (ValueError, TypeError):
+            return None
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def find_binary(explicit: str | None) -> Path:
+    """--tritonserver PATH, else PACK_TRITONSERVER, else `tritonserver` on PATH, else the one setup-triton.sh installs."""
+    candidates: list[tuple[str, str | None]] = []
+    if explicit:
+        path = Path(explicit)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise EnvironmentProblem(f"--tritonserver {explicit}: not an executable file", "give the path of a tritonserver binary")
+        return path.resolve()
+    env = os.environ.get("PACK_TRITONSERVER")
+    candidates.append(("PACK_TRITONSERVER", env))
+    candidates.append(("PATH", shutil.which("tritonserver")))
+    candidates.append(("pack's [triton] setup", str(triton_home() / "bin" / "tritonserver")))
+    for _, candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate).resolve()
+    raise EnvironmentProblem(
+        "no tritonserver found (not on PATH, no PACK_TRITONSERVER, nothing in " + str(triton_home()) + ")",
+        "run `bash scripts/setup-triton.sh` (installs a CPU tritonserver into .triton/), pass --tritonserver PATH, or --url of a running server",
+    )
+
+
+def backend_directory(binary: Path) -> Path:
+    """Where the binary loads backends from: the wrapper's --backend-directory, else <prefix>/backends."""
+    try:
+        head = binary.read_bytes()[:4096]
+    except OSError:
+        head = b""
+    if head.startswith(b"#!"):
+        for token in head.decode(errors="replace").split():
+            if token.startswith("--backend-directory="):
+                return Path(token.split("=", 1)[1].strip("\"'"))
+    for candidate in (binary.parent.parent / "backends", Path("/opt/tritonserver/backends")):
+        if candidate.is_dir():
+            return candidate
+    return binary.parent.parent / "backends"
+
+
+def available_backends(binary: Path) -> list[str]:
+    folder = backend_directory(binary)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("libtriton_*.so")))
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _port_error(log_text: str) -> bool:
+    lowered = log_text.lower()
+    return "address already in use" in lowered or "failed to start" in lowered and "port" in lowered
+
+
+def launch(store: Path, binary: Path, host: str, timeout: float, log: Log, ports: tuple[int, int, int] | None = None) -> ServerState:
+    folder = state_dir(store)
+    repository = folder / "repository"
+    repository.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "server.log"
+    http, grpc, metrics = ports or (free_port(host), free_port(host), free_port(host))
+    cmd = [
+        str(binary),
+        f"--model-repository={repository.resolve()}",
+        "--model-control-mode=explicit",
+        "--http-address",
+        host,
+        "--grpc-address",
+        host,
+        "--metrics-address",
+        host,
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--allow-metrics=true",
+        "--exit-timeout-secs=10",
+        "--log-verbose=0",
+    ]
+    log(f"starting {binary} on {host}:{http} (log {log_path})")
+    t0 = time.perf_counter()
+    with open(log_path, "ab") as fh:
+        fh.write(f"\n=== pack: {' '.join(cmd)}\n".encode())
+        fh.flush()
+        try:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(folder))
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot run {binary}: {exc.strerror or exc}", "pass --tritonserver PATH of a working binary") from None
+    state = ServerState(
+        pid=proc.pid,
+        http_port=http,
+        grpc_port=grpc,
+        metrics_port=metrics,
+        host=host,
+        binary=str(binary),
+        log=str(log_path),
+        repository=str(repository.resolve()),
+        backends=available_backends(binary),
+        started=time.time(),
+    )
+    client = TritonHTTP(state.url, timeout=5)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            tail = _log_tail(log_path)
+            if _port_error(tail):
+                raise EnvironmentProblem(
+                    f"tritonserver could not bind its ports {http}/{grpc}/{metrics} on {host}: address already in use",
+                    "run again (pack picks new free ports), or stop what holds them",
+                )
+            last = (tail.strip().splitlines() or ["(empty log)"])[-1][:300]
+            raise EnvironmentProblem(f"tritonserver exited with code {code} while starting: {last}", f"see {log_path}")
+        if client.ready():
+            state.save(store)
+            log(f"tritonserver ready in {time.perf_counter() - t0:.2f} s (pid {proc.pid}, backends: {', '.join(state.backends) or 'unknown'})")
+            return state
+        time.sleep(0.1)
+    _terminate(proc.pid, 5)
+    raise EnvironmentProblem(f"tritonserver did not become ready within {timeout:.0f} s", f"see {log_path}; raise --timeout")
+
+
+def running(store: Path) -> ServerState | None:
+    """The server pack launched for this store, if it is alive and answers."""
+    state = ServerState.load(store)
+    if state is None:
+        return None
+    if not state.alive() or not TritonHTTP(state.url, timeout=3).live():
+        return None
+    return state
+
+
+def ensure(store: Path, binary_opt: str | None, host: str, timeout: float, log: Log) -> tuple[ServerState, bool]:
+    """(state, launched_now): reuse the store's live server, or start one."""
+    state = running(store)
+    if state is not None:
+        return state, False
+    stale = ServerState.load(store)
+    if stale is not None and stale.alive():
+        log(f"a tritonserver (pid {stale.pid}) from an earlier run does not answer; stopping it")
+        _terminate(stale.pid, 10)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise UsageError(f"pack launches tritonserver on loopback only, not {host}", "use --url for a server on another address")
+    binary = find_binary(binary_opt)
+    state = launch(store, binary, "127.0.0.1", timeout, log)
+    if stale is not None:
+        state.deployments = {}
+        state.save(store)
+    return state, True
+
+
+def _terminate(pid: int, grace: float) -> bool:
+    """SIGTERM the server's process group, SIGKILL after `grace` seconds; True when it is gone."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not pid_alive(pid):
+                return True
+            time.sleep(0.1)
+    return not pid_alive(pid)
+
+
+def stop(store: Path, log: Log) -> dict[str, Any]:
+    state = ServerState.load(store)
+    if state is None:
+        return {"target": "triton", "stopped": False, "summary": f"no Triton server launched by pack for {store}"}
+    was_alive = state.alive()
+    gone = _terminate(state.pid, 15) if was_alive else True
+    if not gone:
+        raise EnvironmentProblem(f"tritonserver pid {state.pid} did not exit", f"kill it by hand (kill -9 {state.pid})")
+    (state_dir(store) / "state.json").unlink(missing_ok=True)
+    log(f"tritonserver pid {state.pid} {'stopped' if was_alive else 'was not running'}")
+    return {
+        "target": "triton",
+        "stopped": was_alive,
+        "pid": state.pid,
+        "url": state.url,
+        "log": state.log,
+        "summary": f"stopped tritonserver (pid {state.pid}, {state.url})" if was_alive else f"tritonserver pid {state.pid} was not running; state cleared",
+    }
