@@ -215,6 +215,11 @@ def _export_torchscript(model: Any, example: list[Any], plan: BuildPlan, path: P
 def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int = 10) -> tuple[dict[str, Any], Path]:
     """Run the whole pipeline; return (report, committed version folder)."""
     started = time.perf_counter()
+    outer_log = log
+
+    def log(message: str) -> None:  # noqa: F811  (every line says how far into the build it is)
+        outer_log(f"[{time.perf_counter() - started:5.1f}s] {message}")
+
     atomic = AtomicVersion(store, plan.name, plan.version, force)
     atomic.check_free()  # fail before any work when the version exists
     with atomic as tmp:

@@ -114,3 +114,10 @@ def test_same_inputs_give_identical_exports(tmp_path):
     ra = json.loads((a / "tiny/1/report.json").read_text())["sha256"]
     rb = json.loads((b / "tiny/1/report.json").read_text())["sha256"]
     assert ra == rb
+
+
+def test_slim_option_simplifies_and_still_passes(tmp_path):
+    proc = run_pack("build", "tiny", "--slim", "--store", str(tmp_path), "--json", "--iterations", "0")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["export"]["onnx"]["slim"] is True and report["validation"]["onnx"]["passed"]
