@@ -104,13 +104,15 @@ def letterbox(image: Any, size: tuple[int, int], pad_value: int = 114, scale: fl
     return tensor, {"ratio": r, "left": left, "top": top, "width": w0, "height": h0}
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, highest score first (torchvision.ops.nms's rule)."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, highest score first (torchvision.ops.nms's rule).
+
+    Stops after `limit` boxes: the rest could only be dropped by max_detections anyway."""
     order = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = boxes.T
     areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     keep = []
-    while order.size:
+    while order.size and (limit is None or len(keep) < limit):
         i = order[0]
         keep.append(i)
         rest = order[1:]
@@ -142,7 +144,7 @@ def yolov8_detections(
     cx, cy, w, h = boxes_cxcywh.T
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     offset = class_ids[:, None].astype(np.float32) * 7680.0  # class-aware NMS: boxes of different classes never overlap
-    keep = nms(boxes + offset, scores, iou_threshold)[:max_detections]
+    keep = nms(boxes + offset, scores, iou_threshold, max_detections)
     boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
     boxes[:, [0, 2]] = (boxes[:, [0, 2]] - geometry["left"]) / geometry["ratio"]
     boxes[:, [1, 3]] = (boxes[:, [1, 3]] - geometry["top"]) / geometry["ratio"]
@@ -155,7 +157,7 @@ def yolov8_detections(
             {
                 "label": labels[cls] if labels and cls < len(labels) else str(cls),
                 "class_id": cls,
-                "score": round(float(score), 6),
+                "score": float(score),
                 "box": [round(float(v), 2) for v in box],  # x1, y1, x2, y2 in original image pixels
             }
         )

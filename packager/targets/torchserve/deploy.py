@@ -53,6 +53,9 @@ def _inference_url(management_url: str, opts: DeployOptions) -> str:
     given = (opts.extra or {}).get("inference_url") or os.environ.get(INFERENCE_URL_ENV)
     if given:
         return given.rstrip("/")
+    state = LocalServer(opts.store).running()  # the server pack launched for this store, reached through --url
+    if state and state["management_url"].rstrip("/") == management_url.rstrip("/"):
+        return state["inference_url"]
     parts = urllib.parse.urlsplit(management_url)
     port = parts.port or 8081
     host = parts.hostname or "127.0.0.1"
@@ -102,7 +105,8 @@ def _check_reachable(conn: Connection) -> None:
     except Unreachable as exc:
         raise EnvironmentProblem(f"cannot reach TorchServe's management API ({exc})", "check --url, or start the server") from None
     except ApiError as exc:
-        if "InvalidKey" in exc.message or exc.status in (400, 401, 403) and "key" in exc.message.lower():
+        lowered = exc.message.lower()
+        if exc.status in (400, 401, 403) and ("token" in lowered or "key" in lowered):
             raise EnvironmentProblem(
                 f"TorchServe at {conn.management.base_url} refused pack's token ({exc.message})",
                 "pass the server's key_file.json with --token-file" if not conn.token_file else "the key file is stale: pass the current key_file.json",
