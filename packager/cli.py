@@ -301,6 +301,48 @@ def check_repo_cmd(repository: str, as_json: bool, debug: bool) -> None:
     run(debug, body)
 
 
+@main.command("verify")
+@click.argument("target", type=click.Path(exists=True))
+@click.option("--parity", is_flag=True, help="Also re-run the sample inputs through every export and compare.")
+@common
+def verify_cmd(target: str, parity: bool, as_json: bool, debug: bool) -> None:
+    """Check a build folder, .mar or Triton repository: digests, archive structure, optionally parity (exit 3 on any difference)."""
+
+    def body(out: Any) -> None:
+        from .errors import ValidationFailed
+        from .verify import verify
+
+        result = verify(Path(target), parity, log)
+        if as_json:
+            emit_json(out, result)
+        else:
+            for f in result["findings"]:
+                out.write(f"FAIL {f['path']}: {f['problem']}\n")
+            out.write(f"{target}: {'verified' if result['passed'] else 'verification failed'} ({result['kind']})\n")
+        if not result["passed"]:
+            first = result["findings"][0]
+            raise ValidationFailed(
+                f"{len(result['findings'])} difference(s); first: {first['path']}: {first['problem']}",
+                "rebuild or re-download the artifacts; do not ship this folder",
+            )
+
+    run(debug, body)
+
+
+@main.command("inspect")
+@click.argument("target", type=click.Path(exists=True))
+@common
+def inspect_cmd(target: str, as_json: bool, debug: bool) -> None:
+    """Summarise a build folder, .mar or Triton repository: manifest, config, I/O, versions."""
+
+    def body(out: Any) -> None:
+        from .inspect_cmd import inspect
+
+        _print_result(out, inspect(Path(target)), as_json)
+
+    run(debug, body)
+
+
 def _print_result(out: Any, result: dict[str, Any], as_json: bool) -> None:
     """JSON document with --json; otherwise the target's `summary` line(s), or key: value lines."""
     if as_json:
