@@ -178,15 +178,26 @@ def _options(store: str, **kwargs: Any) -> Any:
 @click.option("--runtime", type=click.Choice(["torchserve", "triton"]), help="KServe: the serving runtime.")
 @click.option("--storage-uri", help="KServe: where the storage folder will be uploaded (s3://, gs://, pvc://).")
 @click.option("--apply", "apply_", is_flag=True, help="KServe: run kubectl apply when kubectl and a context exist.")
+@click.option("--protocol", type=click.Choice(["v1", "v2"]), help="KServe: inference protocol (torchserve v1|v2, triton v2).")
+@click.option("--cpu", help="KServe: CPU request and limit (default 1).")
+@click.option("--memory", help="KServe: memory request and limit (default 2Gi).")
+@click.option("--gpus", type=int, help="KServe: nvidia.com/gpu per replica (default 0).")
+@click.option("--min-replicas", type=int, help="KServe: minimum replicas (default 1).")
+@click.option("--max-replicas", type=int, help="KServe: maximum replicas (default 3).")
+@click.option("--scale-target", type=int, help="KServe: autoscaling target, concurrent requests per replica (default 8).")
 @common
 def deploy_cmd(model: str, version: str | None, target: str, store: str, fmt: str | None, runtime: str | None, storage_uri: str | None, apply_: bool, as_json: bool, debug: bool, **kw: Any) -> None:
-    """Deploy a built MODEL to a server (launched locally unless --url) and smoke-test it."""
+    """Deploy a built MODEL to a server (launched locally unless --url) and smoke-test it.
+
+    With --target kserve: write the storage folder and a schema-checked InferenceService manifest instead.
+    """
 
     def body(out: Any) -> None:
         from .targets import call
 
         folder, report = _load_build(store, model, version)
-        opts = _options(store, format=fmt, extra={"runtime": runtime, "storage_uri": storage_uri, "apply": apply_}, **kw)
+        kserve = {k: kw.pop(k) for k in ("protocol", "cpu", "memory", "gpus", "min_replicas", "max_replicas", "scale_target")}
+        opts = _options(store, format=fmt, extra={"runtime": runtime, "storage_uri": storage_uri, "apply": apply_, **kserve}, **kw)
         result = call(target, "deploy", folder, report, opts, log)
         _print_result(out, result, as_json)
 

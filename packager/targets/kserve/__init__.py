@@ -1,0 +1,117 @@
+"""The KServe target: a storage folder laid out as KServe's runtime expects it, and an InferenceService manifest.
+
+    pack deploy MODEL --target kserve --runtime torchserve|triton --storage-uri s3://bucket/path [--apply]
+
+Writes `<store>/kserve/<name>/<version>/<runtime>/` with `storage/` (what to upload to --storage-uri) and
+`inferenceservice.yaml` (validated against the InferenceService schema first). No cluster is needed; `--apply` runs
+`kubectl apply` when kubectl and a current context exist, and otherwise prints the commands to run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ...errors import EnvironmentProblem, UsageError, ValidationFailed
+from .. import DeployOptions
+from .manifest import KServeOptions, inference_service, validate
+from .storage import write_storage
+
+Log = Callable[[str], None]
+FOLDER = "kserve"
+MANIFEST = "inferenceservice.yaml"
+
+__all__ = ["deploy", "KServeOptions"]
+
+
+def _upload_command(storage: Path, uri: str) -> str:
+    scheme = uri.split("://", 1)[0]
+    if scheme == "s3":
+        return f"aws s3 cp --recursive {storage} {uri}"
+    if scheme == "gs":
+        return f"gsutil -m cp -r '{storage}/*' {uri}"
+    if scheme == "pvc":
+        return f"copy the contents of {storage} into the volume {uri} (e.g. kubectl cp through a pod that mounts it)"
+    return f"upload the contents of {storage} to {uri}"
+
+
+def _kubectl_ready() -> str | None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return None
+    proc = subprocess.run([kubectl, "config", "current-context"], capture_output=True, text=True, timeout=20)
+    return kubectl if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def deploy(build_dir: Path, report: dict[str, Any], opts: DeployOptions, log: Log) -> dict[str, Any]:
+    kopts = KServeOptions.from_deploy(opts, report)
+    out = Path(opts.store) / FOLDER / report["name"] / str(report["version"]) / kopts.runtime
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{kopts.runtime}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        storage = write_storage(build_dir, report, kopts, tmp / "storage", log)
+        manifest = inference_service(report, kopts, storage)
+        problems = validate(manifest)
+        if problems:
+            raise ValidationFailed(f"the generated InferenceService fails the KServe schema: {problems[0]}", "report this; nothing was written")
+        (tmp / MANIFEST).write_text(
+            f"# InferenceService for {report['name']} v{report['version']} ({kopts.runtime}), written by pack.\n"
+            f"# Upload storage/ to {kopts.storage_uri} first, then: kubectl apply -f {MANIFEST}\n"
+            + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False)
+        )
+        old = None
+        if out.exists():
+            old = out.parent / f".old-{kopts.runtime}-{os.getpid()}"
+            os.rename(out, old)
+        os.rename(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    upload = _upload_command(out / "storage", kopts.storage_uri)
+    apply_cmd = f"kubectl apply -f {out / MANIFEST}"
+    applied = False
+    if kopts.apply:
+        kubectl = _kubectl_ready()
+        if kubectl is None:
+            log("kubectl or a current context is missing: not applying; run the commands below")
+        else:
+            proc = subprocess.run([kubectl, "apply", "-f", str(out / MANIFEST)], capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                raise EnvironmentProblem(f"kubectl apply failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}", "check the cluster context and KServe installation")
+            applied = True
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    return {
+        "target": "kserve",
+        "model": report["name"],
+        "version": str(report["version"]),
+        "runtime": kopts.runtime,
+        "protocol": kopts.protocol,
+        "service_name": manifest["metadata"]["name"],
+        "storage_uri": kopts.storage_uri,
+        "folder": str(out),
+        "manifest": str(out / MANIFEST),
+        "storage": str(out / "storage"),
+        "files": files,
+        "applied": applied,
+        "next_steps": [] if applied else [upload, apply_cmd],
+        "summary": "\n".join(
+            [
+                f"wrote {out / MANIFEST} (InferenceService {manifest['metadata']['name']}, {kopts.runtime}, protocol {kopts.protocol}; schema-valid)",
+                f"storage folder: {out / 'storage'} ({len([f for f in files if f.startswith('storage/')])} files)",
+                *([f"applied with kubectl"] if applied else ["next:", f"  {upload}", f"  {apply_cmd}"]),
+            ]
+        ),
+    }
+
+
+def status(opts: DeployOptions, log: Log) -> dict[str, Any]:
+    raise UsageError("pack does not track KServe deployments", "use kubectl get inferenceservices")
