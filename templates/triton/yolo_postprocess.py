@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 
 def nms(boxes, scores, iou_threshold):
     """Greedy NMS on (N, 4) x1y1x2y2 boxes; returns kept indices, best first."""
-    order = scores.argsort()[::-1]
+    order = np.argsort(-scores, kind="stable")  # stable: ties keep anchor order on every numpy version
     areas = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
     keep = []
     while order.size:
