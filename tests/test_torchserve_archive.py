@@ -197,3 +197,41 @@ def test_setup_script_is_idempotent_shell():
     assert script.is_file()
     proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_zip_is_valid_and_the_zip64_path_holds_the_same_entries(built, tmp_path, monkeypatch):
+    from packager.targets.torchserve import mar as mar_module
+    from packager.targets.torchserve.config import settings_from
+
+    folder = built("tiny")
+    report = json.loads((folder / "report.json").read_text())
+    settings = settings_from(report)
+    small = tmp_path / "zip32.mar"
+    mar_module.write_mar(folder, report, settings, small)
+    monkeypatch.setattr(mar_module, "ZIP32_LIMIT", 0)  # as for a model over 4 GB
+    large = tmp_path / "zipfile.mar"
+    mar_module.write_mar(folder, report, settings, large)
+    with zipfile.ZipFile(small) as a, zipfile.ZipFile(large) as b:
+        assert a.testzip() is None and b.testzip() is None
+        assert a.namelist() == b.namelist()
+        for name in a.namelist():
+            assert a.read(name) == b.read(name)
+            assert a.getinfo(name).compress_type == b.getinfo(name).compress_type
+            assert a.getinfo(name).date_time == b.getinfo(name).date_time
+
+
+def test_stored_weights_start_on_a_page_boundary(built, tmp_path):
+    from packager.targets.torchserve.config import settings_from
+    from packager.targets.torchserve.mar import write_mar
+
+    folder = built("tiny")
+    report = json.loads((folder / "report.json").read_text())
+    out = tmp_path / "t.mar"
+    write_mar(folder, report, settings_from(report), out)
+    with zipfile.ZipFile(out) as zf:
+        info = zf.getinfo("model.onnx")
+        raw = out.read_bytes()
+        name_len, extra_len = int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little"), int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+        start = info.header_offset + 30 + name_len + extra_len
+        assert start % 4096 == 0
+        assert raw[start : start + info.file_size] == (folder / "model.onnx").read_bytes()

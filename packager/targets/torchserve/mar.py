@@ -6,18 +6,22 @@ the handlers read. It is written with `zipfile` directly:
 
 - entries in sorted order, every timestamp 1980-01-01 00:00:00 (or SOURCE_DATE_EPOCH when set), mode 0644, Unix;
 - the model weights stored (no deflate: they do not compress and deflate is what makes torch-model-archiver slow),
+  starting on a 4 KiB boundary, copied by the kernel (copy_file_range) while a second thread computes their CRC;
   text files deflated at level 6;
 - MANIFEST.json's `createdOn` is that same fixed date, so the same build always gives the same sha256.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import mmap
 import os
 import shutil
+import struct
 import time
 import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,30 +150,126 @@ def plan_entries(build_dir: Path, report: dict[str, Any], settings: ServingSetti
 
 
 def write_mar(build_dir: Path, report: dict[str, Any], settings: ServingSettings, out: Path, handler: str | None = None) -> dict[str, Any]:
-    """Write the archive to `out` (the caller renames it into place); returns its description with sha256 and size."""
+    """Write the archive to `out` (the caller renames it into place); returns its description (entries, size)."""
     entries, info = plan_entries(build_dir, report, settings, handler)
-    date = tuple(info["date"])
+    date = tuple(info.pop("date"))
+    sizes = [e.path.stat().st_size if e.data is None else len(e.data) for e in entries]  # type: ignore[union-attr]
+    if sum(sizes) < ZIP32_LIMIT and len(entries) < 0xFFFF:
+        with open(out, "wb", buffering=0) as fh:
+            _write_zip32(fh, entries, date)
+    else:  # ZIP64 needed (a model over 4 GB): zipfile writes the same entries, in the same order
+        _write_with_zipfile(out, entries, date)
+    info.update({"bytes": out.stat().st_size, "entries": [e.name for e in entries]})
+    return info
+
+
+ZIP32_LIMIT = 0xFFFFFFFF - (1 << 20)  # leave room for headers and the central directory
+ALIGN = 4096  # stored weights start on a page boundary (extra field 0xD935, Android's zipalign record)
+
+
+def _dos_time(date: tuple[int, ...]) -> tuple[int, int]:
+    year, month, day, hour, minute, second = date
+    return (hour << 11) | (minute << 5) | (second // 2), ((year - 1980) << 9) | (month << 5) | day
+
+
+def _write_zip32(fh: Any, entries: list[Entry], date: tuple[int, ...]) -> None:
+    """A plain (non-ZIP64) zip: stored entries copied file-to-file by the kernel after one CRC pass over a mapping."""
+    dos_time, dos_date = _dos_time(date)
+    central = []
+    offset = 0
+    for entry in entries:
+        name = entry.name.encode("utf-8")
+        flags = 0x800 if not entry.name.isascii() else 0
+        if entry.data is None and entry.store:
+            size = entry.path.stat().st_size  # type: ignore[union-attr]
+            crc, method, csize, payload = 0, 0, size, None  # CRC computed while the kernel copies, header fixed after
+        else:
+            raw = entry.data if entry.data is not None else entry.path.read_bytes()  # type: ignore[union-attr]
+            size, crc = len(raw), zlib.crc32(raw)
+            if entry.store:
+                method, payload = 0, raw
+            else:
+                packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+                method, payload = 8, packer.compress(raw) + packer.flush()
+            csize = len(payload)
+        extra = b""
+        if payload is None:  # page-align the weights in the archive, as zipalign does: kernel copies go page by page
+            pad = -(offset + 30 + len(name) + 6) % ALIGN
+            extra = struct.pack("<HHH", 0xD935, 2 + pad, ALIGN) + bytes(pad)
+        header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), len(extra))
+        fh.write(header + name + extra)
+        if payload is None:
+            # Two cores at once: zlib.crc32 over a read-only mapping (GIL released) beside copy_file_range.
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(_file_crc, entry.path)
+                _copy_file(entry.path, fh, size)  # type: ignore[arg-type]
+                crc = pending.result()
+            header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), len(extra))
+            os.pwrite(fh.fileno(), header, offset)
+        else:
+            fh.write(payload)
+        central.append(
+            struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, (3 << 8) | 20, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), 0, 0, 0, 0, 0o100644 << 16, offset)
+            + name
+        )
+        offset += len(header) + len(name) + len(extra) + csize
+    directory = b"".join(central)
+    fh.write(directory)
+    fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory), offset, 0))
+
+
+def _file_crc(path: Path) -> int:
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return 0
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return zlib.crc32(view)
+
+
+def _copy_file(path: Path, fh: Any, size: int) -> None:
+    """Append `size` bytes of `path` to the open archive: copy_file_range/sendfile in the kernel, else read/write."""
+    with open(path, "rb") as src:
+        left = size
+        for kernel_copy in (getattr(os, "copy_file_range", None), getattr(os, "sendfile", None)):
+            if kernel_copy is None or left == 0:
+                continue
+            try:
+                while left:
+                    if kernel_copy is os.sendfile:  # type: ignore[comparison-overlap]
+                        done = os.sendfile(fh.fileno(), src.fileno(), None, min(left, 1 << 30))
+                    else:
+                        done = kernel_copy(src.fileno(), fh.fileno(), min(left, 1 << 30))
+                    if done == 0:
+                        break
+                    left -= done
+            except OSError:
+                pass  # not supported between these files: the next way carries on from the same positions
+            if left == 0:
+                return
+        while left:
+            block = src.read(min(left, CHUNK))
+            if not block:
+                raise OSError(f"{path} shrank while it was archived")
+            fh.write(block)
+            left -= len(block)
+
+
+def _write_with_zipfile(out: Path, entries: list[Entry], date: tuple[int, ...]) -> None:
     with open(out, "wb") as raw, zipfile.ZipFile(raw, "w", allowZip64=True) as zf:
         for entry in entries:
             zinfo = zipfile.ZipInfo(entry.name, date_time=date)  # type: ignore[arg-type]
             zinfo.create_system = 3
             zinfo.external_attr = 0o100644 << 16
-            if entry.store:
+            if entry.store and entry.data is None:
                 zinfo.compress_type = zipfile.ZIP_STORED
                 zinfo.file_size = entry.path.stat().st_size  # type: ignore[union-attr]
-                with open(entry.path, "rb") as src, zf.open(zinfo, "w", force_zip64=zinfo.file_size >= 0x7FFFFFFF) as dst:  # type: ignore[arg-type]
+                with open(entry.path, "rb") as src, zf.open(zinfo, "w", force_zip64=zinfo.file_size >= ZIP32_LIMIT) as dst:  # type: ignore[arg-type]
                     shutil.copyfileobj(src, dst, CHUNK)
             else:
                 data = entry.data if entry.data is not None else entry.path.read_bytes()  # type: ignore[union-attr]
-                zinfo.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(zinfo, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
-    digest = hashlib.sha256()
-    with open(out, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    info.update({"sha256": digest.hexdigest(), "bytes": out.stat().st_size, "entries": [e.name for e in entries]})
-    info.pop("date")
-    return info
+                method = zipfile.ZIP_STORED if entry.store else zipfile.ZIP_DEFLATED
+                zinfo.compress_type = method
+                zf.writestr(zinfo, data, compress_type=method, compresslevel=6)
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
