@@ -22,7 +22,7 @@ def tiny_build(tmp_path_factory):
 def test_json_on_stdout_logs_on_stderr(tiny_build):
     _, report, proc = tiny_build
     assert proc.stdout.lstrip().startswith("{") and proc.stdout.rstrip().endswith("}")
-    assert "pack: exporting ONNX" in proc.stderr
+    assert "exporting ONNX (opset 17)" in proc.stderr and "pack: [" in proc.stderr
 
 
 def test_report_has_the_keys_ci_relies_on(tiny_build):
