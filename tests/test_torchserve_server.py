@@ -75,7 +75,8 @@ def test_deploy_tiny_and_predict_images(server, built):
     key_file = Path(doc["token_file"])
     assert key_file.stat().st_mode & 0o777 == 0o600
     keys = _keys(server)
-    log_text = "".join(p.read_text(errors="replace") for p in (server / ".servers" / "torchserve").glob("*.json") if p.name != "key_file.json")
+    root = server / ".servers" / "torchserve"
+    log_text = "".join(p.read_text(errors="replace") for p in [*root.glob("*.json"), *root.glob("logs/*.log")] if p.name != "key_file.json")
     assert all(k not in json.dumps(doc) and k not in log_text for k in keys.values()), "a token leaked"
 
     url = f"{doc['inference_url']}/predictions/tiny"
@@ -240,3 +241,45 @@ def test_stop_leaves_no_process(server):
     assert processes_under(root) == []
     doc = pack_json("stop", "--target", "torchserve", "--store", str(server))
     assert doc["stopped"] is False
+
+
+def test_missing_java_is_one_line_exit_5(built, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(built("tiny"), store / "tiny" / "1")
+    import sys
+
+    proc = run_pack("deploy", "tiny", "--store", str(store), env={"PATH": str(Path(sys.executable).parent), "JAVA_HOME": ""})
+    assert proc.returncode == 5, proc.stderr
+    assert "Java was not found" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_port_taken_and_never_healthy(tmp_path, monkeypatch):
+    """`torchserve --start` exits 0 even when its port is taken: pack notices, says so, and leaves nothing running."""
+    import socket
+
+    from packager.errors import EnvironmentProblem
+    from packager.targets.torchserve import server as server_module
+
+    if not shutil.which("java"):
+        pytest.skip("java is not installed")
+    local = server_module.LocalServer(tmp_path / "store")
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = holder.getsockname()[1]
+    real = server_module.free_ports
+    monkeypatch.setattr(server_module, "free_ports", lambda n, host="127.0.0.1": [taken, *real(n - 1, host)])
+    try:
+        with pytest.raises(EnvironmentProblem, match="already in use"):
+            local.start(60, lambda m: None)
+    finally:
+        holder.close()
+        local.stop(lambda m: None)
+    assert processes_under(local.root) == []
+    monkeypatch.setattr(server_module, "free_ports", real)
+    try:
+        with pytest.raises(EnvironmentProblem, match=r"did not become healthy within 0 s; see its log .*ts_log.log"):
+            local.start(0.2, lambda m: None)
+    finally:
+        local.stop(lambda m: None)
+    assert processes_under(local.root) == []

@@ -179,6 +179,8 @@ class LocalServer:
             "METRICS_LOCATION": str(self.logs),
             "PATH": f"{Path(torchserve).parent}{os.pathsep}{Path(java).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
+        # Only what this launch writes counts when looking for "Address already in use".
+        self._log_marks = {path: (path.stat().st_size if path.exists() else 0) for path in (self.launch_log, self.log_path())}
         log(f"starting TorchServe on {host} (inference {ports['inference']}, management {ports['management']}); logs in {self.logs}")
         started = time.monotonic()
         with open(self.launch_log, "ab") as out:
@@ -236,7 +238,9 @@ class LocalServer:
     def _port_problem(self) -> str | None:
         for path in (self.launch_log, self.log_path()):
             try:
-                text = path.read_text(errors="replace")[-20000:]
+                with open(path, "rb") as fh:
+                    fh.seek(getattr(self, "_log_marks", {}).get(path, 0))
+                    text = fh.read().decode("utf-8", "replace")
             except OSError:
                 continue
             if "Address already in use" in text or "BindException" in text:
