@@ -6,7 +6,7 @@ Nothing here imports torch; the plan is plain data that the build pipeline and t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,4 +206,4 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
     )
 
 
-__all__ = ["BuildPlan", "parse_input", "resolve", "replace"]
+__all__ = ["BuildPlan", "parse_input", "resolve"]

@@ -27,7 +27,7 @@ from ..errors import UsageError
 
 TARGETS = ("torchserve", "triton", "kserve")
 # Targets whose artifacts `pack build` writes into every build folder, in this order.
-PACKAGED_BY_BUILD: tuple[str, ...] = ("triton",)
+PACKAGED_BY_BUILD: tuple[str, ...] = ("torchserve", "triton")
 
 Log = Callable[[str], None]
 
