@@ -107,12 +107,14 @@ def test_existing_version_is_kept_unless_force(tiny_build):
 
 
 def test_same_inputs_give_identical_exports(tmp_path):
-    """Two builds of the same model with the same seed give byte-identical ONNX, TorchScript and samples."""
+    """Two builds of the same model with the same seed give byte-identical exports, samples, .mar, config.properties
+    and Triton repository files."""
     a, b = tmp_path / "a", tmp_path / "b"
     for store in (a, b):
         assert run_pack("build", "tiny", "--store", str(store), "--iterations", "0").returncode == 0
     ra = json.loads((a / "tiny/1/report.json").read_text())["sha256"]
     rb = json.loads((b / "tiny/1/report.json").read_text())["sha256"]
+    assert {"torchserve/tiny.mar", "torchserve/config.properties", "triton/tiny/config.pbtxt", "triton/tiny/1/model.py"} <= set(ra)
     assert ra == rb
 
 
