@@ -1,0 +1,325 @@
+"""The in-process baselines: the model in one Python process, called by `concurrency` threads (like a threaded
+FastAPI worker), doing exactly the work a server does for the same request.
+
+* `pipeline(...)`: the TorchServe request path without TorchServe. pack's own handler class (handlers/pack_*.py, the
+  file shipped in the .mar) is instantiated in this process with the settings the archive would give it, and its
+  `handle([request])` runs per request: decode the image, pre-process, run the model, post-process, serialise the
+  JSON answer. Only the model callable differs: the eager PyTorch module, or onnxruntime through the handler
+  runtime's own `load_model` (what a TorchServe worker runs).
+* `tensor_runner(...)`: the model alone on the pre-processed tensor (what Triton's python backend is sent).
+* `batch_comparison(...)`: eager vs the ONNX export at one batch size, sequentially.
+
+`python -m packager.bench.inprocess rss BUILD_DIR eager|onnx` loads one of them in a fresh process, serves a few
+requests and prints its resident memory (the figure a server's memory is compared with).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
+Log = Callable[[str], None]
+
+
+# ---------------------------------------------------------------- the request users send
+
+
+def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
+    """A deterministic synthetic JPEG (shapes on a gradient): the image every image-model row sends."""
+    from PIL import Image, ImageDraw
+
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([(x * 255 // width), (y * 255 // height), ((x + y) * 127 // (width + height))], -1).astype(np.uint8)
+    image = Image.fromarray(base)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([width // 8, height // 6, width // 3, height // 2], fill=(220, 30, 30))
+    draw.ellipse([width // 2, height // 3, width * 7 // 8, height * 5 // 6], fill=(30, 200, 60))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def handler_file(report: dict[str, Any]) -> str:
+    from ..targets.torchserve.mar import choose_handler
+
+    return choose_handler(report)
+
+
+def is_image_model(report: dict[str, Any]) -> bool:
+    return handler_file(report) in ("pack_classifier.py", "pack_detector.py")
+
+
+def sample_inputs(build_dir: Path, report: dict[str, Any]) -> list[np.ndarray]:
+    """The build's recorded sample inputs, first item of the batch (shape (1, ...))."""
+    rels = (report.get("samples") or {}).get("inputs") or []
+    return [np.ascontiguousarray(np.load(build_dir / rel)[:1]) for rel in rels]
+
+
+def request_payload(build_dir: Path, report: dict[str, Any]) -> tuple[bytes, str, str]:
+    """(body, content type, description) of the request an end user sends to TorchServe for this model."""
+    if is_image_model(report):
+        data = sample_jpeg()
+        return data, "application/octet-stream", f"640x480 JPEG ({len(data)} bytes)"
+    arrays = sample_inputs(build_dir, report)
+    doc = {
+        "inputs": [
+            {"name": spec["name"], "shape": list(a.shape), "dtype": str(a.dtype), "encoding": "base64", "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode()}
+            for spec, a in zip(report["inputs"], arrays)
+        ],
+        "output_encoding": "base64",
+    }
+    body = json.dumps(doc).encode()
+    return body, "application/json", f"tensor JSON ({len(body)} bytes)"
+
+
+# ---------------------------------------------------------------- runtimes
+
+
+def set_torch_threads(threads: int) -> int:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def eager_module(build_dir: Path, report: dict[str, Any], log: Log) -> tuple[Any, str]:
+    """(module, what it is): the eager model rebuilt from the registry (built-in models with random weights, checked
+    against the build's recorded outputs), else the build's TorchScript export standing in for it."""
+    import torch
+
+    source = report.get("source") or {}
+    weights = report.get("weights") or {}
+    if source.get("kind") == "builtin" and weights.get("random"):
+        try:
+            from ..loader import load_module
+            from ..plan import resolve
+
+            plan = resolve(source["ref"], None, {"device": "cpu", "seed": weights.get("seed", 0)})
+            module, _ = load_module(plan)
+            module = module.eval()
+            if _matches_samples(module, build_dir, report):
+                return module, "eager PyTorch"
+            log("the rebuilt eager model does not reproduce the build's recorded outputs; TorchScript stands in for it")
+        except Exception as exc:  # a missing optional dependency, a changed registry entry
+            log(f"cannot rebuild the eager model ({type(exc).__name__}: {str(exc)[:120]}); TorchScript stands in for it")
+    else:
+        log("the eager model cannot be rebuilt from this build (weights or source file are not in the store); TorchScript stands in for it")
+    path = build_dir / (report.get("artifacts") or {}).get("torchscript", "model.pt")
+    return torch.jit.load(str(path), map_location="cpu").eval(), "TorchScript (eager not rebuildable)"
+
+
+def _matches_samples(module: Any, build_dir: Path, report: dict[str, Any]) -> bool:
+    from ..runners import torch_runner
+
+    samples = report.get("samples") or {}
+    arrays = [np.load(build_dir / rel) for rel in samples.get("inputs", [])]
+    expected = [np.load(build_dir / rel) for rel in samples.get("outputs", [])]
+    if not arrays or not expected:
+        return True
+    got = torch_runner(module, "cpu")(arrays)
+    tol = report.get("tolerance") or {"atol": 1e-4, "rtol": 1e-3}
+    return len(got) == len(expected) and all(
+        g.shape == e.shape and np.allclose(g, e, atol=float(tol["atol"]) * 10, rtol=float(tol["rtol"]) * 10) for g, e in zip(got, expected)
+    )
+
+
+def eager_runner(module: Any) -> Runner:
+    from ..runners import torch_runner
+
+    return torch_runner(module, "cpu")
+
+
+def onnx_runner(build_dir: Path, report: dict[str, Any], threads: int = 0) -> Runner:
+    """onnxruntime through the handlers' own loader (pack_runtime.load_model): the session a TorchServe worker builds."""
+    runtime = _handler_module("pack_runtime")
+    meta = {"serialized_file": (report.get("artifacts") or {}).get("onnx", "model.onnx"), "format": "onnx", "handler": {"threads": threads}}
+    return runtime.load_model(str(build_dir), meta)
+
+
+# ---------------------------------------------------------------- pack's handler, in this process
+
+
+def _handler_module(name: str) -> Any:
+    from ..targets.torchserve.mar import handlers_dir
+
+    folder = str(handlers_dir())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
+
+
+def handler_instance(build_dir: Path, report: dict[str, Any], runner: Runner, fmt: str) -> Any:
+    """pack's TorchServe handler for this build, set up as a worker would set it up, running `runner`."""
+    from ..targets.torchserve.config import handler_settings
+    from ..targets.torchserve.mar import SERIALIZED, metadata
+
+    runtime = _handler_module("pack_runtime")
+    hfile = handler_file(report)
+    module = _handler_module(hfile[:-3])
+    cls = next(
+        v for v in vars(module).values() if isinstance(v, type) and issubclass(v, runtime.PackHandler) and v is not runtime.PackHandler
+    )
+    labels = report.get("labels")
+    if labels and not (build_dir / labels).is_file():
+        labels = None
+    meta = metadata(report, fmt, SERIALIZED[fmt], Path(labels).name if labels else None)
+    meta["handler"] = handler_settings(report, hfile, Path(labels).name if labels else None)
+    meta["labels"] = [line.strip() for line in (build_dir / labels).read_text().splitlines() if line.strip()] if labels else None
+    handler = cls()
+    handler.settings = meta
+    handler.inputs = meta["inputs"]
+    handler.output_names = meta["outputs"]
+    handler.model = runner
+    handler.batchable = all(0 in i.get("dynamic_axes", [0]) for i in handler.inputs)
+    handler.setup()
+    handler.initialized = True
+    return handler
+
+
+def pipeline(handler: Any, body: bytes) -> Callable[[int], Any]:
+    """One request through the handler, as a TorchServe worker handles a batch of one. Raises on an error answer."""
+
+    def call(_: int) -> Any:
+        answer = handler.handle([{"body": body}], None)[0]
+        if answer.startswith('{"error"'):
+            raise RuntimeError(answer[:200])
+        return answer
+
+    return call
+
+
+def preprocessed(handler: Any, body: bytes) -> list[np.ndarray]:
+    """The model inputs the handler makes from the request (what a tensor-serving server is sent)."""
+    runtime = _handler_module("pack_runtime")
+    doc = runtime.as_json(body)
+    if runtime.is_tensor_request(doc):
+        return runtime.decode_tensors(doc, handler.inputs)
+    arrays, _ = handler.preprocess_one({"body": body}, body, doc)
+    return [np.ascontiguousarray(a) for a in arrays]
+
+
+def tensor_call(runner: Runner, arrays: list[np.ndarray]) -> Callable[[int], Any]:
+    def call(_: int) -> Any:
+        return runner(arrays)
+
+    return call
+
+
+# ---------------------------------------------------------------- batch comparison
+
+
+def batch_comparison(eager: Runner, onnx: Runner, arrays: list[np.ndarray], batch: int, iterations: int, time_limit_s: float) -> dict[str, Any]:
+    """Eager vs ONNX (onnxruntime) on one batch of `batch` copies of the tensor, run back to back in one thread."""
+    stacked = [np.ascontiguousarray(np.repeat(a, batch, axis=0)) for a in arrays]
+    out: dict[str, Any] = {"batch": batch}
+    for label, runner in (("eager", eager), ("onnx", onnx)):
+        runner(stacked)  # warm-up
+        times = []
+        deadline = time.perf_counter() + time_limit_s
+        while len(times) < iterations and (len(times) < 2 or time.perf_counter() < deadline):
+            t0 = time.perf_counter()
+            runner(stacked)
+            times.append(time.perf_counter() - t0)
+        ms = np.asarray(times) * 1000.0
+        out[label] = {
+            "iterations": len(times),
+            "p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "mean_ms": round(float(ms.mean()), 2),
+            "items_per_s": round(batch * 1000.0 / float(ms.mean()), 2),
+        }
+    out["onnx_over_eager"] = round(out["onnx"]["items_per_s"] / out["eager"]["items_per_s"], 3)
+    return out
+
+
+# ---------------------------------------------------------------- memory
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return sorted(set(found))
+
+
+def tree_rss_mb(pids: list[int]) -> float | None:
+    sizes = [rss_bytes(p) for p in pids]
+    known = [s for s in sizes if s]
+    return round(sum(known) / 2**20, 1) if known else None
+
+
+def measure_rss_subprocess(build_dir: Path, fmt: str, timeout: float = 300.0) -> dict[str, Any]:
+    """Resident memory of a fresh Python process with the model loaded (eager or onnx) after serving a few requests."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "packager.bench.inprocess", "rss", str(build_dir), fmt],
+            capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return {"rss_mb": None, "error": f"timed out after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        return {"rss_mb": None, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _rss_main(build_dir: str, fmt: str) -> None:
+    from ..build import load_report
+
+    folder = Path(build_dir)
+    report = load_report(folder)
+    body, _, _ = request_payload(folder, report)
+    if fmt == "eager":
+        module, _ = eager_module(folder, report, lambda m: None)
+        runner = eager_runner(module)
+    else:
+        runner = onnx_runner(folder, report)
+    handler = handler_instance(folder, report, runner, "onnx" if fmt == "onnx" else "torchscript")
+    call = pipeline(handler, body)
+    for i in range(3):
+        call(i)
+    print(json.dumps({"rss_mb": round((rss_bytes(os.getpid()) or 0) / 2**20, 1), "format": fmt}))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "rss":
+        _rss_main(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit("usage: python -m packager.bench.inprocess rss BUILD_DIR eager|onnx")
