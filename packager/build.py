@@ -186,6 +186,14 @@ def _export_torchscript(model: Any, example: list[Any], plan: BuildPlan, path: P
             raise ValidationFailed(f"TorchScript trace failed: {_first(exc)}", "try --torchscript script") from exc
         notes, checks, seconds, problem = [], [], 0.0, f"trace failed: {_first(exc)}"
     info = {"method": "trace", "tracer_warnings": notes, "seconds": seconds}
+    # A tensor turned into a Python bool means an `if` on the input's values: the trace keeps one branch only, and a
+    # gate that happened to take that branch on every sample would pass it. Never ship such a trace.
+    branching = next((n.split(". ")[0] for n in notes if "Python boolean" in n), None)
+    if plan.torchscript == "trace" and branching:
+        raise ValidationFailed(
+            f"TorchScript trace is unsafe: the model branches on tensor values ({branching}), so a trace keeps only the branch the example input took",
+            "use --torchscript auto or script, which keep the control flow",
+        )
     if plan.torchscript == "trace" or not problem:
         return TorchScriptResult(checks, info, model)
 
@@ -205,6 +213,11 @@ def _export_torchscript(model: Any, example: list[Any], plan: BuildPlan, path: P
         log(f"torch.jit.script failed too: {_first(exc)}")
     if traced is None:
         raise ValidationFailed(f"TorchScript export failed ({problem}) and torch.jit.script failed as well", "rerun with --debug")
+    if branching:
+        raise ValidationFailed(
+            f"the model branches on tensor values ({branching}) and torch.jit.script failed on it, so no export keeps the control flow",
+            "make forward() scriptable (rerun with --torchscript script to see why it is not) or remove the data-dependent branch",
+        )
     ts_export.save(traced, path, metadata)  # scripting did not help: ship the trace, judged by its own checks
     warning = None
     if first_failure(checks) is None:
