@@ -11,13 +11,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..processes import free_ports, pid_alive
 from ...errors import EnvironmentProblem, UsageError
 from .client import TritonHTTP
 
@@ -73,20 +73,6 @@ class ServerState:
         return pid_alive(self.pid)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def find_binary(explicit: str | None) -> Path:
     """--tritonserver PATH, else PACK_TRITONSERVER, else `tritonserver` on PATH, else the one setup-triton.sh installs."""
     candidates: list[tuple[str, str | None]] = []
@@ -132,9 +118,7 @@ def available_backends(binary: Path) -> list[str]:
 
 
 def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
