@@ -27,6 +27,10 @@ def prepare_for_export(model):
         if isinstance(module, Detect):
             module.export = True  # return the (N, 84, anchors) tensor alone, not (y, features)
             module.format = "onnx"
+            # Rebuild the anchor grid from the feature shapes inside the graph instead of caching it behind
+            # `if self.shape != shape`: that comparison turns traced sizes into a Python bool, which pack's
+            # TorchScript export rightly treats as a data-dependent branch. The graph is the same at every batch size.
+            module.dynamic = True
     for p in model.parameters():
         p.requires_grad_(False)
     return model
