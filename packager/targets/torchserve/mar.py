@@ -18,6 +18,7 @@ import mmap
 import os
 import shutil
 import struct
+import sys
 import time
 import zipfile
 import zlib
@@ -40,7 +41,11 @@ SERIALIZED = {"onnx": "model.onnx", "torchscript": "model.pt"}
 def handlers_dir() -> Path:
     """The folder holding the handler sources shipped inside archives (`handlers/` beside the packager package)."""
     here = Path(__file__).resolve()
-    for candidate in (here.parents[3] / "handlers", Path(os.environ.get("PACK_HANDLERS_DIR", "/nonexistent"))):
+    for candidate in (
+        Path(os.environ.get("PACK_HANDLERS_DIR", "/nonexistent")),
+        here.parents[3] / "handlers",  # a source checkout or editable install
+        Path(sys.prefix) / "share" / "pack" / "handlers",  # a wheel install (setup.cfg data_files)
+    ):
         if (candidate / "pack_runtime.py").is_file():
             return candidate
     raise UsageError("pack's TorchServe handlers are missing (handlers/pack_runtime.py)", "reinstall pack from its source tree")

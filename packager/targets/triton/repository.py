@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,15 @@ from . import config as cfg
 
 BACKENDS = ("python", "onnxruntime", "pytorch")
 DEFAULT_MAX_BATCH = 8
-TEMPLATES = Path(os.environ.get("PACK_TRITON_TEMPLATES") or Path(__file__).resolve().parents[3] / "templates" / "triton")
+def _templates() -> Path:
+    """PACK_TRITON_TEMPLATES, else templates/triton in a source checkout, else <prefix>/share/pack (a wheel install)."""
+    if os.environ.get("PACK_TRITON_TEMPLATES"):
+        return Path(os.environ["PACK_TRITON_TEMPLATES"])
+    checkout = Path(__file__).resolve().parents[3] / "templates" / "triton"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "pack" / "templates" / "triton"
+
+
+TEMPLATES = _templates()
 Log = Callable[[str], None]
 
 
