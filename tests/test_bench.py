@@ -1,0 +1,135 @@
+"""`pack bench` on the tiny model with small request counts: it runs, its JSON has every column, the plot is written,
+and every server it launched is stopped (also when interrupted). Timings are never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_pack
+
+RUN_KEYS = {"concurrency", "requests", "ok", "errors", "error_samples", "seconds", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "ratio", "gpu_util_pct"}
+ROW_KEYS = {"name", "target", "runtime", "payload", "work", "compare_with", "cold_start", "memory", "gpu_util_pct", "runs", "peak_throughput_rps", "peak_ratio"}
+
+
+def bench_processes() -> list[int]:
+    """Live processes started for a bench (their command line or environment names a pack-bench- folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"/pack-bench-" in blob and state != "Z" and b"pytest" not in blob and b"packager.cli" not in blob:
+            found.append(int(entry.name))
+    return found
+
+
+def test_load_generator_is_bounded():
+    from packager.bench.load import run_load
+
+    calls = []
+
+    def make():
+        def call(i):
+            calls.append(i)
+            if i == 3:
+                raise RuntimeError("boom")
+            time.sleep(0.002)
+
+        return call
+
+    result = run_load(make, requests=30, concurrency=4, time_limit_s=30, warmup=1).summary()
+    assert result["ok"] + result["errors"] == 30 and result["errors"] == 1
+    assert "boom" in result["error_samples"][0]
+    assert len([c for c in calls if c >= 0]) == 30  # exactly the requested count; warm-ups are negative
+    limited = run_load(make, requests=100000, concurrency=2, time_limit_s=0.3).summary()
+    assert limited["timed_out"] and limited["completed"] < 100000
+
+
+def test_bad_options_exit_2(tmp_path):
+    proc = run_pack("bench", "tiny", "--targets", "inprocess,nginx", "--store", str(tmp_path))
+    assert proc.returncode == 2 and "unknown bench target 'nginx'" in proc.stderr
+    proc = run_pack("bench", "tiny", "--concurrency", "1,x", "--store", str(tmp_path))
+    assert proc.returncode == 2 and "--concurrency" in proc.stderr
+
+
+@pytest.mark.server
+def test_bench_tiny_all_targets(built, session_store, tmp_path):
+    from triton_support import ensure_tritonserver
+
+    ensure_tritonserver()
+    built("tiny")
+    png = tmp_path / "bench.png"
+    proc = run_pack(
+        "bench", "tiny", "--store", str(session_store), "--targets", "inprocess,torchserve,triton",
+        "--requests", "20", "--concurrency", "1,4", "--plot", str(png), "--json", timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    names = [r["name"] for r in doc["rows"]]
+    assert names == ["inprocess-eager", "inprocess-onnx", "inprocess-onnx-tensor", "torchserve", "triton"]
+    for row in doc["rows"]:
+        assert ROW_KEYS <= set(row), row["name"]
+        assert {"launch_s", "load_s"} <= set(row["cold_start"])
+        assert {"rss_mb", "overhead_mb"} <= set(row["memory"])
+        assert row["memory"]["rss_mb"] and row["memory"]["rss_mb"] > 0
+        assert [r["concurrency"] for r in row["runs"]] == [1, 4]
+        for run in row["runs"]:
+            assert RUN_KEYS <= set(run)
+            assert run["errors"] == 0 and run["ok"] == 20, (row["name"], run["error_samples"])
+            assert run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
+            assert run["gpu_util_pct"] is None or doc["host"]["gpu"]
+    served = {r["name"]: r for r in doc["rows"]}
+    assert served["torchserve"]["compare_with"] == "inprocess-eager"
+    assert served["triton"]["compare_with"] == "inprocess-onnx-tensor"
+    for name in ("torchserve", "triton"):
+        row = served[name]
+        assert row["cold_start"]["launch_s"] is not None and row["cold_start"]["load_s"] is not None
+        assert row["memory"]["overhead_mb"] is not None
+        assert all(r["ratio"] is not None for r in row["runs"])
+    assert doc["batch_comparison"]["batch"] == 8 and doc["batch_comparison"]["onnx_over_eager"] > 0
+    assert {g["goal"].split()[0] for g in doc["goals"]} == {"torchserve", "triton", "ONNX"}
+    assert [s["processes_left"] for s in doc["servers_stopped"]] == [[], []]
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert bench_processes() == []
+    table = run_pack("bench", "tiny", "--store", str(session_store), "--targets", "inprocess", "--requests", "5", "--concurrency", "2", timeout=300)
+    assert table.returncode == 0, table.stderr[-2000:]
+    assert "inprocess-onnx-tensor" in table.stdout and "p95 ms" in table.stdout
+
+
+@pytest.mark.server
+def test_interrupted_bench_stops_its_server(built, session_store):
+    built("tiny")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packager.cli", "bench", "tiny", "--store", str(session_store), "--targets", "torchserve",
+         "--requests", "100000", "--concurrency", "2", "--time-limit", "120"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not bench_processes():
+            time.sleep(0.5)
+        assert bench_processes(), "the bench launched no TorchServe"
+        time.sleep(8)  # registered and under load by now
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and bench_processes():
+        time.sleep(0.5)
+    assert bench_processes() == []
