@@ -44,6 +44,8 @@ class Connection:
     local: LocalServer | None
     model_store: Path | None
     server_seconds: float = 0.0
+    launched: bool = False  # this command started the server
+    registering: bool = False  # a registration request was sent
 
 
 # ---------------------------------------------------------------- connecting
@@ -84,8 +86,13 @@ def connect(opts: DeployOptions, log: Log, start: bool) -> Connection | None:
     if state is None and not start:
         return None
     t0 = time.monotonic()
+    launched = state is None
     if state is None:
-        state = local.start(opts.timeout, log)
+        try:
+            state = local.start(opts.timeout, log)
+        except KeyboardInterrupt:  # Ctrl-C while it starts: leave no server behind
+            local.stop(lambda m: None)
+            raise
     tokens = local.tokens()
     conn = Connection(
         ManagementClient(state["management_url"], tokens["management"], timeout=opts.timeout),
@@ -94,6 +101,7 @@ def connect(opts: DeployOptions, log: Log, start: bool) -> Connection | None:
         local,
         local.model_store,
         round(time.monotonic() - t0, 2),
+        launched,
     )
     _check_reachable(conn)
     return conn
@@ -276,6 +284,38 @@ def deploy(build_dir: Path, report: dict[str, Any], opts: DeployOptions, log: Lo
     settings = settings_from(report, opts.format, opts.batch_size, opts.max_batch_delay_ms, opts.workers)
     conn = connect(opts, log, start=True)
     assert conn is not None
+    was_registered = any(str(d.get("modelVersion")) == version for d in _versions(conn, name))
+    try:
+        return _deploy(conn, build_dir, report, settings, opts, log)
+    except KeyboardInterrupt:
+        # Ctrl-C: a server this command started is stopped; on a server that ran before, the new version is removed
+        if conn.launched and conn.local is not None:
+            conn.local.stop(lambda m: None)
+        elif not was_registered:
+            _remove_interrupted(conn, name, version, opts.timeout)
+        raise
+
+
+def _remove_interrupted(conn: Connection, name: str, version: str, timeout: float) -> None:
+    """Undo a registration that Ctrl-C cut short: the server may still be registering it, so wait a little."""
+    if conn.model_store is not None:
+        (conn.model_store / f"{name}.v{version}.mar").unlink(missing_ok=True)
+    deadline = time.monotonic() + (min(timeout, 30.0) if conn.registering else 0.0)
+    while True:
+        try:
+            registered = any(str(d.get("modelVersion")) == version for d in _versions(conn, name))
+            if registered:
+                conn.management.unregister(name, version)
+                return
+        except (ApiError, Unreachable):
+            pass
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
+
+
+def _deploy(conn: Connection, build_dir: Path, report: dict[str, Any], settings: ServingSettings, opts: DeployOptions, log: Log) -> dict[str, Any]:
+    name, version = report["name"], str(report["version"])
     described = _versions(conn, name)
     previous_default = _default_version(conn, described)
     already = any(str(d.get("modelVersion")) == version for d in described)
@@ -368,6 +408,7 @@ def _tempdir(build_dir: Path) -> Iterator[Path]:
 
 def _register(conn: Connection, name: str, version: str, url: str, settings: ServingSettings, opts: DeployOptions, log: Log) -> None:
     log(f"registering {name} v{version} (batch size {settings.batch_size}, {settings.min_workers} worker(s))")
+    conn.registering = True
     try:
         conn.management.register(url, name, settings.batch_size, settings.max_batch_delay_ms, settings.min_workers, settings.response_timeout_s, opts.timeout)
     except ApiError as exc:
@@ -375,6 +416,8 @@ def _register(conn: Connection, name: str, version: str, url: str, settings: Ser
             _unregister_quietly(conn, name, version, log)
         raise DeployFailed(f"TorchServe refused to register {name} v{version}: HTTP {exc.status} {exc.message}", _where_logs(conn)) from None
     except Unreachable as exc:
+        if conn.local is not None and conn.local.running() is None:
+            raise DeployFailed(f"TorchServe stopped while registering {name} v{version} ({exc})", f"{_where_logs(conn)}; `pack deploy` starts a new one") from None
         _unregister_quietly(conn, name, version, log)
         raise DeployFailed(f"registering {name} v{version} got no answer within {opts.timeout:.0f} s ({exc})", "raise --timeout; " + _where_logs(conn)) from None
 
