@@ -307,7 +307,16 @@ def check_repo_cmd(repository: str, as_json: bool, debug: bool) -> None:
     def body(out: Any) -> None:
         from .targets import call
 
-        _print_result(out, call("triton", "check_repo", Path(repository), log), as_json)
+        from .errors import ValidationFailed
+
+        result = call("triton", "check_repo", Path(repository), log)
+        _print_result(out, result, as_json)
+        for problem in result["problems"]:
+            log(f"{problem['severity']}: {problem['message']}")
+        errors = [p for p in result["problems"] if p["severity"] == "error"]
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise ValidationFailed(f"{errors[0]['message']}{more}", "fix config.pbtxt or regenerate it with `pack repo`")
 
     run(debug, body)
 

@@ -87,13 +87,8 @@ def repo(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[s
 
 
 def check_repo(path: Path, log: Log) -> dict[str, Any]:
-    result = check_repository(Path(path))
-    if not result["ok"]:
-        for line in result["summary"].splitlines()[1:]:
-            if not line.strip().startswith(("error:", "warning:")):
-                log(line.strip())
-    raise_on_errors(result, log)
-    return result
+    """The check-repo document (`ok`, `models`, `problems`, `summary`); the CLI prints it, then fails when not ok."""
+    return check_repository(Path(path))
 
 
 def stop(opts: Any, log: Log) -> dict[str, Any]:
