@@ -63,7 +63,7 @@ def main() -> int:
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--store", type=Path, default=ROOT / "benchmarks" / "out" / "store")
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "archive_speed.json", help="where to write the figures")
     args = parser.parse_args()
 
     from model_archiver.model_archiver_config import ModelArchiverConfig
