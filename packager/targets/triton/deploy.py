@@ -314,6 +314,15 @@ def _deploy_checked(build_dir: Path, report: dict[str, Any], opts: Any, log: Log
             if any(n.startswith("could not") for n in notes):
                 suffix = "; " + "; ".join(n for n in notes if n.startswith("could not"))
             raise type(exc)(exc.message.rstrip(".") + suffix, exc.hint) from None
+        except KeyboardInterrupt:  # Ctrl-C: put the previous entries back; a server this command started is stopped
+            if state:
+                restore(Path(state.repository), backups)
+                backups = {}
+            if launched:
+                server.stop(store, lambda m: None)
+            else:
+                _rollback(client, names, was_ready, lambda m: None, min(opts.timeout, 30))
+            raise
         drop_backups(backups)
         backups = {}
         if state:

@@ -181,6 +181,15 @@ def launch(store: Path, binary: Path, host: str, timeout: float, log: Log, ports
         started=time.time(),
     )
     client = TritonHTTP(state.url, timeout=5)
+    try:
+        return _wait_ready(store, proc, state, client, timeout, log, t0)
+    except BaseException:  # never ready, exited, or Ctrl-C: no server is left running without a state file
+        _terminate(proc.pid, 5)
+        raise
+
+
+def _wait_ready(store: Path, proc: subprocess.Popen, state: ServerState, client: TritonHTTP, timeout: float, log: Log, t0: float) -> ServerState:
+    http, grpc, metrics, host, log_path = state.http_port, state.grpc_port, state.metrics_port, state.host, Path(state.log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -198,7 +207,6 @@ def launch(store: Path, binary: Path, host: str, timeout: float, log: Log, ports
             log(f"tritonserver ready in {time.perf_counter() - t0:.2f} s (pid {proc.pid}, backends: {', '.join(state.backends) or 'unknown'})")
             return state
         time.sleep(0.1)
-    _terminate(proc.pid, 5)
     raise EnvironmentProblem(f"tritonserver did not become ready within {timeout:.0f} s", f"see {log_path}; raise --timeout")
 
 
