@@ -260,3 +260,13 @@ def test_server_that_never_becomes_ready(built, tmp_path):
     assert proc.returncode == 5 and "did not become ready within 2 s" in line and "server.log" in line, proc.stderr
     out = subprocess.run(["pgrep", "-f", str(fake)], capture_output=True, text=True).stdout.split()
     assert out == [], "the never-ready server was left running"
+
+
+def test_launch_refuses_a_non_loopback_address(tmp_path):
+    from packager.errors import UsageError
+    from packager.targets.triton import server
+
+    for host in ("0.0.0.0", "192.168.1.10"):
+        with pytest.raises(UsageError, match="loopback only"):
+            server.ensure(tmp_path / "store", None, host, 5, lambda m: None)
+    assert not (tmp_path / "store" / ".servers" / "triton" / "state.json").exists()
