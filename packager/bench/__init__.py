@@ -128,27 +128,24 @@ def _locate(o: BenchOptions, scratch: Path, log: Log) -> tuple[Path, dict[str, A
     return folder, report
 
 
-def _run_row(name: str, make_caller: Any, o: BenchOptions, log: Log) -> list[dict[str, Any]]:
+def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions, log: Log) -> dict[str, Any]:
     from .gpu import GpuSampler
     from .load import run_load
 
-    runs = []
-    for c in o.concurrency:
-        with GpuSampler() as gpu:
-            result = run_load(make_caller, o.requests, c, o.time_limit_s, warmup=o.warmup)
-        summary = result.summary()
-        summary["gpu_util_pct"] = gpu.mean_util_pct
-        log(
-            f"{name} c={c}: {summary['throughput_rps']:.1f} req/s, p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms"
-            + (f", {summary['errors']} error(s): {summary['error_samples'][0]}" if summary["errors"] else "")
-            + (" (time limit reached)" if summary["timed_out"] else "")
-        )
-        runs.append(summary)
-    return runs
+    with GpuSampler() as gpu:
+        result = run_load(make_caller, o.requests, c, o.time_limit_s, warmup=o.warmup)
+    summary = result.summary()
+    summary["gpu_util_pct"] = gpu.mean_util_pct
+    summary["load_average"] = round(os.getloadavg()[0], 2)
+    log(
+        f"{name} c={c}: {summary['throughput_rps']:.1f} req/s, p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms"
+        + (f", {summary['errors']} error(s): {summary['error_samples'][0]}" if summary["errors"] else "")
+        + (" (time limit reached)" if summary["timed_out"] else "")
+    )
+    return summary
 
 
-def _row(name: str, target: str, runtime: str, payload: str, work: str, compare_with: str | None, runs: list[dict[str, Any]], cold_start: dict[str, Any], memory: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    utils = [r["gpu_util_pct"] for r in runs if r.get("gpu_util_pct") is not None]
+def _row(name: str, target: str, runtime: str, payload: str, work: str, compare_with: str | None, cold_start: dict[str, Any], memory: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "name": name,
         "target": target,
@@ -158,15 +155,15 @@ def _row(name: str, target: str, runtime: str, payload: str, work: str, compare_
         "compare_with": compare_with,
         "cold_start": cold_start,
         "memory": memory,
-        "gpu_util_pct": round(sum(utils) / len(utils), 1) if utils else None,
+        "gpu_util_pct": None,
         "settings": settings or {},
-        "runs": runs,
+        "runs": [],
     }
 
 
-def _in_process_rows(folder: Path, report: dict[str, Any], o: BenchOptions, body: bytes, payload: str, log: Log) -> tuple[list[dict[str, Any]], list, dict[str, Any]]:
+def _in_process_rows(folder: Path, report: dict[str, Any], o: BenchOptions, body: bytes, payload: str, log: Log) -> tuple[list[tuple[dict[str, Any], Any]], list, dict[str, Any]]:
+    """The in-process rows, ready to run: [(row, make_caller)], the pre-processed tensor, and memory / batch figures."""
     from . import inprocess as ip
-    from .load import run_load  # noqa: F401  (imported for its side effect-free check)
 
     torch_threads = ip.set_torch_threads(o.threads)
     threads = {"torch": torch_threads, "onnxruntime": o.threads or "default (one per physical core)"}
@@ -185,19 +182,21 @@ def _in_process_rows(folder: Path, report: dict[str, Any], o: BenchOptions, body
     rss = {"eager": ip.measure_rss_subprocess(folder, "eager"), "onnx": ip.measure_rss_subprocess(folder, "onnx")}
     handler = ip.handler_file(report)
     work = f"decode + pre-process + model + post-process + JSON answer ({handler}, the TorchServe handler's own code)"
-    rows = []
-    runs = _run_row("inprocess-eager", lambda: ip.pipeline(eager_handler, body), o, log)
-    rows.append(_row("inprocess-eager", "inprocess", eager_kind, payload, work, None, runs, {"launch_s": None, "load_s": round(eager_load, 2)}, {"rss_mb": rss["eager"].get("rss_mb"), "overhead_mb": None}, {"threads": threads}))
-    runs = _run_row("inprocess-onnx", lambda: ip.pipeline(onnx_handler, body), o, log)
-    rows.append(_row("inprocess-onnx", "inprocess", "onnxruntime (pack_runtime.load_model)", payload, work, "inprocess-eager", runs, {"launch_s": None, "load_s": round(onnx_load, 2)}, {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None}, {"threads": threads}))
     shape = " ".join(f"{list(a.shape)} {a.dtype}" for a in arrays)
-    runs = _run_row("inprocess-onnx-tensor", lambda: ip.tensor_call(onnx, arrays), o, log)
-    rows.append(_row("inprocess-onnx-tensor", "inprocess", "onnxruntime", f"pre-processed tensor {shape}", "model only", None, runs, {"launch_s": None, "load_s": round(onnx_load, 2)}, {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None}, {"threads": threads}))
+    rows = [
+        (_row("inprocess-eager", "inprocess", eager_kind, payload, work, None, {"launch_s": None, "load_s": round(eager_load, 2)}, {"rss_mb": rss["eager"].get("rss_mb"), "overhead_mb": None}, {"threads": threads}),
+         lambda: ip.pipeline(eager_handler, body)),
+        (_row("inprocess-onnx", "inprocess", "onnxruntime (pack_runtime.load_model)", payload, work, "inprocess-eager", {"launch_s": None, "load_s": round(onnx_load, 2)}, {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None}, {"threads": threads}),
+         lambda: ip.pipeline(onnx_handler, body)),
+        (_row("inprocess-onnx-tensor", "inprocess", "onnxruntime", f"pre-processed tensor {shape}", "model only", None, {"launch_s": None, "load_s": round(onnx_load, 2)}, {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None}, {"threads": threads}),
+         lambda: ip.tensor_call(onnx, arrays)),
+    ]
     iterations = max(3, min(30, o.requests // max(o.batch, 1)))
     log(f"eager vs ONNX at batch {o.batch} ({iterations} runs each)")
     batch = ip.batch_comparison(eager, onnx, arrays, o.batch, iterations, o.time_limit_s)
     batch["eager_runtime"] = eager_kind
     batch["threads"] = threads
+    batch["load_average"] = round(os.getloadavg()[0], 2)
     log(f"batch {o.batch}: eager {batch['eager']['items_per_s']} items/s, onnx {batch['onnx']['items_per_s']} items/s ({batch['onnx_over_eager']}x)")
     return rows, arrays, {"rss": rss, "batch": batch}
 
@@ -206,6 +205,8 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
     by_name = {r["name"]: r for r in rows}
     for row in rows:
         runs = row["runs"]
+        utils = [r["gpu_util_pct"] for r in runs if r.get("gpu_util_pct") is not None]
+        row["gpu_util_pct"] = round(sum(utils) / len(utils), 1) if utils else None
         row["peak_throughput_rps"] = max((r["throughput_rps"] for r in runs), default=0.0)
         base = by_name.get(row["compare_with"] or "")
         same = by_name.get(row.get("same_runtime_baseline") or "")
@@ -271,51 +272,63 @@ def run_bench(o: BenchOptions, log: Log) -> dict[str, Any]:
             raise _Terminated()
 
         previous = signal.signal(signal.SIGTERM, on_term)
+    served: dict[str, Any] = {}
     try:
         folder, report = _locate(o, scratch, log)
         body, content_type, payload = ip.request_payload(folder, report)
-        rows: list[dict[str, Any]] = []
+        prepared: list[tuple[dict[str, Any], Any]] = []
         extra: dict[str, Any] = {"rss": {}, "batch": None}
         arrays = None
         if "inprocess" in o.targets:
-            rows, arrays, extra = _in_process_rows(folder, report, o, body, payload, log)
-        elif any(t in o.targets for t in ("triton",)):
-            module = ip.handler_instance(folder, report, lambda a: a, "onnx")
-            arrays = ip.preprocessed(module, body)
-        for target in [t for t in o.targets if t != "inprocess"]:
+            prepared, arrays, extra = _in_process_rows(folder, report, o, body, payload, log)
+        elif "triton" in o.targets:
+            arrays = ip.preprocessed(ip.handler_instance(folder, report, lambda a: a, "onnx"), body)
+        with_baselines = "inprocess" in o.targets
+        for target in [t for t in o.targets if t != "inprocess"]:  # deployed one after the other: cold starts do not overlap
             launched.append(target)
             if target == "torchserve":
                 settings = {**TORCHSERVE_DEFAULTS, **{k: v for k, v in o.torchserve.items() if v is not None}}
-                served = tg.torchserve(folder, report, server_store, body, content_type, payload, settings, o.timeout, log)
+                server = tg.torchserve(folder, report, server_store, body, content_type, payload, settings, o.timeout, log)
                 runtime = "onnxruntime in TorchServe workers" if settings["format"] == "onnx" else "TorchScript in TorchServe workers"
                 work = "the same handler code as the in-process rows, behind TorchServe's frontend"
                 same = "inprocess-onnx" if settings["format"] == "onnx" else None
                 rss_key = "onnx" if settings["format"] == "onnx" else "eager"
             else:
                 settings = {**TRITON_DEFAULTS, **{k: v for k, v in o.triton.items() if v is not None}}
-                served = tg.triton(folder, report, server_store, arrays, settings, o.timeout, log)
+                server = tg.triton(folder, report, server_store, arrays, settings, o.timeout, log)
                 runtime = "onnxruntime in Triton's python backend"
                 work = "model only (tensor in, raw outputs back)"
                 same = None
                 rss_key = "onnx"
-            loaded_mb = served.memory_mb()
-            runs = _run_row(target, served.make_caller(max(o.timeout, 60.0)), o, log)
-            after_mb = served.memory_mb()
+            served[target] = server
             base_mb = (extra["rss"].get(rss_key) or {}).get("rss_mb")
-            rss_mb = max(x for x in (loaded_mb, after_mb, 0.0) if x is not None) or None
             row = _row(
-                target, target, runtime, served.payload, work, served.compare_with if "inprocess" in o.targets else None, runs, served.cold_start,
-                {"rss_mb": rss_mb, "rss_after_deploy_mb": loaded_mb, "inprocess_rss_mb": base_mb, "overhead_mb": round(rss_mb - base_mb, 1) if rss_mb and base_mb else None, "processes": len(served.pids())},
-                served.settings,
+                target, target, runtime, server.payload, work, server.compare_with if with_baselines else None, server.cold_start,
+                {"rss_mb": None, "rss_after_deploy_mb": server.memory_mb(), "inprocess_rss_mb": base_mb, "overhead_mb": None}, server.settings,
             )
-            row["same_runtime_baseline"] = same if "inprocess" in o.targets else None
-            rows.append(row)
-            stopped.append(_stop(target, server_store, served.pids, log))
+            row["same_runtime_baseline"] = same if with_baselines else None
+            prepared.append((row, server.make_caller(max(o.timeout, 60.0))))
+        # Every row at one concurrency, then the next concurrency: rows compared with each other are measured minutes
+        # apart at most, so a change in the machine's load moves them together.
+        for c in o.concurrency:
+            for row, make_caller in prepared:
+                row["runs"].append(_run_one(row["name"], make_caller, c, o, log))
+        for target, server in served.items():
+            row = next(r for r, _ in prepared if r["name"] == target)
+            memory = row["memory"]
+            after = server.memory_mb()
+            memory["rss_mb"] = max(x for x in (memory["rss_after_deploy_mb"], after, 0.0) if x is not None) or None
+            memory["processes"] = len(server.pids())
+            if memory["rss_mb"] and memory["inprocess_rss_mb"]:
+                memory["overhead_mb"] = round(memory["rss_mb"] - memory["inprocess_rss_mb"], 1)
+        for target in list(launched):
+            stopped.append(_stop(target, server_store, served[target].pids if target in served else (lambda: []), log))
             launched.remove(target)
+        rows = [r for r, _ in prepared]
     finally:
         for target in list(launched):
             try:
-                stopped.append(_stop(target, server_store, lambda: [], log))
+                stopped.append(_stop(target, server_store, served[target].pids if target in served else (lambda: []), log))
             except Exception as exc:  # keep stopping the others; say what is left
                 log(f"could not stop the bench's {target}: {exc}")
         shutil.rmtree(scratch, ignore_errors=True)

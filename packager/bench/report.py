@@ -64,8 +64,12 @@ def text_table(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """p50 (dashed) and p95 (solid) latency against throughput, one colour per row, points labelled by concurrency."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from ..errors import EnvironmentProblem
 
+        raise EnvironmentProblem("--plot needs matplotlib, which is not installed", "pip install matplotlib (or pip install -e '.[all]')") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -86,7 +90,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
