@@ -23,6 +23,7 @@ class TritonPythonModel:
         folder = os.path.join(args["model_repository"], args["model_version"])
         path = os.path.join(folder, params.get("pack_model_file") or ("model.onnx" if self.format == "onnx" else "model.pt"))
         self.inputs = [i["name"] for i in config["input"]]
+        self.max_batch = int(config.get("max_batch_size", 0))
         self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]]
         gpu = args.get("model_instance_kind") == "GPU"
         device_id = int(args.get("model_instance_device_id") or 0)
@@ -68,19 +69,51 @@ class TritonPythonModel:
         walk(out)
         return flat
 
+    def _response(self, results):
+        tensors = [
+            pb_utils.Tensor(name, np.ascontiguousarray(result).astype(dtype, copy=False))
+            for (name, dtype), result in zip(self.outputs, results)
+        ]
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    @staticmethod
+    def _error(exc):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
+
     def execute(self, requests):
-        responses = []
-        for request in requests:
+        """Run the requests Triton's dynamic batcher hands over as one model call per group of requests whose
+        non-batch shapes and dtypes agree; a group that fails runs again request by request, so an error is
+        answered to the request that caused it alone."""
+        responses = [None] * len(requests)
+        arrays = [None] * len(requests)
+        for i, request in enumerate(requests):
             try:
-                arrays = [pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.inputs]
-                results = self._run(arrays)
-                tensors = [
-                    pb_utils.Tensor(name, np.ascontiguousarray(result).astype(dtype, copy=False))
-                    for (name, dtype), result in zip(self.outputs, results)
-                ]
-                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            except Exception as exc:  # one bad request must not take the model down
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
+                arrays[i] = [pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.inputs]
+            except Exception as exc:
+                responses[i] = self._error(exc)
+        groups = {}
+        for i, arrs in enumerate(arrays):
+            if arrs is not None:
+                key = tuple((a.shape[1:], a.dtype.str) for a in arrs) if self.max_batch > 0 else i
+                groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            if len(members) > 1:
+                try:
+                    merged = [np.concatenate([arrays[i][k] for i in members]) for k in range(len(self.inputs))]
+                    results = self._run(merged)
+                    offset = 0
+                    for i in members:
+                        n = arrays[i][0].shape[0]
+                        responses[i] = self._response([r[offset:offset + n] for r in results])
+                        offset += n
+                    continue
+                except Exception:  # one bad request must not take the model down, nor fail the others
+                    pass
+            for i in members:
+                try:
+                    responses[i] = self._response(self._run(arrays[i]))
+                except Exception as exc:
+                    responses[i] = self._error(exc)
         return responses
 
     def finalize(self):
