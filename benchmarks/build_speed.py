@@ -72,13 +72,20 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
         "target": "pack build <= 1.5x ultralytics' two exports",
         "rows": rows,
-        "target_met": rows[0]["ratio_to_ultralytics"] <= 1.5,
+        # pack build = exports + parity gate + .mar + Triton repository + warm-up and latency measurement;
+        # --iterations 0 skips only the measurement, which ultralytics does not do either.
+        "target_met": {
+            "pack build": rows[0]["ratio_to_ultralytics"] <= 1.5,
+            "pack build --iterations 0": rows[1]["ratio_to_ultralytics"] <= 1.5,
+        },
+        "load_average_after": os.getloadavg()[0],
     }
     width = max(len(r["command"]) for r in rows)
     print(f"{'command'.ljust(width)}  median s  ratio  runs")
     for r in rows:
         print(f"{r['command'].ljust(width)}  {r['median_s']:8.2f}  {r['ratio_to_ultralytics']:5.2f}  {r['runs_s']}")
-    print(f"target (pack build <= 1.5x ultralytics): {'met' if result['target_met'] else 'MISSED'}")
+    for name, met in result["target_met"].items():
+        print(f"target ({name} <= 1.5x ultralytics): {'met' if met else 'MISSED'}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
