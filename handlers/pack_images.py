@@ -51,6 +51,8 @@ def open_rgb(data: bytes) -> Any:
         image.load()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise RequestError(f"the body is not a readable image (JPEG/PNG): {str(exc)[:120]}") from None
+    except Exception as exc:  # a plugin of an imported library (ultralytics patches Image.open) failed on the bytes
+        raise RequestError(f"the body is not a readable image (JPEG/PNG): {type(exc).__name__}: {str(exc)[:120]}") from None
     return image.convert("RGB")
 
 

@@ -58,6 +58,7 @@ def yolov8n():
     """Ultralytics YOLOv8n object detector, 640x640, 80 COCO classes (3.2M parameters)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_VERBOSE", "False")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")  # ultralytics must never pip-install into pack's environment
     from ultralytics.nn.tasks import DetectionModel
 
     return DetectionModel("yolov8n.yaml", ch=3, nc=80, verbose=False)
