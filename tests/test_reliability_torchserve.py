@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reliability_support import deploy_until
 from conftest import ROOT, run_pack
-from torchserve_support import copy_build, jpeg_bytes, png_bytes, processes_under
+from torchserve_support import copy_build, jpeg_bytes, png_bytes, post, processes_under
 
 pytestmark = pytest.mark.server
 
@@ -42,18 +43,7 @@ def _keys(store: Path) -> dict:
 
 
 def _post(url: str, body: bytes, token: str | None, ctype: str = "application/json", timeout: float = 120) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": ctype})
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        text = exc.read()
-        try:
-            return exc.code, json.loads(text)
-        except ValueError:
-            return exc.code, {"raw": text.decode("utf-8", "replace")}
+    return post(url, body, token, ctype, timeout)
 
 
 def _one_line(proc_or_err: str) -> str:
@@ -70,21 +60,7 @@ def _wait_gone(root: Path, seconds: float = 20) -> list[int]:
 
 
 def _deploy_until(store: Path, marker: str, *args: str) -> subprocess.Popen:
-    """Start `pack deploy` and return once its stderr shows `marker` (bounded)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "packager.cli", "deploy", *args, "--target", "torchserve", "--store", str(store)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    seen = ""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if marker in line or not line:
-            break
-    assert marker in seen, seen
-    proc.seen = seen  # type: ignore[attr-defined]
-    return proc
+    return deploy_until(store, "torchserve", marker, *args)
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reliability_support import deploy_until
 from conftest import ROOT, run_pack
 from triton_support import ensure_tritonserver, link_build, pid_gone, tritonserver_pids_for
 
@@ -68,20 +69,7 @@ def _infer(store: Path, x: np.ndarray, dtype: str = "FP32", model: str = "tiny",
 
 
 def _deploy_until(store: Path, marker: str, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "packager.cli", "deploy", *args, "--target", "triton", "--store", str(store)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    seen = ""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if marker in line or not line:
-            break
-    assert marker in seen, seen
-    proc.seen = seen  # type: ignore[attr-defined]
-    return proc
+    return deploy_until(store, "triton", marker, *args)
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str]:

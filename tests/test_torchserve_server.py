@@ -10,8 +10,6 @@ import base64
 import json
 import shutil
 import time
-import urllib.error
-import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import pack_json, run_pack
-from torchserve_support import classifier_reference, detector_reference, jpeg_bytes, png_bytes, processes_under
+from torchserve_support import classifier_reference, detector_reference, jpeg_bytes, png_bytes, post, processes_under
 
 pytestmark = pytest.mark.server
 
@@ -32,21 +30,6 @@ def _state(store: Path) -> dict:
 def _keys(store: Path) -> dict:
     doc = json.loads((store / ".servers" / "torchserve" / "key_file.json").read_text())
     return {"inference": doc["inference"]["key"], "management": doc["management"]["key"]}
-
-
-def post(url: str, body: bytes, token: str | None, content_type: str = "application/octet-stream", timeout: float = 120) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        text = exc.read()
-        try:
-            return exc.code, json.loads(text)
-        except ValueError:
-            return exc.code, {"raw": text.decode("utf-8", "replace")}
 
 
 @pytest.fixture(scope="module")

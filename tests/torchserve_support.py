@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import sys
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -142,3 +144,18 @@ def processes_under(root: Path) -> list[int]:
         if marker in data and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+def post(url: str, body: bytes, token: str | None, content_type: str = "application/octet-stream", timeout: float = 120) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        text = exc.read()
+        try:
+            return exc.code, json.loads(text)
+        except ValueError:
+            return exc.code, {"raw": text.decode("utf-8", "replace")}

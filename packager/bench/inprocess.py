@@ -35,18 +35,10 @@ Log = Callable[[str], None]
 
 
 def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
-    """A deterministic synthetic JPEG (shapes on a gradient): the image every image-model row sends."""
-    from PIL import Image, ImageDraw
+    """The image every image-model row sends: the same synthetic JPEG the Triton ensemble's smoke test uses."""
+    from ..targets.triton.deploy import sample_image
 
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([(x * 255 // width), (y * 255 // height), ((x + y) * 127 // (width + height))], -1).astype(np.uint8)
-    image = Image.fromarray(base)
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([width // 8, height // 6, width // 3, height // 2], fill=(220, 30, 30))
-    draw.ellipse([width // 2, height // 3, width * 7 // 8, height * 5 // 6], fill=(30, 200, 60))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+    return sample_image(width, height)
 
 
 def handler_file(report: dict[str, Any]) -> str:
