@@ -55,3 +55,17 @@ def test_yolov8n_weights_state_dict_and_ultralytics_checkpoint(tmp_path):
     report = json.loads(proc.stdout)
     assert report["weights"]["random"] is False
     assert report["validation"]["onnx"]["passed"]
+    # a trusted ultralytics checkpoint (a pickled model) loads with --unsafe-load, and its class names become the labels
+    model.names = {i: f"part_{i}" for i in range(80)}
+    torch.save({"model": model, "epoch": 3}, tmp_path / "named.pt")
+    proc = run_pack("build", "yolov8n", "--weights", str(tmp_path / "named.pt"), "--unsafe-load", "--version", "2",
+                    "--store", str(tmp_path / "s"), "--json", "--iterations", "0", "--batch-sizes", "1,2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    folder = tmp_path / "s" / "yolov8n" / "2"
+    assert (folder / "labels.txt").read_text().splitlines()[:2] == ["part_0", "part_1"]
+    np.testing.assert_allclose(
+        np.load(folder / "samples/output.output0.npy"),
+        np.load(tmp_path / "s" / "yolov8n" / "1" / "samples/output.output0.npy"),
+        atol=1e-4,
+    )  # the same weights through either route give the same model
