@@ -21,11 +21,12 @@ import io
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from ..measure import measure
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 Log = Callable[[str], None]
@@ -216,20 +217,8 @@ def batch_comparison(eager: Runner, onnx: Runner, arrays: list[np.ndarray], batc
     stacked = [np.ascontiguousarray(np.repeat(a, batch, axis=0)) for a in arrays]
     out: dict[str, Any] = {"batch": batch}
     for label, runner in (("eager", eager), ("onnx", onnx)):
-        runner(stacked)  # warm-up
-        times = []
-        deadline = time.perf_counter() + time_limit_s
-        while len(times) < iterations and (len(times) < 2 or time.perf_counter() < deadline):
-            t0 = time.perf_counter()
-            runner(stacked)
-            times.append(time.perf_counter() - t0)
-        ms = np.asarray(times) * 1000.0
-        out[label] = {
-            "iterations": len(times),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "mean_ms": round(float(ms.mean()), 2),
-            "items_per_s": round(batch * 1000.0 / float(ms.mean()), 2),
-        }
+        m = measure(runner, stacked, batch, iterations=iterations, warmup=1, time_cap_s=time_limit_s)
+        out[label] = {"iterations": m["iterations"], "p50_ms": m["p50_ms"], "mean_ms": m["mean_ms"], "items_per_s": m["throughput_per_s"]}
     out["onnx_over_eager"] = round(out["onnx"]["items_per_s"] / out["eager"]["items_per_s"], 3)
     return out
 
