@@ -9,14 +9,13 @@ a local tritonserver (or --url) through the repository API.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from . import server
 from .check import check_repository, raise_on_errors
-from .deploy import deploy, repo_options, status, undeploy
+from .deploy import deploy, repo_options, staged_entries, status, undeploy
 from .repository import RepoOptions, RepositoryLock, generate, install, model_names, triton_version
 
 Log = Callable[[str], None]
@@ -55,17 +54,9 @@ def repo(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[s
     repository = Path(opts.store) / STORE_FOLDER
     version = triton_version(report)
     names = model_names(report)
-    repository.mkdir(parents=True, exist_ok=True)
-    staged = repository / f".staging-{os.getpid()}"
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir()
-    try:
-        section = generate(build_dir, report, ropts, staged)
-        raise_on_errors(check_repository(staged), log)
+    with staged_entries(build_dir, report, ropts, repository, log) as (staged, section):
         with RepositoryLock(repository):
             install(staged, repository, names, version, force)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
     result = check_repository(repository, only=names)
     raise_on_errors(result, log)
     return {

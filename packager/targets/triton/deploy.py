@@ -15,8 +15,9 @@ import os
 import shutil
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -237,23 +238,29 @@ def _rollback(client: TritonHTTP, names: list[str], was_ready: set[str], log: Lo
     return notes
 
 
-def deploy(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
-    ropts = repo_options(opts)
-    version = triton_version(report)
-    names = model_names(report)
-    store = Path(opts.store)
-    staging_root = server.state_dir(store)
-    staging_root.mkdir(parents=True, exist_ok=True)
-    staged = staging_root / f".staging-{os.getpid()}"
+@contextmanager
+def staged_entries(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, parent: Path, log: Log) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Generate the build's entries into a fresh staging folder under `parent` and check them offline; yields
+    (folder, description) and removes the folder afterwards, whatever happened."""
+    parent.mkdir(parents=True, exist_ok=True)
+    staged = parent / f".staging-{os.getpid()}"
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir()
     try:
         section = generate(build_dir, report, ropts, staged)
         raise_on_errors(check_repository(staged), log)
-        log(f"repository entries for {report['name']} v{version} ({ropts.backend} backend) pass the offline check")
-        return _deploy_checked(build_dir, report, opts, log, ropts, version, names, staged, section)
+        yield staged, section
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+
+
+def deploy(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+    ropts = repo_options(opts)
+    version = triton_version(report)
+    names = model_names(report)
+    with staged_entries(build_dir, report, ropts, server.state_dir(Path(opts.store)), log) as (staged, section):
+        log(f"repository entries for {report['name']} v{version} ({ropts.backend} backend) pass the offline check")
+        return _deploy_checked(build_dir, report, opts, log, ropts, version, names, staged, section)
 
 
 def _deploy_checked(build_dir: Path, report: dict[str, Any], opts: Any, log: Log, ropts: RepoOptions, version: str, names: list[str], staged: Path, section: dict[str, Any]) -> dict[str, Any]:
