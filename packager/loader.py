@@ -44,24 +44,26 @@ def torch_load(path: str, unsafe: bool) -> Any:
         raise UsageError(f"{path} is empty (0 bytes)", "point to a complete weights file")
     try:
         return torch.load(path, map_location="cpu", weights_only=not unsafe)
-    except (pickle.UnpicklingError, KeyError) as exc:
-        msg = str(exc)
-        with p.open("rb") as fh:
-            head = fh.read(2)
-        if "GLOBAL" in msg or "Unsupported class" in msg:
-            raise UsageError(f"{path} holds Python objects, not only tensors, so safe loading refused it", UNSAFE_HINT) from exc
-        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-            raise UsageError(f"{path} is a plain pickle, not a torch.save file, so safe loading cannot read it", UNSAFE_HINT) from exc
-        raise UsageError(f"{path} is not a PyTorch weights file", "pass a file written by torch.save") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        with p.open("rb") as fh:
-            zip_magic = fh.read(2) == b"PK"
-        truncated = isinstance(exc, EOFError) or "central directory" in str(exc) or (zip_magic and not zipfile.is_zipfile(path))
-        if truncated:
-            raise UsageError(f"{path} is truncated or corrupt ({_first_line(exc)})", "copy the weights file again") from exc
-        raise UsageError(f"{path} could not be read as PyTorch weights ({_first_line(exc)})", "pass a file written by torch.save") from exc
     except ModuleNotFoundError as exc:
         raise UsageError(f"{path} needs the Python module {exc.name!r} to load", f"install it (pip install {exc.name})") from exc
+    except (pickle.UnpicklingError, KeyError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, TypeError) as exc:
+        raise _load_error(p, exc, pickle.UnpicklingError) from exc
+
+
+def _load_error(path: Path, exc: Exception, unpickling_error: type) -> UsageError:
+    """Say what is wrong with a file torch.load refused, from the error and the file's first bytes."""
+    msg = str(exc)
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    if "GLOBAL" in msg or "Unsupported class" in msg:
+        return UsageError(f"{path} holds Python objects, not only tensors, so safe loading refused it", UNSAFE_HINT)
+    if head == b"PK":  # a zip, as torch.save writes
+        if isinstance(exc, EOFError) or "central directory" in msg or not zipfile.is_zipfile(path):
+            return UsageError(f"{path} is truncated or corrupt ({_first_line(exc)})", "copy the weights file again")
+        return UsageError(f"{path} could not be read as PyTorch weights ({_first_line(exc)})", "pass a file written by torch.save")
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and isinstance(exc, unpickling_error):
+        return UsageError(f"{path} is a plain pickle, not a torch.save file, so safe loading cannot read it", UNSAFE_HINT)
+    return UsageError(f"{path} is not a PyTorch weights file", "pass a file written by torch.save")
 
 
 def _extract_state_dict(obj: Any, path: str) -> dict[str, Any]:

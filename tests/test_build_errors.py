@@ -45,8 +45,17 @@ def test_weights_missing_empty_garbage_truncated(tmp_path):
     assert "weights file not found" in line
     (tmp_path / "empty.pt").write_bytes(b"")
     assert "is empty" in _one_line(run_pack("build", "tiny", "--weights", str(tmp_path / "empty.pt"), "--store", str(store)), 2)
-    (tmp_path / "garbage.pt").write_bytes(os.urandom(4096))
-    assert "not a PyTorch weights file" in _one_line(run_pack("build", "tiny", "--weights", str(tmp_path / "garbage.pt"), "--store", str(store)), 2)
+    import numpy as np
+
+    # random bytes make torch.load fail in different ways (UnpicklingError, UnicodeDecodeError, KeyError, ...):
+    # several fixed blobs and a text file must all read as "not a weights file"
+    blobs = [np.random.default_rng(seed).bytes(4096) for seed in (0, 17)]  # UnpicklingError, IndexError
+    blobs.append(b"X" + np.random.default_rng(1).bytes(4095))  # UnicodeDecodeError
+    for blob in blobs:
+        (tmp_path / "garbage.pt").write_bytes(blob)
+        assert "not a PyTorch weights file" in _one_line(run_pack("build", "tiny", "--weights", str(tmp_path / "garbage.pt"), "--store", str(store)), 2)
+    (tmp_path / "notes.pt").write_text("these are not weights\n" * 20)
+    assert "not a PyTorch weights file" in _one_line(run_pack("build", "tiny", "--weights", str(tmp_path / "notes.pt"), "--store", str(store)), 2)
     torch.save(create_model("tiny").state_dict(), tmp_path / "good.pt")
     data = (tmp_path / "good.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
