@@ -4,16 +4,15 @@ and every server it launched is stopped (also when interrupted). Timings are nev
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, run_pack
+from torchserve_support import processes_with
 
 RUN_KEYS = {"concurrency", "requests", "ok", "errors", "error_samples", "seconds", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "ratio", "gpu_util_pct"}
 ROW_KEYS = {"name", "target", "runtime", "payload", "work", "compare_with", "cold_start", "memory", "gpu_util_pct", "runs", "peak_throughput_rps", "peak_ratio"}
@@ -21,18 +20,7 @@ ROW_KEYS = {"name", "target", "runtime", "payload", "work", "compare_with", "col
 
 def bench_processes() -> list[int]:
     """Live processes started for a bench (their command line or environment names a pack-bench- folder)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if b"/pack-bench-" in blob and state != "Z" and b"pytest" not in blob and b"packager.cli" not in blob:
-            found.append(int(entry.name))
-    return found
+    return processes_with(b"/pack-bench-", exclude=(b"pytest", b"packager.cli"))
 
 
 def test_load_generator_is_bounded():

@@ -129,10 +129,10 @@ def detector_reference(folder: Path, image: bytes, conf: float, iou: float, max_
     return pack_images.yolov8_detections(raw[0], geometry, conf, iou, max_det, labels)
 
 
-def processes_under(root: Path) -> list[int]:
-    """Pids of live processes whose command line or TMPDIR mentions `root` (a launched TorchServe and its workers)."""
+def processes_with(marker: bytes, exclude: tuple[bytes, ...] = ()) -> list[int]:
+    """Pids of live processes (zombies excluded) whose command line or environment holds `marker` and none of
+    `exclude`; this test process itself is never listed."""
     found = []
-    marker = str(root.resolve()).encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -141,9 +141,14 @@ def processes_under(root: Path) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker in data and state != "Z":
+        if marker in data and state != "Z" and not any(x in data for x in exclude):
             found.append(int(entry.name))
     return found
+
+
+def processes_under(root: Path) -> list[int]:
+    """Pids of live processes whose command line or TMPDIR mentions `root` (a launched TorchServe and its workers)."""
+    return processes_with(str(root.resolve()).encode())
 
 
 def post(url: str, body: bytes, token: str | None, content_type: str = "application/octet-stream", timeout: float = 120) -> tuple[int, dict]:
