@@ -48,8 +48,10 @@ def load_settings(model_dir: str, yaml_config: dict[str, Any] | None) -> dict[st
 # ---------------------------------------------------------------- model
 
 
-def load_model(model_dir: str, meta: dict[str, Any]) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-    """A callable: list of input arrays (batch first) -> list of output arrays, for model.onnx or model.pt."""
+def load_model(model_dir: str, meta: dict[str, Any], device: str = "cpu") -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """A callable: list of input arrays (batch first) -> list of output arrays, for every format pack builds:
+    model.onnx (onnxruntime), model.pt (TorchScript), model.pt2 (torch.export) or model.aoti.pt2 (AOTInductor).
+    Each takes the inputs positionally in the build's order and returns its outputs flat, in the build's order."""
     path = os.path.join(model_dir, meta["serialized_file"])
     threads = int(meta["handler"].get("threads") or 0)
     if meta["format"] == "onnx":
@@ -59,11 +61,15 @@ def load_model(model_dir: str, meta: dict[str, Any]) -> Callable[[list[np.ndarra
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers = [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}), "CPUExecutionProvider"]
+        session = ort.InferenceSession(path, options, providers=providers)
         names = [i.name for i in session.get_inputs()]
+        order = [i["name"] for i in meta.get("inputs", [])] or names
 
         def run_onnx(arrays: list[np.ndarray]) -> list[np.ndarray]:
-            return [np.asarray(o) for o in session.run(None, dict(zip(names, arrays)))]
+            return [np.asarray(o) for o in session.run(None, {n: a for n, a in zip(order, arrays) if n in names})]
 
         return run_onnx
 
@@ -71,7 +77,14 @@ def load_model(model_dir: str, meta: dict[str, Any]) -> Callable[[list[np.ndarra
 
     if threads:
         torch.set_num_threads(threads)
-    module = torch.jit.load(path, map_location="cpu").eval()
+    if meta["format"] == "torchscript":
+        module = torch.jit.load(path, map_location=device).eval()
+    elif meta["format"] == "pt2":
+        module = torch.export.load(path).module()
+    elif meta["format"] == "aoti":
+        module = torch._inductor.aoti_load_package(path)
+    else:
+        raise ValueError(f"unknown model format {meta['format']!r}")
 
     def flatten(out: Any) -> list[Any]:
         if isinstance(out, dict):
@@ -82,7 +95,7 @@ def load_model(model_dir: str, meta: dict[str, Any]) -> Callable[[list[np.ndarra
 
     def run_torch(arrays: list[np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
-            out = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])
+            out = module(*[torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays])
         return [t.detach().cpu().numpy() for t in flatten(out)]
 
     return run_torch
@@ -245,7 +258,8 @@ class PackHandler:
         self.settings = load_settings(model_dir, getattr(context, "model_yaml_config", None))
         self.inputs = self.settings["inputs"]
         self.output_names = self.settings["outputs"]
-        self.model = load_model(model_dir, self.settings)
+        gpu = context.system_properties.get("gpu_id")  # TorchServe sets it when the worker has a GPU
+        self.model = load_model(model_dir, self.settings, f"cuda:{gpu}" if gpu is not None else "cpu")
         self.batchable = all(0 in i.get("dynamic_axes", [0]) for i in self.inputs)
         self.setup()
         self.initialized = True

@@ -89,19 +89,21 @@ def models_cmd(as_json: bool, debug: bool) -> None:
 @click.option("--version", "version", help="Version number (default 1).")
 @store_option
 @click.option("--force", is_flag=True, help="Replace an existing version.")
-@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]", help="Input description, e.g. input:1x3x224x224:float32 (repeat per forward() argument).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]",
+              help="Input, e.g. input_ids:2x16:int64:dyn=0,1:range=0,1000 (repeat per input; passed to the forward() parameter of that name).")
+@click.option("--formats", help="Formats that must each pass: torchscript,onnx,pt2,aoti (default: torchscript,onnx,pt2 are tried; one must pass).")
 @click.option("--batch-sizes", help="Batch sizes to validate, comma-separated (default 1,4).")
 @click.option("--atol", type=float, help="Absolute tolerance of the parity gate.")
 @click.option("--rtol", type=float, help="Relative tolerance of the parity gate.")
 @click.option("--seed", type=int, help="Seed for random weights and example inputs (default 0).")
-@click.option("--opset", type=click.IntRange(9, 20), help="ONNX opset (default 17).")
+@click.option("--opset", type=click.IntRange(9, 23), help="ONNX opset (default: the exporter's own, 17 legacy / 18+ dynamo).")
 @click.option("--torchscript", type=click.Choice(["auto", "trace", "script"]), help="auto: trace, script when tracing is unsafe.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--slim", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
 @click.option("--iterations", type=click.IntRange(0, 10000), default=10, show_default=True, help="Timed runs per format and batch size (0 skips measuring).")
 @common
 def build_cmd(model: str | None, spec: str | None, store: str, force: bool, inputs: tuple[str, ...], batch_sizes: str | None, iterations: int, as_json: bool, debug: bool, **opts: Any) -> None:
-    """Export MODEL to TorchScript and ONNX, validate against eager, measure, and record.
+    """Export MODEL (TorchScript, ONNX, torch.export, AOTInductor), validate against eager, measure, and record.
 
     MODEL is a built-in name (see `pack models`), path/to/file.py:callable, or a TorchScript/pickled model file.
     """
@@ -170,8 +172,8 @@ def _options(store: str, **kwargs: Any) -> Any:
 @target_option
 @store_option
 @with_server_options
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), help="Which export to serve.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "pytorch", "python"]), help="Triton backend.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]), help="Which export to serve (default: onnx when it passed).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "pytorch", "torch_aoti", "python"]), help="Triton backend.")
 @click.option("--workers", type=int, help="Workers (TorchServe) or instances (Triton).")
 @click.option("--batch-size", type=int, help="Server-side batch size.")
 @click.option("--max-batch-delay", "max_batch_delay_ms", type=int, help="Milliseconds to wait to fill a batch.")
@@ -256,7 +258,7 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool) -> None:
 @main.command("archive")
 @click.argument("model")
 @click.option("--version", "version", help="Build version (default: the latest).")
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), help="Which export the .mar serves.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]), help="Which export the .mar serves.")
 @click.option("--batch-size", type=int, help="batch_size in model-config.yaml.")
 @click.option("--max-batch-delay", "max_batch_delay_ms", type=int, help="max_batch_delay in model-config.yaml (ms).")
 @click.option("--workers", type=int, help="minWorkers/maxWorkers in model-config.yaml.")
@@ -279,20 +281,21 @@ def archive_cmd(model: str, version: str | None, fmt: str | None, force: bool, s
 @main.command("repo")
 @click.argument("model")
 @click.option("--version", "version", help="Build version (default: the latest).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "pytorch", "python"]), default="onnxruntime", show_default=True)
+@click.option("--backend", type=click.Choice(["onnxruntime", "pytorch", "torch_aoti", "python"]), default="onnxruntime", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]), help="python backend: which export model.py runs.")
 @click.option("--instances", type=int, default=1, show_default=True, help="instance_group count.")
 @click.option("--max-batch", type=int, help="max_batch_size (0 disables batching).")
 @click.option("--force", is_flag=True, help="Replace an existing repository entry.")
 @store_option
 @common
-def repo_cmd(model: str, version: str | None, backend: str, instances: int, max_batch: int | None, force: bool, store: str, as_json: bool, debug: bool) -> None:
+def repo_cmd(model: str, version: str | None, backend: str, fmt: str | None, instances: int, max_batch: int | None, force: bool, store: str, as_json: bool, debug: bool) -> None:
     """Write a Triton model repository entry for a build."""
 
     def body(out: Any) -> None:
         from .targets import call
 
         folder, report = _load_build(store, model, version)
-        opts = _options(store, backend=backend, extra={"instances": instances, "max_batch": max_batch, "force": force})
+        opts = _options(store, backend=backend, format=fmt, extra={"instances": instances, "max_batch": max_batch, "force": force})
         _print_result(out, call("triton", "repo", folder, report, opts, log), as_json)
 
     run(debug, body)
@@ -378,7 +381,7 @@ def inspect_cmd(target: str, as_json: bool, debug: bool) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), help="TorchServe workers (bench default 1).")
 @click.option("--batch-size", type=click.IntRange(1, 256), help="TorchServe batch size (bench default 1).")
 @click.option("--max-batch-delay", type=click.IntRange(0, 10000), help="TorchServe max batch delay, ms (bench default 0).")
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), help="What TorchServe serves (default onnx).")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]), help="What TorchServe serves (default onnx).")
 @click.option("--instances", type=click.IntRange(1, 64), help="Triton instance count (bench default 1).")
 @click.option("--max-batch", type=click.IntRange(0, 256), help="Triton max_batch_size (bench default 8).")
 @click.option("--max-queue-delay", type=click.IntRange(0, 10000), help="Triton dynamic batching delay, ms (bench default 1).")

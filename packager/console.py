@@ -56,6 +56,8 @@ def run(debug: bool, body: Callable[[Any], None]) -> None:
     """Run a command body; turn failures into one line on stderr and the documented exit code."""
     from .store import os_error
 
+    if debug:
+        os.environ["PACK_DEBUG"] = "1"  # exporters' own output is replayed (packager/export/capture.py)
     try:
         with quiet_stdout() as out:
             body(out)

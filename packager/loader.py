@@ -174,12 +174,33 @@ def _load_model_file(path: str, unsafe: bool) -> Any:
     )
 
 
-def load_module(plan: BuildPlan) -> tuple[Any, dict[str, Any]]:
-    """Return (eval-mode module, weights record for the report)."""
+def state_dict_sha256(model: Any) -> str:
+    """Digest of what is really packaged: every state_dict entry (name, dtype, shape, bytes) in key order."""
     import torch
 
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        tensor = value.detach().cpu().contiguous()
+        if tensor.is_quantized:
+            tensor = tensor.int_repr()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def load_module(plan: BuildPlan) -> tuple[Any, dict[str, Any], Any]:
+    """Return (eval-mode module, weights record for the report, the model's family or None).
+
+    `random: true` only when pack itself initialised the weights (a built-in model without --weights); a factory or a
+    model file brings its own, and the record says so. Every record carries the digest of the state_dict packaged.
+    """
+    import torch
+
+    from .families import family_of
+
     torch.manual_seed(plan.seed)
-    weights_record: dict[str, Any] = {"random": True, "seed": plan.seed}
     if plan.source_kind == "builtin":
         entry = plan.entry
         missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
@@ -191,6 +212,7 @@ def load_module(plan: BuildPlan) -> tuple[Any, dict[str, Any]]:
                 "install it (pip install -e '.[all]' or pip install " + missing[0] + ")",
             )
         model = entry.factory()
+        record: dict[str, Any] = {"random": True, "initialised_by": "pack", "seed": plan.seed}
         if plan.weights:
             if entry.weights == "ultralytics":
                 model = _load_ultralytics(model, plan)
@@ -203,19 +225,24 @@ def load_module(plan: BuildPlan) -> tuple[Any, dict[str, Any]]:
                 f"{plan.source} returned {type(model).__name__}, not a torch.nn.Module",
                 "make the factory return the model instance",
             )
+        record = {"random": False, "initialised_by": "factory", "factory": Path(plan.source.rpartition(":")[0]).name + ":" + plan.source.rpartition(":")[2]}
         if plan.weights:
             load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
     else:
         model = _load_model_file(plan.source, plan.unsafe_load)
-        weights_record = {"random": False, "file": Path(plan.source).name, "sha256": sha256_file(plan.source)}
+        record = {"random": False, "initialised_by": "model file", "file": Path(plan.source).name, "sha256": sha256_file(plan.source)}
         if plan.weights:
             load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
     if plan.weights:
-        weights_record = {"random": False, "file": Path(plan.weights).name, "sha256": sha256_file(plan.weights)}
+        record = {"random": False, "initialised_by": "weights file", "file": Path(plan.weights).name, "sha256": sha256_file(plan.weights)}
+    family = family_of(model)
     if plan.entry is not None and plan.entry.prepare is not None:
         model = plan.entry.prepare(model)
+    elif family is not None:
+        model = family.prepare(model)
     model.eval()
-    return model, weights_record
+    record["state_dict_sha256"] = state_dict_sha256(model)
+    return model, record, family
 
 
 def _load_ultralytics(model: Any, plan: BuildPlan) -> Any:

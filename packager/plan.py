@@ -17,7 +17,8 @@ from .registry import DTYPES, ModelEntry, OutputSpec, TensorSpec, Tolerance
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_BATCH_SIZES = (1, 4)
 DEFAULT_SEED = 0
-DEFAULT_OPSET = 17
+FORMAT_NAMES = ("torchscript", "onnx", "pt2", "aoti")
+DEFAULT_FORMATS = ("torchscript", "onnx", "pt2")
 
 
 @dataclass
@@ -34,9 +35,12 @@ class BuildPlan:
     batch_sizes: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH_SIZES))
     tolerance: Tolerance = Tolerance()
     seed: int = DEFAULT_SEED
-    opset: int = DEFAULT_OPSET
+    opset: int | None = None  # None: each ONNX exporter's default (recorded in the report)
     torchscript: str = "auto"
-    task: str = "generic"
+    task: str | None = None  # None: the model family's, else generic
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    formats_given: bool = False  # the user named the formats: each must pass (else: each is tried, one must pass)
+    tolerance_given: bool = False
     preprocessing: dict[str, Any] = field(default_factory=dict)
     postprocessing: dict[str, Any] = field(default_factory=dict)
     labels_file: str | None = None
@@ -51,32 +55,56 @@ class BuildPlan:
 
 
 def parse_input(text: str) -> TensorSpec:
-    """`name:1x3x224x224[:dtype]` -> TensorSpec with the batch axis (0) dynamic."""
+    """`name:1x3x224x224[:dtype][:dyn=0,1][:range=0,1000]` -> TensorSpec (batch axis 0 dynamic unless dyn= says)."""
     parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0]:
-        raise UsageError(f"--input {text!r} is not NAME:SHAPE[:DTYPE]", "write it like input:1x3x224x224:float32")
+    if len(parts) < 2 or not parts[0]:
+        raise UsageError(f"--input {text!r} is not NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]", "write it like input:1x3x224x224:float32")
     try:
         shape = tuple(int(d) for d in parts[1].lower().split("x"))
     except ValueError:
         raise UsageError(f"--input {text!r}: shape {parts[1]!r} is not numbers joined by x", "write it like 1x3x224x224") from None
     if any(d < 1 for d in shape):
         raise UsageError(f"--input {text!r}: every dimension must be at least 1")
-    dtype = parts[2] if len(parts) == 3 else "float32"
+    dtype, axes, rng = "float32", (0,), None
+    for part in parts[2:]:
+        key, eq, value = part.partition("=")
+        try:
+            if not eq:
+                dtype = part
+            elif key == "dyn":
+                axes = tuple(int(a) for a in value.split(",") if a.strip())
+            elif key == "range":
+                low, high = (float(v) for v in value.split(","))
+                rng = (int(low), int(high)) if low.is_integer() and high.is_integer() else (low, high)
+            else:
+                raise UsageError(f"--input {text!r}: unknown field {key!r}", "use dyn=AXES or range=LOW,HIGH")
+        except ValueError:
+            raise UsageError(f"--input {text!r}: {part!r} is not {key}=numbers separated by commas") from None
     if dtype not in DTYPES:
         raise UsageError(f"--input {text!r}: unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
-    return TensorSpec(parts[0], shape, dtype, (0,))
+    return _checked(TensorSpec(parts[0], shape, dtype, axes, rng))
+
+
+def _checked(spec: TensorSpec) -> TensorSpec:
+    bad = [a for a in spec.dynamic_axes if a >= len(spec.shape) or a < 0]
+    if bad:
+        raise UsageError(f"input {spec.name!r}: dynamic axis {bad[0]} is out of range for shape {list(spec.shape)}")
+    if spec.range is not None and spec.range[0] >= spec.range[1]:
+        raise UsageError(f"input {spec.name!r}: range {list(spec.range)} must be [low, high] with low < high")
+    return spec
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    unknown = [f for f in names if f not in FORMAT_NAMES]
+    if unknown or not names:
+        raise UsageError(f"unknown format {unknown[0] if unknown else text!r} in --formats", f"use some of {', '.join(FORMAT_NAMES)}")
+    return names
 
 
 def _tensor_from_spec(item: dict[str, Any]) -> TensorSpec:
-    shape = tuple(item["shape"])
-    axes = tuple(item.get("dynamic_axes", [0]))
-    bad = [a for a in axes if a >= len(shape)]
-    if bad:
-        raise UsageError(f"input {item['name']!r}: dynamic axis {bad[0]} is out of range for shape {list(shape)}")
     rng = tuple(item["range"]) if "range" in item else None
-    if rng is not None and rng[0] >= rng[1]:
-        raise UsageError(f"input {item['name']!r}: range {list(rng)} must be [low, high] with low < high")
-    return TensorSpec(item["name"], shape, item.get("dtype", "float32"), axes, rng)
+    return _checked(TensorSpec(item["name"], tuple(item["shape"]), item.get("dtype", "float32"), tuple(item.get("dynamic_axes", [0])), rng))
 
 
 def _output_from_spec(item: dict[str, Any]) -> OutputSpec:
@@ -139,10 +167,7 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
     elif entry is not None:
         inputs = list(entry.inputs)
     else:
-        raise UsageError(
-            f"{source} has no input description",
-            "add `inputs:` to a pack.yaml spec (--spec) or pass --input NAME:1x3x224x224:float32",
-        )
+        inputs = []  # the model's family may know them (checked once the model is loaded)
     if len({i.name for i in inputs}) != len(inputs):
         raise UsageError("input names must be unique")
 
@@ -161,10 +186,16 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         atol=pick("atol", spec_tol.get("atol", tol.atol)),
         rtol=pick("rtol", spec_tol.get("rtol", tol.rtol)),
     )
-    batch_sizes = list(pick("batch_sizes", list(DEFAULT_BATCH_SIZES)))
+    tolerance_given = entry is not None or bool(spec_tol) or overrides.get("atol") is not None or overrides.get("rtol") is not None
+    formats_value = overrides.get("formats") or spec.get("formats")
+    formats = parse_formats(formats_value if isinstance(formats_value, str) else ",".join(formats_value)) if formats_value else DEFAULT_FORMATS
+    given_batches = pick("batch_sizes", None)
+    batch_sizes = list(given_batches or DEFAULT_BATCH_SIZES)
     if any(b < 1 for b in batch_sizes):
         raise UsageError(f"batch sizes must be at least 1, got {batch_sizes}")
-    if any(0 not in i.dynamic_axes for i in inputs) and batch_sizes != [inputs[0].shape[0]]:
+    if inputs and any(0 not in i.dynamic_axes for i in inputs) and not given_batches:
+        batch_sizes = [inputs[0].shape[0]]  # a static first axis: the declared shape is the only batch
+    if inputs and any(0 not in i.dynamic_axes for i in inputs) and batch_sizes != [inputs[0].shape[0]]:
         static = [i.name for i in inputs if 0 not in i.dynamic_axes][0]
         raise UsageError(
             f"input {static!r} has no dynamic batch axis, so only batch size {inputs[0].shape[0]} can be validated",
@@ -195,9 +226,12 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         batch_sizes=batch_sizes,
         tolerance=tolerance,
         seed=int(pick("seed", DEFAULT_SEED)),
-        opset=int(pick("opset", DEFAULT_OPSET)),
+        opset=pick("opset", None),
         torchscript=pick("torchscript", "auto"),
-        task=spec.get("task", entry.task if entry else "generic"),
+        task=spec.get("task", entry.task if entry else None),
+        formats=formats,
+        formats_given=bool(formats_value),
+        tolerance_given=tolerance_given,
         preprocessing={**(entry.preprocessing if entry else {}), **spec.get("preprocessing", {})},
         postprocessing={**(entry.postprocessing if entry else {}), **spec.get("postprocessing", {})},
         labels_file=labels_file,
@@ -206,4 +240,4 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
     )
 
 
-__all__ = ["BuildPlan", "parse_input", "resolve"]
+__all__ = ["BuildPlan", "parse_formats", "parse_input", "resolve"]

@@ -1,13 +1,11 @@
-"""Callables that run one format (eager, TorchScript, ONNX) on numpy inputs and return numpy outputs."""
+"""The device choice and the eager runner: a module on numpy inputs -> numpy outputs (saved formats load their own
+runners through packager.export.runner_for)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-
-from .tensors import flatten_outputs
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -26,35 +24,14 @@ def pick_device(requested: str) -> str:
 
 
 def torch_runner(module: Any, device: str) -> Runner:
+    """Call `module` (the ExportModule, or anything returning a tensor or a flat tuple of tensors) on numpy inputs."""
     import torch
 
     def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        tensors = [torch.from_numpy(a).to(device) for a in arrays]
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
         with torch.inference_mode():
             out = module(*tensors)
-        return [t.detach().cpu().numpy() for t in flatten_outputs(out)]
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return [t.detach().cpu().numpy() for t in out]
 
-    return run
-
-
-def onnx_providers(device: str) -> list[str]:
-    import onnxruntime as ort
-
-    if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def onnx_runner(path: Path, device: str) -> Runner:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=onnx_providers(device))
-    names = [i.name for i in session.get_inputs()]
-
-    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return list(session.run(None, dict(zip(names, arrays))))
-
-    run.providers = session.get_providers()  # type: ignore[attr-defined]
     return run

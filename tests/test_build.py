@@ -22,15 +22,16 @@ def tiny_build(tmp_path_factory):
 def test_json_on_stdout_logs_on_stderr(tiny_build):
     _, report, proc = tiny_build
     assert proc.stdout.lstrip().startswith("{") and proc.stdout.rstrip().endswith("}")
-    assert "exporting ONNX (opset 17)" in proc.stderr and "pack: [" in proc.stderr
+    assert "exporting onnx" in proc.stderr and "pack: [" in proc.stderr
 
 
 def test_report_has_the_keys_ci_relies_on(tiny_build):
     store, report, _ = tiny_build
     folder = store / "tiny" / "1"
     assert report["name"] == "tiny" and report["version"] == "1"
-    assert report["artifacts"] == {"torchscript": "model.pt", "onnx": "model.onnx"}
-    for fmt in ("torchscript", "onnx"):
+    assert report["artifacts"] == {"torchscript": "model.pt", "onnx": "model.onnx", "pt2": "model.pt2"}
+    assert {f: o["status"] for f, o in report["formats"].items()} == {"torchscript": "passed", "onnx": "passed", "pt2": "passed"}
+    for fmt in ("torchscript", "onnx", "pt2"):
         v = report["validation"][fmt]
         assert v["passed"] is True
         assert 0 <= v["max_abs_error"] < 1e-5 and v["max_rel_error"] >= 0
@@ -40,7 +41,9 @@ def test_report_has_the_keys_ci_relies_on(tiny_build):
     for rel, digest in report["sha256"].items():
         assert hashlib.sha256((folder / rel).read_bytes()).hexdigest() == digest
     assert {"model.pt", "model.onnx", "samples/input.input.npy", "labels.txt"} <= set(report["sha256"])
-    assert report["weights"] == {"random": True, "seed": 0}
+    weights = report["weights"]
+    assert weights["random"] is True and weights["initialised_by"] == "pack" and weights["seed"] == 0
+    assert len(weights["state_dict_sha256"]) == 64
     assert any("random weights" in w for w in report["warnings"])
     for key in ("pack", "torch", "onnx", "onnxruntime"):
         assert report["versions"][key]
@@ -58,7 +61,7 @@ def test_samples_are_the_eager_outputs(tiny_build):
     import torch
 
     ts = torch.jit.load(str(folder / "model.pt"))
-    np.testing.assert_allclose(ts(torch.from_numpy(x)).detach().numpy(), y, atol=1e-5)
+    np.testing.assert_allclose(ts(torch.from_numpy(x))[0].detach().numpy(), y, atol=1e-5)
     assert x.shape == (1, 3, 32, 32) and y.shape == (1, 10)
 
 
@@ -77,7 +80,7 @@ def test_exports_carry_metadata_and_dynamic_batch(tiny_build):
 
 def test_performance_is_recorded_per_format_and_batch(tiny_build):
     _, report, proc = tiny_build
-    for fmt in ("eager", "torchscript", "onnx"):
+    for fmt in ("eager", "torchscript", "onnx", "pt2"):
         for batch in ("1", "4"):
             p = report["performance"][fmt][batch]
             assert p["iterations"] >= 3 and p["p50_ms"] > 0 and p["p95_ms"] >= p["p50_ms"] and p["throughput_per_s"] > 0

@@ -1,1 +1,145 @@
-"""Exporters: one module per format, each with `export(...)` returning what the report records about it."""
+"""Export formats, one registered entry each (like timm's model registry): how the file is written, how it is run back.
+
+    torchscript   model.pt        torch.jit.trace, or torch.jit.script when the gate shows the trace is wrong
+    onnx          model.onnx      torch.onnx.export: the dynamo exporter from the ExportedProgram, else the legacy one
+    pt2           model.pt2       torch.export.save of the ExportedProgram
+    aoti          model.aoti.pt2  torch._inductor.aoti_compile_and_package of the ExportedProgram (CPU or CUDA)
+
+A format module defines `export(ctx) -> Outcome` and `load(path, device) -> Runner` and registers them with
+`register_format`. `export` writes its file into `ctx.folder`, runs it back through `ctx.check` (the parity gate) and
+says what happened; it never decides whether the build fails: the pipeline does, from the outcomes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..validate import OutputCheck, first_failure
+
+Runner = Callable[[list[Any]], list[Any]]
+Log = Callable[[str], None]
+DEFAULT_FORMATS = ("torchscript", "onnx", "pt2")
+ORDER = ("torchscript", "onnx", "pt2", "aoti")  # report order
+SERVE_PREFERENCE = ("onnx", "torchscript", "aoti", "pt2")  # what a target serves when the user does not say
+FILES = {"torchscript": "model.pt", "onnx": "model.onnx", "pt2": "model.pt2", "aoti": "model.aoti.pt2"}
+
+
+@dataclass
+class Outcome:
+    """What one format's export came to: passed (file written and gated), failed (reason, fix) or skipped."""
+
+    status: str  # passed | failed | skipped
+    file: str | None = None
+    checks: list[OutputCheck] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    hint: str = ""
+    warning: str | None = None
+    module: Any = None  # the TorchScript module that passed, for the legacy ONNX exporter (not in the report)
+
+    @classmethod
+    def from_checks(cls, file: str, checks: list[OutputCheck], info: dict[str, Any], what: str) -> "Outcome":
+        bad = first_failure(checks)
+        if bad is None:
+            return cls("passed", file, checks, info)
+        if bad.output == "*" and bad.reason.startswith("failed to run"):
+            hint = "declare only the axes the model can vary as dynamic (`dynamic_axes`, dyn= in --input)"
+            if "Guard failed" in bad.reason:
+                hint = ("torch.export derived this bound on the size from the model's code; use an example size inside "
+                        "the range you serve, or declare the axis static")
+            return cls("failed", None, checks, info, f"{what} cannot run at {bad.case}: {bad.reason[15:]}", hint)
+        where = f"output {bad.output!r} " if bad.output != "*" else ""
+        return cls("failed", None, checks, info, f"{what} does not match eager: {where}at {bad.case}: {bad.reason}",
+                   "loosen `tolerance` only if this difference is expected for the model")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status}
+        if self.file:
+            out["file"] = self.file
+        if self.reason:
+            out["reason"] = self.reason
+        if self.hint:
+            out["fix"] = self.hint
+        return {**out, **self.info}
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    file: str
+    description: str
+    export: Callable[["ExportContext"], Outcome]
+    load: Callable[[Path, str], Runner]
+    needs_program: bool = False
+
+
+@dataclass
+class ExportContext:
+    """Everything an exporter needs; built once per build by the pipeline."""
+
+    module: Any  # the ExportModule (positional inputs in spec order -> flat tuple of tensors)
+    model: Any  # the user's model, for torch.jit.script
+    binding: Any  # modelio.Binding
+    example: list[Any]  # torch tensors of the export case
+    inputs: list[Any]  # TensorSpecs (with the dynamic axes the exports keep)
+    output_names: list[str]
+    output_axes: list[tuple[int, ...]]  # dynamic axes per output, as the eager outputs show them
+    folder: Path
+    device: str
+    opset: int | None
+    torchscript: str  # auto | trace | script
+    slim: bool
+    metadata: dict[str, Any]
+    check: Callable[[Runner], list[OutputCheck]]  # the parity gate over every case
+    check_flipped: Callable[[Runner], list[OutputCheck] | None]  # the gate on inputs with flipped values (None: n/a)
+    log: Log
+    program: Any = None  # the ExportedProgram, when torch.export succeeded
+    program_error: str | None = None
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # formats done so far
+
+
+_FORMATS: dict[str, Format] = {}
+
+
+def register_format(fmt: Format) -> Format:
+    if fmt.name in _FORMATS:
+        raise ValueError(f"format {fmt.name!r} is registered twice")
+    _FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def get_format(name: str) -> Format:
+    if name not in _FORMATS:
+        for module in ORDER:
+            importlib.import_module(f"{__name__}.{module}")
+    return _FORMATS[name]
+
+
+def served_format(report: dict[str, Any], requested: str | None = None, supported: tuple[str, ...] = SERVE_PREFERENCE) -> str:
+    """The export a target serves: the one asked for, else the first in SERVE_PREFERENCE that passed and it runs."""
+    from ..errors import UsageError
+
+    artifacts = report.get("artifacts") or {}
+    if requested:
+        if requested not in supported:
+            raise UsageError(f"format {requested!r} cannot be served here", f"use one of {', '.join(f for f in supported if f in artifacts)}")
+        if requested not in artifacts:
+            why = ((report.get("formats") or {}).get(requested) or {}).get("reason", "it was not built")
+            raise UsageError(f"the build has no {requested} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild")
+        return requested
+    for name in SERVE_PREFERENCE:
+        if name in supported and name in artifacts:
+            return name
+    raise UsageError(f"the build has none of the exports this target serves ({', '.join(supported)})", "rebuild with --formats including one of them")
+
+
+def runner_for(name: str, path: Path, device: str = "cpu") -> Runner:
+    """Load a saved file of format `name` and return a callable: numpy inputs -> numpy outputs."""
+    return get_format(name).load(path, device)
+
+
+__all__ = ["DEFAULT_FORMATS", "FILES", "ORDER", "SERVE_PREFERENCE", "ExportContext", "Format", "Outcome", "get_format",
+           "register_format", "runner_for", "served_format"]

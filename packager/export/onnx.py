@@ -1,74 +1,179 @@
-"""ONNX export with the TorchScript-based exporter (`dynamo=False`), dynamic batch axis, checker and metadata.
+"""onnx: `model.onnx` from the exporter most likely to work, the other as the fallback; the gate decides.
 
-Why not the dynamo exporter: on torch 2.14 it needs onnxscript and takes several times longer for the same graphs
-(see the README), while the TorchScript-based exporter handles every built-in model and is what ultralytics uses.
+Attempts, in order, until one passes the gate:
+  1. dynamo: torch.onnx.export(program, dynamo=True) when torch.export captured the program (upstream's default
+     exporter since torch 2.9; needs onnxscript);
+  2. legacy: torch.onnx.export(dynamo=False) of the ExportModule, a trace, unless tracing is unsafe (the model
+     branches on tensor values and torch.export could not capture it);
+  3. legacy from the scripted TorchScript module, only when no trace- or export-based graph passed (it keeps `if`s).
+The report records the exporter that shipped and why each other attempt was rejected. Every file gets pack's
+metadata (`metadata_props`, keys `pack.*`), readable dynamic dimension names, and onnx.checker's full check.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ValidationFailed
-from ..registry import OutputSpec, TensorSpec
+import numpy as np
+
+from . import ExportContext, Format, Outcome, register_format
+from .capture import captured
+from .diagnose import explain
+from .torchscript import test_harder
+from ..validate import first_failure
+
+FILE = "model.onnx"
+LEGACY_OPSET = 17
 
 
 def _axes(names: list[str], axes: list[tuple[int, ...]]) -> dict[str, dict[int, str]]:
-    out: dict[str, dict[int, str]] = {}
-    for name, dims in zip(names, axes):
-        if dims:
-            out[name] = {d: ("batch" if d == 0 else f"{name}_dim{d}") for d in dims}
-    return out
+    return {name: {d: ("batch" if d == 0 else f"{name}_dim{d}") for d in dims} for name, dims in zip(names, axes) if dims}
 
 
-def export(
-    model: Any,
-    example: list[Any],
-    inputs: list[TensorSpec],
-    outputs: list[OutputSpec],
-    path: Path,
-    opset: int,
-    metadata: dict[str, Any],
-    slim: bool = False,
-) -> dict[str, Any]:
+def _dynamo(ctx: ExportContext) -> Any:
+    import torch
+
+    with captured():
+        program = torch.onnx.export(
+            ctx.program, (), dynamo=True, verbose=False, opset_version=ctx.opset,
+            input_names=[i.name for i in ctx.inputs], output_names=list(ctx.output_names),
+        )
+    return program.model_proto
+
+
+def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
     import onnx
     import torch
 
-    input_names = [i.name for i in inputs]
-    output_names = [o.name for o in outputs]
-    dynamic = {**_axes(input_names, [i.dynamic_axes for i in inputs]), **_axes(output_names, [o.dynamic_axes for o in outputs])}
-    buffer = io.BytesIO()  # serialised in memory; written below with Python I/O (a full disk is an OSError)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    buffer = io.BytesIO()
+    with captured(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         with torch.no_grad():
             torch.onnx.export(
-                model,
-                tuple(example),
-                buffer,
-                dynamo=False,
-                opset_version=opset,
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes=dynamic,
+                module, tuple(ctx.example), buffer, dynamo=False, opset_version=ctx.opset or LEGACY_OPSET,
+                input_names=[i.name for i in ctx.inputs], output_names=list(ctx.output_names),
+                dynamic_axes={**_axes([i.name for i in ctx.inputs], [i.dynamic_axes for i in ctx.inputs]),
+                              **_axes(list(ctx.output_names), list(ctx.output_axes))},
                 do_constant_folding=True,
             )
-    proto = onnx.load_from_string(buffer.getvalue())
-    if slim:
-        try:
-            import onnxslim
-        except ImportError:
-            raise ValidationFailed("--slim needs the onnxslim package", "pip install onnxslim, or build without --slim") from None
+    notes = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
+    return onnx.load_from_string(buffer.getvalue()), notes
+
+
+def _readable_dims(proto: Any, ctx: ExportContext) -> None:
+    """Name the dynamic dimensions after the inputs (`batch`, `input_ids_dim1`) instead of the exporter's symbols."""
+    names: dict[str, str] = {}
+    for value, spec in zip(proto.graph.input, ctx.inputs):
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.dim_param and dim.dim_param not in names:
+                names[dim.dim_param] = "batch" if axis == 0 and 0 in spec.dynamic_axes else f"{spec.name}_dim{axis}"
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in names:
+                dim.dim_param = names[dim.dim_param]
+
+
+def _finish(proto: Any, ctx: ExportContext, path: Path) -> None:
+    import onnx
+
+    if ctx.slim:
+        import onnxslim
+
         proto = onnxslim.slim(proto)
-    for key, value in sorted(metadata.items()):
+    _readable_dims(proto, ctx)
+    del proto.metadata_props[:]
+    for key, value in sorted(ctx.metadata.items()):
         entry = proto.metadata_props.add()
         entry.key = f"pack.{key}"
         entry.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    onnx.save(proto, str(path))
+    path.write_bytes(proto.SerializeToString())  # Python I/O: a full disk is an OSError
     onnx.checker.check_model(str(path), full_check=True)
-    return {"opset": opset, "exporter": "torch.onnx.export(dynamo=False)", "slim": slim}
+
+
+def _attempts(ctx: ExportContext) -> list[tuple[str, Any]]:
+    """(exporter name, callable returning (proto, tracer notes)) in the order they are tried."""
+    out: list[tuple[str, Any]] = []
+    if ctx.program is not None:
+        out.append(("dynamo", lambda: (_dynamo(ctx), [])))
+    out.append(("legacy", lambda: _legacy(ctx, ctx.module)))
+    scripted = ctx.outcomes.get("torchscript")
+    if scripted is not None and scripted.status == "passed" and scripted.info.get("method") == "script":
+        out.append(("legacy-from-script", lambda: _legacy(ctx, scripted.module)))
+    return out
+
+
+def export(ctx: ExportContext) -> Outcome:
+    if ctx.slim:
+        try:
+            import onnxslim  # noqa: F401
+        except ImportError:
+            return Outcome("failed", reason="--slim needs the onnxslim package", hint="pip install onnxslim, or build without --slim")
+    path = ctx.folder / FILE
+    rejected: list[dict[str, str]] = []
+    for exporter, run in _attempts(ctx):
+        started = time.perf_counter()
+        try:
+            proto, notes = run()
+        except Exception as exc:
+            cause, fix = explain(exc, "onnx")
+            rejected.append({"exporter": exporter, "reason": f"export failed: {cause}", "fix": fix})
+            ctx.log(f"onnx: the {exporter} exporter failed: {cause[:200]}")
+            continue
+        try:
+            _finish(proto, ctx, path)
+        except (ImportError, ValueError, RuntimeError) as exc:  # onnx.checker and onnxslim raise these
+            rejected.append({"exporter": exporter, "reason": f"the file fails onnx.checker: {str(exc).splitlines()[0][:200]}"})
+            continue
+        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        info = {"exporter": exporter, "opset": opset, "slim": ctx.slim, "seconds": round(time.perf_counter() - started, 3)}
+        runner = load(path, ctx.device)
+        outcome = Outcome.from_checks(FILE, ctx.check(runner), info, f"the {exporter} ONNX export")
+        wrong = test_harder(ctx, outcome, runner, notes) if outcome.status == "passed" else None
+        if wrong is not None:
+            rejected.append({"exporter": exporter, "reason": f"the trace is unsafe: {wrong}"})
+            continue
+        if outcome.status == "passed":
+            outcome.info["rejected"] = rejected
+            if rejected:
+                ctx.log(f"onnx: shipped the {exporter} exporter's file ({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})")
+            return outcome
+        rejected.append({"exporter": exporter, "reason": first_failure(outcome.checks).reason})  # type: ignore[union-attr]
+        ctx.log(f"onnx: the {exporter} export does not match eager; trying the next exporter")
+    path.unlink(missing_ok=True)
+    reasons = "; ".join(f"{r['exporter']}: {r['reason']}" for r in rejected)
+    fix = next((r["fix"] for r in rejected if r.get("fix")), "leave onnx out of --formats, or wrap the failing part")
+    return Outcome("failed", reason=f"no ONNX exporter produced a file that passes ({reasons})", hint=fix, info={"rejected": rejected})
+
+
+def providers(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def load(path: Path, device: str) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=providers(device))
+    names = [i.name for i in session.get_inputs()]
+    order = [i["name"] for i in read_metadata(path).get("inputs", [])]
+    if not order or not set(names) <= set(order):  # a file pack did not write: inputs in file order
+        order = names
+
+    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:  # an input the exporter pruned as unused is not fed
+        return list(session.run(None, {n: a for n, a in zip(order, arrays) if n in names}))
+
+    run.providers = session.get_providers()  # type: ignore[attr-defined]
+    return run
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -83,3 +188,6 @@ def read_metadata(path: Path) -> dict[str, Any]:
             except json.JSONDecodeError:
                 out[prop.key[5:]] = prop.value
     return out
+
+
+register_format(Format("onnx", FILE, "ONNX (dynamo or legacy exporter)", export, load))

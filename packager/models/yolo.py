@@ -1,7 +1,8 @@
 """`yolov8n`: Ultralytics YOLOv8-nano detector, built offline from its architecture file.
 
 The exported graph is the raw head output (N, 84, 8400): 4 box coordinates (cx, cy, w, h in input pixels) and 80
-class scores per anchor, without NMS; the handlers letterbox the image before and run NMS after.
+class scores per anchor, without NMS; the handlers letterbox the image before and run NMS after. It is prepared for
+export like every ultralytics model (packager/families.py).
 """
 
 import os
@@ -15,25 +16,6 @@ def _coco_names():
 
     data = yaml.safe_load((files("ultralytics") / "cfg" / "datasets" / "coco.yaml").read_text())
     return [data["names"][i] for i in sorted(data["names"])]
-
-
-def prepare_for_export(model):
-    """Put an ultralytics DetectionModel in the state its own exporter uses: fused, eval, raw head output."""
-    from ultralytics.nn.modules.head import Detect
-
-    model = model.fuse() if hasattr(model, "fuse") else model
-    model.eval()
-    for module in model.modules():
-        if isinstance(module, Detect):
-            module.export = True  # return the (N, 84, anchors) tensor alone, not (y, features)
-            module.format = "onnx"
-            # Rebuild the anchor grid from the feature shapes inside the graph instead of caching it behind
-            # `if self.shape != shape`: that comparison turns traced sizes into a Python bool, which pack's
-            # TorchScript export rightly treats as a data-dependent branch. The graph is the same at every batch size.
-            module.dynamic = True
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 @register_model(
@@ -52,7 +34,6 @@ def prepare_for_export(model):
     labels=_coco_names,
     requires=("ultralytics",),
     weights="ultralytics",
-    prepare=prepare_for_export,
 )
 def yolov8n():
     """Ultralytics YOLOv8n object detector, 640x640, 80 COCO classes (3.2M parameters)."""

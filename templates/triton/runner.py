@@ -1,8 +1,8 @@
 """Triton python-backend model written by pack: runs this version's exported model with onnxruntime (model.onnx)
-or torch (model.pt, TorchScript).
+or torch (model.pt TorchScript, model.pt2 ExportedProgram, model.aoti.pt2 AOTInductor package).
 
 Everything it needs is in config.pbtxt: the inputs and outputs, and the parameters
-  pack_format      onnx | torchscript
+  pack_format      onnx | torchscript | pt2 | aoti
   pack_model_file  the model file beside this model.py
 ONNX inputs are fed by name; TorchScript inputs by position, in config order. Outputs are returned in config order,
 cast to the dtypes the config declares. The environment needs numpy<2 and onnxruntime (and torch for TorchScript).
@@ -37,14 +37,19 @@ class TritonPythonModel:
                 providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
             self.session = ort.InferenceSession(path, options, providers=providers)
             self.onnx_outputs = [o.name for o in self.session.get_outputs()]
-        elif self.format == "torchscript":
+        elif self.format in ("torchscript", "pt2", "aoti"):
             import torch
 
             self.torch = torch
             self.device = torch.device(f"cuda:{device_id}" if gpu and torch.cuda.is_available() else "cpu")
-            self.module = torch.jit.load(path, map_location=self.device).eval()
+            if self.format == "torchscript":
+                self.module = torch.jit.load(path, map_location=self.device).eval()
+            elif self.format == "pt2":
+                self.module = torch.export.load(path).module()
+            else:
+                self.module = torch._inductor.aoti_load_package(path)
         else:
-            raise pb_utils.TritonModelException(f"pack_format {self.format!r} is not onnx or torchscript")
+            raise pb_utils.TritonModelException(f"pack_format {self.format!r} is not onnx, torchscript, pt2 or aoti")
 
     def _run(self, arrays):
         if self.format == "onnx":

@@ -38,11 +38,11 @@ def settings_from(report: dict[str, Any], fmt: str | None = None, batch_size: in
     """Settings for a build: explicit options first, then what the build's report recorded, then the defaults."""
     from ...errors import UsageError
 
+    from ...export import served_format
+
     recorded = ((report.get("targets") or {}).get("torchserve") or {}).get("settings") or {}
     batchable = all(0 in i.get("dynamic_axes", [0]) for i in report.get("inputs", []))
-    fmt = fmt or recorded.get("format") or "onnx"
-    if fmt not in ("onnx", "torchscript"):
-        raise UsageError(f"unknown format {fmt!r}", "use onnx or torchscript")
+    fmt = served_format(report, fmt or recorded.get("format"))
     size = batch_size if batch_size is not None else recorded.get("batch_size", DEFAULT_BATCH_SIZE if batchable else 1)
     delay = max_batch_delay_ms if max_batch_delay_ms is not None else recorded.get("max_batch_delay_ms", DEFAULT_MAX_BATCH_DELAY_MS)
     count = workers if workers is not None else recorded.get("min_workers", DEFAULT_WORKERS)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...export import FILES
 from ...errors import UsageError
 from .config import ServingSettings, handler_settings, model_config, model_config_yaml
 
@@ -35,7 +36,7 @@ FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 CHUNK = 8 << 20
 METADATA_FILE = "pack.json"
 CONFIG_FILE = "model-config.yaml"
-SERIALIZED = {"onnx": "model.onnx", "torchscript": "model.pt"}
+SERIALIZED = FILES  # format -> file name inside the archive (the build's own names)
 
 
 def handlers_dir() -> Path:

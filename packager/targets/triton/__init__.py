@@ -26,12 +26,15 @@ __all__ = ["package", "repo", "check_repo", "deploy", "status", "undeploy", "sto
 
 
 def package(build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
-    """Write build_dir/triton/ (python backend running the ONNX export: what a CPU tritonserver can serve) and check
+    """Write build_dir/triton/ (python backend running the served export, ONNX when it passed: what a CPU
+    tritonserver can serve) and check
     it offline; returns the report section (paths relative to build_dir)."""
     dest = build_dir / BUILD_FOLDER
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
-    section = generate(build_dir, report, RepoOptions(backend="python", fmt="onnx"), dest)
+    from ...export import served_format
+
+    section = generate(build_dir, report, RepoOptions(backend="python", fmt=served_format(report)), dest)
     result = check_repository(dest)
     raise_on_errors(result, log)
     log(f"triton: repository entries {', '.join(section['models'])} (python backend) pass the offline check")
@@ -49,7 +52,7 @@ def package(build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]
 
 def repo(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
     """Write the build's entries into the store's repository `<store>/triton/`, atomically, keeping other versions."""
-    ropts = repo_options(opts, default_backend="onnxruntime")
+    ropts = repo_options(opts, default_backend="onnxruntime", report=report)
     force = bool(opts.extra.get("force"))
     repository = Path(opts.store) / STORE_FOLDER
     version = triton_version(report)

@@ -131,7 +131,36 @@ def torchscript_io(path: Path, config: Any) -> tuple[list[str], list[TensorInfo]
     return args, outputs, None
 
 
+def program_io(path: Path, config: Any, fmt: str) -> tuple[int, list[TensorInfo] | None, str | None]:
+    """(input count from the file's call spec, outputs of one run on zero inputs or None, why the run failed) for an
+    ExportedProgram (pt2) or an AOTInductor package (aoti)."""
+    import torch
+    from torch.utils import _pytree
+
+    from ...export.capture import captured
+
+    with captured():
+        if fmt == "aoti":
+            module = torch._inductor.aoti_load_package(str(path))
+            count = _pytree.treespec_loads(module.loader.get_call_spec()[0]).num_leaves
+        else:
+            module = torch.export.load(str(path)).module()
+            count = len([n for n in module.graph.nodes if n.op == "placeholder"])
+    arrays = _concrete_inputs(config)
+    if arrays is None:
+        return count, None, "inputs of string type cannot be synthesised"
+    try:
+        with captured(), torch.inference_mode():
+            out = module(*[torch.from_numpy(a) for a in arrays])
+    except Exception as exc:  # noqa: BLE001 - reported as a problem
+        return count, None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+    out = out if isinstance(out, (list, tuple)) else [out]
+    return count, [TensorInfo(f"#{i}", cfg.NUMPY_TO_TRITON.get(str(t.detach().numpy().dtype), "TYPE_INVALID"), list(t.shape)) for i, t in enumerate(out)], None
+
+
 # --- comparisons ---------------------------------------------------------------------------------------------
+
+RUN_SOURCES = ("a TorchScript run", "a run of")  # shapes from one run: concrete sizes where the config allows any
 
 
 class EntryChecker:
@@ -156,7 +185,7 @@ class EntryChecker:
             if not actual.shape:
                 self.add("max_batch_size", self.config.max_batch_size, f"{source} {kind} {actual.name!r} is a scalar (no batch axis)")
                 return
-            if actual.shape[0] != -1 and not (source.startswith("a TorchScript run") and actual.shape[0] == 1):
+            if actual.shape[0] != -1 and not (source.startswith(RUN_SOURCES) and actual.shape[0] == 1):
                 self.add(
                     "max_batch_size",
                     self.config.max_batch_size,
@@ -172,7 +201,7 @@ class EntryChecker:
         for c, m in zip(dims, model_dims):
             if m == -1 or c == m:
                 continue
-            if source.startswith("a TorchScript run") and c == -1:
+            if source.startswith(RUN_SOURCES) and c == -1:
                 continue  # a run has concrete sizes where the config allows any
             self.add(f"{field} dims", _fmt(dims), f"{source} has {_fmt(model_dims)}")
             return
@@ -236,6 +265,42 @@ class EntryChecker:
         for entry, t in zip(self.config.output, outputs):
             self.compare_tensor("output", entry, t, f"a TorchScript run of {path.name}")
 
+    def check_program(self, path: Path, fmt: str) -> None:
+        """An ExportedProgram or AOTInductor package: input count from its call spec, outputs from one run."""
+        try:
+            count, outputs, why = program_io(path, self.config, fmt)
+        except Exception as exc:  # noqa: BLE001 - a corrupt file is a finding, not a crash
+            self.add("model file", path.name, f"it is not a loadable {fmt} file ({type(exc).__name__}: {str(exc).strip()[:160]})")
+            return
+        if len(self.config.input) != count:
+            self.add("input count", len(self.config.input), f"{path.name}'s call spec takes {count}")
+        source = f"a run of {path.name}"
+        if outputs is None:
+            self.add("inputs", "the declared inputs", f"a run of {path.name} on them failed: {why}")
+            return
+        if len(outputs) != len(self.config.output):
+            self.add("output count", len(self.config.output), f"a run of {path.name} returns {len(outputs)}")
+        for entry, t in zip(self.config.output, outputs):
+            self.compare_tensor("output", entry, t, source)
+
+    def check_aoti_names(self) -> None:
+        """Triton's torch_aoti platform addresses tensors by call-spec position (INPUT__i / OUTPUT__i) or by path
+        (ARGS[i], KWARGS[name], RESULT[...]); it does not batch (max_batch_size 0)."""
+        if self.config.max_batch_size != 0:
+            self.add("max_batch_size", 0, f"{self.config.max_batch_size}: Triton's torch_aoti platform does not batch yet")
+        for kind, entries, prefix in (("input", self.config.input, "INPUT"), ("output", self.config.output, "OUTPUT")):
+            ordinal = re.compile(rf"^{prefix}__(\d+)$")
+            path = re.compile(r"^(ARGS|KWARGS)\[[^\]\s\"]+\](\[[^\]\s\"]+\])*$" if kind == "input" else r"^RESULT(\[[^\]\s\"]+\])*$")
+            indices = []
+            for entry in entries:
+                m = ordinal.match(entry.name)
+                if m:
+                    indices.append(int(m.group(1)))
+                elif not path.match(entry.name):
+                    self.add(f"{kind} {entry.name!r} name", f"{prefix}__<index> or a call-spec path", "torch_aoti cannot address it")
+            if indices and sorted(indices) != list(range(len(indices))):
+                self.add(f"{kind} names", f"{prefix}__0..{len(indices) - 1}", sorted(indices))
+
     def check_warmup(self) -> None:
         inputs = {e.name: e for e in self.config.input}
         for warm in self.config.model_warmup:
@@ -280,8 +345,8 @@ def check_entry(repo: Path, name: str, configs: dict[str, Any]) -> list[Problem]
     if config.name and config.name != name:
         chk.add("name", repr(config.name), f"the folder is named {name!r}")
     kind = cfg.kind_of(config)
-    if kind not in ("onnxruntime", "pytorch", "python", "ensemble"):
-        chk.add("backend", kind, "pack checks onnxruntime, pytorch, python and ensemble models only", "warning")
+    if kind not in ("onnxruntime", "pytorch", "torch_aoti", "python", "ensemble"):
+        chk.add("backend", kind, "pack checks onnxruntime, pytorch, torch_aoti, python and ensemble models only", "warning")
         return chk.problems
     if config.max_batch_size < 0:
         chk.add("max_batch_size", config.max_batch_size, "it must be 0 or more")
@@ -334,6 +399,9 @@ def check_version(chk: EntryChecker, vdir: Path, kind: str) -> None:
         _check_onnx(chk, path)
     elif kind == "pytorch":
         chk.check_torchscript(path, by_position_names=True)
+    elif kind == "torch_aoti":
+        chk.check_aoti_names()
+        chk.check_program(path, "aoti")
     elif kind == "python":
         source = path.read_text(errors="replace")
         try:
@@ -353,8 +421,10 @@ def check_version(chk: EntryChecker, vdir: Path, kind: str) -> None:
             _check_onnx(chk, model_file)
         elif fmt == "torchscript":
             chk.check_torchscript(model_file, by_position_names=False)
+        elif fmt in ("pt2", "aoti"):
+            chk.check_program(model_file, fmt)
         else:
-            chk.add("parameters.pack_format", fmt, "model.py runs onnx or torchscript")
+            chk.add("parameters.pack_format", fmt, "model.py runs onnx, torchscript, pt2 or aoti")
 
 
 def _full(config: Any, dims: list[int]) -> list[int]:

@@ -129,10 +129,12 @@ def get_parameter(config: Any, key: str, default: str | None = None) -> str | No
 
 
 def kind_of(config: Any) -> str:
-    """onnxruntime | pytorch | python | ensemble | <other backend or platform>."""
+    """onnxruntime | pytorch | torch_aoti | python | ensemble | <other backend or platform>."""
     platform, backend = config.platform, config.backend
     if platform == "ensemble":
         return "ensemble"
+    if platform == "torch_aoti":
+        return "torch_aoti"
     if backend == "onnxruntime" or platform == "onnxruntime_onnx":
         return "onnxruntime"
     if backend == "pytorch" or platform == "pytorch_libtorch":
@@ -142,7 +144,7 @@ def kind_of(config: Any) -> str:
     return backend or platform or "unknown"
 
 
-DEFAULT_FILES = {"onnxruntime": "model.onnx", "pytorch": "model.pt", "python": "model.py"}
+DEFAULT_FILES = {"onnxruntime": "model.onnx", "pytorch": "model.pt", "torch_aoti": "model.pt2", "python": "model.py"}
 
 
 def model_filename(config: Any) -> str | None:

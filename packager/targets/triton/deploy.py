@@ -27,6 +27,7 @@ from . import server
 from .check import check_repository, raise_on_errors
 from .client import TritonAPIError, TritonError, TritonHTTP, TritonUnreachable
 from .repository import (
+    NATIVE_FORMAT,
     RepoOptions,
     RepositoryLock,
     drop_backups,
@@ -43,17 +44,18 @@ from .repository import (
 Log = Callable[[str], None]
 
 
-def repo_options(opts: Any, default_backend: str = "python") -> RepoOptions:
+def repo_options(opts: Any, default_backend: str = "python", report: dict[str, Any] | None = None) -> RepoOptions:
+    from ...export import served_format
+
     backend = opts.backend or default_backend
-    fmt = opts.format or "onnx"
-    if backend == "onnxruntime" and opts.format == "torchscript":
-        raise UsageError("--backend onnxruntime serves the ONNX export", "use --backend pytorch or python for --format torchscript")
-    if backend == "pytorch" and opts.format == "onnx":
-        raise UsageError("--backend pytorch serves the TorchScript export", "use --backend onnxruntime or python for --format onnx")
+    native = NATIVE_FORMAT.get(backend)
+    if native and opts.format and opts.format != native:
+        raise UsageError(f"--backend {backend} serves the {native} export, not {opts.format}", "use --backend python to serve any export")
+    fmt = native or (served_format(report, opts.format) if report is not None else opts.format or "onnx")
     delay = opts.max_batch_delay_ms
     return RepoOptions(
         backend=backend,
-        fmt=fmt if backend == "python" else ("onnx" if backend == "onnxruntime" else "torchscript"),
+        fmt=fmt,
         instances=int(opts.extra.get("instances") or opts.workers or 1),
         max_batch=opts.extra.get("max_batch") if opts.extra.get("max_batch") is not None else opts.batch_size,
         max_queue_delay_us=1000 if delay is None else int(delay) * 1000,
@@ -255,7 +257,7 @@ def staged_entries(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, 
 
 
 def deploy(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
-    ropts = repo_options(opts)
+    ropts = repo_options(opts, report=report)
     version = triton_version(report)
     names = model_names(report)
     with staged_entries(build_dir, report, ropts, server.state_dir(Path(opts.store)), log) as (staged, section):

@@ -20,9 +20,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ...errors import UsageError
+from ...export import FILES
 from . import config as cfg
 
-BACKENDS = ("python", "onnxruntime", "pytorch")
+BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
+NATIVE_FORMAT = {"onnxruntime": "onnx", "pytorch": "torchscript", "torch_aoti": "aoti"}  # what each native backend loads
 DEFAULT_MAX_BATCH = 8
 def _templates() -> Path:
     """PACK_TRITON_TEMPLATES, else templates/triton in a source checkout, else <prefix>/share/pack (a wheel install)."""
@@ -39,7 +41,7 @@ Log = Callable[[str], None]
 @dataclass
 class RepoOptions:
     backend: str = "python"
-    fmt: str = "onnx"  # python backend: which export model.py runs (onnx | torchscript)
+    fmt: str = "onnx"  # python backend: which export model.py runs (onnx | torchscript | pt2 | aoti)
     instances: int = 1
     max_batch: int | None = None  # None: DEFAULT_MAX_BATCH when the build has a batch axis, else 0
     max_queue_delay_us: int = 1000
@@ -50,8 +52,10 @@ class RepoOptions:
             self.backend = "pytorch"
         if self.backend not in BACKENDS:
             raise UsageError(f"unknown Triton backend {self.backend!r}", f"use one of {', '.join(BACKENDS)}")
-        if self.fmt not in ("onnx", "torchscript"):
-            raise UsageError(f"unknown format {self.fmt!r}", "use onnx or torchscript")
+        if self.fmt not in FILES:
+            raise UsageError(f"unknown format {self.fmt!r}", f"use one of {', '.join(FILES)}")
+        if self.backend in NATIVE_FORMAT:
+            self.fmt = NATIVE_FORMAT[self.backend]
         if self.instances < 1:
             raise UsageError(f"--instances {self.instances}: needs at least 1")
         if self.max_batch is not None and self.max_batch < 0:
@@ -98,12 +102,16 @@ def _dims(tensor: dict[str, Any], batched: bool) -> list[int]:
 
 
 def io_names(report: dict[str, Any], backend: str) -> tuple[list[str], list[str]]:
-    """Config names of the inputs and outputs: the build's names, or `<name>__<index>` for the libtorch backend."""
+    """Config names of the inputs and outputs: the build's names; `<name>__<index>` for the libtorch backend; for
+    torch_aoti the ordinal names Triton derives from the package's call spec (`INPUT__<i>`, `OUTPUT__<i>`)."""
     inputs = [t["name"] for t in report["inputs"]]
     outputs = [t["name"] for t in report["outputs"]]
     if backend == "pytorch":
         inputs = [f"{n}__{i}" for i, n in enumerate(inputs)]
         outputs = [f"{n}__{i}" for i, n in enumerate(outputs)]
+    if backend == "torch_aoti":
+        inputs = [f"INPUT__{i}" for i in range(len(inputs))]
+        outputs = [f"OUTPUT__{i}" for i in range(len(outputs))]
     return inputs, outputs
 
 
@@ -117,7 +125,10 @@ def model_config(report: dict[str, Any], ropts: RepoOptions, build_dir: Path | N
     """The ModelConfig of the model itself and its warmup files ({file name: raw bytes})."""
     name = report["name"]
     batchable = _batchable(report)
-    max_batch = ropts.max_batch if ropts.max_batch is not None else (DEFAULT_MAX_BATCH if batchable else 0)
+    max_batch = ropts.max_batch if ropts.max_batch is not None else (DEFAULT_MAX_BATCH if batchable and ropts.backend != "torch_aoti" else 0)
+    if max_batch > 0 and ropts.backend == "torch_aoti":
+        raise UsageError(f"--max-batch {max_batch}: Triton's torch_aoti platform does not batch yet (its README)",
+                         "use --max-batch 0 (the batch axis stays a -1 dim of each request), or another backend")
     if max_batch > 0 and not batchable:
         fixed = [t["name"] for t in [*report["inputs"], *report["outputs"]] if 0 not in (t.get("dynamic_axes") or [])]
         raise UsageError(
@@ -134,10 +145,14 @@ def model_config(report: dict[str, Any], ropts: RepoOptions, build_dir: Path | N
     elif ropts.backend == "pytorch":
         config.platform = "pytorch_libtorch"
         config.default_model_filename = "model.pt"
+    elif ropts.backend == "torch_aoti":
+        config.backend = "pytorch"
+        config.platform = "torch_aoti"
+        config.default_model_filename = "model.pt2"
     else:
         config.backend = "python"
         cfg.set_parameter(config, "pack_format", ropts.fmt)
-        cfg.set_parameter(config, "pack_model_file", "model.onnx" if ropts.fmt == "onnx" else "model.pt")
+        cfg.set_parameter(config, "pack_model_file", FILES[ropts.fmt])
     config.max_batch_size = max_batch
     config.version_policy.latest.num_versions = 1
     in_names, out_names = io_names(report, ropts.backend)
@@ -259,7 +274,10 @@ def _link_or_copy(src: str | Path, dst: str | Path) -> None:
 def generate(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, dest: Path) -> dict[str, Any]:
     """Write every repository entry of the build into `dest` (a fresh folder); return a description."""
     version = triton_version(report)
-    artifacts = report.get("artifacts") or {"onnx": "model.onnx", "torchscript": "model.pt"}
+    artifacts = report.get("artifacts") or {}
+    if ropts.fmt not in artifacts:
+        why = ((report.get("formats") or {}).get(ropts.fmt) or {}).get("reason", "it was not built")
+        raise UsageError(f"the build has no {ropts.fmt} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild")
     detector, warmup = model_config(report, ropts, build_dir)
     configs: dict[str, Any] = {detector.name: detector}
     if is_detection(report):
@@ -275,15 +293,11 @@ def generate(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, dest: 
         kind = cfg.kind_of(config)
         role = cfg.get_parameter(config, "pack_role")
         if name == detector.name:
-            if kind == "onnxruntime":
-                _link_or_copy(build_dir / artifacts["onnx"], vdir / "model.onnx")
-            elif kind == "pytorch":
-                _link_or_copy(build_dir / artifacts["torchscript"], vdir / "model.pt")
+            if kind in NATIVE_FORMAT:
+                _link_or_copy(build_dir / artifacts[ropts.fmt], vdir / cfg.DEFAULT_FILES[kind])
             else:
                 shutil.copyfile(TEMPLATES / "runner.py", vdir / "model.py")
-                model_file = cfg.get_parameter(config, "pack_model_file")
-                src = artifacts["onnx"] if ropts.fmt == "onnx" else artifacts["torchscript"]
-                _link_or_copy(build_dir / src, vdir / model_file)
+                _link_or_copy(build_dir / artifacts[ropts.fmt], vdir / FILES[ropts.fmt])
             if warmup:
                 (entry / "warmup").mkdir(exist_ok=True)
                 for fname, data in warmup.items():
@@ -294,7 +308,7 @@ def generate(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, dest: 
         files.extend(str(p.relative_to(dest)) for p in sorted(vdir.iterdir()))
     return {
         "backend": ropts.backend,
-        "format": ropts.fmt if ropts.backend == "python" else ("onnx" if ropts.backend == "onnxruntime" else "torchscript"),
+        "format": ropts.fmt,
         "version": version,
         "models": model_names(report),
         "serving_model": serving_model(report),

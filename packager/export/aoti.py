@@ -1,0 +1,80 @@
+"""aoti: an AOTInductor package (`model.aoti.pt2`), compiled from the ExportedProgram for the build's device.
+
+On the CPU inductor compiles C++ with the system compiler (g++); with --device cuda it compiles CUDA kernels. The
+package runs with `torch._inductor.aoti_load_package` in Python, or in C++ (Triton's `torch_aoti` platform). Its call
+spec (the pytree of inputs and outputs the package expects) is recorded for the Triton configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import ExportContext, Format, Outcome, register_format
+from .capture import captured
+from .diagnose import explain
+
+FILE = "model.aoti.pt2"
+
+
+def compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+
+
+def export(ctx: ExportContext) -> Outcome:
+    import torch
+
+    if ctx.program is None:
+        return Outcome("failed", reason=ctx.program_error or "torch.export failed", hint="")
+    if ctx.device == "cpu" and compiler() is None:
+        return Outcome("skipped", reason="AOTInductor needs a C++ compiler for the CPU and none was found (g++ or $CXX)",
+                       hint="install g++ (apt-get install g++), or leave aoti out of --formats")
+    started = time.perf_counter()
+    path = ctx.folder / FILE
+    ctx.log("aoti: compiling the AOTInductor package (this takes a while)")
+    try:
+        with captured():
+            torch._inductor.aoti_compile_and_package(ctx.program, package_path=str(path))
+    except OSError:
+        raise
+    except Exception as exc:
+        cause, fix = explain(exc, "aoti")
+        path.unlink(missing_ok=True)
+        return Outcome("failed", reason=f"AOTInductor compilation failed: {cause}", hint=fix)
+    info = {"exporter": "torch._inductor.aoti_compile_and_package", "device": ctx.device, "call_spec": call_spec(path),
+            "seconds": round(time.perf_counter() - started, 3)}
+    checks = ctx.check(load(path, ctx.device))
+    return Outcome.from_checks(FILE, checks, info, "the AOTInductor package")
+
+
+def call_spec(path: Path) -> list[str]:
+    """The package's [inputs, outputs] pytree specs, as the runtime (and Triton's torch_aoti platform) reads them."""
+    import torch
+
+    with captured():
+        compiled = torch._inductor.aoti_load_package(str(path))
+    return [str(s) for s in compiled.loader.get_call_spec()]
+
+
+def load(path: Path, device: str) -> Any:
+    import torch
+
+    with captured():
+        compiled = torch._inductor.aoti_load_package(str(path))
+
+    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
+        with torch.inference_mode():
+            out = compiled(*tensors)
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return [t.detach().cpu().numpy() for t in out]
+
+    return run
+
+
+register_format(Format("aoti", FILE, "AOTInductor package", export, load, needs_program=True))
