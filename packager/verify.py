@@ -119,22 +119,11 @@ def check_build(folder: Path) -> tuple[list[Finding], dict[str, Any]]:
 
 def check_parity(folder: Path, report: dict[str, Any], log: Log) -> tuple[list[Finding], dict[str, Any]]:
     """Re-run the recorded sample inputs through every artifact and compare with the recorded eager outputs, with
-    the build gate's own comparison (packager/validate.py: scale-aware, rows matched for models without a batch axis)."""
-    import numpy as np
-
-    from .cases import Case
+    the build gate's own comparison (packager/samples.py)."""
     from .export import runner_for
-    from .registry import Tolerance
-    from .validate import validate_model_outputs
+    from .samples import load_sample
 
-    samples = report["samples"]
-    inputs = [np.load(folder / p) for p in samples["inputs"]]
-    expected = [np.load(folder / p) for p in samples["outputs"]]
-    names = [o["name"] for o in report["outputs"]]
-    tols = [Tolerance(atol=o.get("atol", report["tolerance"]["atol"]), rtol=o.get("rtol", report["tolerance"]["rtol"])) for o in report["outputs"]]
-    batch = int(samples.get("batch", inputs[0].shape[0]))
-    case = Case(f"batch {batch} (the recorded sample)", batch, inputs, expected)
-    unordered = not all(0 in (i.get("dynamic_axes") or []) for i in report["inputs"])
+    sample = load_sample(folder, report)
     findings: list[Finding] = []
     summary: dict[str, Any] = {}
     for fmt, rel in (report.get("artifacts") or {}).items():
@@ -144,7 +133,7 @@ def check_parity(folder: Path, report: dict[str, Any], log: Log) -> tuple[list[F
         except Exception as exc:  # a file that does not load is a finding
             findings.append(Finding(str(folder / rel), f"does not load as {fmt}: {type(exc).__name__}: {str(exc).strip()[:160]}"))
             continue
-        checks = validate_model_outputs(runner, [case], names, tols, unordered)
+        checks = sample.check(runner)
         summary[fmt] = {"passed": all(c.passed for c in checks), "max_abs_error": max(c.max_abs_error for c in checks)}
         for c in checks:
             if not c.passed:

@@ -1,11 +1,12 @@
 """onnx: `model.onnx` from the exporter most likely to work, the other as the fallback; the gate decides.
 
-Attempts, in order, until one passes the gate:
-  1. dynamo: torch.onnx.export(program, dynamo=True) when torch.export captured the program (upstream's default
-     exporter since torch 2.9; needs onnxscript);
-  2. legacy: torch.onnx.export(dynamo=False) of the ExportModule, a trace, unless tracing is unsafe (the model
-     branches on tensor values and torch.export could not capture it);
-  3. legacy from the scripted TorchScript module, only when no trace- or export-based graph passed (it keeps `if`s).
+Attempts, until one passes the gate, the one most likely to work first:
+  * dynamo: torch.onnx.export(program, dynamo=True) when torch.export captured the program (upstream's default
+    exporter since torch 2.9; needs onnxscript);
+  * legacy: torch.onnx.export(dynamo=False) of the ExportModule, a trace; tried first when the TorchScript trace of
+    the same module already passed the gate (the same tracer, so most likely to work, and several times faster);
+    its file must also match eager on flipped values when the tracer saw tensors turned into Python bools;
+  * legacy from the scripted TorchScript module, only when no trace- or export-based graph passed (it keeps `if`s).
 The report records the exporter that shipped and why each other attempt was rejected. Every file gets pack's
 metadata (`metadata_props`, keys `pack.*`), readable dynamic dimension names, and onnx.checker's full check.
 """
@@ -100,10 +101,11 @@ def _attempts(ctx: ExportContext) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     if ctx.program is not None:
         out.append(("dynamo", lambda: (_dynamo(ctx), [])))
-    out.append(("legacy", lambda: _legacy(ctx, ctx.module)))
-    scripted = ctx.outcomes.get("torchscript")
-    if scripted is not None and scripted.status == "passed" and scripted.info.get("method") == "script":
-        out.append(("legacy-from-script", lambda: _legacy(ctx, scripted.module)))
+    ts = ctx.outcomes.get("torchscript")
+    legacy = ("legacy", lambda: _legacy(ctx, ctx.module))
+    out.insert(0 if ts is not None and ts.status == "passed" and ts.info.get("method") == "trace" else len(out), legacy)
+    if ts is not None and ts.status == "passed" and ts.info.get("method") == "script":
+        out.append(("legacy-from-script", lambda: _legacy(ctx, ts.module)))
     return out
 
 
@@ -115,7 +117,8 @@ def export(ctx: ExportContext) -> Outcome:
             return Outcome("failed", reason="--slim needs the onnxslim package", hint="pip install onnxslim, or build without --slim")
     path = ctx.folder / FILE
     rejected: list[dict[str, str]] = []
-    for exporter, run in _attempts(ctx):
+    attempts = _attempts(ctx)
+    for position, (exporter, run) in enumerate(attempts):
         started = time.perf_counter()
         try:
             proto, notes = run()
@@ -139,6 +142,7 @@ def export(ctx: ExportContext) -> Outcome:
             continue
         if outcome.status == "passed":
             outcome.info["rejected"] = rejected
+            outcome.info["not_tried"] = [name for name, _ in attempts[position + 1:]]
             if rejected:
                 ctx.log(f"onnx: shipped the {exporter} exporter's file ({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})")
             return outcome

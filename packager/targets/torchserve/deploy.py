@@ -234,15 +234,16 @@ def _unregister_quietly(conn: Connection, name: str, version: str, log: Log) -> 
 
 
 def smoke_test(conn: Connection, build_dir: Path, report: dict[str, Any], version: str, timeout: float) -> dict[str, Any]:
-    """Send the build's sample input as generic tensor JSON and compare with the recorded eager output."""
-    from ...registry import Tolerance
-    from ...validate import compare
+    """Send the build's sample input as generic tensor JSON and compare with the recorded eager output (the gate's
+    comparison, packager/samples.py)."""
+    from ...samples import load_sample, verdict
 
-    samples = report.get("samples") or {}
-    inputs = []
-    for spec, rel in zip(report["inputs"], samples.get("inputs", [])):
-        arr = np.load(build_dir / rel)
-        inputs.append({"name": spec["name"], "shape": list(arr.shape), "dtype": str(arr.dtype), "encoding": "base64", "data": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<")).tobytes()).decode()})
+    sample = load_sample(build_dir, report)
+    inputs = [
+        {"name": spec["name"], "shape": list(arr.shape), "dtype": str(arr.dtype), "encoding": "base64",
+         "data": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<")).tobytes()).decode()}
+        for spec, arr in zip(report["inputs"], sample.inputs)
+    ]
     body = json.dumps({"inputs": inputs, "output_encoding": "base64"}).encode()
     t0 = time.monotonic()
     try:
@@ -256,27 +257,17 @@ def smoke_test(conn: Connection, build_dir: Path, report: dict[str, Any], versio
         outputs = json.loads(data)["outputs"]
     except (ValueError, KeyError, TypeError):
         return {"passed": False, "reason": f"the answer is not tensor JSON: {data[:200]!r}", "seconds": seconds}
-    figures = []
-    for spec, rel, got in zip(report["outputs"], samples.get("outputs", []), outputs):
-        expected = np.load(build_dir / rel)
+    arrays = []
+    for spec, got in zip(report["outputs"], outputs):
         try:
             dtype = np.dtype(got["dtype"])
             if got.get("encoding") == "base64":
-                actual = np.frombuffer(base64.b64decode(got["data"]), dtype=dtype.newbyteorder("<")).reshape(got["shape"])
+                arrays.append(np.frombuffer(base64.b64decode(got["data"]), dtype=dtype.newbyteorder("<")).reshape(got["shape"]))
             else:
-                actual = np.asarray(got["data"], dtype=dtype).reshape(got["shape"])
+                arrays.append(np.asarray(got["data"], dtype=dtype).reshape(got["shape"]))
         except (KeyError, TypeError, ValueError) as exc:
             return {"passed": False, "reason": f"output {spec['name']!r} does not decode: {exc}", "seconds": seconds}
-        tol = Tolerance(atol=float(spec.get("atol", report["tolerance"]["atol"])), rtol=float(spec.get("rtol", report["tolerance"]["rtol"])))
-        check = compare(expected, actual, tol, int(expected.shape[0]) if expected.ndim else 1, spec["name"])
-        figures.append({"output": spec["name"], "passed": check.passed, "max_abs_error": check.max_abs_error, "max_rel_error": check.max_rel_error, "atol": tol.atol, "rtol": tol.rtol, **({"reason": check.reason} if check.reason else {})})
-    if len(outputs) != len(report["outputs"]):
-        return {"passed": False, "reason": f"{len(outputs)} outputs returned, the build has {len(report['outputs'])}", "seconds": seconds, "outputs": figures}
-    bad = next((f for f in figures if not f["passed"]), None)
-    result: dict[str, Any] = {"passed": bad is None, "seconds": seconds, "batch": samples.get("batch"), "outputs": figures}
-    if bad:
-        result["reason"] = f"output {bad['output']!r}: {bad['reason']}"
-    return result
+    return {**verdict(sample.check_outputs(arrays)), "seconds": seconds, "batch": sample.case.batch}
 
 
 def deploy(build_dir: Path, report: dict[str, Any], opts: DeployOptions, log: Log) -> dict[str, Any]:

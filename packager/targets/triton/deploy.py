@@ -83,15 +83,17 @@ def _infer_client(url: str, timeout: float) -> Any:
 
 
 def smoke_test(url: str, build_dir: Path, report: dict[str, Any], backend: str, model: str, version: str, timeout: float, runs: int = 5) -> dict[str, Any]:
-    """Send the build's sample input; compare with its recorded eager output within the build's tolerances."""
+    """Send the build's sample input; compare with its recorded eager output through the gate's comparison
+    (packager/samples.py)."""
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+    from ...samples import load_sample, verdict
+
+    sample = load_sample(build_dir, report)
     httpclient, client = _infer_client(url, timeout)
     in_names, out_names = io_names(report, backend)
-    samples = report.get("samples") or {}
     inputs = []
-    for cname, rel in zip(in_names, samples.get("inputs", [])):
-        arr = np.load(build_dir / rel)
+    for cname, arr in zip(in_names, sample.inputs):
         item = httpclient.InferInput(cname, list(arr.shape), np_to_triton_dtype(arr.dtype))
         item.set_data_from_numpy(arr)
         inputs.append(item)
@@ -106,35 +108,14 @@ def smoke_test(url: str, build_dir: Path, report: dict[str, Any], backend: str, 
         return {"passed": False, "reason": f"inference failed: {exc.message() if callable(getattr(exc, 'message', None)) else exc}"}
     finally:
         client.close()
-    outputs = []
-    passed = True
-    reason = ""
-    for spec, cname, rel in zip(report["outputs"], out_names, samples.get("outputs", [])):
-        expected = np.load(build_dir / rel)
-        got = result.as_numpy(cname)
-        entry: dict[str, Any] = {"name": cname, "shape": list(got.shape) if got is not None else None}
-        if got is None or got.shape != expected.shape:
-            passed = False
-            reason = reason or f"output {cname!r} has shape {None if got is None else list(got.shape)}, expected {list(expected.shape)}"
-            outputs.append(entry)
-            continue
-        diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
-        limit = spec.get("atol", 1e-4) + spec.get("rtol", 1e-3) * np.abs(expected.astype(np.float64))
-        ok = bool(np.all(diff <= limit))
-        entry.update({"max_abs_error": float(diff.max()) if diff.size else 0.0, "atol": spec.get("atol"), "rtol": spec.get("rtol"), "passed": ok})
-        if not ok:
-            passed = False
-            reason = reason or f"output {cname!r} differs from the recorded eager output (max abs error {float(diff.max()):.3g} > atol {spec.get('atol')} + rtol {spec.get('rtol')})"
-        outputs.append(entry)
-    out = {
-        "passed": passed,
+    missing = [n for n in out_names if result.as_numpy(n) is None]
+    if missing:
+        return {"passed": False, "model": model, "reason": f"the answer has no output {missing[0]!r}"}
+    return {
+        **verdict(sample.check_outputs([result.as_numpy(n) for n in out_names])),
         "model": model,
-        "outputs": outputs,
         "latency_ms": {"first": round(latencies[0], 2), "median": round(statistics.median(latencies[1:] or latencies), 2)},
     }
-    if reason:
-        out["reason"] = reason
-    return out
 
 
 def sample_image(width: int = 640, height: int = 480) -> bytes:
