@@ -86,9 +86,12 @@ def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int =
         ref, names, device = prep.ref, prep.names, prep.device
         for name in [f for f in ORDER if f in plan.formats]:
             log(f"exporting {name}")
-            ctx.outcomes[name] = get_format(name).export(ctx)
-            outcome = ctx.outcomes[name]
+            started_format = time.perf_counter()
+            outcome = ctx.outcomes[name] = get_format(name).export(ctx)
+            outcome.info["seconds"] = round(time.perf_counter() - started_format, 3)  # export, save and gate
             log(f"{name}: {outcome.status}" + (f" ({outcome.reason[:240]})" if outcome.reason else ""))
+        if "pt2" in ctx.outcomes:
+            ctx.outcomes["pt2"].info["capture_seconds"] = prep.capture_seconds
         warnings = _judge(ctx.outcomes, _required(plan))
         passed = {n: o for n, o in ctx.outcomes.items() if o.status == "passed"}
 

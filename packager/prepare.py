@@ -7,6 +7,7 @@ Also the entry point for checks that need the gate outside a build (the fault-in
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -66,6 +67,7 @@ class Prepared:
     example: list[Any]
     program: Any = None
     program_error: str | None = None
+    capture_seconds: float = 0.0  # torch.export, shared by pt2, the dynamo ONNX export and aoti
     _flipped: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,13 +116,14 @@ def prepare(plan: BuildPlan, log: Log) -> Prepared:
     run = torch_runner(module, device)
     cases = run_batches(run, plan, plan.inputs, log)
     example = [torch.from_numpy(a).to(device) for a in export_case(cases).inputs]
-    program, program_error = None, None
+    program, program_error, started = None, None, time.perf_counter()
     if any(get_format(f).needs_program for f in plan.formats) or "onnx" in plan.formats:
         log("capturing the program with torch.export")
         program, program_error = capture(module, example, plan.inputs, log)
+    capture_seconds = round(time.perf_counter() - started, 3)
     add_resized(run, cases, plan, plan.inputs, program_runner(program, device) if program is not None else None, log)
     ref = finish(run, cases, plan, model, binding, plan.inputs, device)
-    return Prepared(plan, model, weights, binding, module, device, run, ref, example, program, program_error)
+    return Prepared(plan, model, weights, binding, module, device, run, ref, example, program, program_error, capture_seconds)
 
 
 __all__ = ["Prepared", "prepare"]

@@ -261,3 +261,21 @@ def test_yolov8n_ensemble_with_image_bytes(built, tmp_path):
     finally:
         run_pack("stop", "--target", "triton", "--store", str(store))
     assert tritonserver_pids_for(store) == []
+
+
+def test_exported_program_and_aoti_package_served_by_the_python_backend(server_store):
+    """Issue 10: the ExportedProgram and the AOTInductor package are served and smoke-tested (the gate's comparison)
+    on this project's tritonserver; a torch_aoti entry for the same package passes the offline check."""
+    proc = run_pack("build", "tiny", "--version", "7", "--formats", "pt2,aoti", "--store", str(server_store), "--iterations", "0", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    x = np.load(server_store / "tiny" / "7" / "samples" / "input.input.npy")
+    expected = np.load(server_store / "tiny" / "7" / "samples" / "output.logits.npy")
+    for fmt in ("pt2", "aoti"):
+        doc = pack_json("deploy", "tiny", "--version", "7", "--target", "triton", "--store", str(server_store), "--format", fmt)
+        assert doc["format"] == fmt and doc["smoke_test"]["passed"], doc
+        got = infer(doc["url"], "tiny", {"input": x}, ["logits"], version="7")["logits"]
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
+    doc = pack_json("repo", "tiny", "--version", "7", "--backend", "torch_aoti", "--store", str(server_store))
+    assert doc["check"]["ok"] and doc["max_batch_size"] == 0
+    config = (Path(doc["repository"]) / "tiny" / "config.pbtxt").read_text()
+    assert 'platform: "torch_aoti"' in config and 'name: "INPUT__0"' in config and 'name: "OUTPUT__0"' in config

@@ -47,7 +47,7 @@ def export(ctx: ExportContext) -> Outcome:
         path.unlink(missing_ok=True)
         return Outcome("failed", reason=f"AOTInductor compilation failed: {cause}", hint=fix)
     info = {"exporter": "torch._inductor.aoti_compile_and_package", "device": ctx.device, "call_spec": call_spec(path),
-            "seconds": round(time.perf_counter() - started, 3)}
+            "compile_seconds": round(time.perf_counter() - started, 3)}
     checks = ctx.check(load(path, ctx.device))
     return Outcome.from_checks(FILE, checks, info, "the AOTInductor package")
 

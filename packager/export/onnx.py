@@ -102,8 +102,10 @@ def _attempts(ctx: ExportContext) -> list[tuple[str, Any]]:
     if ctx.program is not None:
         out.append(("dynamo", lambda: (_dynamo(ctx), [])))
     ts = ctx.outcomes.get("torchscript")
-    legacy = ("legacy", lambda: _legacy(ctx, ctx.module))
-    out.insert(0 if ts is not None and ts.status == "passed" and ts.info.get("method") == "trace" else len(out), legacy)
+    traced = ts is not None and ts.status == "passed" and ts.info.get("method") == "trace"
+    # the legacy exporter traces the module itself; a trace that already passed the gate saves it the work
+    legacy = ("legacy", lambda: (_legacy(ctx, ts.module)[0], ts.info.get("tracer_warnings", [])) if traced else _legacy(ctx, ctx.module))
+    out.insert(0 if traced else len(out), legacy)
     if ts is not None and ts.status == "passed" and ts.info.get("method") == "script":
         out.append(("legacy-from-script", lambda: _legacy(ctx, ts.module)))
     return out
@@ -119,7 +121,6 @@ def export(ctx: ExportContext) -> Outcome:
     rejected: list[dict[str, str]] = []
     attempts = _attempts(ctx)
     for position, (exporter, run) in enumerate(attempts):
-        started = time.perf_counter()
         try:
             proto, notes = run()
         except Exception as exc:
@@ -133,7 +134,7 @@ def export(ctx: ExportContext) -> Outcome:
             rejected.append({"exporter": exporter, "reason": f"the file fails onnx.checker: {str(exc).splitlines()[0][:200]}"})
             continue
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-        info = {"exporter": exporter, "opset": opset, "slim": ctx.slim, "seconds": round(time.perf_counter() - started, 3)}
+        info = {"exporter": exporter, "opset": opset, "slim": ctx.slim}
         runner = load(path, ctx.device)
         outcome = Outcome.from_checks(FILE, ctx.check(runner), info, f"the {exporter} ONNX export")
         wrong = test_harder(ctx, outcome, runner, notes) if outcome.status == "passed" else None

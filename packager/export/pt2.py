@@ -97,13 +97,11 @@ def export(ctx: ExportContext) -> Outcome:
 
     if ctx.program is None:
         return Outcome("failed", reason=ctx.program_error or "torch.export failed", hint="")
-    started = time.perf_counter()
     buffer = io.BytesIO()  # serialised in memory, written with Python I/O: a full disk is an OSError
     with captured():
         torch.export.save(ctx.program, buffer)
     (ctx.folder / FILE).write_bytes(buffer.getbuffer())
-    info = {"exporter": "torch.export.export(strict=False)", "dynamic_shapes": shapes_of(ctx.program, ctx.inputs),
-            "seconds": round(time.perf_counter() - started, 3)}
+    info = {"exporter": "torch.export.export(strict=False)", "dynamic_shapes": shapes_of(ctx.program, ctx.inputs)}
     checks = ctx.check(load(ctx.folder / FILE, ctx.device))
     return Outcome.from_checks(FILE, checks, info, "the ExportedProgram")
 

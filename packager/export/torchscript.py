@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +90,17 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return json.loads(extra[EXTRA_FILE] or "{}")
 
 
-def _gate(ctx: ExportContext, module: Any, method: str, started: float, **info: Any) -> Outcome:
+def _gate(ctx: ExportContext, module: Any, method: str, **info: Any) -> Outcome:
     path = ctx.folder / FILE
     save(module, path, ctx.metadata)
     checks = ctx.check(load(path, ctx.device))
-    info = {"method": method, **info, "seconds": round(time.perf_counter() - started, 3)}
+    info = {"method": method, **info}
     outcome = Outcome.from_checks(FILE, checks, info, f"the TorchScript {method}")
     outcome.module = module
     return outcome
 
 
-def _scripted(ctx: ExportContext, why: str, started: float) -> Outcome:
+def _scripted(ctx: ExportContext, why: str) -> Outcome:
     ctx.log(f"torchscript: {why[:200]}; trying torch.jit.script")
     try:
         module = script(ctx)
@@ -109,7 +108,7 @@ def _scripted(ctx: ExportContext, why: str, started: float) -> Outcome:
         cause, fix = explain(exc, "script")
         return Outcome("failed", reason=f"{why}, and torch.jit.script failed: {cause}", hint=fix,
                        info={"method": "script", "fallback_from_trace": why})
-    outcome = _gate(ctx, module, "script", started, fallback_from_trace=why)
+    outcome = _gate(ctx, module, "script", fallback_from_trace=why)
     if outcome.status == "passed":
         outcome.warning = f"TorchScript: {why[:200]}; scripted instead"
     return outcome
@@ -131,17 +130,16 @@ def test_harder(ctx: ExportContext, outcome: Outcome, runner: Any, notes: list[s
 
 
 def export(ctx: ExportContext) -> Outcome:
-    started = time.perf_counter()
     if ctx.torchscript == "script":
-        return _scripted(ctx, "--torchscript script", started)
+        return _scripted(ctx, "--torchscript script")
     try:
         traced, notes = trace(ctx.module, ctx.example)
     except Exception as exc:
         cause, fix = explain(exc, "trace")
         if ctx.torchscript == "trace":
             return Outcome("failed", reason=f"torch.jit.trace failed: {cause}", hint="try --torchscript script", info={"method": "trace"})
-        return _scripted(ctx, f"torch.jit.trace failed: {first_line(exc)}", started)
-    outcome = _gate(ctx, traced, "trace", started, tracer_warnings=notes)
+        return _scripted(ctx, f"torch.jit.trace failed: {first_line(exc)}")
+    outcome = _gate(ctx, traced, "trace", tracer_warnings=notes)
     if outcome.status == "passed":
         wrong = test_harder(ctx, outcome, load(ctx.folder / FILE, ctx.device), notes)
         if wrong is None:
@@ -153,13 +151,13 @@ def export(ctx: ExportContext) -> Outcome:
         if ctx.torchscript == "trace":
             return Outcome("failed", reason=f"TorchScript {why}", hint="use --torchscript auto or script, which keep the control flow",
                            info={"method": "trace", "tracer_warnings": notes})
-        scripted = _scripted(ctx, why, started)
+        scripted = _scripted(ctx, why)
         if scripted.status == "failed":
             scripted.hint = "make forward() scriptable, or remove the data-dependent branch (torch.where, torch.cond)"
         return scripted
     if ctx.torchscript == "trace":
         return outcome
-    return _scripted(ctx, f"the trace does not match eager ({first_failure(outcome.checks).reason[:160]})", started)  # type: ignore[union-attr]
+    return _scripted(ctx, f"the trace does not match eager ({first_failure(outcome.checks).reason[:160]})")  # type: ignore[union-attr]
 
 
 register_format(Format("torchscript", FILE, "TorchScript (torch.jit.trace / script)", export, load))
