@@ -48,9 +48,10 @@ def ensure_build(store: Path, model: str) -> tuple[Path, dict[str, Any]]:
     except Exception:
         from packager.build import build
         from packager.plan import resolve
+        from packager.targets import packagers
 
         plan = resolve(model, None, {"device": "cpu"})
-        _, folder = build(plan, store, force=False, log=lambda m: None, iterations=0)
+        _, folder = build(plan, store, force=False, log=lambda m: None, iterations=0, packagers=packagers())
     folder = Path(folder)
     return folder, json.loads((folder / "report.json").read_text())
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .errors import EnvironmentProblem, ValidationFailed
 from .export import ORDER, Outcome, get_format
@@ -21,9 +21,9 @@ from .plan import BuildPlan
 from .prepare import prepare
 from .record import REPORT, assemble, load_report, write_report, write_samples
 from .store import AtomicVersion
-from .targets import package_all
 
 Log = Callable[[str], None]
+Packager = Callable[[Path, dict[str, Any], Log], dict[str, Any]]
 
 
 def _labels(plan: BuildPlan, model: Any) -> list[str] | None:
@@ -70,8 +70,12 @@ def _judge(outcomes: dict[str, Outcome], required: set[str]) -> list[str]:
     return warnings
 
 
-def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int = 10) -> tuple[dict[str, Any], Path]:
-    """Run the whole pipeline; return (report, committed version folder)."""
+def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int = 10,
+          packagers: Mapping[str, Packager] | None = None) -> tuple[dict[str, Any], Path]:
+    """Run the whole pipeline; return (report, committed version folder).
+
+    `packagers` write each serving target's artifacts into the folder before it is committed (the CLI passes every
+    target's; the pipeline itself imports no target)."""
     started = time.perf_counter()
     outer_log = log
 
@@ -108,7 +112,7 @@ def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int =
         if labels:
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
         report = assemble(plan, ref, ctx.outcomes, prep.weights, device, performance, samples, bool(labels), prep.binding, warnings)
-        targets = package_all(tmp, report, log)
+        targets = {name: package(tmp, report, log) for name, package in (packagers or {}).items()}
         if targets:
             report["targets"] = targets
         report["build_seconds"] = round(time.perf_counter() - started, 2)

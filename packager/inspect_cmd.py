@@ -1,4 +1,5 @@
-"""`pack inspect`: a readable summary of a build folder, a `.mar`, or a Triton repository (and the same as JSON)."""
+"""`pack inspect`: a readable summary of a build folder (and the same as JSON); a target's artifact (a `.mar`, a Triton
+repository) is summarised by the target that owns it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .archive import open_archive
-from .verify import REPORT, kind_of
+from .verify import REPORT, kind_of, owner_of
 
 
 def _io(items: list[dict[str, Any]]) -> str:
@@ -47,57 +47,8 @@ def inspect_build(folder: Path) -> dict[str, Any]:
     return doc
 
 
-def inspect_mar(path: Path) -> dict[str, Any]:
-    import yaml
-
-    with open_archive(path) as zf:
-        names = zf.namelist()
-        manifest = json.loads(zf.read("MAR-INF/MANIFEST.json")) if "MAR-INF/MANIFEST.json" in names else None
-        config_name = (manifest or {}).get("model", {}).get("configFile")
-        config = yaml.safe_load(zf.read(config_name)) if config_name and config_name in names else None
-        meta = json.loads(zf.read("pack.json")) if "pack.json" in names else None
-        entries = [{"name": i.filename, "bytes": i.file_size, "compressed": i.compress_size, "stored": i.compress_type == 0} for i in zf.infolist()]
-    doc = {"kind": "mar", "path": str(path), "manifest": manifest, "model_config": config, "metadata": meta, "entries": entries}
-    model = (manifest or {}).get("model", {})
-    lines = [
-        f"archive {path} ({path.stat().st_size:,d} bytes)",
-        f"  model {model.get('modelName')} version {model.get('modelVersion')}, handler {model.get('handler')}, serialized {model.get('serializedFile')}",
-        f"  model-config: {json.dumps(config, sort_keys=True) if config else 'none'}",
-        "  entries:",
-        *[f"    {e['bytes']:>12,d}  {'stored ' if e['stored'] else 'deflate'}  {e['name']}" for e in entries],
-    ]
-    doc["summary"] = "\n".join(lines)
-    return doc
-
-
-def inspect_repository(repo: Path) -> dict[str, Any]:
-    from .targets.triton import config as cfg
-
-    models = []
-    for entry in sorted(p for p in repo.iterdir() if (p / "config.pbtxt").is_file()):
-        config = cfg.read(entry / "config.pbtxt")
-        models.append(
-            {
-                "name": entry.name,
-                "kind": cfg.kind_of(config),
-                "max_batch_size": config.max_batch_size,
-                "inputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.input],
-                "outputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.output],
-                "versions": sorted((p.name for p in entry.iterdir() if p.is_dir() and p.name.isdigit()), key=int),
-            }
-        )
-    lines = [f"Triton repository {repo}: {len(models)} model(s)"]
-    for m in models:
-        lines.append(f"  {m['name']} ({m['kind']}, max_batch_size {m['max_batch_size']}, versions {', '.join(m['versions']) or '-'})")
-        lines.append("    in:  " + ", ".join(f"{t['name']} {t['dtype']} {t['dims']}" for t in m["inputs"]))
-        lines.append("    out: " + ", ".join(f"{t['name']} {t['dtype']} {t['dims']}" for t in m["outputs"]))
-    return {"kind": "repository", "path": str(repo), "models": models, "summary": "\n".join(lines)}
-
-
 def inspect(target: Path) -> dict[str, Any]:
-    kind = kind_of(target)
-    if kind == "build":
+    """A build folder here; a target's artifact (a .mar, a repository) by the target that owns it."""
+    if kind_of(target) == "build":
         return inspect_build(target)
-    if kind == "repository":
-        return inspect_repository(target)
-    return inspect_mar(target)
+    return owner_of(target).inspect(target)

@@ -1,19 +1,18 @@
 """`pack verify`: recompute digests against the report, check archive structure, optionally re-run the samples.
 
-Works on a build folder (its report.json), a single `.mar`, or a Triton model repository. Every difference is a
-`Finding` naming the file; any finding makes the command exit 3.
+Works on a build folder (its report.json), or on one artifact of a serving target (a `.mar`, a Triton model
+repository), whose own target checks its structure. Every difference is a `Finding` naming the file; any finding
+makes the command exit 3.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from .archive import UnsafeArchive, open_archive
 from .errors import UsageError
 
 Log = Callable[[str], None]
@@ -37,47 +36,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def owner_of(target: Path) -> Any:
+    """The serving target whose artifact `target` is (a .mar: TorchServe; a model repository: Triton), or None."""
+    from .targets import all_targets
+
+    return next((t for t in all_targets() if t.artifact and t.owns(target)), None)
+
+
 def kind_of(target: Path) -> str:
-    if target.is_file():
-        return "mar" if target.suffix == ".mar" or zipfile.is_zipfile(target) else "file"
-    if (target / REPORT).is_file():
-        return "build"
-    if target.is_dir() and any((p / "config.pbtxt").is_file() for p in target.iterdir() if p.is_dir()):
-        return "repository"
+    """`build` (a folder with report.json), or the kind of target artifact it is (`mar`, `repository`)."""
     if not target.exists():
         raise UsageError(f"{target} does not exist")
-    raise UsageError(f"{target} is neither a build folder (no report.json), a .mar, nor a Triton repository")
+    if target.is_dir() and (target / REPORT).is_file():
+        return "build"
+    owner = owner_of(target)
+    if owner is None:
+        raise UsageError(f"{target} is neither a build folder (no report.json) nor an artifact of a serving target (a .mar, a Triton repository)")
+    return str(owner.artifact)
 
 
-def check_mar(path: Path, label: str | None = None) -> list[Finding]:
-    """Structure of a TorchServe archive: safe entry names, CRCs, a manifest whose files are present."""
-    label = label or str(path)
-    try:
-        zf = open_archive(path)
-    except UnsafeArchive as exc:
-        return [Finding(label, exc.message.split(": ", 1)[-1])]
-    except UsageError as exc:
-        return [Finding(label, exc.message)]
-    findings: list[Finding] = []
-    with zf:
-        bad = zf.testzip()
-        if bad is not None:
-            findings.append(Finding(f"{label}!{bad}", "CRC mismatch (the archive is corrupt)"))
-        names = set(zf.namelist())
-        if "MAR-INF/MANIFEST.json" not in names:
-            return findings + [Finding(label, "no MAR-INF/MANIFEST.json (not a TorchServe model archive)")]
-        try:
-            manifest = json.loads(zf.read("MAR-INF/MANIFEST.json"))
-        except (ValueError, zipfile.BadZipFile) as exc:
-            return findings + [Finding(f"{label}!MAR-INF/MANIFEST.json", f"unreadable ({exc})")]
-        model = manifest.get("model", {})
-        for key in ("serializedFile", "handler", "configFile"):
-            ref = model.get(key)
-            if ref and ref not in names:
-                findings.append(Finding(label, f"manifest names {key} {ref!r}, which the archive lacks"))
-        if not model.get("modelName"):
-            findings.append(Finding(label, "manifest has no model.modelName"))
-    return findings
+def _target_findings(path: Path) -> list[Finding]:
+    return [Finding(p, problem) for p, problem in owner_of(path).verify(path)]
 
 
 def _inside(folder: Path, rel: str) -> bool:
@@ -112,8 +91,8 @@ def check_build(folder: Path) -> tuple[list[Finding], dict[str, Any]]:
     for rel, kind in (report.get("artifacts") or {}).items():
         if not (folder / kind).is_file():
             findings.append(Finding(str(folder / kind), f"the {rel} artifact is missing"))
-    for mar in sorted(folder.rglob("*.mar")):
-        findings += check_mar(mar)
+    for mar in sorted(folder.rglob("*.mar")):  # archives inside the build get their own structural checks
+        findings += _target_findings(mar)
     return findings, report
 
 
@@ -152,16 +131,10 @@ def verify(target: Path, parity: bool, log: Log) -> dict[str, Any]:
             findings += parity_findings
         elif parity:
             result["parity"] = "skipped: the files do not match the report"
-    elif kind in ("mar", "file"):
-        findings = check_mar(target)
+    else:
         if parity:
             raise UsageError("--parity needs a build folder (with report.json and samples)", f"run pack verify on the build folder holding {target.name}")
-    else:
-        from .targets.triton.check import check_repository
-
-        checked = check_repository(target)
-        findings = [Finding(str(target / p["model"]), p["message"]) for p in checked["problems"] if p["severity"] == "error"]
-        result["models"] = checked["models"]
+        findings = _target_findings(target)
     result["passed"] = not findings
     result["findings"] = [{"path": f.path, "problem": f.problem} for f in findings]
     return result

@@ -29,9 +29,10 @@ def built(session_store):
         if name not in _BUILT:
             from packager.build import build
             from packager.plan import resolve
+            from packager.targets import packagers
 
             plan = resolve(name, None, {"device": "cpu"})
-            _, folder = build(plan, session_store, force=False, log=lambda m: None, iterations=2)
+            _, folder = build(plan, session_store, force=False, log=lambda m: None, iterations=2, packagers=packagers())
             _BUILT[name] = folder
         return _BUILT[name]
 

@@ -110,7 +110,7 @@ def _host() -> dict[str, Any]:
 
 
 def _locate(o: BenchOptions, scratch: Path, log: Log) -> tuple[Path, dict[str, Any]]:
-    from ..build import load_report
+    from ..record import load_report
     from ..store import find_build, versions
 
     if versions(o.store, o.model) or o.version is not None:
@@ -122,9 +122,10 @@ def _locate(o: BenchOptions, scratch: Path, log: Log) -> tuple[Path, dict[str, A
         find_build(o.store, o.model, None)  # raises the usual "no build" error
     from ..build import build
     from ..plan import resolve
+    from ..targets import packagers
 
     log(f"no build of {o.model} in {o.store}: building it into the bench's temporary store (`pack build {o.model}` once to skip this)")
-    report, folder = build(resolve(o.model, None, {"device": "cpu"}), scratch / "builds", False, log, iterations=0)
+    report, folder = build(resolve(o.model, None, {"device": "cpu"}), scratch / "builds", False, log, iterations=0, packagers=packagers())
     return folder, report
 
 
@@ -375,9 +376,9 @@ def threading_main() -> bool:
 
 
 def _stop(target: str, store: Path, pids: Callable[[], list[int]], log: Log) -> dict[str, Any]:
-    from .targets import STOPPERS
+    from .targets import stop
 
-    result = STOPPERS[target](store, log)
+    result = stop(target, store, log)
     left = [p for p in pids() if _alive(p)]
     return {"target": target, "stopped": bool(result.get("stopped")), "processes_left": left}
 

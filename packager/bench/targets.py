@@ -14,7 +14,6 @@ Each caller thread keeps its own connection (http.client), so connection set-up 
 from __future__ import annotations
 
 import http.client
-import json
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -75,33 +74,22 @@ class Served:
         return factory
 
 
-# ---------------------------------------------------------------- TorchServe
+# ---------------------------------------------------------------- the servers, through the Target interface
 
 
 def torchserve(build_dir: Path, report: dict[str, Any], store: Path, body: bytes, content_type: str, payload: str, settings: dict[str, Any], timeout: float, log: Log) -> Served:
-    from ..targets import DeployOptions, call
-    from ..targets.torchserve.server import LocalServer, read_tokens
+    from ..targets import Request, get_target
 
-    opts = DeployOptions(
-        store=store,
-        timeout=timeout,
-        workers=settings["workers"],
-        batch_size=settings["batch_size"],
-        max_batch_delay_ms=settings["max_batch_delay_ms"],
-        format=settings["format"],
-    )
+    target = get_target("torchserve")
+    opts = target.Options(store=store, timeout=timeout, workers=settings["workers"], batch_size=settings["batch_size"],
+                          max_batch_delay_ms=settings["max_batch_delay_ms"], format=settings["format"])
     t0 = time.perf_counter()
-    result = call("torchserve", "deploy", build_dir, report, opts, log)
+    result = target.deploy(build_dir, report, opts, log)
     total = time.perf_counter() - t0
     timings = result.get("timings") or {}
-    token = read_tokens(Path(result["token_file"]))["inference"]
-    local = LocalServer(store)
+    endpoint = target.endpoint(result, report, store, Request(body, content_type, payload, []))
     return Served(
-        target="torchserve",
-        base_url=result["inference_url"],
-        path=f"/predictions/{urllib.parse.quote(report['name'], safe='')}",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
-        body=body,
+        target="torchserve", base_url=endpoint.base_url, path=endpoint.path, headers=endpoint.headers, body=endpoint.body,
         deploy=result,
         cold_start={
             "launch_s": timings.get("server_start_s"),
@@ -110,91 +98,36 @@ def torchserve(build_dir: Path, report: dict[str, Any], store: Path, body: bytes
             "total_s": round(total, 2),
         },
         settings={**settings, "workers": result.get("workers", settings["workers"]), "batch_size": result.get("batch_size"), "max_batch_delay_ms": result.get("max_batch_delay_ms")},
-        payload=payload,
-        compare_with="inprocess-eager",
-        pids=local.processes,
+        payload=endpoint.payload, compare_with=endpoint.compare_with, pids=endpoint.pids,
     )
-
-
-def stop_torchserve(store: Path, log: Log) -> dict[str, Any]:
-    from ..targets import DeployOptions, call
-
-    return call("torchserve", "stop", DeployOptions(store=store), log)
-
-
-# ---------------------------------------------------------------- Triton
-
-
-def v2_binary_body(names: list[str], arrays: list[np.ndarray], outputs: list[str]) -> tuple[bytes, int]:
-    """A KServe v2 infer request with the tensors in Triton's binary-data extension: (body, JSON header length)."""
-    from tritonclient.utils import np_to_triton_dtype
-
-    header = {
-        "inputs": [
-            {"name": n, "shape": list(a.shape), "datatype": np_to_triton_dtype(a.dtype), "parameters": {"binary_data_size": a.nbytes}}
-            for n, a in zip(names, arrays)
-        ],
-        "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs],
-    }
-    head = json.dumps(header, separators=(",", ":")).encode()
-    return head + b"".join(np.ascontiguousarray(a).tobytes() for a in arrays), len(head)
-
-
-def decode_v2_binary(data: bytes, header_length: int) -> dict[str, np.ndarray]:
-    """Outputs of a v2 binary-data answer (used once to check the bench talks to Triton correctly)."""
-    from tritonclient.utils import triton_to_np_dtype
-
-    head = json.loads(data[:header_length])
-    offset = header_length
-    out = {}
-    for item in head.get("outputs", []):
-        size = int(item.get("parameters", {}).get("binary_data_size", 0))
-        arr = np.frombuffer(data[offset : offset + size], dtype=triton_to_np_dtype(item["datatype"]))
-        out[item["name"]] = arr.reshape(item["shape"])
-        offset += size
-    return out
 
 
 def triton(build_dir: Path, report: dict[str, Any], store: Path, arrays: list[np.ndarray], settings: dict[str, Any], timeout: float, log: Log) -> Served:
-    from ..targets import DeployOptions, call
-    from ..targets.triton import server
-    from ..targets.triton.repository import io_names
+    from ..targets import Request, get_target
 
-    opts = DeployOptions(
-        store=store,
-        timeout=timeout,
-        workers=settings["instances"],
-        batch_size=settings["max_batch"],
-        max_batch_delay_ms=settings["max_queue_delay_ms"],
-        backend="python",
-        format="onnx",
-    )
+    target = get_target("triton")
+    opts = target.Options(store=store, timeout=timeout, workers=settings["instances"], batch_size=settings["max_batch"],
+                          max_batch_delay_ms=settings["max_queue_delay_ms"], backend="python", format="onnx")
     t0 = time.perf_counter()
-    result = call("triton", "deploy", build_dir, report, opts, log)
+    result = target.deploy(build_dir, report, opts, log)
     total = time.perf_counter() - t0
     timings = result.get("timings") or {}
-    in_names, out_names = io_names(report, "python")
-    body, head_len = v2_binary_body(in_names, arrays, out_names)
-    model = report["name"]  # the model itself (for detection builds: the detector, not the ensemble)
-    pid = (result.get("server") or {}).get("pid")
+    endpoint = target.endpoint(result, report, store, Request(b"", "", "", arrays))
+    roots = endpoint.pids
     served = Served(
-        target="triton",
-        base_url=result["url"],
-        path=f"/v2/models/{urllib.parse.quote(model, safe='')}/infer",
-        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(head_len)},
-        body=body,
+        target="triton", base_url=endpoint.base_url, path=endpoint.path, headers=endpoint.headers, body=endpoint.body,
         deploy=result,
         cold_start={"launch_s": timings.get("server_start_s"), "load_s": timings.get("load_s"), "total_s": round(total, 2)},
         settings={**settings, "backend": "python", "format": "onnx", "max_batch": result.get("max_batch_size")},
-        payload=f"pre-processed tensor {list(arrays[0].shape)} {arrays[0].dtype} (v2 binary data, {len(body)} bytes)",
-        compare_with="inprocess-onnx-tensor",
-        pids=(lambda: process_tree(pid)) if pid else (lambda: []),
+        payload=endpoint.payload, compare_with=endpoint.compare_with,
+        pids=lambda: sorted({p for root in roots() for p in process_tree(root)}),
     )
-    _check_triton_answer(served, out_names, timeout)
+    _check_answer(served, timeout)
     return served
 
 
-def _check_triton_answer(served: Served, out_names: list[str], timeout: float) -> None:
+def _check_answer(served: Served, timeout: float) -> None:
+    """One request before the load: the bench must be talking to the model correctly."""
     from ..errors import DeployFailed
 
     parts = urllib.parse.urlsplit(served.base_url)
@@ -203,21 +136,14 @@ def _check_triton_answer(served: Served, out_names: list[str], timeout: float) -
         conn.request("POST", served.path, body=served.body, headers=served.headers)
         response = conn.getresponse()
         data = response.read()
-        if response.status != 200:
-            raise DeployFailed(f"Triton answered the bench's request with HTTP {response.status}: {data[:200].decode('utf-8', 'replace')}")
-        length = int(response.getheader("Inference-Header-Content-Length") or len(data))
-        outputs = decode_v2_binary(data, length)
     finally:
         conn.close()
-    missing = [n for n in out_names if n not in outputs]
-    if missing:
-        raise DeployFailed(f"Triton's answer to the bench's request lacks output(s) {', '.join(missing)}")
+    if response.status != 200:
+        raise DeployFailed(f"{served.target} answered the bench's request with HTTP {response.status}: {data[:200].decode('utf-8', 'replace')}")
 
 
-def stop_triton(store: Path, log: Log) -> dict[str, Any]:
-    from ..targets import DeployOptions, call
+def stop(target: str, store: Path, log: Log) -> dict[str, Any]:
+    from ..targets import get_target
 
-    return call("triton", "stop", DeployOptions(store=store), log)
-
-
-STOPPERS = {"torchserve": stop_torchserve, "triton": stop_triton}
+    chosen = get_target(target)
+    return chosen.stop(chosen.Options(store=store), log)

@@ -1,72 +1,25 @@
-"""Serving targets, one module each (torchserve, triton, kserve), behind one narrow interface.
+"""Serving targets, one room each (triton, torchserve, kserve), behind one interface: `base.Target`.
 
-The build pipeline and the CLI only call the functions below; they never read or write a target's file formats.
-Each target module may implement:
-
-    package(build_dir: Path, report: dict, log) -> dict
-        Called by `pack build` inside the temporary build folder, after validation passed and before the folder is
-        committed. Writes the target's artifacts under build_dir/<target>/ and returns the report section for it
-        (paths relative to build_dir). pack build adds every file's sha256 to report["sha256"] afterwards.
-    deploy(build_dir: Path, report: dict, opts: DeployOptions, log) -> dict     (the --json document)
-    status(opts: DeployOptions, log) -> dict
-    undeploy(name: str, version: str | None, opts: DeployOptions, log) -> dict
-    stop(opts: DeployOptions, log) -> dict
-
-Errors are raised as packager.errors.PackError subclasses (one line, documented exit code).
+The build pipeline never imports a target: the CLI hands it the packaging steps (`packagers()`). Everything else
+(the CLI, bench, verify, inspect, the KServe target) reaches a target through `get_target(name)` and the methods of
+`Target`; a target never imports another target's modules (tests/ check the import graph).
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable
 
-from ..errors import UsageError
-
-TARGETS = ("torchserve", "triton", "kserve")
-# Targets whose artifacts `pack build` writes into every build folder, in this order.
-PACKAGED_BY_BUILD: tuple[str, ...] = ("torchserve", "triton")
+from .base import DeployOptions, Endpoint, Request, ServerOptions, Target, all_targets, get_target, make_options, names
 
 Log = Callable[[str], None]
+Packager = Callable[[Path, dict[str, Any], Log], dict[str, Any]]
 
 
-@dataclass
-class DeployOptions:
-    store: Path
-    url: str | None = None  # an existing server instead of launching one
-    token_file: str | None = None  # TorchServe key file for --url
-    server_binary: str | None = None  # e.g. --tritonserver PATH
-    host: str = "127.0.0.1"
-    timeout: float = 180.0
-    workers: int | None = None
-    batch_size: int | None = None
-    max_batch_delay_ms: int | None = None
-    format: str | None = None  # onnx | torchscript
-    backend: str | None = None  # triton: onnxruntime | pytorch | python
-    extra: dict[str, Any] = field(default_factory=dict)  # target-specific options (kserve runtime, storage uri, ...)
+def packagers() -> dict[str, Packager]:
+    """The build-time packaging step of every target that writes into each build folder, in order."""
+    return {t.name: t.package for t in all_targets() if t.packaged_by_build}
 
 
-def load(target: str) -> ModuleType:
-    if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r}", f"use one of {', '.join(TARGETS)}")
-    try:
-        return importlib.import_module(f"{__name__}.{target}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"{__name__}.{target}":
-            raise UsageError(f"the {target} target is not available in this version of pack") from None
-        raise
-
-
-def call(target: str, function: str, *args: Any) -> Any:
-    module = load(target)
-    fn = getattr(module, function, None)
-    if fn is None:
-        raise UsageError(f"the {target} target does not support `{function}`")
-    return fn(*args)
-
-
-def package_all(build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
-    """Run every build-time packager; returns {target: section} for the report."""
-    return {name: load(name).package(build_dir, report, log) for name in PACKAGED_BY_BUILD}
+__all__ = ["DeployOptions", "Endpoint", "Request", "ServerOptions", "Target", "all_targets", "get_target", "make_options",
+           "names", "packagers"]

@@ -17,8 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
-from ...errors import EnvironmentProblem, UsageError, ValidationFailed
-from .. import DeployOptions
+from ...errors import EnvironmentProblem, ValidationFailed
 from .manifest import KServeOptions, inference_service, validate
 from .storage import write_storage
 
@@ -48,7 +47,7 @@ def _kubectl_ready() -> str | None:
     return kubectl if proc.returncode == 0 and proc.stdout.strip() else None
 
 
-def deploy(build_dir: Path, report: dict[str, Any], opts: DeployOptions, log: Log) -> dict[str, Any]:
+def deploy(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
     kopts = KServeOptions.from_deploy(opts, report)
     out = Path(opts.store) / FOLDER / report["name"] / str(report["version"]) / kopts.runtime
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +110,3 @@ def deploy(build_dir: Path, report: dict[str, Any], opts: DeployOptions, log: Lo
             ]
         ),
     }
-
-
-def status(opts: DeployOptions, log: Log) -> dict[str, Any]:
-    raise UsageError("pack does not track KServe deployments", "use kubectl get inferenceservices")

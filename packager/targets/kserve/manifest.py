@@ -39,21 +39,21 @@ class KServeOptions:
 
     @classmethod
     def from_deploy(cls, opts: Any, report: dict[str, Any]) -> "KServeOptions":
-        extra = opts.extra or {}
-        runtime = extra.get("runtime") or "torchserve"
+        """From `pack deploy --target kserve` options (packager/targets/kserve/target.py)."""
+        runtime = opts.runtime or "torchserve"
         if runtime not in RUNTIMES:
             raise UsageError(f"unknown KServe runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
-        uri = extra.get("storage_uri")
+        uri = opts.storage_uri
         if not uri:
             raise UsageError("--storage-uri is required for --target kserve", "pass where the storage folder will be uploaded, e.g. s3://bucket/models/" + report["name"])
         if not re.match(r"^(s3|gs|pvc|https?|azure|hdfs|webhdfs|oci)://.+", uri):
             raise UsageError(f"--storage-uri {uri!r} has no scheme KServe's storage initializer knows", "use s3://, gs://, pvc://, https://, ...")
         protocols = RUNTIMES[runtime][1]
-        protocol = extra.get("protocol") or protocols[0]
+        protocol = opts.protocol or protocols[0]
         if protocol not in protocols:
             raise UsageError(f"the {runtime} runtime does not speak protocol {protocol}", f"use {' or '.join(protocols)}")
-        kw = {k: extra[k] for k in ("cpu", "memory", "gpus", "min_replicas", "max_replicas", "scale_metric", "scale_target") if extra.get(k) is not None}
-        out = cls(runtime=runtime, storage_uri=uri.rstrip("/"), protocol=protocol, apply=bool(extra.get("apply")), format=opts.format, **kw)
+        kw = {k: getattr(opts, k) for k in ("cpu", "memory", "gpus", "min_replicas", "max_replicas", "scale_target") if getattr(opts, k) is not None}
+        out = cls(runtime=runtime, storage_uri=uri.rstrip("/"), protocol=protocol, apply=bool(opts.apply), format=opts.format, **kw)
         if out.min_replicas < 0 or out.max_replicas < max(out.min_replicas, 1):
             raise UsageError(f"replicas {out.min_replicas}..{out.max_replicas} are not a valid range", "use --min-replicas <= --max-replicas, max at least 1")
         if out.gpus < 0:

@@ -1,0 +1,193 @@
+"""The `pack` command group and its model commands (models, build, verify, inspect); the serving commands are in
+cli_serve.py and bench in cli_bench.py. Imports stay inside commands: `pack --help` and `pack models` never import
+torch."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .console import emit_json, log, run, table
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--json and --debug on every command (they may also be given before the command name)."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs stay on stderr).")
+    @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, as_json: bool, debug: bool, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        root = ctx.find_root().params
+        return fn(*args, as_json=as_json or root.get("as_json", False), debug=debug or root.get("debug", False), **kwargs)
+
+    return wrapper
+
+
+store_option = click.option(
+    "--store",
+    envvar="PACK_STORE",
+    default="model_store",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Model store folder (environment: PACK_STORE).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pack")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output for the command.")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def main(as_json: bool, debug: bool) -> None:
+    """Package PyTorch models for serving: export, validate, archive, deploy.
+
+    \b
+    Exit codes: 0 ok, 1 internal error, 2 bad input, 3 parity failure,
+    4 deploy or smoke test failed, 5 environment (missing dependency or server), 130 interrupted.
+    """
+
+
+@main.command("models")
+@common
+def models_cmd(as_json: bool, debug: bool) -> None:
+    """List the built-in models."""
+
+    def body(out: Any) -> None:
+        from .registry import list_models
+
+        entries = list_models()
+        if as_json:
+            emit_json(
+                out,
+                [
+                    {
+                        "name": e.name,
+                        "task": e.task,
+                        "description": e.description,
+                        "inputs": [i.to_dict() for i in e.inputs],
+                        "outputs": [o.name for o in e.outputs],
+                        "requires": list(e.requires),
+                    }
+                    for e in entries
+                ],
+            )
+            return
+        rows = [[e.name, e.task, " ".join("x".join(map(str, i.shape)) for i in e.inputs), e.description] for e in entries]
+        out.write(table(rows, ["name", "task", "input", "description"]) + "\n")
+
+    run(debug, body)
+
+
+@main.command("build")
+@click.argument("model", required=False)
+@click.option("--spec", type=click.Path(dir_okay=False), help="A pack.yaml spec; options given here override it.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="state_dict / checkpoint file (ultralytics .pt for YOLO).")
+@click.option("--unsafe-load", is_flag=True, help="Allow pickled Python objects in weights (runs code from the file).")
+@click.option("--name", help="Model name in the store and on the servers (default: the model's name).")
+@click.option("--version", "version", help="Version number (default 1).")
+@store_option
+@click.option("--force", is_flag=True, help="Replace an existing version.")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]",
+              help="Input, e.g. input_ids:2x16:int64:dyn=0,1:range=0,1000 (repeat per input; passed to the forward() parameter of that name).")
+@click.option("--formats", help="Formats that must each pass: torchscript,onnx,pt2,aoti (default: torchscript,onnx,pt2 are tried; one must pass).")
+@click.option("--batch-sizes", help="Batch sizes to validate, comma-separated (default 1,4).")
+@click.option("--atol", type=float, help="Absolute tolerance of the parity gate.")
+@click.option("--rtol", type=float, help="Relative tolerance of the parity gate.")
+@click.option("--seed", type=int, help="Seed for random weights and example inputs (default 0).")
+@click.option("--opset", type=click.IntRange(9, 23), help="ONNX opset (default: the exporter's own, 17 legacy / 18+ dynamo).")
+@click.option("--torchscript", type=click.Choice(["auto", "trace", "script"]), help="auto: trace, script when tracing is unsafe.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--slim", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
+@click.option("--iterations", type=click.IntRange(0, 10000), default=10, show_default=True, help="Timed runs per format and batch size (0 skips measuring).")
+@common
+def build_cmd(model: str | None, spec: str | None, store: str, force: bool, inputs: tuple[str, ...], batch_sizes: str | None, iterations: int, as_json: bool, debug: bool, **opts: Any) -> None:
+    """Export MODEL (TorchScript, ONNX, torch.export, AOTInductor), validate against eager, measure, and record.
+
+    MODEL is a built-in name (see `pack models`), path/to/file.py:callable, or a TorchScript/pickled model file.
+    """
+
+    def body(out: Any) -> None:
+        from .errors import UsageError
+        from .plan import parse_input, resolve
+
+        overrides = dict(opts)
+        if inputs:
+            overrides["inputs"] = [parse_input(t) for t in inputs]
+        if batch_sizes:
+            try:
+                overrides["batch_sizes"] = [int(b) for b in batch_sizes.split(",") if b.strip()]
+            except ValueError:
+                raise UsageError(f"--batch-sizes {batch_sizes!r} is not a comma-separated list of integers") from None
+        plan = resolve(model, spec, overrides)
+
+        from .build import build
+        from .summary import build_summary
+
+        from .targets import packagers
+
+        report, folder = build(plan, Path(store), force, log, iterations=iterations, packagers=packagers())
+        if as_json:
+            emit_json(out, {**report, "path": str(folder.resolve())})
+        else:
+            out.write(build_summary(report, folder) + "\n")
+
+    run(debug, body)
+
+
+@main.command("verify")
+@click.argument("target", type=click.Path(exists=True))
+@click.option("--parity", is_flag=True, help="Also re-run the sample inputs through every export and compare.")
+@common
+def verify_cmd(target: str, parity: bool, as_json: bool, debug: bool) -> None:
+    """Check a build folder, .mar or Triton repository: digests, archive structure, optionally parity (exit 3 on any difference)."""
+
+    def body(out: Any) -> None:
+        from .errors import ValidationFailed
+        from .verify import verify
+
+        result = verify(Path(target), parity, log)
+        if as_json:
+            emit_json(out, result)
+        else:
+            for f in result["findings"]:
+                out.write(f"FAIL {f['path']}: {f['problem']}\n")
+            out.write(f"{target}: {'verified' if result['passed'] else 'verification failed'} ({result['kind']})\n")
+        if not result["passed"]:
+            first = result["findings"][0]
+            raise ValidationFailed(
+                f"{len(result['findings'])} difference(s); first: {first['path']}: {first['problem']}",
+                "rebuild or re-download the artifacts; do not ship this folder",
+            )
+
+    run(debug, body)
+
+
+@main.command("inspect")
+@click.argument("target", type=click.Path(exists=True))
+@common
+def inspect_cmd(target: str, as_json: bool, debug: bool) -> None:
+    """Summarise a build folder, .mar or Triton repository: manifest, config, I/O, versions."""
+
+    def body(out: Any) -> None:
+        from .inspect_cmd import inspect
+
+        _print_result(out, inspect(Path(target)), as_json)
+
+    run(debug, body)
+
+
+def _print_result(out: Any, result: dict[str, Any], as_json: bool) -> None:
+    """JSON document with --json; otherwise the target's `summary` line(s), or key: value lines."""
+    if as_json:
+        emit_json(out, result)
+        return
+    summary = result.get("summary")
+    if summary:
+        out.write(summary.rstrip("\n") + "\n")
+        return
+    for key, value in result.items():
+        out.write(f"{key}: {value}\n")

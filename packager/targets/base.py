@@ -1,0 +1,187 @@
+"""The one interface every serving target implements, its typed options, and the registry (one registered class per
+target, like timm's model registry).
+
+A target is one room: it alone reads and writes its file formats (a .mar, a config.pbtxt, a manifest). The build
+pipeline, the CLI, bench, verify, inspect and the KServe target reach TorchServe and Triton only through `Target`.
+Options are dataclasses whose fields carry their command-line flag (`cli_field`); the CLI builds its options from
+them, so a target's flags live with the target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from ..errors import UsageError
+
+Log = Callable[[str], None]
+
+
+def cli_field(default: Any, flag: str, help: str, *, type: Any = None, choices: tuple[str, ...] | None = None,
+              is_flag: bool = False, commands: tuple[str, ...] = ("deploy",)) -> Any:
+    """A dataclass field that is also a command-line option of the given commands."""
+    meta = {"flag": flag, "help": help, "type": type, "choices": choices, "is_flag": is_flag, "commands": commands}
+    return field(default=default, metadata={"cli": meta})
+
+
+SERVER = ("deploy", "status", "undeploy")  # the commands that talk to a server
+
+
+@dataclass
+class DeployOptions:
+    """What every target's commands may read; each target's own options (a subclass) say which are command-line
+    options for it (`cli_field`)."""
+
+    store: Path
+    format: str | None = cli_field(None, "--format", "Which export to serve (default: onnx when it passed).",
+                                   choices=("onnx", "torchscript", "pt2", "aoti"))
+    url: str | None = None
+    timeout: float = 180.0
+    workers: int | None = None
+    batch_size: int | None = None
+    max_batch_delay_ms: int | None = None
+    token_file: str | None = None
+    server_binary: str | None = None
+    backend: str | None = None
+    host: str = "127.0.0.1"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServerOptions(DeployOptions):
+    """Options of a target that launches or talks to a server."""
+
+    url: str | None = cli_field(None, "--url", "Use a running server at this URL instead of launching one.", commands=SERVER)
+    timeout: float = cli_field(180.0, "--timeout", "Seconds to wait for the server and the model.", type=float, commands=SERVER)
+    workers: int | None = cli_field(None, "--workers", "Workers (TorchServe) or model instances (Triton).", type=int)
+    batch_size: int | None = cli_field(None, "--batch-size", "Server-side batch size (Triton: max_batch_size).", type=int)
+    max_batch_delay_ms: int | None = cli_field(None, "--max-batch-delay", "Milliseconds to wait to fill a batch.", type=int)
+
+
+@dataclass
+class Request:
+    """One request in the two forms a target may take: what an end user sends (`body`: image bytes or tensor JSON)
+    and the model's own input tensors (what a tensor-level API such as Triton's v2 infer takes)."""
+
+    body: bytes
+    content_type: str
+    description: str
+    tensors: list[Any]
+
+
+@dataclass
+class Endpoint:
+    """One request to a deployed model as an HTTP client sends it (what `pack bench` replays under load)."""
+
+    base_url: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    payload: str  # what the body is, for the report
+    compare_with: str  # the in-process row it is compared with
+    pids: Callable[[], list[int]] = lambda: []
+
+
+class Target:
+    """Base of the targets: every method a target does not support refuses with one line."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[DeployOptions]] = DeployOptions
+    description: ClassVar[str] = ""
+    artifact: ClassVar[str] = ""  # what verify and inspect call the artifact it owns ("mar", "repository")
+    packaged_by_build: ClassVar[bool] = False  # `pack build` writes its artifacts into every build folder
+
+    def _unsupported(self, what: str) -> UsageError:
+        return UsageError(f"the {self.name} target does not support {what}")
+
+    def package(self, build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
+        """Write the target's artifacts under build_dir/<target>/ during `pack build`; the report section."""
+        raise self._unsupported("packaging at build time")
+
+    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+        raise self._unsupported("deploy")
+
+    def status(self, opts: Any, log: Log) -> dict[str, Any]:
+        raise self._unsupported("status")
+
+    def undeploy(self, name: str, version: str | None, opts: Any, log: Log) -> dict[str, Any]:
+        raise self._unsupported("undeploy")
+
+    def stop(self, opts: Any, log: Log) -> dict[str, Any]:
+        raise self._unsupported("stop")
+
+    def owns(self, path: Path) -> bool:
+        """Is `path` one of this target's artifacts (a .mar, a model repository)? For verify and inspect."""
+        return False
+
+    def verify(self, path: Path) -> list[tuple[str, str]]:
+        """(path, problem) for every structural problem of an artifact this target owns."""
+        return []
+
+    def inspect(self, path: Path) -> dict[str, Any]:
+        raise self._unsupported("inspect")
+
+    def endpoint(self, deployed: dict[str, Any], report: dict[str, Any], store: Path, request: Request) -> Endpoint:
+        """How a client sends `request` to the model that `deploy` returned (`pack bench` replays it under load)."""
+        raise self._unsupported("bench")
+
+    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None,
+                       gpus: int, log: Log) -> str:
+        """Lay out this server's files under `dest` as KServe's runtime for it mounts them; the model a client calls."""
+        raise self._unsupported("KServe storage")
+
+
+_TARGETS: dict[str, Target] = {}
+ORDER = ("triton", "torchserve", "kserve")  # the order targets are listed and packaged in
+
+
+def register_target(cls: type[Target]) -> type[Target]:
+    if cls.name in _TARGETS:
+        raise ValueError(f"target {cls.name!r} is registered twice")
+    _TARGETS[cls.name] = cls()
+    return cls
+
+
+def _load() -> None:
+    from .kserve import target as _kserve  # noqa: F401  (each module registers its Target)
+    from .torchserve import target as _torchserve  # noqa: F401
+    from .triton import target as _triton  # noqa: F401
+
+
+def get_target(name: str) -> Target:
+    _load()
+    if name not in _TARGETS:
+        raise UsageError(f"unknown target {name!r}", f"use one of {', '.join(names())}")
+    return _TARGETS[name]
+
+
+def names() -> list[str]:
+    _load()
+    return [n for n in ORDER if n in _TARGETS] + sorted(n for n in _TARGETS if n not in ORDER)
+
+
+def all_targets() -> list[Target]:
+    return [_TARGETS[n] for n in names()]
+
+
+def cli_fields(options: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(options) if "cli" in f.metadata]
+
+
+def make_options(target: Target, command: str, store: Path, given: dict[str, Any]) -> Any:
+    """The target's options from the command line's values; a flag of another target is refused."""
+    own = {f.name: f for f in cli_fields(target.Options) if command in f.metadata["cli"]["commands"]}
+    values = {k: v for k, v in given.items() if v is not None and v is not False}
+    foreign = [k for k in values if k not in own]
+    if foreign:
+        flags = {f.name: f.metadata["cli"]["flag"] for t in all_targets() for f in cli_fields(t.Options)}
+        owners = [t.name for t in all_targets() if any(f.name == foreign[0] for f in cli_fields(t.Options))]
+        raise UsageError(f"{flags.get(foreign[0], foreign[0])} is not an option of --target {target.name}",
+                         f"it belongs to --target {' or '.join(owners)}" if owners else "see pack deploy --help")
+    return target.Options(store=store, **values)
+
+
+__all__ = ["SERVER", "DeployOptions", "Endpoint", "Request", "ServerOptions", "Target", "all_targets", "cli_field", "cli_fields", "get_target", "make_options",
+           "names", "register_target"]

@@ -1,0 +1,43 @@
+"""The KServe target behind the one Target interface: its options (the flags of `pack deploy --target kserve`) and
+its one command; the storage layout inside comes from the runtime's own target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..base import DeployOptions, Log, Target, cli_field, register_target
+
+RUNTIME_CHOICES = ("triton", "torchserve")
+
+
+@dataclass
+class KServeDeployOptions(DeployOptions):
+    runtime: str | None = cli_field(None, "--runtime", "KServe: the serving runtime (default torchserve).", choices=RUNTIME_CHOICES)
+    storage_uri: str | None = cli_field(None, "--storage-uri", "KServe: where the storage folder will be uploaded (s3://, gs://, pvc://).")
+    apply: bool = cli_field(False, "--apply", "KServe: run kubectl apply when kubectl and a context exist.", is_flag=True)
+    protocol: str | None = cli_field(None, "--protocol", "KServe: inference protocol (torchserve v1|v2, triton v2).", choices=("v1", "v2"))
+    cpu: str | None = cli_field(None, "--cpu", "KServe: CPU request and limit (default 1).")
+    memory: str | None = cli_field(None, "--memory", "KServe: memory request and limit (default 2Gi).")
+    gpus: int | None = cli_field(None, "--gpus", "KServe: nvidia.com/gpu per replica (default 0).", type=int)
+    min_replicas: int | None = cli_field(None, "--min-replicas", "KServe: minimum replicas (default 1).", type=int)
+    max_replicas: int | None = cli_field(None, "--max-replicas", "KServe: maximum replicas (default 3).", type=int)
+    scale_target: int | None = cli_field(None, "--scale-target", "KServe: autoscaling target, concurrent requests per replica (default 8).", type=int)
+
+
+@register_target
+class KServeTarget(Target):
+    name = "kserve"
+    Options = KServeDeployOptions
+    description = "KServe InferenceService manifest and storage folder (no cluster needed to write them)"
+
+    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+        from . import deploy
+
+        return deploy(build_dir, report, opts, log)
+
+    def status(self, opts: Any, log: Log) -> dict[str, Any]:
+        from ...errors import UsageError
+
+        raise UsageError("pack does not track KServe deployments", "use kubectl get inferenceservices")

@@ -1,0 +1,205 @@
+"""The TorchServe target behind the one Target interface: options, build-time archive, deploy and friends, the
+.mar's own checks and summary, the request a client sends, and the storage layout of KServe's TorchServe runtime."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...archive import UnsafeArchive, open_archive
+from ...errors import UsageError
+from ..base import SERVER, Endpoint, Log, Request, ServerOptions, Target, cli_field, register_target
+
+MANIFEST = "MAR-INF/MANIFEST.json"
+KSERVE_PORT = 8085  # TorchServe inside the predictor pod; KServe's wrapper serves 8080 in front of it
+KSERVE_MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri contents
+
+
+@dataclass
+class TorchServeOptions(ServerOptions):
+    token_file: str | None = cli_field(None, "--token-file", "TorchServe key_file.json for --url.", commands=SERVER)
+
+
+def check_mar(path: Path, label: str | None = None) -> list[tuple[str, str]]:
+    """Structure of a TorchServe archive: safe entry names, CRCs, a manifest whose files are present."""
+    label = label or str(path)
+    try:
+        zf = open_archive(path)
+    except UnsafeArchive as exc:
+        return [(label, exc.message.split(": ", 1)[-1])]
+    except UsageError as exc:
+        return [(label, exc.message)]
+    findings: list[tuple[str, str]] = []
+    with zf:
+        bad = zf.testzip()
+        if bad is not None:
+            findings.append((f"{label}!{bad}", "CRC mismatch (the archive is corrupt)"))
+        names = set(zf.namelist())
+        if MANIFEST not in names:
+            return findings + [(label, f"no {MANIFEST} (not a TorchServe model archive)")]
+        try:
+            manifest = json.loads(zf.read(MANIFEST))
+        except (ValueError, zipfile.BadZipFile) as exc:
+            return findings + [(f"{label}!{MANIFEST}", f"unreadable ({exc})")]
+        model = manifest.get("model", {})
+        for key in ("serializedFile", "handler", "configFile"):
+            ref = model.get(key)
+            if ref and ref not in names:
+                findings.append((label, f"manifest names {key} {ref!r}, which the archive lacks"))
+        if not model.get("modelName"):
+            findings.append((label, "manifest has no model.modelName"))
+    return findings
+
+
+def inspect_mar(path: Path) -> dict[str, Any]:
+    import yaml
+
+    with open_archive(path) as zf:
+        names = zf.namelist()
+        manifest = json.loads(zf.read(MANIFEST)) if MANIFEST in names else None
+        config_name = (manifest or {}).get("model", {}).get("configFile")
+        config = yaml.safe_load(zf.read(config_name)) if config_name and config_name in names else None
+        meta = json.loads(zf.read("pack.json")) if "pack.json" in names else None
+        entries = [{"name": i.filename, "bytes": i.file_size, "compressed": i.compress_size, "stored": i.compress_type == 0} for i in zf.infolist()]
+    doc = {"kind": "mar", "path": str(path), "manifest": manifest, "model_config": config, "metadata": meta, "entries": entries}
+    model = (manifest or {}).get("model", {})
+    lines = [
+        f"archive {path} ({path.stat().st_size:,d} bytes)",
+        f"  model {model.get('modelName')} version {model.get('modelVersion')}, handler {model.get('handler')}, serialized {model.get('serializedFile')}",
+        f"  model-config: {json.dumps(config, sort_keys=True) if config else 'none'}",
+        "  entries:",
+        *[f"    {e['bytes']:>12,d}  {'stored ' if e['stored'] else 'deflate'}  {e['name']}" for e in entries],
+    ]
+    doc["summary"] = "\n".join(lines)
+    return doc
+
+
+def kserve_properties(report: dict[str, Any], mar_name: str, settings: Any, protocol: str) -> str:
+    """config.properties for KServe's TorchServe runtime (0.0.0.0 inside the pod, KServe's model server in front)."""
+    from .config import _escape, models_entry
+
+    snapshot = {"name": "startup.cfg", "modelCount": 1, "models": models_entry(report["name"], str(report["version"]), mar_name, settings)}
+    props = {
+        "inference_address": f"http://0.0.0.0:{KSERVE_PORT}",
+        "management_address": f"http://0.0.0.0:{KSERVE_PORT}",
+        "metrics_address": "http://0.0.0.0:8082",
+        "grpc_inference_port": 7070,
+        "grpc_management_port": 7071,
+        "enable_metrics_api": "true",
+        "metrics_mode": "prometheus",
+        "enable_envvars_config": "true",
+        "install_py_dep_per_model": "false",
+        "service_envelope": "kservev2" if protocol == "v2" else "kserve",
+        "model_store": f"{KSERVE_MOUNT}/model-store",
+        "model_snapshot": json.dumps(snapshot, sort_keys=True, separators=(",", ":")),
+        "disable_token_authorization": "true",
+        "enable_model_api": "false",
+    }
+    lines = [
+        f"# TorchServe configuration for KServe's TorchServe runtime: {report['name']} v{report['version']}, written by pack.",
+        "# Inside the predictor pod TorchServe listens on 0.0.0.0 and KServe's model server in front of it is the only",
+        "# client, so token authorization is off here and the model API is off; authentication belongs to the cluster's",
+        "# ingress. (pack's local TorchServe keeps token auth on and binds 127.0.0.1.)",
+    ]
+    lines += [f"{key}={_escape(str(value))}" for key, value in props.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    import os
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+@register_target
+class TorchServeTarget(Target):
+    name = "torchserve"
+    Options = TorchServeOptions
+    description = "TorchServe 0.12 (archived upstream; pinned, token auth on)"
+    packaged_by_build = True
+    artifact = "mar"
+
+    def package(self, build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
+        from . import package
+
+        return package(build_dir, report, log)
+
+    def archive(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+        from . import archive
+
+        return archive(build_dir, report, opts, log)
+
+    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+        from .deploy import deploy
+
+        return deploy(build_dir, report, opts, log)
+
+    def status(self, opts: Any, log: Log) -> dict[str, Any]:
+        from .deploy import status
+
+        return status(opts, log)
+
+    def undeploy(self, name: str, version: str | None, opts: Any, log: Log) -> dict[str, Any]:
+        from .deploy import undeploy
+
+        return undeploy(name, version, opts, log)
+
+    def stop(self, opts: Any, log: Log) -> dict[str, Any]:
+        from .deploy import stop
+
+        return stop(opts, log)
+
+    def owns(self, path: Path) -> bool:
+        return path.is_file() and (path.suffix == ".mar" or zipfile.is_zipfile(path))
+
+    def verify(self, path: Path) -> list[tuple[str, str]]:
+        return check_mar(path)
+
+    def inspect(self, path: Path) -> dict[str, Any]:
+        return inspect_mar(path)
+
+    def endpoint(self, deployed: dict[str, Any], report: dict[str, Any], store: Path, request: Request) -> Endpoint:
+        """What an end user sends (the request's body: image bytes for image models, which the server decodes and
+        pre-processes; tensor JSON otherwise), with the inference token from the server's key file."""
+        import urllib.parse
+
+        from .server import LocalServer, read_tokens
+
+        body, content_type, payload = request.body, request.content_type, request.description
+        token = read_tokens(Path(deployed["token_file"]))["inference"]
+        return Endpoint(
+            base_url=deployed["inference_url"],
+            path=f"/predictions/{urllib.parse.quote(report['name'], safe='')}",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
+            body=body,
+            payload=payload,
+            compare_with="inprocess-eager",
+            pids=LocalServer(store).processes,
+        )
+
+    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None, gpus: int, log: Log) -> str:
+        """`config/config.properties` and `model-store/<name>.mar`, as KServe's TorchServe runtime reads them."""
+        from .config import settings_from
+        from .mar import write_mar
+
+        settings = settings_from(report, fmt)
+        mar_name = f"{report['name']}.mar"
+        built = build_dir / "torchserve" / mar_name
+        recorded = ((report.get("targets") or {}).get("torchserve") or {}).get("settings")
+        if built.is_file() and recorded == settings.to_dict():
+            _link_or_copy(built, dest / "model-store" / mar_name)
+        else:
+            log(f"kserve: writing {mar_name} ({settings.format})")
+            (dest / "model-store").mkdir(parents=True)
+            write_mar(build_dir, report, settings, dest / "model-store" / mar_name)
+        (dest / "config").mkdir(parents=True)
+        (dest / "config" / "config.properties").write_text(kserve_properties(report, mar_name, settings, protocol))
+        return str(report["name"])

@@ -1,0 +1,143 @@
+"""The Triton target behind the one Target interface: options, build-time repository entries, `pack repo` and
+`check-repo`, deploy and friends, a repository's checks and summary, the v2 request a client sends, and the
+repository KServe's Triton runtime serves."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..base import SERVER, Endpoint, Log, Request, ServerOptions, Target, cli_field, register_target
+
+BACKEND_CHOICES = ("onnxruntime", "pytorch", "torch_aoti", "python")
+
+
+@dataclass
+class TritonOptions(ServerOptions):
+    server_binary: str | None = cli_field(None, "--tritonserver", "tritonserver binary to launch.", commands=SERVER)
+    backend: str | None = cli_field(None, "--backend", "Triton backend (default: python, the one the PyPI server has).",
+                                    choices=BACKEND_CHOICES)
+
+
+def v2_binary_body(names: list[str], arrays: list[np.ndarray], outputs: list[str]) -> tuple[bytes, int]:
+    """A v2 infer request with the tensors in Triton's binary-data extension: (body, JSON header length)."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    header = {
+        "inputs": [
+            {"name": n, "shape": list(a.shape), "datatype": np_to_triton_dtype(a.dtype), "parameters": {"binary_data_size": a.nbytes}}
+            for n, a in zip(names, arrays)
+        ],
+        "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs],
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return head + b"".join(np.ascontiguousarray(a).tobytes() for a in arrays), len(head)
+
+
+def inspect_repository(repo: Path) -> dict[str, Any]:
+    from . import config as cfg
+
+    models = []
+    for entry in sorted(p for p in repo.iterdir() if (p / cfg.CONFIG_FILE).is_file()):
+        config = cfg.read(entry / cfg.CONFIG_FILE)
+        models.append({
+            "name": entry.name,
+            "kind": cfg.kind_of(config),
+            "max_batch_size": config.max_batch_size,
+            "inputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.input],
+            "outputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.output],
+            "versions": sorted((p.name for p in entry.iterdir() if p.is_dir() and p.name.isdigit()), key=int),
+        })
+    lines = [f"Triton repository {repo}: {len(models)} model(s)"]
+    for m in models:
+        lines.append(f"  {m['name']} ({m['kind']}, max_batch_size {m['max_batch_size']}, versions {', '.join(m['versions']) or '-'})")
+        lines.append("    in:  " + ", ".join(f"{t['name']} {t['dtype']} {t['dims']}" for t in m["inputs"]))
+        lines.append("    out: " + ", ".join(f"{t['name']} {t['dtype']} {t['dims']}" for t in m["outputs"]))
+    return {"kind": "repository", "path": str(repo), "models": models, "summary": "\n".join(lines)}
+
+
+@register_target
+class TritonTarget(Target):
+    name = "triton"
+    Options = TritonOptions
+    description = "Triton Inference Server (repository API, explicit model control)"
+    packaged_by_build = True
+    artifact = "repository"
+
+    def package(self, build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
+        from . import package
+
+        return package(build_dir, report, log)
+
+    def repo(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+        from . import repo
+
+        return repo(build_dir, report, opts, log)
+
+    def check_repo(self, path: Path) -> dict[str, Any]:
+        from .check import check_repository
+
+        return check_repository(path)
+
+    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+        from .deploy import deploy
+
+        return deploy(build_dir, report, opts, log)
+
+    def status(self, opts: Any, log: Log) -> dict[str, Any]:
+        from .deploy import status
+
+        return status(opts, log)
+
+    def undeploy(self, name: str, version: str | None, opts: Any, log: Log) -> dict[str, Any]:
+        from .deploy import undeploy
+
+        return undeploy(name, version, opts, log)
+
+    def stop(self, opts: Any, log: Log) -> dict[str, Any]:
+        from . import server
+
+        return server.stop(Path(opts.store), log)
+
+    def owns(self, path: Path) -> bool:
+        return path.is_dir() and any((p / "config.pbtxt").is_file() for p in path.iterdir() if p.is_dir())
+
+    def verify(self, path: Path) -> list[tuple[str, str]]:
+        checked = self.check_repo(path)
+        return [(str(path / p["model"]), p["message"]) for p in checked["problems"] if p["severity"] == "error"]
+
+    def inspect(self, path: Path) -> dict[str, Any]:
+        return inspect_repository(path)
+
+    def endpoint(self, deployed: dict[str, Any], report: dict[str, Any], store: Path, request: Request) -> Endpoint:
+        """The v2 `POST /v2/models/<name>/infer` with the model's input tensors in the binary-data extension (what
+        tritonclient sends with binary_data=True). For detection builds: the detector itself, not the ensemble."""
+        from .repository import io_names
+
+        in_names, out_names = io_names(report, deployed.get("backend", "python"))
+        body, head_len = v2_binary_body(in_names, request.tensors, out_names)
+        pid = (deployed.get("server") or {}).get("pid")
+        arrays = request.tensors
+        return Endpoint(
+            base_url=deployed["url"],
+            path=f"/v2/models/{urllib.parse.quote(report['name'], safe='')}/infer",
+            headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(head_len)},
+            body=body,
+            payload=f"pre-processed tensor {list(arrays[0].shape)} {arrays[0].dtype} (v2 binary data, {len(body)} bytes)",
+            compare_with="inprocess-onnx-tensor",
+            pids=(lambda: [pid]) if pid else (lambda: []),
+        )
+
+    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None, gpus: int, log: Log) -> str:
+        """A model repository on the native onnxruntime backend (NVIDIA's server images have it), checked offline."""
+        from .check import check_repository, raise_on_errors
+        from .repository import RepoOptions, generate, serving_model
+
+        generate(build_dir, report, RepoOptions(backend="onnxruntime", fmt="onnx", gpu=gpus > 0), dest)
+        raise_on_errors(check_repository(dest), log)
+        return serving_model(report)
