@@ -33,7 +33,8 @@ def build(model: str, store: Path) -> tuple[dict, Path]:
     from packager.plan import resolve
 
     plan = resolve(model, None, {"device": "cpu", "formats": ",".join(FORMATS), "batch_sizes": [1, 8]})
-    return run_build(plan, store, force=True, log=lambda m: print(f"  {m}", file=sys.stderr), iterations=0)
+    report, folder = run_build(plan, store, force=True, log=lambda m: print(f"  {m}", file=sys.stderr), iterations=0)
+    return report.to_dict(), folder
 
 
 def runners(model: str, report: dict, folder: Path) -> dict:

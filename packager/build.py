@@ -19,7 +19,8 @@ from .export import ORDER, Outcome, get_format
 from .measure import measure
 from .plan import BuildPlan
 from .prepare import prepare
-from .record import REPORT, assemble, load_report, write_report, write_samples
+from .record import REPORT, assemble, load_report, write_samples
+from .report import BuildReport
 from .store import AtomicVersion
 
 Log = Callable[[str], None]
@@ -71,7 +72,7 @@ def _judge(outcomes: dict[str, Outcome], required: set[str]) -> list[str]:
 
 
 def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int = 10,
-          packagers: Mapping[str, Packager] | None = None) -> tuple[dict[str, Any], Path]:
+          packagers: Mapping[str, Packager] | None = None) -> tuple[BuildReport, Path]:
     """Run the whole pipeline; return (report, committed version folder).
 
     `packagers` write each serving target's artifacts into the folder before it is committed (the CLI passes every
@@ -112,11 +113,10 @@ def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int =
         if labels:
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
         report = assemble(plan, ref, ctx.outcomes, prep.weights, device, performance, samples, bool(labels), prep.binding, warnings)
-        targets = {name: package(tmp, report, log) for name, package in (packagers or {}).items()}
-        if targets:
-            report["targets"] = targets
-        report["build_seconds"] = round(time.perf_counter() - started, 2)
-        write_report(tmp, report)
+        plain_report = report.to_dict()  # the targets read the report as a dict until they take a BuildReport
+        report.targets = {name: package(tmp, plain_report, log) for name, package in (packagers or {}).items()}
+        report.build_seconds = round(time.perf_counter() - started, 2)
+        report.save(tmp)
         final = atomic.commit()
     return report, final
 

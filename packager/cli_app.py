@@ -131,7 +131,7 @@ def build_cmd(model: str | None, spec: str | None, store: str, force: bool, inpu
 
         report, folder = build(plan, Path(store), force, log, iterations=iterations, packagers=packagers())
         if as_json:
-            emit_json(out, {**report, "path": str(folder.resolve())})
+            emit_json(out, {**report.to_dict(), "path": str(folder.resolve())})
         else:
             out.write(build_summary(report, folder) + "\n")
 

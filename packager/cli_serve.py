@@ -17,11 +17,11 @@ DEFAULT_TARGET = "torchserve"
 
 
 def _load_build(store: str, model: str, version: str | None) -> tuple[Path, dict[str, Any]]:
-    from .record import load_report
+    from .report import BuildReport
     from .store import find_build
 
     folder = find_build(store, model, version)
-    return folder, load_report(folder)
+    return folder, BuildReport.load(folder).to_dict()  # the targets read it as a dict until they take a BuildReport
 
 
 def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -3,11 +3,10 @@ repository) is summarised by the target that owns it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from .verify import REPORT, kind_of, owner_of
+from .verify import kind_of, owner_of
 
 
 def _io(items: list[dict[str, Any]]) -> str:
@@ -15,29 +14,34 @@ def _io(items: list[dict[str, Any]]) -> str:
 
 
 def inspect_build(folder: Path) -> dict[str, Any]:
-    report = json.loads((folder / REPORT).read_text())
-    files = {rel: (folder / rel).stat().st_size for rel in report.get("sha256", {}) if (folder / rel).is_file()}
+    from .report import BuildReport
+
+    report = BuildReport.load(folder)
+    plain = report.to_dict()
+    files = {rel: (folder / rel).stat().st_size for rel in report.sha256 if (folder / rel).is_file()}
     doc = {
         "kind": "build",
         "path": str(folder),
-        "name": report["name"],
-        "version": report["version"],
-        "task": report.get("task"),
-        "source": report.get("source"),
-        "weights": report.get("weights"),
-        "inputs": report.get("inputs"),
-        "outputs": report.get("outputs"),
-        "validation": {k: {"passed": v["passed"], "max_abs_error": v["max_abs_error"]} for k, v in report.get("validation", {}).items()},
-        "targets": report.get("targets", {}),
+        "name": report.name,
+        "version": report.version,
+        "task": report.task,
+        "source": report.source,
+        "weights": report.weights,
+        "inputs": plain["inputs"],
+        "outputs": plain["outputs"],
+        "formats": plain["formats"],
+        "validation": {k: {"passed": v["passed"], "max_abs_error": v.get("max_abs_error")} for k, v in report.validation.items()},
+        "targets": report.targets,
         "files": files,
-        "warnings": report.get("warnings", []),
+        "warnings": report.warnings,
     }
     lines = [
         f"build {doc['name']} version {doc['version']} ({doc['task']}) at {folder}",
         f"  source: {doc['source']}   weights: {doc['weights']}",
         f"  inputs: {_io(doc['inputs'] or [])}",
         f"  outputs: {_io(doc['outputs'] or [])}",
-        "  validation: " + ", ".join(f"{k} {'pass' if v['passed'] else 'FAIL'} (max abs {v['max_abs_error']:.2e})" for k, v in doc["validation"].items()),
+        "  formats: " + ", ".join(f"{k} {v['status']}" for k, v in doc["formats"].items()),
+        "  validation: " + ", ".join(f"{k} {'pass' if v['passed'] else 'FAIL'} (max abs {v['max_abs_error'] or 0:.2e})" for k, v in doc["validation"].items()),
         "  targets: " + (", ".join(sorted(doc["targets"])) or "none"),
         "  files:",
         *[f"    {size:>12,d}  {rel}" for rel, size in sorted(files.items())],

@@ -16,16 +16,9 @@ from typing import Any
 
 from .errors import UsageError
 from .plan import BuildPlan
+from .report import sha256_file
 
 UNSAFE_HINT = "if you trust this file, pass --unsafe-load (it runs code from the file while loading)"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

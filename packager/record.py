@@ -1,11 +1,10 @@
-"""The build's record: `report.json` (assembled from the pipeline's results), the sample files, and the digests.
+"""The build's record assembled from the pipeline's results (a BuildReport, packager/report.py), and the sample files.
 
-Paths in the report are relative to the version folder. `sha256` lists every file in the folder but the report.
+Paths in the report are relative to the version folder.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,11 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .errors import UsageError
 from .export import ORDER
-from .loader import sha256_file
+from .report import FILE as REPORT
+from .report import BuildReport, OutputRecord, SampleRecord, TensorRecord
 from .validate import RMS_FRACTION
 
-REPORT = "report.json"
 LABELS_FILE = "labels.txt"
 
 
@@ -38,18 +36,18 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_samples(folder: Path, inputs: list[Any], names: list[str], case: Any) -> dict[str, Any]:
+def write_samples(folder: Path, inputs: list[Any], names: list[str], case: Any) -> SampleRecord:
     """The first case's inputs and eager outputs as .npy files (what verify --parity and smoke tests re-run)."""
     (folder / "samples").mkdir()
-    record: dict[str, Any] = {"batch": case.batch, "inputs": [], "outputs": []}
+    record = SampleRecord(case.batch, [], [])
     for spec, arr in zip(inputs, case.inputs):
         rel = f"samples/input.{spec.name}.npy"
         np.save(folder / rel, arr)
-        record["inputs"].append(rel)
+        record.inputs.append(rel)
     for name, arr in zip(names, case.outputs):
         rel = f"samples/output.{name}.npy"
         np.save(folder / rel, arr)
-        record["outputs"].append(rel)
+        record.outputs.append(rel)
     return record
 
 
@@ -81,7 +79,7 @@ def _source(plan: Any) -> dict[str, str]:
 
 
 def assemble(plan: Any, ref: Any, outcomes: dict[str, Any], weights: dict[str, Any], device: str, performance: dict[str, Any],
-             samples: dict[str, Any], has_labels: bool, binding: Any, warnings: list[str]) -> dict[str, Any]:
+             samples: SampleRecord, has_labels: bool, binding: Any, warnings: list[str]) -> BuildReport:
     from .validate import summarise
 
     first = ref.cases[0].outputs
@@ -93,43 +91,35 @@ def assemble(plan: Any, ref: Any, outcomes: dict[str, Any], weights: dict[str, A
     if weights.get("random"):
         warnings.insert(0, f"random weights (seed {plan.seed}): outputs are meaningless; pass --weights for a real model")
     ordered = [n for n in ORDER if n in outcomes]
-    return {
-        "pack_report": 2,
-        "name": plan.name,
-        "version": plan.version,
-        "task": plan.task,
-        "source": _source(plan),
-        "weights": weights,
-        "versions": versions(),
-        "device": device,
-        "inputs": [i.to_dict() for i in plan.inputs],
-        "binding": binding.describe(),
-        "outputs": [
-            {"name": o.name, "dtype": str(arr.dtype), "shape": list(arr.shape), "dynamic_axes": list(o.dynamic_axes),
-             "atol": tol.atol, "rtol": tol.rtol, "gate": _gate_limits(ref, i)}
+    return BuildReport(
+        name=plan.name,
+        version=plan.version,
+        task=plan.task,
+        source=_source(plan),
+        weights=weights,
+        versions=versions(),
+        device=device,
+        inputs=[TensorRecord(i.name, list(i.shape), i.dtype, list(i.dynamic_axes), list(i.range) if i.range else None) for i in plan.inputs],
+        binding=binding.describe(),
+        outputs=[
+            OutputRecord(o.name, list(arr.shape), str(arr.dtype), list(o.dynamic_axes), None, tol.atol, tol.rtol, _gate_limits(ref, i))
             for i, (o, arr, tol) in enumerate(zip(ref.outputs, first, ref.tolerances))
         ],
-        "batch_sizes": plan.batch_sizes,
-        "cases": [{"label": c.label, "batch": c.batch, "shapes": [list(a.shape) for a in c.inputs]} for c in ref.cases],
-        "seed": plan.seed,
-        "tolerance": {"atol": plan.tolerance.atol, "rtol": plan.tolerance.rtol},
-        "preprocessing": plan.preprocessing,
-        "postprocessing": plan.postprocessing,
-        "labels": LABELS_FILE if has_labels else None,
-        "formats": {n: outcomes[n].to_dict() for n in ordered},
-        "export": {n: outcomes[n].info for n in ordered if outcomes[n].info},
-        "artifacts": {n: outcomes[n].file for n in ordered if outcomes[n].status == "passed"},
-        "validation": {n: summarise(outcomes[n].checks) for n in ordered if outcomes[n].checks},
-        "performance": performance,
-        "samples": samples,
-        "warnings": warnings,
-    }
-
-
-def write_report(folder: Path, report: dict[str, Any]) -> None:
-    """Add every file's sha256 and write report.json into the (uncommitted) version folder."""
-    report["sha256"] = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != REPORT}
-    (folder / REPORT).write_text(json.dumps(plain(report), indent=2, sort_keys=False) + "\n")
+        batch_sizes=list(plan.batch_sizes),
+        cases=[{"label": c.label, "batch": c.batch, "shapes": [list(a.shape) for a in c.inputs]} for c in ref.cases],
+        seed=plan.seed,
+        tolerance={"atol": plan.tolerance.atol, "rtol": plan.tolerance.rtol},
+        preprocessing=plan.preprocessing,
+        postprocessing=plan.postprocessing,
+        labels=LABELS_FILE if has_labels else None,
+        formats={n: outcomes[n].record() for n in ordered},
+        export={n: outcomes[n].info for n in ordered if outcomes[n].info},
+        artifacts={n: outcomes[n].file for n in ordered if outcomes[n].status == "passed"},
+        validation={n: summarise(outcomes[n].checks) for n in ordered if outcomes[n].checks},
+        performance=performance,
+        samples=samples,
+        warnings=warnings,
+    )
 
 
 def plain(value: Any) -> Any:
@@ -147,11 +137,8 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def load_report(folder: Path) -> dict[str, Any]:
-    path = folder / REPORT
-    if not path.is_file():
-        raise UsageError(f"no {REPORT} in {folder}", "run `pack build` first")
-    return json.loads(path.read_text())
+def load_report(folder: Path) -> BuildReport:
+    return BuildReport.load(folder)
 
 
-__all__ = ["LABELS_FILE", "REPORT", "assemble", "load_report", "plain", "versions", "write_report", "write_samples"]
+__all__ = ["LABELS_FILE", "REPORT", "assemble", "load_report", "plain", "versions", "write_samples"]

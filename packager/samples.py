@@ -14,6 +14,7 @@ import numpy as np
 
 from .cases import Case
 from .registry import Tolerance
+from .report import BuildReport
 from .validate import OutputCheck, first_failure, validate_model_outputs
 
 
@@ -36,16 +37,28 @@ class Sample:
         return self.check(lambda _: outputs)
 
 
-def load_sample(folder: Path, report: dict[str, Any]) -> Sample:
-    samples = report["samples"]
-    inputs = [np.load(folder / p) for p in samples["inputs"]]
-    expected = [np.load(folder / p) for p in samples["outputs"]]
-    default = report.get("tolerance") or {"atol": 1e-4, "rtol": 1e-3}
-    tolerances = [Tolerance(atol=float(o.get("atol", default["atol"])), rtol=float(o.get("rtol", default["rtol"]))) for o in report["outputs"]]
-    batch = int(samples.get("batch", inputs[0].shape[0] if inputs and inputs[0].ndim else 1))
+def load_sample(folder: Path, report: BuildReport | dict[str, Any]) -> Sample:
+    if isinstance(report, dict):
+        report = BuildReport.from_dict(report)
+    inputs = [_load(folder, p) for p in report.samples.inputs]
+    expected = [_load(folder, p) for p in report.samples.outputs]
+    tolerances = [Tolerance(atol=float(o.atol), rtol=float(o.rtol)) for o in report.outputs]
+    batch = report.samples.batch
     case = Case(f"batch {batch} (the recorded sample)", batch, inputs, expected)
-    unordered = not all(0 in (i.get("dynamic_axes") or []) for i in report["inputs"])
-    return Sample(case, [o["name"] for o in report["outputs"]], tolerances, unordered)
+    return Sample(case, report.output_names, tolerances, not report.inputs_batchable)
+
+
+def _load(folder: Path, rel: str) -> np.ndarray:
+    """A sample .npy, read without pickles (allow_pickle=False: a crafted sample cannot run code)."""
+    from .errors import ValidationFailed
+
+    path = folder / rel
+    if path.is_symlink() or not path.is_file():
+        raise ValidationFailed(f"sample {path} is missing", "rebuild with `pack build`; the build folder is incomplete")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValidationFailed(f"sample {path} is not a readable .npy file ({str(exc)[:120]})", "rebuild with `pack build`") from None
 
 
 def verdict(checks: list[OutputCheck]) -> dict[str, Any]:

@@ -7,16 +7,16 @@ makes the command exit 3.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from .errors import UsageError
+from .errors import UsageError, ValidationFailed
+from .report import FILE as REPORT
+from .report import sha256_file
 
 Log = Callable[[str], None]
-REPORT = "report.json"
 
 
 @dataclass
@@ -26,14 +26,6 @@ class Finding:
 
     def line(self) -> str:
         return f"{self.path}: {self.problem}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def owner_of(target: Path) -> Any:
@@ -64,13 +56,15 @@ def _inside(folder: Path, rel: str) -> bool:
     return not p.is_absolute() and ".." not in p.parts
 
 
-def check_build(folder: Path) -> tuple[list[Finding], dict[str, Any]]:
+def check_build(folder: Path) -> tuple[list[Finding], Any]:
+    from .report import BuildReport
+
     try:
-        report = json.loads((folder / REPORT).read_text())
-    except ValueError as exc:
-        return [Finding(str(folder / REPORT), f"not valid JSON ({exc})")], {}
+        report = BuildReport.load(folder)
+    except ValidationFailed as exc:
+        return [Finding(str(folder / REPORT), exc.message.split(": ", 1)[-1])], None
+    listed = report.sha256
     findings: list[Finding] = []
-    listed = report.get("sha256") or {}
     if not listed:
         findings.append(Finding(str(folder / REPORT), "lists no sha256 digests"))
     for rel, digest in sorted(listed.items()):
@@ -82,21 +76,21 @@ def check_build(folder: Path) -> tuple[list[Finding], dict[str, Any]]:
             findings.append(Finding(str(path), "is a symbolic link"))
         elif not path.is_file():
             findings.append(Finding(str(path), "missing"))
-        elif _sha256(path) != digest:
-            findings.append(Finding(str(path), f"sha256 differs from the report ({_sha256(path)[:12]}... != {digest[:12]}...)"))
+        elif sha256_file(path) != digest:
+            findings.append(Finding(str(path), f"sha256 differs from the report ({sha256_file(path)[:12]}... != {digest[:12]}...)"))
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
         if path.is_file() and rel != REPORT and rel not in listed:
             findings.append(Finding(str(path), "not listed in the report"))
-    for rel, kind in (report.get("artifacts") or {}).items():
-        if not (folder / kind).is_file():
-            findings.append(Finding(str(folder / kind), f"the {rel} artifact is missing"))
+    for fmt, rel in report.artifacts.items():
+        if not (folder / rel).is_file():
+            findings.append(Finding(str(folder / rel), f"the {fmt} artifact is missing"))
     for mar in sorted(folder.rglob("*.mar")):  # archives inside the build get their own structural checks
         findings += _target_findings(mar)
     return findings, report
 
 
-def check_parity(folder: Path, report: dict[str, Any], log: Log) -> tuple[list[Finding], dict[str, Any]]:
+def check_parity(folder: Path, report: Any, log: Log) -> tuple[list[Finding], dict[str, Any]]:
     """Re-run the recorded sample inputs through every artifact and compare with the recorded eager outputs, with
     the build gate's own comparison (packager/samples.py)."""
     from .export import runner_for
@@ -105,7 +99,7 @@ def check_parity(folder: Path, report: dict[str, Any], log: Log) -> tuple[list[F
     sample = load_sample(folder, report)
     findings: list[Finding] = []
     summary: dict[str, Any] = {}
-    for fmt, rel in (report.get("artifacts") or {}).items():
+    for fmt, rel in report.artifacts.items():
         log(f"re-running the samples through {fmt}")
         try:
             runner = runner_for(fmt, folder / rel, "cpu")
@@ -125,7 +119,7 @@ def verify(target: Path, parity: bool, log: Log) -> dict[str, Any]:
     result: dict[str, Any] = {"target": str(target), "kind": kind}
     if kind == "build":
         findings, report = check_build(target)
-        result["files_checked"] = len(report.get("sha256", {}))
+        result["files_checked"] = len(report.sha256) if report else 0
         if parity and report and not findings:
             parity_findings, result["parity"] = check_parity(target, report, log)
             findings += parity_findings

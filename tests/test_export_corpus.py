@@ -43,7 +43,8 @@ def _build(name: str, store: Path) -> tuple[dict, Path]:
     if name not in _BUILDS:
         from packager.build import build
 
-        _BUILDS[name] = build(_plan(name), store, force=False, log=lambda m: None, iterations=0)
+        report, folder = build(_plan(name), store, force=False, log=lambda m: None, iterations=0)
+        _BUILDS[name] = (report.to_dict(), folder)
     return _BUILDS[name]
 
 

@@ -115,7 +115,7 @@ def _locate(o: BenchOptions, scratch: Path, log: Log) -> tuple[Path, dict[str, A
 
     if versions(o.store, o.model) or o.version is not None:
         folder = find_build(o.store, o.model, o.version)
-        return folder, load_report(folder)
+        return folder, load_report(folder).to_dict()  # bench reads the report as a dict until it takes a BuildReport
     from ..registry import get_entry
 
     if get_entry(o.model) is None:
@@ -126,7 +126,7 @@ def _locate(o: BenchOptions, scratch: Path, log: Log) -> tuple[Path, dict[str, A
 
     log(f"no build of {o.model} in {o.store}: building it into the bench's temporary store (`pack build {o.model}` once to skip this)")
     report, folder = build(resolve(o.model, None, {"device": "cpu"}), scratch / "builds", False, log, iterations=0, packagers=packagers())
-    return folder, report
+    return folder, report.to_dict()
 
 
 def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions, log: Log) -> dict[str, Any]:

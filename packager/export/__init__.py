@@ -55,15 +55,10 @@ class Outcome:
         return cls("failed", None, checks, info, f"{what} does not match eager: {where}at {bad.case}: {bad.reason}",
                    "loosen `tolerance` only if this difference is expected for the model")
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": self.status}
-        if self.file:
-            out["file"] = self.file
-        if self.reason:
-            out["reason"] = self.reason
-        if self.hint:
-            out["fix"] = self.hint
-        return {**out, **self.info}
+    def record(self) -> Any:
+        from ..report import FormatRecord
+
+        return FormatRecord(self.status, self.file, self.reason, self.hint)
 
 
 @dataclass(frozen=True)
