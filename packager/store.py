@@ -1,4 +1,4 @@
-"""The model store on disk: `<store>/<name>/<version>/`, written atomically under a per-model lock.
+"""The model store on disk: `<store>/<name>/<version>/`, written atomically under a per-model lock (StoreLock).
 
 A build writes into a temporary folder beside its target and renames it into place only when everything passed; a
 failed or interrupted build removes its temporary folder and never touches an existing version.
@@ -34,6 +34,42 @@ def os_error(exc: OSError, what: str) -> Exception:
     return EnvironmentProblem(f"file error while {what}: {exc.strerror or exc} ({exc.filename or ''})")
 
 
+class StoreLock:
+    """The store's one lock: `with StoreLock(folder):` holds `<folder>/.lock` (flock) while pack writes into that folder
+    (a build's model folder, `pack archive`, a Triton repository). A second writer is refused at once (exit 2), never
+    queued; the lock goes with the process, so a killed writer leaves nothing to clean up."""
+
+    FILE = ".lock"
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / self.FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> "StoreLock":
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise os_error(exc, f"creating {self.folder}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(f"another pack process is writing {self.folder} (lock {self.path})", "wait for it to finish and run again") from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
 class AtomicVersion:
     """`with AtomicVersion(store, name, version, force) as tmp:` ... write into tmp ... `.commit()`."""
 
@@ -42,7 +78,7 @@ class AtomicVersion:
         self.final = self.model_dir / str(version)
         self.force = force
         self.tmp = self.model_dir / f".tmp-{version}-{os.getpid()}"
-        self._lock_fd: int | None = None
+        self._lock = StoreLock(self.model_dir)
         self.committed = False
 
     def check_free(self) -> None:
@@ -53,28 +89,17 @@ class AtomicVersion:
             )
 
     def __enter__(self) -> Path:
+        self._lock.__enter__()
         try:
-            self.model_dir.mkdir(parents=True, exist_ok=True)
-            lock_path = self.model_dir / ".lock"
-            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise os_error(exc, f"creating {self.model_dir}") from exc
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise UsageError(
-                f"another pack process is writing {self.model_dir} (lock {self.model_dir / '.lock'})",
-                "wait for it to finish and run again",
-            ) from None
-        self.check_free()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        try:
-            self.tmp.mkdir()
-        except OSError as exc:
-            self._unlock()
-            raise os_error(exc, f"creating {self.tmp}") from exc
+            self.check_free()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            try:
+                self.tmp.mkdir()
+            except OSError as exc:
+                raise os_error(exc, f"creating {self.tmp}") from exc
+        except BaseException:
+            self._lock.release()
+            raise
         return self.tmp
 
     def commit(self) -> Path:
@@ -90,16 +115,10 @@ class AtomicVersion:
         self.committed = True
         return self.final
 
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if not self.committed:
             shutil.rmtree(self.tmp, ignore_errors=True)
-        self._unlock()
+        self._lock.release()
 
 
 def _fsync_dir(path: Path) -> None:

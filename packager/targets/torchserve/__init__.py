@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Any, Callable
 
 from ...errors import UsageError
+from ...store import StoreLock
 from .. import DeployOptions
 from .config import ServingSettings, config_properties, models_entry, settings_from
 from .deploy import deploy, status, stop, undeploy
@@ -70,12 +70,7 @@ def archive(build_dir: Path, report: dict[str, Any], opts: DeployOptions, log: L
     settings = settings_from(report, opts.format, opts.batch_size, opts.max_batch_delay_ms, opts.workers)
     folder = build_dir / FOLDER
     mar_path = folder / f"{report['name']}.mar"
-    lock_fd = os.open(build_dir.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another pack process is writing {build_dir.parent}", "wait for it to finish and run again") from None
+    with StoreLock(build_dir.parent):  # the model's lock, the one `pack build` holds
         report = json.loads((build_dir / REPORT).read_text())  # re-read under the lock
         rel = f"{FOLDER}/{mar_path.name}"
         good = mar_path.is_file() and read_manifest(mar_path) is not None and (report.get("sha256") or {}).get(rel) == sha256_file(mar_path)
@@ -99,9 +94,6 @@ def archive(build_dir: Path, report: dict[str, Any], opts: DeployOptions, log: L
         tmp_report = build_dir / f".{REPORT}.{os.getpid()}.tmp"
         tmp_report.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
         os.replace(tmp_report, build_dir / REPORT)
-    finally:
-        fcntl.flock(lock_fd, fcntl.LOCK_UN)
-        os.close(lock_fd)
     log(f"wrote {mar_path} ({section['mar_bytes'] / 1e6:.1f} MB, {settings.format}, {section['handler']})")
     return {
         "target": "torchserve",

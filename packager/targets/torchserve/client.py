@@ -1,93 +1,28 @@
-"""Small clients for TorchServe's REST APIs (management and inference), on urllib with a timeout on every call.
+"""Clients for TorchServe's REST APIs (management and inference), on pack's HTTP client base (packager/http.py).
 
-Tokens are sent as `Authorization: Bearer <key>` and never appear in errors, logs or reprs.
+Errors are the base's (Unreachable, ApiError); the token is sent as a bearer header and never shown.
 """
 
 from __future__ import annotations
 
-import json
-import socket
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
-
-class ServerError(Exception):
-    """Base of the client's errors."""
+from ...http import ApiError, HttpClient
 
 
-class Unreachable(ServerError):
-    """No HTTP answer at all (connection refused, timeout, DNS)."""
+class _TorchServe(HttpClient):
+    server = "TorchServe"
 
 
-class ApiError(ServerError):
-    """TorchServe answered with an HTTP error; `message` is its own explanation."""
-
-    def __init__(self, status: int, message: str, url: str):
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-        self.url = url
-
-
-def _server_message(body: bytes) -> str:
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return text[:300]
-    if isinstance(doc, dict):
-        return str(doc.get("message") or doc.get("error") or doc)[:300]
-    return text[:300]
-
-
-class _Client:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0):
-        self.base_url = base_url.rstrip("/")
-        self._token = token
-        self.timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.base_url!r}, token={'set' if self._token else None})"
-
-    def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: bytes | None = None, content_type: str | None = None, timeout: float | None = None) -> tuple[int, bytes, dict[str, str]]:
-        url = self.base_url + path
-        if params:
-            url += "?" + urllib.parse.urlencode({k: _param(v) for k, v in params.items() if v is not None})
-        req = urllib.request.Request(url, data=body, method=method)
-        if self._token:
-            req.add_header("Authorization", f"Bearer {self._token}")
-        if content_type:
-            req.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                return resp.status, resp.read(), dict(resp.headers)
-        except urllib.error.HTTPError as exc:
-            raise ApiError(exc.code, _server_message(exc.read() or b""), self.base_url + path) from None
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise Unreachable(f"{self.base_url}: {reason}") from None
-
-    def json(self, method: str, path: str, **kw: Any) -> Any:
-        _, body, _ = self.request(method, path, **kw)
-        return json.loads(body) if body.strip() else None
-
-
-def _param(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-class ManagementClient(_Client):
+class ManagementClient(_TorchServe):
     """TorchServe's management API (port 8081 by default): register, scale, set-default, unregister, list."""
 
     def list_models(self) -> list[dict[str, Any]]:
         models: list[dict[str, Any]] = []
         token = None
         while True:
-            doc = self.json("GET", "/models", params={"limit": 100, "next_page_token": token})
+            doc = self.json("GET", "/models", params={"limit": 100, "next_page_token": token}) or {}
             models += doc.get("models", [])
             token = doc.get("nextPageToken")
             if not token:
@@ -95,7 +30,16 @@ class ManagementClient(_Client):
 
     def describe(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
         path = f"/models/{_q(name)}" + (f"/{_q(version)}" if version else "/all")
-        return self.json("GET", path)
+        return self.json("GET", path) or []
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """Every registered version of `name` (described), [] when the model is not registered."""
+        try:
+            return self.describe(name)
+        except ApiError as exc:
+            if exc.status == 404:
+                return []
+            raise
 
     def default_version(self, name: str) -> str | None:
         """The version /predictions/<name> serves (GET /models/<name> describes the default version)."""
@@ -140,7 +84,7 @@ class ManagementClient(_Client):
         return (self.json("DELETE", f"/models/{_q(name)}/{_q(version)}", timeout=timeout) or {}).get("status", "")
 
 
-class InferenceClient(_Client):
+class InferenceClient(_TorchServe):
     """TorchServe's inference API (port 8080 by default): ping and predictions."""
 
     def ping(self, timeout: float = 5.0) -> str:
@@ -149,8 +93,8 @@ class InferenceClient(_Client):
 
     def predict(self, name: str, body: bytes, content_type: str = "application/octet-stream", version: str | None = None, timeout: float | None = None) -> tuple[int, bytes]:
         path = f"/predictions/{_q(name)}" + (f"/{_q(version)}" if version else "")
-        status, data, _ = self.request("POST", path, body=body, content_type=content_type, timeout=timeout)
-        return status, data
+        answer = self.request("POST", path, body=body, content_type=content_type, timeout=timeout)
+        return answer.status, answer.body
 
 
 def _q(part: str) -> str:

@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from ..processes import free_ports, pid_alive
 from ...errors import EnvironmentProblem
-from .client import ApiError, InferenceClient, Unreachable
+from ...http import HttpError
+from .client import InferenceClient
 from .config import config_properties
 
 Log = Callable[[str], None]
@@ -231,7 +232,7 @@ class LocalServer:
                     if client.ping(timeout=5).lower() == "healthy":
                         os.chmod(self.key_file, 0o600)
                         return
-                except (Unreachable, ApiError, EnvironmentProblem):
+                except (HttpError, EnvironmentProblem):
                     pass
             if elapsed > timeout:
                 raise EnvironmentProblem(f"TorchServe did not become healthy within {timeout:.0f} s; see its log {self.log_path()}", "raise --timeout on a slow machine")

@@ -9,7 +9,6 @@ them around the detector.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import sys
@@ -21,6 +20,7 @@ import numpy as np
 
 from ...errors import UsageError
 from ...export import FILES
+from ...store import StoreLock
 from . import config as cfg
 
 BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
@@ -318,29 +318,8 @@ def generate(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, dest: 
     }
 
 
-class RepositoryLock:
-    """An exclusive lock on a repository folder (`<repo>/.lock`) for installs into it."""
-
-    def __init__(self, repo: Path):
-        self.repo = repo
-        self.fd: int | None = None
-
-    def __enter__(self) -> "RepositoryLock":
-        self.repo.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.repo / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            self.fd = None
-            raise UsageError(f"another pack process is writing {self.repo}", "wait for it to finish and run again") from None
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+class RepositoryLock(StoreLock):
+    """An exclusive lock on a repository folder (`<repo>/.lock`) for installs into it: the store's one lock."""
 
 
 def _same_tree(a: Path, b: Path) -> bool:

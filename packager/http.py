@@ -1,0 +1,173 @@
+"""One small HTTP client for the servers pack talks to (TorchServe's and Triton's REST APIs), and its one error tree.
+
+Every call has a timeout. A bearer token is sent as `Authorization: Bearer <key>` and never appears in a repr, an
+error or a log line; errors name the URL without its query string. A failed call raises an HttpError:
+
+    HttpError
+      Unreachable   no HTTP answer (connection refused or reset, timeout, a broken answer); `reason`, `timed_out`
+      ApiError      the server answered with an HTTP error: `status`, the server's own `message`, `url`
+
+`pack_error` is the one place where these become pack's one-line errors, and so exit codes (README "Exit codes").
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from typing import Any, Iterator, NamedTuple
+
+from .errors import DeployFailed, EnvironmentProblem, PackError
+
+MESSAGE_LIMIT = 500  # characters of a server's error message that are kept
+
+
+class HttpError(Exception):
+    """A call to a server failed. `server` names the server in messages ("TorchServe", "Triton")."""
+
+    def __init__(self, text: str, server: str, url: str):
+        super().__init__(text)
+        self.server = server
+        self.url = url
+
+
+class Unreachable(HttpError):
+    """No HTTP answer: connection refused or reset, a timeout (`timed_out`, after `timeout` seconds), a broken answer."""
+
+    def __init__(self, server: str, url: str, reason: str, timeout: float | None = None):
+        self.reason = reason
+        self.timed_out = timeout is not None
+        self.timeout = timeout
+        what = f"no answer within {timeout:g} s" if timeout is not None else reason
+        super().__init__(f"no answer from {server} at {url} ({what})", server, url)
+
+
+class ApiError(HttpError):
+    """The server answered with an HTTP error; `message` is its own explanation."""
+
+    def __init__(self, server: str, status: int, message: str, url: str):
+        super().__init__(f"{server} answered HTTP {status}: {message}", server, url)
+        self.status = status
+        self.message = message
+
+    @property
+    def auth_refused(self) -> bool:
+        """The server refused the token (TorchServe says so with HTTP 400 and a message about the token)."""
+        return self.status in (401, 403) or (self.status == 400 and "token" in self.message.lower())
+
+
+class Response(NamedTuple):
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+class HttpClient:
+    """The base of both targets' clients: `request` (bytes) and `json`, relative to `base_url`."""
+
+    server = "the server"  # the name used in errors
+    default_timeout = 30.0
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float | None = None):
+        if "://" not in base_url:
+            base_url = "http://" + base_url
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.timeout = self.default_timeout if timeout is None else timeout
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r}, token={'set' if self._token else None})"
+
+    def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: bytes | None = None, content_type: str | None = None, timeout: float | None = None) -> Response:
+        """One call; raises ApiError for an HTTP error status and Unreachable when no complete answer came."""
+        url = self.base_url + path
+        if params:
+            url += "?" + urllib.parse.urlencode({k: _param(v) for k, v in params.items() if v is not None})
+        req = urllib.request.Request(url, data=body, method=method)
+        if self._token:
+            req.add_header("Authorization", f"Bearer {self._token}")
+        if content_type:
+            req.add_header("Content-Type", content_type)
+        limit = timeout or self.timeout
+        shown = self.base_url + path  # never the query string
+        try:
+            with urllib.request.urlopen(req, timeout=limit) as resp:
+                return Response(resp.status, resp.read(), dict(resp.headers))
+        except urllib.error.HTTPError as exc:
+            try:
+                raw = exc.read() or b""
+            except (OSError, http.client.HTTPException):
+                raw = b""
+            raise ApiError(self.server, exc.code, server_message(raw) or exc.reason or "", shown) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            timed_out = isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError)
+            raise Unreachable(self.server, shown, str(reason) or type(reason).__name__, limit if timed_out else None) from None
+
+    def json(self, method: str, path: str, params: dict[str, Any] | None = None, payload: Any = None, timeout: float | None = None) -> Any:
+        """A call whose answer is JSON (None for an empty body); `payload`, when given, is sent as JSON."""
+        body = None if payload is None else json.dumps(payload).encode()
+        answer = self.request(method, path, params=params, body=body, content_type="application/json" if body is not None else None, timeout=timeout)
+        text = answer.body.strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ApiError(self.server, answer.status, f"the answer is not JSON: {text[:120]!r}", self.base_url + path) from None
+
+
+def server_message(body: bytes) -> str:
+    """The server's explanation in an error body: its JSON `message` or `error`, else the text."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text[:MESSAGE_LIMIT]
+    if isinstance(doc, dict):
+        return str(doc.get("message") or doc.get("error") or doc)[:MESSAGE_LIMIT]
+    return text[:MESSAGE_LIMIT]
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def pack_error(exc: HttpError, doing: str, hint: str | None = None, refused: type[PackError] = DeployFailed, unreachable: type[PackError] = EnvironmentProblem) -> PackError:
+    """The one mapping of HTTP failures to pack's errors, for a failure while `doing` something:
+
+    - a refused token: EnvironmentProblem (exit 5), whatever was being done;
+    - no answer: `unreachable` (EnvironmentProblem, exit 5: a server that cannot be reached; a deploy step, which has
+      rolled back, passes DeployFailed, exit 4);
+    - any other HTTP error: `refused` (DeployFailed, exit 4: the server refused the operation; reading state before
+      a deploy passes EnvironmentProblem).
+    `hint` (what to do) is added to the hint that fits the failure.
+    """
+    if isinstance(exc, ApiError) and exc.auth_refused:
+        return EnvironmentProblem(f"{doing}: {exc.server} at {exc.url} refused pack's token ({exc.message})", _join("pass the server's current key_file.json with --token-file", hint))
+    if isinstance(exc, ApiError):
+        return refused(f"{doing}: {exc}", hint)
+    if isinstance(exc, Unreachable) and exc.timed_out:
+        return unreachable(f"{doing}: {exc}", _join("raise --timeout on a slow machine", hint))
+    return unreachable(f"{doing}: {exc}", hint or "check that the server runs (and --url, when given)")
+
+
+@contextmanager
+def translated(doing: str, hint: str | None = None, refused: type[PackError] = DeployFailed, unreachable: type[PackError] = EnvironmentProblem) -> Iterator[None]:
+    """`with translated("unloading tiny"):` turns an HttpError inside into pack's error (see pack_error)."""
+    try:
+        yield
+    except HttpError as exc:
+        raise pack_error(exc, doing, hint, refused, unreachable) from None
+
+
+def _join(*parts: str | None) -> str | None:
+    return "; ".join(p for p in parts if p) or None
+
+
+__all__ = ["HttpClient", "HttpError", "Unreachable", "ApiError", "Response", "pack_error", "translated", "server_message"]

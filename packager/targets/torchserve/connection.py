@@ -1,0 +1,100 @@
+"""The TorchServe a command talks to: `--url` (+ `--token-file`), else the server pack launched for the store.
+
+`connect` returns the management and inference clients with their tokens, the model store pack may write archives
+into, and whether this command started the server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ...errors import EnvironmentProblem
+from ...http import translated
+from .. import DeployOptions
+from .client import InferenceClient, ManagementClient
+from .server import LocalServer, read_tokens
+
+Log = Callable[[str], None]
+MODEL_STORE_ENV = "PACK_TORCHSERVE_MODEL_STORE"  # with --url: a folder that is the server's model store
+INFERENCE_URL_ENV = "PACK_TORCHSERVE_INFERENCE_URL"  # with --url: the inference API (default: management port - 1)
+
+
+@dataclass
+class Connection:
+    management: ManagementClient
+    inference: InferenceClient
+    token_file: str | None
+    local: LocalServer | None
+    model_store: Path | None
+    server_seconds: float = 0.0
+    launched: bool = False  # this command started the server
+
+    def where_logs(self) -> str:
+        return f"see the server log {self.local.log_path()}" if self.local else "see the server's logs"
+
+
+def _inference_url(management_url: str, opts: DeployOptions) -> str:
+    given = (opts.extra or {}).get("inference_url") or os.environ.get(INFERENCE_URL_ENV)
+    if given:
+        return given.rstrip("/")
+    state = LocalServer(opts.store).running()  # the server pack launched for this store, reached through --url
+    if state and state["management_url"].rstrip("/") == management_url.rstrip("/"):
+        return state["inference_url"]
+    parts = urllib.parse.urlsplit(management_url)
+    port = parts.port or 8081
+    host = parts.hostname or "127.0.0.1"
+    return f"{parts.scheme or 'http'}://{host}:{port - 1}"
+
+
+def connect(opts: DeployOptions, log: Log, start: bool) -> Connection | None:
+    """The server to talk to: --url, else the server launched for this store (started when `start`)."""
+    if opts.url:
+        url = opts.url.rstrip("/")
+        if not urllib.parse.urlsplit(url).scheme:
+            url = "http://" + url
+        tokens = read_tokens(Path(opts.token_file)) if opts.token_file else {}
+        store = os.environ.get(MODEL_STORE_ENV)
+        conn = Connection(
+            ManagementClient(url, tokens.get("management"), timeout=opts.timeout),
+            InferenceClient(_inference_url(url, opts), tokens.get("inference"), timeout=opts.timeout),
+            str(Path(opts.token_file).resolve()) if opts.token_file else None,
+            None,
+            Path(store) if store else None,
+        )
+        _check_reachable(conn)
+        return conn
+    local = LocalServer(opts.store)
+    state = local.running()
+    if state is None and not start:
+        return None
+    t0 = time.monotonic()
+    launched = state is None
+    if state is None:
+        try:
+            state = local.start(opts.timeout, log)
+        except KeyboardInterrupt:  # Ctrl-C while it starts: leave no server behind
+            local.stop(lambda m: None)
+            raise
+    tokens = local.tokens()
+    conn = Connection(
+        ManagementClient(state["management_url"], tokens["management"], timeout=opts.timeout),
+        InferenceClient(state["inference_url"], tokens["inference"], timeout=opts.timeout),
+        str(local.key_file),
+        local,
+        local.model_store,
+        round(time.monotonic() - t0, 2),
+        launched,
+    )
+    _check_reachable(conn)
+    return conn
+
+
+def _check_reachable(conn: Connection) -> None:
+    """One call to the management API: no answer, a refused token or an error is exit 5, before anything is done."""
+    with translated("reaching TorchServe's management API", refused=EnvironmentProblem):
+        conn.management.list_models()

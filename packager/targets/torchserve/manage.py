@@ -1,0 +1,101 @@
+"""`pack status / undeploy / stop --target torchserve`: what is registered, unregister, stop the launched server."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ...errors import EnvironmentProblem, UsageError
+from ...http import translated
+from .. import DeployOptions
+from .connection import connect
+from .server import LocalServer
+
+Log = Callable[[str], None]
+
+
+def status(opts: DeployOptions, log: Log) -> dict[str, Any]:
+    conn = connect(opts, log, start=False)
+    if conn is None:
+        return {
+            "target": "torchserve",
+            "running": False,
+            "models": [],
+            "summary": f"no TorchServe launched by pack for store {opts.store} (`pack deploy MODEL` starts one)",
+        }
+    models = []
+    with translated("reading TorchServe's registered models", refused=EnvironmentProblem):
+        for entry in conn.management.list_models():
+            described = conn.management.versions(entry["modelName"])
+            default = conn.management.default_version(entry["modelName"]) if described else None
+            for d in described:
+                workers = d.get("workers") or []
+                models.append(
+                    {
+                        "model": d.get("modelName"),
+                        "version": str(d.get("modelVersion")),
+                        "default": str(d.get("modelVersion")) == default,
+                        "mar": d.get("modelUrl"),
+                        "batch_size": d.get("batchSize"),
+                        "max_batch_delay_ms": d.get("maxBatchDelay"),
+                        "min_workers": d.get("minWorkers"),
+                        "max_workers": d.get("maxWorkers"),
+                        "workers": [{"id": w.get("id"), "status": w.get("status"), "pid": w.get("pid"), "memory_bytes": w.get("memoryUsage")} for w in workers],
+                    }
+                )
+    result = {
+        "target": "torchserve",
+        "running": True,
+        "inference_url": conn.inference.base_url,
+        "management_url": conn.management.base_url,
+        "token_file": conn.token_file,
+        "pid": (conn.local.state() or {}).get("pid") if conn.local else None,
+        "models": models,
+    }
+    from ...console import table
+
+    rows = [[m["model"], m["version"], "yes" if m["default"] else "", str(m["batch_size"]), f"{sum(w['status'] == 'READY' for w in m['workers'])}/{len(m['workers'])}"] for m in models]
+    head = f"TorchServe at {conn.inference.base_url} (management {conn.management.base_url})"
+    result["summary"] = head + "\n" + (table(rows, ["model", "version", "default", "batch", "ready workers"]) if rows else "no models registered")
+    return result
+
+
+def undeploy(name: str, version: str | None, opts: DeployOptions, log: Log) -> dict[str, Any]:
+    conn = connect(opts, log, start=False)
+    if conn is None:
+        raise UsageError(f"no TorchServe launched by pack for store {opts.store}", "nothing to undeploy (or pass --url)")
+    with translated(f"reading the versions of {name} on TorchServe", refused=EnvironmentProblem):
+        described = conn.management.versions(name)
+        default = conn.management.default_version(name) if described else None
+    if not described:
+        raise UsageError(f"{name!r} is not registered on TorchServe at {conn.management.base_url}")
+    known = [str(d.get("modelVersion")) for d in described]
+    if version is not None and str(version) not in known:
+        raise UsageError(f"{name!r} has no version {version} registered (registered: {', '.join(known)})")
+    targets = [str(version)] if version is not None else sorted(known, key=lambda v: v == default)  # the default last
+    removed = []
+    for v in targets:
+        hint = "undeploy the other versions first, or deploy another version to make it the default" if v == default else None
+        with translated(f"unregistering {name} v{v}", hint):
+            conn.management.unregister(name, v, timeout=opts.timeout)
+        removed.append(v)
+        log(f"unregistered {name} v{v}")
+        if conn.model_store is not None:
+            (conn.model_store / f"{name}.v{v}.mar").unlink(missing_ok=True)
+    remaining = [v for v in known if v not in removed]
+    return {
+        "target": "torchserve",
+        "model": name,
+        "removed": removed,
+        "remaining": remaining,
+        "summary": f"unregistered {name} version(s) {', '.join(removed)}" + (f"; still registered: {', '.join(remaining)}" if remaining else ""),
+    }
+
+
+def stop(opts: DeployOptions, log: Log) -> dict[str, Any]:
+    local = LocalServer(opts.store)
+    result = local.stop(log)
+    result["target"] = "torchserve"
+    result["summary"] = (
+        f"stopped the TorchServe of store {opts.store}" if result["stopped"] else f"no TorchServe launched by pack is running for store {opts.store}"
+    )
+    return result

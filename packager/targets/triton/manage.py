@@ -1,0 +1,89 @@
+"""`pack status / undeploy --target triton`: what the server's repository index knows, and unloading a deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ...errors import DeployFailed, EnvironmentProblem, UsageError
+from ...http import translated
+from . import server
+from .client import TritonHTTP
+
+Log = Callable[[str], None]
+
+
+def _client_for(opts: Any) -> tuple[TritonHTTP | None, Any]:
+    if opts.url:
+        return TritonHTTP(opts.url, timeout=min(opts.timeout, 30)), None
+    state = server.running(Path(opts.store))
+    if state is None:
+        return None, None
+    return TritonHTTP(state.url, timeout=min(opts.timeout, 30)), state
+
+
+def status(opts: Any, log: Log) -> dict[str, Any]:
+    client, state = _client_for(opts)
+    if client is None:
+        return {"target": "triton", "running": False, "models": [], "summary": f"no Triton server launched by pack is running for store {opts.store}"}
+    with translated("reading Triton's repository index", refused=EnvironmentProblem):
+        index = client.index()
+        meta = client.metadata()
+    models = [
+        {"name": e.get("name"), "version": e.get("version"), "state": e.get("state", "UNKNOWN"), "reason": e.get("reason", "")}
+        for e in sorted(index, key=lambda e: (e.get("name", ""), e.get("version", "")))
+    ]
+    lines = [f"Triton {meta.get('version', '?')} at {client.url}" + (f" (pid {state.pid}, backends: {', '.join(state.backends)})" if state else "")]
+    for m in models:
+        lines.append(f"  {m['name']:<28} v{m['version'] or '-':<4} {m['state']}" + (f"  {m['reason']}" if m["reason"] and m["state"] != "READY" else ""))
+    if not models:
+        lines.append("  (no models)")
+    return {
+        "target": "triton",
+        "running": True,
+        "url": client.url,
+        "server_version": meta.get("version"),
+        "pid": state.pid if state else None,
+        "backends": state.backends if state else None,
+        "models": models,
+        "deployments": state.deployments if state else None,
+        "summary": "\n".join(lines),
+    }
+
+
+def undeploy(name: str, version: str | None, opts: Any, log: Log) -> dict[str, Any]:
+    client, state = _client_for(opts)
+    if client is None:
+        raise UsageError(f"no Triton server launched by pack is running for store {opts.store}", "nothing to undeploy (pass --url for another server)")
+    with translated("reading Triton's repository index", refused=EnvironmentProblem):
+        states = client.states()
+    recorded = (state.deployments.get(name) if state else None) or {}
+    names = recorded.get("models") or [n for n in (f"{name}_preprocess", name, f"{name}_postprocess", f"{name}_ensemble") if n in states]
+    loaded = [n for n in names if states.get(n, {}).get("state") == "READY"]
+    if name not in states or states[name].get("state") != "READY":
+        known = ", ".join(sorted(n for n, e in states.items() if e.get("state") == "READY")) or "none"
+        raise UsageError(f"{name} is not loaded on {client.url} (loaded: {known})")
+    if version is not None and str(states[name].get("version")) != str(version):
+        raise UsageError(f"{name} version {version} is not the loaded one (loaded: version {states[name].get('version')})")
+    unloaded = []
+    wait = min(opts.timeout, 60)
+    for n in reversed(loaded):
+        with translated(f"unloading {n}"):
+            client.unload(n, timeout=opts.timeout)
+            gone = client.wait_unloaded(n, wait)
+        if not gone:
+            raise DeployFailed(f"{n} is still loaded {wait:.0f} s after the unload request", f"see the server log {state.log}" if state else "see the server's log")
+        unloaded.append(n)
+    if state:
+        fresh = server.ServerState.load(Path(opts.store)) or state
+        fresh.deployments.pop(name, None)
+        fresh.save(Path(opts.store))
+    log(f"unloaded {', '.join(unloaded)}")
+    return {
+        "target": "triton",
+        "model": name,
+        "version": str(states[name].get("version")),
+        "unloaded": unloaded,
+        "url": client.url,
+        "summary": f"unloaded {', '.join(unloaded)} from {client.url}",
+    }
