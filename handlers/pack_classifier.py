@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pack_images import classification_tensor, image_bytes, open_rgb
-from pack_runtime import PackHandler, entry_point, request_param
+from pack_torchserve import PackHandler, entry_point, request_param
 
 
 class ImageClassifier(PackHandler):

@@ -5,6 +5,7 @@ Steps: letterbox to the model size, run, confidence filter, class-aware NMS, box
 Answer: {"detections": [{"label", "class_id", "score", "box": [x1, y1, x2, y2]}], "image_size": [w, h]}.
 Thresholds come from model-config.yaml (`handler:` conf_threshold, iou_threshold, max_detections) and can be
 overridden per request (a JSON field, or a multipart form field beside the image). Generic tensor JSON returns the raw head output.
+Letterbox and decoding are pack_images' functions, the same ones the Triton ensemble runs (pack_triton_yolo_*.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from pack_images import image_bytes, letterbox, open_rgb, yolov8_detections
-from pack_runtime import PackHandler, RequestError, entry_point, request_param
+from pack_runtime import RequestError
+from pack_torchserve import PackHandler, entry_point, request_param
 
 
 def _fraction(value: Any) -> float:

@@ -1,4 +1,11 @@
-"""Image helpers of pack's handlers: decode, classification transforms, letterbox, NMS. numpy and Pillow only."""
+"""pack's serving runtime, the image part every server shares: decoding, classification transforms (resize, crop,
+normalise), letterbox, YOLO decoding and NMS. numpy and Pillow only.
+
+The TorchServe handlers and the Triton ensemble's pre/post-processing models both call these functions, so the two
+servers turn the same image into the same pixels and the same head output into the same detections. Box arithmetic
+is float32 throughout with the letterbox geometry rounded to float32 (what the Triton ensemble carries between its
+steps), so numpy 1 and numpy 2 environments compute the same numbers.
+"""
 
 from __future__ import annotations
 
@@ -106,11 +113,27 @@ def letterbox(image: Any, size: tuple[int, int], pad_value: int = 114, scale: fl
     return tensor, {"ratio": r, "left": left, "top": top, "width": w0, "height": h0}
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, highest score first (torchvision.ops.nms's rule).
 
-    Stops after `limit` boxes: the rest could only be dropped by max_detections anyway."""
+GEOMETRY = ("ratio", "left", "top", "width", "height")
+
+
+def geometry_array(geometry: dict[str, float]) -> np.ndarray:
+    """The letterbox geometry as the float32 vector the Triton ensemble passes on: ratio, left, top, width, height."""
+    return np.asarray([geometry[k] for k in GEOMETRY], dtype=np.float32)
+
+
+def geometry_of(meta: np.ndarray) -> dict[str, float]:
+    """geometry_array's inverse (any leading batch axes are dropped)."""
+    values = np.asarray(meta, dtype=np.float32).reshape(-1)[: len(GEOMETRY)]
+    return {k: float(v) for k, v in zip(GEOMETRY, values)}
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, highest score first (torchvision.ops.nms's rule; ties keep
+    their input order on every numpy version). Stops after `limit` boxes: the rest could only be dropped by
+    max_detections anyway."""
     order = np.argsort(-scores, kind="stable")
+    threshold = np.asarray(iou_threshold, dtype=boxes.dtype)
     x1, y1, x2, y2 = boxes.T
     areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     keep = []
@@ -121,9 +144,38 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int 
         w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
         h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
         inter = w * h
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, np.asarray(1e-9, dtype=boxes.dtype))
+        order = rest[iou <= threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def yolo_decode(
+    pred: np.ndarray, geometry: dict[str, float], conf_threshold: float, iou_threshold: float, max_detections: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw YOLOv8-format head output for one image, (4 + classes, anchors) (any leading axes of size 1 are dropped):
+    cx, cy, w, h in letterboxed pixels, then one score per class. Keeps the best class of each anchor when its score is
+    above `conf_threshold`, runs class-aware NMS, maps the boxes back to the original image and clips them.
+    Returns boxes float32 (K, 4) x1, y1, x2, y2 in original pixels, scores float32 (K,), classes int32 (K,)."""
+    pred = np.asarray(pred, dtype=np.float32)
+    pred = pred.reshape(pred.shape[-2], pred.shape[-1])
+    boxes_cxcywh, class_scores = pred[:4].T, pred[4:].T
+    class_ids = class_scores.argmax(axis=1)
+    scores = class_scores[np.arange(class_scores.shape[0]), class_ids]
+    mask = scores > np.float32(conf_threshold)
+    boxes_cxcywh, scores, class_ids = boxes_cxcywh[mask], scores[mask], class_ids[mask]
+    if scores.size == 0:
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32)
+    cx, cy, w, h = boxes_cxcywh.T
+    half_w, half_h = w / np.float32(2), h / np.float32(2)
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+    offset = class_ids[:, None].astype(np.float32) * np.float32(7680)  # class-aware NMS: boxes of other classes never overlap
+    keep = nms(boxes + offset, scores, iou_threshold, max(int(max_detections), 1))
+    boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+    ratio, left, top, width, height = (np.float32(geometry[k]) for k in GEOMETRY)
+    boxes = (boxes - np.asarray([left, top, left, top], dtype=np.float32)) / ratio
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(np.float32(0), width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(np.float32(0), height)
+    return boxes.astype(np.float32), scores.astype(np.float32), class_ids.astype(np.int32)
 
 
 def yolov8_detections(
@@ -134,33 +186,17 @@ def yolov8_detections(
     max_detections: int,
     labels: list[str] | None,
 ) -> list[dict[str, Any]]:
-    """Raw YOLOv8 head output for one image, (4 + classes, anchors), -> detections in original image pixels."""
-    pred = np.asarray(pred, dtype=np.float32)
-    boxes_cxcywh, class_scores = pred[:4].T, pred[4:].T
-    class_ids = class_scores.argmax(axis=1)
-    scores = class_scores[np.arange(class_scores.shape[0]), class_ids]
-    mask = scores > conf_threshold
-    boxes_cxcywh, scores, class_ids = boxes_cxcywh[mask], scores[mask], class_ids[mask]
-    if scores.size == 0:
-        return []
-    cx, cy, w, h = boxes_cxcywh.T
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    offset = class_ids[:, None].astype(np.float32) * 7680.0  # class-aware NMS: boxes of different classes never overlap
-    keep = nms(boxes + offset, scores, iou_threshold, max_detections)
-    boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
-    boxes[:, [0, 2]] = (boxes[:, [0, 2]] - geometry["left"]) / geometry["ratio"]
-    boxes[:, [1, 3]] = (boxes[:, [1, 3]] - geometry["top"]) / geometry["ratio"]
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, geometry["width"])
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, geometry["height"])
+    """yolo_decode's detections as JSON-ready dicts: label, class_id, score, box (x1, y1, x2, y2, 2 decimals)."""
+    boxes, scores, classes = yolo_decode(pred, geometry, conf_threshold, iou_threshold, max_detections)
     out = []
-    for box, score, cls in zip(boxes, scores, class_ids):
+    for box, score, cls in zip(boxes, scores, classes):
         cls = int(cls)
         out.append(
             {
                 "label": labels[cls] if labels and cls < len(labels) else str(cls),
                 "class_id": cls,
                 "score": float(score),
-                "box": [round(float(v), 2) for v in box],  # x1, y1, x2, y2 in original image pixels
+                "box": [round(float(v), 2) for v in box],
             }
         )
     return out

@@ -1,97 +1,51 @@
-"""Shared runtime of pack's TorchServe handlers: settings, model loading, batching, generic tensor JSON.
+"""pack's serving runtime, the part every server shares: model loading, output flattening, generic tensor JSON and
+batching. numpy only at import; onnxruntime or torch when a model of that format is loaded; never captum.
 
-Shipped inside every .mar beside one task handler (pack_classifier.py, pack_detector.py, pack_tensors.py). TorchServe
-puts the unpacked archive on sys.path, so the handlers import this file as a flat module. Needs numpy and either
-onnxruntime (model.onnx) or torch (model.pt); never captum.
-
-Every handler serves a batch of requests at once. A request that cannot be decoded gets its own 400 answer
-({"error": ...}); the others in the batch are still answered. Every handler also accepts the generic tensor request
-`{"inputs": [{"name", "shape", "dtype", "data"}]}`, which skips pre- and post-processing and returns raw outputs in the
-same form; `pack deploy` uses it for its smoke test.
+Shipped as a flat module beside the server's entry file: inside every .mar (TorchServe puts the unpacked archive on
+sys.path) and in every Triton python-backend version folder pack writes (model.py puts its own folder first on
+sys.path). The TorchServe handlers (pack_torchserve.py) and the Triton models (pack_triton_*.py) import it, so both
+servers run the same code on the same numbers.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-METADATA_FILE = "pack.json"
-# Per-request settings a multipart request may send as form fields beside the payload.
-OPTION_NAMES = frozenset({"top_k", "conf_threshold", "iou_threshold", "max_detections", "output_encoding"})
+Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
+FORMATS = ("onnx", "torchscript", "pt2", "aoti")
 
 
 class RequestError(ValueError):
-    """One request is malformed: answered with 400 and this message; the rest of the batch goes on."""
+    """One request is malformed: answered with a client error and this message; the rest of the batch goes on."""
 
 
-# ---------------------------------------------------------------- settings
+# ---------------------------------------------------------------- models
 
 
-def load_settings(model_dir: str, yaml_config: dict[str, Any] | None) -> dict[str, Any]:
-    """pack.json (model metadata written by pack) merged with model-config.yaml's `handler:` section."""
-    with open(os.path.join(model_dir, METADATA_FILE)) as fh:
-        meta = json.load(fh)
-    handler = dict((yaml_config or {}).get("handler") or {})
-    meta["handler"] = handler
-    labels_file = handler.get("labels_file") or meta.get("labels_file")
-    meta["labels"] = None
-    if labels_file and os.path.isfile(os.path.join(model_dir, labels_file)):
-        with open(os.path.join(model_dir, labels_file)) as fh:
-            meta["labels"] = [line.strip() for line in fh if line.strip()]
-    return meta
-
-
-# ---------------------------------------------------------------- model
-
-
-def load_model(model_dir: str, meta: dict[str, Any], device: str = "cpu") -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-    """A callable: list of input arrays (batch first) -> list of output arrays, for every format pack builds:
-    model.onnx (onnxruntime), model.pt (TorchScript), model.pt2 (torch.export) or model.aoti.pt2 (AOTInductor).
-    Each takes the inputs positionally in the build's order and returns its outputs flat, in the build's order."""
-    path = os.path.join(model_dir, meta["serialized_file"])
-    threads = int(meta["handler"].get("threads") or 0)
-    if meta["format"] == "onnx":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers = [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}), "CPUExecutionProvider"]
-        session = ort.InferenceSession(path, options, providers=providers)
-        names = [i.name for i in session.get_inputs()]
-        order = [i["name"] for i in meta.get("inputs", [])] or names
-
-        def run_onnx(arrays: list[np.ndarray]) -> list[np.ndarray]:
-            return [np.asarray(o) for o in session.run(None, {n: a for n, a in zip(order, arrays) if n in names})]
-
-        return run_onnx
-
+def load_model(path: str, fmt: str, device: str = "cpu", threads: int = 0, input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None) -> Runner:
+    """A callable: list of input arrays (batch first, in the build's input order) -> list of output arrays, for every
+    format pack builds: model.onnx (onnxruntime), model.pt (TorchScript), model.pt2 (torch.export) or model.aoti.pt2
+    (AOTInductor). ONNX inputs are fed by name (`input_names`, else the graph's own order) and outputs returned in
+    `output_names` order when given; the torch formats take inputs positionally and return their outputs flattened."""
+    if fmt == "onnx":
+        return _onnx_runner(path, device, threads, input_names, output_names)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown model format {fmt!r} (pack builds {', '.join(FORMATS)})")
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    if meta["format"] == "torchscript":
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        device = "cpu"
+    if fmt == "torchscript":
         module = torch.jit.load(path, map_location=device).eval()
-    elif meta["format"] == "pt2":
+    elif fmt == "pt2":
         module = torch.export.load(path).module()
-    elif meta["format"] == "aoti":
-        module = torch._inductor.aoti_load_package(path)
     else:
-        raise ValueError(f"unknown model format {meta['format']!r}")
-
-    def flatten(out: Any) -> list[Any]:
-        if isinstance(out, dict):
-            return [t for v in out.values() for t in flatten(v)]
-        if isinstance(out, (list, tuple)):
-            return [t for v in out for t in flatten(v)]
-        return [out]
+        module = torch._inductor.aoti_load_package(path)
 
     def run_torch(arrays: list[np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
@@ -101,58 +55,37 @@ def load_model(model_dir: str, meta: dict[str, Any], device: str = "cpu") -> Cal
     return run_torch
 
 
-# ---------------------------------------------------------------- request bodies
+def _onnx_runner(path: str, device: str, threads: int, input_names: Sequence[str] | None, output_names: Sequence[str] | None) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers = [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}), "CPUExecutionProvider"]
+    session = ort.InferenceSession(path, options, providers=providers)
+    graph_inputs = [i.name for i in session.get_inputs()]
+    graph_outputs = [o.name for o in session.get_outputs()]
+    order = list(input_names or graph_inputs)
+    wanted = list(output_names or graph_outputs)
+    picks = [graph_outputs.index(n) if n in graph_outputs else i for i, n in enumerate(wanted)]
+
+    def run_onnx(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        results = session.run(None, {n: a for n, a in zip(order, arrays) if n in graph_inputs})
+        return [np.asarray(results[i]) for i in picks]
+
+    return run_onnx
 
 
-def request_body(request: dict[str, Any]) -> Any:
-    """The payload of one TorchServe request: raw body, a multipart field, or decoded JSON."""
-    for key in ("body", "data", "file", "image", "instances"):
-        if request.get(key) is not None:
-            return request[key]
-    values = [v for k, v in request.items() if v is not None and k not in OPTION_NAMES]
-    if not values:
-        raise RequestError("empty request: send an image, or JSON {\"inputs\": [...]}")
-    return values[0]
-
-
-def as_json(body: Any) -> Any | None:
-    """The body as a JSON document when it is one (dict or list, or bytes/str holding JSON), else None."""
-    if isinstance(body, (dict, list)):
-        return body
-    if isinstance(body, (bytes, bytearray)):
-        if bytes(body[:64]).lstrip()[:1] not in (b"{", b"["):
-            return None
-        try:
-            return json.loads(bytes(body).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RequestError(f"the body looks like JSON but does not parse: {exc}") from None
-    if isinstance(body, str):
-        if body.lstrip()[:1] in ("{", "["):
-            try:
-                return json.loads(body)
-            except json.JSONDecodeError as exc:
-                raise RequestError(f"the body looks like JSON but does not parse: {exc}") from None
-    return None
-
-
-def request_param(request: dict[str, Any], doc: Any, name: str, cast: Callable[[Any], Any], default: Any) -> Any:
-    """A per-request setting from the JSON body or a multipart form field, else the default.
-
-    (TorchServe 0.12 does not pass URL query parameters to handlers.)
-    """
-    value = None
-    if isinstance(doc, dict) and doc.get(name) is not None:
-        value = doc[name]
-    elif request.get(name) is not None:
-        value = request[name]
-        if isinstance(value, (bytes, bytearray)):
-            value = bytes(value).decode("utf-8", "replace")
-    if value is None:
-        return default
-    try:
-        return cast(value)
-    except (TypeError, ValueError):
-        raise RequestError(f"{name}={value!r} is not a valid {cast.__name__}") from None
+def flatten(out: Any) -> list[Any]:
+    """A model's outputs as one flat list in order: dict values, tuple and list elements, nested ones too."""
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in flatten(v)]
+    if isinstance(out, (list, tuple)):
+        return [t for v in out for t in flatten(v)]
+    return [out]
 
 
 # ---------------------------------------------------------------- generic tensors
@@ -222,116 +155,35 @@ def encode_tensors(names: list[str], arrays: list[np.ndarray], encoding: str | N
 # ---------------------------------------------------------------- batching
 
 
-def run_batched(model: Callable[[list[np.ndarray]], list[np.ndarray]], items: list[list[np.ndarray]], batchable: bool) -> list[list[np.ndarray]]:
-    """Run every request's inputs, concatenated along axis 0 when their other axes agree (one model call per group)."""
-    results: list[list[np.ndarray] | None] = [None] * len(items)
+def run_batched(model: Runner, items: list[list[np.ndarray]], batchable: bool, isolate: bool = False) -> list[Any]:
+    """Run every request's inputs, concatenated along axis 0 when their other axes agree (one model call per group).
+
+    With `isolate`, a group whose call fails runs again request by request, and a request that still fails gets its
+    exception in its place of the answer list (the others are answered); without it the exception propagates."""
+    results: list[Any] = [None] * len(items)
     groups: dict[tuple, list[int]] = {}
     for index, arrays in enumerate(items):
         key = tuple((a.shape[1:], a.dtype.str) for a in arrays) if batchable else (index,)
         groups.setdefault(key, []).append(index)
     for members in groups.values():
-        if len(members) == 1:
-            results[members[0]] = model(items[members[0]])
-            continue
-        stacked = [np.concatenate([items[m][k] for m in members], axis=0) for k in range(len(items[members[0]]))]
-        outputs = model(stacked)
-        start = 0
+        if len(members) > 1:
+            try:
+                stacked = [np.concatenate([items[m][k] for m in members], axis=0) for k in range(len(items[members[0]]))]
+                outputs = model(stacked)
+                start = 0
+                for m in members:
+                    n = items[m][0].shape[0]
+                    results[m] = [o[start : start + n] for o in outputs]
+                    start += n
+                continue
+            except Exception:
+                if not isolate:
+                    raise
         for m in members:
-            n = items[m][0].shape[0]
-            results[m] = [o[start : start + n] for o in outputs]
-            start += n
-    return results  # type: ignore[return-value]
-
-
-class PackHandler:
-    """Base of the task handlers: subclasses implement `preprocess_one` and `postprocess_one`.
-
-    preprocess_one(request, doc) -> (arrays, state): arrays are the model inputs (batch first) for this request, state
-    is whatever postprocess_one(outputs, state) needs to shape the answer.
-    """
-
-    def __init__(self) -> None:
-        self.initialized = False
-
-    def initialize(self, context: Any) -> None:
-        model_dir = context.system_properties.get("model_dir")
-        self.settings = load_settings(model_dir, getattr(context, "model_yaml_config", None))
-        self.inputs = self.settings["inputs"]
-        self.output_names = self.settings["outputs"]
-        gpu = context.system_properties.get("gpu_id")  # TorchServe sets it when the worker has a GPU
-        self.model = load_model(model_dir, self.settings, f"cuda:{gpu}" if gpu is not None else "cpu")
-        self.batchable = all(0 in i.get("dynamic_axes", [0]) for i in self.inputs)
-        self.setup()
-        self.initialized = True
-
-    def setup(self) -> None:
-        """Task-specific settings (thresholds, top-k); called once after the model loaded."""
-
-    def preprocess_one(self, request: dict[str, Any], body: Any, doc: Any) -> tuple[list[np.ndarray], Any]:
-        raise RequestError("this model takes JSON {\"inputs\": [{\"name\", \"shape\", \"dtype\", \"data\"}]}")
-
-    def postprocess_one(self, outputs: list[np.ndarray], state: Any) -> Any:
-        return encode_tensors(self.output_names, outputs)
-
-    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
-        answers: list[Any] = [None] * len(data)
-        items: list[list[np.ndarray]] = []
-        pending: list[tuple[int, Any]] = []  # (request index, (kind, state))
-        for index, request in enumerate(data):
             try:
-                request = request or {}
-                body = request_body(request)
-                doc = as_json(body)
-                if is_tensor_request(doc):
-                    arrays = decode_tensors(doc, self.inputs)
-                    state = ("tensors", doc.get("output_encoding"))
-                else:
-                    arrays, task_state = self.preprocess_one(request, body, doc)
-                    state = ("task", task_state)
-                items.append(arrays)
-                pending.append((index, state))
-            except RequestError as exc:
-                answers[index] = self.error(context, index, 400, str(exc))
-            except Exception as exc:  # an unexpected decoding problem stays this request's problem
-                answers[index] = self.error(context, index, 400, f"{type(exc).__name__}: {exc}")
-        if items:
-            results = run_batched(self.model, items, self.batchable)
-            for (index, (kind, state)), outputs in zip(pending, results):
-                try:
-                    if kind == "tensors":
-                        answers[index] = encode_tensors(self.output_names, outputs, state)
-                    else:
-                        answers[index] = self.postprocess_one(outputs, state)
-                except RequestError as exc:
-                    answers[index] = self.error(context, index, 400, str(exc))
-        for index in range(len(answers)):
-            try:
-                context.set_response_content_type(index, "application/json")
-            except Exception:  # contexts without per-request headers
-                pass
-        return [json.dumps(a, separators=(",", ":")) for a in answers]
-
-    @staticmethod
-    def error(context: Any, index: int, code: int, message: str) -> dict[str, Any]:
-        try:
-            context.set_response_status(code=code, phrase=message[:200], idx=index)
-        except Exception:  # older contexts, or tests without one
-            pass
-        return {"error": message, "code": code}
-
-
-def entry_point(handler_class: type[PackHandler]) -> Callable[[Any, Any], Any]:
-    """A module-level `handle(data, context)` for TorchServe, one handler instance per worker."""
-    holder: dict[str, PackHandler] = {}
-
-    def handle(data: Any, context: Any) -> Any:
-        service = holder.get("service")
-        if service is None:
-            service = handler_class()
-            service.initialize(context)
-            holder["service"] = service
-        if data is None:
-            return None
-        return service.handle(data, context)
-
-    return handle
+                results[m] = model(items[m])
+            except Exception as exc:
+                if not isolate:
+                    raise
+                results[m] = exc
+    return results

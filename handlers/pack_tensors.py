@@ -7,7 +7,7 @@ Answer: {"outputs": [{"name", "shape", "dtype", "data"}]}.
 
 from __future__ import annotations
 
-from pack_runtime import PackHandler, entry_point
+from pack_torchserve import PackHandler, entry_point
 
 
 class Tensors(PackHandler):

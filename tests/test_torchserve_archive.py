@@ -46,7 +46,7 @@ def test_archive_writes_mar_and_config_and_records_sha256(tiny_store):
         assert names == sorted(names)
         assert set(names) == {
             "MAR-INF/MANIFEST.json", "model.onnx", "model-config.yaml", "pack.json",
-            "pack_runtime.py", "pack_images.py", "pack_classifier.py", "labels.txt",
+            "pack_runtime.py", "pack_images.py", "pack_torchserve.py", "pack_classifier.py", "labels.txt",
         }
         for info in infos:
             assert info.date_time == (1980, 1, 1, 0, 0, 0)

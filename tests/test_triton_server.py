@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import pack_json, run_pack
-from triton_support import ROOT, ensure_tritonserver, link_build, pid_gone, read_config, tritonserver_pids_for, write_config
+from triton_support import ensure_tritonserver, link_build, pid_gone, read_config, tritonserver_pids_for, write_config
 
 pytestmark = pytest.mark.server
 
@@ -194,17 +192,15 @@ def test_resnet18(built, tmp_path):
     assert tritonserver_pids_for(store) == []
 
 
-def _templates():
-    """The pre/post-processing templates as plain modules (a stub stands in for Triton's pb_utils)."""
-    import importlib.util
+def _runtime_images():
+    """The serving runtime's image module (pack_images.py, what the ensemble's pre/post-processing models import),
+    imported here as the servers import it: a flat module from the runtime's folder."""
+    import importlib
 
-    sys.modules.setdefault("triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
-    mods = {}
-    for role in ("preprocess", "postprocess"):
-        spec = importlib.util.spec_from_file_location(f"pack_yolo_{role}", ROOT / "templates" / "triton" / f"yolo_{role}.py")
-        mods[role] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mods[role])
-    return mods
+    from packager.tasks import runtime_on_path
+
+    runtime_on_path()
+    return importlib.import_module("pack_images")
 
 
 @pytest.mark.slow
@@ -237,18 +233,17 @@ def test_yolov8n_ensemble_with_image_bytes(built, tmp_path):
             Image.open(io.BytesIO(sample_image(*size))).save(buf, format=fmt)
             data = np.frombuffer(buf.getvalue(), dtype=np.uint8)[None]
             out = detect(url, "yolov8n_ensemble", buf.getvalue(), timeout=120)
-            # step by step: pre-processing against the template's letterbox run here, the detector against
-            # onnxruntime on the build's ONNX, the ensemble's boxes against the post-processing of those numbers
-            mods = _templates()
+            # step by step: pre-processing against the runtime's letterbox run here, the detector against
+            # onnxruntime on the build's ONNX, the ensemble's boxes against the runtime's decoding of those numbers
+            images = _runtime_images()
             image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-            canvas, ratio, left, top = mods["preprocess"].letterbox(image, 640, 640, 114)
-            pixels = (canvas.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255.0))
+            pixels, geometry = images.letterbox(image, (640, 640), 114, 1 / 255.0)
             pre = infer(url, "yolov8n_preprocess", {"image": data}, ["pixels", "meta"])
             np.testing.assert_array_equal(pre["pixels"], pixels)
-            np.testing.assert_allclose(pre["meta"][0], [ratio, left, top, *size], rtol=1e-6)
+            np.testing.assert_allclose(pre["meta"][0], [geometry["ratio"], geometry["left"], geometry["top"], *size], rtol=1e-6)
             raw = infer(url, "yolov8n", {"images": pixels}, ["output0"])["output0"]
             np.testing.assert_allclose(raw, onnx_reference(build, {"images": pixels})[0], atol=1e-3, rtol=1e-3)
-            boxes, scores, classes = mods["postprocess"].postprocess(raw, pre["meta"][0], 0.0001, 0.45, 300)
+            boxes, scores, classes = images.yolo_decode(raw, images.geometry_of(pre["meta"][0]), 0.0001, 0.45, 300)
             assert 0 < len(out["boxes"]) <= 300 and out["boxes"].shape == (len(out["scores"]), 4)
             assert len(out["boxes"]) == len(boxes), fmt
             np.testing.assert_array_equal(out["classes"], classes)

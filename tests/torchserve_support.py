@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-HANDLER_MODULES = ("pack_runtime", "pack_images", "pack_classifier", "pack_detector", "pack_tensors")
+HANDLER_MODULES = ("pack_runtime", "pack_images", "pack_torchserve", "pack_classifier", "pack_detector", "pack_tensors")
 
 
 def copy_build(folder: Path, store: Path, version: str | None = None) -> Path:

@@ -1,11 +1,11 @@
 """The in-process baselines: the model in one Python process, called by `concurrency` threads (like a threaded
 FastAPI worker), doing exactly the work a server does for the same request.
 
-* `pipeline(...)`: the TorchServe request path without TorchServe. pack's own handler class (handlers/pack_*.py, the
-  file shipped in the .mar) is instantiated in this process with the settings the archive would give it, and its
-  `handle([request])` runs per request: decode the image, pre-process, run the model, post-process, serialise the
-  JSON answer. Only the model callable differs: the eager PyTorch module, or onnxruntime through the handler
-  runtime's own `load_model` (what a TorchServe worker runs).
+* `pipeline(...)`: the TorchServe request path without TorchServe. pack's own handler class (the task's entry
+  handler from the serving runtime, packager/tasks.py: the file shipped in the .mar) is instantiated in this process
+  with the settings the archive would give it, and its `handle([request])` runs per request: decode the image,
+  pre-process, run the model, post-process, serialise the JSON answer. Only the model callable differs: the eager
+  PyTorch module, or onnxruntime through the runtime's own `load_model` (what a TorchServe worker runs).
 * `tensor_runner(...)`: the model alone on the pre-processed tensor (what Triton's python backend is sent).
 * `batch_comparison(...)`: eager vs the ONNX export at one batch size, sequentially.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import importlib
-import io
 import json
 import os
 import sys
@@ -27,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..measure import measure
+from ..tasks import IMAGE, runtime_on_path, task_for
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 Log = Callable[[str], None]
@@ -43,13 +43,13 @@ def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
 
 
 def handler_file(report: dict[str, Any]) -> str:
-    from ..targets.torchserve.mar import choose_handler
-
-    return choose_handler(report)
+    """The TorchServe entry handler of the build's task (packager/tasks.py)."""
+    return task_for(report).handler
 
 
 def is_image_model(report: dict[str, Any]) -> bool:
-    return handler_file(report) in ("pack_classifier.py", "pack_detector.py")
+    """Whether the build's task takes encoded image bytes (else the build's sample tensors)."""
+    return task_for(report).sample == IMAGE
 
 
 def sample_inputs(build_dir: Path, report: dict[str, Any]) -> list[np.ndarray]:
@@ -131,21 +131,19 @@ def eager_runner(module: Any) -> Runner:
 
 
 def onnx_runner(build_dir: Path, report: dict[str, Any], threads: int = 0) -> Runner:
-    """onnxruntime through the handlers' own loader (pack_runtime.load_model): the session a TorchServe worker builds."""
+    """onnxruntime through the serving runtime's own loader (pack_runtime.load_model): the session a TorchServe worker
+    or a Triton python-backend model builds."""
     runtime = _handler_module("pack_runtime")
-    meta = {"serialized_file": (report.get("artifacts") or {}).get("onnx", "model.onnx"), "format": "onnx", "handler": {"threads": threads}}
-    return runtime.load_model(str(build_dir), meta)
+    path = build_dir / (report.get("artifacts") or {}).get("onnx", "model.onnx")
+    return runtime.load_model(str(path), "onnx", "cpu", threads, [i["name"] for i in report["inputs"]], [o["name"] for o in report["outputs"]])
 
 
 # ---------------------------------------------------------------- pack's handler, in this process
 
 
 def _handler_module(name: str) -> Any:
-    from ..targets.torchserve.mar import handlers_dir
-
-    folder = str(handlers_dir())
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    """A module of the serving runtime, imported as a flat module from the runtime's folder (as a server imports it)."""
+    runtime_on_path()
     return importlib.import_module(name)
 
 
@@ -154,12 +152,10 @@ def handler_instance(build_dir: Path, report: dict[str, Any], runner: Runner, fm
     from ..targets.torchserve.config import handler_settings
     from ..targets.torchserve.mar import SERIALIZED, metadata
 
-    runtime = _handler_module("pack_runtime")
+    base = _handler_module("pack_torchserve").PackHandler
     hfile = handler_file(report)
     module = _handler_module(hfile[:-3])
-    cls = next(
-        v for v in vars(module).values() if isinstance(v, type) and issubclass(v, runtime.PackHandler) and v is not runtime.PackHandler
-    )
+    cls = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, base) and v is not base)
     labels = report.get("labels")
     if labels and not (build_dir / labels).is_file():
         labels = None
@@ -192,7 +188,7 @@ def pipeline(handler: Any, body: bytes) -> Callable[[int], Any]:
 def preprocessed(handler: Any, body: bytes) -> list[np.ndarray]:
     """The model inputs the handler makes from the request (what a tensor-serving server is sent)."""
     runtime = _handler_module("pack_runtime")
-    doc = runtime.as_json(body)
+    doc = _handler_module("pack_torchserve").as_json(body)
     if runtime.is_tensor_request(doc):
         return runtime.decode_tensors(doc, handler.inputs)
     arrays, _ = handler.preprocess_one({"body": body}, body, doc)

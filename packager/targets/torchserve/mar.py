@@ -1,8 +1,9 @@
 """A byte-reproducible TorchServe model archive (.mar) writer.
 
 The archive holds what torch-model-archiver 0.12 would put there (MAR-INF/MANIFEST.json with the same fields, the
-serialized model, the handler and its helper modules, model-config.yaml, labels) plus pack.json, the model metadata
-the handlers read. It is written with `zipfile` directly:
+serialized model, the handler and the modules of pack's serving runtime it imports (the `handlers` package, see
+packager/tasks.py), model-config.yaml, labels) plus pack.json, the model metadata the handlers read. It is written
+with `zipfile` directly:
 
 - entries in sorted order, every timestamp 1980-01-01 00:00:00 (or SOURCE_DATE_EPOCH when set), mode 0644, Unix;
 - the model weights stored (no deflate: they do not compress and deflate is what makes torch-model-archiver slow),
@@ -18,7 +19,6 @@ import mmap
 import os
 import shutil
 import struct
-import sys
 import time
 import zipfile
 import zlib
@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...export import FILES
 from ...errors import UsageError
+from ...export import FILES
+from ...tasks import read_runtime, runtime_files, shipped_files, task_for
 from .config import ServingSettings, handler_settings, model_config, model_config_yaml
 
 ARCHIVER_VERSION = "0.12.0"  # the torch-model-archiver release whose MANIFEST.json format this writes
@@ -40,36 +41,20 @@ SERIALIZED = FILES  # format -> file name inside the archive (the build's own na
 
 
 def handlers_dir() -> Path:
-    """The folder holding the handler sources shipped inside archives (`handlers/` beside the packager package)."""
-    here = Path(__file__).resolve()
-    for candidate in (
-        Path(os.environ.get("PACK_HANDLERS_DIR", "/nonexistent")),
-        here.parents[3] / "handlers",  # a source checkout or editable install
-        Path(sys.prefix) / "share" / "pack" / "handlers",  # a wheel install (setup.cfg data_files)
-    ):
-        if (candidate / "pack_runtime.py").is_file():
-            return candidate
-    raise UsageError("pack's TorchServe handlers are missing (handlers/pack_runtime.py)", "reinstall pack from its source tree")
+    """The folder of pack's serving runtime (the `handlers` package, found with importlib.resources), whose files
+    the archives ship."""
+    return Path(str(runtime_files()))
 
 
 def choose_handler(report: dict[str, Any]) -> str:
-    """The handler file for a build's task: image classification, YOLO detection, or generic tensors."""
-    task = report.get("task")
-    post = report.get("postprocessing") or {}
-    inputs = report.get("inputs") or []
-    image_input = len(inputs) == 1 and len(inputs[0].get("shape", [])) == 4 and inputs[0]["shape"][1] == 3
-    if task == "image-classification" and image_input:
-        return "pack_classifier.py"
-    if task == "object-detection" and post.get("format") == "yolov8" and image_input:
-        return "pack_detector.py"
-    return "pack_tensors.py"
+    """The TorchServe entry handler file for a build's task (packager/tasks.py): image classification, YOLO-format
+    detection, or generic tensors."""
+    return task_for(report).handler
 
 
 def helper_files(handler: str) -> list[str]:
-    files = ["pack_runtime.py", handler]
-    if handler in ("pack_classifier.py", "pack_detector.py"):
-        files.append("pack_images.py")
-    return sorted(set(files))
+    """The handler and every runtime module it imports (sorted file names): what the archive ships."""
+    return shipped_files(handler)
 
 
 def archive_date() -> tuple[int, int, int, int, int, int]:
@@ -140,14 +125,13 @@ def plan_entries(build_dir: Path, report: dict[str, Any], settings: ServingSetti
     date = archive_date()
     hsettings = handler_settings(report, handler, labels)
     config = model_config(settings, hsettings)
-    source = handlers_dir()
     entries = [
         Entry("MAR-INF/MANIFEST.json", data=(json.dumps(manifest(report["name"], report["version"], serialized, handler, date), indent=2) + "\n").encode()),
         Entry(serialized, path=model_path, store=True),
         Entry(CONFIG_FILE, data=model_config_yaml(config).encode()),
         Entry(METADATA_FILE, data=(json.dumps(metadata(report, fmt, serialized, labels), indent=2, sort_keys=True) + "\n").encode()),
     ]
-    entries += [Entry(f, path=source / f) for f in helper_files(handler)]
+    entries += [Entry(f, data=read_runtime(f)) for f in helper_files(handler)]
     if labels:
         entries.append(Entry(Path(labels).name, path=build_dir / labels))
     entries.sort(key=lambda e: e.name)

@@ -2,16 +2,16 @@
 
 Layout: `<repo>/<model>/config.pbtxt`, `<repo>/<model>/warmup/<input>` (raw sample data for model_warmup) and
 `<repo>/<model>/<version>/model.onnx | model.pt | model.py (+ the model file it runs)`. Other versions already in the
-repository are kept. Detection builds (YOLOv8) get three more entries: `<name>_preprocess` (image bytes ->
-letterboxed pixels), `<name>_postprocess` (NMS, boxes in original pixels) and the ensemble `<name>_ensemble` wiring
-them around the detector.
+repository are kept. A python-backend model.py is a file of pack's serving runtime (the `handlers` package), copied
+with the runtime modules it imports beside it. Builds whose task has Triton steps (packager/tasks.py; YOLO detection)
+get three more entries: `<name>_preprocess` (image bytes -> letterboxed pixels), `<name>_postprocess` (NMS, boxes in
+original pixels) and the ensemble `<name>_ensemble` wiring them around the detector.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,20 +21,12 @@ import numpy as np
 from ...errors import UsageError
 from ...export import FILES
 from ...store import StoreLock
+from ...tasks import TRITON_MODEL, read_runtime, shipped_files, task_for
 from . import config as cfg
 
 BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
 NATIVE_FORMAT = {"onnxruntime": "onnx", "pytorch": "torchscript", "torch_aoti": "aoti"}  # what each native backend loads
 DEFAULT_MAX_BATCH = 8
-def _templates() -> Path:
-    """PACK_TRITON_TEMPLATES, else templates/triton in a source checkout, else <prefix>/share/pack (a wheel install)."""
-    if os.environ.get("PACK_TRITON_TEMPLATES"):
-        return Path(os.environ["PACK_TRITON_TEMPLATES"])
-    checkout = Path(__file__).resolve().parents[3] / "templates" / "triton"
-    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "pack" / "templates" / "triton"
-
-
-TEMPLATES = _templates()
 Log = Callable[[str], None]
 
 
@@ -67,15 +59,13 @@ def has_gpu() -> bool:
 
 
 def is_detection(report: dict[str, Any]) -> bool:
-    return report.get("task") == "object-detection" and (report.get("postprocessing") or {}).get("format") == "yolov8"
+    """Whether the build's task puts Triton pre/post-processing steps and an ensemble around the model (YOLO today)."""
+    return task_for(report).triton is not None
 
 
 def model_names(report: dict[str, Any]) -> list[str]:
     """Repository entries of a build, in load order (composing models before the ensemble)."""
-    name = report["name"]
-    if is_detection(report):
-        return [f"{name}_preprocess", name, f"{name}_postprocess", f"{name}_ensemble"]
-    return [name]
+    return task_for(report).model_names(report["name"])
 
 
 def serving_model(report: dict[str, Any]) -> str:
@@ -264,11 +254,23 @@ def detection_configs(report: dict[str, Any], detector: Any, ropts: RepoOptions)
     return {pre.name: pre, post.name: post, ens.name: ens}
 
 
+# The ensemble layouts a task's Triton steps may name (packager/tasks.py TritonSteps.layout): configs of the steps and
+# of the ensemble around the model's own config.
+ENSEMBLES: dict[str, Callable[[dict[str, Any], Any, RepoOptions], dict[str, Any]]] = {"yolo": detection_configs}
+
+
 def _link_or_copy(src: str | Path, dst: str | Path) -> None:
     try:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+def _copy_runtime(entry: str, vdir: Path) -> None:
+    """The runtime file `entry` as the version's model.py, and the runtime modules it imports beside it (fresh
+    copies, never links into the installed package)."""
+    for name in shipped_files(entry):
+        (vdir / ("model.py" if name == entry else name)).write_bytes(read_runtime(name))
 
 
 def generate(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, dest: Path) -> dict[str, Any]:
@@ -280,8 +282,9 @@ def generate(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, dest: 
         raise UsageError(f"the build has no {ropts.fmt} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild")
     detector, warmup = model_config(report, ropts, build_dir)
     configs: dict[str, Any] = {detector.name: detector}
-    if is_detection(report):
-        configs.update(detection_configs(report, detector, ropts))
+    steps = task_for(report).triton
+    if steps is not None:
+        configs.update(ENSEMBLES[steps.layout](report, detector, ropts))
     files: list[str] = []
     for name in model_names(report):
         config = configs[name]
@@ -296,15 +299,15 @@ def generate(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, dest: 
             if kind in NATIVE_FORMAT:
                 _link_or_copy(build_dir / artifacts[ropts.fmt], vdir / cfg.DEFAULT_FILES[kind])
             else:
-                shutil.copyfile(TEMPLATES / "runner.py", vdir / "model.py")
+                _copy_runtime(TRITON_MODEL, vdir)
                 _link_or_copy(build_dir / artifacts[ropts.fmt], vdir / FILES[ropts.fmt])
             if warmup:
                 (entry / "warmup").mkdir(exist_ok=True)
                 for fname, data in warmup.items():
                     (entry / "warmup" / fname).write_bytes(data)
                     files.append(f"{name}/warmup/{fname}")
-        elif role in ("preprocess", "postprocess"):
-            shutil.copyfile(TEMPLATES / f"yolo_{role}.py", vdir / "model.py")
+        elif steps is not None and role in ("preprocess", "postprocess"):
+            _copy_runtime(getattr(steps, role), vdir)
         files.extend(str(p.relative_to(dest)) for p in sorted(vdir.iterdir()))
     return {
         "backend": ropts.backend,

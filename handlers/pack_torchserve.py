@@ -1,0 +1,203 @@
+"""TorchServe side of pack's serving runtime: settings, request bodies, per-request options and the batch-aware base
+class of the task handlers (pack_classifier.py, pack_detector.py, pack_tensors.py).
+
+Shipped inside every .mar beside the task handler and the shared runtime (pack_runtime.py, pack_images.py); TorchServe
+puts the unpacked archive on sys.path, so these are flat modules. Every handler serves a batch of requests at once. A
+request that cannot be decoded gets its own 400 answer ({"error": ...}); the others in the batch are still answered.
+Every handler also accepts the generic tensor request `{"inputs": [{"name", "shape", "dtype", "data"}]}`, which skips
+pre- and post-processing and returns raw outputs in the same form; `pack deploy` uses it for its smoke test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from pack_runtime import RequestError, decode_tensors, encode_tensors, is_tensor_request, load_model, run_batched
+
+METADATA_FILE = "pack.json"
+# Per-request settings a multipart request may send as form fields beside the payload.
+OPTION_NAMES = frozenset({"top_k", "conf_threshold", "iou_threshold", "max_detections", "output_encoding"})
+
+
+# ---------------------------------------------------------------- settings
+
+
+def load_settings(model_dir: str, yaml_config: dict[str, Any] | None) -> dict[str, Any]:
+    """pack.json (model metadata written by pack) merged with model-config.yaml's `handler:` section."""
+    with open(os.path.join(model_dir, METADATA_FILE)) as fh:
+        meta = json.load(fh)
+    handler = dict((yaml_config or {}).get("handler") or {})
+    meta["handler"] = handler
+    labels_file = handler.get("labels_file") or meta.get("labels_file")
+    meta["labels"] = None
+    if labels_file and os.path.isfile(os.path.join(model_dir, labels_file)):
+        with open(os.path.join(model_dir, labels_file)) as fh:
+            meta["labels"] = [line.strip() for line in fh if line.strip()]
+    return meta
+
+
+def settings_model(model_dir: str, meta: dict[str, Any], device: str = "cpu") -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """The archive's model (pack.json's `serialized_file` in its `format`) through the runtime's load_model."""
+    return load_model(
+        os.path.join(model_dir, meta["serialized_file"]),
+        meta["format"],
+        device,
+        int(meta["handler"].get("threads") or 0),
+        [i["name"] for i in meta.get("inputs", [])] or None,
+        list(meta.get("outputs") or []) or None,
+    )
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+def request_body(request: dict[str, Any]) -> Any:
+    """The payload of one TorchServe request: raw body, a multipart field, or decoded JSON."""
+    for key in ("body", "data", "file", "image", "instances"):
+        if request.get(key) is not None:
+            return request[key]
+    values = [v for k, v in request.items() if v is not None and k not in OPTION_NAMES]
+    if not values:
+        raise RequestError("empty request: send an image, or JSON {\"inputs\": [...]}")
+    return values[0]
+
+
+def as_json(body: Any) -> Any | None:
+    """The body as a JSON document when it is one (dict or list, or bytes/str holding JSON), else None."""
+    if isinstance(body, (dict, list)):
+        return body
+    if isinstance(body, (bytes, bytearray)):
+        if bytes(body[:64]).lstrip()[:1] not in (b"{", b"["):
+            return None
+        try:
+            return json.loads(bytes(body).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RequestError(f"the body looks like JSON but does not parse: {exc}") from None
+    if isinstance(body, str):
+        if body.lstrip()[:1] in ("{", "["):
+            try:
+                return json.loads(body)
+            except json.JSONDecodeError as exc:
+                raise RequestError(f"the body looks like JSON but does not parse: {exc}") from None
+    return None
+
+
+def request_param(request: dict[str, Any], doc: Any, name: str, cast: Callable[[Any], Any], default: Any) -> Any:
+    """A per-request setting from the JSON body or a multipart form field, else the default.
+
+    (TorchServe 0.12 does not pass URL query parameters to handlers.)
+    """
+    value = None
+    if isinstance(doc, dict) and doc.get(name) is not None:
+        value = doc[name]
+    elif request.get(name) is not None:
+        value = request[name]
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "replace")
+    if value is None:
+        return default
+    try:
+        return cast(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name}={value!r} is not a valid {cast.__name__}") from None
+
+
+# ---------------------------------------------------------------- the handler
+
+
+class PackHandler:
+    """Base of the task handlers: subclasses implement `preprocess_one` and `postprocess_one`.
+
+    preprocess_one(request, body, doc) -> (arrays, state): arrays are the model inputs (batch first) for this
+    request, state is whatever postprocess_one(outputs, state) needs to shape the answer.
+    """
+
+    def __init__(self) -> None:
+        self.initialized = False
+
+    def initialize(self, context: Any) -> None:
+        model_dir = context.system_properties.get("model_dir")
+        self.settings = load_settings(model_dir, getattr(context, "model_yaml_config", None))
+        self.inputs = self.settings["inputs"]
+        self.output_names = self.settings["outputs"]
+        gpu = context.system_properties.get("gpu_id")  # TorchServe sets it when the worker has a GPU
+        self.model = settings_model(model_dir, self.settings, f"cuda:{gpu}" if gpu is not None else "cpu")
+        self.batchable = all(0 in i.get("dynamic_axes", [0]) for i in self.inputs)
+        self.setup()
+        self.initialized = True
+
+    def setup(self) -> None:
+        """Task-specific settings (thresholds, top-k); called once after the model loaded."""
+
+    def preprocess_one(self, request: dict[str, Any], body: Any, doc: Any) -> tuple[list[np.ndarray], Any]:
+        raise RequestError("this model takes JSON {\"inputs\": [{\"name\", \"shape\", \"dtype\", \"data\"}]}")
+
+    def postprocess_one(self, outputs: list[np.ndarray], state: Any) -> Any:
+        return encode_tensors(self.output_names, outputs)
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        answers: list[Any] = [None] * len(data)
+        items: list[list[np.ndarray]] = []
+        pending: list[tuple[int, Any]] = []  # (request index, (kind, state))
+        for index, request in enumerate(data):
+            try:
+                request = request or {}
+                body = request_body(request)
+                doc = as_json(body)
+                if is_tensor_request(doc):
+                    arrays = decode_tensors(doc, self.inputs)
+                    state = ("tensors", doc.get("output_encoding"))
+                else:
+                    arrays, task_state = self.preprocess_one(request, body, doc)
+                    state = ("task", task_state)
+                items.append(arrays)
+                pending.append((index, state))
+            except RequestError as exc:
+                answers[index] = self.error(context, index, 400, str(exc))
+            except Exception as exc:  # an unexpected decoding problem stays this request's problem
+                answers[index] = self.error(context, index, 400, f"{type(exc).__name__}: {exc}")
+        if items:
+            results = run_batched(self.model, items, self.batchable)
+            for (index, (kind, state)), outputs in zip(pending, results):
+                try:
+                    if kind == "tensors":
+                        answers[index] = encode_tensors(self.output_names, outputs, state)
+                    else:
+                        answers[index] = self.postprocess_one(outputs, state)
+                except RequestError as exc:
+                    answers[index] = self.error(context, index, 400, str(exc))
+        for index in range(len(answers)):
+            try:
+                context.set_response_content_type(index, "application/json")
+            except Exception:  # contexts without per-request headers
+                pass
+        return [json.dumps(a, separators=(",", ":")) for a in answers]
+
+    @staticmethod
+    def error(context: Any, index: int, code: int, message: str) -> dict[str, Any]:
+        try:
+            context.set_response_status(code=code, phrase=message[:200], idx=index)
+        except Exception:  # older contexts, or tests without one
+            pass
+        return {"error": message, "code": code}
+
+
+def entry_point(handler_class: type[PackHandler]) -> Callable[[Any, Any], Any]:
+    """A module-level `handle(data, context)` for TorchServe, one handler instance per worker."""
+    holder: dict[str, PackHandler] = {}
+
+    def handle(data: Any, context: Any) -> Any:
+        service = holder.get("service")
+        if service is None:
+            service = handler_class()
+            service.initialize(context)
+            holder["service"] = service
+        if data is None:
+            return None
+        return service.handle(data, context)
+
+    return handle

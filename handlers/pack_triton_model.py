@@ -1,0 +1,76 @@
+"""Triton python-backend model written by pack (copied as `<model>/<version>/model.py`): runs this version's export
+through the shared runtime's load_model (pack_runtime.py, copied beside it): model.onnx with onnxruntime, model.pt
+(TorchScript), model.pt2 (ExportedProgram) or model.aoti.pt2 (AOTInductor package) with torch.
+
+Everything it needs is in config.pbtxt: the inputs and outputs, and the parameters
+  pack_format      onnx | torchscript | pt2 | aoti
+  pack_model_file  the model file beside this model.py
+  pack_threads     onnxruntime intra-op / torch threads (optional; 0: the library's default)
+ONNX inputs are fed by name; the torch formats take them by position, in config order. Outputs are returned in config
+order, cast to the dtypes the config declares. The requests of a dynamic batch run as one model call per group of
+requests whose shapes agree; a request that fails is answered with its own error. The environment needs numpy<2 and
+onnxruntime (and torch for the torch formats).
+"""
+
+import json
+import os
+import sys
+
+# Triton's stub appends the version folder to sys.path after site-packages; put it first, so the runtime files pack
+# copied beside this model.py are the ones imported.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from pack_runtime import FORMATS, load_model, run_batched  # noqa: E402
+
+DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2", "aoti": "model.aoti.pt2"}
+
+
+def _error(exc):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        fmt = params.get("pack_format", "onnx")
+        if fmt not in FORMATS:
+            raise pb_utils.TritonModelException(f"pack_format {fmt!r} is not one of {', '.join(FORMATS)}")
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        path = os.path.join(folder, params.get("pack_model_file") or DEFAULT_FILES[fmt])
+        self.inputs = [i["name"] for i in config["input"]]
+        self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]]
+        self.batchable = int(config.get("max_batch_size", 0)) > 0
+        gpu = args.get("model_instance_kind") == "GPU"
+        device = f"cuda:{int(args.get('model_instance_device_id') or 0)}" if gpu else "cpu"
+        threads = int(params.get("pack_threads") or 0)
+        self.model = load_model(path, fmt, device, threads, self.inputs, [name for name, _ in self.outputs])
+
+    def _response(self, results):
+        tensors = [
+            pb_utils.Tensor(name, np.ascontiguousarray(result).astype(dtype, copy=False))
+            for (name, dtype), result in zip(self.outputs, results)
+        ]
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        items, positions = [], []
+        for i, request in enumerate(requests):
+            try:
+                items.append([pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.inputs])
+                positions.append(i)
+            except Exception as exc:
+                responses[i] = _error(exc)
+        for i, result in zip(positions, run_batched(self.model, items, self.batchable, isolate=True)):
+            try:
+                responses[i] = _error(result) if isinstance(result, Exception) else self._response(result)
+            except Exception as exc:
+                responses[i] = _error(exc)
+        return responses
+
+    def finalize(self):
+        self.model = None

@@ -1,0 +1,48 @@
+"""Triton python-backend model written by pack (copied as `<name>_preprocess/<version>/model.py`): the YOLO
+ensemble's pre-processing, with the shared runtime's decoding and letterbox (pack_images.py, copied beside it; the
+TorchServe detector handler runs the same functions).
+
+Input  `image`  UINT8 [-1]: the bytes of one encoded image (JPEG, PNG, ...).
+Output `pixels` FP32 [1, 3, H, W]: RGB, letterboxed to H x W (aspect ratio kept, padded with pack_pad_value), scaled
+                by pack_scale; `meta` FP32 [5]: ratio, left, top, original width, original height (what the
+                post-processing needs to map boxes back to the original image).
+Parameters (config.pbtxt): pack_image_size "H,W", pack_pad_value, pack_scale. Needs numpy<2 and Pillow.
+"""
+
+import json
+import os
+import sys
+
+# Triton's stub appends the version folder to sys.path after site-packages; put it first, so the runtime files pack
+# copied beside this model.py are the ones imported.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from pack_images import geometry_array, letterbox, open_rgb  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        self.size = tuple(int(x) for x in params.get("pack_image_size", "640,640").split(","))
+        self.pad_value = int(float(params.get("pack_pad_value", "114")))
+        self.scale = float(params.get("pack_scale", str(1 / 255.0)))
+        self.batched = int(config.get("max_batch_size", 0)) > 0
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                data = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
+                image = open_rgb(np.ascontiguousarray(data, dtype=np.uint8).tobytes())
+                pixels, geometry = letterbox(image, self.size, self.pad_value, self.scale)
+                meta = geometry_array(geometry)
+                if self.batched:
+                    meta = meta[None]
+                responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("pixels", pixels), pb_utils.Tensor("meta", meta)]))
+            except Exception as exc:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"cannot decode the image: {type(exc).__name__}: {exc}")))
+        return responses
