@@ -143,6 +143,24 @@ register_task(Task(
 TRITON_MODEL = "pack_triton_model.py"  # the Triton python-backend model.py that runs an export
 
 
+def sample_image(width: int = 640, height: int = 480) -> bytes:
+    """The synthetic JPEG (shapes on a gradient) an image task's smoke tests and benchmarks send."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([(x * 255 // width), (y * 255 // height), ((x + y) * 127 // (width + height))], -1).astype(np.uint8)
+    image = Image.fromarray(base)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([width // 8, height // 6, width // 3, height // 2], fill=(220, 30, 30))
+    draw.ellipse([width // 2, height // 3, width * 7 // 8, height * 5 // 6], fill=(30, 200, 60))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
 def runtime_files() -> Any:
     """The serving runtime's folder (a Traversable; a Path for a normal install), the package data of `handlers`."""
     try:

@@ -209,7 +209,8 @@ def test_yolov8n_ensemble_with_image_bytes(built, tmp_path):
 
     from PIL import Image
 
-    from packager.targets.triton.deploy import detect, sample_image
+    from packager.targets.triton.deploy import detect
+    from packager.tasks import sample_image
 
     ensure_tritonserver()
     store = tmp_path / "store"

@@ -37,7 +37,7 @@ Log = Callable[[str], None]
 
 def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
     """The image every image-model row sends: the same synthetic JPEG the Triton ensemble's smoke test uses."""
-    from ..targets.triton.deploy import sample_image
+    from ..tasks import sample_image
 
     return sample_image(width, height)
 
@@ -149,8 +149,7 @@ def _handler_module(name: str) -> Any:
 
 def handler_instance(build_dir: Path, report: dict[str, Any], runner: Runner, fmt: str) -> Any:
     """pack's TorchServe handler for this build, set up as a worker would set it up, running `runner`."""
-    from ..targets.torchserve.config import handler_settings
-    from ..targets.torchserve.mar import SERIALIZED, metadata
+    from ..targets import get_target
 
     base = _handler_module("pack_torchserve").PackHandler
     hfile = handler_file(report)
@@ -159,8 +158,7 @@ def handler_instance(build_dir: Path, report: dict[str, Any], runner: Runner, fm
     labels = report.get("labels")
     if labels and not (build_dir / labels).is_file():
         labels = None
-    meta = metadata(report, fmt, SERIALIZED[fmt], Path(labels).name if labels else None)
-    meta["handler"] = handler_settings(report, hfile, Path(labels).name if labels else None)
+    meta = get_target("torchserve").worker_settings(report, fmt, Path(labels).name if labels else None)  # type: ignore[attr-defined]
     meta["labels"] = [line.strip() for line in (build_dir / labels).read_text().splitlines() if line.strip()] if labels else None
     handler = cls()
     handler.settings = meta

@@ -137,6 +137,16 @@ class TorchServeTarget(Target):
 
         return archive(build_dir, report, opts, log)
 
+    def worker_settings(self, report: dict[str, Any], fmt: str, labels: str | None) -> dict[str, Any]:
+        """What a worker of this build's archive reads at start-up (pack.json plus model-config.yaml's handler
+        section), for running the same handler in-process (`pack bench`)."""
+        from .config import handler_settings
+        from .mar import SERIALIZED, choose_handler, metadata
+
+        meta = metadata(report, fmt, SERIALIZED[fmt], labels)
+        meta["handler"] = handler_settings(report, choose_handler(report), labels)
+        return meta
+
     def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
         from .deploy import deploy
 

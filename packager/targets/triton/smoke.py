@@ -3,7 +3,8 @@ comparison, packager/samples.py), and for detection builds a synthetic JPEG thro
 
 from __future__ import annotations
 
-import io
+from ...tasks import sample_image
+
 import statistics
 import time
 from pathlib import Path
@@ -61,21 +62,6 @@ def smoke_test(url: str, build_dir: Path, report: dict[str, Any], backend: str, 
         "model": model,
         "latency_ms": {"first": round(latencies[0], 2), "median": round(statistics.median(latencies[1:] or latencies), 2)},
     }
-
-
-def sample_image(width: int = 640, height: int = 480) -> bytes:
-    """A synthetic JPEG (shapes on a gradient) for the detection ensemble's smoke test."""
-    from PIL import Image, ImageDraw
-
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([(x * 255 // width), (y * 255 // height), ((x + y) * 127 // (width + height))], -1).astype(np.uint8)
-    image = Image.fromarray(base)
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([width // 8, height // 6, width // 3, height // 2], fill=(220, 30, 30))
-    draw.ellipse([width // 2, height // 3, width * 7 // 8, height * 5 // 6], fill=(30, 200, 60))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
 
 
 def detect(url: str, model: str, image: bytes, timeout: float, version: str | None = None) -> dict[str, np.ndarray]:
