@@ -1,63 +1,135 @@
-"""Shared fixtures: one session store where each built-in model is built at most once, and a CLI runner."""
+"""Fixtures of both tiers: the session store where each built-in model is built at most once, private copies of the
+tiny build, the tier markers, and the session-wide stop of every process (servers included) the suite started.
+
+Plain helpers live in tests/helpers/ and are imported normally; nothing imports this file."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
+import shutil
+import signal
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.processes import SESSION_ENV, session_processes, wait_until_empty
+
+TIERS = ("unit", "integration")
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: `pytest -m unit` sees the markers added here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test carries the marker of its tier's folder (tests/unit -> unit, tests/integration -> integration)."""
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(HERE).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(tier)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_everything_the_suite_started(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[None]:
+    """Tag every process the suite starts (servers included: they inherit the environment) and, at the end of the
+    session, however it ended, stop what is still running: first `pack stop` for every store under the session's
+    temporary folder that has a server state file, then SIGTERM and SIGKILL for any tagged process left."""
+    token = uuid.uuid4().hex
+    previous = os.environ.get(SESSION_ENV)
+    os.environ[SESSION_ENV] = token
+    try:
+        yield
+    finally:
+        notes = _stop_servers_by_state(tmp_path_factory.getbasetemp())
+        notes += _end_processes(token)
+        if previous is None:
+            os.environ.pop(SESSION_ENV, None)
+        else:
+            os.environ[SESSION_ENV] = previous
+        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        if notes and reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():  # on the terminal now, not in a captured teardown section
+                reporter.write("\n")
+                for note in notes:
+                    reporter.write_line(f"suite cleanup: {note}", yellow=True)
+
+
+def _stop_servers_by_state(base: Path) -> list[str]:
+    states = [
+        p for p in base.rglob("state.json") if p.parent.parent.name == ".servers" and p.parent.name in ("torchserve", "triton")
+    ]
+    if not states:
+        return []
+    from packager.targets import DeployOptions, call
+
+    notes = []
+    for state in states:
+        target, store = state.parent.name, state.parents[2]
+        try:
+            result = call(target, "stop", DeployOptions(store=store), lambda message: None)
+        except Exception as exc:  # noqa: BLE001 - cleanup goes on with the next store
+            notes.append(f"pack stop --target {target} --store {store} failed: {type(exc).__name__}: {exc}")
+            continue
+        if result.get("stopped"):
+            notes.append(f"stopped the {target} server a test left running in {store}")
+    return notes
+
+
+def _end_processes(token: str) -> list[str]:
+    notes = []
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        pids = session_processes(token)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        notes.append(f"sent {signal.Signals(sig).name} to {len(pids)} process(es) the suite left running: {pids}")
+        wait_until_empty(lambda: session_processes(token), seconds=wait)
+    return notes
 
 
 @pytest.fixture(scope="session")
-def session_store(tmp_path_factory) -> Path:
+def session_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("store")
 
 
-_BUILT: dict[str, Path] = {}
-
-
 @pytest.fixture(scope="session")
-def built(session_store):
-    """built(name) -> the version folder of a build of `name` in the session store (built once per session)."""
+def built(session_store: Path) -> Callable[[str], Path]:
+    """built(name) -> the version folder of a build of `name` in the session store (built in-process, once per
+    session, with 2 timed iterations). Tests must not change it: copy it first (`tiny_store`)."""
+    folders: dict[str, Path] = {}
 
     def get(name: str) -> Path:
-        if name not in _BUILT:
+        if name not in folders:
             from packager.build import build
             from packager.plan import resolve
             from packager.targets import packagers
 
             plan = resolve(name, None, {"device": "cpu"})
-            _, folder = build(plan, session_store, force=False, log=lambda m: None, iterations=2, packagers=packagers())
-            _BUILT[name] = folder
-        return _BUILT[name]
+            _, folders[name] = build(
+                plan, session_store, force=False, log=lambda message: None, iterations=2, packagers=packagers()
+            )
+        return folders[name]
 
     return get
 
 
-def run_pack(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real `pack` command line in a subprocess (as users and CI do)."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "packager.cli", *args],
-        cwd=cwd or ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def pack_json(*args: str, **kw) -> dict:
-    proc = run_pack(*args, "--json", **kw)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+@pytest.fixture
+def tiny_store(built: Callable[[str], Path], tmp_path: Path) -> Path:
+    """A private store holding a copy of the session's tiny build (`<store>/tiny/1`), free to change."""
+    store = tmp_path / "store"
+    shutil.copytree(built("tiny"), store / "tiny" / "1")
+    return store
 
 
 @pytest.fixture
-def pack():
-    return run_pack
+def tiny_build(tiny_store: Path) -> Path:
+    """The version folder of `tiny_store`'s copy of the tiny build."""
+    return tiny_store / "tiny" / "1"

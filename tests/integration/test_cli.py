@@ -1,0 +1,56 @@
+"""The command line's contract, in real subprocesses: what stays torch-free, exit codes with one error line on
+stderr, JSON alone on stdout. (Ctrl-C, --debug and a full disk: test_build_errors.py; the commands' logic runs
+in-process in tests/unit/test_cli.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+from tests.helpers.cli import one_error_line, run_pack
+
+PROBE = """
+import sys
+from packager.cli import main
+try:
+    main([{args}], standalone_mode=True)
+except SystemExit:
+    pass
+sys.stderr.write("TORCH_IMPORTED=%s\\n" % ("torch" in sys.modules))
+"""
+
+
+def _torch_imported(*args: str) -> bool:
+    code = PROBE.format(args=", ".join(repr(a) for a in args))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "TORCH_IMPORTED=" in proc.stderr, proc.stderr
+    return "TORCH_IMPORTED=True" in proc.stderr
+
+
+def test_help_and_models_do_not_import_torch() -> None:
+    assert not _torch_imported("--help")
+    assert not _torch_imported("models")
+    assert not _torch_imported("build", "--help")
+    # the probe itself works: a build of an unknown model fails early, also without torch
+    assert not _torch_imported("build", "no-such-model")
+
+
+def test_json_alone_on_stdout() -> None:
+    proc = run_pack("models", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert {m["name"] for m in json.loads(proc.stdout)} >= {"tiny", "resnet18"}
+    assert proc.stderr == ""
+
+
+def test_a_usage_error_is_exit_2_and_one_line_on_stderr() -> None:
+    proc = run_pack("build", "resnet5", "--json")
+    line = one_error_line(2, proc.returncode, proc.stderr)
+    assert line.startswith("error: unknown model 'resnet5'") and "resnet50" in line
+    assert proc.stdout == ""  # no document for a failed command, even with --json
+
+
+def test_unknown_option_is_click_usage_exit_2() -> None:
+    proc = run_pack("build", "tiny", "--no-such-option")
+    assert proc.returncode == 2 and "No such option" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,31 @@
+"""KServe `--apply`: pack runs kubectl (a stand-in on PATH records the call) when kubectl has a current context, and
+prints the commands to run when it has none. (Storage folders and manifests: tests/unit/test_kserve.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.helpers.cli import run_pack
+
+
+def test_apply_uses_kubectl_when_a_context_exists(tiny_store: Path, tmp_path: Path) -> None:
+    """No cluster runs here: a stand-in kubectl on PATH records the call (the apply path and its arguments)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n[ "$1" = config ] && echo test-context\nexit 0\n')
+    kubectl.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    args = ["deploy", "tiny", "--target", "kserve", "--store", str(tiny_store), "--storage-uri", "s3://b/t", "--apply", "--json"]
+    proc = run_pack(*args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["applied"] is True and doc["next_steps"] == []
+    assert f"apply -f {doc['manifest']}" in calls.read_text()
+    # without kubectl: nothing applied, the commands to run are printed
+    proc = run_pack(*args, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and json.loads(proc.stdout)["applied"] is False
+    assert "not applying" in proc.stderr

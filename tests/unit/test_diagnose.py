@@ -1,0 +1,93 @@
+"""Exporter failures turned into one cause and one fix (packager/export/diagnose.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from packager.export.diagnose import explain, first_line, operator
+
+DEBUG_HINT = "rerun with --debug for the exporter's full message"
+
+
+@pytest.mark.parametrize(
+    "exc, kind, cause, fix",
+    [
+        (
+            RuntimeError("Exporting the operator 'aten::grid_sampler' to ONNX opset version 9 is not supported."),
+            "onnx",
+            "operator aten::grid_sampler has no ONNX conversion in this exporter",
+            "the other ONNX exporter may handle it",
+        ),
+        (
+            RuntimeError("Could not guard on data-dependent expression Eq(u0, 1) (unhinted: Eq(u0, 1))"),
+            "export",
+            "the model branches on tensor values (data-dependent control flow), which torch.export cannot capture",
+            "torch.cond or torch.where",
+        ),
+        (
+            RuntimeError("Constraints violated (batch)! The values of L['x'].size()[1] = 16 must be specialized"),
+            "export",
+            "the model's code fixes a size that was declared dynamic",
+            "declare that axis static in the spec",
+        ),
+        (
+            OSError("could not get source code"),
+            "script",
+            "torch.jit.script needs Python source that is not available",
+            "keep the trace",
+        ),
+        (
+            RuntimeError("NotSupportedError: Compiled functions can't take variable number of arguments"),
+            "script",
+            "torch.jit.script cannot compile the model's Python (RuntimeError: NotSupportedError: Compiled functions",
+            "keep the trace",
+        ),
+        (
+            RuntimeError("CppCompileError: C++ compile error\ng++: fatal error"),
+            "aoti",
+            "the C++ compiler failed",
+            "install a working g++",
+        ),
+        (
+            RuntimeError("Only tensors, lists, tuples of tensors, or dictionary of tensors can be output from traced functions"),
+            "trace",
+            "torch.jit.trace cannot follow the model's non-tensor inputs or outputs",
+            "give every forward() input as a tensor",
+        ),
+    ],
+)
+def test_known_failures_name_their_cause_and_fix(exc: BaseException, kind: str, cause: str, fix: str) -> None:
+    got_cause, got_fix = explain(exc, kind)
+    assert got_cause.startswith(cause), got_cause
+    assert fix in got_fix
+
+
+def test_a_rule_applies_only_to_its_exporters() -> None:
+    exc = RuntimeError("Could not guard on data-dependent expression u0 > 0")
+    assert explain(exc, "trace") == ("RuntimeError: Could not guard on data-dependent expression u0 > 0", DEBUG_HINT)
+    assert explain(ValueError("something new"), "onnx") == ("ValueError: something new", DEBUG_HINT)
+
+
+def test_an_unnamed_operator_is_said_so() -> None:
+    cause, _ = explain(RuntimeError("Unsupported: ONNX export of an operator"), "onnx")
+    assert cause == "operator (unnamed) has no ONNX conversion in this exporter"
+
+
+def test_first_meaningful_line_skips_traceback_noise() -> None:
+    exc = RuntimeError('Traceback (most recent call last):\n  File "m.py", line 3\n    ^^^^\n\nthe real problem\nmore')
+    assert first_line(exc) == "RuntimeError: the real problem"
+    assert first_line(KeyError()) == "KeyError"
+    assert len(first_line(ValueError("x" * 1000))) == len("ValueError: ") + 240
+
+
+@pytest.mark.parametrize(
+    "text, op",
+    [
+        ("call_function aten.grid_sampler_2d.default(...)", "aten::grid_sampler_2d.default"),
+        ("torchvision::nms is not supported", "torchvision::nms"),
+        ("prim::If with a tensor condition", "prim::If"),
+        ("no operator here", None),
+    ],
+)
+def test_operator_names_are_normalised(text: str, op: str | None) -> None:
+    assert operator(text) == op

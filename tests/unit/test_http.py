@@ -1,0 +1,176 @@
+"""The HTTP client base (packager/http.py) against a real HTTP server in this process, its one error mapping, and the
+store's one lock (packager/store.py StoreLock) as `pack build`, `pack archive` and `pack repo` meet it."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from packager.errors import DeployFailed, EnvironmentProblem
+from packager.http import ApiError, HttpClient, HttpError, Unreachable, pack_error, translated
+
+TOKEN = "s3cr3t-token-value"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    seen: list[dict] = []
+
+    def _answer(self) -> None:
+        _Handler.seen.append(
+            {"path": self.path, "auth": self.headers.get("Authorization"), "type": self.headers.get("Content-Type")}
+        )
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        route = self.path.split("?")[0]
+        if route == "/ok":
+            self._send(200, json.dumps({"echo": json.loads(body) if body else None}).encode())
+        elif route == "/empty":
+            self._send(200, b"")
+        elif route == "/json-error":
+            self._send(409, json.dumps({"code": 409, "type": "Conflict", "message": "version 2 already exists"}).encode())
+        elif route == "/triton-error":
+            self._send(400, json.dumps({"error": "failed to load 'tiny'"}).encode())
+        elif route == "/text-error":
+            self._send(500, b"plain trouble")
+        elif route == "/token":
+            self._send(
+                400,
+                json.dumps(
+                    {"message": "Token Authorization failed. Token either incorrect, expired, or not provided correctly"}
+                ).encode(),
+            )
+        elif route == "/slow":
+            time.sleep(2)
+            self._send(200, b"{}")
+        elif route == "/broken":  # promises 100 bytes, sends 5 and closes
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"a":')
+            self.wfile.flush()
+            self.close_connection = True
+        elif route == "/not-json":
+            self._send(200, b"<html>")
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def _server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Client(HttpClient):
+    server = "TestServer"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_requests_carry_the_token_and_json_both_ways():
+    _Handler.seen.clear()
+    with _server() as url:
+        client = _Client(url, TOKEN, timeout=5)
+        assert client.json("POST", "/ok", params={"flag": True, "skip": None}, payload={"x": 1}) == {"echo": {"x": 1}}
+        assert client.json("GET", "/empty") is None
+        answer = client.request("GET", "/ok")
+        assert answer.status == 200 and json.loads(answer.body) == {"echo": None}
+    assert _Handler.seen[0]["auth"] == f"Bearer {TOKEN}" and _Handler.seen[0]["type"] == "application/json"
+    assert _Handler.seen[0]["path"] == "/ok?flag=true"
+    assert _Client("127.0.0.1:9", None).base_url == "http://127.0.0.1:9"  # a bare host:port gets http://
+
+
+def test_errors_carry_status_message_url_and_never_the_token():
+    with _server() as url:
+        client = _Client(url + "/", TOKEN, timeout=5)
+        assert TOKEN not in repr(client) and "token=set" in repr(client)
+        errors = []
+        for path, status, message in (
+            ("/json-error", 409, "version 2 already exists"),
+            ("/triton-error", 400, "failed to load 'tiny'"),
+            ("/text-error", 500, "plain trouble"),
+        ):
+            with pytest.raises(ApiError) as info:
+                client.json("DELETE", path, params={"url": "a.mar"})
+            exc = info.value
+            assert (exc.status, exc.message, exc.url, exc.server) == (status, message, url + path, "TestServer")
+            assert str(exc) == f"TestServer answered HTTP {status}: {message}"
+            errors.append(exc)
+        with pytest.raises(ApiError, match="not JSON"):
+            client.json("GET", "/not-json")
+        with pytest.raises(Unreachable) as info:
+            client.request("GET", "/slow", timeout=0.3)
+        assert info.value.timed_out and info.value.timeout == 0.3 and "no answer within 0.3 s" in str(info.value)
+        with pytest.raises(Unreachable) as info:  # a truncated answer is no answer, not an http.client exception
+            client.json("GET", "/broken")
+        errors.append(info.value)
+    port = _closed_port()
+    with pytest.raises(Unreachable) as info:
+        _Client(f"http://127.0.0.1:{port}", TOKEN, timeout=5).json("GET", "/models", params={"secret": "x"})
+    assert not info.value.timed_out and f"127.0.0.1:{port}/models" in str(info.value) and "secret" not in str(info.value)
+    errors.append(info.value)
+    for exc in errors:
+        assert isinstance(exc, HttpError)
+        mapped = pack_error(exc, "registering tiny v2")
+        assert TOKEN not in str(exc) and TOKEN not in mapped.line() and TOKEN not in repr(exc)
+
+
+def test_one_mapping_to_pack_errors_and_exit_codes():
+    refused = ApiError("TorchServe", 500, "worker died", "http://127.0.0.1:1/models")
+    token = ApiError("TorchServe", 400, "Token Authorization failed", "http://127.0.0.1:1/models")
+    down = Unreachable("Triton", "http://127.0.0.1:1/v2", "Connection refused")
+    slow = Unreachable("Triton", "http://127.0.0.1:1/v2", "timed out", timeout=30)
+
+    error = pack_error(refused, "setting 1 worker(s) for tiny v2", "see the server log")
+    assert isinstance(error, DeployFailed) and error.exit_code == 4
+    assert error.line() == "setting 1 worker(s) for tiny v2: TorchServe answered HTTP 500: worker died; see the server log"
+    assert pack_error(refused, "reading the index", refused=EnvironmentProblem).exit_code == 5
+    error = pack_error(token, "reaching TorchServe's management API", refused=EnvironmentProblem)
+    assert error.exit_code == 5 and "refused pack's token" in error.message and "--token-file" in error.hint
+    assert pack_error(token, "registering tiny v2").exit_code == 5  # a refused token is the environment's, anywhere
+    assert ApiError("Triton", 401, "", "u").auth_refused and not ApiError("Triton", 400, "bad shape", "u").auth_refused
+    error = pack_error(down, "reading Triton's repository index")
+    assert (
+        error.exit_code == 5
+        and "no answer from Triton at http://127.0.0.1:1/v2 (Connection refused)" in error.message
+        and "server runs" in error.hint
+    )
+    error = pack_error(slow, "loading tiny", "see the server log", unreachable=DeployFailed)
+    assert (
+        error.exit_code == 4
+        and "within 30 s" in error.message
+        and error.hint == "raise --timeout on a slow machine; see the server log"
+    )
+
+    with pytest.raises(DeployFailed, match="^unloading tiny: Triton answered HTTP 500"):
+        with translated("unloading tiny"):
+            raise ApiError("Triton", 500, "busy", "u")
+    with pytest.raises(ValueError):  # anything else passes through untouched
+        with translated("unloading tiny"):
+            raise ValueError("not an HTTP failure")

@@ -1,0 +1,212 @@
+"""The TorchServe archive and configuration files written in-process, and the handlers run as TorchServe's worker
+loads them (no server). (Against torch-model-archiver, byte reproducibility across builds: tests/integration.)"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.helpers.cli import invoke
+from tests.helpers.torchserve import classifier_reference, copy_build, load_handler, png_bytes, unpack_mar
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pack_json(*args: str) -> Any:
+    return invoke(*args, "--json").json()
+
+
+def test_archive_writes_mar_and_config_and_records_sha256(tiny_store):
+    doc = pack_json("archive", "tiny", "--store", str(tiny_store), "--force")
+    folder = tiny_store / "tiny" / "1"
+    mar, config = folder / "torchserve" / "tiny.mar", folder / "torchserve" / "config.properties"
+    assert doc["mar"] == "torchserve/tiny.mar" and doc["format"] == "onnx" and doc["handler"] == "pack_classifier.py"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["sha256"]["torchserve/tiny.mar"] == sha(mar)
+    assert report["sha256"]["torchserve/config.properties"] == sha(config)
+    assert report["targets"]["torchserve"]["mar"] == "torchserve/tiny.mar"
+
+    with zipfile.ZipFile(mar) as zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        assert names == sorted(names)
+        assert set(names) == {
+            "MAR-INF/MANIFEST.json",
+            "model.onnx",
+            "model-config.yaml",
+            "pack.json",
+            "pack_runtime.py",
+            "pack_images.py",
+            "pack_torchserve.py",
+            "pack_classifier.py",
+            "labels.txt",
+        }
+        for info in infos:
+            assert info.date_time == (1980, 1, 1, 0, 0, 0)
+            assert (info.external_attr >> 16) & 0o777 == 0o644
+            expected = zipfile.ZIP_STORED if info.filename == "model.onnx" else zipfile.ZIP_DEFLATED
+            assert info.compress_type == expected, info.filename
+        manifest = json.loads(zf.read("MAR-INF/MANIFEST.json"))
+        model_config = yaml.safe_load(zf.read("model-config.yaml"))
+        assert zf.read("model.onnx") == (folder / "model.onnx").read_bytes()
+        assert "import captum" not in "".join(zf.read(n).decode() for n in names if n.endswith(".py"))
+    assert manifest["model"] == {
+        "modelName": "tiny",
+        "serializedFile": "model.onnx",
+        "handler": "pack_classifier.py",
+        "modelVersion": "1",
+        "configFile": "model-config.yaml",
+    }
+    assert manifest["createdOn"] == "01/01/1980 00:00:00" and manifest["runtime"] == "python"
+    assert model_config["batchSize"] == 4 and model_config["minWorkers"] == model_config["maxWorkers"] == 1
+    assert model_config["handler"]["top_k"] == 5 and model_config["handler"]["labels_file"] == "labels.txt"
+
+    props = dict(line.split("=", 1) for line in config.read_text().splitlines() if line and not line.startswith("#"))
+    for key in ("inference_address", "management_address", "metrics_address"):
+        assert props[key].startswith("http://127.0.0.1:")
+    assert {"grpc_inference_port", "grpc_management_port", "model_store"} <= set(props)
+    assert props["load_models"] == "tiny.mar" and props["metrics_mode"] == "prometheus" and props["enable_model_api"] == "true"
+    assert "disable_token_authorization" not in props  # token authorization stays on
+    entry = json.loads(props["models"])["tiny"]["1"]
+    assert entry["marName"] == "tiny.mar"
+    assert {k: entry[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers", "responseTimeout")} == {
+        "batchSize": 4,
+        "maxBatchDelay": 20,
+        "minWorkers": 1,
+        "maxWorkers": 1,
+        "responseTimeout": 120,
+    }
+
+
+def test_package_hook_matches_archive(built, tmp_path):
+    """What `pack build` writes through package() is the same archive `pack archive` writes."""
+    from packager.targets import torchserve
+
+    store = copy_build(built("tiny"), tmp_path / "store")
+    folder = store / "tiny" / "1"
+    report = json.loads((folder / "report.json").read_text())
+    section = torchserve.package(folder, report, lambda m: None)
+    first = sha(folder / "torchserve" / "tiny.mar")
+    assert section["mar"] == "torchserve/tiny.mar" and section["config"] == "torchserve/config.properties"
+    pack_json("archive", "tiny", "--store", str(store), "--force")
+    assert sha(folder / "torchserve" / "tiny.mar") == first
+
+
+def test_archive_refuses_to_overwrite_a_good_mar_but_replaces_a_bad_one(tiny_store):
+    pack_json("archive", "tiny", "--store", str(tiny_store), "--force")
+    mar = tiny_store / "tiny" / "1" / "torchserve" / "tiny.mar"
+    good = mar.read_bytes()
+    assert "--force" in invoke("archive", "tiny", "--store", str(tiny_store)).error(2)
+    assert mar.read_bytes() == good
+    mar.write_bytes(good[: len(good) // 2])  # truncated: not a good archive any more
+    pack_json("archive", "tiny", "--store", str(tiny_store))
+    assert mar.read_bytes() == good
+    assert not list(mar.parent.glob(".tmp-*")) and not list(mar.parent.parent.glob(".report.json.*"))
+
+
+def test_archive_torchscript_and_options(tiny_store):
+    doc = pack_json(
+        "archive",
+        "tiny",
+        "--store",
+        str(tiny_store),
+        "--force",
+        "--format",
+        "torchscript",
+        "--batch-size",
+        "8",
+        "--workers",
+        "2",
+        "--max-batch-delay",
+        "5",
+    )
+    assert doc["format"] == "torchscript"
+    with zipfile.ZipFile(tiny_store / "tiny" / "1" / "torchserve" / "tiny.mar") as zf:
+        assert "model.pt" in zf.namelist() and "model.onnx" not in zf.namelist()
+        assert zf.getinfo("model.pt").compress_type == zipfile.ZIP_STORED
+        cfg = yaml.safe_load(zf.read("model-config.yaml"))
+    assert (cfg["batchSize"], cfg["maxBatchDelay"], cfg["minWorkers"], cfg["maxWorkers"]) == (8, 5, 2, 2)
+    assert "--batch-size" in invoke("archive", "tiny", "--store", str(tiny_store), "--force", "--batch-size", "0").error(2)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_handler_batch_isolates_malformed_requests(built, tmp_path, fmt):
+    """The real handler code, loaded as TorchServe loads it, on one batch with good and malformed requests."""
+    store = copy_build(built("tiny"), tmp_path / "store")
+    pack_json("archive", "tiny", "--store", str(store), "--force", "--format", fmt)
+    folder = store / "tiny" / "1"
+    model_dir = unpack_mar(folder / "torchserve" / "tiny.mar", tmp_path / "unpacked")
+    handle, context = load_handler(model_dir, batch_size=6)
+    sample = np.load(folder / "samples" / "input.input.npy")
+    expected = np.load(folder / "samples" / "output.logits.npy")
+    image = png_bytes(40, 56, seed=1)
+    batch = [
+        {"body": bytearray(image)},
+        {"body": {"image": "%%% not base64 %%%"}},
+        {"body": bytearray(b"these bytes are no image")},
+        {"body": {"inputs": [{"name": "input", "shape": [1, 3, 31, 32], "dtype": "float32", "data": [0.0] * (3 * 31 * 32)}]}},
+        {"body": {"inputs": [{"name": "input", "shape": list(sample.shape), "dtype": "float32", "data": sample.tolist()}]}},
+        {"data": bytearray(image), "top_k": bytearray(b"2")},  # multipart: the image and a form field
+    ]
+    answers = [json.loads(a) for a in handle(batch, context)]
+    codes = [context.get_response_status(i)[0] for i in range(len(batch))]
+    assert codes[1] == codes[2] == codes[3] == 400
+    assert "base64" in answers[1]["error"] and "not a readable image" in answers[2]["error"] and "shape" in answers[3]["error"]
+    assert codes[0] in (None, 200) and codes[4] in (None, 200) and codes[5] in (None, 200)
+    got = np.asarray(answers[4]["outputs"][0]["data"], dtype=np.float32)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
+    ref = classifier_reference(folder, image, fmt)
+    assert [p["class_id"] for p in answers[0]["predictions"]] == ref["class_ids"][:5]
+    np.testing.assert_allclose([p["score"] for p in answers[0]["predictions"]], ref["scores"][:5], atol=1e-5)
+    assert answers[0]["predictions"][0]["label"] == f"class_{ref['class_ids'][0]}"
+    assert len(answers[5]["predictions"]) == 2
+
+
+def test_zip_is_valid_and_the_zip64_path_holds_the_same_entries(built, tmp_path, monkeypatch):
+    from packager.targets.torchserve import mar as mar_module
+    from packager.targets.torchserve.config import settings_from
+
+    folder = built("tiny")
+    report = json.loads((folder / "report.json").read_text())
+    settings = settings_from(report)
+    small = tmp_path / "zip32.mar"
+    mar_module.write_mar(folder, report, settings, small)
+    monkeypatch.setattr(mar_module, "ZIP32_LIMIT", 0)  # as for a model over 4 GB
+    large = tmp_path / "zipfile.mar"
+    mar_module.write_mar(folder, report, settings, large)
+    with zipfile.ZipFile(small) as a, zipfile.ZipFile(large) as b:
+        assert a.testzip() is None and b.testzip() is None
+        assert a.namelist() == b.namelist()
+        for name in a.namelist():
+            assert a.read(name) == b.read(name)
+            assert a.getinfo(name).compress_type == b.getinfo(name).compress_type
+            assert a.getinfo(name).date_time == b.getinfo(name).date_time
+
+
+def test_stored_weights_start_on_a_page_boundary(built, tmp_path):
+    from packager.targets.torchserve.config import settings_from
+    from packager.targets.torchserve.mar import write_mar
+
+    folder = built("tiny")
+    report = json.loads((folder / "report.json").read_text())
+    out = tmp_path / "t.mar"
+    write_mar(folder, report, settings_from(report), out)
+    with zipfile.ZipFile(out) as zf:
+        info = zf.getinfo("model.onnx")
+        raw = out.read_bytes()
+        name_len, extra_len = (
+            int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little"),
+            int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little"),
+        )
+        start = info.header_offset + 30 + name_len + extra_len
+        assert start % 4096 == 0
+        assert raw[start : start + info.file_size] == (folder / "model.onnx").read_bytes()

@@ -1,0 +1,115 @@
+"""pack verify and pack inspect in-process, on copies of the tiny build and on hand-made archives: digests,
+structure, zip slip, parity. (The command line's exit codes and JSON: tests/integration/test_verify.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from tests.helpers.cli import Invocation, invoke
+
+
+def _fails_naming(result: Invocation, needle: str) -> Invocation:
+    line = result.error(3)
+    assert needle in line, line
+    return result
+
+
+def test_verify_passes_on_a_fresh_build_with_parity(tiny_build: Path) -> None:
+    doc = invoke("verify", str(tiny_build), "--parity", "--json").json()
+    assert doc["passed"] and doc["kind"] == "build" and doc["files_checked"] >= 5
+    assert {f: doc["parity"][f]["passed"] for f in doc["parity"]} == {"torchscript": True, "onnx": True, "pt2": True}
+
+
+def test_verify_catches_a_flipped_byte(tiny_build: Path) -> None:
+    path = tiny_build / "model.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    _fails_naming(invoke("verify", str(tiny_build)), "model.onnx: sha256 differs")
+
+
+def test_verify_catches_a_missing_and_an_unlisted_file(tiny_build: Path) -> None:
+    (tiny_build / "labels.txt").unlink()
+    (tiny_build / "extra.bin").write_bytes(b"x")
+    result = _fails_naming(invoke("verify", str(tiny_build)), "labels.txt: missing")
+    assert "extra.bin: not listed in the report" in result.stdout
+
+
+def test_verify_parity_catches_changed_recorded_outputs(tiny_build: Path) -> None:
+    """Digests updated to match, but the recorded eager outputs no longer match what the exports compute."""
+    out = tiny_build / "samples/output.logits.npy"
+    np.save(out, np.load(out) + 1.0)
+    report = json.loads((tiny_build / "report.json").read_text())
+    report["sha256"]["samples/output.logits.npy"] = hashlib.sha256(out.read_bytes()).hexdigest()
+    (tiny_build / "report.json").write_text(json.dumps(report))
+    assert invoke("verify", str(tiny_build)).returncode == 0  # digests alone agree
+    _fails_naming(invoke("verify", str(tiny_build), "--parity"), "output 'logits'")
+
+
+def test_report_cannot_point_outside_the_folder(tiny_build: Path) -> None:
+    report = json.loads((tiny_build / "report.json").read_text())
+    report["sha256"]["../../outside.txt"] = "0" * 64
+    (tiny_build / "report.json").write_text(json.dumps(report))
+    _fails_naming(invoke("verify", str(tiny_build)), "outside the build folder")
+
+
+def _mar(path: Path, entries: dict[str, str | bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+MANIFEST = json.dumps({"model": {"modelName": "m", "serializedFile": "model.pt", "handler": "h.py"}})
+
+
+def test_verify_and_inspect_refuse_zip_slip(tmp_path: Path) -> None:
+    evil = _mar(
+        tmp_path / "evil.mar", {"MAR-INF/MANIFEST.json": MANIFEST, "model.pt": b"x", "h.py": b"", "../../escape.py": b"boom"}
+    )
+    _fails_naming(invoke("verify", str(evil)), "leaves the archive's folder")
+    assert "unsafe archive entry" in invoke("inspect", str(evil)).error(2)
+    absolute = _mar(tmp_path / "abs.mar", {"MAR-INF/MANIFEST.json": MANIFEST, "/etc/passwd": b"x"})
+    _fails_naming(invoke("verify", str(absolute)), "absolute path")
+    link = tmp_path / "link.mar"
+    with zipfile.ZipFile(link, "w") as zf:
+        zf.writestr("MAR-INF/MANIFEST.json", MANIFEST)
+        info = zipfile.ZipInfo("model.pt")
+        info.create_system = 3
+        info.external_attr = (0o120777) << 16
+        zf.writestr(info, "/etc/passwd")
+    _fails_naming(invoke("verify", str(link)), "symbolic link")
+    assert not (tmp_path.parent / "escape.py").exists()
+
+
+def test_verify_mar_structure(tmp_path: Path) -> None:
+    good = _mar(tmp_path / "good.mar", {"MAR-INF/MANIFEST.json": MANIFEST, "model.pt": b"x", "h.py": b""})
+    assert invoke("verify", str(good)).returncode == 0
+    missing = _mar(tmp_path / "missing.mar", {"MAR-INF/MANIFEST.json": MANIFEST, "h.py": b""})
+    _fails_naming(invoke("verify", str(missing)), "serializedFile 'model.pt'")
+    nomanifest = _mar(tmp_path / "nom.mar", {"model.pt": b"x"})
+    _fails_naming(invoke("verify", str(nomanifest)), "no MAR-INF/MANIFEST.json")
+    truncated = tmp_path / "cut.mar"
+    truncated.write_bytes(good.read_bytes()[:40])
+    _fails_naming(invoke("verify", str(truncated)), "not a zip archive")
+
+
+def test_inspect_build_and_mar(tiny_build: Path, tmp_path: Path) -> None:
+    doc = invoke("inspect", str(tiny_build), "--json").json()
+    assert doc["kind"] == "build" and doc["name"] == "tiny" and doc["validation"]["onnx"]["passed"]
+    assert doc["files"]["model.onnx"] == (tiny_build / "model.onnx").stat().st_size
+    text = invoke("inspect", str(tiny_build)).stdout
+    assert "build tiny version 1" in text and "outputs: logits float32 [1, 10]" in text
+    good = _mar(tmp_path / "good.mar", {"MAR-INF/MANIFEST.json": MANIFEST, "model.pt": b"x", "h.py": b""})
+    doc = invoke("inspect", str(good), "--json").json()
+    assert doc["manifest"]["model"]["modelName"] == "m" and {e["name"] for e in doc["entries"]} >= {"model.pt", "h.py"}
+
+
+def test_verify_nonexistent_and_unknown(tmp_path: Path) -> None:
+    assert "neither a build folder" in invoke("verify", str(tmp_path)).error(2)
+    assert invoke("verify", str(tmp_path / "nope")).returncode == 2  # click: the path must exist
