@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "packager"
+PACKAGE = Path(__file__).resolve().parents[2] / "packager"
 PIPELINE = (
     "build",
     "prepare",

@@ -4,25 +4,27 @@ smoke tests and bench's eager check use it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from packager.registry import Tolerance
+from packager.report import BuildReport, OutputRecord, SampleRecord, TensorRecord
 from packager.samples import load_sample, verdict
 
 
-def _build(folder: Path, dynamic_axes: list[int], out_tolerance: dict[str, float] | None = None) -> dict[str, Any]:
+def _build(folder: Path, dynamic_axes: list[int], out_tolerance: dict[str, float] | None = None) -> BuildReport:
     (folder / "samples").mkdir()
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
     np.save(folder / "samples/input.x.npy", x)
     np.save(folder / "samples/output.y.npy", x * 3)
-    return {
-        "tolerance": {"atol": 1e-3, "rtol": 1e-2},
-        "inputs": [{"name": "x", "dynamic_axes": dynamic_axes}],
-        "outputs": [{"name": "y", **(out_tolerance or {})}],
-        "samples": {"batch": 2, "inputs": ["samples/input.x.npy"], "outputs": ["samples/output.y.npy"]},
-    }
+    tolerance = {"atol": 1e-3, "rtol": 1e-2, **(out_tolerance or {})}
+    return BuildReport(
+        name="m", version="1", task="generic", source={}, weights={"random": True}, versions={}, device="cpu",
+        inputs=[TensorRecord("x", [2, 4], "float32", dynamic_axes)],
+        outputs=[OutputRecord("y", [2, 4], "float32", dynamic_axes, None, tolerance["atol"], tolerance["rtol"])],
+        batch_sizes=[2], seed=0, tolerance={"atol": 1e-3, "rtol": 1e-2},
+        samples=SampleRecord(2, ["samples/input.x.npy"], ["samples/output.y.npy"]), artifacts={},
+    )
 
 
 def test_sample_loads_with_the_reports_tolerances(tmp_path: Path) -> None:

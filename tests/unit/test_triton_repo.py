@@ -106,7 +106,8 @@ def test_repo_options_are_checked() -> None:
 
 
 def test_detection_builds_are_served_through_an_ensemble() -> None:
-    detection = {**REPORT, "task": "object-detection", "postprocessing": {"format": "yolov8"}}
+    image = [{"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32", "dynamic_axes": [0]}]
+    detection = {**REPORT, "task": "object-detection", "postprocessing": {"format": "yolov8"}, "inputs": image}
     assert model_names(detection) == ["m_preprocess", "m", "m_postprocess", "m_ensemble"]
     assert serving_model(detection) == "m_ensemble" and serving_model(REPORT) == "m"
     assert triton_version({"version": "007"}) == "7"
