@@ -179,7 +179,7 @@ def closed_loop(factory: Callable[[], Callable[[], tuple[str, float]]], requests
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from packager.targets import DeployOptions, load
+    from packager.targets import get_target
 
     own_store = args.store is None
     store = Path(args.store or tempfile.mkdtemp(prefix="pack-soak-")).resolve()
@@ -188,8 +188,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for model in args.models:
             folder, report = ensure_build(store, model)
             for target in args.targets:
-                module = load(target)
-                opts = DeployOptions(store=store, timeout=args.deploy_timeout)
+                module = get_target(target)
+                opts = module.Options(store=store, timeout=args.deploy_timeout)
                 log(f"deploying {model} to {target}")
                 t0 = time.perf_counter()
                 deployed = module.deploy(folder, report, opts, log)
@@ -208,7 +208,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if own_store:
             for target in args.targets:
                 try:
-                    load(target).stop(DeployOptions(store=store), lambda m: None)
+                    chosen = get_target(target)
+                    chosen.stop(chosen.Options(store=store), lambda m: None)
                 except Exception:
                     pass
             shutil.rmtree(store, ignore_errors=True)

@@ -273,10 +273,10 @@ def measure_rss_subprocess(build_dir: Path, fmt: str, timeout: float = 300.0) ->
 
 
 def _rss_main(build_dir: str, fmt: str) -> None:
-    from ..build import load_report
+    from ..record import load_report
 
     folder = Path(build_dir)
-    report = load_report(folder)
+    report = load_report(folder).to_dict()  # the bench reads the report as a dict until it takes a BuildReport
     body, _, _ = request_payload(folder, report)
     if fmt == "eager":
         module, _ = eager_module(folder, report, lambda m: None)
