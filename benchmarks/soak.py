@@ -51,7 +51,7 @@ def ensure_build(store: Path, model: str) -> tuple[Path, dict[str, Any]]:
         from packager.targets import packagers
 
         plan = resolve(model, None, {"device": "cpu"})
-        _, folder = build(plan, store, force=False, log=lambda m: None, iterations=0, packagers=packagers())
+        _, folder = build(plan, store, force=False, iterations=0, packagers=packagers())
     folder = Path(folder)
     return folder, json.loads((folder / "report.json").read_text())
 
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 opts = module.Options(store=store, timeout=args.deploy_timeout)
                 log(f"deploying {model} to {target}")
                 t0 = time.perf_counter()
-                deployed = module.deploy(folder, report, opts, log)
+                deployed = module.deploy(folder, report, opts)
                 deploy_s = round(time.perf_counter() - t0, 2)
                 try:
                     factory = (torchserve_sender if target == "torchserve" else triton_sender)(deployed, folder, report)
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     log(f"{model} on {target}: {args.requests} requests at concurrency {args.concurrency}")
                     row = {"model": model, "target": target, "deploy_s": deploy_s, **closed_loop(factory, args.requests, args.concurrency, args.time_limit)}
                 finally:
-                    module.stop(opts, log)
+                    module.stop(opts)
                 row["server_stopped"] = True
                 results.append(row)
                 log(f"{model} on {target}: ok {row['ok']}, errors {row['errors']}, lost {row['lost']}, p99 {row['p99_ms']} ms")
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for target in args.targets:
                 try:
                     chosen = get_target(target)
-                    chosen.stop(chosen.Options(store=store), lambda m: None)
+                    chosen.stop(chosen.Options(store=store))
                 except Exception:
                     pass
             shutil.rmtree(store, ignore_errors=True)

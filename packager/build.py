@@ -10,10 +10,12 @@ nothing behind and never replaces a good version.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .console import elapsed
 from .errors import EnvironmentProblem, ValidationFailed
 from .export import ORDER, Outcome, get_format
 from .measure import measure
@@ -23,8 +25,9 @@ from .record import REPORT, assemble, load_report, write_samples
 from .report import BuildReport
 from .store import AtomicVersion
 
-Log = Callable[[str], None]
-Packager = Callable[[Path, dict[str, Any], Log], dict[str, Any]]
+log = logging.getLogger(__name__).info
+
+Packager = Callable[[Path, dict[str, Any]], dict[str, Any]]
 
 
 def _labels(plan: BuildPlan, model: Any) -> list[str] | None:
@@ -71,23 +74,18 @@ def _judge(outcomes: dict[str, Outcome], required: set[str]) -> list[str]:
     return warnings
 
 
-def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int = 10,
+def build(plan: BuildPlan, store: Path, force: bool, iterations: int = 10,
           packagers: Mapping[str, Packager] | None = None) -> tuple[BuildReport, Path]:
     """Run the whole pipeline; return (report, committed version folder).
 
     `packagers` write each serving target's artifacts into the folder before it is committed (the CLI passes every
     target's; the pipeline itself imports no target)."""
     started = time.perf_counter()
-    outer_log = log
-
-    def log(message: str) -> None:  # noqa: F811  (every line says how far into the build it is)
-        outer_log(f"[{time.perf_counter() - started:5.1f}s] {message}")
-
     atomic = AtomicVersion(store, plan.name, plan.version, force)
     atomic.check_free()  # fail before any work when the version exists
-    with atomic as tmp:
-        prep = prepare(plan, log)
-        ctx = prep.context(tmp, log)
+    with atomic as tmp, elapsed():  # every log line says how far into the build it is
+        prep = prepare(plan)
+        ctx = prep.context(tmp)
         ref, names, device = prep.ref, prep.names, prep.device
         for name in [f for f in ORDER if f in plan.formats]:
             log(f"exporting {name}")
@@ -114,7 +112,7 @@ def build(plan: BuildPlan, store: Path, force: bool, log: Log, iterations: int =
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
         report = assemble(plan, ref, ctx.outcomes, prep.weights, device, performance, samples, bool(labels), prep.binding, warnings)
         plain_report = report.to_dict()  # the targets read the report as a dict until they take a BuildReport
-        report.targets = {name: package(tmp, plain_report, log) for name, package in (packagers or {}).items()}
+        report.targets = {name: package(tmp, plain_report) for name, package in (packagers or {}).items()}
         report.build_seconds = round(time.perf_counter() - started, 2)
         report.save(tmp)
         final = atomic.commit()

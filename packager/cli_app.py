@@ -11,18 +11,22 @@ from typing import Any, Callable
 import click
 
 from . import __version__
-from .console import emit_json, log, run, table
+from .console import emit_json, run, table
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--json and --debug on every command (they may also be given before the command name)."""
+    """--json, --debug, -v and -q on every command (they may also be given before the command name)."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs stay on stderr).")
     @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+    @click.option("-v", "--verbose", count=True, help="More detail on stderr.")
+    @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
     @functools.wraps(fn)
-    def wrapper(*args: Any, as_json: bool, debug: bool, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, as_json: bool, debug: bool, verbose: int, quiet: bool, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         root = ctx.find_root().params
+        verbose += root.get("verbose", 0)
+        ctx.meta["pack.verbosity"] = -1 if quiet or root.get("quiet") else verbose
         return fn(*args, as_json=as_json or root.get("as_json", False), debug=debug or root.get("debug", False), **kwargs)
 
     return wrapper
@@ -42,7 +46,9 @@ store_option = click.option(
 @click.version_option(__version__, prog_name="pack")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output for the command.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-def main(as_json: bool, debug: bool) -> None:
+@click.option("-v", "--verbose", count=True, help="More detail on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def main(as_json: bool, debug: bool, verbose: int, quiet: bool) -> None:
     """Package PyTorch models for serving: export, validate, archive, deploy.
 
     \b
@@ -126,10 +132,9 @@ def build_cmd(model: str | None, spec: str | None, store: str, force: bool, inpu
 
         from .build import build
         from .summary import build_summary
-
         from .targets import packagers
 
-        report, folder = build(plan, Path(store), force, log, iterations=iterations, packagers=packagers())
+        report, folder = build(plan, Path(store), force, iterations=iterations, packagers=packagers())
         if as_json:
             emit_json(out, {**report.to_dict(), "path": str(folder.resolve())})
         else:
@@ -149,7 +154,7 @@ def verify_cmd(target: str, parity: bool, as_json: bool, debug: bool) -> None:
         from .errors import ValidationFailed
         from .verify import verify
 
-        result = verify(Path(target), parity, log)
+        result = verify(Path(target), parity)
         if as_json:
             emit_json(out, result)
         else:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .cli_app import common, main, store_option
-from .console import emit_json, log, run
+from .console import emit_json, run
+
+log = logging.getLogger(__name__).info
 
 
 @main.command("bench")
@@ -52,7 +55,7 @@ def bench_cmd(model: str, version: str | None, store: str, targets: str, concurr
             triton={"instances": instances, "max_batch": max_batch, "max_queue_delay_ms": max_queue_delay},
             command="pack " + " ".join(sys.argv[1:]),
         )
-        result = run_bench(options, log)
+        result = run_bench(options)
         if plot_path:
             result["plot"] = str(plot(result, Path(plot_path)))
             log(f"wrote {plot_path}")

@@ -66,7 +66,7 @@ def deploy_cmd(model: str, version: str | None, target: str, store: str, as_json
         chosen = get_target(target)
         opts = make_options(chosen, "deploy", Path(store), given)
         folder, report = _load_build(store, model, version)
-        _print_result(out, chosen.deploy(folder, report, opts, log), as_json)
+        _print_result(out, chosen.deploy(folder, report, opts), as_json)
 
     run(debug, body)
 
@@ -80,7 +80,7 @@ def status_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any
 
     def body(out: Any) -> None:
         chosen = get_target(target)
-        _print_result(out, chosen.status(make_options(chosen, "status", Path(store), given), log), as_json)
+        _print_result(out, chosen.status(make_options(chosen, "status", Path(store), given)), as_json)
 
     run(debug, body)
 
@@ -96,7 +96,7 @@ def undeploy_cmd(model: str, version: str | None, target: str, store: str, as_js
 
     def body(out: Any) -> None:
         chosen = get_target(target)
-        _print_result(out, chosen.undeploy(model, version, make_options(chosen, "undeploy", Path(store), given), log), as_json)
+        _print_result(out, chosen.undeploy(model, version, make_options(chosen, "undeploy", Path(store), given)), as_json)
 
     run(debug, body)
 
@@ -110,7 +110,7 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any) 
 
     def body(out: Any) -> None:
         chosen = get_target(target)
-        _print_result(out, chosen.stop(make_options(chosen, "stop", Path(store), given), log), as_json)
+        _print_result(out, chosen.stop(make_options(chosen, "stop", Path(store), given)), as_json)
 
     run(debug, body)
 
@@ -132,7 +132,7 @@ def archive_cmd(model: str, version: str | None, fmt: str | None, force: bool, s
         chosen = get_target("torchserve")
         folder, report = _load_build(store, model, version)
         opts = chosen.Options(store=Path(store), format=fmt, extra={"force": force}, **{k: v for k, v in kw.items() if v is not None})
-        _print_result(out, chosen.archive(folder, report, opts, log), as_json)  # type: ignore[attr-defined]
+        _print_result(out, chosen.archive(folder, report, opts), as_json)  # type: ignore[attr-defined]
 
     run(debug, body)
 
@@ -154,7 +154,7 @@ def repo_cmd(model: str, version: str | None, backend: str, fmt: str | None, ins
         chosen = get_target("triton")
         folder, report = _load_build(store, model, version)
         opts = chosen.Options(store=Path(store), backend=backend, format=fmt, extra={"instances": instances, "max_batch": max_batch, "force": force})
-        _print_result(out, chosen.repo(folder, report, opts, log), as_json)  # type: ignore[attr-defined]
+        _print_result(out, chosen.repo(folder, report, opts), as_json)  # type: ignore[attr-defined]
 
     run(debug, body)
 

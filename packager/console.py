@@ -1,11 +1,19 @@
-"""Command plumbing shared by every command: one-line errors, exit codes, logs on stderr, JSON on stdout."""
+"""Command plumbing shared by every command: one-line errors, exit codes, logs on stderr, JSON on stdout.
+
+Every module logs through `logging` (its logger is `packager.<module>`); the CLI sends the `packager` logger to
+stderr as `pack: <message>`, at INFO by default, DEBUG with -v and WARNING with -q. Inside `elapsed()` (a build)
+each line also says how many seconds into it it was written. Library use (no CLI) configures nothing: only warnings
+reach stderr, through Python's default handler.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
+import time
 import traceback
 from typing import Any, Callable, Iterator
 
@@ -13,9 +21,40 @@ import click
 
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, PackError
 
+ROOT_LOGGER = "packager"
+_STARTED: list[float] = []  # the start of each `elapsed()` block, innermost last
+
+
+class _Lines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"[{time.perf_counter() - _STARTED[-1]:5.1f}s] " if _STARTED else ""
+        return f"pack: {prefix}{record.getMessage()}"
+
+
+def setup_logging(verbosity: int) -> None:
+    """-q (verbosity < 0): warnings only; default: progress; -v: debug detail."""
+    logger = logging.getLogger(ROOT_LOGGER)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Lines())
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)
+    logger.propagate = False
+
+
+@contextlib.contextmanager
+def elapsed() -> Iterator[None]:
+    _STARTED.append(time.perf_counter())
+    try:
+        yield
+    finally:
+        _STARTED.pop()
+
 
 def log(message: str) -> None:
-    click.echo(f"pack: {message}", err=True)
+    """A progress line of the command itself."""
+    logging.getLogger(f"{ROOT_LOGGER}.cli").info(message)
 
 
 @contextlib.contextmanager
@@ -56,6 +95,7 @@ def run(debug: bool, body: Callable[[Any], None]) -> None:
     """Run a command body; turn failures into one line on stderr and the documented exit code."""
     from .store import os_error
 
+    setup_logging(click.get_current_context().meta.get("pack.verbosity", 0) if click.get_current_context(silent=True) else 0)
     if debug:
         os.environ["PACK_DEBUG"] = "1"  # exporters' own output is replayed (packager/export/capture.py)
     try:

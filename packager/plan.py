@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import registry, spec as spec_mod
+from . import registry
+from . import spec as spec_mod
 from .errors import UsageError
 from .registry import DTYPES, ModelEntry, OutputSpec, TensorSpec, Tolerance
 

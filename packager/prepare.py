@@ -7,6 +7,7 @@ Also the entry point for checks that need the gate outside a build (the fault-in
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,8 @@ from .registry import TensorSpec
 from .runners import pick_device, torch_runner
 from .validate import OutputCheck, validate_model_outputs
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 
 
 def _apply_family(plan: BuildPlan, family: Any, model: Any) -> None:
@@ -44,7 +46,7 @@ def _apply_family(plan: BuildPlan, family: Any, model: Any) -> None:
         )
 
 
-def _list_inputs(plan: BuildPlan, binding: Any, log: Log) -> None:
+def _list_inputs(plan: BuildPlan, binding: Any) -> None:
     """An input that forward() takes as a list of tensors is split along its first axis: the list length is fixed."""
     for i, (spec, listed) in enumerate(zip(list(plan.inputs), binding.as_list)):
         if listed and 0 in spec.dynamic_axes:
@@ -88,7 +90,7 @@ class Prepared:
         case = self._flipped["case"]
         return None if case is None else validate_model_outputs(runner, [case], self.names, self.ref.tolerances, self.unordered)
 
-    def context(self, folder: Path, log: Log) -> ExportContext:
+    def context(self, folder: Path) -> ExportContext:
         plan = self.plan
         metadata = {
             "name": plan.name, "version": plan.version, "task": plan.task, "inputs": [i.to_dict() for i in plan.inputs],
@@ -98,30 +100,30 @@ class Prepared:
             module=self.module, model=self.model, binding=self.binding, example=self.example, inputs=plan.inputs,
             output_names=self.names, output_axes=[o.dynamic_axes for o in self.ref.outputs], folder=folder,
             device=self.device, opset=plan.opset, torchscript=plan.torchscript, slim=plan.slim, metadata=metadata,
-            check=self.gate, check_flipped=self.check_flipped, log=log, program=self.program, program_error=self.program_error,
+            check=self.gate, check_flipped=self.check_flipped, program=self.program, program_error=self.program_error,
         )
 
 
-def prepare(plan: BuildPlan, log: Log) -> Prepared:
+def prepare(plan: BuildPlan) -> Prepared:
+    log(f"loading {plan.source} ({'weights ' + plan.weights if plan.weights else 'seed %d' % plan.seed})")
     import torch
 
-    log(f"loading {plan.source} ({'weights ' + plan.weights if plan.weights else 'seed %d' % plan.seed})")
     model, weights, family = load_module(plan)
     _apply_family(plan, family, model)
     device = pick_device(plan.device)
     model = model.to(device)
     binding = bind(model, [i.name for i in plan.inputs])
-    _list_inputs(plan, binding, log)
+    _list_inputs(plan, binding)
     module = export_module(model, binding)
     run = torch_runner(module, device)
-    cases = run_batches(run, plan, plan.inputs, log)
+    cases = run_batches(run, plan, plan.inputs)
     example = [torch.from_numpy(a).to(device) for a in export_case(cases).inputs]
     program, program_error, started = None, None, time.perf_counter()
     if any(get_format(f).needs_program for f in plan.formats) or "onnx" in plan.formats:
         log("capturing the program with torch.export")
-        program, program_error = capture(module, example, plan.inputs, log)
+        program, program_error = capture(module, example, plan.inputs)
     capture_seconds = round(time.perf_counter() - started, 3)
-    add_resized(run, cases, plan, plan.inputs, program_runner(program, device) if program is not None else None, log)
+    add_resized(run, cases, plan, plan.inputs, program_runner(program, device) if program is not None else None)
     ref = finish(run, cases, plan, model, binding, plan.inputs, device)
     return Prepared(plan, model, weights, binding, module, device, run, ref, example, program, program_error, capture_seconds)
 

@@ -10,6 +10,7 @@ model whose every output is constant (a zero-initialised head): no export could 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -22,7 +23,8 @@ from .modelio import output_names
 from .registry import OutputSpec, Tolerance
 from .validate import compare, constant_outputs
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 Run = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
@@ -39,7 +41,7 @@ def _shapes(inputs: list[Any], case: Case) -> str:
     return ", ".join(f"{s.name} {list(a.shape)} {s.dtype}" for s, a in zip(inputs, case.inputs))
 
 
-def run_batches(run: Run, plan: Any, inputs: list[Any], log: Log) -> list[Case]:
+def run_batches(run: Run, plan: Any, inputs: list[Any]) -> list[Case]:
     cases = batch_cases(inputs, plan.batch_sizes, plan.seed)
     log(f"eager reference at {', '.join(c.label for c in cases)}")
     for case in cases:
@@ -53,7 +55,7 @@ def run_batches(run: Run, plan: Any, inputs: list[Any], log: Log) -> list[Case]:
     return cases
 
 
-def add_resized(run: Run, cases: list[Case], plan: Any, inputs: list[Any], program: Run | None, log: Log) -> None:
+def add_resized(run: Run, cases: list[Case], plan: Any, inputs: list[Any], program: Run | None) -> None:
     """Append the second-size case: the first candidate both eager and the program accept, else the first eager
     accepts (the program then fails the gate there, with its guard named)."""
     candidates = resized_cases(inputs, plan.batch_sizes[0], plan.seed)

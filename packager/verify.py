@@ -7,16 +7,17 @@ makes the command exit 3.
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
 from .errors import UsageError, ValidationFailed
 from .report import FILE as REPORT
 from .report import sha256_file
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 
 
 @dataclass
@@ -90,7 +91,7 @@ def check_build(folder: Path) -> tuple[list[Finding], Any]:
     return findings, report
 
 
-def check_parity(folder: Path, report: Any, log: Log) -> tuple[list[Finding], dict[str, Any]]:
+def check_parity(folder: Path, report: Any) -> tuple[list[Finding], dict[str, Any]]:
     """Re-run the recorded sample inputs through every artifact and compare with the recorded eager outputs, with
     the build gate's own comparison (packager/samples.py)."""
     from .export import runner_for
@@ -114,14 +115,14 @@ def check_parity(folder: Path, report: Any, log: Log) -> tuple[list[Finding], di
     return findings, summary
 
 
-def verify(target: Path, parity: bool, log: Log) -> dict[str, Any]:
+def verify(target: Path, parity: bool) -> dict[str, Any]:
     kind = kind_of(target)
     result: dict[str, Any] = {"target": str(target), "kind": kind}
     if kind == "build":
         findings, report = check_build(target)
         result["files_checked"] = len(report.sha256) if report else 0
         if parity and report and not findings:
-            parity_findings, result["parity"] = check_parity(target, report, log)
+            parity_findings, result["parity"] = check_parity(target, report)
             findings += parity_findings
         elif parity:
             result["parity"] = "skipped: the files do not match the report"

@@ -70,7 +70,7 @@ def _stop_servers_by_state(base: Path) -> list[str]:
     for state in states:
         target, store = state.parent.name, state.parents[2]
         try:
-            result = call(target, "stop", DeployOptions(store=store), lambda message: None)
+            result = call(target, "stop", DeployOptions(store=store))
         except Exception as exc:  # noqa: BLE001 - cleanup goes on with the next store
             notes.append(f"pack stop --target {target} --store {store} failed: {type(exc).__name__}: {exc}")
             continue
@@ -114,7 +114,7 @@ def built(session_store: Path) -> Callable[[str], Path]:
 
             plan = resolve(name, None, {"device": "cpu"})
             _, folders[name] = build(
-                plan, session_store, force=False, log=lambda message: None, iterations=2, packagers=packagers()
+                plan, session_store, force=False, iterations=2, packagers=packagers()
             )
         return folders[name]
 

@@ -12,6 +12,7 @@ also on errors and Ctrl-C.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import shutil
@@ -25,7 +26,8 @@ from typing import Any, Callable
 
 from ..errors import UsageError
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 TARGETS = ("inprocess", "torchserve", "triton")
 GOALS = {  # the issue's targets: served / in-process throughput, and ONNX / eager at batch 8
     "torchserve": 0.8,
@@ -109,7 +111,7 @@ def _host() -> dict[str, Any]:
     }
 
 
-def _locate(o: BenchOptions, scratch: Path, log: Log) -> tuple[Path, dict[str, Any]]:
+def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, dict[str, Any]]:
     from ..record import load_report
     from ..store import find_build, versions
 
@@ -125,11 +127,11 @@ def _locate(o: BenchOptions, scratch: Path, log: Log) -> tuple[Path, dict[str, A
     from ..targets import packagers
 
     log(f"no build of {o.model} in {o.store}: building it into the bench's temporary store (`pack build {o.model}` once to skip this)")
-    report, folder = build(resolve(o.model, None, {"device": "cpu"}), scratch / "builds", False, log, iterations=0, packagers=packagers())
+    report, folder = build(resolve(o.model, None, {"device": "cpu"}), scratch / "builds", False, iterations=0, packagers=packagers())
     return folder, report.to_dict()
 
 
-def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions, log: Log) -> dict[str, Any]:
+def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions) -> dict[str, Any]:
     from .gpu import GpuSampler
     from .load import run_load
 
@@ -162,7 +164,7 @@ def _row(name: str, target: str, runtime: str, payload: str, work: str, compare_
     }
 
 
-def _in_process_rows(folder: Path, report: dict[str, Any], o: BenchOptions, body: bytes, payload: str, log: Log) -> tuple[list[tuple[dict[str, Any], Any]], list, dict[str, Any]]:
+def _in_process_rows(folder: Path, report: dict[str, Any], o: BenchOptions, body: bytes, payload: str) -> tuple[list[tuple[dict[str, Any], Any]], list, dict[str, Any]]:
     """The in-process rows, ready to run: [(row, make_caller)], the pre-processed tensor, and memory / batch figures."""
     from . import inprocess as ip
 
@@ -170,7 +172,7 @@ def _in_process_rows(folder: Path, report: dict[str, Any], o: BenchOptions, body
     threads = {"torch": torch_threads, "onnxruntime": o.threads or "default (one per physical core)"}
     log(f"in-process: torch threads {torch_threads}, onnxruntime intra-op threads {threads['onnxruntime']}")
     t0 = time.perf_counter()
-    module, eager_kind = ip.eager_module(folder, report, log)
+    module, eager_kind = ip.eager_module(folder, report)
     eager = ip.eager_runner(module)
     eager_handler = ip.handler_instance(folder, report, eager, "torchscript")
     eager_load = time.perf_counter() - t0
@@ -254,7 +256,7 @@ class _Terminated(KeyboardInterrupt):
     pass
 
 
-def run_bench(o: BenchOptions, log: Log) -> dict[str, Any]:
+def run_bench(o: BenchOptions) -> dict[str, Any]:
     from . import inprocess as ip
     from . import targets as tg
 
@@ -275,13 +277,13 @@ def run_bench(o: BenchOptions, log: Log) -> dict[str, Any]:
         previous = signal.signal(signal.SIGTERM, on_term)
     served: dict[str, Any] = {}
     try:
-        folder, report = _locate(o, scratch, log)
+        folder, report = _locate(o, scratch)
         body, content_type, payload = ip.request_payload(folder, report)
         prepared: list[tuple[dict[str, Any], Any]] = []
         extra: dict[str, Any] = {"rss": {}, "batch": None}
         arrays = None
         if "inprocess" in o.targets:
-            prepared, arrays, extra = _in_process_rows(folder, report, o, body, payload, log)
+            prepared, arrays, extra = _in_process_rows(folder, report, o, body, payload)
         elif "triton" in o.targets:
             arrays = ip.preprocessed(ip.handler_instance(folder, report, lambda a: a, "onnx"), body)
         with_baselines = "inprocess" in o.targets
@@ -289,14 +291,14 @@ def run_bench(o: BenchOptions, log: Log) -> dict[str, Any]:
             launched.append(target)
             if target == "torchserve":
                 settings = {**TORCHSERVE_DEFAULTS, **{k: v for k, v in o.torchserve.items() if v is not None}}
-                server = tg.torchserve(folder, report, server_store, body, content_type, payload, settings, o.timeout, log)
+                server = tg.torchserve(folder, report, server_store, body, content_type, payload, settings, o.timeout)
                 runtime = "onnxruntime in TorchServe workers" if settings["format"] == "onnx" else "TorchScript in TorchServe workers"
                 work = "the same handler code as the in-process rows, behind TorchServe's frontend"
                 same = "inprocess-onnx" if settings["format"] == "onnx" else None
                 rss_key = "onnx" if settings["format"] == "onnx" else "eager"
             else:
                 settings = {**TRITON_DEFAULTS, **{k: v for k, v in o.triton.items() if v is not None}}
-                server = tg.triton(folder, report, server_store, arrays, settings, o.timeout, log)
+                server = tg.triton(folder, report, server_store, arrays, settings, o.timeout)
                 runtime = "onnxruntime in Triton's python backend"
                 work = "model only (tensor in, raw outputs back)"
                 same = None
@@ -313,7 +315,7 @@ def run_bench(o: BenchOptions, log: Log) -> dict[str, Any]:
         # apart at most, so a change in the machine's load moves them together.
         for c in o.concurrency:
             for row, make_caller in prepared:
-                row["runs"].append(_run_one(row["name"], make_caller, c, o, log))
+                row["runs"].append(_run_one(row["name"], make_caller, c, o))
         for target, server in served.items():
             row = next(r for r, _ in prepared if r["name"] == target)
             memory = row["memory"]
@@ -323,13 +325,13 @@ def run_bench(o: BenchOptions, log: Log) -> dict[str, Any]:
             if memory["rss_mb"] and memory["inprocess_rss_mb"]:
                 memory["overhead_mb"] = round(memory["rss_mb"] - memory["inprocess_rss_mb"], 1)
         for target in list(launched):
-            stopped.append(_stop(target, server_store, served[target].pids if target in served else (lambda: []), log))
+            stopped.append(_stop(target, server_store, served[target].pids if target in served else (lambda: [])))
             launched.remove(target)
         rows = [r for r, _ in prepared]
     finally:
         for target in list(launched):
             try:
-                stopped.append(_stop(target, server_store, served[target].pids if target in served else (lambda: []), log))
+                stopped.append(_stop(target, server_store, served[target].pids if target in served else (lambda: [])))
             except Exception as exc:  # keep stopping the others; say what is left
                 log(f"could not stop the bench's {target}: {exc}")
         shutil.rmtree(scratch, ignore_errors=True)
@@ -375,10 +377,10 @@ def threading_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _stop(target: str, store: Path, pids: Callable[[], list[int]], log: Log) -> dict[str, Any]:
+def _stop(target: str, store: Path, pids: Callable[[], list[int]]) -> dict[str, Any]:
     from .targets import stop
 
-    result = stop(target, store, log)
+    result = stop(target, store)
     left = [p for p in pids() if _alive(p)]
     return {"target": target, "stopped": bool(result.get("stopped")), "processes_left": left}
 

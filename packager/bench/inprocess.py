@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -28,8 +29,9 @@ import numpy as np
 from ..measure import measure
 from ..tasks import IMAGE, runtime_on_path, task_for
 
+log = logging.getLogger(__name__).info
+
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
-Log = Callable[[str], None]
 
 
 # ---------------------------------------------------------------- the request users send
@@ -86,7 +88,7 @@ def set_torch_threads(threads: int) -> int:
     return torch.get_num_threads()
 
 
-def eager_module(build_dir: Path, report: dict[str, Any], log: Log) -> tuple[Any, str]:
+def eager_module(build_dir: Path, report: dict[str, Any]) -> tuple[Any, str]:
     """(module, what it is): the eager model rebuilt from the registry (built-in models with random weights, checked
     against the build's recorded outputs), else the build's TorchScript export standing in for it."""
     import torch
@@ -279,7 +281,7 @@ def _rss_main(build_dir: str, fmt: str) -> None:
     report = load_report(folder).to_dict()  # the bench reads the report as a dict until it takes a BuildReport
     body, _, _ = request_payload(folder, report)
     if fmt == "eager":
-        module, _ = eager_module(folder, report, lambda m: None)
+        module, _ = eager_module(folder, report)
         runner = eager_runner(module)
     else:
         runner = onnx_runner(folder, report)

@@ -24,8 +24,6 @@ import numpy as np
 
 from .inprocess import process_tree, tree_rss_mb
 
-Log = Callable[[str], None]
-
 
 @dataclass
 class Served:
@@ -77,14 +75,14 @@ class Served:
 # ---------------------------------------------------------------- the servers, through the Target interface
 
 
-def torchserve(build_dir: Path, report: dict[str, Any], store: Path, body: bytes, content_type: str, payload: str, settings: dict[str, Any], timeout: float, log: Log) -> Served:
+def torchserve(build_dir: Path, report: dict[str, Any], store: Path, body: bytes, content_type: str, payload: str, settings: dict[str, Any], timeout: float) -> Served:
     from ..targets import Request, get_target
 
     target = get_target("torchserve")
     opts = target.Options(store=store, timeout=timeout, workers=settings["workers"], batch_size=settings["batch_size"],
                           max_batch_delay_ms=settings["max_batch_delay_ms"], format=settings["format"])
     t0 = time.perf_counter()
-    result = target.deploy(build_dir, report, opts, log)
+    result = target.deploy(build_dir, report, opts)
     total = time.perf_counter() - t0
     timings = result.get("timings") or {}
     endpoint = target.endpoint(result, report, store, Request(body, content_type, payload, []))
@@ -102,14 +100,14 @@ def torchserve(build_dir: Path, report: dict[str, Any], store: Path, body: bytes
     )
 
 
-def triton(build_dir: Path, report: dict[str, Any], store: Path, arrays: list[np.ndarray], settings: dict[str, Any], timeout: float, log: Log) -> Served:
+def triton(build_dir: Path, report: dict[str, Any], store: Path, arrays: list[np.ndarray], settings: dict[str, Any], timeout: float) -> Served:
     from ..targets import Request, get_target
 
     target = get_target("triton")
     opts = target.Options(store=store, timeout=timeout, workers=settings["instances"], batch_size=settings["max_batch"],
                           max_batch_delay_ms=settings["max_queue_delay_ms"], backend="python", format="onnx")
     t0 = time.perf_counter()
-    result = target.deploy(build_dir, report, opts, log)
+    result = target.deploy(build_dir, report, opts)
     total = time.perf_counter() - t0
     timings = result.get("timings") or {}
     endpoint = target.endpoint(result, report, store, Request(b"", "", "", arrays))
@@ -142,8 +140,8 @@ def _check_answer(served: Served, timeout: float) -> None:
         raise DeployFailed(f"{served.target} answered the bench's request with HTTP {response.status}: {data[:200].decode('utf-8', 'replace')}")
 
 
-def stop(target: str, store: Path, log: Log) -> dict[str, Any]:
+def stop(target: str, store: Path) -> dict[str, Any]:
     from ..targets import get_target
 
     chosen = get_target(target)
-    return chosen.stop(chosen.Options(store=store), log)
+    return chosen.stop(chosen.Options(store=store))

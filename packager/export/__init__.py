@@ -20,7 +20,6 @@ from typing import Any, Callable
 from ..validate import OutputCheck, first_failure
 
 Runner = Callable[[list[Any]], list[Any]]
-Log = Callable[[str], None]
 DEFAULT_FORMATS = ("torchscript", "onnx", "pt2")
 ORDER = ("torchscript", "onnx", "pt2", "aoti")  # report order
 SERVE_PREFERENCE = ("onnx", "torchscript", "aoti", "pt2")  # what a target serves when the user does not say
@@ -90,7 +89,6 @@ class ExportContext:
     metadata: dict[str, Any]
     check: Callable[[Runner], list[OutputCheck]]  # the parity gate over every case
     check_flipped: Callable[[Runner], list[OutputCheck] | None]  # the gate on inputs with flipped values (None: n/a)
-    log: Log
     program: Any = None  # the ExportedProgram, when torch.export succeeded
     program_error: str | None = None
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # formats done so far

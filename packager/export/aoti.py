@@ -7,6 +7,7 @@ spec (the pytree of inputs and outputs the package expects) is recorded for the 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -18,6 +19,8 @@ import numpy as np
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain
+
+log = logging.getLogger(__name__).info
 
 FILE = "model.aoti.pt2"
 
@@ -36,7 +39,7 @@ def export(ctx: ExportContext) -> Outcome:
                        hint="install g++ (apt-get install g++), or leave aoti out of --formats")
     started = time.perf_counter()
     path = ctx.folder / FILE
-    ctx.log("aoti: compiling the AOTInductor package (this takes a while)")
+    log("aoti: compiling the AOTInductor package (this takes a while)")
     try:
         with captured():
             torch._inductor.aoti_compile_and_package(ctx.program, package_path=str(path))

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import io
 import json
-import time
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain
 from .torchscript import test_harder
-from ..validate import first_failure
+
+log = logging.getLogger(__name__).info
 
 FILE = "model.onnx"
 LEGACY_OPSET = 17
@@ -126,7 +128,7 @@ def export(ctx: ExportContext) -> Outcome:
         except Exception as exc:
             cause, fix = explain(exc, "onnx")
             rejected.append({"exporter": exporter, "reason": f"export failed: {cause}", "fix": fix})
-            ctx.log(f"onnx: the {exporter} exporter failed: {cause[:200]}")
+            log(f"onnx: the {exporter} exporter failed: {cause[:200]}")
             continue
         try:
             _finish(proto, ctx, path)
@@ -145,10 +147,10 @@ def export(ctx: ExportContext) -> Outcome:
             outcome.info["rejected"] = rejected
             outcome.info["not_tried"] = [name for name, _ in attempts[position + 1:]]
             if rejected:
-                ctx.log(f"onnx: shipped the {exporter} exporter's file ({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})")
+                log(f"onnx: shipped the {exporter} exporter's file ({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})")
             return outcome
         rejected.append({"exporter": exporter, "reason": first_failure(outcome.checks).reason})  # type: ignore[union-attr]
-        ctx.log(f"onnx: the {exporter} export does not match eager; trying the next exporter")
+        log(f"onnx: the {exporter} export does not match eager; trying the next exporter")
     path.unlink(missing_ok=True)
     reasons = "; ".join(f"{r['exporter']}: {r['reason']}" for r in rejected)
     fix = next((r["fix"] for r in rejected if r.get("fix")), "leave onnx out of --formats, or wrap the failing part")

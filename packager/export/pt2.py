@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import numpy as np
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain
+
+log = logging.getLogger(__name__).info
 
 FILE = "model.pt2"
 
@@ -59,7 +62,7 @@ def shapes_of(program: Any, inputs: list[Any]) -> dict[str, Any]:
     return out
 
 
-def capture(module: Any, example: list[Any], inputs: list[Any], log: Any) -> tuple[Any, str | None]:
+def capture(module: Any, example: list[Any], inputs: list[Any]) -> tuple[Any, str | None]:
     """torch.export the ExportModule: (program, None), or (None, the cause and a fix)."""
     import torch
 

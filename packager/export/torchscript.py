@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain, first_line
-from ..validate import first_failure
+
+log = logging.getLogger(__name__).info
 
 FILE = "model.pt"
 EXTRA_FILE = "pack.json"
@@ -101,7 +104,7 @@ def _gate(ctx: ExportContext, module: Any, method: str, **info: Any) -> Outcome:
 
 
 def _scripted(ctx: ExportContext, why: str) -> Outcome:
-    ctx.log(f"torchscript: {why[:200]}; trying torch.jit.script")
+    log(f"torchscript: {why[:200]}; trying torch.jit.script")
     try:
         module = script(ctx)
     except Exception as exc:

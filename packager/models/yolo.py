@@ -11,8 +11,9 @@ from ..registry import OutputSpec, TensorSpec, Tolerance, register_model
 
 
 def _coco_names():
-    import yaml
     from importlib.resources import files
+
+    import yaml
 
     data = yaml.safe_load((files("ultralytics") / "cfg" / "datasets" / "coco.yaml").read_text())
     return [data["names"][i] for i in sorted(data["names"])]

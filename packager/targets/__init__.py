@@ -12,8 +12,7 @@ from typing import Any, Callable
 
 from .base import DeployOptions, Endpoint, Request, ServerOptions, Target, all_targets, get_target, make_options, names
 
-Log = Callable[[str], None]
-Packager = Callable[[Path, dict[str, Any], Log], dict[str, Any]]
+Packager = Callable[[Path, dict[str, Any]], dict[str, Any]]
 
 
 def packagers() -> dict[str, Packager]:

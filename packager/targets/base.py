@@ -16,8 +16,6 @@ from typing import Any, Callable, ClassVar
 
 from ..errors import UsageError
 
-Log = Callable[[str], None]
-
 
 def cli_field(default: Any, flag: str, help: str, *, type: Any = None, choices: tuple[str, ...] | None = None,
               is_flag: bool = False, commands: tuple[str, ...] = ("deploy",)) -> Any:
@@ -96,20 +94,20 @@ class Target:
     def _unsupported(self, what: str) -> UsageError:
         return UsageError(f"the {self.name} target does not support {what}")
 
-    def package(self, build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
+    def package(self, build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
         """Write the target's artifacts under build_dir/<target>/ during `pack build`; the report section."""
         raise self._unsupported("packaging at build time")
 
-    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
         raise self._unsupported("deploy")
 
-    def status(self, opts: Any, log: Log) -> dict[str, Any]:
+    def status(self, opts: Any) -> dict[str, Any]:
         raise self._unsupported("status")
 
-    def undeploy(self, name: str, version: str | None, opts: Any, log: Log) -> dict[str, Any]:
+    def undeploy(self, name: str, version: str | None, opts: Any) -> dict[str, Any]:
         raise self._unsupported("undeploy")
 
-    def stop(self, opts: Any, log: Log) -> dict[str, Any]:
+    def stop(self, opts: Any) -> dict[str, Any]:
         raise self._unsupported("stop")
 
     def owns(self, path: Path) -> bool:
@@ -128,7 +126,7 @@ class Target:
         raise self._unsupported("bench")
 
     def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None,
-                       gpus: int, log: Log) -> str:
+                       gpus: int) -> str:
         """Lay out this server's files under `dest` as KServe's runtime for it mounts them; the model a client calls."""
         raise self._unsupported("KServe storage")
 

@@ -15,18 +15,16 @@ A target supplies its own steps as a `Steps` subclass (TorchServe: torchserve/de
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import DeployFailed, EnvironmentProblem, PackError
 from ..http import HttpError, Unreachable, pack_error
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 RESTART = "`pack deploy` starts a new one"
-
-
-def quiet(message: str) -> None:
-    """A log that says nothing (rollbacks after Ctrl-C)."""
 
 
 class Steps:
@@ -35,8 +33,8 @@ class Steps:
 
     server = "the server"
 
-    def __init__(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log):
-        self.build_dir, self.report, self.opts, self.log = Path(build_dir), report, opts, log
+    def __init__(self, build_dir: Path, report: dict[str, Any], opts: Any):
+        self.build_dir, self.report, self.opts = Path(build_dir), report, opts
         self.name, self.version = report["name"], str(report["version"])
         self.timeout: float = float(opts.timeout)
         self.launched = False  # this command started the server

@@ -46,7 +46,7 @@ def _build(name: str, store: Path) -> tuple[dict, Path]:
     if name not in _BUILDS:
         from packager.build import build
 
-        report, folder = build(_plan(name), store, force=False, log=lambda m: None, iterations=0)
+        report, folder = build(_plan(name), store, force=False, iterations=0)
         _BUILDS[name] = (report.to_dict(), folder)
     return _BUILDS[name]
 
@@ -192,7 +192,7 @@ def _prepared(name: str):
     if name not in _PREPARED:
         from packager.prepare import prepare
 
-        _PREPARED[name] = prepare(_plan(name, formats="torchscript"), lambda m: None)
+        _PREPARED[name] = prepare(_plan(name, formats="torchscript"))
     return _PREPARED[name]
 
 

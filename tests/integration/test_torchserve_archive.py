@@ -65,7 +65,7 @@ def test_archive_is_byte_reproducible(built: Callable[[str], Path], tmp_path: Pa
     from packager.plan import resolve
 
     stores = [copy_build(built("tiny"), tmp_path / "a"), tmp_path / "b"]
-    build(resolve("tiny", None, {"device": "cpu"}), stores[1], force=False, log=lambda m: None, iterations=0)
+    build(resolve("tiny", None, {"device": "cpu"}), stores[1], force=False, iterations=0)
     shas = []
     for store in stores:
         pack_json("archive", "tiny", "--store", str(store), "--force")

@@ -261,15 +261,15 @@ def test_port_taken_and_never_healthy(tmp_path, monkeypatch):
     monkeypatch.setattr(server_module, "free_ports", lambda n, host="127.0.0.1": [taken, *real(n - 1, host)])
     try:
         with pytest.raises(EnvironmentProblem, match="already in use"):
-            local.start(60, lambda m: None)
+            local.start(60)
     finally:
         holder.close()
-        local.stop(lambda m: None)
+        local.stop()
     assert processes_under(local.root) == []
     monkeypatch.setattr(server_module, "free_ports", real)
     try:
         with pytest.raises(EnvironmentProblem, match=r"did not become healthy within 0 s; see its log .*ts_log.log"):
-            local.start(0.2, lambda m: None)
+            local.start(0.2)
     finally:
-        local.stop(lambda m: None)
+        local.stop()
     assert processes_under(local.root) == []

@@ -192,7 +192,6 @@ def test_missing_binary_and_taken_port(tmp_path, built):
                 binary,
                 "127.0.0.1",
                 60,
-                lambda m: None,
                 ports=(port, server.free_port("127.0.0.1"), server.free_port("127.0.0.1")),
             )
     assert tritonserver_pids_for(store) == []

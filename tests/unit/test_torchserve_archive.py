@@ -94,7 +94,7 @@ def test_package_hook_matches_archive(built, tmp_path):
     store = copy_build(built("tiny"), tmp_path / "store")
     folder = store / "tiny" / "1"
     report = json.loads((folder / "report.json").read_text())
-    section = torchserve.package(folder, report, lambda m: None)
+    section = torchserve.package(folder, report)
     first = sha(folder / "torchserve" / "tiny.mar")
     assert section["mar"] == "torchserve/tiny.mar" and section["config"] == "torchserve/config.properties"
     pack_json("archive", "tiny", "--store", str(store), "--force")

@@ -280,7 +280,7 @@ def test_package_writes_a_checked_python_repository(built: Callable[[str], Path]
 
     build = link_build(built("tiny"), tmp_path / "store")
     report = json.loads((build / "report.json").read_text())
-    section = triton.package(build, report, lambda m: None)
+    section = triton.package(build, report)
     assert section["backend"] == "python" and section["models"] == ["tiny"]
     for rel in section["files"]:
         assert (build / rel).is_file(), rel

@@ -9,11 +9,12 @@ Writes `<store>/kserve/<name>/<version>/<runtime>/` with `storage/` (what to upl
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -21,7 +22,8 @@ from ...errors import EnvironmentProblem, ValidationFailed
 from .manifest import KServeOptions, inference_service, validate
 from .storage import write_storage
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 FOLDER = "kserve"
 MANIFEST = "inferenceservice.yaml"
 
@@ -47,7 +49,7 @@ def _kubectl_ready() -> str | None:
     return kubectl if proc.returncode == 0 and proc.stdout.strip() else None
 
 
-def deploy(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+def deploy(build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
     kopts = KServeOptions.from_deploy(opts, report)
     out = Path(opts.store) / FOLDER / report["name"] / str(report["version"]) / kopts.runtime
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,7 @@ def deploy(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        storage = write_storage(build_dir, report, kopts, tmp / "storage", log)
+        storage = write_storage(build_dir, report, kopts, tmp / "storage")
         manifest = inference_service(report, kopts, storage)
         problems = validate(manifest)
         if problems:
@@ -106,7 +108,7 @@ def deploy(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict
             [
                 f"wrote {out / MANIFEST} (InferenceService {manifest['metadata']['name']}, {kopts.runtime}, protocol {kopts.protocol}; schema-valid)",
                 f"storage folder: {out / 'storage'} ({len([f for f in files if f.startswith('storage/')])} files)",
-                *([f"applied with kubectl"] if applied else ["next:", f"  {upload}", f"  {apply_cmd}"]),
+                *(["applied with kubectl"] if applied else ["next:", f"  {upload}", f"  {apply_cmd}"]),
             ]
         ),
     }

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .manifest import KServeOptions
-
-Log = Callable[[str], None]
 
 
 def _digest(folder: Path) -> str:
@@ -28,10 +26,10 @@ def _digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def write_storage(build_dir: Path, report: dict[str, Any], k: KServeOptions, dest: Path, log: Log) -> dict[str, Any]:
+def write_storage(build_dir: Path, report: dict[str, Any], k: KServeOptions, dest: Path) -> dict[str, Any]:
     """The runtime's own target lays out its files (it alone knows their formats); pack records what to call."""
     from ..base import get_target
 
     dest.mkdir(parents=True)
-    served = get_target(k.runtime).kserve_storage(build_dir, report, dest, k.protocol, k.format, k.gpus, log)
+    served = get_target(k.runtime).kserve_storage(build_dir, report, dest, k.protocol, k.format, k.gpus)
     return {"served_model": served, "digest": _digest(dest)}

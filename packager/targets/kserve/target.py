@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..base import DeployOptions, Log, Target, cli_field, register_target
+from ..base import DeployOptions, Target, cli_field, register_target
 
 RUNTIME_CHOICES = ("triton", "torchserve")
 
@@ -32,12 +32,12 @@ class KServeTarget(Target):
     Options = KServeDeployOptions
     description = "KServe InferenceService manifest and storage folder (no cluster needed to write them)"
 
-    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
         from . import deploy
 
-        return deploy(build_dir, report, opts, log)
+        return deploy(build_dir, report, opts)
 
-    def status(self, opts: Any, log: Log) -> dict[str, Any]:
+    def status(self, opts: Any) -> dict[str, Any]:
         from ...errors import UsageError
 
         raise UsageError("pack does not track KServe deployments", "use kubectl get inferenceservices")

@@ -1,16 +1,17 @@
 """The TorchServe target: a reproducible .mar with pack's handlers, config.properties, deploy through the management API.
 
-    package(build_dir, report, log)            pack build: torchserve/<name>.mar and torchserve/config.properties
-    archive(build_dir, report, opts, log)      pack archive: rewrite both for an existing build (atomically)
+    package(build_dir, report)            pack build: torchserve/<name>.mar and torchserve/config.properties
+    archive(build_dir, report, opts)      pack archive: rewrite both for an existing build (atomically)
     deploy / status / undeploy / stop          pack deploy|status|undeploy|stop --target torchserve
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ...errors import UsageError
 from ...store import StoreLock
@@ -19,7 +20,8 @@ from .config import ServingSettings, config_properties, models_entry, settings_f
 from .deploy import deploy, status, stop, undeploy
 from .mar import read_manifest, write_mar
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 FOLDER = "torchserve"
 CONFIG = "config.properties"
 
@@ -52,7 +54,7 @@ def _write_files(build_dir: Path, report: dict[str, Any], settings: ServingSetti
     }
 
 
-def package(build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
+def package(build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     """Called by `pack build` inside its temporary folder: the archive serves ONNX through onnxruntime by default."""
     settings = settings_from(report)
     folder = build_dir / FOLDER
@@ -61,7 +63,7 @@ def package(build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]
     return _write_files(build_dir, report, settings, folder)
 
 
-def archive(build_dir: Path, report: dict[str, Any], opts: DeployOptions, log: Log) -> dict[str, Any]:
+def archive(build_dir: Path, report: dict[str, Any], opts: DeployOptions) -> dict[str, Any]:
     """`pack archive`: (re)write the .mar and config.properties of a committed build, and its report.json entries."""
     from ...build import REPORT
     from ...loader import sha256_file

@@ -37,7 +37,6 @@ class ServingSettings:
 def settings_from(report: dict[str, Any], fmt: str | None = None, batch_size: int | None = None, max_batch_delay_ms: int | None = None, workers: int | None = None) -> ServingSettings:
     """Settings for a build: explicit options first, then what the build's report recorded, then the defaults."""
     from ...errors import UsageError
-
     from ...export import served_format
 
     recorded = ((report.get("targets") or {}).get("torchserve") or {}).get("settings") or {}

@@ -11,7 +11,6 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ...errors import EnvironmentProblem
 from ...http import translated
@@ -19,7 +18,6 @@ from .. import DeployOptions
 from .client import InferenceClient, ManagementClient
 from .server import LocalServer, read_tokens
 
-Log = Callable[[str], None]
 MODEL_STORE_ENV = "PACK_TORCHSERVE_MODEL_STORE"  # with --url: a folder that is the server's model store
 INFERENCE_URL_ENV = "PACK_TORCHSERVE_INFERENCE_URL"  # with --url: the inference API (default: management port - 1)
 
@@ -51,7 +49,7 @@ def _inference_url(management_url: str, opts: DeployOptions) -> str:
     return f"{parts.scheme or 'http'}://{host}:{port - 1}"
 
 
-def connect(opts: DeployOptions, log: Log, start: bool) -> Connection | None:
+def connect(opts: DeployOptions, start: bool) -> Connection | None:
     """The server to talk to: --url, else the server launched for this store (started when `start`)."""
     if opts.url:
         url = opts.url.rstrip("/")
@@ -76,9 +74,9 @@ def connect(opts: DeployOptions, log: Log, start: bool) -> Connection | None:
     launched = state is None
     if state is None:
         try:
-            state = local.start(opts.timeout, log)
+            state = local.start(opts.timeout)
         except KeyboardInterrupt:  # Ctrl-C while it starts: leave no server behind
-            local.stop(lambda m: None)
+            local.stop()
             raise
     tokens = local.tokens()
     conn = Connection(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from .mar import choose_handler
 from .server import LocalServer, read_tokens
 from .staging import is_loopback, serve_file, stage_mar, tempdir
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
 
 __all__ = ["deploy", "status", "undeploy", "stop", "smoke_test", "connect", "Connection", "LocalServer", "read_tokens"]
 
@@ -83,7 +84,7 @@ class TorchServeSteps(Steps):
         self.unregistered = False
 
     def connect(self) -> None:
-        conn = connect(self.opts, self.log, start=True)
+        conn = connect(self.opts, start=True)
         assert conn is not None
         self.conn, self.launched = conn, conn.launched
         self.timings["server_start_s"] = conn.server_seconds
@@ -96,13 +97,13 @@ class TorchServeSteps(Steps):
 
     def stage(self) -> None:
         if self.already:
-            self.log(f"{self.name} v{self.version} is already registered; checking it again")
+            log(f"{self.name} v{self.version} is already registered; checking it again")
             return
         self.doing = f"staging the archive of {self.name} v{self.version}"
         store = self.conn.model_store
         if store is not None:
             self.staged = store / self.file_name  # recorded first: an interrupted copy is removed too
-            stage_mar(self.build_dir, self.report, self.settings, store, self.file_name, self.log)
+            stage_mar(self.build_dir, self.report, self.settings, store, self.file_name)
             return
         if not is_loopback(self.conn.management.base_url):
             raise UsageError(
@@ -110,7 +111,7 @@ class TorchServeSteps(Steps):
                 f"set {MODEL_STORE_ENV} to a folder that is its model store (shared), or deploy on its host",
             )
         folder = self.stack.enter_context(tempdir())
-        self.local_copy = stage_mar(self.build_dir, self.report, self.settings, folder, f"{self.name}.v{self.version}.{os.getpid()}.mar", self.log)
+        self.local_copy = stage_mar(self.build_dir, self.report, self.settings, folder, f"{self.name}.v{self.version}.{os.getpid()}.mar")
 
     @contextlib.contextmanager
     def _archive_url(self) -> Iterator[str]:
@@ -125,7 +126,7 @@ class TorchServeSteps(Steps):
         if not self.already:
             t0 = time.monotonic()
             self.doing = f"registering {self.name} v{self.version}"
-            self.log(f"{self.doing} (batch size {s.batch_size}, {s.min_workers} worker(s))")
+            log(f"{self.doing} (batch size {s.batch_size}, {s.min_workers} worker(s))")
             with self._archive_url() as url:
                 self.sent = True
                 try:
@@ -141,7 +142,7 @@ class TorchServeSteps(Steps):
         self.timings["scale_s"] = round(time.monotonic() - t0, 2)
 
     def smoke(self) -> dict[str, Any]:
-        self.log(f"smoke test: sample input -> /predictions/{self.name}/{self.version}")
+        log(f"smoke test: sample input -> /predictions/{self.name}/{self.version}")
         smoke = smoke_test(self.conn, self.build_dir, self.report, self.version, self.timeout)
         self.timings["smoke_s"] = smoke["seconds"]
         return smoke
@@ -179,11 +180,11 @@ class TorchServeSteps(Steps):
                 return []  # it never got registered
             return [f"could not unregister {self.name} v{self.version}: {exc}"]
         self.unregistered = True
-        self.log(f"unregistered {self.name} v{self.version}")
+        log(f"unregistered {self.name} v{self.version}")
         return []
 
     def stop_server(self) -> None:
-        LocalServer(self.opts.store).stop(lambda m: None)
+        LocalServer(self.opts.store).stop()
 
     def server_gone(self) -> bool:
         return self.conn.local is not None and self.conn.local.running() is None
@@ -242,5 +243,5 @@ def _describe_one(conn: Connection, name: str, version: str) -> dict[str, Any]:
         return {}
 
 
-def deploy(build_dir: Path, report: dict[str, Any], opts: DeployOptions, log: Log) -> dict[str, Any]:
-    return run(TorchServeSteps(build_dir, report, opts, log))
+def deploy(build_dir: Path, report: dict[str, Any], opts: DeployOptions) -> dict[str, Any]:
+    return run(TorchServeSteps(build_dir, report, opts))

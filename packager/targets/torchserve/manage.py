@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import logging
+from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
 from ...http import translated
@@ -10,11 +11,12 @@ from .. import DeployOptions
 from .connection import connect
 from .server import LocalServer
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
 
 
-def status(opts: DeployOptions, log: Log) -> dict[str, Any]:
-    conn = connect(opts, log, start=False)
+
+def status(opts: DeployOptions) -> dict[str, Any]:
+    conn = connect(opts, start=False)
     if conn is None:
         return {
             "target": "torchserve",
@@ -59,8 +61,8 @@ def status(opts: DeployOptions, log: Log) -> dict[str, Any]:
     return result
 
 
-def undeploy(name: str, version: str | None, opts: DeployOptions, log: Log) -> dict[str, Any]:
-    conn = connect(opts, log, start=False)
+def undeploy(name: str, version: str | None, opts: DeployOptions) -> dict[str, Any]:
+    conn = connect(opts, start=False)
     if conn is None:
         raise UsageError(f"no TorchServe launched by pack for store {opts.store}", "nothing to undeploy (or pass --url)")
     with translated(f"reading the versions of {name} on TorchServe", refused=EnvironmentProblem):
@@ -91,9 +93,9 @@ def undeploy(name: str, version: str | None, opts: DeployOptions, log: Log) -> d
     }
 
 
-def stop(opts: DeployOptions, log: Log) -> dict[str, Any]:
+def stop(opts: DeployOptions) -> dict[str, Any]:
     local = LocalServer(opts.store)
-    result = local.stop(log)
+    result = local.stop()
     result["target"] = "torchserve"
     result["summary"] = (
         f"stopped the TorchServe of store {opts.store}" if result["stopped"] else f"no TorchServe launched by pack is running for store {opts.store}"

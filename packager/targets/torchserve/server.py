@@ -8,6 +8,7 @@ written by TorchServe in its start folder) and state.json (pid, ports, URLs). Ad
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -15,15 +16,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..processes import free_ports, pid_alive
 from ...errors import EnvironmentProblem
 from ...http import HttpError
+from ..processes import free_ports, pid_alive
 from .client import InferenceClient
 from .config import config_properties
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
 TOKEN_EXPIRATION_MIN = 7 * 24 * 60  # keys of a launched server stay valid a week (TorchServe's default is 60 minutes)
 
@@ -105,7 +107,7 @@ class LocalServer:
         return self.logs / "ts_log.log"
 
     # ------------------------------------------------------------ start
-    def start(self, timeout: float, log: Log) -> dict[str, Any]:
+    def start(self, timeout: float) -> dict[str, Any]:
         """Reuse the running server, or launch one on free loopback ports and wait for /ping."""
         state = self.running()
         if state:
@@ -190,7 +192,7 @@ class LocalServer:
         try:
             self._wait_healthy(state, started, timeout)
         except EnvironmentProblem:
-            self.stop(lambda m: None)
+            self.stop()
             raise
         log(f"TorchServe is healthy after {time.monotonic() - started:.1f} s (pid {pid})")
         return state
@@ -256,7 +258,7 @@ class LocalServer:
                     found.append(int(entry.name))
         return sorted(found)
 
-    def stop(self, log: Log, timeout: float = 30.0) -> dict[str, Any]:
+    def stop(self, timeout: float = 30.0) -> dict[str, Any]:
         state = self.state()
         pid = (state or {}).get("pid")
         before = self.processes()

@@ -6,19 +6,21 @@ from __future__ import annotations
 import contextlib
 import http.server
 import ipaddress
+import logging
 import os
 import shutil
 import tempfile
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from ...errors import UsageError
 from .config import ServingSettings
 from .mar import SERIALIZED, read_manifest, write_mar
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 
 
 def mar_file(build_dir: Path, report: dict[str, Any]) -> Path:
@@ -42,7 +44,7 @@ def usable_build_mar(build_dir: Path, report: dict[str, Any], settings: ServingS
     return path if found["model"].get("serializedFile") == SERIALIZED[settings.format] else None
 
 
-def stage_mar(build_dir: Path, report: dict[str, Any], settings: ServingSettings, folder: Path, file_name: str, log: Log) -> Path:
+def stage_mar(build_dir: Path, report: dict[str, Any], settings: ServingSettings, folder: Path, file_name: str) -> Path:
     """Put the archive at folder/file_name: a hard link to (or copy of) the build's .mar, or a fresh one."""
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / file_name

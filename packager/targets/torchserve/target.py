@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Any
 
 from ...archive import UnsafeArchive, open_archive
 from ...errors import UsageError
-from ..base import SERVER, Endpoint, Log, Request, ServerOptions, Target, cli_field, register_target
+from ..base import SERVER, Endpoint, Request, ServerOptions, Target, cli_field, register_target
+
+log = logging.getLogger(__name__).info
 
 MANIFEST = "MAR-INF/MANIFEST.json"
 KSERVE_PORT = 8085  # TorchServe inside the predictor pod; KServe's wrapper serves 8080 in front of it
@@ -127,15 +130,15 @@ class TorchServeTarget(Target):
     packaged_by_build = True
     artifact = "mar"
 
-    def package(self, build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
+    def package(self, build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
         from . import package
 
-        return package(build_dir, report, log)
+        return package(build_dir, report)
 
-    def archive(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+    def archive(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
         from . import archive
 
-        return archive(build_dir, report, opts, log)
+        return archive(build_dir, report, opts)
 
     def worker_settings(self, report: dict[str, Any], fmt: str, labels: str | None) -> dict[str, Any]:
         """What a worker of this build's archive reads at start-up (pack.json plus model-config.yaml's handler
@@ -147,25 +150,25 @@ class TorchServeTarget(Target):
         meta["handler"] = handler_settings(report, choose_handler(report), labels)
         return meta
 
-    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
         from .deploy import deploy
 
-        return deploy(build_dir, report, opts, log)
+        return deploy(build_dir, report, opts)
 
-    def status(self, opts: Any, log: Log) -> dict[str, Any]:
+    def status(self, opts: Any) -> dict[str, Any]:
         from .deploy import status
 
-        return status(opts, log)
+        return status(opts)
 
-    def undeploy(self, name: str, version: str | None, opts: Any, log: Log) -> dict[str, Any]:
+    def undeploy(self, name: str, version: str | None, opts: Any) -> dict[str, Any]:
         from .deploy import undeploy
 
-        return undeploy(name, version, opts, log)
+        return undeploy(name, version, opts)
 
-    def stop(self, opts: Any, log: Log) -> dict[str, Any]:
+    def stop(self, opts: Any) -> dict[str, Any]:
         from .deploy import stop
 
-        return stop(opts, log)
+        return stop(opts)
 
     def owns(self, path: Path) -> bool:
         return path.is_file() and (path.suffix == ".mar" or zipfile.is_zipfile(path))
@@ -195,7 +198,7 @@ class TorchServeTarget(Target):
             pids=LocalServer(store).processes,
         )
 
-    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None, gpus: int, log: Log) -> str:
+    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
         """`config/config.properties` and `model-store/<name>.mar`, as KServe's TorchServe runtime reads them."""
         from .config import settings_from
         from .mar import write_mar

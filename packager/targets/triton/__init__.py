@@ -1,31 +1,33 @@
 """The Triton target: model repositories with config.pbtxt from the build's real I/O, checked offline, deployed to
 a local tritonserver (or --url) through the repository API.
 
-    package(build_dir, report, log)       pack build: build_dir/triton/, a python-backend repository of the build
-    repo(build_dir, report, opts, log)    pack repo: <store>/triton/<model>/..., any backend, versions kept
-    check_repo(path, log)                 pack check-repo: every config.pbtxt against its model files
+    package(build_dir, report)       pack build: build_dir/triton/, a python-backend repository of the build
+    repo(build_dir, report, opts)    pack repo: <store>/triton/<model>/..., any backend, versions kept
+    check_repo(path)                 pack check-repo: every config.pbtxt against its model files
     deploy / status / undeploy / stop     pack deploy|status|undeploy|stop --target triton
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import server
 from .check import check_repository, raise_on_errors
 from .deploy import deploy, repo_options, staged_entries, status, undeploy
 from .repository import RepoOptions, RepositoryLock, generate, install, model_names, triton_version
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 BUILD_FOLDER = "triton"
 STORE_FOLDER = "triton"
 
 __all__ = ["package", "repo", "check_repo", "deploy", "status", "undeploy", "stop"]
 
 
-def package(build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
+def package(build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     """Write build_dir/triton/ (python backend running the served export, ONNX when it passed: what a CPU
     tritonserver can serve) and check
     it offline; returns the report section (paths relative to build_dir)."""
@@ -36,7 +38,7 @@ def package(build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]
 
     section = generate(build_dir, report, RepoOptions(backend="python", fmt=served_format(report)), dest)
     result = check_repository(dest)
-    raise_on_errors(result, log)
+    raise_on_errors(result)
     log(f"triton: repository entries {', '.join(section['models'])} (python backend) pass the offline check")
     return {
         "repository": BUILD_FOLDER,
@@ -50,18 +52,18 @@ def package(build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]
     }
 
 
-def repo(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+def repo(build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
     """Write the build's entries into the store's repository `<store>/triton/`, atomically, keeping other versions."""
     ropts = repo_options(opts, default_backend="onnxruntime", report=report)
     force = bool(opts.extra.get("force"))
     repository = Path(opts.store) / STORE_FOLDER
     version = triton_version(report)
     names = model_names(report)
-    with staged_entries(build_dir, report, ropts, repository, log) as (staged, section):
+    with staged_entries(build_dir, report, ropts, repository) as (staged, section):
         with RepositoryLock(repository):
             install(staged, repository, names, version, force)
     result = check_repository(repository, only=names)
-    raise_on_errors(result, log)
+    raise_on_errors(result)
     return {
         "target": "triton",
         "repository": str(repository),
@@ -80,10 +82,10 @@ def repo(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[s
     }
 
 
-def check_repo(path: Path, log: Log) -> dict[str, Any]:
+def check_repo(path: Path) -> dict[str, Any]:
     """The check-repo document (`ok`, `models`, `problems`, `summary`); the CLI prints it, then fails when not ok."""
     return check_repository(Path(path))
 
 
-def stop(opts: Any, log: Log) -> dict[str, Any]:
-    return server.stop(Path(opts.store), log)
+def stop(opts: Any) -> dict[str, Any]:
+    return server.stop(Path(opts.store))

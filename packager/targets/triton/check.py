@@ -9,17 +9,18 @@ agree). Each problem names the model, the field and both values.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ...errors import UsageError, ValidationFailed
 from . import config as cfg
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
 
 
 @dataclass
@@ -542,9 +543,9 @@ def _summary(repo: Path, models: list[dict[str, Any]], problems: list[Problem]) 
     return "\n".join(lines)
 
 
-def raise_on_errors(result: dict[str, Any], log: Log | None = None) -> None:
+def raise_on_errors(result: dict[str, Any], report_problems: bool = True) -> None:
     errors = [p for p in result["problems"] if p["severity"] == "error"]
-    if log:
+    if report_problems:
         for p in result["problems"]:
             log(f"{p['severity']}: {p['message']}")
     if errors:

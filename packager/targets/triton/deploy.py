@@ -10,26 +10,38 @@ repository is untouched, so a rollback reloads the model from it, or unloads a m
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...http import ApiError, HttpError, translated
 from ...store import StoreLock
-from ..deployflow import Steps, quiet, run
+from ..deployflow import Steps, run
 from . import config as cfg
 from . import server as local
 from .check import check_repository, raise_on_errors
 from .client import TritonHTTP, missing_backend
 from .manage import status, undeploy
-from .repository import NATIVE_FORMAT, RepoOptions, drop_backups, generate, install, is_detection, model_names, restore, serving_model, triton_version
+from .repository import (
+    NATIVE_FORMAT,
+    RepoOptions,
+    drop_backups,
+    generate,
+    install,
+    is_detection,
+    model_names,
+    restore,
+    serving_model,
+    triton_version,
+)
 from .smoke import detect, ensemble_smoke, sample_image, smoke_test
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
 
 __all__ = ["deploy", "status", "undeploy", "repo_options", "staged_entries", "smoke_test", "ensemble_smoke", "sample_image", "detect"]
 
@@ -53,7 +65,7 @@ def repo_options(opts: Any, default_backend: str = "python", report: dict[str, A
 
 
 @contextmanager
-def staged_entries(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, parent: Path, log: Log) -> Iterator[tuple[Path, dict[str, Any]]]:
+def staged_entries(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, parent: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Generate the build's entries into a fresh staging folder under `parent` and check them offline; yields
     (folder, description) and removes the folder afterwards, whatever happened."""
     parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +74,7 @@ def staged_entries(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, 
     staged.mkdir()
     try:
         section = generate(build_dir, report, ropts, staged)
-        raise_on_errors(check_repository(staged), log)
+        raise_on_errors(check_repository(staged))
         yield staged, section
     finally:
         shutil.rmtree(staged, ignore_errors=True)
@@ -83,8 +95,8 @@ class TritonSteps(Steps):
         self.serving = serving_model(self.report)
         self.store = Path(self.opts.store)
         self.backups: dict[str, Path | None] = {}
-        self.staged, self.section = self.stack.enter_context(staged_entries(self.build_dir, self.report, self.ropts, local.state_dir(self.store), self.log))
-        self.log(f"repository entries for {self.name} v{self.version} ({self.ropts.backend} backend) pass the offline check")
+        self.staged, self.section = self.stack.enter_context(staged_entries(self.build_dir, self.report, self.ropts, local.state_dir(self.store)))
+        log(f"repository entries for {self.name} v{self.version} ({self.ropts.backend} backend) pass the offline check")
 
     def connect(self) -> None:
         if self.opts.url:
@@ -93,7 +105,7 @@ class TritonSteps(Steps):
                 raise EnvironmentProblem(f"no ready Triton server at {self.opts.url}", "check --url (the HTTP endpoint, e.g. http://127.0.0.1:8000)")
             return
         t0 = time.perf_counter()
-        self.state, self.launched = local.ensure(self.store, self.opts.server_binary, self.opts.host, self.timeout, self.log)
+        self.state, self.launched = local.ensure(self.store, self.opts.server_binary, self.opts.host, self.timeout)
         if self.launched:
             self.timings["server_start_s"] = round(time.perf_counter() - t0, 3)
         self.client = TritonHTTP(self.state.url, timeout=self.timeout)
@@ -113,7 +125,7 @@ class TritonSteps(Steps):
 
     def load(self) -> None:
         self.doing = f"loading {', '.join(self.names)}"
-        self.log(f"{self.doing} on {self.client.url}")
+        log(f"{self.doing} on {self.client.url}")
         t0 = time.perf_counter()
         for name in self.names:
             self.doing = f"loading {name}"
@@ -135,7 +147,7 @@ class TritonSteps(Steps):
             if not self.client.model_ready(name, self.version):
                 raise DeployFailed(f"{name} version {self.version} is not ready after loading", self.log_hint())
         self.timings["load_s"] = round(time.perf_counter() - t0, 3)
-        self.log(f"loaded in {self.timings['load_s']:.2f} s; smoke test")
+        log(f"loaded in {self.timings['load_s']:.2f} s; smoke test")
 
     def smoke(self) -> dict[str, Any]:
         smoke = smoke_test(self.client.url, self.build_dir, self.report, self.ropts.backend, self.name, self.version, self.timeout)
@@ -161,7 +173,7 @@ class TritonSteps(Steps):
         self.backups = {}
 
     def undo_server(self, interrupted: bool) -> list[str]:
-        log, timeout = (quiet, min(self.timeout, 30)) if interrupted else (self.log, self.timeout)
+        timeout = min(self.timeout, 30) if interrupted else self.timeout
         notes, problems = [], []
         for name in reversed(self.names):
             if name not in self.was_ready:
@@ -177,12 +189,12 @@ class TritonSteps(Steps):
                     notes.append(f"reloaded previous {name}")
                 except HttpError as exc:
                     problems.append(f"could not reload previous {name}: {exc}")
-        if notes or problems:
+        if (notes or problems) and not interrupted:  # after Ctrl-C the rollback is quiet
             log("rollback: " + "; ".join(notes + problems))
         return problems
 
     def stop_server(self) -> None:
-        local.stop(self.store, quiet)
+        local.stop(self.store)
 
     def server_gone(self) -> bool:
         return self.state is not None and not self.state.alive()
@@ -222,5 +234,5 @@ class TritonSteps(Steps):
         }
 
 
-def deploy(build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
-    return run(TritonSteps(build_dir, report, opts, log))
+def deploy(build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+    return run(TritonSteps(build_dir, report, opts))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...http import translated
 from . import server
 from .client import TritonHTTP
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 
 
 def _client_for(opts: Any) -> tuple[TritonHTTP | None, Any]:
@@ -22,7 +24,7 @@ def _client_for(opts: Any) -> tuple[TritonHTTP | None, Any]:
     return TritonHTTP(state.url, timeout=min(opts.timeout, 30)), state
 
 
-def status(opts: Any, log: Log) -> dict[str, Any]:
+def status(opts: Any) -> dict[str, Any]:
     client, state = _client_for(opts)
     if client is None:
         return {"target": "triton", "running": False, "models": [], "summary": f"no Triton server launched by pack is running for store {opts.store}"}
@@ -51,7 +53,7 @@ def status(opts: Any, log: Log) -> dict[str, Any]:
     }
 
 
-def undeploy(name: str, version: str | None, opts: Any, log: Log) -> dict[str, Any]:
+def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
     client, state = _client_for(opts)
     if client is None:
         raise UsageError(f"no Triton server launched by pack is running for store {opts.store}", "nothing to undeploy (pass --url for another server)")

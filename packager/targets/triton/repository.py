@@ -27,7 +27,6 @@ from . import config as cfg
 BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
 NATIVE_FORMAT = {"onnxruntime": "onnx", "pytorch": "torchscript", "torch_aoti": "aoti"}  # what each native backend loads
 DEFAULT_MAX_BATCH = 8
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -199,7 +198,6 @@ def _tensor(collection: Any, name: str, dtype: str, dims: list[int]) -> None:
 def detection_configs(report: dict[str, Any], detector: Any, ropts: RepoOptions) -> dict[str, Any]:
     """Pre-processing, post-processing and ensemble configs around the detector config."""
     name = report["name"]
-    gpu = has_gpu() if ropts.gpu is None else ropts.gpu
     eb = 1 if detector.max_batch_size > 0 else 0  # pre/post/ensemble batch one request at a time
     pre_cfg = report.get("preprocessing") or {}
     post_cfg = report.get("postprocessing") or {}

@@ -1,6 +1,6 @@
 """Launch, find and stop the local tritonserver that pack runs for a store.
 
-State lives in `<store>/.servers/triton/`: `state.json` (pid, ports, log, binary, backends), `server.log`, and the
+State lives in `<store>/.servers/triton/`: `state.json` (pid, ports, binary, backends), `server.log`, and the
 server's own model repository `repository/`. The server listens on 127.0.0.1 only, on free ports, in explicit
 model-control mode (models are loaded and unloaded through the repository API).
 """
@@ -8,6 +8,7 @@ model-control mode (models are loaded and unloaded through the repository API).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -15,13 +16,14 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..processes import free_ports, pid_alive
 from ...errors import EnvironmentProblem, UsageError
+from ..processes import free_ports, pid_alive
 from .client import TritonHTTP
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__).info
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -133,7 +135,7 @@ def _port_error(log_text: str) -> bool:
     return "address already in use" in lowered or "failed to start" in lowered and "port" in lowered
 
 
-def launch(store: Path, binary: Path, host: str, timeout: float, log: Log, ports: tuple[int, int, int] | None = None) -> ServerState:
+def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[int, int, int] | None = None) -> ServerState:
     folder = state_dir(store)
     repository = folder / "repository"
     repository.mkdir(parents=True, exist_ok=True)
@@ -182,13 +184,13 @@ def launch(store: Path, binary: Path, host: str, timeout: float, log: Log, ports
     )
     client = TritonHTTP(state.url, timeout=5)
     try:
-        return _wait_ready(store, proc, state, client, timeout, log, t0)
+        return _wait_ready(store, proc, state, client, timeout, t0)
     except BaseException:  # never ready, exited, or Ctrl-C: no server is left running without a state file
         _terminate(proc.pid, 5)
         raise
 
 
-def _wait_ready(store: Path, proc: subprocess.Popen, state: ServerState, client: TritonHTTP, timeout: float, log: Log, t0: float) -> ServerState:
+def _wait_ready(store: Path, proc: subprocess.Popen, state: ServerState, client: TritonHTTP, timeout: float, t0: float) -> ServerState:
     http, grpc, metrics, host, log_path = state.http_port, state.grpc_port, state.metrics_port, state.host, Path(state.log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -220,7 +222,7 @@ def running(store: Path) -> ServerState | None:
     return state
 
 
-def ensure(store: Path, binary_opt: str | None, host: str, timeout: float, log: Log) -> tuple[ServerState, bool]:
+def ensure(store: Path, binary_opt: str | None, host: str, timeout: float) -> tuple[ServerState, bool]:
     """(state, launched_now): reuse the store's live server, or start one."""
     state = running(store)
     if state is not None:
@@ -232,7 +234,7 @@ def ensure(store: Path, binary_opt: str | None, host: str, timeout: float, log: 
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError(f"pack launches tritonserver on loopback only, not {host}", "use --url for a server on another address")
     binary = find_binary(binary_opt)
-    state = launch(store, binary, "127.0.0.1", timeout, log)
+    state = launch(store, binary, "127.0.0.1", timeout)
     if stale is not None:
         state.deployments = {}
         state.save(store)
@@ -263,7 +265,7 @@ def _terminate(pid: int, grace: float) -> bool:
     return not pid_alive(pid)
 
 
-def stop(store: Path, log: Log) -> dict[str, Any]:
+def stop(store: Path) -> dict[str, Any]:
     state = ServerState.load(store)
     if state is None:
         return {"target": "triton", "stopped": False, "summary": f"no Triton server launched by pack for {store}"}

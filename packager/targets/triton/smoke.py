@@ -3,8 +3,6 @@ comparison, packager/samples.py), and for detection builds a synthetic JPEG thro
 
 from __future__ import annotations
 
-from ...tasks import sample_image
-
 import statistics
 import time
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeployFailed, EnvironmentProblem
+from ...tasks import sample_image
 from .client import TritonHTTP
 from .repository import io_names
 

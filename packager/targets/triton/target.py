@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..base import SERVER, Endpoint, Log, Request, ServerOptions, Target, cli_field, register_target
+from ..base import SERVER, Endpoint, Request, ServerOptions, Target, cli_field, register_target
 
 BACKEND_CHOICES = ("onnxruntime", "pytorch", "torch_aoti", "python")
 
@@ -69,40 +69,40 @@ class TritonTarget(Target):
     packaged_by_build = True
     artifact = "repository"
 
-    def package(self, build_dir: Path, report: dict[str, Any], log: Log) -> dict[str, Any]:
+    def package(self, build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
         from . import package
 
-        return package(build_dir, report, log)
+        return package(build_dir, report)
 
-    def repo(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+    def repo(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
         from . import repo
 
-        return repo(build_dir, report, opts, log)
+        return repo(build_dir, report, opts)
 
     def check_repo(self, path: Path) -> dict[str, Any]:
         from .check import check_repository
 
         return check_repository(path)
 
-    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any, log: Log) -> dict[str, Any]:
+    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
         from .deploy import deploy
 
-        return deploy(build_dir, report, opts, log)
+        return deploy(build_dir, report, opts)
 
-    def status(self, opts: Any, log: Log) -> dict[str, Any]:
+    def status(self, opts: Any) -> dict[str, Any]:
         from .deploy import status
 
-        return status(opts, log)
+        return status(opts)
 
-    def undeploy(self, name: str, version: str | None, opts: Any, log: Log) -> dict[str, Any]:
+    def undeploy(self, name: str, version: str | None, opts: Any) -> dict[str, Any]:
         from .deploy import undeploy
 
-        return undeploy(name, version, opts, log)
+        return undeploy(name, version, opts)
 
-    def stop(self, opts: Any, log: Log) -> dict[str, Any]:
+    def stop(self, opts: Any) -> dict[str, Any]:
         from . import server
 
-        return server.stop(Path(opts.store), log)
+        return server.stop(Path(opts.store))
 
     def owns(self, path: Path) -> bool:
         return path.is_dir() and any((p / "config.pbtxt").is_file() for p in path.iterdir() if p.is_dir())
@@ -133,11 +133,11 @@ class TritonTarget(Target):
             pids=(lambda: [pid]) if pid else (lambda: []),
         )
 
-    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None, gpus: int, log: Log) -> str:
+    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
         """A model repository on the native onnxruntime backend (NVIDIA's server images have it), checked offline."""
         from .check import check_repository, raise_on_errors
         from .repository import RepoOptions, generate, serving_model
 
         generate(build_dir, report, RepoOptions(backend="onnxruntime", fmt="onnx", gpu=gpus > 0), dest)
-        raise_on_errors(check_repository(dest), log)
+        raise_on_errors(check_repository(dest))
         return serving_model(report)
