@@ -73,7 +73,9 @@ def main() -> int:
     from packager.targets.torchserve.mar import plan_entries, write_mar
 
     folder = ensure_build(args.model, args.store)
-    report = json.loads((folder / "report.json").read_text())
+    from packager.report import BuildReport
+
+    report = BuildReport.load(folder)
     settings = settings_from(report, "onnx")
     work = Path(tempfile.mkdtemp(prefix="pack-bench-"))
     try:

@@ -179,6 +179,7 @@ def closed_loop(factory: Callable[[], Callable[[], tuple[str, float]]], requests
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from packager.report import BuildReport
     from packager.targets import get_target
 
     own_store = args.store is None
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 opts = module.Options(store=store, timeout=args.deploy_timeout)
                 log(f"deploying {model} to {target}")
                 t0 = time.perf_counter()
-                deployed = module.deploy(folder, report, opts)
+                deployed = module.deploy(folder, BuildReport.load(folder), opts)
                 deploy_s = round(time.perf_counter() - t0, 2)
                 try:
                     factory = (torchserve_sender if target == "torchserve" else triton_sender)(deployed, folder, report)

@@ -27,7 +27,7 @@ from .store import AtomicVersion
 
 log = logging.getLogger(__name__).info
 
-Packager = Callable[[Path, dict[str, Any]], dict[str, Any]]
+Packager = Callable[[Path, BuildReport], dict[str, Any]]
 
 
 def _labels(plan: BuildPlan, model: Any) -> list[str] | None:
@@ -111,8 +111,7 @@ def build(plan: BuildPlan, store: Path, force: bool, iterations: int = 10,
         if labels:
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
         report = assemble(plan, ref, ctx.outcomes, prep.weights, device, performance, samples, bool(labels), prep.binding, warnings)
-        plain_report = report.to_dict()  # the targets read the report as a dict until they take a BuildReport
-        report.targets = {name: package(tmp, plain_report) for name, package in (packagers or {}).items()}
+        report.targets = {name: package(tmp, report) for name, package in (packagers or {}).items()}
         report.build_seconds = round(time.perf_counter() - started, 2)
         report.save(tmp)
         final = atomic.commit()

@@ -16,12 +16,12 @@ from .targets.base import all_targets, cli_fields, get_target, make_options, nam
 DEFAULT_TARGET = "torchserve"
 
 
-def _load_build(store: str, model: str, version: str | None) -> tuple[Path, dict[str, Any]]:
+def _load_build(store: str, model: str, version: str | None) -> tuple[Path, Any]:
     from .report import BuildReport
     from .store import find_build
 
     folder = find_build(store, model, version)
-    return folder, BuildReport.load(folder).to_dict()  # the targets read it as a dict until they take a BuildReport
+    return folder, BuildReport.load(folder)
 
 
 def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EnvironmentProblem, UsageError
+from .report import BuildReport
 
 RUNTIME_PACKAGE = "handlers"
 IMAGE = "image"  # the request is one encoded image (JPEG/PNG bytes)
@@ -51,10 +52,10 @@ class Task:
     image_input: bool = False  # needs exactly one (N, 3, H, W) input
     description: str = ""
 
-    def matches(self, report: dict[str, Any]) -> bool:
-        if self.report_task is not None and report.get("task") != self.report_task:
+    def matches(self, report: BuildReport) -> bool:
+        if self.report_task is not None and report.task != self.report_task:
             return False
-        if self.postprocessing_format is not None and (report.get("postprocessing") or {}).get("format") != self.postprocessing_format:
+        if self.postprocessing_format is not None and report.postprocessing.get("format") != self.postprocessing_format:
             return False
         return not self.image_input or has_image_input(report)
 
@@ -90,7 +91,7 @@ def get_task(name: str) -> Task:
         raise UsageError(f"unknown serving task {name!r}", f"use one of {', '.join(_TASKS)}") from None
 
 
-def task_for(report: dict[str, Any]) -> Task:
+def task_for(report: BuildReport) -> Task:
     """The registered task that serves this build (its report or plan metadata); the generic one when none fits."""
     for task in _TASKS.values():
         if task.name != GENERIC and task.matches(report):
@@ -103,9 +104,9 @@ def task_of_handler(handler: str) -> Task | None:
     return next((t for t in _TASKS.values() if t.handler == handler), None)
 
 
-def has_image_input(report: dict[str, Any]) -> bool:
-    inputs = report.get("inputs") or []
-    return len(inputs) == 1 and len(inputs[0].get("shape", [])) == 4 and inputs[0]["shape"][1] == 3
+def has_image_input(report: BuildReport) -> bool:
+    inputs = report.inputs
+    return len(inputs) == 1 and len(inputs[0].shape) == 4 and inputs[0].shape[1] == 3
 
 
 # ---------------------------------------------------------------- the tasks

@@ -113,9 +113,7 @@ def built(session_store: Path) -> Callable[[str], Path]:
             from packager.targets import packagers
 
             plan = resolve(name, None, {"device": "cpu"})
-            _, folders[name] = build(
-                plan, session_store, force=False, iterations=2, packagers=packagers()
-            )
+            _, folders[name] = build(plan, session_store, force=False, iterations=2, packagers=packagers())
         return folders[name]
 
     return get

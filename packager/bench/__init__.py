@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UsageError
+from ..report import BuildReport
 
 log = logging.getLogger(__name__).info
 
@@ -111,13 +112,13 @@ def _host() -> dict[str, Any]:
     }
 
 
-def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, dict[str, Any]]:
+def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
     from ..record import load_report
     from ..store import find_build, versions
 
     if versions(o.store, o.model) or o.version is not None:
         folder = find_build(o.store, o.model, o.version)
-        return folder, load_report(folder).to_dict()  # bench reads the report as a dict until it takes a BuildReport
+        return folder, load_report(folder)
     from ..registry import get_entry
 
     if get_entry(o.model) is None:
@@ -128,7 +129,7 @@ def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, dict[str, Any]]:
 
     log(f"no build of {o.model} in {o.store}: building it into the bench's temporary store (`pack build {o.model}` once to skip this)")
     report, folder = build(resolve(o.model, None, {"device": "cpu"}), scratch / "builds", False, iterations=0, packagers=packagers())
-    return folder, report.to_dict()
+    return folder, report
 
 
 def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions) -> dict[str, Any]:
@@ -164,7 +165,7 @@ def _row(name: str, target: str, runtime: str, payload: str, work: str, compare_
     }
 
 
-def _in_process_rows(folder: Path, report: dict[str, Any], o: BenchOptions, body: bytes, payload: str) -> tuple[list[tuple[dict[str, Any], Any]], list, dict[str, Any]]:
+def _in_process_rows(folder: Path, report: BuildReport, o: BenchOptions, body: bytes, payload: str) -> tuple[list[tuple[dict[str, Any], Any]], list, dict[str, Any]]:
     """The in-process rows, ready to run: [(row, make_caller)], the pre-processed tensor, and memory / batch figures."""
     from . import inprocess as ip
 
@@ -348,11 +349,11 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
     return {
         "bench": 1,
         "command": o.command,
-        "model": report["name"],
-        "version": str(report["version"]),
+        "model": report.name,
+        "version": report.version,
         "build": str(folder.resolve()) if folder.exists() else None,
-        "task": report.get("task"),
-        "weights": report.get("weights"),
+        "task": report.task,
+        "weights": report.weights,
         "host": host,
         "settings": {
             "requests": o.requests,
@@ -363,7 +364,7 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
         },
         "rows": rows,
         "batch_comparison": batch,
-        "goals": _goals(rows, batch, report["name"]),
+        "goals": _goals(rows, batch, report.name),
         "servers_stopped": stopped,
         "notes": notes,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..measure import measure
+from ..report import BuildReport
 from ..tasks import IMAGE, runtime_on_path, task_for
 
 log = logging.getLogger(__name__).info
@@ -44,23 +45,23 @@ def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
     return sample_image(width, height)
 
 
-def handler_file(report: dict[str, Any]) -> str:
+def handler_file(report: BuildReport) -> str:
     """The TorchServe entry handler of the build's task (packager/tasks.py)."""
     return task_for(report).handler
 
 
-def is_image_model(report: dict[str, Any]) -> bool:
+def is_image_model(report: BuildReport) -> bool:
     """Whether the build's task takes encoded image bytes (else the build's sample tensors)."""
     return task_for(report).sample == IMAGE
 
 
-def sample_inputs(build_dir: Path, report: dict[str, Any]) -> list[np.ndarray]:
+def sample_inputs(build_dir: Path, report: BuildReport) -> list[np.ndarray]:
     """The build's recorded sample inputs, first item of the batch (shape (1, ...))."""
-    rels = (report.get("samples") or {}).get("inputs") or []
+    rels = report.samples.inputs
     return [np.ascontiguousarray(np.load(build_dir / rel)[:1]) for rel in rels]
 
 
-def request_payload(build_dir: Path, report: dict[str, Any]) -> tuple[bytes, str, str]:
+def request_payload(build_dir: Path, report: BuildReport) -> tuple[bytes, str, str]:
     """(body, content type, description) of the request an end user sends to TorchServe for this model."""
     if is_image_model(report):
         data = sample_jpeg()
@@ -68,8 +69,8 @@ def request_payload(build_dir: Path, report: dict[str, Any]) -> tuple[bytes, str
     arrays = sample_inputs(build_dir, report)
     doc = {
         "inputs": [
-            {"name": spec["name"], "shape": list(a.shape), "dtype": str(a.dtype), "encoding": "base64", "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode()}
-            for spec, a in zip(report["inputs"], arrays)
+            {"name": spec.name, "shape": list(a.shape), "dtype": str(a.dtype), "encoding": "base64", "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode()}
+            for spec, a in zip(report.inputs, arrays)
         ],
         "output_encoding": "base64",
     }
@@ -88,13 +89,13 @@ def set_torch_threads(threads: int) -> int:
     return torch.get_num_threads()
 
 
-def eager_module(build_dir: Path, report: dict[str, Any]) -> tuple[Any, str]:
+def eager_module(build_dir: Path, report: BuildReport) -> tuple[Any, str]:
     """(module, what it is): the eager model rebuilt from the registry (built-in models with random weights, checked
     against the build's recorded outputs), else the build's TorchScript export standing in for it."""
     import torch
 
-    source = report.get("source") or {}
-    weights = report.get("weights") or {}
+    source = report.source
+    weights = report.weights
     if source.get("kind") == "builtin" and weights.get("random"):
         try:
             from ..loader import load_module
@@ -103,7 +104,7 @@ def eager_module(build_dir: Path, report: dict[str, Any]) -> tuple[Any, str]:
 
             plan = resolve(source["ref"], None, {"device": "cpu", "seed": weights.get("seed", 0)})
             model, _, _ = load_module(plan)
-            module = export_module(model.eval(), bind(model, [i["name"] for i in report["inputs"]]))
+            module = export_module(model.eval(), bind(model, [i.name for i in report.inputs]))
             if _matches_samples(module, build_dir, report):
                 return module, "eager PyTorch"
             log("the rebuilt eager model does not reproduce the build's recorded outputs; TorchScript stands in for it")
@@ -111,17 +112,17 @@ def eager_module(build_dir: Path, report: dict[str, Any]) -> tuple[Any, str]:
             log(f"cannot rebuild the eager model ({type(exc).__name__}: {str(exc)[:120]}); TorchScript stands in for it")
     else:
         log("the eager model cannot be rebuilt from this build (weights or source file are not in the store); TorchScript stands in for it")
-    path = build_dir / (report.get("artifacts") or {}).get("torchscript", "model.pt")
+    path = build_dir / report.artifacts.get("torchscript", "model.pt")
     return torch.jit.load(str(path), map_location="cpu").eval(), "TorchScript (eager not rebuildable)"
 
 
-def _matches_samples(module: Any, build_dir: Path, report: dict[str, Any]) -> bool:
+def _matches_samples(module: Any, build_dir: Path, report: BuildReport) -> bool:
     """The rebuilt module reproduces the build's recorded sample (the gate's comparison)."""
     from ..runners import torch_runner
     from ..samples import load_sample
     from ..validate import first_failure
 
-    if not (report.get("samples") or {}).get("inputs"):
+    if not report.samples.inputs:
         return True
     return first_failure(load_sample(build_dir, report).check(torch_runner(module, "cpu"))) is None
 
@@ -132,12 +133,12 @@ def eager_runner(module: Any) -> Runner:
     return torch_runner(module, "cpu")
 
 
-def onnx_runner(build_dir: Path, report: dict[str, Any], threads: int = 0) -> Runner:
+def onnx_runner(build_dir: Path, report: BuildReport, threads: int = 0) -> Runner:
     """onnxruntime through the serving runtime's own loader (pack_runtime.load_model): the session a TorchServe worker
     or a Triton python-backend model builds."""
     runtime = _handler_module("pack_runtime")
-    path = build_dir / (report.get("artifacts") or {}).get("onnx", "model.onnx")
-    return runtime.load_model(str(path), "onnx", "cpu", threads, [i["name"] for i in report["inputs"]], [o["name"] for o in report["outputs"]])
+    path = build_dir / report.artifacts.get("onnx", "model.onnx")
+    return runtime.load_model(str(path), "onnx", "cpu", threads, [i.name for i in report.inputs], [o.name for o in report.outputs])
 
 
 # ---------------------------------------------------------------- pack's handler, in this process
@@ -149,7 +150,7 @@ def _handler_module(name: str) -> Any:
     return importlib.import_module(name)
 
 
-def handler_instance(build_dir: Path, report: dict[str, Any], runner: Runner, fmt: str) -> Any:
+def handler_instance(build_dir: Path, report: BuildReport, runner: Runner, fmt: str) -> Any:
     """pack's TorchServe handler for this build, set up as a worker would set it up, running `runner`."""
     from ..targets import get_target
 
@@ -157,7 +158,7 @@ def handler_instance(build_dir: Path, report: dict[str, Any], runner: Runner, fm
     hfile = handler_file(report)
     module = _handler_module(hfile[:-3])
     cls = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, base) and v is not base)
-    labels = report.get("labels")
+    labels = report.labels
     if labels and not (build_dir / labels).is_file():
         labels = None
     meta = get_target("torchserve").worker_settings(report, fmt, Path(labels).name if labels else None)  # type: ignore[attr-defined]
@@ -278,7 +279,7 @@ def _rss_main(build_dir: str, fmt: str) -> None:
     from ..record import load_report
 
     folder = Path(build_dir)
-    report = load_report(folder).to_dict()  # the bench reads the report as a dict until it takes a BuildReport
+    report = load_report(folder)
     body, _, _ = request_payload(folder, report)
     if fmt == "eager":
         module, _ = eager_module(folder, report)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..report import BuildReport
 from .inprocess import process_tree, tree_rss_mb
 
 
@@ -75,7 +76,7 @@ class Served:
 # ---------------------------------------------------------------- the servers, through the Target interface
 
 
-def torchserve(build_dir: Path, report: dict[str, Any], store: Path, body: bytes, content_type: str, payload: str, settings: dict[str, Any], timeout: float) -> Served:
+def torchserve(build_dir: Path, report: BuildReport, store: Path, body: bytes, content_type: str, payload: str, settings: dict[str, Any], timeout: float) -> Served:
     from ..targets import Request, get_target
 
     target = get_target("torchserve")
@@ -100,7 +101,7 @@ def torchserve(build_dir: Path, report: dict[str, Any], store: Path, body: bytes
     )
 
 
-def triton(build_dir: Path, report: dict[str, Any], store: Path, arrays: list[np.ndarray], settings: dict[str, Any], timeout: float) -> Served:
+def triton(build_dir: Path, report: BuildReport, store: Path, arrays: list[np.ndarray], settings: dict[str, Any], timeout: float) -> Served:
     from ..targets import Request, get_target
 
     target = get_target("triton")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..report import BuildReport
 from ..validate import OutputCheck, first_failure
 
 Runner = Callable[[list[Any]], list[Any]]
@@ -111,16 +112,16 @@ def get_format(name: str) -> Format:
     return _FORMATS[name]
 
 
-def served_format(report: dict[str, Any], requested: str | None = None, supported: tuple[str, ...] = SERVE_PREFERENCE) -> str:
+def served_format(report: BuildReport, requested: str | None = None, supported: tuple[str, ...] = SERVE_PREFERENCE) -> str:
     """The export a target serves: the one asked for, else the first in SERVE_PREFERENCE that passed and it runs."""
     from ..errors import UsageError
 
-    artifacts = report.get("artifacts") or {}
+    artifacts = report.artifacts
     if requested:
         if requested not in supported:
             raise UsageError(f"format {requested!r} cannot be served here", f"use one of {', '.join(f for f in supported if f in artifacts)}")
         if requested not in artifacts:
-            why = ((report.get("formats") or {}).get(requested) or {}).get("reason", "it was not built")
+            why = report.formats[requested].reason if requested in report.formats else "it was not built"
             raise UsageError(f"the build has no {requested} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild")
         return requested
     for name in SERVE_PREFERENCE:

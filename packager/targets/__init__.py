@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from ..report import BuildReport
 from .base import DeployOptions, Endpoint, Request, ServerOptions, Target, all_targets, get_target, make_options, names
 
-Packager = Callable[[Path, dict[str, Any]], dict[str, Any]]
+Packager = Callable[[Path, BuildReport], dict[str, Any]]
 
 
 def packagers() -> dict[str, Packager]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from ..errors import UsageError
+from ..report import BuildReport
 
 
 def cli_field(default: Any, flag: str, help: str, *, type: Any = None, choices: tuple[str, ...] | None = None,
@@ -94,11 +95,11 @@ class Target:
     def _unsupported(self, what: str) -> UsageError:
         return UsageError(f"the {self.name} target does not support {what}")
 
-    def package(self, build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    def package(self, build_dir: Path, report: BuildReport) -> dict[str, Any]:
         """Write the target's artifacts under build_dir/<target>/ during `pack build`; the report section."""
         raise self._unsupported("packaging at build time")
 
-    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+    def deploy(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         raise self._unsupported("deploy")
 
     def status(self, opts: Any) -> dict[str, Any]:
@@ -121,11 +122,11 @@ class Target:
     def inspect(self, path: Path) -> dict[str, Any]:
         raise self._unsupported("inspect")
 
-    def endpoint(self, deployed: dict[str, Any], report: dict[str, Any], store: Path, request: Request) -> Endpoint:
+    def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
         """How a client sends `request` to the model that `deploy` returned (`pack bench` replays it under load)."""
         raise self._unsupported("bench")
 
-    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None,
+    def kserve_storage(self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None,
                        gpus: int) -> str:
         """Lay out this server's files under `dest` as KServe's runtime for it mounts them; the model a client calls."""
         raise self._unsupported("KServe storage")

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import DeployFailed, EnvironmentProblem, PackError
 from ..http import HttpError, Unreachable, pack_error
+from ..report import BuildReport
 
 log = logging.getLogger(__name__).info
 
@@ -33,9 +34,9 @@ class Steps:
 
     server = "the server"
 
-    def __init__(self, build_dir: Path, report: dict[str, Any], opts: Any):
+    def __init__(self, build_dir: Path, report: BuildReport, opts: Any):
         self.build_dir, self.report, self.opts = Path(build_dir), report, opts
-        self.name, self.version = report["name"], str(report["version"])
+        self.name, self.version = report.name, report.version
         self.timeout: float = float(opts.timeout)
         self.launched = False  # this command started the server
         self.doing = f"deploying {self.name} v{self.version}"

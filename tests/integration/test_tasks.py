@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from packager.report import BuildReport
 from tests.helpers import ROOT
+from tests.helpers.reports import make_report
 
 IMAGE_INPUT = [{"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32", "dynamic_axes": [0]}]
 
@@ -38,14 +40,15 @@ def test_builds_are_served_by_their_task():
         "frcnn": ("generic", "pack_tensors.py", tasks.TENSORS, ["frcnn"]),
         "bert": ("generic", "pack_tensors.py", tasks.TENSORS, ["bert"]),
     }
-    for report in (yolo, classifier, torchvision_detector, token_classifier):
+    for fields in (yolo, classifier, torchvision_detector, token_classifier):
+        report = make_report(**fields)
         task = tasks.task_for(report)
-        name, handler, sample, entries = expected[report["name"]]
-        assert (task.name, task.handler, task.sample, model_names(report)) == (name, handler, sample, entries), report["name"]
+        name, handler, sample, entries = expected[report.name]
+        assert (task.name, task.handler, task.sample, model_names(report)) == (name, handler, sample, entries), report.name
         assert choose_handler(report) == handler_file(report) == handler
         assert is_image_model(report) == (sample == tasks.IMAGE)
         assert is_detection(report) == (task.triton is not None)
-    steps = tasks.task_for(yolo).triton
+    steps = tasks.task_for(make_report(**yolo)).triton
     assert (steps.preprocess, steps.postprocess) == ("pack_triton_yolo_pre.py", "pack_triton_yolo_post.py")
 
 
@@ -67,14 +70,15 @@ def test_a_registered_task_takes_effect_in_every_target(monkeypatch):
             image_input=True,
         )
     )
-    report = {"name": "seg", "task": "instance-segmentation", "inputs": IMAGE_INPUT}
+    fields = {"name": "seg", "task": "instance-segmentation", "inputs": IMAGE_INPUT}
+    report = make_report(**fields)
     assert tasks.task_for(report) is segmenter and tasks.get_task("yolo-segmentation") is segmenter
     assert choose_handler(report) == "pack_tensors.py" and is_image_model(report)
     assert model_names(report) == ["seg_preprocess", "seg", "seg_postprocess", "seg_ensemble"]
     assert segmenter.triton.layout in ENSEMBLES
     with pytest.raises(ValueError, match="registered twice"):
         tasks.register_task(segmenter)
-    assert tasks.task_for({**report, "task": "other"}).name == "generic"
+    assert tasks.task_for(make_report(**{**fields, "task": "other"})).name == "generic"
 
 
 def test_the_registry_does_not_import_torch():
@@ -98,7 +102,7 @@ def test_torchserve_and_triton_ship_the_same_runtime_files(built, tmp_path):
 
     build = built("tiny")
     report = json.loads((build / "report.json").read_text())
-    report = {**report, "task": "object-detection", "postprocessing": {"format": "yolov8"}}
+    report = BuildReport.from_dict({**report, "task": "object-detection", "postprocessing": {"format": "yolov8"}})
     runtime = importlib.resources.files("handlers")
     assert Path(str(runtime)).resolve() == (ROOT / "handlers").resolve()  # this checkout's package, not a copy
 

@@ -23,7 +23,7 @@ class Recorder(Steps):
     def __init__(
         self, fail: dict[str, Any] | None = None, launched: bool = False, gone: bool = False, problems: list[str] | None = None
     ):
-        super().__init__("/nowhere", {"name": "m", "version": 2}, SimpleNamespace(timeout=5.0))
+        super().__init__("/nowhere", SimpleNamespace(name="m", version="2"), SimpleNamespace(timeout=5.0))
         self.fail, self.calls = fail or {}, []
         self.start_launched, self.gone, self.problems = launched, gone, problems or []
 

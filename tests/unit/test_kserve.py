@@ -17,6 +17,7 @@ from packager.targets import get_target
 from packager.targets.kserve.manifest import KServeOptions, inference_service, service_name, validate
 from tests.helpers.cli import invoke
 from tests.helpers.kserve import crd_schema
+from tests.helpers.reports import make_report
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_model_names_become_dns_labels() -> None:
     assert len(service_name("x" * 80)) == 45
 
 
-REPORT = {"name": "bert_base", "version": "3"}
+REPORT = make_report(name="bert_base", version="3")
 STORAGE = {"served_model": "bert_base", "digest": "0" * 64}
 
 

@@ -53,10 +53,20 @@ def test_samples_are_the_first_cases_inputs_and_eager_outputs(tmp_path: Path) ->
 
 def _report() -> BuildReport:
     return BuildReport(
-        name="m", version="1", task="generic", source={"kind": "builtin", "ref": "m"}, weights={"random": True},
-        versions={"pack": "0"}, device="cpu", inputs=[TensorRecord("x", [1, 3], "float32")],
-        outputs=[OutputRecord("y", [1, 3], "float32", gate={"scale": float("inf")})], batch_sizes=[1], seed=0,
-        tolerance={"atol": 1e-4, "rtol": 1e-3}, samples=SampleRecord(1, [], []), artifacts={"onnx": "model.onnx"},
+        name="m",
+        version="1",
+        task="generic",
+        source={"kind": "builtin", "ref": "m"},
+        weights={"random": True},
+        versions={"pack": "0"},
+        device="cpu",
+        inputs=[TensorRecord("x", [1, 3], "float32")],
+        outputs=[OutputRecord("y", [1, 3], "float32", gate={"scale": float("inf")})],
+        batch_sizes=[1],
+        seed=0,
+        tolerance={"atol": 1e-4, "rtol": 1e-3},
+        samples=SampleRecord(1, [], []),
+        artifacts={"onnx": "model.onnx"},
     )
 
 
@@ -106,7 +116,8 @@ def test_a_version_1_report_is_migrated_on_load(tmp_path: Path) -> None:
     data["validation"] = {"onnx": {"passed": True, "checks": [{"batch": 1, "output": "y", "passed": True}]}}
     (tmp_path / "report.json").write_text(json.dumps(data))
     report = load_report(tmp_path)
-    assert report.pack_report == 2 and {f: r.status for f, r in report.formats.items()} == {"torchscript": "passed", "onnx": "passed"}
+    assert report.pack_report == 2
+    assert {f: r.status for f, r in report.formats.items()} == {"torchscript": "passed", "onnx": "passed"}
     assert report.weights["initialised_by"] == "pack" and report.cases == [{"label": "batch 1", "batch": 1}]
     assert report.validation["onnx"]["checks"][0]["case"] == "batch 1"
 

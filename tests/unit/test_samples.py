@@ -19,11 +19,20 @@ def _build(folder: Path, dynamic_axes: list[int], out_tolerance: dict[str, float
     np.save(folder / "samples/output.y.npy", x * 3)
     tolerance = {"atol": 1e-3, "rtol": 1e-2, **(out_tolerance or {})}
     return BuildReport(
-        name="m", version="1", task="generic", source={}, weights={"random": True}, versions={}, device="cpu",
+        name="m",
+        version="1",
+        task="generic",
+        source={},
+        weights={"random": True},
+        versions={},
+        device="cpu",
         inputs=[TensorRecord("x", [2, 4], "float32", dynamic_axes)],
         outputs=[OutputRecord("y", [2, 4], "float32", dynamic_axes, None, tolerance["atol"], tolerance["rtol"])],
-        batch_sizes=[2], seed=0, tolerance={"atol": 1e-3, "rtol": 1e-2},
-        samples=SampleRecord(2, ["samples/input.x.npy"], ["samples/output.y.npy"]), artifacts={},
+        batch_sizes=[2],
+        seed=0,
+        tolerance={"atol": 1e-3, "rtol": 1e-2},
+        samples=SampleRecord(2, ["samples/input.x.npy"], ["samples/output.y.npy"]),
+        artifacts={},
     )
 
 

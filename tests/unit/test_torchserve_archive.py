@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from packager.report import BuildReport
 from tests.helpers.cli import invoke
 from tests.helpers.torchserve import classifier_reference, copy_build, load_handler, png_bytes, unpack_mar
 
@@ -93,7 +94,7 @@ def test_package_hook_matches_archive(built, tmp_path):
 
     store = copy_build(built("tiny"), tmp_path / "store")
     folder = store / "tiny" / "1"
-    report = json.loads((folder / "report.json").read_text())
+    report = BuildReport.load(folder)
     section = torchserve.package(folder, report)
     first = sha(folder / "torchserve" / "tiny.mar")
     assert section["mar"] == "torchserve/tiny.mar" and section["config"] == "torchserve/config.properties"
@@ -176,7 +177,7 @@ def test_zip_is_valid_and_the_zip64_path_holds_the_same_entries(built, tmp_path,
     from packager.targets.torchserve.config import settings_from
 
     folder = built("tiny")
-    report = json.loads((folder / "report.json").read_text())
+    report = BuildReport.load(folder)
     settings = settings_from(report)
     small = tmp_path / "zip32.mar"
     mar_module.write_mar(folder, report, settings, small)
@@ -197,7 +198,7 @@ def test_stored_weights_start_on_a_page_boundary(built, tmp_path):
     from packager.targets.torchserve.mar import write_mar
 
     folder = built("tiny")
-    report = json.loads((folder / "report.json").read_text())
+    report = BuildReport.load(folder)
     out = tmp_path / "t.mar"
     write_mar(folder, report, settings_from(report), out)
     with zipfile.ZipFile(out) as zf:

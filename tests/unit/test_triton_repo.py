@@ -8,15 +8,18 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from packager.errors import UsageError, ValidationFailed
+from packager.report import BuildReport
 from packager.targets.triton import config as cfg
 from packager.targets.triton.repository import RepoOptions, io_names, model_config, model_names, serving_model, triton_version
 from tests.helpers.cli import invoke
+from tests.helpers.reports import make_report
 from tests.helpers.torchserve import copy_build
 from tests.helpers.triton import link_build, read_config, write_config
 
@@ -41,7 +44,7 @@ def _fixed(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_onnxruntime_config_batches_on_the_batch_axis() -> None:
-    config, warmup = model_config(REPORT, RepoOptions(backend="onnxruntime", instances=3, gpu=False))
+    config, warmup = model_config(make_report(**REPORT), RepoOptions(backend="onnxruntime", instances=3, gpu=False))
     assert (config.name, config.backend, config.default_model_filename) == ("m", "onnxruntime", "model.onnx")
     assert config.max_batch_size == 8  # the default when every tensor has a batch axis
     assert [(i.name, cfg.dtype_name(i.data_type), list(i.dims)) for i in config.input] == [("ids", "TYPE_INT64", [-1])]
@@ -55,36 +58,36 @@ def test_onnxruntime_config_batches_on_the_batch_axis() -> None:
 
 
 def test_backends_name_their_tensors_and_files() -> None:
-    torch_cfg, _ = model_config(REPORT, RepoOptions(backend="pytorch", gpu=True))
+    torch_cfg, _ = model_config(make_report(**REPORT), RepoOptions(backend="pytorch", gpu=True))
     assert torch_cfg.platform == "pytorch_libtorch" and torch_cfg.default_model_filename == "model.pt"
     assert [i.name for i in torch_cfg.input] == ["ids__0"] and [o.name for o in torch_cfg.output] == ["logits__0"]
     assert torch_cfg.instance_group[0].kind == cfg.pb().ModelInstanceGroup.KIND_GPU
-    aoti, _ = model_config(REPORT, RepoOptions(backend="torch_aoti", gpu=False))
+    aoti, _ = model_config(make_report(**REPORT), RepoOptions(backend="torch_aoti", gpu=False))
     assert (aoti.backend, aoti.platform, aoti.default_model_filename) == ("pytorch", "torch_aoti", "model.pt2")
     assert [i.name for i in aoti.input] == ["INPUT__0"] and [o.name for o in aoti.output] == ["OUTPUT__0"]
     assert aoti.max_batch_size == 0 and list(aoti.input[0].dims) == [-1, -1]  # torch_aoti does not batch
-    python, _ = model_config(REPORT, RepoOptions(backend="python", fmt="pt2", gpu=False))
+    python, _ = model_config(make_report(**REPORT), RepoOptions(backend="python", fmt="pt2", gpu=False))
     assert python.backend == "python"
     assert cfg.get_parameter(python, "pack_format") == "pt2" and cfg.get_parameter(python, "pack_model_file") == "model.pt2"
-    assert io_names(REPORT, "onnxruntime") == (["ids"], ["logits"])
+    assert io_names(make_report(**REPORT), "onnxruntime") == (["ids"], ["logits"])
 
 
 def test_max_batch_needs_a_batch_axis() -> None:
     fixed = _fixed(REPORT)
-    config, _ = model_config(fixed, RepoOptions(backend="onnxruntime", gpu=False))
+    config, _ = model_config(make_report(**fixed), RepoOptions(backend="onnxruntime", gpu=False))
     assert config.max_batch_size == 0 and list(config.input[0].dims) == [1, 16] and not config.HasField("dynamic_batching")
     with pytest.raises(UsageError, match=r"--max-batch 4: m has no dynamic batch axis \(ids, logits fixed\)"):
-        model_config(fixed, RepoOptions(backend="onnxruntime", max_batch=4, gpu=False))
+        model_config(make_report(**fixed), RepoOptions(backend="onnxruntime", max_batch=4, gpu=False))
     with pytest.raises(UsageError, match="torch_aoti platform does not batch yet"):
-        model_config(REPORT, RepoOptions(backend="torch_aoti", max_batch=4, gpu=False))
+        model_config(make_report(**REPORT), RepoOptions(backend="torch_aoti", max_batch=4, gpu=False))
 
 
 def test_warmup_is_the_first_row_of_the_recorded_sample(tmp_path: Path) -> None:
     sample = np.arange(3 * 16, dtype=np.int64).reshape(3, 16)
     (tmp_path / "samples").mkdir()
     np.save(tmp_path / "samples" / "input.ids.npy", sample)
-    report = {**REPORT, "samples": {"inputs": ["samples/input.ids.npy"]}}
-    config, files = model_config(report, RepoOptions(backend="onnxruntime", gpu=False), tmp_path)
+    report = {**REPORT, "samples": {"batch": 1, "inputs": ["samples/input.ids.npy"], "outputs": []}}
+    config, files = model_config(make_report(**report), RepoOptions(backend="onnxruntime", gpu=False), tmp_path)
     warm = config.model_warmup[0]
     assert warm.name == "pack_sample" and warm.batch_size == 1
     assert list(warm.inputs["ids"].dims) == [16] and warm.inputs["ids"].input_data_file == "ids"
@@ -108,15 +111,15 @@ def test_repo_options_are_checked() -> None:
 def test_detection_builds_are_served_through_an_ensemble() -> None:
     image = [{"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32", "dynamic_axes": [0]}]
     detection = {**REPORT, "task": "object-detection", "postprocessing": {"format": "yolov8"}, "inputs": image}
-    assert model_names(detection) == ["m_preprocess", "m", "m_postprocess", "m_ensemble"]
-    assert serving_model(detection) == "m_ensemble" and serving_model(REPORT) == "m"
-    assert triton_version({"version": "007"}) == "7"
+    assert model_names(make_report(**detection)) == ["m_preprocess", "m", "m_postprocess", "m_ensemble"]
+    assert serving_model(make_report(**detection)) == "m_ensemble" and serving_model(make_report(**REPORT)) == "m"
+    assert triton_version(SimpleNamespace(version="007")) == "7"
     with pytest.raises(UsageError, match="numeric versions"):
-        triton_version({"version": "v1"})
+        triton_version(SimpleNamespace(version="v1"))
 
 
 def test_config_text_round_trip_and_parse_errors() -> None:
-    config, _ = model_config(REPORT, RepoOptions(backend="onnxruntime", gpu=False))
+    config, _ = model_config(make_report(**REPORT), RepoOptions(backend="onnxruntime", gpu=False))
     assert cfg.parse(cfg.to_text(config)) == config
     assert cfg.kind_of(config) == "onnxruntime" and cfg.model_filename(config) == "model.onnx"
     assert json.loads(cfg.to_json(config))["max_batch_size"] == 8
@@ -279,7 +282,7 @@ def test_package_writes_a_checked_python_repository(built: Callable[[str], Path]
     from packager.targets import triton
 
     build = link_build(built("tiny"), tmp_path / "store")
-    report = json.loads((build / "report.json").read_text())
+    report = BuildReport.load(build)
     section = triton.package(build, report)
     assert section["backend"] == "python" and section["models"] == ["tiny"]
     for rel in section["files"]:
@@ -297,7 +300,7 @@ def test_ensemble_wiring_is_checked(built: Callable[[str], Path], tmp_path: Path
     report = json.loads((build / "report.json").read_text())
     report = {**report, "task": "object-detection", "postprocessing": {"format": "yolov8", "conf_threshold": 0.3}}
     repo = tmp_path / "repo"
-    section = generate(build, report, RepoOptions(backend="onnxruntime"), repo)
+    section = generate(build, make_report(**report), RepoOptions(backend="onnxruntime"), repo)
     assert section["models"] == ["tiny_preprocess", "tiny", "tiny_postprocess", "tiny_ensemble"]
     assert check_repository(repo)["ok"], check_repository(repo)["summary"]
     ens_path = repo / "tiny_ensemble" / "config.pbtxt"

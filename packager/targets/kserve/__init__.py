@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ...errors import EnvironmentProblem, ValidationFailed
+from ...report import BuildReport
 from .manifest import KServeOptions, inference_service, validate
 from .storage import write_storage
 
@@ -49,9 +50,9 @@ def _kubectl_ready() -> str | None:
     return kubectl if proc.returncode == 0 and proc.stdout.strip() else None
 
 
-def deploy(build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     kopts = KServeOptions.from_deploy(opts, report)
-    out = Path(opts.store) / FOLDER / report["name"] / str(report["version"]) / kopts.runtime
+    out = Path(opts.store) / FOLDER / report.name / report.version / kopts.runtime
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{kopts.runtime}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -63,7 +64,7 @@ def deploy(build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]
         if problems:
             raise ValidationFailed(f"the generated InferenceService fails the KServe schema: {problems[0]}", "report this; nothing was written")
         (tmp / MANIFEST).write_text(
-            f"# InferenceService for {report['name']} v{report['version']} ({kopts.runtime}), written by pack.\n"
+            f"# InferenceService for {report.name} v{report.version} ({kopts.runtime}), written by pack.\n"
             f"# Upload storage/ to {kopts.storage_uri} first, then: kubectl apply -f {MANIFEST}\n"
             + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False)
         )
@@ -92,8 +93,8 @@ def deploy(build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     return {
         "target": "kserve",
-        "model": report["name"],
-        "version": str(report["version"]),
+        "model": report.name,
+        "version": report.version,
         "runtime": kopts.runtime,
         "protocol": kopts.protocol,
         "service_name": manifest["metadata"]["name"],

@@ -10,6 +10,7 @@ from importlib.resources import files
 from typing import Any
 
 from ...errors import UsageError
+from ...report import BuildReport
 
 RUNTIMES = {
     # runtime: (modelFormat name, protocols it speaks, KServe's ClusterServingRuntime name)
@@ -37,14 +38,14 @@ class KServeOptions:
     format: str | None = None
 
     @classmethod
-    def from_deploy(cls, opts: Any, report: dict[str, Any]) -> "KServeOptions":
+    def from_deploy(cls, opts: Any, report: BuildReport) -> "KServeOptions":
         """From `pack deploy --target kserve` options (packager/targets/kserve/target.py)."""
         runtime = opts.runtime or "torchserve"
         if runtime not in RUNTIMES:
             raise UsageError(f"unknown KServe runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
         uri = opts.storage_uri
         if not uri:
-            raise UsageError("--storage-uri is required for --target kserve", "pass where the storage folder will be uploaded, e.g. s3://bucket/models/" + report["name"])
+            raise UsageError("--storage-uri is required for --target kserve", "pass where the storage folder will be uploaded, e.g. s3://bucket/models/" + report.name)
         if not re.match(r"^(s3|gs|pvc|https?|azure|hdfs|webhdfs|oci)://.+", uri):
             raise UsageError(f"--storage-uri {uri!r} has no scheme KServe's storage initializer knows", "use s3://, gs://, pvc://, https://, ...")
         protocols = RUNTIMES[runtime][1]
@@ -78,9 +79,9 @@ def _readiness(runtime: str, protocol: str, model: str) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": HTTP_PORT}, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 30}
 
 
-def inference_service(report: dict[str, Any], k: KServeOptions, storage: dict[str, Any]) -> dict[str, Any]:
+def inference_service(report: BuildReport, k: KServeOptions, storage: dict[str, Any]) -> dict[str, Any]:
     fmt, _, runtime_name = RUNTIMES[k.runtime]
-    name = service_name(report["name"])
+    name = service_name(report.name)
     requests: dict[str, Any] = {"cpu": k.cpu, "memory": k.memory}
     limits: dict[str, Any] = {"cpu": k.cpu, "memory": k.memory}
     if k.gpus:
@@ -103,11 +104,11 @@ def inference_service(report: dict[str, Any], k: KServeOptions, storage: dict[st
             "name": name,
             "labels": {
                 "app.kubernetes.io/name": name,
-                "app.kubernetes.io/version": str(report["version"]),
+                "app.kubernetes.io/version": report.version,
                 "app.kubernetes.io/managed-by": "pack",
             },
             "annotations": {
-                "pack/model": report["name"],
+                "pack/model": report.name,
                 "pack/served-model": storage["served_model"],
                 "pack/storage-sha256": storage["digest"],
             },

@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ...report import BuildReport
 from .manifest import KServeOptions
 
 
@@ -26,7 +27,7 @@ def _digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def write_storage(build_dir: Path, report: dict[str, Any], k: KServeOptions, dest: Path) -> dict[str, Any]:
+def write_storage(build_dir: Path, report: BuildReport, k: KServeOptions, dest: Path) -> dict[str, Any]:
     """The runtime's own target lays out its files (it alone knows their formats); pack records what to call."""
     from ..base import get_target
 

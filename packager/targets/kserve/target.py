@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...report import BuildReport
 from ..base import DeployOptions, Target, cli_field, register_target
 
 RUNTIME_CHOICES = ("triton", "torchserve")
@@ -32,7 +33,7 @@ class KServeTarget(Target):
     Options = KServeDeployOptions
     description = "KServe InferenceService manifest and storage folder (no cluster needed to write them)"
 
-    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+    def deploy(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from . import deploy
 
         return deploy(build_dir, report, opts)

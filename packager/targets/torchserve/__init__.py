@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
+from ...report import BuildReport
 from ...store import StoreLock
 from .. import DeployOptions
 from .config import ServingSettings, config_properties, models_entry, settings_from
@@ -28,17 +28,17 @@ CONFIG = "config.properties"
 __all__ = ["package", "archive", "deploy", "status", "undeploy", "stop"]
 
 
-def _write_files(build_dir: Path, report: dict[str, Any], settings: ServingSettings, folder: Path) -> dict[str, Any]:
+def _write_files(build_dir: Path, report: BuildReport, settings: ServingSettings, folder: Path) -> dict[str, Any]:
     """Write <name>.mar and config.properties into `folder`; return the report section (paths relative to build_dir)."""
-    name = report["name"]
+    name = report.name
     mar_name = f"{name}.mar"
     info = write_mar(build_dir, report, settings, folder / mar_name)
     text = config_properties(
         ".",
         load_models=[mar_name],
-        models=models_entry(name, str(report["version"]), mar_name, settings),
+        models=models_entry(name, report.version, mar_name, settings),
         comment=(
-            f"TorchServe configuration for {name} v{report['version']}, written by pack.\n"
+            f"TorchServe configuration for {name} v{report.version}, written by pack.\n"
             "Start it from this folder (the model store is `.`):  torchserve --start --ts-config config.properties\n"
             "or from anywhere:  torchserve --start --ts-config <this file> --model-store <this folder>"
         ),
@@ -54,7 +54,7 @@ def _write_files(build_dir: Path, report: dict[str, Any], settings: ServingSetti
     }
 
 
-def package(build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     """Called by `pack build` inside its temporary folder: the archive serves ONNX through onnxruntime by default."""
     settings = settings_from(report)
     folder = build_dir / FOLDER
@@ -63,19 +63,18 @@ def package(build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     return _write_files(build_dir, report, settings, folder)
 
 
-def archive(build_dir: Path, report: dict[str, Any], opts: DeployOptions) -> dict[str, Any]:
+def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[str, Any]:
     """`pack archive`: (re)write the .mar and config.properties of a committed build, and its report.json entries."""
-    from ...build import REPORT
-    from ...loader import sha256_file
+    from ...report import sha256_file
 
     force = bool((opts.extra or {}).get("force"))
     settings = settings_from(report, opts.format, opts.batch_size, opts.max_batch_delay_ms, opts.workers)
     folder = build_dir / FOLDER
-    mar_path = folder / f"{report['name']}.mar"
+    mar_path = folder / f"{report.name}.mar"
     with StoreLock(build_dir.parent):  # the model's lock, the one `pack build` holds
-        report = json.loads((build_dir / REPORT).read_text())  # re-read under the lock
+        report = BuildReport.load(build_dir)  # re-read under the lock
         rel = f"{FOLDER}/{mar_path.name}"
-        good = mar_path.is_file() and read_manifest(mar_path) is not None and (report.get("sha256") or {}).get(rel) == sha256_file(mar_path)
+        good = mar_path.is_file() and read_manifest(mar_path) is not None and report.sha256.get(rel) == sha256_file(mar_path)
         if good and not force:
             raise UsageError(f"{mar_path} already exists", "pass --force to rewrite it")
         staging = folder / f".tmp-{os.getpid()}"
@@ -88,20 +87,14 @@ def archive(build_dir: Path, report: dict[str, Any], opts: DeployOptions) -> dic
             for leftover in staging.glob("*"):
                 leftover.unlink()
             staging.rmdir()
-        report.setdefault("targets", {})["torchserve"] = section
-        sha = dict(report.get("sha256") or {})
-        for file_name in (mar_path.name, CONFIG):
-            sha[f"{FOLDER}/{file_name}"] = sha256_file(folder / file_name)
-        report["sha256"] = dict(sorted(sha.items()))
-        tmp_report = build_dir / f".{REPORT}.{os.getpid()}.tmp"
-        tmp_report.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-        os.replace(tmp_report, build_dir / REPORT)
+        report.targets["torchserve"] = section
+        report.save(build_dir)  # every digest again: the two rewritten files changed
     log(f"wrote {mar_path} ({section['mar_bytes'] / 1e6:.1f} MB, {settings.format}, {section['handler']})")
     return {
         "target": "torchserve",
-        "model": report["name"],
-        "version": str(report["version"]),
+        "model": report.name,
+        "version": report.version,
         **section,
-        "sha256": {k: v for k, v in report["sha256"].items() if k.startswith(FOLDER + "/")},
-        "summary": f"wrote {mar_path} and {folder / CONFIG} ({settings.format}, handler {section['handler']}, sha256 {report['sha256'][rel][:12]})",
+        "sha256": {k: v for k, v in report.sha256.items() if k.startswith(FOLDER + "/")},
+        "summary": f"wrote {mar_path} and {folder / CONFIG} ({settings.format}, handler {section['handler']}, sha256 {report.sha256[rel][:12]})",
     }

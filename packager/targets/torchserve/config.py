@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from ...report import BuildReport
+
 # Defaults when neither the command line nor the build says otherwise.
 DEFAULT_BATCH_SIZE = 4
 DEFAULT_MAX_BATCH_DELAY_MS = 20
@@ -34,13 +36,13 @@ class ServingSettings:
         return asdict(self)
 
 
-def settings_from(report: dict[str, Any], fmt: str | None = None, batch_size: int | None = None, max_batch_delay_ms: int | None = None, workers: int | None = None) -> ServingSettings:
+def settings_from(report: BuildReport, fmt: str | None = None, batch_size: int | None = None, max_batch_delay_ms: int | None = None, workers: int | None = None) -> ServingSettings:
     """Settings for a build: explicit options first, then what the build's report recorded, then the defaults."""
     from ...errors import UsageError
     from ...export import served_format
 
-    recorded = ((report.get("targets") or {}).get("torchserve") or {}).get("settings") or {}
-    batchable = all(0 in i.get("dynamic_axes", [0]) for i in report.get("inputs", []))
+    recorded = report.target("torchserve").get("settings") or {}
+    batchable = all(0 in i.dynamic_axes for i in report.inputs)
     fmt = served_format(report, fmt or recorded.get("format"))
     size = batch_size if batch_size is not None else recorded.get("batch_size", DEFAULT_BATCH_SIZE if batchable else 1)
     delay = max_batch_delay_ms if max_batch_delay_ms is not None else recorded.get("max_batch_delay_ms", DEFAULT_MAX_BATCH_DELAY_MS)
@@ -60,9 +62,9 @@ def settings_from(report: dict[str, Any], fmt: str | None = None, batch_size: in
     )
 
 
-def handler_settings(report: dict[str, Any], handler_file: str, labels_file: str | None) -> dict[str, Any]:
+def handler_settings(report: BuildReport, handler_file: str, labels_file: str | None) -> dict[str, Any]:
     """The `handler:` section of model-config.yaml: what the handler reads at start (thresholds, top-k, labels)."""
-    post = report.get("postprocessing") or {}
+    post = report.postprocessing
     section: dict[str, Any] = {}
     if handler_file == "pack_classifier.py":
         section["top_k"] = int(post.get("top_k", 5))

@@ -21,6 +21,7 @@ import numpy as np
 
 from ...errors import UsageError
 from ...http import ApiError, HttpError
+from ...report import BuildReport
 from .. import DeployOptions
 from ..deployflow import Steps, run
 from .config import settings_from
@@ -35,21 +36,21 @@ log = logging.getLogger(__name__).info
 __all__ = ["deploy", "status", "undeploy", "stop", "smoke_test", "connect", "Connection", "LocalServer", "read_tokens"]
 
 
-def smoke_test(conn: Connection, build_dir: Path, report: dict[str, Any], version: str, timeout: float) -> dict[str, Any]:
+def smoke_test(conn: Connection, build_dir: Path, report: BuildReport, version: str, timeout: float) -> dict[str, Any]:
     """Send the build's sample input as generic tensor JSON and compare with the recorded eager output (the gate's
     comparison, packager/samples.py)."""
     from ...samples import load_sample, verdict
 
     sample = load_sample(build_dir, report)
     inputs = [
-        {"name": spec["name"], "shape": list(arr.shape), "dtype": str(arr.dtype), "encoding": "base64",
+        {"name": spec.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "encoding": "base64",
          "data": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<")).tobytes()).decode()}
-        for spec, arr in zip(report["inputs"], sample.inputs)
+        for spec, arr in zip(report.inputs, sample.inputs)
     ]
     body = json.dumps({"inputs": inputs, "output_encoding": "base64"}).encode()
     t0 = time.monotonic()
     try:
-        _, data = conn.inference.predict(report["name"], body, "application/json", version=version, timeout=timeout)
+        _, data = conn.inference.predict(report.name, body, "application/json", version=version, timeout=timeout)
     except HttpError as exc:
         return {"passed": False, "reason": f"the sample request failed: {exc}", "seconds": round(time.monotonic() - t0, 3)}
     seconds = round(time.monotonic() - t0, 3)
@@ -58,7 +59,7 @@ def smoke_test(conn: Connection, build_dir: Path, report: dict[str, Any], versio
     except (ValueError, KeyError, TypeError):
         return {"passed": False, "reason": f"the answer is not tensor JSON: {data[:200]!r}", "seconds": seconds}
     arrays = []
-    for spec, got in zip(report["outputs"], outputs):
+    for spec, got in zip(report.outputs, outputs):
         try:
             dtype = np.dtype(got["dtype"])
             if got.get("encoding") == "base64":
@@ -66,7 +67,7 @@ def smoke_test(conn: Connection, build_dir: Path, report: dict[str, Any], versio
             else:
                 arrays.append(np.asarray(got["data"], dtype=dtype).reshape(got["shape"]))
         except (KeyError, TypeError, ValueError) as exc:
-            return {"passed": False, "reason": f"output {spec['name']!r} does not decode: {exc}", "seconds": seconds}
+            return {"passed": False, "reason": f"output {spec.name!r} does not decode: {exc}", "seconds": seconds}
     return {**verdict(sample.check_outputs(arrays)), "seconds": seconds, "batch": sample.case.batch}
 
 
@@ -243,5 +244,5 @@ def _describe_one(conn: Connection, name: str, version: str) -> dict[str, Any]:
         return {}
 
 
-def deploy(build_dir: Path, report: dict[str, Any], opts: DeployOptions) -> dict[str, Any]:
+def deploy(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[str, Any]:
     return run(TorchServeSteps(build_dir, report, opts))

@@ -29,6 +29,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...export import FILES
+from ...report import BuildReport
 from ...tasks import read_runtime, runtime_files, shipped_files, task_for
 from .config import ServingSettings, handler_settings, model_config, model_config_yaml
 
@@ -46,7 +47,7 @@ def handlers_dir() -> Path:
     return Path(str(runtime_files()))
 
 
-def choose_handler(report: dict[str, Any]) -> str:
+def choose_handler(report: BuildReport) -> str:
     """The TorchServe entry handler file for a build's task (packager/tasks.py): image classification, YOLO-format
     detection, or generic tensors."""
     return task_for(report).handler
@@ -86,19 +87,19 @@ def manifest(name: str, version: str, serialized: str, handler: str, date: tuple
     }
 
 
-def metadata(report: dict[str, Any], fmt: str, serialized: str, labels: str | None) -> dict[str, Any]:
+def metadata(report: BuildReport, fmt: str, serialized: str, labels: str | None) -> dict[str, Any]:
     """pack.json: what the handlers need to know about the model (inputs, outputs, pre/post-processing)."""
     return {
         "pack_metadata": 1,
-        "name": report["name"],
-        "version": str(report["version"]),
-        "task": report.get("task"),
+        "name": report.name,
+        "version": report.version,
+        "task": report.task,
         "format": fmt,
         "serialized_file": serialized,
-        "inputs": report["inputs"],
-        "outputs": [o["name"] for o in report["outputs"]],
-        "preprocessing": report.get("preprocessing") or {},
-        "postprocessing": report.get("postprocessing") or {},
+        "inputs": report.to_dict()["inputs"],
+        "outputs": [o.name for o in report.outputs],
+        "preprocessing": report.preprocessing,
+        "postprocessing": report.postprocessing,
         "labels_file": labels,
     }
 
@@ -111,22 +112,22 @@ class Entry:
     store: bool = False
 
 
-def plan_entries(build_dir: Path, report: dict[str, Any], settings: ServingSettings, handler: str | None = None) -> tuple[list[Entry], dict[str, Any]]:
+def plan_entries(build_dir: Path, report: BuildReport, settings: ServingSettings, handler: str | None = None) -> tuple[list[Entry], dict[str, Any]]:
     """Every entry of the archive (sorted) and a description of it for the report."""
     fmt = settings.format
     serialized = SERIALIZED[fmt]
-    model_path = build_dir / (report.get("artifacts") or {}).get(fmt, serialized)
+    model_path = build_dir / report.artifacts.get(fmt, serialized)
     if not model_path.is_file():
         raise UsageError(f"the build has no {fmt} export ({model_path})", "rebuild it with `pack build`")
     handler = handler or choose_handler(report)
-    labels = report.get("labels")
+    labels = report.labels
     if labels and not (build_dir / labels).is_file():
         labels = None
     date = archive_date()
     hsettings = handler_settings(report, handler, labels)
     config = model_config(settings, hsettings)
     entries = [
-        Entry("MAR-INF/MANIFEST.json", data=(json.dumps(manifest(report["name"], report["version"], serialized, handler, date), indent=2) + "\n").encode()),
+        Entry("MAR-INF/MANIFEST.json", data=(json.dumps(manifest(report.name, report.version, serialized, handler, date), indent=2) + "\n").encode()),
         Entry(serialized, path=model_path, store=True),
         Entry(CONFIG_FILE, data=model_config_yaml(config).encode()),
         Entry(METADATA_FILE, data=(json.dumps(metadata(report, fmt, serialized, labels), indent=2, sort_keys=True) + "\n").encode()),
@@ -139,7 +140,7 @@ def plan_entries(build_dir: Path, report: dict[str, Any], settings: ServingSetti
     return entries, info
 
 
-def write_mar(build_dir: Path, report: dict[str, Any], settings: ServingSettings, out: Path, handler: str | None = None) -> dict[str, Any]:
+def write_mar(build_dir: Path, report: BuildReport, settings: ServingSettings, out: Path, handler: str | None = None) -> dict[str, Any]:
     """Write the archive to `out` (the caller renames it into place); returns its description (entries, size)."""
     entries, info = plan_entries(build_dir, report, settings, handler)
     date = tuple(info.pop("date"))

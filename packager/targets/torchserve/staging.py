@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...errors import UsageError
+from ...report import BuildReport
 from .config import ServingSettings
 from .mar import SERIALIZED, read_manifest, write_mar
 
@@ -23,11 +24,11 @@ log = logging.getLogger(__name__).info
 
 
 
-def mar_file(build_dir: Path, report: dict[str, Any]) -> Path:
-    return build_dir / "torchserve" / f"{report['name']}.mar"
+def mar_file(build_dir: Path, report: BuildReport) -> Path:
+    return build_dir / "torchserve" / f"{report.name}.mar"
 
 
-def usable_build_mar(build_dir: Path, report: dict[str, Any], settings: ServingSettings) -> Path | None:
+def usable_build_mar(build_dir: Path, report: BuildReport, settings: ServingSettings) -> Path | None:
     """The build's own .mar when it serves the requested format; refuse one that does not match report.json."""
     path = mar_file(build_dir, report)
     if not path.is_file():
@@ -35,16 +36,16 @@ def usable_build_mar(build_dir: Path, report: dict[str, Any], settings: ServingS
     from ...loader import sha256_file
 
     rel = str(path.relative_to(build_dir))
-    recorded = (report.get("sha256") or {}).get(rel)
+    recorded = report.sha256.get(rel)
     if recorded and sha256_file(path) != recorded:
-        raise UsageError(f"{path} does not match the sha256 recorded in report.json", f"rewrite it with `pack archive {report['name']} --version {report['version']} --force`")
+        raise UsageError(f"{path} does not match the sha256 recorded in report.json", f"rewrite it with `pack archive {report.name} --version {report.version} --force`")
     found = read_manifest(path)
     if not found:
         raise UsageError(f"{path} is not a readable TorchServe archive", "rewrite it with `pack archive --force`")
     return path if found["model"].get("serializedFile") == SERIALIZED[settings.format] else None
 
 
-def stage_mar(build_dir: Path, report: dict[str, Any], settings: ServingSettings, folder: Path, file_name: str) -> Path:
+def stage_mar(build_dir: Path, report: BuildReport, settings: ServingSettings, folder: Path, file_name: str) -> Path:
     """Put the archive at folder/file_name: a hard link to (or copy of) the build's .mar, or a fresh one."""
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / file_name
@@ -58,7 +59,7 @@ def stage_mar(build_dir: Path, report: dict[str, Any], settings: ServingSettings
             except OSError:
                 shutil.copyfile(source, tmp)
         else:
-            log(f"writing a {settings.format} archive for {report['name']} v{report['version']}")
+            log(f"writing a {settings.format} archive for {report.name} v{report.version}")
             write_mar(build_dir, report, settings, tmp)
         os.replace(tmp, dest)
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ...archive import UnsafeArchive, open_archive
 from ...errors import UsageError
+from ...report import BuildReport
 from ..base import SERVER, Endpoint, Request, ServerOptions, Target, cli_field, register_target
 
 log = logging.getLogger(__name__).info
@@ -80,11 +81,11 @@ def inspect_mar(path: Path) -> dict[str, Any]:
     return doc
 
 
-def kserve_properties(report: dict[str, Any], mar_name: str, settings: Any, protocol: str) -> str:
+def kserve_properties(report: BuildReport, mar_name: str, settings: Any, protocol: str) -> str:
     """config.properties for KServe's TorchServe runtime (0.0.0.0 inside the pod, KServe's model server in front)."""
     from .config import _escape, models_entry
 
-    snapshot = {"name": "startup.cfg", "modelCount": 1, "models": models_entry(report["name"], str(report["version"]), mar_name, settings)}
+    snapshot = {"name": "startup.cfg", "modelCount": 1, "models": models_entry(report.name, report.version, mar_name, settings)}
     props = {
         "inference_address": f"http://0.0.0.0:{KSERVE_PORT}",
         "management_address": f"http://0.0.0.0:{KSERVE_PORT}",
@@ -102,7 +103,7 @@ def kserve_properties(report: dict[str, Any], mar_name: str, settings: Any, prot
         "enable_model_api": "false",
     }
     lines = [
-        f"# TorchServe configuration for KServe's TorchServe runtime: {report['name']} v{report['version']}, written by pack.",
+        f"# TorchServe configuration for KServe's TorchServe runtime: {report.name} v{report.version}, written by pack.",
         "# Inside the predictor pod TorchServe listens on 0.0.0.0 and KServe's model server in front of it is the only",
         "# client, so token authorization is off here and the model API is off; authentication belongs to the cluster's",
         "# ingress. (pack's local TorchServe keeps token auth on and binds 127.0.0.1.)",
@@ -130,17 +131,17 @@ class TorchServeTarget(Target):
     packaged_by_build = True
     artifact = "mar"
 
-    def package(self, build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    def package(self, build_dir: Path, report: BuildReport) -> dict[str, Any]:
         from . import package
 
         return package(build_dir, report)
 
-    def archive(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+    def archive(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from . import archive
 
         return archive(build_dir, report, opts)
 
-    def worker_settings(self, report: dict[str, Any], fmt: str, labels: str | None) -> dict[str, Any]:
+    def worker_settings(self, report: BuildReport, fmt: str, labels: str | None) -> dict[str, Any]:
         """What a worker of this build's archive reads at start-up (pack.json plus model-config.yaml's handler
         section), for running the same handler in-process (`pack bench`)."""
         from .config import handler_settings
@@ -150,7 +151,7 @@ class TorchServeTarget(Target):
         meta["handler"] = handler_settings(report, choose_handler(report), labels)
         return meta
 
-    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+    def deploy(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from .deploy import deploy
 
         return deploy(build_dir, report, opts)
@@ -179,7 +180,7 @@ class TorchServeTarget(Target):
     def inspect(self, path: Path) -> dict[str, Any]:
         return inspect_mar(path)
 
-    def endpoint(self, deployed: dict[str, Any], report: dict[str, Any], store: Path, request: Request) -> Endpoint:
+    def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
         """What an end user sends (the request's body: image bytes for image models, which the server decodes and
         pre-processes; tensor JSON otherwise), with the inference token from the server's key file."""
         import urllib.parse
@@ -190,7 +191,7 @@ class TorchServeTarget(Target):
         token = read_tokens(Path(deployed["token_file"]))["inference"]
         return Endpoint(
             base_url=deployed["inference_url"],
-            path=f"/predictions/{urllib.parse.quote(report['name'], safe='')}",
+            path=f"/predictions/{urllib.parse.quote(report.name, safe='')}",
             headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
             body=body,
             payload=payload,
@@ -198,15 +199,15 @@ class TorchServeTarget(Target):
             pids=LocalServer(store).processes,
         )
 
-    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
+    def kserve_storage(self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
         """`config/config.properties` and `model-store/<name>.mar`, as KServe's TorchServe runtime reads them."""
         from .config import settings_from
         from .mar import write_mar
 
         settings = settings_from(report, fmt)
-        mar_name = f"{report['name']}.mar"
+        mar_name = f"{report.name}.mar"
         built = build_dir / "torchserve" / mar_name
-        recorded = ((report.get("targets") or {}).get("torchserve") or {}).get("settings")
+        recorded = report.target("torchserve").get("settings")
         if built.is_file() and recorded == settings.to_dict():
             _link_or_copy(built, dest / "model-store" / mar_name)
         else:
@@ -215,4 +216,4 @@ class TorchServeTarget(Target):
             write_mar(build_dir, report, settings, dest / "model-store" / mar_name)
         (dest / "config").mkdir(parents=True)
         (dest / "config" / "config.properties").write_text(kserve_properties(report, mar_name, settings, protocol))
-        return str(report["name"])
+        return str(report.name)

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ...report import BuildReport
 from . import server
 from .check import check_repository, raise_on_errors
 from .deploy import deploy, repo_options, staged_entries, status, undeploy
@@ -27,7 +28,7 @@ STORE_FOLDER = "triton"
 __all__ = ["package", "repo", "check_repo", "deploy", "status", "undeploy", "stop"]
 
 
-def package(build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     """Write build_dir/triton/ (python backend running the served export, ONNX when it passed: what a CPU
     tritonserver can serve) and check
     it offline; returns the report section (paths relative to build_dir)."""
@@ -52,7 +53,7 @@ def package(build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def repo(build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+def repo(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     """Write the build's entries into the store's repository `<store>/triton/`, atomically, keeping other versions."""
     ropts = repo_options(opts, default_backend="onnxruntime", report=report)
     force = bool(opts.extra.get("force"))
@@ -67,7 +68,7 @@ def repo(build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
     return {
         "target": "triton",
         "repository": str(repository),
-        "model": report["name"],
+        "model": report.name,
         "version": version,
         "backend": section["backend"],
         "format": section["format"],

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...http import ApiError, HttpError, translated
+from ...report import BuildReport
 from ...store import StoreLock
 from ..deployflow import Steps, run
 from . import config as cfg
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__).info
 __all__ = ["deploy", "status", "undeploy", "repo_options", "staged_entries", "smoke_test", "ensemble_smoke", "sample_image", "detect"]
 
 
-def repo_options(opts: Any, default_backend: str = "python", report: dict[str, Any] | None = None) -> RepoOptions:
+def repo_options(opts: Any, default_backend: str = "python", report: BuildReport | None = None) -> RepoOptions:
     from ...export import served_format
 
     backend = opts.backend or default_backend
@@ -65,7 +66,7 @@ def repo_options(opts: Any, default_backend: str = "python", report: dict[str, A
 
 
 @contextmanager
-def staged_entries(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, parent: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+def staged_entries(build_dir: Path, report: BuildReport, ropts: RepoOptions, parent: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Generate the build's entries into a fresh staging folder under `parent` and check them offline; yields
     (folder, description) and removes the folder afterwards, whatever happened."""
     parent.mkdir(parents=True, exist_ok=True)
@@ -234,5 +235,5 @@ class TritonSteps(Steps):
         }
 
 
-def deploy(build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     return run(TritonSteps(build_dir, report, opts))

@@ -20,6 +20,7 @@ import numpy as np
 
 from ...errors import UsageError
 from ...export import FILES
+from ...report import BuildReport, TensorRecord
 from ...store import StoreLock
 from ...tasks import TRITON_MODEL, read_runtime, shipped_files, task_for
 from . import config as cfg
@@ -57,44 +58,44 @@ def has_gpu() -> bool:
     return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
 
 
-def is_detection(report: dict[str, Any]) -> bool:
+def is_detection(report: BuildReport) -> bool:
     """Whether the build's task puts Triton pre/post-processing steps and an ensemble around the model (YOLO today)."""
     return task_for(report).triton is not None
 
 
-def model_names(report: dict[str, Any]) -> list[str]:
+def model_names(report: BuildReport) -> list[str]:
     """Repository entries of a build, in load order (composing models before the ensemble)."""
-    return task_for(report).model_names(report["name"])
+    return task_for(report).model_names(report.name)
 
 
-def serving_model(report: dict[str, Any]) -> str:
+def serving_model(report: BuildReport) -> str:
     """The entry a client calls: the ensemble for detection models, the model itself otherwise."""
     return model_names(report)[-1]
 
 
-def triton_version(report: dict[str, Any]) -> str:
-    version = str(report["version"])
+def triton_version(report: BuildReport) -> str:
+    version = report.version
     if not version.isdigit() or int(version) < 1:
         raise UsageError(f"Triton needs numeric versions >= 1; this build is version {version!r}", "rebuild with --version N")
     return str(int(version))
 
 
-def _batchable(report: dict[str, Any]) -> bool:
-    tensors = [*report["inputs"], *report["outputs"]]
-    return all(0 in (t.get("dynamic_axes") or []) for t in tensors)
+def _batchable(report: BuildReport) -> bool:
+    tensors = [*report.inputs, *report.outputs]
+    return all(0 in t.dynamic_axes for t in tensors)
 
 
-def _dims(tensor: dict[str, Any], batched: bool) -> list[int]:
-    dynamic = set(tensor.get("dynamic_axes") or [])
-    dims = [-1 if axis in dynamic else int(size) for axis, size in enumerate(tensor["shape"])]
+def _dims(tensor: TensorRecord, batched: bool) -> list[int]:
+    dynamic = set(tensor.dynamic_axes)
+    dims = [-1 if axis in dynamic else int(size) for axis, size in enumerate(tensor.shape)]
     return dims[1:] if batched else dims
 
 
-def io_names(report: dict[str, Any], backend: str) -> tuple[list[str], list[str]]:
+def io_names(report: BuildReport, backend: str) -> tuple[list[str], list[str]]:
     """Config names of the inputs and outputs: the build's names; `<name>__<index>` for the libtorch backend; for
     torch_aoti the ordinal names Triton derives from the package's call spec (`INPUT__<i>`, `OUTPUT__<i>`)."""
-    inputs = [t["name"] for t in report["inputs"]]
-    outputs = [t["name"] for t in report["outputs"]]
+    inputs = [t.name for t in report.inputs]
+    outputs = [t.name for t in report.outputs]
     if backend == "pytorch":
         inputs = [f"{n}__{i}" for i, n in enumerate(inputs)]
         outputs = [f"{n}__{i}" for i, n in enumerate(outputs)]
@@ -110,16 +111,16 @@ def _instance_group(config: Any, ropts: RepoOptions, gpu: bool) -> None:
     group.kind = cfg.pb().ModelInstanceGroup.KIND_GPU if gpu else cfg.pb().ModelInstanceGroup.KIND_CPU
 
 
-def model_config(report: dict[str, Any], ropts: RepoOptions, build_dir: Path | None = None) -> tuple[Any, dict[str, bytes]]:
+def model_config(report: BuildReport, ropts: RepoOptions, build_dir: Path | None = None) -> tuple[Any, dict[str, bytes]]:
     """The ModelConfig of the model itself and its warmup files ({file name: raw bytes})."""
-    name = report["name"]
+    name = report.name
     batchable = _batchable(report)
     max_batch = ropts.max_batch if ropts.max_batch is not None else (DEFAULT_MAX_BATCH if batchable and ropts.backend != "torch_aoti" else 0)
     if max_batch > 0 and ropts.backend == "torch_aoti":
         raise UsageError(f"--max-batch {max_batch}: Triton's torch_aoti platform does not batch yet (its README)",
                          "use --max-batch 0 (the batch axis stays a -1 dim of each request), or another backend")
     if max_batch > 0 and not batchable:
-        fixed = [t["name"] for t in [*report["inputs"], *report["outputs"]] if 0 not in (t.get("dynamic_axes") or [])]
+        fixed = [t.name for t in [*report.inputs, *report.outputs] if 0 not in t.dynamic_axes]
         raise UsageError(
             f"--max-batch {max_batch}: {name} has no dynamic batch axis ({', '.join(fixed)} fixed)",
             "use --max-batch 0, or rebuild with a dynamic first axis",
@@ -145,33 +146,33 @@ def model_config(report: dict[str, Any], ropts: RepoOptions, build_dir: Path | N
     config.max_batch_size = max_batch
     config.version_policy.latest.num_versions = 1
     in_names, out_names = io_names(report, ropts.backend)
-    for tensor, cname in zip(report["inputs"], in_names):
+    for tensor, cname in zip(report.inputs, in_names):
         entry = config.input.add()
         entry.name = cname
-        entry.data_type = cfg.dtype_value(cfg.triton_dtype(tensor["dtype"]))
+        entry.data_type = cfg.dtype_value(cfg.triton_dtype(tensor.dtype))
         entry.dims.extend(_dims(tensor, batched))
-    for tensor, cname in zip(report["outputs"], out_names):
+    for tensor, cname in zip(report.outputs, out_names):
         entry = config.output.add()
         entry.name = cname
-        entry.data_type = cfg.dtype_value(cfg.triton_dtype(tensor["dtype"]))
+        entry.data_type = cfg.dtype_value(cfg.triton_dtype(tensor.dtype))
         entry.dims.extend(_dims(tensor, batched))
     if batched:
-        sizes = sorted({b for b in report.get("batch_sizes", []) if 1 < b <= max_batch} | {max_batch})
+        sizes = sorted({b for b in report.batch_sizes if 1 < b <= max_batch} | {max_batch})
         config.dynamic_batching.preferred_batch_size.extend(sizes)
         config.dynamic_batching.max_queue_delay_microseconds = ropts.max_queue_delay_us
     _instance_group(config, ropts, gpu)
-    cfg.set_parameter(config, "pack_build", f"{name}:{report['version']}")
+    cfg.set_parameter(config, "pack_build", f"{name}:{report.version}")
     warmup_files: dict[str, bytes] = {}
-    samples = (report.get("samples") or {}).get("inputs") or []
-    if build_dir is not None and len(samples) == len(report["inputs"]) and all((build_dir / s).is_file() for s in samples):
+    samples = report.samples.inputs
+    if build_dir is not None and len(samples) == len(report.inputs) and all((build_dir / s).is_file() for s in samples):
         warmup = config.model_warmup.add()
         warmup.name = "pack_sample"
         warmup.batch_size = 1
-        for tensor, cname, rel in zip(report["inputs"], in_names, samples):
+        for tensor, cname, rel in zip(report.inputs, in_names, samples):
             array = np.load(build_dir / rel)
             one = array[:1] if batched else array
             item = warmup.inputs[cname]
-            item.data_type = cfg.dtype_value(cfg.triton_dtype(tensor["dtype"]))
+            item.data_type = cfg.dtype_value(cfg.triton_dtype(tensor.dtype))
             item.dims.extend(list(one.shape[1:] if batched else one.shape))
             item.input_data_file = cname
             warmup_files[cname] = np.ascontiguousarray(one).tobytes()
@@ -195,13 +196,13 @@ def _tensor(collection: Any, name: str, dtype: str, dims: list[int]) -> None:
     entry.dims.extend(dims)
 
 
-def detection_configs(report: dict[str, Any], detector: Any, ropts: RepoOptions) -> dict[str, Any]:
+def detection_configs(report: BuildReport, detector: Any, ropts: RepoOptions) -> dict[str, Any]:
     """Pre-processing, post-processing and ensemble configs around the detector config."""
-    name = report["name"]
+    name = report.name
     eb = 1 if detector.max_batch_size > 0 else 0  # pre/post/ensemble batch one request at a time
-    pre_cfg = report.get("preprocessing") or {}
-    post_cfg = report.get("postprocessing") or {}
-    height, width = (pre_cfg.get("image_size") or report["inputs"][0]["shape"][-2:])[:2]
+    pre_cfg = report.preprocessing
+    post_cfg = report.postprocessing
+    height, width = (pre_cfg.get("image_size") or report.inputs[0].shape[-2:])[:2]
     det_in, det_out = detector.input[0], detector.output[0]
 
     pre = _python_model(f"{name}_preprocess", eb, False, ropts)
@@ -248,13 +249,13 @@ def detection_configs(report: dict[str, Any], detector: Any, ropts: RepoOptions)
     s.input_map["meta"] = "_meta"
     for out in ("boxes", "scores", "classes"):
         s.output_map[out] = out
-    cfg.set_parameter(ens, "pack_build", f"{name}:{report['version']}")
+    cfg.set_parameter(ens, "pack_build", f"{name}:{report.version}")
     return {pre.name: pre, post.name: post, ens.name: ens}
 
 
 # The ensemble layouts a task's Triton steps may name (packager/tasks.py TritonSteps.layout): configs of the steps and
 # of the ensemble around the model's own config.
-ENSEMBLES: dict[str, Callable[[dict[str, Any], Any, RepoOptions], dict[str, Any]]] = {"yolo": detection_configs}
+ENSEMBLES: dict[str, Callable[[BuildReport, Any, RepoOptions], dict[str, Any]]] = {"yolo": detection_configs}
 
 
 def _link_or_copy(src: str | Path, dst: str | Path) -> None:
@@ -271,12 +272,12 @@ def _copy_runtime(entry: str, vdir: Path) -> None:
         (vdir / ("model.py" if name == entry else name)).write_bytes(read_runtime(name))
 
 
-def generate(build_dir: Path, report: dict[str, Any], ropts: RepoOptions, dest: Path) -> dict[str, Any]:
+def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Path) -> dict[str, Any]:
     """Write every repository entry of the build into `dest` (a fresh folder); return a description."""
     version = triton_version(report)
-    artifacts = report.get("artifacts") or {}
+    artifacts = report.artifacts
     if ropts.fmt not in artifacts:
-        why = ((report.get("formats") or {}).get(ropts.fmt) or {}).get("reason", "it was not built")
+        why = report.formats[ropts.fmt].reason if ropts.fmt in report.formats else "it was not built"
         raise UsageError(f"the build has no {ropts.fmt} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild")
     detector, warmup = model_config(report, ropts, build_dir)
     configs: dict[str, Any] = {detector.name: detector}

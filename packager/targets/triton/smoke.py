@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeployFailed, EnvironmentProblem
+from ...report import BuildReport
 from ...tasks import sample_image
 from .client import TritonHTTP
 from .repository import io_names
@@ -25,7 +26,7 @@ def _infer_client(url: str, timeout: float) -> Any:
     return httpclient, httpclient.InferenceServerClient(host, connection_timeout=timeout, network_timeout=timeout)
 
 
-def smoke_test(url: str, build_dir: Path, report: dict[str, Any], backend: str, model: str, version: str, timeout: float, runs: int = 5) -> dict[str, Any]:
+def smoke_test(url: str, build_dir: Path, report: BuildReport, backend: str, model: str, version: str, timeout: float, runs: int = 5) -> dict[str, Any]:
     """Send the build's sample input; compare with its recorded eager output through the gate's comparison
     (packager/samples.py)."""
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype

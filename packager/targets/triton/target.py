@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ...report import BuildReport
 from ..base import SERVER, Endpoint, Request, ServerOptions, Target, cli_field, register_target
 
 BACKEND_CHOICES = ("onnxruntime", "pytorch", "torch_aoti", "python")
@@ -69,12 +70,12 @@ class TritonTarget(Target):
     packaged_by_build = True
     artifact = "repository"
 
-    def package(self, build_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    def package(self, build_dir: Path, report: BuildReport) -> dict[str, Any]:
         from . import package
 
         return package(build_dir, report)
 
-    def repo(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+    def repo(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from . import repo
 
         return repo(build_dir, report, opts)
@@ -84,7 +85,7 @@ class TritonTarget(Target):
 
         return check_repository(path)
 
-    def deploy(self, build_dir: Path, report: dict[str, Any], opts: Any) -> dict[str, Any]:
+    def deploy(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from .deploy import deploy
 
         return deploy(build_dir, report, opts)
@@ -114,7 +115,7 @@ class TritonTarget(Target):
     def inspect(self, path: Path) -> dict[str, Any]:
         return inspect_repository(path)
 
-    def endpoint(self, deployed: dict[str, Any], report: dict[str, Any], store: Path, request: Request) -> Endpoint:
+    def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
         """The v2 `POST /v2/models/<name>/infer` with the model's input tensors in the binary-data extension (what
         tritonclient sends with binary_data=True). For detection builds: the detector itself, not the ensemble."""
         from .repository import io_names
@@ -125,7 +126,7 @@ class TritonTarget(Target):
         arrays = request.tensors
         return Endpoint(
             base_url=deployed["url"],
-            path=f"/v2/models/{urllib.parse.quote(report['name'], safe='')}/infer",
+            path=f"/v2/models/{urllib.parse.quote(report.name, safe='')}/infer",
             headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(head_len)},
             body=body,
             payload=f"pre-processed tensor {list(arrays[0].shape)} {arrays[0].dtype} (v2 binary data, {len(body)} bytes)",
@@ -133,7 +134,7 @@ class TritonTarget(Target):
             pids=(lambda: [pid]) if pid else (lambda: []),
         )
 
-    def kserve_storage(self, build_dir: Path, report: dict[str, Any], dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
+    def kserve_storage(self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
         """A model repository on the native onnxruntime backend (NVIDIA's server images have it), checked offline."""
         from .check import check_repository, raise_on_errors
         from .repository import RepoOptions, generate, serving_model

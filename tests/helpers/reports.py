@@ -1,0 +1,32 @@
+"""Build reports for tests that need one without a build: a valid BuildReport from a few fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from packager.report import BuildReport
+
+DEFAULTS: dict[str, Any] = {
+    "pack_report": 2,
+    "name": "m",
+    "version": "1",
+    "task": "generic",
+    "source": {"kind": "builtin", "ref": "m"},
+    "weights": {"random": True},
+    "versions": {},
+    "device": "cpu",
+    "batch_sizes": [1],
+    "seed": 0,
+    "tolerance": {"atol": 1e-4, "rtol": 1e-3},
+    "samples": {"batch": 1, "inputs": [], "outputs": []},
+    "inputs": [{"name": "x", "shape": [1, 3], "dtype": "float32", "dynamic_axes": [0]}],
+    "outputs": [{"name": "y", "shape": [1, 3], "dtype": "float32", "dynamic_axes": [0]}],
+    "artifacts": {"onnx": "model.onnx"},
+    "formats": {"onnx": {"status": "passed", "file": "model.onnx"}},
+    "sha256": {},
+}
+
+
+def make_report(**fields: Any) -> BuildReport:
+    """A report with these fields (`inputs` and `outputs` as the JSON lists of report.json) over valid defaults."""
+    return BuildReport.from_dict({**DEFAULTS, **fields}, "a test report")
