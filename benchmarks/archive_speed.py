@@ -39,7 +39,9 @@ def ensure_build(model: str, store: Path) -> Path:
     from packager.plan import resolve
 
     print(f"building {model} into {store} (once)", file=sys.stderr)
-    _, folder = build(resolve(model, None, {"device": "cpu"}), store, force=False, log=lambda m: print(f"  {m}", file=sys.stderr), iterations=0)
+    _, folder = build(
+        resolve(model, None, {"device": "cpu"}), store, force=False, log=lambda m: print(f"  {m}", file=sys.stderr), iterations=0
+    )
     return folder
 
 
@@ -63,7 +65,9 @@ def main() -> int:
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--store", type=Path, default=ROOT / "benchmarks" / "out" / "store")
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "archive_speed.json", help="where to write the figures")
+    parser.add_argument(
+        "--json", type=Path, default=ROOT / "benchmarks" / "results" / "archive_speed.json", help="where to write the figures"
+    )
     args = parser.parse_args()
 
     from model_archiver.model_archiver_config import ModelArchiverConfig
@@ -105,9 +109,15 @@ def main() -> int:
                 out = work / f"tma-{fmt}"
                 out.mkdir(exist_ok=True)
                 config = ModelArchiverConfig(
-                    model_name=report["name"], handler=str(files[handler]), version=str(report["version"]),
-                    serialized_file=str(files["model.onnx"]), extra_files=",".join(extras), export_path=str(out),
-                    archive_format=fmt, force=True, config_file=str(files["model-config.yaml"]),
+                    model_name=report["name"],
+                    handler=str(files[handler]),
+                    version=str(report["version"]),
+                    serialized_file=str(files["model.onnx"]),
+                    extra_files=",".join(extras),
+                    export_path=str(out),
+                    archive_format=fmt,
+                    force=True,
+                    config_file=str(files["model-config.yaml"]),
                 )
                 generate_model_archive(config)
 
@@ -156,18 +166,25 @@ def main() -> int:
         "load_average": os.getloadavg()[0],
         "input_bytes": total_bytes,
         "repeat": args.repeat,
-        "results": {k: {**v, "bytes": sizes[k], "mb_per_s": round(total_bytes / v["median_s"] / 1e6, 1)} for k, v in results.items()},
+        "results": {
+            k: {**v, "bytes": sizes[k], "mb_per_s": round(total_bytes / v["median_s"] / 1e6, 1)} for k, v in results.items()
+        },
         "speedup_vs_tma_default": round(results["tma-default"]["median_s"] / pack_s, 1),
         "speedup_vs_tma_zip_store": round(results["tma-zip-store"]["median_s"] / pack_s, 2),
         "ratio_to_copy": round(pack_s / results["copy"]["median_s"], 2),
     }
-    doc["targets_met"] = {"5x_faster_than_tma_default": doc["speedup_vs_tma_default"] >= 5, "within_1.5x_of_copy": doc["ratio_to_copy"] <= 1.5}
+    doc["targets_met"] = {
+        "5x_faster_than_tma_default": doc["speedup_vs_tma_default"] >= 5,
+        "within_1.5x_of_copy": doc["ratio_to_copy"] <= 1.5,
+    }
     print(f"{args.model}: {total_bytes / 1e6:.1f} MB of input, median of {args.repeat} runs")
     print(f"{'case':<14} {'seconds':>8} {'MB/s':>8} {'archive MB':>11}")
     for name, row in doc["results"].items():
         print(f"{name:<14} {row['median_s']:>8.3f} {row['mb_per_s']:>8.0f} {row['bytes'] / 1e6:>11.1f}")
-    print(f"pack is {doc['speedup_vs_tma_default']}x faster than torch-model-archiver (deflate), "
-          f"{doc['speedup_vs_tma_zip_store']}x its zip-store, and takes {doc['ratio_to_copy']}x the time of a plain copy")
+    print(
+        f"pack is {doc['speedup_vs_tma_default']}x faster than torch-model-archiver (deflate), "
+        f"{doc['speedup_vs_tma_zip_store']}x its zip-store, and takes {doc['ratio_to_copy']}x the time of a plain copy"
+    )
     text = json.dumps(doc, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -50,26 +50,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             store = str(Path(tmp) / f"store{i}")
-            runs["pack build"].append(timed([sys.executable, "-m", "packager.cli", "build", args.model, "--store", store + "a"], tmp))
+            runs["pack build"].append(
+                timed([sys.executable, "-m", "packager.cli", "build", args.model, "--store", store + "a"], tmp)
+            )
             runs["pack build --iterations 0"].append(
-                timed([sys.executable, "-m", "packager.cli", "build", args.model, "--store", store + "b", "--iterations", "0"], tmp)
+                timed(
+                    [sys.executable, "-m", "packager.cli", "build", args.model, "--store", store + "b", "--iterations", "0"], tmp
+                )
             )
             work = Path(tmp) / f"ultra{i}"
             work.mkdir()
-            runs["ultralytics export onnx+torchscript"].append(timed([sys.executable, "-c", ULTRALYTICS.format(model=args.model)], str(work)))
+            runs["ultralytics export onnx+torchscript"].append(
+                timed([sys.executable, "-c", ULTRALYTICS.format(model=args.model)], str(work))
+            )
 
     base = statistics.median(runs["ultralytics export onnx+torchscript"])
     rows = []
     for name, times in runs.items():
         med = statistics.median(times)
-        rows.append({"command": name, "median_s": round(med, 2), "runs_s": [round(t, 2) for t in times], "ratio_to_ultralytics": round(med / base, 2)})
+        rows.append(
+            {
+                "command": name,
+                "median_s": round(med, 2),
+                "runs_s": [round(t, 2) for t in times],
+                "ratio_to_ultralytics": round(med / base, 2),
+            }
+        )
     import torch
 
     result = {
         "benchmark": "build_speed",
         "model": args.model,
         "repeats": args.repeats,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         "target": "pack build <= 1.5x ultralytics' two exports",
         "rows": rows,
         # pack build = exports + parity gate + .mar + Triton repository + warm-up and latency measurement;

@@ -57,7 +57,12 @@ def inputs_for(report: dict, batch: int) -> list:
     from packager.cases import make_inputs
     from packager.registry import TensorSpec
 
-    specs = [TensorSpec(i["name"], tuple(i["shape"]), i["dtype"], tuple(i["dynamic_axes"]), tuple(i["range"]) if i.get("range") else None) for i in report["inputs"]]
+    specs = [
+        TensorSpec(
+            i["name"], tuple(i["shape"]), i["dtype"], tuple(i["dynamic_axes"]), tuple(i["range"]) if i.get("range") else None
+        )
+        for i in report["inputs"]
+    ]
     return make_inputs(specs, batch, 0)
 
 
@@ -93,11 +98,15 @@ def main() -> None:
             export_s = {f: (report["export"].get(f) or {}).get("seconds") for f in FORMATS}
             for b in map(str, batches):
                 eager = latency["eager"][b]
-                rows.append({
-                    "model": model, "batch": int(b), "eager_ms": eager,
-                    **{f"{f}_ms": latency.get(f, {}).get(b) for f in FORMATS},
-                    **{f"{f}_x": round(eager / latency[f][b], 2) if f in latency else None for f in FORMATS},
-                })
+                rows.append(
+                    {
+                        "model": model,
+                        "batch": int(b),
+                        "eager_ms": eager,
+                        **{f"{f}_ms": latency.get(f, {}).get(b) for f in FORMATS},
+                        **{f"{f}_x": round(eager / latency[f][b], 2) if f in latency else None for f in FORMATS},
+                    }
+                )
             rows[-1]["export_seconds"] = export_s
             rows[-1]["build_seconds"] = report["build_seconds"]
     import torch
@@ -105,7 +114,12 @@ def main() -> None:
     resnet50 = next((r for r in rows if r["model"] == "resnet50" and r["batch"] == 8), None)
     result = {
         "benchmark": "formats",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         "rounds": args.rounds,
         "target": "AOTInductor >= 1.3x eager for resnet50 at batch 8 (CPU)",
         "target_met": None if resnet50 is None or resnet50["aoti_x"] is None else resnet50["aoti_x"] >= 1.3,
@@ -121,7 +135,9 @@ def main() -> None:
     for r in rows:
         if "export_seconds" in r:
             print(f"{r['model']}: export seconds {r['export_seconds']}, whole build {r['build_seconds']} s")
-    print(f"target (resnet50 batch 8 AOTInductor >= 1.3x eager): {'met' if result['target_met'] else 'MISSED' if result['target_met'] is False else 'not measured'}")
+    print(
+        f"target (resnet50 batch 8 AOTInductor >= 1.3x eager): {'met' if result['target_met'] else 'MISSED' if result['target_met'] is False else 'not measured'}"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -63,13 +63,27 @@ def _expected(folder: Path, report: dict[str, Any]) -> tuple[np.ndarray, np.ndar
     return x, y, float(out.get("atol", report["tolerance"]["atol"])), float(out.get("rtol", report["tolerance"]["rtol"]))
 
 
-def torchserve_sender(deployed: dict[str, Any], folder: Path, report: dict[str, Any]) -> Callable[[], Callable[[], tuple[str, float]]]:
+def torchserve_sender(
+    deployed: dict[str, Any], folder: Path, report: dict[str, Any]
+) -> Callable[[], Callable[[], tuple[str, float]]]:
     from packager.targets.torchserve.server import read_tokens
 
     x, y, atol, rtol = _expected(folder, report)
     token = read_tokens(Path(deployed["token_file"]))["inference"] if deployed.get("token_file") else None
-    body = json.dumps({"inputs": [{"name": report["inputs"][0]["name"], "shape": list(x.shape), "dtype": str(x.dtype), "encoding": "base64",
-                                   "data": base64.b64encode(x.astype(x.dtype.newbyteorder("<")).tobytes()).decode()}], "output_encoding": "base64"}).encode()
+    body = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": report["inputs"][0]["name"],
+                    "shape": list(x.shape),
+                    "dtype": str(x.dtype),
+                    "encoding": "base64",
+                    "data": base64.b64encode(x.astype(x.dtype.newbyteorder("<")).tobytes()).decode(),
+                }
+            ],
+            "output_encoding": "base64",
+        }
+    ).encode()
     url = deployed["predictions_url"]
 
     def factory() -> Callable[[], tuple[str, float]]:
@@ -88,7 +102,9 @@ def torchserve_sender(deployed: dict[str, Any], folder: Path, report: dict[str, 
             ms = time.perf_counter() - t0
             try:
                 got = data["outputs"][0]
-                arr = np.frombuffer(base64.b64decode(got["data"]), dtype=np.dtype(got["dtype"]).newbyteorder("<")).reshape(got["shape"])
+                arr = np.frombuffer(base64.b64decode(got["data"]), dtype=np.dtype(got["dtype"]).newbyteorder("<")).reshape(
+                    got["shape"]
+                )
                 ok = arr.shape == y.shape and bool(np.all(np.abs(arr - y) <= atol + rtol * np.abs(y)))
             except (KeyError, ValueError, TypeError):
                 ok = False
@@ -99,7 +115,9 @@ def torchserve_sender(deployed: dict[str, Any], folder: Path, report: dict[str, 
     return factory
 
 
-def triton_sender(deployed: dict[str, Any], folder: Path, report: dict[str, Any]) -> Callable[[], Callable[[], tuple[str, float]]]:
+def triton_sender(
+    deployed: dict[str, Any], folder: Path, report: dict[str, Any]
+) -> Callable[[], Callable[[], tuple[str, float]]]:
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
@@ -133,7 +151,9 @@ def triton_sender(deployed: dict[str, Any], folder: Path, report: dict[str, Any]
     return factory
 
 
-def closed_loop(factory: Callable[[], Callable[[], tuple[str, float]]], requests: int, concurrency: int, time_limit: float) -> dict[str, Any]:
+def closed_loop(
+    factory: Callable[[], Callable[[], tuple[str, float]]], requests: int, concurrency: int, time_limit: float
+) -> dict[str, Any]:
     lock = threading.Lock()
     issued = [0]
     outcomes: dict[str, int] = {"ok": 0, "error": 0, "lost": 0}
@@ -199,7 +219,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     factory = (torchserve_sender if target == "torchserve" else triton_sender)(deployed, folder, report)
                     factory()()  # one warm-up request, not counted
                     log(f"{model} on {target}: {args.requests} requests at concurrency {args.concurrency}")
-                    row = {"model": model, "target": target, "deploy_s": deploy_s, **closed_loop(factory, args.requests, args.concurrency, args.time_limit)}
+                    row = {
+                        "model": model,
+                        "target": target,
+                        "deploy_s": deploy_s,
+                        **closed_loop(factory, args.requests, args.concurrency, args.time_limit),
+                    }
                 finally:
                     module.stop(opts)
                 row["server_stopped"] = True
@@ -215,8 +240,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     pass
             shutil.rmtree(store, ignore_errors=True)
     return {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_start": list(args.load_at_start)},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": list(args.load_at_start),
+        },
         "command": " ".join(["python", "benchmarks/soak.py", *sys.argv[1:]]),
         "results": results,
     }
@@ -224,7 +253,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(doc: dict[str, Any]) -> str:
     head = ["model", "target", "requests", "conc", "ok", "errors", "lost", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"]
-    rows = [[r["model"], r["target"], r["requests"], r["concurrency"], r["ok"], r["errors"], r["lost"], r["throughput_rps"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"]] for r in doc["results"]]
+    rows = [
+        [
+            r["model"],
+            r["target"],
+            r["requests"],
+            r["concurrency"],
+            r["ok"],
+            r["errors"],
+            r["lost"],
+            r["throughput_rps"],
+            r["p50_ms"],
+            r["p95_ms"],
+            r["p99_ms"],
+            r["max_ms"],
+        ]
+        for r in doc["results"]
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -94,7 +94,9 @@ def classification_tensor(image: Any, pre: dict[str, Any]) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[None].astype(np.float32))
 
 
-def letterbox(image: Any, size: tuple[int, int], pad_value: int = 114, scale: float = 1 / 255.0) -> tuple[np.ndarray, dict[str, float]]:
+def letterbox(
+    image: Any, size: tuple[int, int], pad_value: int = 114, scale: float = 1 / 255.0
+) -> tuple[np.ndarray, dict[str, float]]:
     """Resize keeping the aspect ratio and pad to `size` (H, W), centred as Ultralytics does. (1, 3, H, W) float32."""
     from PIL import Image
 
@@ -111,7 +113,6 @@ def letterbox(image: Any, size: tuple[int, int], pad_value: int = 114, scale: fl
     arr = np.asarray(canvas, dtype=np.float32) * np.float32(scale)
     tensor = np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
     return tensor, {"ratio": r, "left": left, "top": top, "width": w0, "height": h0}
-
 
 
 GEOMETRY = ("ratio", "left", "top", "width", "height")

@@ -25,7 +25,14 @@ class RequestError(ValueError):
 # ---------------------------------------------------------------- models
 
 
-def load_model(path: str, fmt: str, device: str = "cpu", threads: int = 0, input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None) -> Runner:
+def load_model(
+    path: str,
+    fmt: str,
+    device: str = "cpu",
+    threads: int = 0,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+) -> Runner:
     """A callable: list of input arrays (batch first, in the build's input order) -> list of output arrays, for every
     format pack builds: model.onnx (onnxruntime), model.pt (TorchScript), model.pt2 (torch.export) or model.aoti.pt2
     (AOTInductor). ONNX inputs are fed by name (`input_names`, else the graph's own order) and outputs returned in
@@ -55,7 +62,9 @@ def load_model(path: str, fmt: str, device: str = "cpu", threads: int = 0, input
     return run_torch
 
 
-def _onnx_runner(path: str, device: str, threads: int, input_names: Sequence[str] | None, output_names: Sequence[str] | None) -> Runner:
+def _onnx_runner(
+    path: str, device: str, threads: int, input_names: Sequence[str] | None, output_names: Sequence[str] | None
+) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -145,7 +154,9 @@ def encode_tensors(names: list[str], arrays: list[np.ndarray], encoding: str | N
         item: dict[str, Any] = {"name": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
         if encoding == "base64":
             item["encoding"] = "base64"
-            item["data"] = base64.b64encode(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()).decode("ascii")
+            item["data"] = base64.b64encode(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()).decode(
+                "ascii"
+            )
         else:
             item["data"] = arr.tolist()
         outputs.append(item)

@@ -62,7 +62,7 @@ def request_body(request: dict[str, Any]) -> Any:
             return request[key]
     values = [v for k, v in request.items() if v is not None and k not in OPTION_NAMES]
     if not values:
-        raise RequestError("empty request: send an image, or JSON {\"inputs\": [...]}")
+        raise RequestError('empty request: send an image, or JSON {"inputs": [...]}')
     return values[0]
 
 
@@ -134,7 +134,7 @@ class PackHandler:
         """Task-specific settings (thresholds, top-k); called once after the model loaded."""
 
     def preprocess_one(self, request: dict[str, Any], body: Any, doc: Any) -> tuple[list[np.ndarray], Any]:
-        raise RequestError("this model takes JSON {\"inputs\": [{\"name\", \"shape\", \"dtype\", \"data\"}]}")
+        raise RequestError('this model takes JSON {"inputs": [{"name", "shape", "dtype", "data"}]}')
 
     def postprocess_one(self, outputs: list[np.ndarray], state: Any) -> Any:
         return encode_tensors(self.output_names, outputs)

@@ -40,7 +40,11 @@ class TritonPythonModel:
                 boxes, scores, classes = yolo_decode(raw, geometry_of(meta), self.conf, self.iou, self.max_det)
                 if self.batched:
                     boxes, scores, classes = boxes[None], scores[None], classes[None]
-                tensors = [pb_utils.Tensor("boxes", boxes), pb_utils.Tensor("scores", scores), pb_utils.Tensor("classes", classes)]
+                tensors = [
+                    pb_utils.Tensor("boxes", boxes),
+                    pb_utils.Tensor("scores", scores),
+                    pb_utils.Tensor("classes", classes),
+                ]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             except Exception as exc:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))

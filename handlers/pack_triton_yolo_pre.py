@@ -42,7 +42,13 @@ class TritonPythonModel:
                 meta = geometry_array(geometry)
                 if self.batched:
                     meta = meta[None]
-                responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("pixels", pixels), pb_utils.Tensor("meta", meta)]))
+                responses.append(
+                    pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("pixels", pixels), pb_utils.Tensor("meta", meta)])
+                )
             except Exception as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"cannot decode the image: {type(exc).__name__}: {exc}")))
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(f"cannot decode the image: {type(exc).__name__}: {exc}")
+                    )
+                )
         return responses

@@ -39,7 +39,9 @@ def safe_infos(zf: zipfile.ZipFile, origin: str | Path) -> list[zipfile.ZipInfo]
         if problem is None and info.filename in seen:
             problem = f"duplicate entry {info.filename!r}"
         if problem:
-            raise UnsafeArchive(f"{origin}: unsafe archive entry: {problem}", "refusing to read it; rebuild the archive from a trusted build")
+            raise UnsafeArchive(
+                f"{origin}: unsafe archive entry: {problem}", "refusing to read it; rebuild the archive from a trusted build"
+            )
         seen.add(info.filename)
     return infos
 

@@ -74,8 +74,9 @@ def _judge(outcomes: dict[str, Outcome], required: set[str]) -> list[str]:
     return warnings
 
 
-def build(plan: BuildPlan, store: Path, force: bool, iterations: int = 10,
-          packagers: Mapping[str, Packager] | None = None) -> tuple[BuildReport, Path]:
+def build(
+    plan: BuildPlan, store: Path, force: bool, iterations: int = 10, packagers: Mapping[str, Packager] | None = None
+) -> tuple[BuildReport, Path]:
     """Run the whole pipeline; return (report, committed version folder).
 
     `packagers` write each serving target's artifacts into the folder before it is committed (the CLI passes every
@@ -110,7 +111,9 @@ def build(plan: BuildPlan, store: Path, force: bool, iterations: int = 10,
         labels = _labels(plan, prep.model)
         if labels:
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
-        report = assemble(plan, ref, ctx.outcomes, prep.weights, device, performance, samples, bool(labels), prep.binding, warnings)
+        report = assemble(
+            plan, ref, ctx.outcomes, prep.weights, device, performance, samples, bool(labels), prep.binding, warnings
+        )
         report.targets = {name: package(tmp, report) for name, package in (packagers or {}).items()}
         report.build_seconds = round(time.perf_counter() - started, 2)
         report.save(tmp)

@@ -110,7 +110,7 @@ def flipped(specs: Sequence[TensorSpec], case: Case) -> Case:
     for spec, arr in zip(specs, case.inputs):
         if "mask" in spec.name.lower() and arr.ndim >= 2 and spec.range is None:
             padded = arr.copy()
-            padded[..., arr.shape[-1] // 2 + 1:] = 0
+            padded[..., arr.shape[-1] // 2 + 1 :] = 0
             arrays.append(padded)
         elif arr.dtype == np.bool_:
             arrays.append(~arr)

@@ -97,9 +97,17 @@ def models_cmd(as_json: bool, debug: bool) -> None:
 @click.option("--version", "version", help="Version number (default 1).")
 @store_option
 @click.option("--force", is_flag=True, help="Replace an existing version.")
-@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]",
-              help="Input, e.g. input_ids:2x16:int64:dyn=0,1:range=0,1000 (repeat per input; passed to the forward() parameter of that name).")
-@click.option("--formats", help="Formats that must each pass: torchscript,onnx,pt2,aoti (default: torchscript,onnx,pt2 are tried; one must pass).")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]",
+    help="Input, e.g. input_ids:2x16:int64:dyn=0,1:range=0,1000 (repeat per input; passed to the forward() parameter of that name).",
+)
+@click.option(
+    "--formats",
+    help="Formats that must each pass: torchscript,onnx,pt2,aoti (default: torchscript,onnx,pt2 are tried; one must pass).",
+)
 @click.option("--batch-sizes", help="Batch sizes to validate, comma-separated (default 1,4).")
 @click.option("--atol", type=float, help="Absolute tolerance of the parity gate.")
 @click.option("--rtol", type=float, help="Relative tolerance of the parity gate.")
@@ -108,9 +116,26 @@ def models_cmd(as_json: bool, debug: bool) -> None:
 @click.option("--torchscript", type=click.Choice(["auto", "trace", "script"]), help="auto: trace, script when tracing is unsafe.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--slim", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
-@click.option("--iterations", type=click.IntRange(0, 10000), default=10, show_default=True, help="Timed runs per format and batch size (0 skips measuring).")
+@click.option(
+    "--iterations",
+    type=click.IntRange(0, 10000),
+    default=10,
+    show_default=True,
+    help="Timed runs per format and batch size (0 skips measuring).",
+)
 @common
-def build_cmd(model: str | None, spec: str | None, store: str, force: bool, inputs: tuple[str, ...], batch_sizes: str | None, iterations: int, as_json: bool, debug: bool, **opts: Any) -> None:
+def build_cmd(
+    model: str | None,
+    spec: str | None,
+    store: str,
+    force: bool,
+    inputs: tuple[str, ...],
+    batch_sizes: str | None,
+    iterations: int,
+    as_json: bool,
+    debug: bool,
+    **opts: Any,
+) -> None:
     """Export MODEL (TorchScript, ONNX, torch.export, AOTInductor), validate against eager, measure, and record.
 
     MODEL is a built-in name (see `pack models`), path/to/file.py:callable, or a TorchScript/pickled model file.

@@ -16,26 +16,82 @@ log = logging.getLogger(__name__).info
 
 @main.command("bench")
 @click.argument("model")
-@click.option("--version", "version", help="Build version (default: the latest; a built-in model missing from the store is built into a temporary store).")
+@click.option(
+    "--version",
+    "version",
+    help="Build version (default: the latest; a built-in model missing from the store is built into a temporary store).",
+)
 @store_option
-@click.option("--targets", default="inprocess,torchserve,triton", show_default=True, help="Rows to measure: inprocess, torchserve, triton.")
+@click.option(
+    "--targets", default="inprocess,torchserve,triton", show_default=True, help="Rows to measure: inprocess, torchserve, triton."
+)
 @click.option("--concurrency", default="1,8,32", show_default=True, help="Concurrent callers per run, comma-separated.")
-@click.option("--requests", type=click.IntRange(1, 100000), default=200, show_default=True, help="Timed requests per run (per row and concurrency).")
-@click.option("--time-limit", type=click.FloatRange(1, 3600), default=120.0, show_default=True, help="Seconds a run may take; it stops early past it.")
-@click.option("--warmup", type=click.IntRange(0, 100), default=2, show_default=True, help="Untimed requests per caller before each run.")
-@click.option("--threads", type=click.IntRange(0, 256), default=0, show_default=True, help="In-process torch/onnxruntime threads (0: the libraries' defaults).")
-@click.option("--batch", type=click.IntRange(1, 256), default=8, show_default=True, help="Batch size of the in-process eager-vs-ONNX comparison.")
+@click.option(
+    "--requests",
+    type=click.IntRange(1, 100000),
+    default=200,
+    show_default=True,
+    help="Timed requests per run (per row and concurrency).",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(1, 3600),
+    default=120.0,
+    show_default=True,
+    help="Seconds a run may take; it stops early past it.",
+)
+@click.option(
+    "--warmup", type=click.IntRange(0, 100), default=2, show_default=True, help="Untimed requests per caller before each run."
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(0, 256),
+    default=0,
+    show_default=True,
+    help="In-process torch/onnxruntime threads (0: the libraries' defaults).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Batch size of the in-process eager-vs-ONNX comparison.",
+)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG: latency vs throughput per row.")
 @click.option("--workers", type=click.IntRange(1, 64), help="TorchServe workers (bench default 1).")
 @click.option("--batch-size", type=click.IntRange(1, 256), help="TorchServe batch size (bench default 1).")
 @click.option("--max-batch-delay", type=click.IntRange(0, 10000), help="TorchServe max batch delay, ms (bench default 0).")
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]), help="What TorchServe serves (default onnx).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]), help="What TorchServe serves (default onnx)."
+)
 @click.option("--instances", type=click.IntRange(1, 64), help="Triton instance count (bench default 1).")
 @click.option("--max-batch", type=click.IntRange(0, 256), help="Triton max_batch_size (bench default 8).")
 @click.option("--max-queue-delay", type=click.IntRange(0, 10000), help="Triton dynamic batching delay, ms (bench default 1).")
 @click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for a server and its model.")
 @common
-def bench_cmd(model: str, version: str | None, store: str, targets: str, concurrency: str, requests: int, time_limit: float, warmup: int, threads: int, batch: int, plot_path: str | None, workers: int | None, batch_size: int | None, max_batch_delay: int | None, fmt: str | None, instances: int | None, max_batch: int | None, max_queue_delay: int | None, timeout: float, as_json: bool, debug: bool) -> None:
+def bench_cmd(
+    model: str,
+    version: str | None,
+    store: str,
+    targets: str,
+    concurrency: str,
+    requests: int,
+    time_limit: float,
+    warmup: int,
+    threads: int,
+    batch: int,
+    plot_path: str | None,
+    workers: int | None,
+    batch_size: int | None,
+    max_batch_delay: int | None,
+    fmt: str | None,
+    instances: int | None,
+    max_batch: int | None,
+    max_queue_delay: int | None,
+    timeout: float,
+    as_json: bool,
+    debug: bool,
+) -> None:
     """Measure MODEL in-process and behind TorchServe and Triton: cold start, memory, throughput, latency.
 
     Servers are launched from a temporary store and stopped at the end. See docs/bench.md.
@@ -48,9 +104,17 @@ def bench_cmd(model: str, version: str | None, store: str, targets: str, concurr
         from .bench.report import plot, text_table
 
         options = BenchOptions(
-            model=model, version=version, store=Path(store), targets=parse_list(targets, "targets"),
-            concurrency=parse_list(concurrency, "concurrency", int), requests=requests, time_limit_s=time_limit, warmup=warmup,
-            threads=threads, batch=batch, timeout=timeout,
+            model=model,
+            version=version,
+            store=Path(store),
+            targets=parse_list(targets, "targets"),
+            concurrency=parse_list(concurrency, "concurrency", int),
+            requests=requests,
+            time_limit_s=time_limit,
+            warmup=warmup,
+            threads=threads,
+            batch=batch,
+            timeout=timeout,
             torchserve={"workers": workers, "batch_size": batch_size, "max_batch_delay_ms": max_batch_delay, "format": fmt},
             triton={"instances": instances, "max_batch": max_batch, "max_queue_delay_ms": max_queue_delay},
             command="pack " + " ".join(sys.argv[1:]),

@@ -44,8 +44,9 @@ def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
             elif meta["type"] is not None:
                 kwargs["type"] = meta["type"]
             fn = click.option(meta["flag"], name, default=None, **kwargs)(fn)
-        return click.option("--target", type=click.Choice(names()), default=DEFAULT_TARGET, show_default=True,
-                            help="Where to serve.")(fn)
+        return click.option(
+            "--target", type=click.Choice(names()), default=DEFAULT_TARGET, show_default=True, help="Where to serve."
+        )(fn)
 
     return decorate
 
@@ -125,13 +126,17 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any) 
 @click.option("--force", is_flag=True, help="Replace an existing archive.")
 @store_option
 @common
-def archive_cmd(model: str, version: str | None, fmt: str | None, force: bool, store: str, as_json: bool, debug: bool, **kw: Any) -> None:
+def archive_cmd(
+    model: str, version: str | None, fmt: str | None, force: bool, store: str, as_json: bool, debug: bool, **kw: Any
+) -> None:
     """(Re)write the TorchServe .mar and config.properties of an existing build."""
 
     def body(out: Any) -> None:
         chosen = get_target("torchserve")
         folder, report = _load_build(store, model, version)
-        opts = chosen.Options(store=Path(store), format=fmt, extra={"force": force}, **{k: v for k, v in kw.items() if v is not None})
+        opts = chosen.Options(
+            store=Path(store), format=fmt, extra={"force": force}, **{k: v for k, v in kw.items() if v is not None}
+        )
         _print_result(out, chosen.archive(folder, report, opts), as_json)  # type: ignore[attr-defined]
 
     run(debug, body)
@@ -140,20 +145,40 @@ def archive_cmd(model: str, version: str | None, fmt: str | None, force: bool, s
 @main.command("repo")
 @click.argument("model")
 @click.option("--version", "version", help="Build version (default: the latest).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "pytorch", "torch_aoti", "python"]), default="onnxruntime", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]), help="python backend: which export model.py runs.")
+@click.option(
+    "--backend", type=click.Choice(["onnxruntime", "pytorch", "torch_aoti", "python"]), default="onnxruntime", show_default=True
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]),
+    help="python backend: which export model.py runs.",
+)
 @click.option("--instances", type=int, default=1, show_default=True, help="instance_group count.")
 @click.option("--max-batch", type=int, help="max_batch_size (0 disables batching).")
 @click.option("--force", is_flag=True, help="Replace an existing repository entry.")
 @store_option
 @common
-def repo_cmd(model: str, version: str | None, backend: str, fmt: str | None, instances: int, max_batch: int | None, force: bool, store: str, as_json: bool, debug: bool) -> None:
+def repo_cmd(
+    model: str,
+    version: str | None,
+    backend: str,
+    fmt: str | None,
+    instances: int,
+    max_batch: int | None,
+    force: bool,
+    store: str,
+    as_json: bool,
+    debug: bool,
+) -> None:
     """Write a Triton model repository entry for a build."""
 
     def body(out: Any) -> None:
         chosen = get_target("triton")
         folder, report = _load_build(store, model, version)
-        opts = chosen.Options(store=Path(store), backend=backend, format=fmt, extra={"instances": instances, "max_batch": max_batch, "force": force})
+        opts = chosen.Options(
+            store=Path(store), backend=backend, format=fmt, extra={"instances": instances, "max_batch": max_batch, "force": force}
+        )
         _print_result(out, chosen.repo(folder, report, opts), as_json)  # type: ignore[attr-defined]
 
     run(debug, body)

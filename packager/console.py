@@ -119,7 +119,9 @@ def run(debug: bool, body: Callable[[Any], None]) -> None:
         if debug:
             traceback.print_exc()
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        click.echo(f"error: internal error {type(exc).__name__}: {first} (rerun with --debug for the traceback and report it)", err=True)
+        click.echo(
+            f"error: internal error {type(exc).__name__}: {first} (rerun with --debug for the traceback and report it)", err=True
+        )
         sys.exit(EXIT_INTERNAL)
 
 

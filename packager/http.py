@@ -81,7 +81,15 @@ class HttpClient:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, token={'set' if self._token else None})"
 
-    def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: bytes | None = None, content_type: str | None = None, timeout: float | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> Response:
         """One call; raises ApiError for an HTTP error status and Unreachable when no complete answer came."""
         url = self.base_url + path
         if params:
@@ -107,10 +115,14 @@ class HttpClient:
             timed_out = isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError)
             raise Unreachable(self.server, shown, str(reason) or type(reason).__name__, limit if timed_out else None) from None
 
-    def json(self, method: str, path: str, params: dict[str, Any] | None = None, payload: Any = None, timeout: float | None = None) -> Any:
+    def json(
+        self, method: str, path: str, params: dict[str, Any] | None = None, payload: Any = None, timeout: float | None = None
+    ) -> Any:
         """A call whose answer is JSON (None for an empty body); `payload`, when given, is sent as JSON."""
         body = None if payload is None else json.dumps(payload).encode()
-        answer = self.request(method, path, params=params, body=body, content_type="application/json" if body is not None else None, timeout=timeout)
+        answer = self.request(
+            method, path, params=params, body=body, content_type="application/json" if body is not None else None, timeout=timeout
+        )
         text = answer.body.strip()
         if not text:
             return None
@@ -138,7 +150,13 @@ def _param(value: Any) -> str:
     return str(value)
 
 
-def pack_error(exc: HttpError, doing: str, hint: str | None = None, refused: type[PackError] = DeployFailed, unreachable: type[PackError] = EnvironmentProblem) -> PackError:
+def pack_error(
+    exc: HttpError,
+    doing: str,
+    hint: str | None = None,
+    refused: type[PackError] = DeployFailed,
+    unreachable: type[PackError] = EnvironmentProblem,
+) -> PackError:
     """The one mapping of HTTP failures to pack's errors, for a failure while `doing` something:
 
     - a refused token: EnvironmentProblem (exit 5), whatever was being done;
@@ -149,7 +167,10 @@ def pack_error(exc: HttpError, doing: str, hint: str | None = None, refused: typ
     `hint` (what to do) is added to the hint that fits the failure.
     """
     if isinstance(exc, ApiError) and exc.auth_refused:
-        return EnvironmentProblem(f"{doing}: {exc.server} at {exc.url} refused pack's token ({exc.message})", _join("pass the server's current key_file.json with --token-file", hint))
+        return EnvironmentProblem(
+            f"{doing}: {exc.server} at {exc.url} refused pack's token ({exc.message})",
+            _join("pass the server's current key_file.json with --token-file", hint),
+        )
     if isinstance(exc, ApiError):
         return refused(f"{doing}: {exc}", hint)
     if isinstance(exc, Unreachable) and exc.timed_out:
@@ -158,7 +179,12 @@ def pack_error(exc: HttpError, doing: str, hint: str | None = None, refused: typ
 
 
 @contextmanager
-def translated(doing: str, hint: str | None = None, refused: type[PackError] = DeployFailed, unreachable: type[PackError] = EnvironmentProblem) -> Iterator[None]:
+def translated(
+    doing: str,
+    hint: str | None = None,
+    refused: type[PackError] = DeployFailed,
+    unreachable: type[PackError] = EnvironmentProblem,
+) -> Iterator[None]:
     """`with translated("unloading tiny"):` turns an HttpError inside into pack's error (see pack_error)."""
     try:
         yield

@@ -41,7 +41,11 @@ def inspect_build(folder: Path) -> dict[str, Any]:
         f"  inputs: {_io(doc['inputs'] or [])}",
         f"  outputs: {_io(doc['outputs'] or [])}",
         "  formats: " + ", ".join(f"{k} {v['status']}" for k, v in doc["formats"].items()),
-        "  validation: " + ", ".join(f"{k} {'pass' if v['passed'] else 'FAIL'} (max abs {v['max_abs_error'] or 0:.2e})" for k, v in doc["validation"].items()),
+        "  validation: "
+        + ", ".join(
+            f"{k} {'pass' if v['passed'] else 'FAIL'} (max abs {v['max_abs_error'] or 0:.2e})"
+            for k, v in doc["validation"].items()
+        ),
         "  targets: " + (", ".join(sorted(doc["targets"])) or "none"),
         "  files:",
         *[f"    {size:>12,d}  {rel}" for rel, size in sorted(files.items())],

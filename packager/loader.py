@@ -39,7 +39,17 @@ def torch_load(path: str, unsafe: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=not unsafe)
     except ModuleNotFoundError as exc:
         raise UsageError(f"{path} needs the Python module {exc.name!r} to load", f"install it (pip install {exc.name})") from exc
-    except (pickle.UnpicklingError, KeyError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, TypeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        KeyError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        IndexError,
+        TypeError,
+    ) as exc:
         raise _load_error(p, exc, pickle.UnpicklingError) from exc
 
 
@@ -53,7 +63,9 @@ def _load_error(path: Path, exc: Exception, unpickling_error: type) -> UsageErro
     if head == b"PK":  # a zip, as torch.save writes
         if isinstance(exc, EOFError) or "central directory" in msg or not zipfile.is_zipfile(path):
             return UsageError(f"{path} is truncated or corrupt ({_first_line(exc)})", "copy the weights file again")
-        return UsageError(f"{path} could not be read as PyTorch weights ({_first_line(exc)})", "pass a file written by torch.save")
+        return UsageError(
+            f"{path} could not be read as PyTorch weights ({_first_line(exc)})", "pass a file written by torch.save"
+        )
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and isinstance(exc, unpickling_error):
         return UsageError(f"{path} is a plain pickle, not a torch.save file, so safe loading cannot read it", UNSAFE_HINT)
     return UsageError(f"{path} is not a PyTorch weights file", "pass a file written by torch.save")
@@ -85,7 +97,7 @@ def load_state_dict(model: Any, path: str, unsafe: bool, model_name: str) -> Non
     """Load a state_dict (or a checkpoint holding one) strictly, summarising any mismatch in one line."""
     state = _extract_state_dict(torch_load(path, unsafe), path)
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -121,7 +133,9 @@ def _load_python_callable(source: str) -> Any:
     except SyntaxError as exc:
         raise UsageError(f"{file_part}:{exc.lineno}: syntax error: {exc.msg}", "fix the model file") from exc
     except ImportError as exc:
-        raise UsageError(f"importing {file_part} failed: {_first_line(exc)}", "install what it imports or fix the import") from exc
+        raise UsageError(
+            f"importing {file_part} failed: {_first_line(exc)}", "install what it imports or fix the import"
+        ) from exc
     except Exception as exc:  # the user's module raised at import time
         line = _user_frame(exc, path)
         raise UsageError(f"importing {file_part} failed{line}: {_first_line(exc)}", "fix the model file") from exc
@@ -129,7 +143,11 @@ def _load_python_callable(source: str) -> Any:
         sys.path.remove(str(path.parent))
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
-        names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module_name)
+        names = sorted(
+            n
+            for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module_name
+        )
         raise UsageError(f"{file_part} has no callable {attr!r}", f"callables found there: {', '.join(names) or 'none'}")
     try:
         return factory()
@@ -218,16 +236,30 @@ def load_module(plan: BuildPlan) -> tuple[Any, dict[str, Any], Any]:
                 f"{plan.source} returned {type(model).__name__}, not a torch.nn.Module",
                 "make the factory return the model instance",
             )
-        record = {"random": False, "initialised_by": "factory", "factory": Path(plan.source.rpartition(":")[0]).name + ":" + plan.source.rpartition(":")[2]}
+        record = {
+            "random": False,
+            "initialised_by": "factory",
+            "factory": Path(plan.source.rpartition(":")[0]).name + ":" + plan.source.rpartition(":")[2],
+        }
         if plan.weights:
             load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
     else:
         model = _load_model_file(plan.source, plan.unsafe_load)
-        record = {"random": False, "initialised_by": "model file", "file": Path(plan.source).name, "sha256": sha256_file(plan.source)}
+        record = {
+            "random": False,
+            "initialised_by": "model file",
+            "file": Path(plan.source).name,
+            "sha256": sha256_file(plan.source),
+        }
         if plan.weights:
             load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
     if plan.weights:
-        record = {"random": False, "initialised_by": "weights file", "file": Path(plan.weights).name, "sha256": sha256_file(plan.weights)}
+        record = {
+            "random": False,
+            "initialised_by": "weights file",
+            "file": Path(plan.weights).name,
+            "sha256": sha256_file(plan.weights),
+        }
     family = family_of(model)
     if plan.entry is not None and plan.entry.prepare is not None:
         model = plan.entry.prepare(model)

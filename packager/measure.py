@@ -10,7 +10,9 @@ import numpy as np
 from .runners import Runner
 
 
-def measure(runner: Runner, inputs: list[np.ndarray], batch: int, iterations: int = 10, warmup: int = 1, time_cap_s: float = 0.5) -> dict[str, Any]:
+def measure(
+    runner: Runner, inputs: list[np.ndarray], batch: int, iterations: int = 10, warmup: int = 1, time_cap_s: float = 0.5
+) -> dict[str, Any]:
     for _ in range(warmup):
         runner(inputs)
     times: list[float] = []

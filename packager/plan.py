@@ -59,11 +59,15 @@ def parse_input(text: str) -> TensorSpec:
     """`name:1x3x224x224[:dtype][:dyn=0,1][:range=0,1000]` -> TensorSpec (batch axis 0 dynamic unless dyn= says)."""
     parts = text.split(":")
     if len(parts) < 2 or not parts[0]:
-        raise UsageError(f"--input {text!r} is not NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]", "write it like input:1x3x224x224:float32")
+        raise UsageError(
+            f"--input {text!r} is not NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]", "write it like input:1x3x224x224:float32"
+        )
     try:
         shape = tuple(int(d) for d in parts[1].lower().split("x"))
     except ValueError:
-        raise UsageError(f"--input {text!r}: shape {parts[1]!r} is not numbers joined by x", "write it like 1x3x224x224") from None
+        raise UsageError(
+            f"--input {text!r}: shape {parts[1]!r} is not numbers joined by x", "write it like 1x3x224x224"
+        ) from None
     if any(d < 1 for d in shape):
         raise UsageError(f"--input {text!r}: every dimension must be at least 1")
     dtype, axes, rng = "float32", (0,), None
@@ -99,13 +103,17 @@ def parse_formats(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
     unknown = [f for f in names if f not in FORMAT_NAMES]
     if unknown or not names:
-        raise UsageError(f"unknown format {unknown[0] if unknown else text!r} in --formats", f"use some of {', '.join(FORMAT_NAMES)}")
+        raise UsageError(
+            f"unknown format {unknown[0] if unknown else text!r} in --formats", f"use some of {', '.join(FORMAT_NAMES)}"
+        )
     return names
 
 
 def _tensor_from_spec(item: dict[str, Any]) -> TensorSpec:
     rng = tuple(item["range"]) if "range" in item else None
-    return _checked(TensorSpec(item["name"], tuple(item["shape"]), item.get("dtype", "float32"), tuple(item.get("dynamic_axes", [0])), rng))
+    return _checked(
+        TensorSpec(item["name"], tuple(item["shape"]), item.get("dtype", "float32"), tuple(item.get("dynamic_axes", [0])), rng)
+    )
 
 
 def _output_from_spec(item: dict[str, Any]) -> OutputSpec:
@@ -128,7 +136,9 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
     spec: dict[str, Any] = spec_mod.load(spec_path) if spec_path else {}
     source = model or spec.get("source")
     if not source:
-        raise UsageError("nothing to build", "name a model (see `pack models`), a file.py:callable, or pass --spec pack.yaml with a `source:`")
+        raise UsageError(
+            "nothing to build", "name a model (see `pack models`), a file.py:callable, or pass --spec pack.yaml with a `source:`"
+        )
 
     kind = _classify_source(source)
     if kind == "unknown":
@@ -153,7 +163,9 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         default_name = Path(source).stem
     name = overrides.get("name") or spec.get("name") or default_name
     if not NAME_RE.match(name):
-        raise UsageError(f"model name {name!r} is not usable as a folder and server name", "use letters, digits, '.', '_' or '-' (--name)")
+        raise UsageError(
+            f"model name {name!r} is not usable as a folder and server name", "use letters, digits, '.', '_' or '-' (--name)"
+        )
 
     def pick(key: str, default: Any) -> Any:
         value = overrides.get(key)
@@ -187,9 +199,15 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         atol=pick("atol", spec_tol.get("atol", tol.atol)),
         rtol=pick("rtol", spec_tol.get("rtol", tol.rtol)),
     )
-    tolerance_given = entry is not None or bool(spec_tol) or overrides.get("atol") is not None or overrides.get("rtol") is not None
+    tolerance_given = (
+        entry is not None or bool(spec_tol) or overrides.get("atol") is not None or overrides.get("rtol") is not None
+    )
     formats_value = overrides.get("formats") or spec.get("formats")
-    formats = parse_formats(formats_value if isinstance(formats_value, str) else ",".join(formats_value)) if formats_value else DEFAULT_FORMATS
+    formats = (
+        parse_formats(formats_value if isinstance(formats_value, str) else ",".join(formats_value))
+        if formats_value
+        else DEFAULT_FORMATS
+    )
     given_batches = pick("batch_sizes", None)
     batch_sizes = list(given_batches or DEFAULT_BATCH_SIZES)
     if any(b < 1 for b in batch_sizes):

@@ -28,7 +28,6 @@ from .validate import OutputCheck, validate_model_outputs
 log = logging.getLogger(__name__).info
 
 
-
 def _apply_family(plan: BuildPlan, family: Any, model: Any) -> None:
     """Fill what the user left open from the model's family (ultralytics: inputs, task, tolerances, processing)."""
     if family is not None:
@@ -50,8 +49,12 @@ def _list_inputs(plan: BuildPlan, binding: Any) -> None:
     """An input that forward() takes as a list of tensors is split along its first axis: the list length is fixed."""
     for i, (spec, listed) in enumerate(zip(list(plan.inputs), binding.as_list)):
         if listed and 0 in spec.dynamic_axes:
-            plan.inputs[i] = TensorSpec(spec.name, spec.shape, spec.dtype, tuple(a for a in spec.dynamic_axes if a != 0), spec.range)
-            log(f"{spec.name} goes to forward() as a list of {spec.shape[0]} tensor(s): its first axis (the list length) is fixed")
+            plan.inputs[i] = TensorSpec(
+                spec.name, spec.shape, spec.dtype, tuple(a for a in spec.dynamic_axes if a != 0), spec.range
+            )
+            log(
+                f"{spec.name} goes to forward() as a list of {spec.shape[0]} tensor(s): its first axis (the list length) is fixed"
+            )
     if any(binding.as_list):
         plan.batch_sizes = [plan.inputs[0].shape[0]]
 
@@ -93,14 +96,32 @@ class Prepared:
     def context(self, folder: Path) -> ExportContext:
         plan = self.plan
         metadata = {
-            "name": plan.name, "version": plan.version, "task": plan.task, "inputs": [i.to_dict() for i in plan.inputs],
-            "outputs": self.names, "preprocessing": plan.preprocessing, "postprocessing": plan.postprocessing,
+            "name": plan.name,
+            "version": plan.version,
+            "task": plan.task,
+            "inputs": [i.to_dict() for i in plan.inputs],
+            "outputs": self.names,
+            "preprocessing": plan.preprocessing,
+            "postprocessing": plan.postprocessing,
         }
         return ExportContext(
-            module=self.module, model=self.model, binding=self.binding, example=self.example, inputs=plan.inputs,
-            output_names=self.names, output_axes=[o.dynamic_axes for o in self.ref.outputs], folder=folder,
-            device=self.device, opset=plan.opset, torchscript=plan.torchscript, slim=plan.slim, metadata=metadata,
-            check=self.gate, check_flipped=self.check_flipped, program=self.program, program_error=self.program_error,
+            module=self.module,
+            model=self.model,
+            binding=self.binding,
+            example=self.example,
+            inputs=plan.inputs,
+            output_names=self.names,
+            output_axes=[o.dynamic_axes for o in self.ref.outputs],
+            folder=folder,
+            device=self.device,
+            opset=plan.opset,
+            torchscript=plan.torchscript,
+            slim=plan.slim,
+            metadata=metadata,
+            check=self.gate,
+            check_flipped=self.check_flipped,
+            program=self.program,
+            program_error=self.program_error,
         )
 
 

@@ -25,8 +25,14 @@ def versions() -> dict[str, str]:
     import onnxruntime
     import torch
 
-    out = {"pack": __version__, "python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
-           "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+    out = {
+        "pack": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }
     try:
         import onnxscript
 
@@ -78,8 +84,18 @@ def _source(plan: Any) -> dict[str, str]:
     return {"kind": plan.source_kind, "ref": Path(plan.source).name}
 
 
-def assemble(plan: Any, ref: Any, outcomes: dict[str, Any], weights: dict[str, Any], device: str, performance: dict[str, Any],
-             samples: SampleRecord, has_labels: bool, binding: Any, warnings: list[str]) -> BuildReport:
+def assemble(
+    plan: Any,
+    ref: Any,
+    outcomes: dict[str, Any],
+    weights: dict[str, Any],
+    device: str,
+    performance: dict[str, Any],
+    samples: SampleRecord,
+    has_labels: bool,
+    binding: Any,
+    warnings: list[str],
+) -> BuildReport:
     from .validate import summarise
 
     first = ref.cases[0].outputs
@@ -87,7 +103,9 @@ def assemble(plan: Any, ref: Any, outcomes: dict[str, Any], weights: dict[str, A
     if ref.dropped:
         warnings.append(f"left out of the exports (not tensors): {', '.join(ref.dropped)}")
     if ref.constant:
-        warnings.append(f"outputs {', '.join(ref.constant)} are the same for every validation input: the gate checks them exactly but cannot see through them")
+        warnings.append(
+            f"outputs {', '.join(ref.constant)} are the same for every validation input: the gate checks them exactly but cannot see through them"
+        )
     if weights.get("random"):
         warnings.insert(0, f"random weights (seed {plan.seed}): outputs are meaningless; pass --weights for a real model")
     ordered = [n for n in ORDER if n in outcomes]
@@ -99,10 +117,15 @@ def assemble(plan: Any, ref: Any, outcomes: dict[str, Any], weights: dict[str, A
         weights=weights,
         versions=versions(),
         device=device,
-        inputs=[TensorRecord(i.name, list(i.shape), i.dtype, list(i.dynamic_axes), list(i.range) if i.range else None) for i in plan.inputs],
+        inputs=[
+            TensorRecord(i.name, list(i.shape), i.dtype, list(i.dynamic_axes), list(i.range) if i.range else None)
+            for i in plan.inputs
+        ],
         binding=binding.describe(),
         outputs=[
-            OutputRecord(o.name, list(arr.shape), str(arr.dtype), list(o.dynamic_axes), None, tol.atol, tol.rtol, _gate_limits(ref, i))
+            OutputRecord(
+                o.name, list(arr.shape), str(arr.dtype), list(o.dynamic_axes), None, tol.atol, tol.rtol, _gate_limits(ref, i)
+            )
             for i, (o, arr, tol) in enumerate(zip(ref.outputs, first, ref.tolerances))
         ],
         batch_sizes=list(plan.batch_sizes),

@@ -130,8 +130,10 @@ class BuildReport:
         data = migrate(dict(data))
         problems = _problems(data)
         if problems:
-            raise ValidationFailed(f"{where}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-                                   "the report does not match what pack writes; rebuild with `pack build`")
+            raise ValidationFailed(
+                f"{where}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                "the report does not match what pack writes; rebuild with `pack build`",
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["inputs"] = [TensorRecord(**_fields(TensorRecord, i)) for i in data["inputs"]]
@@ -149,7 +151,9 @@ class BuildReport:
         if path.is_symlink():
             raise ValidationFailed(f"{path} is a symbolic link", "rebuild with `pack build`; pack never follows links in a build")
         if path.stat().st_size > MAX_BYTES:
-            raise ValidationFailed(f"{path} is {path.stat().st_size:,d} bytes, not a report pack wrote", "rebuild with `pack build`")
+            raise ValidationFailed(
+                f"{path} is {path.stat().st_size:,d} bytes, not a report pack wrote", "rebuild with `pack build`"
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -159,7 +163,9 @@ class BuildReport:
     def save(self, folder: Path) -> None:
         """Record every file's digest (all but the report) and write the report atomically."""
         folder = Path(folder)
-        self.sha256 = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != FILE}
+        self.sha256 = {
+            str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != FILE
+        }
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         tmp = folder / f".{FILE}.{os.getpid()}.tmp"
         tmp.write_text(text)
@@ -224,4 +230,14 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-__all__ = ["FILE", "VERSION", "BuildReport", "FormatRecord", "OutputRecord", "SampleRecord", "TensorRecord", "migrate", "sha256_file"]
+__all__ = [
+    "FILE",
+    "VERSION",
+    "BuildReport",
+    "FormatRecord",
+    "OutputRecord",
+    "SampleRecord",
+    "TensorRecord",
+    "migrate",
+    "sha256_file",
+]

@@ -30,7 +30,9 @@ class Sample:
         return self.case.inputs
 
     def check(self, runner: Callable[[list[np.ndarray]], Sequence[np.ndarray]]) -> list[OutputCheck]:
-        return validate_model_outputs(lambda arrays: list(runner(arrays)), [self.case], self.names, self.tolerances, self.unordered)
+        return validate_model_outputs(
+            lambda arrays: list(runner(arrays)), [self.case], self.names, self.tolerances, self.unordered
+        )
 
     def check_outputs(self, outputs: Sequence[np.ndarray]) -> list[OutputCheck]:
         """Compare outputs already received (from a server) with the recorded eager outputs."""
@@ -58,7 +60,9 @@ def _load(folder: Path, rel: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise ValidationFailed(f"sample {path} is not a readable .npy file ({str(exc)[:120]})", "rebuild with `pack build`") from None
+        raise ValidationFailed(
+            f"sample {path} is not a readable .npy file ({str(exc)[:120]})", "rebuild with `pack build`"
+        ) from None
 
 
 def verdict(checks: list[OutputCheck]) -> dict[str, Any]:
@@ -66,8 +70,16 @@ def verdict(checks: list[OutputCheck]) -> dict[str, Any]:
     bad = first_failure(checks)
     out: dict[str, Any] = {
         "passed": bad is None,
-        "outputs": [{"output": c.output, "passed": c.passed, "max_abs_error": c.max_abs_error, "max_rel_error": c.max_rel_error,
-                     **({"reason": c.reason} if c.reason else {})} for c in checks],
+        "outputs": [
+            {
+                "output": c.output,
+                "passed": c.passed,
+                "max_abs_error": c.max_abs_error,
+                "max_rel_error": c.max_rel_error,
+                **({"reason": c.reason} if c.reason else {}),
+            }
+            for c in checks
+        ],
     }
     if bad is not None:
         out["reason"] = f"output {bad.output!r}: {bad.reason}" if bad.output != "*" else bad.reason

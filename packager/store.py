@@ -28,9 +28,13 @@ def version_dir(store: str | Path, name: str, version: str) -> Path:
 def os_error(exc: OSError, what: str) -> Exception:
     """Map a filesystem error to the one-line error the user sees."""
     if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return EnvironmentProblem(f"disk full while {what} ({exc.strerror})", "free space or use --store on another disk; nothing was kept")
+        return EnvironmentProblem(
+            f"disk full while {what} ({exc.strerror})", "free space or use --store on another disk; nothing was kept"
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOENT):
-        return UsageError(f"cannot write {exc.filename or what}: {exc.strerror}", "choose a writable folder with --store or PACK_STORE")
+        return UsageError(
+            f"cannot write {exc.filename or what}: {exc.strerror}", "choose a writable folder with --store or PACK_STORE"
+        )
     return EnvironmentProblem(f"file error while {what}: {exc.strerror or exc} ({exc.filename or ''})")
 
 
@@ -56,7 +60,9 @@ class StoreLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise UsageError(f"another pack process is writing {self.folder} (lock {self.path})", "wait for it to finish and run again") from None
+            raise UsageError(
+                f"another pack process is writing {self.folder} (lock {self.path})", "wait for it to finish and run again"
+            ) from None
         self._fd = fd
         return self
 
@@ -136,7 +142,9 @@ def versions(store: str | Path, name: str) -> list[str]:
     folder = Path(store) / name
     if not folder.is_dir():
         return []
-    return sorted((p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "report.json").is_file()), key=int)
+    return sorted(
+        (p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "report.json").is_file()), key=int
+    )
 
 
 def find_build(store: str | Path, name: str, version: str | None = None) -> Path:

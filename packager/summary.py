@@ -23,14 +23,22 @@ def build_summary(report: BuildReport, folder: Path) -> str:
         for case in report.cases:
             mine = [c for c in checks if c.get("case") == case["label"]]
             p = perf.get(str(case["batch"]), {}) if "axis" not in case["label"] else {}
-            parity = "reference" if fmt == "eager" else ("-" if not mine else ("pass" if all(c["passed"] for c in mine) else "FAIL"))
+            parity = (
+                "reference" if fmt == "eager" else ("-" if not mine else ("pass" if all(c["passed"] for c in mine) else "FAIL"))
+            )
             errors = [c["max_abs_error"] for c in mine]
-            rows.append([
-                fmt, status, case["label"], parity,
-                "" if not mine else _fmt(None if None in errors else max(errors)),
-                f"{p['p50_ms']:.2f}" if p else "-", f"{p['p95_ms']:.2f}" if p else "-",
-                f"{p['throughput_per_s']:.1f}" if p and p.get("throughput_per_s") else "-",
-            ])
+            rows.append(
+                [
+                    fmt,
+                    status,
+                    case["label"],
+                    parity,
+                    "" if not mine else _fmt(None if None in errors else max(errors)),
+                    f"{p['p50_ms']:.2f}" if p else "-",
+                    f"{p['p95_ms']:.2f}" if p else "-",
+                    f"{p['throughput_per_s']:.1f}" if p and p.get("throughput_per_s") else "-",
+                ]
+            )
     lines.append(table(rows, ["format", "status", "case", "parity", "max abs err", "p50 ms", "p95 ms", "items/s"]))
     parts = []
     for name, path in report.artifacts.items():

@@ -111,32 +111,38 @@ def has_image_input(report: BuildReport) -> bool:
 
 # ---------------------------------------------------------------- the tasks
 
-register_task(Task(
-    name="image-classification",
-    handler="pack_classifier.py",
-    sample=IMAGE,
-    report_task="image-classification",
-    image_input=True,
-    description="image bytes -> resize, crop, normalise -> top-k labels",
-))
+register_task(
+    Task(
+        name="image-classification",
+        handler="pack_classifier.py",
+        sample=IMAGE,
+        report_task="image-classification",
+        image_input=True,
+        description="image bytes -> resize, crop, normalise -> top-k labels",
+    )
+)
 
-register_task(Task(
-    name="yolo-detection",
-    handler="pack_detector.py",
-    sample=IMAGE,
-    triton=TritonSteps(preprocess="pack_triton_yolo_pre.py", postprocess="pack_triton_yolo_post.py", layout="yolo"),
-    report_task="object-detection",
-    postprocessing_format="yolov8",
-    image_input=True,
-    description="image bytes -> letterbox -> YOLO head (4 + classes, anchors) -> threshold, NMS -> boxes in original pixels",
-))
+register_task(
+    Task(
+        name="yolo-detection",
+        handler="pack_detector.py",
+        sample=IMAGE,
+        triton=TritonSteps(preprocess="pack_triton_yolo_pre.py", postprocess="pack_triton_yolo_post.py", layout="yolo"),
+        report_task="object-detection",
+        postprocessing_format="yolov8",
+        image_input=True,
+        description="image bytes -> letterbox -> YOLO head (4 + classes, anchors) -> threshold, NMS -> boxes in original pixels",
+    )
+)
 
-register_task(Task(
-    name=GENERIC,
-    handler="pack_tensors.py",
-    sample=TENSORS,
-    description="generic tensors in, generic tensors out",
-))
+register_task(
+    Task(
+        name=GENERIC,
+        handler="pack_tensors.py",
+        sample=TENSORS,
+        description="generic tensors in, generic tensors out",
+    )
+)
 
 
 # ---------------------------------------------------------------- the serving runtime's files

@@ -56,12 +56,18 @@ def compare(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, case: Case
     actual = np.asarray(actual)
     if tuple(actual.shape) != tuple(expected.shape):
         if actual.ndim == expected.ndim and actual.ndim and actual.shape[1:] == expected.shape[1:]:
-            return _fail(case, name, f"{actual.shape[0]} rows, eager has {expected.shape[0]} (shape {list(actual.shape)} != {list(expected.shape)})")
+            return _fail(
+                case,
+                name,
+                f"{actual.shape[0]} rows, eager has {expected.shape[0]} (shape {list(actual.shape)} != {list(expected.shape)})",
+            )
         return _fail(case, name, f"shape {list(actual.shape)} != eager {list(expected.shape)}")
     if expected.dtype.kind in "biu" or actual.dtype.kind == "b":
         differ = int((expected.astype(np.int64) != actual.astype(np.int64)).sum()) if expected.size else 0
         reason = f"{differ} of {expected.size} values differ" if differ else ""
-        return OutputCheck(case.label, case.batch, name, not differ, float(differ > 0), float(differ > 0), float(differ > 0), 0.0, 1.0, reason)
+        return OutputCheck(
+            case.label, case.batch, name, not differ, float(differ > 0), float(differ > 0), float(differ > 0), 0.0, 1.0, reason
+        )
     e = expected.astype(np.float64)
     a = actual.astype(np.float64)
     bad_e, bad_a = ~np.isfinite(e), ~np.isfinite(a)
@@ -114,7 +120,9 @@ def _matched(expected: list[np.ndarray], actual: list[np.ndarray], group: list[i
     return out
 
 
-def _compare_case(case: Case, actual: list[np.ndarray], names: Sequence[str], tolerances: Sequence[Tolerance], unordered: bool) -> list[OutputCheck]:
+def _compare_case(
+    case: Case, actual: list[np.ndarray], names: Sequence[str], tolerances: Sequence[Tolerance], unordered: bool
+) -> list[OutputCheck]:
     checks = [compare(e, np.asarray(a), tol, case, name) for name, tol, e, a in zip(names, tolerances, case.outputs, actual)]
     if not unordered or all(c.passed for c in checks):
         return checks
@@ -131,8 +139,13 @@ def _compare_case(case: Case, actual: list[np.ndarray], names: Sequence[str], to
     return checks
 
 
-def validate_model_outputs(runner: Runner, cases: Sequence[Case], output_names: Sequence[str], tolerances: Sequence[Tolerance],
-                           unordered_rows: bool = False) -> list[OutputCheck]:
+def validate_model_outputs(
+    runner: Runner,
+    cases: Sequence[Case],
+    output_names: Sequence[str],
+    tolerances: Sequence[Tolerance],
+    unordered_rows: bool = False,
+) -> list[OutputCheck]:
     """Run `runner` on each case's inputs and compare every output with the case's eager outputs.
 
     `unordered_rows`: the model has no batch axis, so rows of equal-length outputs may be matched up to order."""

@@ -19,7 +19,6 @@ from .report import sha256_file
 log = logging.getLogger(__name__).info
 
 
-
 @dataclass
 class Finding:
     path: str
@@ -44,7 +43,9 @@ def kind_of(target: Path) -> str:
         return "build"
     owner = owner_of(target)
     if owner is None:
-        raise UsageError(f"{target} is neither a build folder (no report.json) nor an artifact of a serving target (a .mar, a Triton repository)")
+        raise UsageError(
+            f"{target} is neither a build folder (no report.json) nor an artifact of a serving target (a .mar, a Triton repository)"
+        )
     return str(owner.artifact)
 
 
@@ -78,7 +79,9 @@ def check_build(folder: Path) -> tuple[list[Finding], Any]:
         elif not path.is_file():
             findings.append(Finding(str(path), "missing"))
         elif sha256_file(path) != digest:
-            findings.append(Finding(str(path), f"sha256 differs from the report ({sha256_file(path)[:12]}... != {digest[:12]}...)"))
+            findings.append(
+                Finding(str(path), f"sha256 differs from the report ({sha256_file(path)[:12]}... != {digest[:12]}...)")
+            )
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
         if path.is_file() and rel != REPORT and rel not in listed:
@@ -128,7 +131,10 @@ def verify(target: Path, parity: bool) -> dict[str, Any]:
             result["parity"] = "skipped: the files do not match the report"
     else:
         if parity:
-            raise UsageError("--parity needs a build folder (with report.json and samples)", f"run pack verify on the build folder holding {target.name}")
+            raise UsageError(
+                "--parity needs a build folder (with report.json and samples)",
+                f"run pack verify on the build folder holding {target.name}",
+            )
         findings = _target_findings(target)
     result["passed"] = not findings
     result["findings"] = [{"path": f.path, "problem": f.problem} for f in findings]

@@ -127,8 +127,12 @@ def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
     from ..plan import resolve
     from ..targets import packagers
 
-    log(f"no build of {o.model} in {o.store}: building it into the bench's temporary store (`pack build {o.model}` once to skip this)")
-    report, folder = build(resolve(o.model, None, {"device": "cpu"}), scratch / "builds", False, iterations=0, packagers=packagers())
+    log(
+        f"no build of {o.model} in {o.store}: building it into the bench's temporary store (`pack build {o.model}` once to skip this)"
+    )
+    report, folder = build(
+        resolve(o.model, None, {"device": "cpu"}), scratch / "builds", False, iterations=0, packagers=packagers()
+    )
     return folder, report
 
 
@@ -149,7 +153,17 @@ def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions) -> dict[str, 
     return summary
 
 
-def _row(name: str, target: str, runtime: str, payload: str, work: str, compare_with: str | None, cold_start: dict[str, Any], memory: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def _row(
+    name: str,
+    target: str,
+    runtime: str,
+    payload: str,
+    work: str,
+    compare_with: str | None,
+    cold_start: dict[str, Any],
+    memory: dict[str, Any],
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "name": name,
         "target": target,
@@ -165,7 +179,9 @@ def _row(name: str, target: str, runtime: str, payload: str, work: str, compare_
     }
 
 
-def _in_process_rows(folder: Path, report: BuildReport, o: BenchOptions, body: bytes, payload: str) -> tuple[list[tuple[dict[str, Any], Any]], list, dict[str, Any]]:
+def _in_process_rows(
+    folder: Path, report: BuildReport, o: BenchOptions, body: bytes, payload: str
+) -> tuple[list[tuple[dict[str, Any], Any]], list, dict[str, Any]]:
     """The in-process rows, ready to run: [(row, make_caller)], the pre-processed tensor, and memory / batch figures."""
     from . import inprocess as ip
 
@@ -188,12 +204,48 @@ def _in_process_rows(folder: Path, report: BuildReport, o: BenchOptions, body: b
     work = f"decode + pre-process + model + post-process + JSON answer ({handler}, the TorchServe handler's own code)"
     shape = " ".join(f"{list(a.shape)} {a.dtype}" for a in arrays)
     rows = [
-        (_row("inprocess-eager", "inprocess", eager_kind, payload, work, None, {"launch_s": None, "load_s": round(eager_load, 2)}, {"rss_mb": rss["eager"].get("rss_mb"), "overhead_mb": None}, {"threads": threads}),
-         lambda: ip.pipeline(eager_handler, body)),
-        (_row("inprocess-onnx", "inprocess", "onnxruntime (pack_runtime.load_model)", payload, work, "inprocess-eager", {"launch_s": None, "load_s": round(onnx_load, 2)}, {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None}, {"threads": threads}),
-         lambda: ip.pipeline(onnx_handler, body)),
-        (_row("inprocess-onnx-tensor", "inprocess", "onnxruntime", f"pre-processed tensor {shape}", "model only", None, {"launch_s": None, "load_s": round(onnx_load, 2)}, {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None}, {"threads": threads}),
-         lambda: ip.tensor_call(onnx, arrays)),
+        (
+            _row(
+                "inprocess-eager",
+                "inprocess",
+                eager_kind,
+                payload,
+                work,
+                None,
+                {"launch_s": None, "load_s": round(eager_load, 2)},
+                {"rss_mb": rss["eager"].get("rss_mb"), "overhead_mb": None},
+                {"threads": threads},
+            ),
+            lambda: ip.pipeline(eager_handler, body),
+        ),
+        (
+            _row(
+                "inprocess-onnx",
+                "inprocess",
+                "onnxruntime (pack_runtime.load_model)",
+                payload,
+                work,
+                "inprocess-eager",
+                {"launch_s": None, "load_s": round(onnx_load, 2)},
+                {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None},
+                {"threads": threads},
+            ),
+            lambda: ip.pipeline(onnx_handler, body),
+        ),
+        (
+            _row(
+                "inprocess-onnx-tensor",
+                "inprocess",
+                "onnxruntime",
+                f"pre-processed tensor {shape}",
+                "model only",
+                None,
+                {"launch_s": None, "load_s": round(onnx_load, 2)},
+                {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None},
+                {"threads": threads},
+            ),
+            lambda: ip.tensor_call(onnx, arrays),
+        ),
     ]
     iterations = max(3, min(30, o.requests // max(o.batch, 1)))
     log(f"eager vs ONNX at batch {o.batch} ({iterations} runs each)")
@@ -201,7 +253,9 @@ def _in_process_rows(folder: Path, report: BuildReport, o: BenchOptions, body: b
     batch["eager_runtime"] = eager_kind
     batch["threads"] = threads
     batch["load_average"] = round(os.getloadavg()[0], 2)
-    log(f"batch {o.batch}: eager {batch['eager']['items_per_s']} items/s, onnx {batch['onnx']['items_per_s']} items/s ({batch['onnx_over_eager']}x)")
+    log(
+        f"batch {o.batch}: eager {batch['eager']['items_per_s']} items/s, onnx {batch['onnx']['items_per_s']} items/s ({batch['onnx_over_eager']}x)"
+    )
     return rows, arrays, {"rss": rss, "batch": batch}
 
 
@@ -220,7 +274,9 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
                     run[key] = None
                     continue
                 match = next((b for b in ref["runs"] if b["concurrency"] == run["concurrency"]), None)
-                run[key] = round(run["throughput_rps"] / match["throughput_rps"], 3) if match and match["throughput_rps"] else None
+                run[key] = (
+                    round(run["throughput_rps"] / match["throughput_rps"], 3) if match and match["throughput_rps"] else None
+                )
         ref_peak = max((r["throughput_rps"] for r in base["runs"]), default=0.0) if base else 0.0
         row["peak_ratio"] = round(row["peak_throughput_rps"] / ref_peak, 3) if ref_peak else None
         rs = [r["ratio"] for r in runs if r.get("ratio") is not None]
@@ -245,7 +301,8 @@ def _goals(rows: list[dict[str, Any]], batch: dict[str, Any] | None, model: str)
     if batch:
         out.append(
             {
-                "goal": f"ONNX (onnxruntime) >= {GOALS['onnx_batch']}x eager at batch {batch['batch']}" + ("" if model == "resnet50" else " (the issue sets it for resnet50 at batch 8)"),
+                "goal": f"ONNX (onnxruntime) >= {GOALS['onnx_batch']}x eager at batch {batch['batch']}"
+                + ("" if model == "resnet50" else " (the issue sets it for resnet50 at batch 8)"),
                 "ratio": batch["onnx_over_eager"],
                 "met": batch["onnx_over_eager"] >= GOALS["onnx_batch"],
             }
@@ -272,6 +329,7 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
     stopped: list[dict[str, Any]] = []
     previous = None
     if threading_main():
+
         def on_term(signum: int, frame: Any) -> None:
             raise _Terminated()
 
@@ -293,7 +351,9 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
             if target == "torchserve":
                 settings = {**TORCHSERVE_DEFAULTS, **{k: v for k, v in o.torchserve.items() if v is not None}}
                 server = tg.torchserve(folder, report, server_store, body, content_type, payload, settings, o.timeout)
-                runtime = "onnxruntime in TorchServe workers" if settings["format"] == "onnx" else "TorchScript in TorchServe workers"
+                runtime = (
+                    "onnxruntime in TorchServe workers" if settings["format"] == "onnx" else "TorchScript in TorchServe workers"
+                )
                 work = "the same handler code as the in-process rows, behind TorchServe's frontend"
                 same = "inprocess-onnx" if settings["format"] == "onnx" else None
                 rss_key = "onnx" if settings["format"] == "onnx" else "eager"
@@ -307,8 +367,15 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
             served[target] = server
             base_mb = (extra["rss"].get(rss_key) or {}).get("rss_mb")
             row = _row(
-                target, target, runtime, server.payload, work, server.compare_with if with_baselines else None, server.cold_start,
-                {"rss_mb": None, "rss_after_deploy_mb": server.memory_mb(), "inprocess_rss_mb": base_mb, "overhead_mb": None}, server.settings,
+                target,
+                target,
+                runtime,
+                server.payload,
+                work,
+                server.compare_with if with_baselines else None,
+                server.cold_start,
+                {"rss_mb": None, "rss_after_deploy_mb": server.memory_mb(), "inprocess_rss_mb": base_mb, "overhead_mb": None},
+                server.settings,
             )
             row["same_runtime_baseline"] = same if with_baselines else None
             prepared.append((row, server.make_caller(max(o.timeout, 60.0))))
@@ -344,7 +411,9 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
     if "inprocess" not in o.targets:
         notes.append("no in-process rows (add inprocess to --targets): no ratios, no memory overhead")
     if os.cpu_count() and max(o.concurrency) > 4 * os.cpu_count():
-        notes.append(f"concurrency {max(o.concurrency)} on {os.cpu_count()} CPU cores: latency grows with the queue, throughput does not")
+        notes.append(
+            f"concurrency {max(o.concurrency)} on {os.cpu_count()} CPU cores: latency grows with the queue, throughput does not"
+        )
     host["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return {
         "bench": 1,

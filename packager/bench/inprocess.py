@@ -69,7 +69,13 @@ def request_payload(build_dir: Path, report: BuildReport) -> tuple[bytes, str, s
     arrays = sample_inputs(build_dir, report)
     doc = {
         "inputs": [
-            {"name": spec.name, "shape": list(a.shape), "dtype": str(a.dtype), "encoding": "base64", "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode()}
+            {
+                "name": spec.name,
+                "shape": list(a.shape),
+                "dtype": str(a.dtype),
+                "encoding": "base64",
+                "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode(),
+            }
             for spec, a in zip(report.inputs, arrays)
         ],
         "output_encoding": "base64",
@@ -111,7 +117,9 @@ def eager_module(build_dir: Path, report: BuildReport) -> tuple[Any, str]:
         except Exception as exc:  # a missing optional dependency, a changed registry entry
             log(f"cannot rebuild the eager model ({type(exc).__name__}: {str(exc)[:120]}); TorchScript stands in for it")
     else:
-        log("the eager model cannot be rebuilt from this build (weights or source file are not in the store); TorchScript stands in for it")
+        log(
+            "the eager model cannot be rebuilt from this build (weights or source file are not in the store); TorchScript stands in for it"
+        )
     path = build_dir / report.artifacts.get("torchscript", "model.pt")
     return torch.jit.load(str(path), map_location="cpu").eval(), "TorchScript (eager not rebuildable)"
 
@@ -138,7 +146,9 @@ def onnx_runner(build_dir: Path, report: BuildReport, threads: int = 0) -> Runne
     or a Triton python-backend model builds."""
     runtime = _handler_module("pack_runtime")
     path = build_dir / report.artifacts.get("onnx", "model.onnx")
-    return runtime.load_model(str(path), "onnx", "cpu", threads, [i.name for i in report.inputs], [o.name for o in report.outputs])
+    return runtime.load_model(
+        str(path), "onnx", "cpu", threads, [i.name for i in report.inputs], [o.name for o in report.outputs]
+    )
 
 
 # ---------------------------------------------------------------- pack's handler, in this process
@@ -206,13 +216,20 @@ def tensor_call(runner: Runner, arrays: list[np.ndarray]) -> Callable[[int], Any
 # ---------------------------------------------------------------- batch comparison
 
 
-def batch_comparison(eager: Runner, onnx: Runner, arrays: list[np.ndarray], batch: int, iterations: int, time_limit_s: float) -> dict[str, Any]:
+def batch_comparison(
+    eager: Runner, onnx: Runner, arrays: list[np.ndarray], batch: int, iterations: int, time_limit_s: float
+) -> dict[str, Any]:
     """Eager vs ONNX (onnxruntime) on one batch of `batch` copies of the tensor, run back to back in one thread."""
     stacked = [np.ascontiguousarray(np.repeat(a, batch, axis=0)) for a in arrays]
     out: dict[str, Any] = {"batch": batch}
     for label, runner in (("eager", eager), ("onnx", onnx)):
         m = measure(runner, stacked, batch, iterations=iterations, warmup=1, time_cap_s=time_limit_s)
-        out[label] = {"iterations": m["iterations"], "p50_ms": m["p50_ms"], "mean_ms": m["mean_ms"], "items_per_s": m["throughput_per_s"]}
+        out[label] = {
+            "iterations": m["iterations"],
+            "p50_ms": m["p50_ms"],
+            "mean_ms": m["mean_ms"],
+            "items_per_s": m["throughput_per_s"],
+        }
     out["onnx_over_eager"] = round(out["onnx"]["items_per_s"] / out["eager"]["items_per_s"], 3)
     return out
 
@@ -266,7 +283,11 @@ def measure_rss_subprocess(build_dir: Path, fmt: str, timeout: float = 300.0) ->
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "packager.bench.inprocess", "rss", str(build_dir), fmt],
-            capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         return {"rss_mb": None, "error": f"timed out after {timeout:.0f} s"}

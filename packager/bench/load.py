@@ -55,7 +55,9 @@ class LoadResult:
         }
 
 
-def run_load(make_caller: Callable[[], Caller], requests: int, concurrency: int, time_limit_s: float, warmup: int = 0) -> LoadResult:
+def run_load(
+    make_caller: Callable[[], Caller], requests: int, concurrency: int, time_limit_s: float, warmup: int = 0
+) -> LoadResult:
     """Send `requests` requests from `concurrency` threads (closed loop); stop early at `time_limit_s`.
 
     Each thread first sends `warmup` untimed requests of its own (not counted), then all threads start the timed

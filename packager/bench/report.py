@@ -21,7 +21,22 @@ def text_table(result: dict[str, Any]) -> str:
         "ratio = throughput / the row it is compared with, at the same concurrency",
         "",
     ]
-    header = ["row", "conc", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio", "vs", "launch s", "load s", "RSS MB", "overhead MB", "GPU %"]
+    header = [
+        "row",
+        "conc",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "errors",
+        "ratio",
+        "vs",
+        "launch s",
+        "load s",
+        "RSS MB",
+        "overhead MB",
+        "GPU %",
+    ]
     rows = []
     for row in result["rows"]:
         for i, run in enumerate(row["runs"]):
@@ -56,7 +71,10 @@ def text_table(result: dict[str, Any]) -> str:
         )
     for goal in result.get("goals", []):
         ratio = goal.get("peak_ratio", goal.get("ratio"))
-        lines.append(f"{'met   ' if goal['met'] else 'missed'} {goal['goal']}: {ratio:.2f}" + (f" (lowest at one concurrency {goal['min_ratio']:.2f})" if goal.get("min_ratio") is not None else ""))
+        lines.append(
+            f"{'met   ' if goal['met'] else 'missed'} {goal['goal']}: {ratio:.2f}"
+            + (f" (lowest at one concurrency {goal['min_ratio']:.2f})" if goal.get("min_ratio") is not None else "")
+        )
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)
@@ -69,7 +87,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     except ImportError:
         from ..errors import EnvironmentProblem
 
-        raise EnvironmentProblem("--plot needs matplotlib, which is not installed", "pip install matplotlib (or pip install -e '.[all]')") from None
+        raise EnvironmentProblem(
+            "--plot needs matplotlib, which is not installed", "pip install matplotlib (or pip install -e '.[all]')"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -83,9 +103,19 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.plot(xs, [r["p95_ms"] for r in runs], "-o", color=color, label=f"{row['name']} (p95)")
         ax.plot(xs, [r["p50_ms"] for r in runs], "--", color=color, alpha=0.6)
         for r in runs:
-            ax.annotate(f"c={r['concurrency']}", (r["throughput_rps"], r["p95_ms"]), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+            ax.annotate(
+                f"c={r['concurrency']}",
+                (r["throughput_rps"], r["p95_ms"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+                color=color,
+            )
     host = result["host"]
-    ax.set_title(f"pack bench {result['model']}: {host.get('cpu_count')} CPU cores, GPU {host.get('gpu') or 'none'} (dashed: p50)", fontsize=10)
+    ax.set_title(
+        f"pack bench {result['model']}: {host.get('cpu_count')} CPU cores, GPU {host.get('gpu') or 'none'} (dashed: p50)",
+        fontsize=10,
+    )
     ax.set_xlabel("throughput (requests/s)")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")

@@ -76,19 +76,38 @@ class Served:
 # ---------------------------------------------------------------- the servers, through the Target interface
 
 
-def torchserve(build_dir: Path, report: BuildReport, store: Path, body: bytes, content_type: str, payload: str, settings: dict[str, Any], timeout: float) -> Served:
+def torchserve(
+    build_dir: Path,
+    report: BuildReport,
+    store: Path,
+    body: bytes,
+    content_type: str,
+    payload: str,
+    settings: dict[str, Any],
+    timeout: float,
+) -> Served:
     from ..targets import Request, get_target
 
     target = get_target("torchserve")
-    opts = target.Options(store=store, timeout=timeout, workers=settings["workers"], batch_size=settings["batch_size"],
-                          max_batch_delay_ms=settings["max_batch_delay_ms"], format=settings["format"])
+    opts = target.Options(
+        store=store,
+        timeout=timeout,
+        workers=settings["workers"],
+        batch_size=settings["batch_size"],
+        max_batch_delay_ms=settings["max_batch_delay_ms"],
+        format=settings["format"],
+    )
     t0 = time.perf_counter()
     result = target.deploy(build_dir, report, opts)
     total = time.perf_counter() - t0
     timings = result.get("timings") or {}
     endpoint = target.endpoint(result, report, store, Request(body, content_type, payload, []))
     return Served(
-        target="torchserve", base_url=endpoint.base_url, path=endpoint.path, headers=endpoint.headers, body=endpoint.body,
+        target="torchserve",
+        base_url=endpoint.base_url,
+        path=endpoint.path,
+        headers=endpoint.headers,
+        body=endpoint.body,
         deploy=result,
         cold_start={
             "launch_s": timings.get("server_start_s"),
@@ -96,17 +115,33 @@ def torchserve(build_dir: Path, report: BuildReport, store: Path, body: bytes, c
             "smoke_s": timings.get("smoke_s"),
             "total_s": round(total, 2),
         },
-        settings={**settings, "workers": result.get("workers", settings["workers"]), "batch_size": result.get("batch_size"), "max_batch_delay_ms": result.get("max_batch_delay_ms")},
-        payload=endpoint.payload, compare_with=endpoint.compare_with, pids=endpoint.pids,
+        settings={
+            **settings,
+            "workers": result.get("workers", settings["workers"]),
+            "batch_size": result.get("batch_size"),
+            "max_batch_delay_ms": result.get("max_batch_delay_ms"),
+        },
+        payload=endpoint.payload,
+        compare_with=endpoint.compare_with,
+        pids=endpoint.pids,
     )
 
 
-def triton(build_dir: Path, report: BuildReport, store: Path, arrays: list[np.ndarray], settings: dict[str, Any], timeout: float) -> Served:
+def triton(
+    build_dir: Path, report: BuildReport, store: Path, arrays: list[np.ndarray], settings: dict[str, Any], timeout: float
+) -> Served:
     from ..targets import Request, get_target
 
     target = get_target("triton")
-    opts = target.Options(store=store, timeout=timeout, workers=settings["instances"], batch_size=settings["max_batch"],
-                          max_batch_delay_ms=settings["max_queue_delay_ms"], backend="python", format="onnx")
+    opts = target.Options(
+        store=store,
+        timeout=timeout,
+        workers=settings["instances"],
+        batch_size=settings["max_batch"],
+        max_batch_delay_ms=settings["max_queue_delay_ms"],
+        backend="python",
+        format="onnx",
+    )
     t0 = time.perf_counter()
     result = target.deploy(build_dir, report, opts)
     total = time.perf_counter() - t0
@@ -114,11 +149,16 @@ def triton(build_dir: Path, report: BuildReport, store: Path, arrays: list[np.nd
     endpoint = target.endpoint(result, report, store, Request(b"", "", "", arrays))
     roots = endpoint.pids
     served = Served(
-        target="triton", base_url=endpoint.base_url, path=endpoint.path, headers=endpoint.headers, body=endpoint.body,
+        target="triton",
+        base_url=endpoint.base_url,
+        path=endpoint.path,
+        headers=endpoint.headers,
+        body=endpoint.body,
         deploy=result,
         cold_start={"launch_s": timings.get("server_start_s"), "load_s": timings.get("load_s"), "total_s": round(total, 2)},
         settings={**settings, "backend": "python", "format": "onnx", "max_batch": result.get("max_batch_size")},
-        payload=endpoint.payload, compare_with=endpoint.compare_with,
+        payload=endpoint.payload,
+        compare_with=endpoint.compare_with,
         pids=lambda: sorted({p for root in roots() for p in process_tree(root)}),
     )
     _check_answer(served, timeout)
@@ -138,7 +178,9 @@ def _check_answer(served: Served, timeout: float) -> None:
     finally:
         conn.close()
     if response.status != 200:
-        raise DeployFailed(f"{served.target} answered the bench's request with HTTP {response.status}: {data[:200].decode('utf-8', 'replace')}")
+        raise DeployFailed(
+            f"{served.target} answered the bench's request with HTTP {response.status}: {data[:200].decode('utf-8', 'replace')}"
+        )
 
 
 def stop(target: str, store: Path) -> dict[str, Any]:

@@ -48,12 +48,20 @@ class Outcome:
         if bad.output == "*" and bad.reason.startswith("failed to run"):
             hint = "declare only the axes the model can vary as dynamic (`dynamic_axes`, dyn= in --input)"
             if "Guard failed" in bad.reason:
-                hint = ("torch.export derived this bound on the size from the model's code; use an example size inside "
-                        "the range you serve, or declare the axis static")
+                hint = (
+                    "torch.export derived this bound on the size from the model's code; use an example size inside "
+                    "the range you serve, or declare the axis static"
+                )
             return cls("failed", None, checks, info, f"{what} cannot run at {bad.case}: {bad.reason[15:]}", hint)
         where = f"output {bad.output!r} " if bad.output != "*" else ""
-        return cls("failed", None, checks, info, f"{what} does not match eager: {where}at {bad.case}: {bad.reason}",
-                   "loosen `tolerance` only if this difference is expected for the model")
+        return cls(
+            "failed",
+            None,
+            checks,
+            info,
+            f"{what} does not match eager: {where}at {bad.case}: {bad.reason}",
+            "loosen `tolerance` only if this difference is expected for the model",
+        )
 
     def record(self) -> Any:
         from ..report import FormatRecord
@@ -119,15 +127,23 @@ def served_format(report: BuildReport, requested: str | None = None, supported: 
     artifacts = report.artifacts
     if requested:
         if requested not in supported:
-            raise UsageError(f"format {requested!r} cannot be served here", f"use one of {', '.join(f for f in supported if f in artifacts)}")
+            raise UsageError(
+                f"format {requested!r} cannot be served here", f"use one of {', '.join(f for f in supported if f in artifacts)}"
+            )
         if requested not in artifacts:
             why = report.formats[requested].reason if requested in report.formats else "it was not built"
-            raise UsageError(f"the build has no {requested} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild")
+            raise UsageError(
+                f"the build has no {requested} export ({why[:200]})",
+                f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild",
+            )
         return requested
     for name in SERVE_PREFERENCE:
         if name in supported and name in artifacts:
             return name
-    raise UsageError(f"the build has none of the exports this target serves ({', '.join(supported)})", "rebuild with --formats including one of them")
+    raise UsageError(
+        f"the build has none of the exports this target serves ({', '.join(supported)})",
+        "rebuild with --formats including one of them",
+    )
 
 
 def runner_for(name: str, path: Path, device: str = "cpu") -> Runner:
@@ -135,5 +151,16 @@ def runner_for(name: str, path: Path, device: str = "cpu") -> Runner:
     return get_format(name).load(path, device)
 
 
-__all__ = ["DEFAULT_FORMATS", "FILES", "ORDER", "SERVE_PREFERENCE", "ExportContext", "Format", "Outcome", "get_format",
-           "register_format", "runner_for", "served_format"]
+__all__ = [
+    "DEFAULT_FORMATS",
+    "FILES",
+    "ORDER",
+    "SERVE_PREFERENCE",
+    "ExportContext",
+    "Format",
+    "Outcome",
+    "get_format",
+    "register_format",
+    "runner_for",
+    "served_format",
+]

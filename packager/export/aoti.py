@@ -35,8 +35,11 @@ def export(ctx: ExportContext) -> Outcome:
     if ctx.program is None:
         return Outcome("failed", reason=ctx.program_error or "torch.export failed", hint="")
     if ctx.device == "cpu" and compiler() is None:
-        return Outcome("skipped", reason="AOTInductor needs a C++ compiler for the CPU and none was found (g++ or $CXX)",
-                       hint="install g++ (apt-get install g++), or leave aoti out of --formats")
+        return Outcome(
+            "skipped",
+            reason="AOTInductor needs a C++ compiler for the CPU and none was found (g++ or $CXX)",
+            hint="install g++ (apt-get install g++), or leave aoti out of --formats",
+        )
     started = time.perf_counter()
     path = ctx.folder / FILE
     log("aoti: compiling the AOTInductor package (this takes a while)")
@@ -49,8 +52,12 @@ def export(ctx: ExportContext) -> Outcome:
         cause, fix = explain(exc, "aoti")
         path.unlink(missing_ok=True)
         return Outcome("failed", reason=f"AOTInductor compilation failed: {cause}", hint=fix)
-    info = {"exporter": "torch._inductor.aoti_compile_and_package", "device": ctx.device, "call_spec": call_spec(path),
-            "compile_seconds": round(time.perf_counter() - started, 3)}
+    info = {
+        "exporter": "torch._inductor.aoti_compile_and_package",
+        "device": ctx.device,
+        "call_spec": call_spec(path),
+        "compile_seconds": round(time.perf_counter() - started, 3),
+    }
     checks = ctx.check(load(path, ctx.device))
     return Outcome.from_checks(FILE, checks, info, "the AOTInductor package")
 

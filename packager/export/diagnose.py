@@ -12,27 +12,48 @@ _OPERATOR = re.compile(r"(aten|prim|torchvision|quantized)(::|\.)([A-Za-z0-9_]+(
 
 # (exporter kinds, pattern in the message, cause, fix); {op} is the operator the message names, {line} its first line.
 _RULES: list[tuple[str, str, str, str]] = [
-    ("onnx", r"is not supported|Unsupported: ONNX export of|No ONNX function found|no symbolic function|not implemented for ONNX",
-     "operator {op} has no ONNX conversion in this exporter",
-     "the other ONNX exporter may handle it (pack tries both); otherwise replace the operator, or leave onnx out of --formats"),
-    ("export onnx aoti", r"data[- ]dependent|GuardOnDataDependentSymNode|Could not guard on|Could not extract specialized integer",
-     "the model branches on tensor values (data-dependent control flow), which torch.export cannot capture",
-     "rewrite the branch with torch.cond or torch.where, or leave pt2/aoti out of --formats"),
-    ("export onnx aoti", r"Constraints violated|specialized|ConstraintViolation",
-     "the model's code fixes a size that was declared dynamic",
-     "declare that axis static in the spec (`dynamic_axes`), or change the code that reads the size"),
-    ("script", r"could not get source code|source code not available|OSError",
-     "torch.jit.script needs Python source that is not available (a compiled or generated module)",
-     "keep the trace (it is used when it passes the gate), or leave torchscript out of --formats"),
-    ("script", r"NotSupportedError|is currently not supported in TorchScript|Module 'builtins'|Compiled functions can't take variable number|Expected a default value of type",
-     "torch.jit.script cannot compile the model's Python ({line})",
-     "keep the trace (it is used when it passes the gate), or leave torchscript out of --formats"),
-    ("aoti", r"CppCompileError|InvalidCxxCompiler|g\+\+|c\+\+: |compilation terminated",
-     "the C++ compiler failed while AOTInductor compiled the model",
-     "install a working g++ (apt-get install g++), or leave aoti out of --formats"),
-    ("trace", r"Tracer cannot infer type|Only tensors, lists, tuples of tensors, or dictionary of tensors can be output from traced functions",
-     "torch.jit.trace cannot follow the model's non-tensor inputs or outputs",
-     "pack flattens outputs itself; give every forward() input as a tensor"),
+    (
+        "onnx",
+        r"is not supported|Unsupported: ONNX export of|No ONNX function found|no symbolic function|not implemented for ONNX",
+        "operator {op} has no ONNX conversion in this exporter",
+        "the other ONNX exporter may handle it (pack tries both); otherwise replace the operator, or leave onnx out of --formats",
+    ),
+    (
+        "export onnx aoti",
+        r"data[- ]dependent|GuardOnDataDependentSymNode|Could not guard on|Could not extract specialized integer",
+        "the model branches on tensor values (data-dependent control flow), which torch.export cannot capture",
+        "rewrite the branch with torch.cond or torch.where, or leave pt2/aoti out of --formats",
+    ),
+    (
+        "export onnx aoti",
+        r"Constraints violated|specialized|ConstraintViolation",
+        "the model's code fixes a size that was declared dynamic",
+        "declare that axis static in the spec (`dynamic_axes`), or change the code that reads the size",
+    ),
+    (
+        "script",
+        r"could not get source code|source code not available|OSError",
+        "torch.jit.script needs Python source that is not available (a compiled or generated module)",
+        "keep the trace (it is used when it passes the gate), or leave torchscript out of --formats",
+    ),
+    (
+        "script",
+        r"NotSupportedError|is currently not supported in TorchScript|Module 'builtins'|Compiled functions can't take variable number|Expected a default value of type",
+        "torch.jit.script cannot compile the model's Python ({line})",
+        "keep the trace (it is used when it passes the gate), or leave torchscript out of --formats",
+    ),
+    (
+        "aoti",
+        r"CppCompileError|InvalidCxxCompiler|g\+\+|c\+\+: |compilation terminated",
+        "the C++ compiler failed while AOTInductor compiled the model",
+        "install a working g++ (apt-get install g++), or leave aoti out of --formats",
+    ),
+    (
+        "trace",
+        r"Tracer cannot infer type|Only tensors, lists, tuples of tensors, or dictionary of tensors can be output from traced functions",
+        "torch.jit.trace cannot follow the model's non-tensor inputs or outputs",
+        "pack flattens outputs itself; give every forward() input as a tensor",
+    ),
 ]
 
 

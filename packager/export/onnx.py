@@ -43,8 +43,13 @@ def _dynamo(ctx: ExportContext) -> Any:
 
     with captured():
         program = torch.onnx.export(
-            ctx.program, (), dynamo=True, verbose=False, opset_version=ctx.opset,
-            input_names=[i.name for i in ctx.inputs], output_names=list(ctx.output_names),
+            ctx.program,
+            (),
+            dynamo=True,
+            verbose=False,
+            opset_version=ctx.opset,
+            input_names=[i.name for i in ctx.inputs],
+            output_names=list(ctx.output_names),
         )
     return program.model_proto
 
@@ -58,10 +63,17 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
         warnings.simplefilter("always")
         with torch.no_grad():
             torch.onnx.export(
-                module, tuple(ctx.example), buffer, dynamo=False, opset_version=ctx.opset or LEGACY_OPSET,
-                input_names=[i.name for i in ctx.inputs], output_names=list(ctx.output_names),
-                dynamic_axes={**_axes([i.name for i in ctx.inputs], [i.dynamic_axes for i in ctx.inputs]),
-                              **_axes(list(ctx.output_names), list(ctx.output_axes))},
+                module,
+                tuple(ctx.example),
+                buffer,
+                dynamo=False,
+                opset_version=ctx.opset or LEGACY_OPSET,
+                input_names=[i.name for i in ctx.inputs],
+                output_names=list(ctx.output_names),
+                dynamic_axes={
+                    **_axes([i.name for i in ctx.inputs], [i.dynamic_axes for i in ctx.inputs]),
+                    **_axes(list(ctx.output_names), list(ctx.output_axes)),
+                },
                 do_constant_folding=True,
             )
     notes = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
@@ -106,7 +118,10 @@ def _attempts(ctx: ExportContext) -> list[tuple[str, Any]]:
     ts = ctx.outcomes.get("torchscript")
     traced = ts is not None and ts.status == "passed" and ts.info.get("method") == "trace"
     # the legacy exporter traces the module itself; a trace that already passed the gate saves it the work
-    legacy = ("legacy", lambda: (_legacy(ctx, ts.module)[0], ts.info.get("tracer_warnings", [])) if traced else _legacy(ctx, ctx.module))
+    legacy = (
+        "legacy",
+        lambda: (_legacy(ctx, ts.module)[0], ts.info.get("tracer_warnings", [])) if traced else _legacy(ctx, ctx.module),
+    )
     out.insert(0 if traced else len(out), legacy)
     if ts is not None and ts.status == "passed" and ts.info.get("method") == "script":
         out.append(("legacy-from-script", lambda: _legacy(ctx, ts.module)))
@@ -118,7 +133,9 @@ def export(ctx: ExportContext) -> Outcome:
         try:
             import onnxslim  # noqa: F401
         except ImportError:
-            return Outcome("failed", reason="--slim needs the onnxslim package", hint="pip install onnxslim, or build without --slim")
+            return Outcome(
+                "failed", reason="--slim needs the onnxslim package", hint="pip install onnxslim, or build without --slim"
+            )
     path = ctx.folder / FILE
     rejected: list[dict[str, str]] = []
     attempts = _attempts(ctx)
@@ -145,16 +162,20 @@ def export(ctx: ExportContext) -> Outcome:
             continue
         if outcome.status == "passed":
             outcome.info["rejected"] = rejected
-            outcome.info["not_tried"] = [name for name, _ in attempts[position + 1:]]
+            outcome.info["not_tried"] = [name for name, _ in attempts[position + 1 :]]
             if rejected:
-                log(f"onnx: shipped the {exporter} exporter's file ({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})")
+                log(
+                    f"onnx: shipped the {exporter} exporter's file ({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})"
+                )
             return outcome
         rejected.append({"exporter": exporter, "reason": first_failure(outcome.checks).reason})  # type: ignore[union-attr]
         log(f"onnx: the {exporter} export does not match eager; trying the next exporter")
     path.unlink(missing_ok=True)
     reasons = "; ".join(f"{r['exporter']}: {r['reason']}" for r in rejected)
     fix = next((r["fix"] for r in rejected if r.get("fix")), "leave onnx out of --formats, or wrap the failing part")
-    return Outcome("failed", reason=f"no ONNX exporter produced a file that passes ({reasons})", hint=fix, info={"rejected": rejected})
+    return Outcome(
+        "failed", reason=f"no ONNX exporter produced a file that passes ({reasons})", hint=fix, info={"rejected": rejected}
+    )
 
 
 def providers(device: str) -> list[str]:

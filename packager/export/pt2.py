@@ -80,8 +80,10 @@ def capture(module: Any, example: list[Any], inputs: list[Any]) -> tuple[Any, st
         return None, f"torch.export failed: {cause}; {fix}"
     fixed = _static_axes(program, inputs)
     if fixed:
-        error = (f"torch.export made declared dynamic axes static: {', '.join(fixed)}; declare them static in the spec "
-                 "(`dynamic_axes`), or change the code that reads those sizes")
+        error = (
+            f"torch.export made declared dynamic axes static: {', '.join(fixed)}; declare them static in the spec "
+            "(`dynamic_axes`), or change the code that reads those sizes"
+        )
         log(error)
         return None, error
     log(f"torch.export captured the program in {time.perf_counter() - started:.1f} s")

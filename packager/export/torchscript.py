@@ -109,8 +109,12 @@ def _scripted(ctx: ExportContext, why: str) -> Outcome:
         module = script(ctx)
     except Exception as exc:
         cause, fix = explain(exc, "script")
-        return Outcome("failed", reason=f"{why}, and torch.jit.script failed: {cause}", hint=fix,
-                       info={"method": "script", "fallback_from_trace": why})
+        return Outcome(
+            "failed",
+            reason=f"{why}, and torch.jit.script failed: {cause}",
+            hint=fix,
+            info={"method": "script", "fallback_from_trace": why},
+        )
     outcome = _gate(ctx, module, "script", fallback_from_trace=why)
     if outcome.status == "passed":
         outcome.warning = f"TorchScript: {why[:200]}; scripted instead"
@@ -124,12 +128,24 @@ def test_harder(ctx: ExportContext, outcome: Outcome, runner: Any, notes: list[s
         return None
     extra = ctx.check_flipped(runner)
     if extra is None:  # the model cannot take flipped values: torch.export capturing it vouches for no value branches
-        return None if ctx.program is not None else ("the model may branch on tensor values (the trace converts tensors to "
-                                                      "Python bools) and cannot be tested on flipped values")
+        return (
+            None
+            if ctx.program is not None
+            else (
+                "the model may branch on tensor values (the trace converts tensors to "
+                "Python bools) and cannot be tested on flipped values"
+            )
+        )
     outcome.checks.extend(extra)
     bad = first_failure(extra)
-    return None if bad is None else (f"the model branches on tensor values and the trace keeps one branch only (it differs "
-                                     f"from eager at {bad.case}: {bad.reason[:120]})")
+    return (
+        None
+        if bad is None
+        else (
+            f"the model branches on tensor values and the trace keeps one branch only (it differs "
+            f"from eager at {bad.case}: {bad.reason[:120]})"
+        )
+    )
 
 
 def export(ctx: ExportContext) -> Outcome:
@@ -140,7 +156,9 @@ def export(ctx: ExportContext) -> Outcome:
     except Exception as exc:
         cause, fix = explain(exc, "trace")
         if ctx.torchscript == "trace":
-            return Outcome("failed", reason=f"torch.jit.trace failed: {cause}", hint="try --torchscript script", info={"method": "trace"})
+            return Outcome(
+                "failed", reason=f"torch.jit.trace failed: {cause}", hint="try --torchscript script", info={"method": "trace"}
+            )
         return _scripted(ctx, f"torch.jit.trace failed: {first_line(exc)}")
     outcome = _gate(ctx, traced, "trace", tracer_warnings=notes)
     if outcome.status == "passed":
@@ -148,12 +166,17 @@ def export(ctx: ExportContext) -> Outcome:
         if wrong is None:
             if notes:
                 outcome.info["tracer_warnings_checked"] = "the trace passed the gate at every validated shape" + (
-                    " and on flipped values" if any(BRANCH_WARNING in n for n in notes) else "")
+                    " and on flipped values" if any(BRANCH_WARNING in n for n in notes) else ""
+                )
             return outcome
         why = f"the trace is unsafe: {wrong}"
         if ctx.torchscript == "trace":
-            return Outcome("failed", reason=f"TorchScript {why}", hint="use --torchscript auto or script, which keep the control flow",
-                           info={"method": "trace", "tracer_warnings": notes})
+            return Outcome(
+                "failed",
+                reason=f"TorchScript {why}",
+                hint="use --torchscript auto or script, which keep the control flow",
+                info={"method": "trace", "tracer_warnings": notes},
+            )
         scripted = _scripted(ctx, why)
         if scripted.status == "failed":
             scripted.hint = "make forward() scriptable, or remove the data-dependent branch (torch.where, torch.cond)"

@@ -21,5 +21,15 @@ def packagers() -> dict[str, Packager]:
     return {t.name: t.package for t in all_targets() if t.packaged_by_build}
 
 
-__all__ = ["DeployOptions", "Endpoint", "Request", "ServerOptions", "Target", "all_targets", "get_target", "make_options",
-           "names", "packagers"]
+__all__ = [
+    "DeployOptions",
+    "Endpoint",
+    "Request",
+    "ServerOptions",
+    "Target",
+    "all_targets",
+    "get_target",
+    "make_options",
+    "names",
+    "packagers",
+]

@@ -18,8 +18,16 @@ from ..errors import UsageError
 from ..report import BuildReport
 
 
-def cli_field(default: Any, flag: str, help: str, *, type: Any = None, choices: tuple[str, ...] | None = None,
-              is_flag: bool = False, commands: tuple[str, ...] = ("deploy",)) -> Any:
+def cli_field(
+    default: Any,
+    flag: str,
+    help: str,
+    *,
+    type: Any = None,
+    choices: tuple[str, ...] | None = None,
+    is_flag: bool = False,
+    commands: tuple[str, ...] = ("deploy",),
+) -> Any:
     """A dataclass field that is also a command-line option of the given commands."""
     meta = {"flag": flag, "help": help, "type": type, "choices": choices, "is_flag": is_flag, "commands": commands}
     return field(default=default, metadata={"cli": meta})
@@ -34,8 +42,9 @@ class DeployOptions:
     options for it (`cli_field`)."""
 
     store: Path
-    format: str | None = cli_field(None, "--format", "Which export to serve (default: onnx when it passed).",
-                                   choices=("onnx", "torchscript", "pt2", "aoti"))
+    format: str | None = cli_field(
+        None, "--format", "Which export to serve (default: onnx when it passed).", choices=("onnx", "torchscript", "pt2", "aoti")
+    )
     url: str | None = None
     timeout: float = 180.0
     workers: int | None = None
@@ -126,8 +135,7 @@ class Target:
         """How a client sends `request` to the model that `deploy` returned (`pack bench` replays it under load)."""
         raise self._unsupported("bench")
 
-    def kserve_storage(self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None,
-                       gpus: int) -> str:
+    def kserve_storage(self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
         """Lay out this server's files under `dest` as KServe's runtime for it mounts them; the model a client calls."""
         raise self._unsupported("KServe storage")
 
@@ -177,10 +185,25 @@ def make_options(target: Target, command: str, store: Path, given: dict[str, Any
     if foreign:
         flags = {f.name: f.metadata["cli"]["flag"] for t in all_targets() for f in cli_fields(t.Options)}
         owners = [t.name for t in all_targets() if any(f.name == foreign[0] for f in cli_fields(t.Options))]
-        raise UsageError(f"{flags.get(foreign[0], foreign[0])} is not an option of --target {target.name}",
-                         f"it belongs to --target {' or '.join(owners)}" if owners else "see pack deploy --help")
+        raise UsageError(
+            f"{flags.get(foreign[0], foreign[0])} is not an option of --target {target.name}",
+            f"it belongs to --target {' or '.join(owners)}" if owners else "see pack deploy --help",
+        )
     return target.Options(store=store, **values)
 
 
-__all__ = ["SERVER", "DeployOptions", "Endpoint", "Request", "ServerOptions", "Target", "all_targets", "cli_field", "cli_fields", "get_target", "make_options",
-           "names", "register_target"]
+__all__ = [
+    "SERVER",
+    "DeployOptions",
+    "Endpoint",
+    "Request",
+    "ServerOptions",
+    "Target",
+    "all_targets",
+    "cli_field",
+    "cli_fields",
+    "get_target",
+    "make_options",
+    "names",
+    "register_target",
+]

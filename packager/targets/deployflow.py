@@ -93,7 +93,9 @@ class Steps:
         return None
 
     def smoke_failure(self, smoke: dict[str, Any]) -> str:
-        return f"smoke test failed on {smoke.get('model') or self.name} v{self.version}: {smoke.get('reason') or 'no reason given'}"
+        return (
+            f"smoke test failed on {smoke.get('model') or self.name} v{self.version}: {smoke.get('reason') or 'no reason given'}"
+        )
 
     def still_serving(self) -> str:
         """After a clean rollback: what serves now ("the previous tiny keeps serving")."""

@@ -62,7 +62,9 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         manifest = inference_service(report, kopts, storage)
         problems = validate(manifest)
         if problems:
-            raise ValidationFailed(f"the generated InferenceService fails the KServe schema: {problems[0]}", "report this; nothing was written")
+            raise ValidationFailed(
+                f"the generated InferenceService fails the KServe schema: {problems[0]}", "report this; nothing was written"
+            )
         (tmp / MANIFEST).write_text(
             f"# InferenceService for {report.name} v{report.version} ({kopts.runtime}), written by pack.\n"
             f"# Upload storage/ to {kopts.storage_uri} first, then: kubectl apply -f {MANIFEST}\n"
@@ -88,7 +90,10 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         else:
             proc = subprocess.run([kubectl, "apply", "-f", str(out / MANIFEST)], capture_output=True, text=True, timeout=120)
             if proc.returncode != 0:
-                raise EnvironmentProblem(f"kubectl apply failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}", "check the cluster context and KServe installation")
+                raise EnvironmentProblem(
+                    f"kubectl apply failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}",
+                    "check the cluster context and KServe installation",
+                )
             applied = True
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     return {

@@ -45,17 +45,32 @@ class KServeOptions:
             raise UsageError(f"unknown KServe runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
         uri = opts.storage_uri
         if not uri:
-            raise UsageError("--storage-uri is required for --target kserve", "pass where the storage folder will be uploaded, e.g. s3://bucket/models/" + report.name)
+            raise UsageError(
+                "--storage-uri is required for --target kserve",
+                "pass where the storage folder will be uploaded, e.g. s3://bucket/models/" + report.name,
+            )
         if not re.match(r"^(s3|gs|pvc|https?|azure|hdfs|webhdfs|oci)://.+", uri):
-            raise UsageError(f"--storage-uri {uri!r} has no scheme KServe's storage initializer knows", "use s3://, gs://, pvc://, https://, ...")
+            raise UsageError(
+                f"--storage-uri {uri!r} has no scheme KServe's storage initializer knows",
+                "use s3://, gs://, pvc://, https://, ...",
+            )
         protocols = RUNTIMES[runtime][1]
         protocol = opts.protocol or protocols[0]
         if protocol not in protocols:
             raise UsageError(f"the {runtime} runtime does not speak protocol {protocol}", f"use {' or '.join(protocols)}")
-        kw = {k: getattr(opts, k) for k in ("cpu", "memory", "gpus", "min_replicas", "max_replicas", "scale_target") if getattr(opts, k) is not None}
-        out = cls(runtime=runtime, storage_uri=uri.rstrip("/"), protocol=protocol, apply=bool(opts.apply), format=opts.format, **kw)
+        kw = {
+            k: getattr(opts, k)
+            for k in ("cpu", "memory", "gpus", "min_replicas", "max_replicas", "scale_target")
+            if getattr(opts, k) is not None
+        }
+        out = cls(
+            runtime=runtime, storage_uri=uri.rstrip("/"), protocol=protocol, apply=bool(opts.apply), format=opts.format, **kw
+        )
         if out.min_replicas < 0 or out.max_replicas < max(out.min_replicas, 1):
-            raise UsageError(f"replicas {out.min_replicas}..{out.max_replicas} are not a valid range", "use --min-replicas <= --max-replicas, max at least 1")
+            raise UsageError(
+                f"replicas {out.min_replicas}..{out.max_replicas} are not a valid range",
+                "use --min-replicas <= --max-replicas, max at least 1",
+            )
         if out.gpus < 0:
             raise UsageError("--gpus must be 0 or more")
         return out
@@ -76,7 +91,13 @@ def _readiness(runtime: str, protocol: str, model: str) -> dict[str, Any]:
         path = f"/v2/models/{model}/ready"
     else:
         path = f"/v1/models/{model}"
-    return {"httpGet": {"path": path, "port": HTTP_PORT}, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 30}
+    return {
+        "httpGet": {"path": path, "port": HTTP_PORT},
+        "initialDelaySeconds": 10,
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "failureThreshold": 30,
+    }
 
 
 def inference_service(report: BuildReport, k: KServeOptions, storage: dict[str, Any]) -> dict[str, Any]:

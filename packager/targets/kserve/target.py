@@ -15,16 +15,24 @@ RUNTIME_CHOICES = ("triton", "torchserve")
 
 @dataclass
 class KServeDeployOptions(DeployOptions):
-    runtime: str | None = cli_field(None, "--runtime", "KServe: the serving runtime (default torchserve).", choices=RUNTIME_CHOICES)
-    storage_uri: str | None = cli_field(None, "--storage-uri", "KServe: where the storage folder will be uploaded (s3://, gs://, pvc://).")
+    runtime: str | None = cli_field(
+        None, "--runtime", "KServe: the serving runtime (default torchserve).", choices=RUNTIME_CHOICES
+    )
+    storage_uri: str | None = cli_field(
+        None, "--storage-uri", "KServe: where the storage folder will be uploaded (s3://, gs://, pvc://)."
+    )
     apply: bool = cli_field(False, "--apply", "KServe: run kubectl apply when kubectl and a context exist.", is_flag=True)
-    protocol: str | None = cli_field(None, "--protocol", "KServe: inference protocol (torchserve v1|v2, triton v2).", choices=("v1", "v2"))
+    protocol: str | None = cli_field(
+        None, "--protocol", "KServe: inference protocol (torchserve v1|v2, triton v2).", choices=("v1", "v2")
+    )
     cpu: str | None = cli_field(None, "--cpu", "KServe: CPU request and limit (default 1).")
     memory: str | None = cli_field(None, "--memory", "KServe: memory request and limit (default 2Gi).")
     gpus: int | None = cli_field(None, "--gpus", "KServe: nvidia.com/gpu per replica (default 0).", type=int)
     min_replicas: int | None = cli_field(None, "--min-replicas", "KServe: minimum replicas (default 1).", type=int)
     max_replicas: int | None = cli_field(None, "--max-replicas", "KServe: maximum replicas (default 3).", type=int)
-    scale_target: int | None = cli_field(None, "--scale-target", "KServe: autoscaling target, concurrent requests per replica (default 8).", type=int)
+    scale_target: int | None = cli_field(
+        None, "--scale-target", "KServe: autoscaling target, concurrent requests per replica (default 8).", type=int
+    )
 
 
 @register_target

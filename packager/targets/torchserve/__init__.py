@@ -1,8 +1,8 @@
 """The TorchServe target: a reproducible .mar with pack's handlers, config.properties, deploy through the management API.
 
-    package(build_dir, report)            pack build: torchserve/<name>.mar and torchserve/config.properties
-    archive(build_dir, report, opts)      pack archive: rewrite both for an existing build (atomically)
-    deploy / status / undeploy / stop          pack deploy|status|undeploy|stop --target torchserve
+package(build_dir, report)            pack build: torchserve/<name>.mar and torchserve/config.properties
+archive(build_dir, report, opts)      pack archive: rewrite both for an existing build (atomically)
+deploy / status / undeploy / stop          pack deploy|status|undeploy|stop --target torchserve
 """
 
 from __future__ import annotations

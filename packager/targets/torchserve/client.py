@@ -51,7 +51,16 @@ class ManagementClient(_TorchServe):
             raise
         return str(found[0].get("modelVersion")) if found else None
 
-    def register(self, url: str, model_name: str, batch_size: int, max_batch_delay: int, initial_workers: int, response_timeout: int, timeout: float) -> str:
+    def register(
+        self,
+        url: str,
+        model_name: str,
+        batch_size: int,
+        max_batch_delay: int,
+        initial_workers: int,
+        response_timeout: int,
+        timeout: float,
+    ) -> str:
         doc = self.json(
             "POST",
             "/models",
@@ -91,7 +100,14 @@ class InferenceClient(_TorchServe):
         doc = self.json("GET", "/ping", timeout=timeout)
         return (doc or {}).get("status", "")
 
-    def predict(self, name: str, body: bytes, content_type: str = "application/octet-stream", version: str | None = None, timeout: float | None = None) -> tuple[int, bytes]:
+    def predict(
+        self,
+        name: str,
+        body: bytes,
+        content_type: str = "application/octet-stream",
+        version: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, bytes]:
         path = f"/predictions/{_q(name)}" + (f"/{_q(version)}" if version else "")
         answer = self.request("POST", path, body=body, content_type=content_type, timeout=timeout)
         return answer.status, answer.body

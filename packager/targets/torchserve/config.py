@@ -36,7 +36,13 @@ class ServingSettings:
         return asdict(self)
 
 
-def settings_from(report: BuildReport, fmt: str | None = None, batch_size: int | None = None, max_batch_delay_ms: int | None = None, workers: int | None = None) -> ServingSettings:
+def settings_from(
+    report: BuildReport,
+    fmt: str | None = None,
+    batch_size: int | None = None,
+    max_batch_delay_ms: int | None = None,
+    workers: int | None = None,
+) -> ServingSettings:
     """Settings for a build: explicit options first, then what the build's report recorded, then the defaults."""
     from ...errors import UsageError
     from ...export import served_format
@@ -45,7 +51,9 @@ def settings_from(report: BuildReport, fmt: str | None = None, batch_size: int |
     batchable = all(0 in i.dynamic_axes for i in report.inputs)
     fmt = served_format(report, fmt or recorded.get("format"))
     size = batch_size if batch_size is not None else recorded.get("batch_size", DEFAULT_BATCH_SIZE if batchable else 1)
-    delay = max_batch_delay_ms if max_batch_delay_ms is not None else recorded.get("max_batch_delay_ms", DEFAULT_MAX_BATCH_DELAY_MS)
+    delay = (
+        max_batch_delay_ms if max_batch_delay_ms is not None else recorded.get("max_batch_delay_ms", DEFAULT_MAX_BATCH_DELAY_MS)
+    )
     count = workers if workers is not None else recorded.get("min_workers", DEFAULT_WORKERS)
     for label, value, low in (("--batch-size", size, 1), ("--max-batch-delay", delay, 0), ("--workers", count, 1)):
         if int(value) < low:
@@ -90,7 +98,9 @@ def model_config(settings: ServingSettings, handler: dict[str, Any]) -> dict[str
 
 
 def model_config_yaml(config: dict[str, Any]) -> str:
-    return "# TorchServe model configuration, written by pack\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return "# TorchServe model configuration, written by pack\n" + yaml.safe_dump(
+        config, sort_keys=False, default_flow_style=False
+    )
 
 
 def models_entry(name: str, version: str, mar_name: str, settings: ServingSettings, default: bool = True) -> dict[str, Any]:
@@ -149,7 +159,9 @@ def config_properties(
     if props["models"] == "{}":
         del props["models"]
     lines = [f"# {line}" for line in comment.splitlines()] if comment else []
-    lines.append("# Token authorization is on (TorchServe's default): clients send `Authorization: Bearer <key>` from key_file.json.")
+    lines.append(
+        "# Token authorization is on (TorchServe's default): clients send `Authorization: Bearer <key>` from key_file.json."
+    )
     lines += [f"{key}={_escape(str(value))}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
 

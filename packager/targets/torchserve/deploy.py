@@ -43,8 +43,13 @@ def smoke_test(conn: Connection, build_dir: Path, report: BuildReport, version: 
 
     sample = load_sample(build_dir, report)
     inputs = [
-        {"name": spec.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "encoding": "base64",
-         "data": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<")).tobytes()).decode()}
+        {
+            "name": spec.name,
+            "shape": list(arr.shape),
+            "dtype": str(arr.dtype),
+            "encoding": "base64",
+            "data": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<")).tobytes()).decode(),
+        }
         for spec, arr in zip(report.inputs, sample.inputs)
     ]
     body = json.dumps({"inputs": inputs, "output_encoding": "base64"}).encode()
@@ -112,7 +117,9 @@ class TorchServeSteps(Steps):
                 f"set {MODEL_STORE_ENV} to a folder that is its model store (shared), or deploy on its host",
             )
         folder = self.stack.enter_context(tempdir())
-        self.local_copy = stage_mar(self.build_dir, self.report, self.settings, folder, f"{self.name}.v{self.version}.{os.getpid()}.mar")
+        self.local_copy = stage_mar(
+            self.build_dir, self.report, self.settings, folder, f"{self.name}.v{self.version}.{os.getpid()}.mar"
+        )
 
     @contextlib.contextmanager
     def _archive_url(self) -> Iterator[str]:
@@ -131,7 +138,9 @@ class TorchServeSteps(Steps):
             with self._archive_url() as url:
                 self.sent = True
                 try:
-                    mgmt.register(url, self.name, s.batch_size, s.max_batch_delay_ms, s.min_workers, s.response_timeout_s, self.timeout)
+                    mgmt.register(
+                        url, self.name, s.batch_size, s.max_batch_delay_ms, s.min_workers, s.response_timeout_s, self.timeout
+                    )
                 except ApiError as exc:
                     if exc.status == 409:  # this very version was there already: nothing of ours to remove
                         self.sent = False

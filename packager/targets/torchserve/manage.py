@@ -14,7 +14,6 @@ from .server import LocalServer
 log = logging.getLogger(__name__).info
 
 
-
 def status(opts: DeployOptions) -> dict[str, Any]:
     conn = connect(opts, start=False)
     if conn is None:
@@ -41,7 +40,15 @@ def status(opts: DeployOptions) -> dict[str, Any]:
                         "max_batch_delay_ms": d.get("maxBatchDelay"),
                         "min_workers": d.get("minWorkers"),
                         "max_workers": d.get("maxWorkers"),
-                        "workers": [{"id": w.get("id"), "status": w.get("status"), "pid": w.get("pid"), "memory_bytes": w.get("memoryUsage")} for w in workers],
+                        "workers": [
+                            {
+                                "id": w.get("id"),
+                                "status": w.get("status"),
+                                "pid": w.get("pid"),
+                                "memory_bytes": w.get("memoryUsage"),
+                            }
+                            for w in workers
+                        ],
                     }
                 )
     result = {
@@ -55,9 +62,20 @@ def status(opts: DeployOptions) -> dict[str, Any]:
     }
     from ...console import table
 
-    rows = [[m["model"], m["version"], "yes" if m["default"] else "", str(m["batch_size"]), f"{sum(w['status'] == 'READY' for w in m['workers'])}/{len(m['workers'])}"] for m in models]
+    rows = [
+        [
+            m["model"],
+            m["version"],
+            "yes" if m["default"] else "",
+            str(m["batch_size"]),
+            f"{sum(w['status'] == 'READY' for w in m['workers'])}/{len(m['workers'])}",
+        ]
+        for m in models
+    ]
     head = f"TorchServe at {conn.inference.base_url} (management {conn.management.base_url})"
-    result["summary"] = head + "\n" + (table(rows, ["model", "version", "default", "batch", "ready workers"]) if rows else "no models registered")
+    result["summary"] = (
+        head + "\n" + (table(rows, ["model", "version", "default", "batch", "ready workers"]) if rows else "no models registered")
+    )
     return result
 
 
@@ -89,7 +107,8 @@ def undeploy(name: str, version: str | None, opts: DeployOptions) -> dict[str, A
         "model": name,
         "removed": removed,
         "remaining": remaining,
-        "summary": f"unregistered {name} version(s) {', '.join(removed)}" + (f"; still registered: {', '.join(remaining)}" if remaining else ""),
+        "summary": f"unregistered {name} version(s) {', '.join(removed)}"
+        + (f"; still registered: {', '.join(remaining)}" if remaining else ""),
     }
 
 
@@ -98,6 +117,8 @@ def stop(opts: DeployOptions) -> dict[str, Any]:
     result = local.stop()
     result["target"] = "torchserve"
     result["summary"] = (
-        f"stopped the TorchServe of store {opts.store}" if result["stopped"] else f"no TorchServe launched by pack is running for store {opts.store}"
+        f"stopped the TorchServe of store {opts.store}"
+        if result["stopped"]
+        else f"no TorchServe launched by pack is running for store {opts.store}"
     )
     return result

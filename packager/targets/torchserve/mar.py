@@ -112,7 +112,9 @@ class Entry:
     store: bool = False
 
 
-def plan_entries(build_dir: Path, report: BuildReport, settings: ServingSettings, handler: str | None = None) -> tuple[list[Entry], dict[str, Any]]:
+def plan_entries(
+    build_dir: Path, report: BuildReport, settings: ServingSettings, handler: str | None = None
+) -> tuple[list[Entry], dict[str, Any]]:
     """Every entry of the archive (sorted) and a description of it for the report."""
     fmt = settings.format
     serialized = SERIALIZED[fmt]
@@ -127,10 +129,15 @@ def plan_entries(build_dir: Path, report: BuildReport, settings: ServingSettings
     hsettings = handler_settings(report, handler, labels)
     config = model_config(settings, hsettings)
     entries = [
-        Entry("MAR-INF/MANIFEST.json", data=(json.dumps(manifest(report.name, report.version, serialized, handler, date), indent=2) + "\n").encode()),
+        Entry(
+            "MAR-INF/MANIFEST.json",
+            data=(json.dumps(manifest(report.name, report.version, serialized, handler, date), indent=2) + "\n").encode(),
+        ),
         Entry(serialized, path=model_path, store=True),
         Entry(CONFIG_FILE, data=model_config_yaml(config).encode()),
-        Entry(METADATA_FILE, data=(json.dumps(metadata(report, fmt, serialized, labels), indent=2, sort_keys=True) + "\n").encode()),
+        Entry(
+            METADATA_FILE, data=(json.dumps(metadata(report, fmt, serialized, labels), indent=2, sort_keys=True) + "\n").encode()
+        ),
     ]
     entries += [Entry(f, data=read_runtime(f)) for f in helper_files(handler)]
     if labels:
@@ -140,7 +147,9 @@ def plan_entries(build_dir: Path, report: BuildReport, settings: ServingSettings
     return entries, info
 
 
-def write_mar(build_dir: Path, report: BuildReport, settings: ServingSettings, out: Path, handler: str | None = None) -> dict[str, Any]:
+def write_mar(
+    build_dir: Path, report: BuildReport, settings: ServingSettings, out: Path, handler: str | None = None
+) -> dict[str, Any]:
     """Write the archive to `out` (the caller renames it into place); returns its description (entries, size)."""
     entries, info = plan_entries(build_dir, report, settings, handler)
     date = tuple(info.pop("date"))
@@ -187,7 +196,9 @@ def _write_zip32(fh: Any, entries: list[Entry], date: tuple[int, ...]) -> None:
         if payload is None:  # page-align the weights in the archive, as zipalign does: kernel copies go page by page
             pad = -(offset + 30 + len(name) + 6) % ALIGN
             extra = struct.pack("<HHH", 0xD935, 2 + pad, ALIGN) + bytes(pad)
-        header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), len(extra))
+        header = struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), len(extra)
+        )
         fh.write(header + name + extra)
         if payload is None:
             # Two cores at once: zlib.crc32 over a read-only mapping (GIL released) beside copy_file_range.
@@ -195,12 +206,33 @@ def _write_zip32(fh: Any, entries: list[Entry], date: tuple[int, ...]) -> None:
                 pending = pool.submit(_file_crc, entry.path)
                 _copy_file(entry.path, fh, size)  # type: ignore[arg-type]
                 crc = pending.result()
-            header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), len(extra))
+            header = struct.pack(
+                "<IHHHHHIIIHH", 0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), len(extra)
+            )
             os.pwrite(fh.fileno(), header, offset)
         else:
             fh.write(payload)
         central.append(
-            struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, (3 << 8) | 20, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), 0, 0, 0, 0, 0o100644 << 16, offset)
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                (3 << 8) | 20,
+                20,
+                flags,
+                method,
+                dos_time,
+                dos_date,
+                crc,
+                csize,
+                size,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                0o100644 << 16,
+                offset,
+            )
             + name
         )
         offset += len(header) + len(name) + len(extra) + csize

@@ -53,16 +53,22 @@ def read_tokens(key_file: Path) -> dict[str, str]:
     try:
         doc = json.loads(Path(key_file).read_text())
     except FileNotFoundError:
-        raise EnvironmentProblem(f"TorchServe key file {key_file} does not exist", "pass the key_file.json of the server with --token-file") from None
+        raise EnvironmentProblem(
+            f"TorchServe key file {key_file} does not exist", "pass the key_file.json of the server with --token-file"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise EnvironmentProblem(f"cannot read TorchServe key file {key_file}: {type(exc).__name__}", "pass the key_file.json the server wrote") from None
+        raise EnvironmentProblem(
+            f"cannot read TorchServe key file {key_file}: {type(exc).__name__}", "pass the key_file.json the server wrote"
+        ) from None
     out = {}
     for kind in ("management", "inference"):
         entry = doc.get(kind)
         if isinstance(entry, dict) and entry.get("key"):
             out[kind] = str(entry["key"])
     if len(out) != 2:
-        raise EnvironmentProblem(f"{key_file} has no management and inference keys", "pass the key_file.json TorchServe wrote at start")
+        raise EnvironmentProblem(
+            f"{key_file} has no management and inference keys", "pass the key_file.json TorchServe wrote at start"
+        )
     return out
 
 
@@ -120,7 +126,9 @@ class LocalServer:
             )
         torchserve = find_torchserve()
         if not torchserve:
-            raise EnvironmentProblem("the torchserve command is not installed", "pip install 'torchserve==0.12.0' (or run scripts/setup.sh)")
+            raise EnvironmentProblem(
+                "the torchserve command is not installed", "pip install 'torchserve==0.12.0' (or run scripts/setup.sh)"
+            )
         for folder in (self.root, self.model_store, self.tmp, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
         stale_pid = self.tmp / ".model_server.pid"
@@ -130,7 +138,10 @@ class LocalServer:
             except ValueError:
                 old = 0
             if pid_alive(old) and self._ours(old):
-                raise EnvironmentProblem(f"a TorchServe (pid {old}) already runs from {self.root} without pack's state file", f"stop it with `pack stop --store {self.root.parents[1]}` or kill {old}")
+                raise EnvironmentProblem(
+                    f"a TorchServe (pid {old}) already runs from {self.root} without pack's state file",
+                    f"stop it with `pack stop --store {self.root.parents[1]}` or kill {old}",
+                )
             stale_pid.unlink()
         self.key_file.unlink(missing_ok=True)
         host = "127.0.0.1"
@@ -154,12 +165,22 @@ class LocalServer:
         }
         # Only what this launch writes counts when looking for "Address already in use".
         self._log_marks = {path: (path.stat().st_size if path.exists() else 0) for path in (self.launch_log, self.log_path())}
-        log(f"starting TorchServe on {host} (inference {ports['inference']}, management {ports['management']}); logs in {self.logs}")
+        log(
+            f"starting TorchServe on {host} (inference {ports['inference']}, management {ports['management']}); logs in {self.logs}"
+        )
         started = time.monotonic()
         with open(self.launch_log, "ab") as out:
             try:
                 proc = subprocess.run(
-                    [torchserve, "--start", "--ts-config", str(self.config_file), "--model-store", str(self.model_store), "--ncs"],
+                    [
+                        torchserve,
+                        "--start",
+                        "--ts-config",
+                        str(self.config_file),
+                        "--model-store",
+                        str(self.model_store),
+                        "--ncs",
+                    ],
                     cwd=self.root,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -168,7 +189,9 @@ class LocalServer:
                     timeout=max(30.0, timeout),
                 )
             except subprocess.TimeoutExpired:
-                raise EnvironmentProblem(f"`torchserve --start` did not return within {timeout:.0f} s", f"see {self.launch_log}") from None
+                raise EnvironmentProblem(
+                    f"`torchserve --start` did not return within {timeout:.0f} s", f"see {self.launch_log}"
+                ) from None
         if proc.returncode != 0:
             raise EnvironmentProblem(f"`torchserve --start` failed with exit code {proc.returncode}", f"see {self.launch_log}")
         pid = self._wait_pid(started, timeout)
@@ -225,9 +248,14 @@ class LocalServer:
             elapsed = time.monotonic() - started
             taken = self._port_problem()
             if taken:
-                raise EnvironmentProblem(f"TorchServe could not bind its ports (a port is already in use; see {taken})", "run the command again (pack picks new free ports) or stop what holds the port")
+                raise EnvironmentProblem(
+                    f"TorchServe could not bind its ports (a port is already in use; see {taken})",
+                    "run the command again (pack picks new free ports) or stop what holds the port",
+                )
             if not pid_alive(state["pid"]):
-                raise EnvironmentProblem(f"TorchServe exited during start-up; see its log {self.log_path()}", f"and {self.launch_log}")
+                raise EnvironmentProblem(
+                    f"TorchServe exited during start-up; see its log {self.log_path()}", f"and {self.launch_log}"
+                )
             if self.key_file.exists():
                 try:
                     client = InferenceClient(state["inference_url"], self.tokens()["inference"], timeout=5)
@@ -237,7 +265,10 @@ class LocalServer:
                 except (HttpError, EnvironmentProblem):
                     pass
             if elapsed > timeout:
-                raise EnvironmentProblem(f"TorchServe did not become healthy within {timeout:.0f} s; see its log {self.log_path()}", "raise --timeout on a slow machine")
+                raise EnvironmentProblem(
+                    f"TorchServe did not become healthy within {timeout:.0f} s; see its log {self.log_path()}",
+                    "raise --timeout on a slow machine",
+                )
             time.sleep(0.25)
 
     # ------------------------------------------------------------ stop
@@ -266,11 +297,25 @@ class LocalServer:
             self._forget()
             return {"stopped": False, "pids": []}
         torchserve = (state or {}).get("torchserve") or find_torchserve()
-        env = {**os.environ, "TMPDIR": str(self.tmp), "TEMP": str(self.tmp), "LOG_LOCATION": str(self.logs), "METRICS_LOCATION": str(self.logs)}
+        env = {
+            **os.environ,
+            "TMPDIR": str(self.tmp),
+            "TEMP": str(self.tmp),
+            "LOG_LOCATION": str(self.logs),
+            "METRICS_LOCATION": str(self.logs),
+        }
         if torchserve and (self.tmp / ".model_server.pid").exists():
             with open(self.launch_log, "ab") as out:
                 try:
-                    subprocess.run([torchserve, "--stop"], cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=30)
+                    subprocess.run(
+                        [torchserve, "--stop"],
+                        cwd=self.root,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        timeout=30,
+                    )
                 except (subprocess.TimeoutExpired, OSError):
                     pass
         deadline = time.monotonic() + timeout

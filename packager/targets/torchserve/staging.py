@@ -23,7 +23,6 @@ from .mar import SERIALIZED, read_manifest, write_mar
 log = logging.getLogger(__name__).info
 
 
-
 def mar_file(build_dir: Path, report: BuildReport) -> Path:
     return build_dir / "torchserve" / f"{report.name}.mar"
 
@@ -38,7 +37,10 @@ def usable_build_mar(build_dir: Path, report: BuildReport, settings: ServingSett
     rel = str(path.relative_to(build_dir))
     recorded = report.sha256.get(rel)
     if recorded and sha256_file(path) != recorded:
-        raise UsageError(f"{path} does not match the sha256 recorded in report.json", f"rewrite it with `pack archive {report.name} --version {report.version} --force`")
+        raise UsageError(
+            f"{path} does not match the sha256 recorded in report.json",
+            f"rewrite it with `pack archive {report.name} --version {report.version} --force`",
+        )
     found = read_manifest(path)
     if not found:
         raise UsageError(f"{path} is not a readable TorchServe archive", "rewrite it with `pack archive --force`")

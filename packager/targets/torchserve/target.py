@@ -67,7 +67,10 @@ def inspect_mar(path: Path) -> dict[str, Any]:
         config_name = (manifest or {}).get("model", {}).get("configFile")
         config = yaml.safe_load(zf.read(config_name)) if config_name and config_name in names else None
         meta = json.loads(zf.read("pack.json")) if "pack.json" in names else None
-        entries = [{"name": i.filename, "bytes": i.file_size, "compressed": i.compress_size, "stored": i.compress_type == 0} for i in zf.infolist()]
+        entries = [
+            {"name": i.filename, "bytes": i.file_size, "compressed": i.compress_size, "stored": i.compress_type == 0}
+            for i in zf.infolist()
+        ]
     doc = {"kind": "mar", "path": str(path), "manifest": manifest, "model_config": config, "metadata": meta, "entries": entries}
     model = (manifest or {}).get("model", {})
     lines = [

@@ -156,7 +156,14 @@ def program_io(path: Path, config: Any, fmt: str) -> tuple[int, list[TensorInfo]
     except Exception as exc:  # noqa: BLE001 - reported as a problem
         return count, None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
     out = out if isinstance(out, (list, tuple)) else [out]
-    return count, [TensorInfo(f"#{i}", cfg.NUMPY_TO_TRITON.get(str(t.detach().numpy().dtype), "TYPE_INVALID"), list(t.shape)) for i, t in enumerate(out)], None
+    return (
+        count,
+        [
+            TensorInfo(f"#{i}", cfg.NUMPY_TO_TRITON.get(str(t.detach().numpy().dtype), "TYPE_INVALID"), list(t.shape))
+            for i, t in enumerate(out)
+        ],
+        None,
+    )
 
 
 # --- comparisons ---------------------------------------------------------------------------------------------
@@ -184,7 +191,9 @@ class EntryChecker:
         dims = list(entry.dims)
         if self.config.max_batch_size > 0:
             if not actual.shape:
-                self.add("max_batch_size", self.config.max_batch_size, f"{source} {kind} {actual.name!r} is a scalar (no batch axis)")
+                self.add(
+                    "max_batch_size", self.config.max_batch_size, f"{source} {kind} {actual.name!r} is a scalar (no batch axis)"
+                )
                 return
             if actual.shape[0] != -1 and not (source.startswith(RUN_SOURCES) and actual.shape[0] == 1):
                 self.add(
@@ -207,13 +216,19 @@ class EntryChecker:
             self.add(f"{field} dims", _fmt(dims), f"{source} has {_fmt(model_dims)}")
             return
 
-    def compare_io(self, model_inputs: list[TensorInfo], model_outputs: list[TensorInfo], source: str, by_name: bool = True) -> None:
+    def compare_io(
+        self, model_inputs: list[TensorInfo], model_outputs: list[TensorInfo], source: str, by_name: bool = True
+    ) -> None:
         for kind, entries, actual in (("input", self.config.input, model_inputs), ("output", self.config.output, model_outputs)):
             if by_name:
                 known = {t.name: t for t in actual}
                 for entry in entries:
                     if entry.name not in known:
-                        self.add(f"{kind} name", repr(entry.name), f"{source} has no {kind} of that name (its {kind}s: {', '.join(known) or 'none'})")
+                        self.add(
+                            f"{kind} name",
+                            repr(entry.name),
+                            f"{source} has no {kind} of that name (its {kind}s: {', '.join(known) or 'none'})",
+                        )
                         continue
                     self.compare_tensor(kind, entry, known[entry.name], source)
                 named = {e.name for e in entries}
@@ -233,33 +248,50 @@ class EntryChecker:
             if entry.name in forward_args:
                 continue
             if not m:
-                self.add(f"input {entry.name!r} name", repr(entry.name), f"model.pt forward() takes {forward_args}; name it after an argument or <name>__<index>")
+                self.add(
+                    f"input {entry.name!r} name",
+                    repr(entry.name),
+                    f"model.pt forward() takes {forward_args}; name it after an argument or <name>__<index>",
+                )
             elif int(m.group(1)) >= len(forward_args):
-                self.add(f"input {entry.name!r} name", repr(entry.name), f"model.pt forward() takes only {len(forward_args)} inputs")
+                self.add(
+                    f"input {entry.name!r} name", repr(entry.name), f"model.pt forward() takes only {len(forward_args)} inputs"
+                )
         indices = []
         for entry in self.config.output:
             m = pattern.match(entry.name)
             if not m:
-                self.add(f"output {entry.name!r} name", repr(entry.name), "the libtorch backend needs <name>__<index> output names")
+                self.add(
+                    f"output {entry.name!r} name", repr(entry.name), "the libtorch backend needs <name>__<index> output names"
+                )
             else:
                 indices.append(int(m.group(1)))
         if indices and sorted(indices) != list(range(len(indices))):
             self.add("output names", sorted(indices), f"output indices must be 0..{len(indices) - 1}")
         if len(self.config.input) != len(forward_args):
-            self.add("input count", len(self.config.input), f"model.pt forward() takes {len(forward_args)} ({', '.join(forward_args)})")
+            self.add(
+                "input count", len(self.config.input), f"model.pt forward() takes {len(forward_args)} ({', '.join(forward_args)})"
+            )
 
     def check_torchscript(self, path: Path, by_position_names: bool) -> None:
         try:
             args, outputs, why = torchscript_io(path, self.config)
         except Exception as exc:  # noqa: BLE001 - a corrupt file is a finding, not a crash
-            self.add("model file", path.name, f"it is not a loadable TorchScript file ({type(exc).__name__}: {str(exc).strip()[:160]})")
+            self.add(
+                "model file", path.name, f"it is not a loadable TorchScript file ({type(exc).__name__}: {str(exc).strip()[:160]})"
+            )
             return
         if by_position_names:
             self.check_libtorch_names(args)
         elif len(self.config.input) != len(args):
             self.add("input count", len(self.config.input), f"{path.name} forward() takes {len(args)} ({', '.join(args)})")
         if outputs is None:
-            self.add("inputs", "the declared inputs", f"a TorchScript run of {path.name} on them failed: {why}", "warning" if "string" in (why or "") else "error")
+            self.add(
+                "inputs",
+                "the declared inputs",
+                f"a TorchScript run of {path.name} on them failed: {why}",
+                "warning" if "string" in (why or "") else "error",
+            )
             return
         if len(outputs) != len(self.config.output):
             self.add("output count", len(self.config.output), f"a TorchScript run of {path.name} returns {len(outputs)}")
@@ -291,14 +323,18 @@ class EntryChecker:
             self.add("max_batch_size", 0, f"{self.config.max_batch_size}: Triton's torch_aoti platform does not batch yet")
         for kind, entries, prefix in (("input", self.config.input, "INPUT"), ("output", self.config.output, "OUTPUT")):
             ordinal = re.compile(rf"^{prefix}__(\d+)$")
-            path = re.compile(r"^(ARGS|KWARGS)\[[^\]\s\"]+\](\[[^\]\s\"]+\])*$" if kind == "input" else r"^RESULT(\[[^\]\s\"]+\])*$")
+            path = re.compile(
+                r"^(ARGS|KWARGS)\[[^\]\s\"]+\](\[[^\]\s\"]+\])*$" if kind == "input" else r"^RESULT(\[[^\]\s\"]+\])*$"
+            )
             indices = []
             for entry in entries:
                 m = ordinal.match(entry.name)
                 if m:
                     indices.append(int(m.group(1)))
                 elif not path.match(entry.name):
-                    self.add(f"{kind} {entry.name!r} name", f"{prefix}__<index> or a call-spec path", "torch_aoti cannot address it")
+                    self.add(
+                        f"{kind} {entry.name!r} name", f"{prefix}__<index> or a call-spec path", "torch_aoti cannot address it"
+                    )
             if indices and sorted(indices) != list(range(len(indices))):
                 self.add(f"{kind} names", f"{prefix}__0..{len(indices) - 1}", sorted(indices))
 
@@ -311,7 +347,11 @@ class EntryChecker:
                     self.add(field, "an input of that name", f"the config has no input {name!r}")
                     continue
                 if item.data_type != inputs[name].data_type:
-                    self.add(f"{field} data_type", cfg.dtype_name(item.data_type), f"the input is {cfg.dtype_name(inputs[name].data_type)}")
+                    self.add(
+                        f"{field} data_type",
+                        cfg.dtype_name(item.data_type),
+                        f"the input is {cfg.dtype_name(inputs[name].data_type)}",
+                    )
                 cdims = list(inputs[name].dims)
                 wdims = list(item.dims)
                 if len(cdims) != len(wdims) or any(c not in (-1, w) for c, w in zip(cdims, wdims)):
@@ -325,7 +365,11 @@ class EntryChecker:
                     if npdtype and npdtype != "object":
                         want = int(np.prod(wdims, dtype=np.int64)) * np.dtype(npdtype).itemsize
                         if path.stat().st_size != want:
-                            self.add(f"{field} input_data_file", f"{_fmt(wdims)} {cfg.dtype_name(item.data_type)} ({want} bytes)", f"{path.name} has {path.stat().st_size} bytes")
+                            self.add(
+                                f"{field} input_data_file",
+                                f"{_fmt(wdims)} {cfg.dtype_name(item.data_type)} ({want} bytes)",
+                                f"{path.name} has {path.stat().st_size} bytes",
+                            )
 
 
 def served_versions(config: Any, versions: list[str]) -> list[str]:
@@ -337,7 +381,7 @@ def served_versions(config: Any, versions: list[str]) -> list[str]:
     if which == "specific":
         return [v for v in ordered if int(v) in set(policy.specific.versions)]
     n = policy.latest.num_versions if which == "latest" else 1
-    return ordered[-max(n, 1):]
+    return ordered[-max(n, 1) :]
 
 
 def check_entry(repo: Path, name: str, configs: dict[str, Any]) -> list[Problem]:
@@ -366,7 +410,11 @@ def check_entry(repo: Path, name: str, configs: dict[str, Any]) -> list[Problem]
         return chk.problems
     served = served_versions(config, versions)
     if not served:
-        chk.add("version_policy", str(config.version_policy).strip() or "latest 1", f"no version folder matches (folders: {', '.join(sorted(versions, key=int))})")
+        chk.add(
+            "version_policy",
+            str(config.version_policy).strip() or "latest 1",
+            f"no version folder matches (folders: {', '.join(sorted(versions, key=int))})",
+        )
     for version in sorted(versions, key=int):
         chk.version = version
         before = len(chk.problems)
@@ -438,12 +486,18 @@ def check_ensemble(chk: EntryChecker, configs: dict[str, Any]) -> None:
         chk.add("ensemble_scheduling", "steps", "none are given")
         return
     # tensor name -> (dtype, full shape, producer)
-    tensors: dict[str, tuple[int, list[int], str]] = {e.name: (e.data_type, _full(ens, e.dims), "the ensemble input") for e in ens.input}
+    tensors: dict[str, tuple[int, list[int], str]] = {
+        e.name: (e.data_type, _full(ens, e.dims), "the ensemble input") for e in ens.input
+    }
     for i, step in enumerate(ens.ensemble_scheduling.step):
         where = f"ensemble_scheduling.step[{i}] ({step.model_name})"
         sub = configs.get(step.model_name)
         if sub is None:
-            chk.add(f"{where} model_name", repr(step.model_name), f"the repository has no model of that name (models: {', '.join(sorted(configs))})")
+            chk.add(
+                f"{where} model_name",
+                repr(step.model_name),
+                f"the repository has no model of that name (models: {', '.join(sorted(configs))})",
+            )
             continue
         if step.model_version not in (-1, 0):
             vdir = chk.repo / step.model_name / str(step.model_version)
@@ -455,7 +509,11 @@ def check_ensemble(chk: EntryChecker, configs: dict[str, Any]) -> None:
         sub_outputs = {e.name: e for e in sub.output}
         for key, tensor in step.input_map.items():
             if key not in sub_inputs:
-                chk.add(f"{where} input_map key", repr(key), f"{step.model_name} has no input of that name (its inputs: {', '.join(sub_inputs)})")
+                chk.add(
+                    f"{where} input_map key",
+                    repr(key),
+                    f"{step.model_name} has no input of that name (its inputs: {', '.join(sub_inputs)})",
+                )
                 continue
             if tensor not in tensors:
                 chk.add(f"{where} input_map[{key!r}]", repr(tensor), "no ensemble input or earlier step produces that tensor")
@@ -463,7 +521,11 @@ def check_ensemble(chk: EntryChecker, configs: dict[str, Any]) -> None:
             dtype, shape, producer = tensors[tensor]
             want = sub_inputs[key]
             if dtype != want.data_type:
-                chk.add(f"{where} input {key!r} data_type", f"{cfg.dtype_name(want.data_type)} for {step.model_name}", f"{producer} gives {cfg.dtype_name(dtype)}")
+                chk.add(
+                    f"{where} input {key!r} data_type",
+                    f"{cfg.dtype_name(want.data_type)} for {step.model_name}",
+                    f"{producer} gives {cfg.dtype_name(dtype)}",
+                )
             wshape = _full(sub, want.dims)
             if len(shape) != len(wshape) or any(a != b and -1 not in (a, b) for a, b in zip(shape, wshape)):
                 chk.add(f"{where} input {key!r} dims", f"{_fmt(wshape)} for {step.model_name}", f"{producer} gives {_fmt(shape)}")
@@ -471,7 +533,11 @@ def check_ensemble(chk: EntryChecker, configs: dict[str, Any]) -> None:
             chk.add(f"{where} input_map", f"no mapping for {missing!r}", f"{step.model_name} needs input {missing!r}")
         for key, tensor in step.output_map.items():
             if key not in sub_outputs:
-                chk.add(f"{where} output_map key", repr(key), f"{step.model_name} has no output of that name (its outputs: {', '.join(sub_outputs)})")
+                chk.add(
+                    f"{where} output_map key",
+                    repr(key),
+                    f"{step.model_name} has no output of that name (its outputs: {', '.join(sub_outputs)})",
+                )
                 continue
             out = sub_outputs[key]
             tensors[tensor] = (out.data_type, _full(sub, out.dims), f"{step.model_name} output {key!r}")
@@ -537,7 +603,9 @@ def _summary(repo: Path, models: list[dict[str, Any]], problems: list[Problem]) 
     errors = [p for p in problems if p.severity == "error"]
     lines = [f"{repo}: {len(models)} model(s), {len(errors)} problem(s)"]
     for m in models:
-        lines.append(f"  {'ok  ' if m['ok'] else 'FAIL'} {m['name']} ({m['kind']}, max_batch_size {m['max_batch_size']}, versions {', '.join(m['versions']) or '-'})")
+        lines.append(
+            f"  {'ok  ' if m['ok'] else 'FAIL'} {m['name']} ({m['kind']}, max_batch_size {m['max_batch_size']}, versions {', '.join(m['versions']) or '-'})"
+        )
     for p in problems:
         lines.append(f"  {p.severity}: {p.line()}")
     return "\n".join(lines)

@@ -55,14 +55,21 @@ class TritonHTTP(HttpClient):
     def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
         return self.json("POST", "/v2/repository/index", payload={"ready": ready_only}) or []
 
-    def load(self, model: str, config_json: str | None = None, files: dict[str, bytes] | None = None, timeout: float | None = None) -> None:
+    def load(
+        self, model: str, config_json: str | None = None, files: dict[str, bytes] | None = None, timeout: float | None = None
+    ) -> None:
         """Load (or reload) a model; with config/files, Triton loads those instead of its repository's copy."""
         params: dict[str, Any] = {}
         if config_json is not None:
             params["config"] = config_json
         for rel, data in (files or {}).items():
             params[f"file:{rel}"] = base64.b64encode(data).decode()
-        self.json("POST", f"/v2/repository/models/{quote(model)}/load", payload={"parameters": params} if params else {}, timeout=timeout)
+        self.json(
+            "POST",
+            f"/v2/repository/models/{quote(model)}/load",
+            payload={"parameters": params} if params else {},
+            timeout=timeout,
+        )
 
     def unload(self, model: str, dependents: bool = False, timeout: float | None = None) -> None:
         payload = {"parameters": {"unload_dependents": True}} if dependents else {}

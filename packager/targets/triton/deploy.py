@@ -44,7 +44,17 @@ from .smoke import detect, ensemble_smoke, sample_image, smoke_test
 
 log = logging.getLogger(__name__).info
 
-__all__ = ["deploy", "status", "undeploy", "repo_options", "staged_entries", "smoke_test", "ensemble_smoke", "sample_image", "detect"]
+__all__ = [
+    "deploy",
+    "status",
+    "undeploy",
+    "repo_options",
+    "staged_entries",
+    "smoke_test",
+    "ensemble_smoke",
+    "sample_image",
+    "detect",
+]
 
 
 def repo_options(opts: Any, default_backend: str = "python", report: BuildReport | None = None) -> RepoOptions:
@@ -53,7 +63,9 @@ def repo_options(opts: Any, default_backend: str = "python", report: BuildReport
     backend = opts.backend or default_backend
     native = NATIVE_FORMAT.get(backend)
     if native and opts.format and opts.format != native:
-        raise UsageError(f"--backend {backend} serves the {native} export, not {opts.format}", "use --backend python to serve any export")
+        raise UsageError(
+            f"--backend {backend} serves the {native} export, not {opts.format}", "use --backend python to serve any export"
+        )
     fmt = native or (served_format(report, opts.format) if report is not None else opts.format or "onnx")
     delay = opts.max_batch_delay_ms
     return RepoOptions(
@@ -66,7 +78,9 @@ def repo_options(opts: Any, default_backend: str = "python", report: BuildReport
 
 
 @contextmanager
-def staged_entries(build_dir: Path, report: BuildReport, ropts: RepoOptions, parent: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+def staged_entries(
+    build_dir: Path, report: BuildReport, ropts: RepoOptions, parent: Path
+) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Generate the build's entries into a fresh staging folder under `parent` and check them offline; yields
     (folder, description) and removes the folder afterwards, whatever happened."""
     parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +96,11 @@ def staged_entries(build_dir: Path, report: BuildReport, ropts: RepoOptions, par
 
 
 def _files_of(entry: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(entry)): p.read_bytes() for p in sorted(entry.rglob("*")) if p.is_file() and p.parts[-2:][0] != "warmup" and p.name != cfg.CONFIG_FILE}
+    return {
+        str(p.relative_to(entry)): p.read_bytes()
+        for p in sorted(entry.rglob("*"))
+        if p.is_file() and p.parts[-2:][0] != "warmup" and p.name != cfg.CONFIG_FILE
+    }
 
 
 class TritonSteps(Steps):
@@ -96,14 +114,18 @@ class TritonSteps(Steps):
         self.serving = serving_model(self.report)
         self.store = Path(self.opts.store)
         self.backups: dict[str, Path | None] = {}
-        self.staged, self.section = self.stack.enter_context(staged_entries(self.build_dir, self.report, self.ropts, local.state_dir(self.store)))
+        self.staged, self.section = self.stack.enter_context(
+            staged_entries(self.build_dir, self.report, self.ropts, local.state_dir(self.store))
+        )
         log(f"repository entries for {self.name} v{self.version} ({self.ropts.backend} backend) pass the offline check")
 
     def connect(self) -> None:
         if self.opts.url:
             self.client = TritonHTTP(self.opts.url, timeout=self.timeout)
             if not self.client.ready():
-                raise EnvironmentProblem(f"no ready Triton server at {self.opts.url}", "check --url (the HTTP endpoint, e.g. http://127.0.0.1:8000)")
+                raise EnvironmentProblem(
+                    f"no ready Triton server at {self.opts.url}", "check --url (the HTTP endpoint, e.g. http://127.0.0.1:8000)"
+                )
             return
         t0 = time.perf_counter()
         self.state, self.launched = local.ensure(self.store, self.opts.server_binary, self.opts.host, self.timeout)
@@ -114,7 +136,9 @@ class TritonSteps(Steps):
     def observe(self) -> None:
         if self.state:
             self.stack.enter_context(StoreLock(Path(self.state.repository)))
-        with translated("reading Triton's repository index", "pack needs --model-control-mode=explicit", refused=EnvironmentProblem):
+        with translated(
+            "reading Triton's repository index", "pack needs --model-control-mode=explicit", refused=EnvironmentProblem
+        ):
             before = self.client.states()
         self.was_ready = {n for n in self.names if before.get(n, {}).get("state") == "READY"}
 
@@ -122,7 +146,9 @@ class TritonSteps(Steps):
         if self.state:
             self.doing = f"installing {', '.join(self.names)} into {self.state.repository}"
             self.stack.callback(lambda: drop_backups(self.backups))  # whatever is left at the end
-            self.backups = install(self.staged, Path(self.state.repository), self.names, self.version, force=True, keep_backup=True)
+            self.backups = install(
+                self.staged, Path(self.state.repository), self.names, self.version, force=True, keep_backup=True
+            )
 
     def load(self) -> None:
         self.doing = f"loading {', '.join(self.names)}"
@@ -136,10 +162,16 @@ class TritonSteps(Steps):
                 else:
                     config = cfg.read(self.staged / name / cfg.CONFIG_FILE)
                     config.ClearField("model_warmup")  # warmup files cannot travel with a load request
-                    self.client.load(name, config_json=cfg.to_json(config), files=_files_of(self.staged / name), timeout=self.timeout)
+                    self.client.load(
+                        name, config_json=cfg.to_json(config), files=_files_of(self.staged / name), timeout=self.timeout
+                    )
             except ApiError as exc:
                 if missing_backend(exc):
-                    listing = f"it has: {', '.join(self.state.backends)}" if self.state and self.state.backends else "it does not say which it has"
+                    listing = (
+                        f"it has: {', '.join(self.state.backends)}"
+                        if self.state and self.state.backends
+                        else "it does not say which it has"
+                    )
                     raise EnvironmentProblem(
                         f"this tritonserver has no {self.ropts.backend} backend ({listing}; Triton said: {exc.message[:160]})",
                         "deploy with --backend python (runs the export inside Triton's python backend), or use a Triton build with that backend",
@@ -151,7 +183,9 @@ class TritonSteps(Steps):
         log(f"loaded in {self.timings['load_s']:.2f} s; smoke test")
 
     def smoke(self) -> dict[str, Any]:
-        smoke = smoke_test(self.client.url, self.build_dir, self.report, self.ropts.backend, self.name, self.version, self.timeout)
+        smoke = smoke_test(
+            self.client.url, self.build_dir, self.report, self.ropts.backend, self.name, self.version, self.timeout
+        )
         if smoke["passed"] and is_detection(self.report):
             ens = ensemble_smoke(self.client.url, self.serving, self.version, self.timeout)
             smoke["ensemble"] = ens
@@ -162,7 +196,12 @@ class TritonSteps(Steps):
     def commit(self) -> None:
         if self.state:
             fresh = local.ServerState.load(self.store) or self.state
-            fresh.deployments[self.name] = {"version": self.version, "models": self.names, "backend": self.ropts.backend, "serving_model": self.serving}
+            fresh.deployments[self.name] = {
+                "version": self.version,
+                "models": self.names,
+                "backend": self.ropts.backend,
+                "serving_model": self.serving,
+            }
             fresh.save(self.store)
         drop_backups(self.backups)
         self.backups = {}
@@ -228,7 +267,15 @@ class TritonSteps(Steps):
             "max_batch_size": self.section["max_batch_size"],
             "inference_url": inference_url,
             "url": url,
-            "server": {"pid": state.pid, "launched": self.launched, "log": state.log, "repository": state.repository, "backends": state.backends} if state else {"url": url, "launched": False},
+            "server": {
+                "pid": state.pid,
+                "launched": self.launched,
+                "log": state.log,
+                "repository": state.repository,
+                "backends": state.backends,
+            }
+            if state
+            else {"url": url, "launched": False},
             "timings": self.timings,
             "smoke_test": smoke,
             "summary": summary,

@@ -14,7 +14,6 @@ from .client import TritonHTTP
 log = logging.getLogger(__name__).info
 
 
-
 def _client_for(opts: Any) -> tuple[TritonHTTP | None, Any]:
     if opts.url:
         return TritonHTTP(opts.url, timeout=min(opts.timeout, 30)), None
@@ -27,7 +26,12 @@ def _client_for(opts: Any) -> tuple[TritonHTTP | None, Any]:
 def status(opts: Any) -> dict[str, Any]:
     client, state = _client_for(opts)
     if client is None:
-        return {"target": "triton", "running": False, "models": [], "summary": f"no Triton server launched by pack is running for store {opts.store}"}
+        return {
+            "target": "triton",
+            "running": False,
+            "models": [],
+            "summary": f"no Triton server launched by pack is running for store {opts.store}",
+        }
     with translated("reading Triton's repository index", refused=EnvironmentProblem):
         index = client.index()
         meta = client.metadata()
@@ -35,9 +39,15 @@ def status(opts: Any) -> dict[str, Any]:
         {"name": e.get("name"), "version": e.get("version"), "state": e.get("state", "UNKNOWN"), "reason": e.get("reason", "")}
         for e in sorted(index, key=lambda e: (e.get("name", ""), e.get("version", "")))
     ]
-    lines = [f"Triton {meta.get('version', '?')} at {client.url}" + (f" (pid {state.pid}, backends: {', '.join(state.backends)})" if state else "")]
+    lines = [
+        f"Triton {meta.get('version', '?')} at {client.url}"
+        + (f" (pid {state.pid}, backends: {', '.join(state.backends)})" if state else "")
+    ]
     for m in models:
-        lines.append(f"  {m['name']:<28} v{m['version'] or '-':<4} {m['state']}" + (f"  {m['reason']}" if m["reason"] and m["state"] != "READY" else ""))
+        lines.append(
+            f"  {m['name']:<28} v{m['version'] or '-':<4} {m['state']}"
+            + (f"  {m['reason']}" if m["reason"] and m["state"] != "READY" else "")
+        )
     if not models:
         lines.append("  (no models)")
     return {
@@ -56,11 +66,16 @@ def status(opts: Any) -> dict[str, Any]:
 def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
     client, state = _client_for(opts)
     if client is None:
-        raise UsageError(f"no Triton server launched by pack is running for store {opts.store}", "nothing to undeploy (pass --url for another server)")
+        raise UsageError(
+            f"no Triton server launched by pack is running for store {opts.store}",
+            "nothing to undeploy (pass --url for another server)",
+        )
     with translated("reading Triton's repository index", refused=EnvironmentProblem):
         states = client.states()
     recorded = (state.deployments.get(name) if state else None) or {}
-    names = recorded.get("models") or [n for n in (f"{name}_preprocess", name, f"{name}_postprocess", f"{name}_ensemble") if n in states]
+    names = recorded.get("models") or [
+        n for n in (f"{name}_preprocess", name, f"{name}_postprocess", f"{name}_ensemble") if n in states
+    ]
     loaded = [n for n in names if states.get(n, {}).get("state") == "READY"]
     if name not in states or states[name].get("state") != "READY":
         known = ", ".join(sorted(n for n, e in states.items() if e.get("state") == "READY")) or "none"
@@ -74,7 +89,10 @@ def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
             client.unload(n, timeout=opts.timeout)
             gone = client.wait_unloaded(n, wait)
         if not gone:
-            raise DeployFailed(f"{n} is still loaded {wait:.0f} s after the unload request", f"see the server log {state.log}" if state else "see the server's log")
+            raise DeployFailed(
+                f"{n} is still loaded {wait:.0f} s after the unload request",
+                f"see the server log {state.log}" if state else "see the server's log",
+            )
         unloaded.append(n)
     if state:
         fresh = server.ServerState.load(Path(opts.store)) or state

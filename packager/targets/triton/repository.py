@@ -115,10 +115,16 @@ def model_config(report: BuildReport, ropts: RepoOptions, build_dir: Path | None
     """The ModelConfig of the model itself and its warmup files ({file name: raw bytes})."""
     name = report.name
     batchable = _batchable(report)
-    max_batch = ropts.max_batch if ropts.max_batch is not None else (DEFAULT_MAX_BATCH if batchable and ropts.backend != "torch_aoti" else 0)
+    max_batch = (
+        ropts.max_batch
+        if ropts.max_batch is not None
+        else (DEFAULT_MAX_BATCH if batchable and ropts.backend != "torch_aoti" else 0)
+    )
     if max_batch > 0 and ropts.backend == "torch_aoti":
-        raise UsageError(f"--max-batch {max_batch}: Triton's torch_aoti platform does not batch yet (its README)",
-                         "use --max-batch 0 (the batch axis stays a -1 dim of each request), or another backend")
+        raise UsageError(
+            f"--max-batch {max_batch}: Triton's torch_aoti platform does not batch yet (its README)",
+            "use --max-batch 0 (the batch axis stays a -1 dim of each request), or another backend",
+        )
     if max_batch > 0 and not batchable:
         fixed = [t.name for t in [*report.inputs, *report.outputs] if 0 not in t.dynamic_axes]
         raise UsageError(
@@ -278,7 +284,9 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
     artifacts = report.artifacts
     if ropts.fmt not in artifacts:
         why = report.formats[ropts.fmt].reason if ropts.fmt in report.formats else "it was not built"
-        raise UsageError(f"the build has no {ropts.fmt} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild")
+        raise UsageError(
+            f"the build has no {ropts.fmt} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild"
+        )
     detector, warmup = model_config(report, ropts, build_dir)
     configs: dict[str, Any] = {detector.name: detector}
     steps = task_for(report).triton
@@ -344,15 +352,19 @@ def conflicts(staged: Path, repo: Path, names: list[str], version: str) -> list[
     for name in names:
         existing = repo / name / version
         if existing.exists():
-            same = _same_tree(staged / name / version, existing) and (repo / name / cfg.CONFIG_FILE).is_file() and (
-                (repo / name / cfg.CONFIG_FILE).read_bytes() == (staged / name / cfg.CONFIG_FILE).read_bytes()
+            same = (
+                _same_tree(staged / name / version, existing)
+                and (repo / name / cfg.CONFIG_FILE).is_file()
+                and ((repo / name / cfg.CONFIG_FILE).read_bytes() == (staged / name / cfg.CONFIG_FILE).read_bytes())
             )
             if not same:
                 out.append(f"{name}/{version}")
     return out
 
 
-def install(staged: Path, repo: Path, names: list[str], version: str, force: bool, keep_backup: bool = False) -> dict[str, Path | None]:
+def install(
+    staged: Path, repo: Path, names: list[str], version: str, force: bool, keep_backup: bool = False
+) -> dict[str, Path | None]:
     """Move staged entries into `repo`, keeping the other versions already there.
 
     Each entry is assembled beside its final place and swapped in with two renames, so an entry is never

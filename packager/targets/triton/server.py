@@ -81,7 +81,9 @@ def find_binary(explicit: str | None) -> Path:
     if explicit:
         path = Path(explicit)
         if not (path.is_file() and os.access(path, os.X_OK)):
-            raise EnvironmentProblem(f"--tritonserver {explicit}: not an executable file", "give the path of a tritonserver binary")
+            raise EnvironmentProblem(
+                f"--tritonserver {explicit}: not an executable file", "give the path of a tritonserver binary"
+            )
         return path.resolve()
     env = os.environ.get("PACK_TRITONSERVER")
     candidates.append(("PACK_TRITONSERVER", env))
@@ -167,9 +169,13 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
         fh.write(f"\n=== pack: {' '.join(cmd)}\n".encode())
         fh.flush()
         try:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(folder))
+            proc = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(folder)
+            )
         except OSError as exc:
-            raise EnvironmentProblem(f"cannot run {binary}: {exc.strerror or exc}", "pass --tritonserver PATH of a working binary") from None
+            raise EnvironmentProblem(
+                f"cannot run {binary}: {exc.strerror or exc}", "pass --tritonserver PATH of a working binary"
+            ) from None
     state = ServerState(
         pid=proc.pid,
         http_port=http,
@@ -190,7 +196,9 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
         raise
 
 
-def _wait_ready(store: Path, proc: subprocess.Popen, state: ServerState, client: TritonHTTP, timeout: float, t0: float) -> ServerState:
+def _wait_ready(
+    store: Path, proc: subprocess.Popen, state: ServerState, client: TritonHTTP, timeout: float, t0: float
+) -> ServerState:
     http, grpc, metrics, host, log_path = state.http_port, state.grpc_port, state.metrics_port, state.host, Path(state.log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -206,7 +214,9 @@ def _wait_ready(store: Path, proc: subprocess.Popen, state: ServerState, client:
             raise EnvironmentProblem(f"tritonserver exited with code {code} while starting: {last}", f"see {log_path}")
         if client.ready():
             state.save(store)
-            log(f"tritonserver ready in {time.perf_counter() - t0:.2f} s (pid {proc.pid}, backends: {', '.join(state.backends) or 'unknown'})")
+            log(
+                f"tritonserver ready in {time.perf_counter() - t0:.2f} s (pid {proc.pid}, backends: {', '.join(state.backends) or 'unknown'})"
+            )
             return state
         time.sleep(0.1)
     raise EnvironmentProblem(f"tritonserver did not become ready within {timeout:.0f} s", f"see {log_path}; raise --timeout")
@@ -281,5 +291,7 @@ def stop(store: Path) -> dict[str, Any]:
         "pid": state.pid,
         "url": state.url,
         "log": state.log,
-        "summary": f"stopped tritonserver (pid {state.pid}, {state.url})" if was_alive else f"tritonserver pid {state.pid} was not running; state cleared",
+        "summary": f"stopped tritonserver (pid {state.pid}, {state.url})"
+        if was_alive
+        else f"tritonserver pid {state.pid} was not running; state cleared",
     }

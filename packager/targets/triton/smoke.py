@@ -26,7 +26,9 @@ def _infer_client(url: str, timeout: float) -> Any:
     return httpclient, httpclient.InferenceServerClient(host, connection_timeout=timeout, network_timeout=timeout)
 
 
-def smoke_test(url: str, build_dir: Path, report: BuildReport, backend: str, model: str, version: str, timeout: float, runs: int = 5) -> dict[str, Any]:
+def smoke_test(
+    url: str, build_dir: Path, report: BuildReport, backend: str, model: str, version: str, timeout: float, runs: int = 5
+) -> dict[str, Any]:
     """Send the build's sample input; compare with its recorded eager output through the gate's comparison
     (packager/samples.py)."""
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
@@ -49,7 +51,10 @@ def smoke_test(url: str, build_dir: Path, report: BuildReport, backend: str, mod
             result = client.infer(model, inputs, model_version=version, outputs=requested)
             latencies.append((time.perf_counter() - t0) * 1000)
     except InferenceServerException as exc:
-        return {"passed": False, "reason": f"inference failed: {exc.message() if callable(getattr(exc, 'message', None)) else exc}"}
+        return {
+            "passed": False,
+            "reason": f"inference failed: {exc.message() if callable(getattr(exc, 'message', None)) else exc}",
+        }
     except OSError as exc:  # tritonclient's connection errors
         return {"passed": False, "reason": f"no answer to the sample request ({exc})"}
     finally:
@@ -73,7 +78,12 @@ def detect(url: str, model: str, image: bytes, timeout: float, version: str | No
     item = httpclient.InferInput("image", list(data.shape), "UINT8")
     item.set_data_from_numpy(data)
     try:
-        result = client.infer(model, [item], model_version=version or "", outputs=[httpclient.InferRequestedOutput(n) for n in ("boxes", "scores", "classes")])
+        result = client.infer(
+            model,
+            [item],
+            model_version=version or "",
+            outputs=[httpclient.InferRequestedOutput(n) for n in ("boxes", "scores", "classes")],
+        )
     except (InferenceServerException, OSError) as exc:
         raise DeployFailed(f"the {model} ensemble failed on an image: {exc}") from None
     finally:
@@ -93,7 +103,12 @@ def ensemble_smoke(url: str, model: str, version: str, timeout: float) -> dict[s
     problems = []
     if boxes.ndim != 2 or boxes.shape[1:] != (4,) or scores.shape != (len(boxes),) or classes.shape != (len(boxes),):
         problems.append(f"shapes boxes {list(boxes.shape)}, scores {list(scores.shape)}, classes {list(classes.shape)}")
-    elif len(boxes) and (not np.isfinite(boxes).all() or boxes[:, [0, 2]].max() > width + 1e-3 or boxes[:, [1, 3]].max() > height + 1e-3 or boxes.min() < -1e-3):
+    elif len(boxes) and (
+        not np.isfinite(boxes).all()
+        or boxes[:, [0, 2]].max() > width + 1e-3
+        or boxes[:, [1, 3]].max() > height + 1e-3
+        or boxes.min() < -1e-3
+    ):
         problems.append("boxes outside the image")
     return {
         "passed": not problems,

@@ -21,8 +21,9 @@ BACKEND_CHOICES = ("onnxruntime", "pytorch", "torch_aoti", "python")
 @dataclass
 class TritonOptions(ServerOptions):
     server_binary: str | None = cli_field(None, "--tritonserver", "tritonserver binary to launch.", commands=SERVER)
-    backend: str | None = cli_field(None, "--backend", "Triton backend (default: python, the one the PyPI server has).",
-                                    choices=BACKEND_CHOICES)
+    backend: str | None = cli_field(
+        None, "--backend", "Triton backend (default: python, the one the PyPI server has).", choices=BACKEND_CHOICES
+    )
 
 
 def v2_binary_body(names: list[str], arrays: list[np.ndarray], outputs: list[str]) -> tuple[bytes, int]:
@@ -31,7 +32,12 @@ def v2_binary_body(names: list[str], arrays: list[np.ndarray], outputs: list[str
 
     header = {
         "inputs": [
-            {"name": n, "shape": list(a.shape), "datatype": np_to_triton_dtype(a.dtype), "parameters": {"binary_data_size": a.nbytes}}
+            {
+                "name": n,
+                "shape": list(a.shape),
+                "datatype": np_to_triton_dtype(a.dtype),
+                "parameters": {"binary_data_size": a.nbytes},
+            }
             for n, a in zip(names, arrays)
         ],
         "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs],
@@ -46,17 +52,21 @@ def inspect_repository(repo: Path) -> dict[str, Any]:
     models = []
     for entry in sorted(p for p in repo.iterdir() if (p / cfg.CONFIG_FILE).is_file()):
         config = cfg.read(entry / cfg.CONFIG_FILE)
-        models.append({
-            "name": entry.name,
-            "kind": cfg.kind_of(config),
-            "max_batch_size": config.max_batch_size,
-            "inputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.input],
-            "outputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.output],
-            "versions": sorted((p.name for p in entry.iterdir() if p.is_dir() and p.name.isdigit()), key=int),
-        })
+        models.append(
+            {
+                "name": entry.name,
+                "kind": cfg.kind_of(config),
+                "max_batch_size": config.max_batch_size,
+                "inputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.input],
+                "outputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.output],
+                "versions": sorted((p.name for p in entry.iterdir() if p.is_dir() and p.name.isdigit()), key=int),
+            }
+        )
     lines = [f"Triton repository {repo}: {len(models)} model(s)"]
     for m in models:
-        lines.append(f"  {m['name']} ({m['kind']}, max_batch_size {m['max_batch_size']}, versions {', '.join(m['versions']) or '-'})")
+        lines.append(
+            f"  {m['name']} ({m['kind']}, max_batch_size {m['max_batch_size']}, versions {', '.join(m['versions']) or '-'})"
+        )
         lines.append("    in:  " + ", ".join(f"{t['name']} {t['dtype']} {t['dims']}" for t in m["inputs"]))
         lines.append("    out: " + ", ".join(f"{t['name']} {t['dtype']} {t['dims']}" for t in m["outputs"]))
     return {"kind": "repository", "path": str(repo), "models": models, "summary": "\n".join(lines)}
