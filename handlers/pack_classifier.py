@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from pack_images import classification_tensor, image_bytes, open_rgb
 from pack_torchserve import PackHandler, entry_point, request_param
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from pack_images import image_bytes, letterbox, open_rgb, yolov8_detections
 from pack_runtime import RequestError
 from pack_torchserve import PackHandler, entry_point, request_param

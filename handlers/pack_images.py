@@ -15,7 +15,6 @@ import io
 from typing import Any
 
 import numpy as np
-
 from pack_runtime import RequestError
 
 IMAGE_KEYS = ("image", "data", "b64", "instances")

@@ -10,7 +10,8 @@ servers run the same code on the same numbers.
 from __future__ import annotations
 
 import base64
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

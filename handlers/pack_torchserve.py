@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-
 from pack_runtime import RequestError, decode_tensors, encode_tensors, is_tensor_request, load_model, run_batched
 
 METADATA_FILE = "pack.json"

@@ -22,7 +22,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-
 from pack_runtime import FORMATS, load_model, run_batched  # noqa: E402
 
 DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2", "aoti": "model.aoti.pt2"}

@@ -13,8 +13,8 @@ factor, at most 32: 16 -> 32, 224 -> 256, 4 -> 8), else one less.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

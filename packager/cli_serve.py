@@ -4,8 +4,9 @@ flag lives with the target it belongs to and a flag of another target is refused
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 

@@ -8,8 +8,9 @@ how to recognise it, how to put it in the state its own exporter uses, and its d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .registry import TensorSpec, Tolerance
 

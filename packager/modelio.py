@@ -52,7 +52,7 @@ def _is_tensor_list(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
     if origin is typing.Union or type(annotation).__name__ == "UnionType":
         return any(_is_tensor_list(a) for a in typing.get_args(annotation) if a is not type(None))
-    return origin in (list, Sequence) or annotation in (list, typing.List)
+    return origin in (list, Sequence) or annotation is list  # bare typing.List has origin list too
 
 
 def _signature(model: Any) -> inspect.Signature | None:

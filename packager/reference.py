@@ -11,8 +11,9 @@ model whose every output is constant (a zero-initialised head): no export could 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -124,7 +124,7 @@ class BuildReport:
         return data
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = FILE) -> "BuildReport":
+    def from_dict(cls, data: Any, where: str = FILE) -> BuildReport:
         if not isinstance(data, dict):
             raise ValidationFailed(f"{where} is not a JSON object", "rebuild with `pack build`")
         data = migrate(dict(data))
@@ -144,7 +144,7 @@ class BuildReport:
         return cls(**values)
 
     @classmethod
-    def load(cls, folder: Path) -> "BuildReport":
+    def load(cls, folder: Path) -> BuildReport:
         path = Path(folder) / FILE
         if not path.is_file():
             raise UsageError(f"no {FILE} in {folder}", "run `pack build` first")

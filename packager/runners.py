@@ -3,7 +3,8 @@ runners through packager.export.runner_for)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -18,8 +18,9 @@ the rows of every output with that many rows are matched one to one (nearest fir
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

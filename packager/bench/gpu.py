@@ -43,7 +43,7 @@ class GpuSampler:
         self._thread: threading.Thread | None = None
         self._handle = _handle()
 
-    def __enter__(self) -> "GpuSampler":
+    def __enter__(self) -> GpuSampler:
         if self._handle is not None:
             self._thread = threading.Thread(target=self._loop, daemon=True, name="pack-bench-gpu")
             self._thread.start()

@@ -13,9 +13,10 @@ says what happened; it never decides whether the build fails: the pipeline does,
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..report import BuildReport
 from ..validate import OutputCheck, first_failure
@@ -41,7 +42,7 @@ class Outcome:
     module: Any = None  # the TorchScript module that passed, for the legacy ONNX exporter (not in the report)
 
     @classmethod
-    def from_checks(cls, file: str, checks: list[OutputCheck], info: dict[str, Any], what: str) -> "Outcome":
+    def from_checks(cls, file: str, checks: list[OutputCheck], info: dict[str, Any], what: str) -> Outcome:
         bad = first_failure(checks)
         if bad is None:
             return cls("passed", file, checks, info)
@@ -74,7 +75,7 @@ class Format:
     name: str
     file: str
     description: str
-    export: Callable[["ExportContext"], Outcome]
+    export: Callable[[ExportContext], Outcome]
     load: Callable[[Path, str], Runner]
     needs_program: bool = False
 

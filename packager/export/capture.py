@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def debugging() -> bool:

@@ -7,8 +7,9 @@ The build pipeline never imports a target: the CLI hands it the packaging steps 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..report import BuildReport
 from .base import DeployOptions, Endpoint, Request, ServerOptions, Target, all_targets, get_target, make_options, names

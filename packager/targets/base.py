@@ -10,9 +10,10 @@ them, so a target's flags live with the target.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from ..errors import UsageError
 from ..report import BuildReport

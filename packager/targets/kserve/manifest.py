@@ -38,7 +38,7 @@ class KServeOptions:
     format: str | None = None
 
     @classmethod
-    def from_deploy(cls, opts: Any, report: BuildReport) -> "KServeOptions":
+    def from_deploy(cls, opts: Any, report: BuildReport) -> KServeOptions:
         """From `pack deploy --target kserve` options (packager/targets/kserve/target.py)."""
         runtime = opts.runtime or "torchserve"
         if runtime not in RUNTIMES:

@@ -12,8 +12,9 @@ import shutil
 import tempfile
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ...errors import UsageError
 from ...report import BuildReport

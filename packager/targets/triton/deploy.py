@@ -14,9 +14,10 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...http import ApiError, HttpError, translated

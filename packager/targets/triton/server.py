@@ -61,7 +61,7 @@ class ServerState:
         tmp.replace(folder / "state.json")
 
     @classmethod
-    def load(cls, store: Path) -> "ServerState | None":
+    def load(cls, store: Path) -> ServerState | None:
         path = state_dir(store) / "state.json"
         if not path.is_file():
             return None
