@@ -18,7 +18,8 @@ from ...report import BuildReport
 from . import server
 from .check import check_repository, raise_on_errors
 from .deploy import deploy, repo_options, staged_entries, status, undeploy
-from .repository import RepoOptions, RepositoryLock, generate, install, model_names, triton_version
+from .install import RepositoryLock, install
+from .repository import RepoOptions, generate, model_names, triton_version
 
 log = logging.getLogger(__name__).info
 
@@ -78,8 +79,8 @@ def repo(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         "instances": section["instances"],
         "files": section["files"],
         "check": {"ok": result["ok"], "problems": result["problems"]},
-        "summary": f"wrote {', '.join(names)} v{version} ({section['backend']} backend, max_batch_size {section['max_batch_size']}) "
-        f"to {repository}; offline check passed",
+        "summary": f"wrote {', '.join(names)} v{version} ({section['backend']} backend, "
+        f"max_batch_size {section['max_batch_size']}) to {repository}; offline check passed",
     }
 
 

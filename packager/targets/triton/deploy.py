@@ -23,25 +23,16 @@ from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...http import ApiError, HttpError, translated
 from ...report import BuildReport
 from ...store import StoreLock
+from ...tasks import sample_image
 from ..deployflow import Steps, run
 from . import config as cfg
 from . import server as local
 from .check import check_repository, raise_on_errors
 from .client import TritonHTTP, missing_backend
+from .install import drop_backups, install, restore
 from .manage import status, undeploy
-from .repository import (
-    NATIVE_FORMAT,
-    RepoOptions,
-    drop_backups,
-    generate,
-    install,
-    is_detection,
-    model_names,
-    restore,
-    serving_model,
-    triton_version,
-)
-from .smoke import detect, ensemble_smoke, sample_image, smoke_test
+from .repository import NATIVE_FORMAT, RepoOptions, generate, is_detection, model_names, serving_model, triton_version
+from .smoke import detect, ensemble_smoke, smoke_test
 
 log = logging.getLogger(__name__).info
 
@@ -175,7 +166,8 @@ class TritonSteps(Steps):
                     )
                     raise EnvironmentProblem(
                         f"this tritonserver has no {self.ropts.backend} backend ({listing}; Triton said: {exc.message[:160]})",
-                        "deploy with --backend python (runs the export inside Triton's python backend), or use a Triton build with that backend",
+                        "deploy with --backend python (runs the export inside Triton's python backend), "
+                        "or use a Triton build with that backend",
                     ) from None
                 raise
             if not self.client.model_ready(name, self.version):

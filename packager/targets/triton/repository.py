@@ -6,13 +6,14 @@ repository are kept. A python-backend model.py is a file of pack's serving runti
 with the runtime modules it imports beside it. Builds whose task has Triton steps (packager/tasks.py; YOLO detection)
 get three more entries: `<name>_preprocess` (image bytes -> letterboxed pixels), `<name>_postprocess` (NMS, boxes in
 original pixels) and the ensemble `<name>_ensemble` wiring them around the detector.
+
+This module generates the entries; install.py moves them into a repository atomically (and back on rollback).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ import numpy as np
 from ...errors import UsageError
 from ...export import FILES
 from ...report import BuildReport, TensorRecord
-from ...store import StoreLock
 from ...tasks import TRITON_MODEL, read_runtime, shipped_files, task_for
 from . import config as cfg
+from .install import link_or_copy
 
 BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
 NATIVE_FORMAT = {"onnxruntime": "onnx", "pytorch": "torchscript", "torch_aoti": "aoti"}  # what each native backend loads
@@ -112,9 +113,9 @@ def _instance_group(config: Any, ropts: RepoOptions, gpu: bool) -> None:
     group.kind = cfg.pb().ModelInstanceGroup.KIND_GPU if gpu else cfg.pb().ModelInstanceGroup.KIND_CPU
 
 
-def model_config(report: BuildReport, ropts: RepoOptions, build_dir: Path | None = None) -> tuple[Any, dict[str, bytes]]:
-    """The ModelConfig of the model itself and its warmup files ({file name: raw bytes})."""
-    name = report.name
+def _max_batch(report: BuildReport, ropts: RepoOptions) -> int:
+    """max_batch_size: --max-batch, else DEFAULT_MAX_BATCH for a build with a batch axis (0 for torch_aoti, which does
+    not batch); UsageError for a batch size the backend or the build cannot take."""
     batchable = _batchable(report)
     max_batch = (
         ropts.max_batch
@@ -129,13 +130,14 @@ def model_config(report: BuildReport, ropts: RepoOptions, build_dir: Path | None
     if max_batch > 0 and not batchable:
         fixed = [t.name for t in [*report.inputs, *report.outputs] if 0 not in t.dynamic_axes]
         raise UsageError(
-            f"--max-batch {max_batch}: {name} has no dynamic batch axis ({', '.join(fixed)} fixed)",
+            f"--max-batch {max_batch}: {report.name} has no dynamic batch axis ({', '.join(fixed)} fixed)",
             "use --max-batch 0, or rebuild with a dynamic first axis",
         )
-    batched = max_batch > 0
-    gpu = has_gpu() if ropts.gpu is None else ropts.gpu
-    config = cfg.new_config()
-    config.name = name
+    return max_batch
+
+
+def _set_backend(config: Any, ropts: RepoOptions) -> None:
+    """backend / platform and the file it loads (the python backend: the export its model.py runs)."""
     if ropts.backend == "onnxruntime":
         config.backend = "onnxruntime"
         config.default_model_filename = "model.onnx"
@@ -150,40 +152,57 @@ def model_config(report: BuildReport, ropts: RepoOptions, build_dir: Path | None
         config.backend = "python"
         cfg.set_parameter(config, "pack_format", ropts.fmt)
         cfg.set_parameter(config, "pack_model_file", FILES[ropts.fmt])
+
+
+def _add_tensors(collection: Any, tensors: Sequence[TensorRecord], names: list[str], batched: bool) -> None:
+    for tensor, cname in zip(tensors, names, strict=True):
+        entry = collection.add()
+        entry.name = cname
+        entry.data_type = cfg.dtype_value(cfg.triton_dtype(tensor.dtype))
+        entry.dims.extend(_dims(tensor, batched))
+
+
+def _warmup(config: Any, report: BuildReport, in_names: list[str], batched: bool, build_dir: Path | None) -> dict[str, bytes]:
+    """A model_warmup from the build's recorded sample (when the build folder has it all); {file name: raw bytes}."""
+    warmup_files: dict[str, bytes] = {}
+    samples = report.samples.inputs
+    if build_dir is None or len(samples) != len(report.inputs) or not all((build_dir / s).is_file() for s in samples):
+        return warmup_files
+    warmup = config.model_warmup.add()
+    warmup.name = "pack_sample"
+    warmup.batch_size = 1
+    for tensor, cname, rel in zip(report.inputs, in_names, samples, strict=True):
+        array = np.load(build_dir / rel)
+        one = array[:1] if batched else array
+        item = warmup.inputs[cname]
+        item.data_type = cfg.dtype_value(cfg.triton_dtype(tensor.dtype))
+        item.dims.extend(list(one.shape[1:] if batched else one.shape))
+        item.input_data_file = cname
+        warmup_files[cname] = np.ascontiguousarray(one).tobytes()
+    return warmup_files
+
+
+def model_config(report: BuildReport, ropts: RepoOptions, build_dir: Path | None = None) -> tuple[Any, dict[str, bytes]]:
+    """The ModelConfig of the model itself and its warmup files ({file name: raw bytes})."""
+    name = report.name
+    max_batch = _max_batch(report, ropts)
+    batched = max_batch > 0
+    gpu = has_gpu() if ropts.gpu is None else ropts.gpu
+    config = cfg.new_config()
+    config.name = name
+    _set_backend(config, ropts)
     config.max_batch_size = max_batch
     config.version_policy.latest.num_versions = 1
     in_names, out_names = io_names(report, ropts.backend)
-    for tensor, cname in zip(report.inputs, in_names):
-        entry = config.input.add()
-        entry.name = cname
-        entry.data_type = cfg.dtype_value(cfg.triton_dtype(tensor.dtype))
-        entry.dims.extend(_dims(tensor, batched))
-    for tensor, cname in zip(report.outputs, out_names):
-        entry = config.output.add()
-        entry.name = cname
-        entry.data_type = cfg.dtype_value(cfg.triton_dtype(tensor.dtype))
-        entry.dims.extend(_dims(tensor, batched))
+    _add_tensors(config.input, report.inputs, in_names, batched)
+    _add_tensors(config.output, report.outputs, out_names, batched)
     if batched:
         sizes = sorted({b for b in report.batch_sizes if 1 < b <= max_batch} | {max_batch})
         config.dynamic_batching.preferred_batch_size.extend(sizes)
         config.dynamic_batching.max_queue_delay_microseconds = ropts.max_queue_delay_us
     _instance_group(config, ropts, gpu)
     cfg.set_parameter(config, "pack_build", f"{name}:{report.version}")
-    warmup_files: dict[str, bytes] = {}
-    samples = report.samples.inputs
-    if build_dir is not None and len(samples) == len(report.inputs) and all((build_dir / s).is_file() for s in samples):
-        warmup = config.model_warmup.add()
-        warmup.name = "pack_sample"
-        warmup.batch_size = 1
-        for tensor, cname, rel in zip(report.inputs, in_names, samples):
-            array = np.load(build_dir / rel)
-            one = array[:1] if batched else array
-            item = warmup.inputs[cname]
-            item.data_type = cfg.dtype_value(cfg.triton_dtype(tensor.dtype))
-            item.dims.extend(list(one.shape[1:] if batched else one.shape))
-            item.input_data_file = cname
-            warmup_files[cname] = np.ascontiguousarray(one).tobytes()
-    return config, warmup_files
+    return config, _warmup(config, report, in_names, batched, build_dir)
 
 
 def _python_model(name: str, max_batch: int, gpu: bool, ropts: RepoOptions) -> Any:
@@ -265,13 +284,6 @@ def detection_configs(report: BuildReport, detector: Any, ropts: RepoOptions) ->
 ENSEMBLES: dict[str, Callable[[BuildReport, Any, RepoOptions], dict[str, Any]]] = {"yolo": detection_configs}
 
 
-def _link_or_copy(src: str | Path, dst: str | Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def _copy_runtime(entry: str, vdir: Path) -> None:
     """The runtime file `entry` as the version's model.py, and the runtime modules it imports beside it (fresh
     copies, never links into the installed package)."""
@@ -305,10 +317,10 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
         role = cfg.get_parameter(config, "pack_role")
         if name == detector.name:
             if kind in NATIVE_FORMAT:
-                _link_or_copy(build_dir / artifacts[ropts.fmt], vdir / cfg.DEFAULT_FILES[kind])
+                link_or_copy(build_dir / artifacts[ropts.fmt], vdir / cfg.DEFAULT_FILES[kind])
             else:
                 _copy_runtime(TRITON_MODEL, vdir)
-                _link_or_copy(build_dir / artifacts[ropts.fmt], vdir / FILES[ropts.fmt])
+                link_or_copy(build_dir / artifacts[ropts.fmt], vdir / FILES[ropts.fmt])
             if warmup:
                 (entry / "warmup").mkdir(exist_ok=True)
                 for fname, data in warmup.items():
@@ -327,104 +339,3 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
         "instances": ropts.instances,
         "files": files,
     }
-
-
-class RepositoryLock(StoreLock):
-    """An exclusive lock on a repository folder (`<repo>/.lock`) for installs into it: the store's one lock."""
-
-
-def _same_tree(a: Path, b: Path) -> bool:
-    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-    if fa != fb:
-        return False
-    for rel in fa:
-        x, y = a / rel, b / rel
-        if x.stat().st_size != y.stat().st_size:
-            return False
-        if not os.path.samefile(x, y) and x.read_bytes() != y.read_bytes():
-            return False
-    return True
-
-
-def conflicts(staged: Path, repo: Path, names: list[str], version: str) -> list[str]:
-    """Entries whose version folder already exists in `repo` with different content."""
-    out = []
-    for name in names:
-        existing = repo / name / version
-        if existing.exists():
-            same = (
-                _same_tree(staged / name / version, existing)
-                and (repo / name / cfg.CONFIG_FILE).is_file()
-                and ((repo / name / cfg.CONFIG_FILE).read_bytes() == (staged / name / cfg.CONFIG_FILE).read_bytes())
-            )
-            if not same:
-                out.append(f"{name}/{version}")
-    return out
-
-
-def install(
-    staged: Path, repo: Path, names: list[str], version: str, force: bool, keep_backup: bool = False
-) -> dict[str, Path | None]:
-    """Move staged entries into `repo`, keeping the other versions already there.
-
-    Each entry is assembled beside its final place and swapped in with two renames, so an entry is never
-    half-written. Returns {name: backup folder or None}; backups exist only with keep_backup (for rollback).
-    """
-    clash = conflicts(staged, repo, names, version)
-    if clash and not force:
-        raise UsageError(
-            f"{repo} already has {', '.join(clash)} with different content",
-            "pass --force to replace it, or build a new --version",
-        )
-    pid = os.getpid()
-    prepared: dict[str, Path] = {}
-    try:
-        for name in names:
-            final = repo / name
-            new = repo / f".tmp-{name}-{pid}"
-            shutil.rmtree(new, ignore_errors=True)
-            new.mkdir(parents=True)
-            if final.is_dir():
-                for child in final.iterdir():
-                    if child.is_dir() and child.name.isdigit() and child.name != version:
-                        shutil.copytree(child, new / child.name, copy_function=_link_or_copy)
-            for child in (staged / name).iterdir():
-                if child.is_dir():
-                    shutil.copytree(child, new / child.name, copy_function=_link_or_copy)
-                else:
-                    _link_or_copy(child, new / child.name)
-            prepared[name] = new
-    except BaseException:
-        for new in prepared.values():
-            shutil.rmtree(new, ignore_errors=True)
-        raise
-    backups: dict[str, Path | None] = {}
-    for name, new in prepared.items():
-        final = repo / name
-        old = None
-        if final.exists():
-            old = repo / f".old-{name}-{pid}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(final, old)
-        os.rename(new, final)
-        if old is not None and not keep_backup:
-            shutil.rmtree(old, ignore_errors=True)
-            old = None
-        backups[name] = old
-    return backups
-
-
-def restore(repo: Path, backups: dict[str, Path | None]) -> None:
-    """Undo install(): put the backed-up entries back, remove entries that did not exist before."""
-    for name, old in backups.items():
-        final = repo / name
-        shutil.rmtree(final, ignore_errors=True)
-        if old is not None and old.exists():
-            os.rename(old, final)
-
-
-def drop_backups(backups: dict[str, Path | None]) -> None:
-    for old in backups.values():
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
