@@ -65,11 +65,11 @@ def pb() -> ModuleType:
 
 
 def dtype_name(value: int) -> str:
-    return pb().DataType.Name(value)
+    return str(pb().DataType.Name(value))
 
 
 def dtype_value(name: str) -> int:
-    return pb().DataType.Value(name)
+    return int(pb().DataType.Value(name))
 
 
 def triton_dtype(numpy_dtype: str) -> str:
@@ -124,7 +124,7 @@ def set_parameter(config: Any, key: str, value: Any) -> None:
 
 def get_parameter(config: Any, key: str, default: str | None = None) -> str | None:
     if key in config.parameters:
-        return config.parameters[key].string_value
+        return str(config.parameters[key].string_value)
     return default
 
 
@@ -150,5 +150,5 @@ DEFAULT_FILES = {"onnxruntime": "model.onnx", "pytorch": "model.pt", "torch_aoti
 def model_filename(config: Any) -> str | None:
     kind = kind_of(config)
     if config.default_model_filename:
-        return config.default_model_filename
+        return str(config.default_model_filename)
     return DEFAULT_FILES.get(kind)

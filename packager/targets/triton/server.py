@@ -94,7 +94,8 @@ def find_binary(explicit: str | None) -> Path:
             return Path(candidate).resolve()
     raise EnvironmentProblem(
         "no tritonserver found (not on PATH, no PACK_TRITONSERVER, nothing in " + str(triton_home()) + ")",
-        "run `bash scripts/setup-triton.sh` (installs a CPU tritonserver into .triton/), pass --tritonserver PATH, or --url of a running server",
+        "run `bash scripts/setup-triton.sh` (installs a CPU tritonserver into .triton/), pass --tritonserver PATH, "
+        "or --url of a running server",
     )
 
 
@@ -197,7 +198,7 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
 
 
 def _wait_ready(
-    store: Path, proc: subprocess.Popen, state: ServerState, client: TritonHTTP, timeout: float, t0: float
+    store: Path, proc: subprocess.Popen[bytes], state: ServerState, client: TritonHTTP, timeout: float, t0: float
 ) -> ServerState:
     http, grpc, metrics, host, log_path = state.http_port, state.grpc_port, state.metrics_port, state.host, Path(state.log)
     deadline = time.monotonic() + timeout
@@ -215,7 +216,8 @@ def _wait_ready(
         if client.ready():
             state.save(store)
             log(
-                f"tritonserver ready in {time.perf_counter() - t0:.2f} s (pid {proc.pid}, backends: {', '.join(state.backends) or 'unknown'})"
+                f"tritonserver ready in {time.perf_counter() - t0:.2f} s "
+                f"(pid {proc.pid}, backends: {', '.join(state.backends) or 'unknown'})"
             )
             return state
         time.sleep(0.1)

@@ -39,7 +39,7 @@ def smoke_test(
     httpclient, client = _infer_client(url, timeout)
     in_names, out_names = io_names(report, backend)
     inputs = []
-    for cname, arr in zip(in_names, sample.inputs):
+    for cname, arr in zip(in_names, sample.inputs, strict=True):
         item = httpclient.InferInput(cname, list(arr.shape), np_to_triton_dtype(arr.dtype))
         item.set_data_from_numpy(arr)
         inputs.append(item)

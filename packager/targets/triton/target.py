@@ -38,7 +38,7 @@ def v2_binary_body(names: list[str], arrays: list[np.ndarray], outputs: list[str
                 "datatype": np_to_triton_dtype(a.dtype),
                 "parameters": {"binary_data_size": a.nbytes},
             }
-            for n, a in zip(names, arrays)
+            for n, a in zip(names, arrays, strict=True)
         ],
         "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs],
     }
