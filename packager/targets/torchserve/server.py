@@ -48,6 +48,23 @@ def find_torchserve() -> str | None:
     return shutil.which("torchserve")
 
 
+def _programs() -> tuple[str, str]:
+    """(java, torchserve): the programs a launch needs; EnvironmentProblem naming the one that is missing."""
+    java = find_java()
+    if not java:
+        raise EnvironmentProblem(
+            "Java was not found (TorchServe's frontend is a Java program)",
+            "install a JDK 11+ (Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME; "
+            "scripts/setup-torchserve.sh does it",
+        )
+    torchserve = find_torchserve()
+    if not torchserve:
+        raise EnvironmentProblem(
+            "the torchserve command is not installed", "pip install 'torchserve==0.12.0' (or run scripts/setup.sh)"
+        )
+    return java, torchserve
+
+
 def read_tokens(key_file: Path) -> dict[str, str]:
     """{"management": key, "inference": key} from a TorchServe key_file.json (the keys are never printed)."""
     try:
@@ -88,7 +105,8 @@ class LocalServer:
     # ------------------------------------------------------------ state
     def state(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.state_file.read_text())
+            state: dict[str, Any] = json.loads(self.state_file.read_text())
+            return state
         except (OSError, ValueError):
             return None
 
@@ -118,34 +136,42 @@ class LocalServer:
         state = self.running()
         if state:
             return state
-        java = find_java()
-        if not java:
-            raise EnvironmentProblem(
-                "Java was not found (TorchServe's frontend is a Java program)",
-                "install a JDK 11+ (Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME; scripts/setup-torchserve.sh does it",
-            )
-        torchserve = find_torchserve()
-        if not torchserve:
-            raise EnvironmentProblem(
-                "the torchserve command is not installed", "pip install 'torchserve==0.12.0' (or run scripts/setup.sh)"
-            )
+        java, torchserve = _programs()
         for folder in (self.root, self.model_store, self.tmp, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
-        stale_pid = self.tmp / ".model_server.pid"
-        if stale_pid.exists():
-            try:
-                old = int(stale_pid.read_text().strip() or 0)
-            except ValueError:
-                old = 0
-            if pid_alive(old) and self._ours(old):
-                raise EnvironmentProblem(
-                    f"a TorchServe (pid {old}) already runs from {self.root} without pack's state file",
-                    f"stop it with `pack stop --store {self.root.parents[1]}` or kill {old}",
-                )
-            stale_pid.unlink()
+        self._remove_stale_pid()
         self.key_file.unlink(missing_ok=True)
         host = "127.0.0.1"
-        ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES), host)))
+        ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES), host), strict=True))
+        started = self._launch(java, torchserve, host, ports, timeout)
+        pid = self._wait_pid(started, timeout)
+        state = self._write_state(pid, host, ports, torchserve)
+        try:
+            self._wait_healthy(state, started, timeout)
+        except EnvironmentProblem:
+            self.stop()
+            raise
+        log(f"TorchServe is healthy after {time.monotonic() - started:.1f} s (pid {pid})")
+        return state
+
+    def _remove_stale_pid(self) -> None:
+        """Remove the PID file a dead server left; refuse when the server it names still runs from here."""
+        stale_pid = self.tmp / ".model_server.pid"
+        if not stale_pid.exists():
+            return
+        try:
+            old = int(stale_pid.read_text().strip() or 0)
+        except ValueError:
+            old = 0
+        if pid_alive(old) and self._ours(old):
+            raise EnvironmentProblem(
+                f"a TorchServe (pid {old}) already runs from {self.root} without pack's state file",
+                f"stop it with `pack stop --store {self.root.parents[1]}` or kill {old}",
+            )
+        stale_pid.unlink()
+
+    def _launch(self, java: str, torchserve: str, host: str, ports: dict[str, int], timeout: float) -> float:
+        """Write config.properties and run `torchserve --start`; returns the monotonic time the launch started."""
         self.config_file.write_text(
             config_properties(
                 str(self.model_store),
@@ -166,7 +192,8 @@ class LocalServer:
         # Only what this launch writes counts when looking for "Address already in use".
         self._log_marks = {path: (path.stat().st_size if path.exists() else 0) for path in (self.launch_log, self.log_path())}
         log(
-            f"starting TorchServe on {host} (inference {ports['inference']}, management {ports['management']}); logs in {self.logs}"
+            f"starting TorchServe on {host} (inference {ports['inference']}, management {ports['management']}); "
+            f"logs in {self.logs}"
         )
         started = time.monotonic()
         with open(self.launch_log, "ab") as out:
@@ -194,7 +221,9 @@ class LocalServer:
                 ) from None
         if proc.returncode != 0:
             raise EnvironmentProblem(f"`torchserve --start` failed with exit code {proc.returncode}", f"see {self.launch_log}")
-        pid = self._wait_pid(started, timeout)
+        return started
+
+    def _write_state(self, pid: int, host: str, ports: dict[str, int], torchserve: str) -> dict[str, Any]:
         state = {
             "pid": pid,
             "host": host,
@@ -212,12 +241,6 @@ class LocalServer:
         tmp_state = self.state_file.with_suffix(".tmp")
         tmp_state.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp_state, self.state_file)
-        try:
-            self._wait_healthy(state, started, timeout)
-        except EnvironmentProblem:
-            self.stop()
-            raise
-        log(f"TorchServe is healthy after {time.monotonic() - started:.1f} s (pid {pid})")
         return state
 
     def _wait_pid(self, started: float, timeout: float) -> int:
@@ -297,6 +320,21 @@ class LocalServer:
             self._forget()
             return {"stopped": False, "pids": []}
         torchserve = (state or {}).get("torchserve") or find_torchserve()
+        if torchserve and (self.tmp / ".model_server.pid").exists():
+            self._stop_command(torchserve)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.processes():
+            time.sleep(0.25)
+        left = self._kill(self.processes())
+        if left:
+            raise EnvironmentProblem(f"TorchServe processes {left} did not stop", "kill them by pid")
+        self._forget()
+        pids: list[int] = before or ([pid] if pid is not None else [])  # none found by /proc: the state's live pid
+        log(f"stopped TorchServe (pids {', '.join(map(str, pids))})")
+        return {"stopped": True, "pids": pids}
+
+    def _stop_command(self, torchserve: str) -> None:
+        """`torchserve --stop`, run from the server's folder with its environment (it finds the PID file in TMPDIR)."""
         env = {
             **os.environ,
             "TMPDIR": str(self.tmp),
@@ -304,24 +342,22 @@ class LocalServer:
             "LOG_LOCATION": str(self.logs),
             "METRICS_LOCATION": str(self.logs),
         }
-        if torchserve and (self.tmp / ".model_server.pid").exists():
-            with open(self.launch_log, "ab") as out:
-                try:
-                    subprocess.run(
-                        [torchserve, "--stop"],
-                        cwd=self.root,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        timeout=30,
-                    )
-                except (subprocess.TimeoutExpired, OSError):
-                    pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.processes():
-            time.sleep(0.25)
-        left = self.processes()
+        with open(self.launch_log, "ab") as out:
+            try:
+                subprocess.run(
+                    [torchserve, "--stop"],
+                    cwd=self.root,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=30,
+                )
+            except (subprocess.TimeoutExpired, OSError):
+                pass
+
+    def _kill(self, left: list[int]) -> list[int]:
+        """SIGTERM, then SIGKILL, the processes still running; returns those that survived both."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for p in left:
                 try:
@@ -334,11 +370,7 @@ class LocalServer:
             left = self.processes()
             if not left:
                 break
-        if left:
-            raise EnvironmentProblem(f"TorchServe processes {left} did not stop", "kill them by pid")
-        self._forget()
-        log(f"stopped TorchServe (pids {', '.join(map(str, before or [pid]))})")
-        return {"stopped": True, "pids": before or [pid]}
+        return left
 
     def _forget(self) -> None:
         for path in (self.state_file, self.key_file, self.tmp / ".model_server.pid"):
