@@ -148,7 +148,8 @@ def inference_service(report: BuildReport, k: KServeOptions, storage: dict[str, 
 
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
-    return json.loads((files("packager") / "schemas" / SCHEMA).read_text())
+    loaded: dict[str, Any] = json.loads((files("packager") / "schemas" / SCHEMA).read_text())
+    return loaded
 
 
 def validate(manifest: dict[str, Any]) -> list[str]:

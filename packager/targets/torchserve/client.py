@@ -75,7 +75,7 @@ class ManagementClient(_TorchServe):
             },
             timeout=timeout,
         )
-        return (doc or {}).get("status", "")
+        return _status(doc)
 
     def scale(self, name: str, version: str, workers: int, timeout: float) -> str:
         doc = self.json(
@@ -84,13 +84,13 @@ class ManagementClient(_TorchServe):
             params={"min_worker": workers, "max_worker": workers, "synchronous": True, "timeout": int(timeout)},
             timeout=timeout,
         )
-        return (doc or {}).get("status", "")
+        return _status(doc)
 
     def set_default(self, name: str, version: str) -> str:
-        return (self.json("PUT", f"/models/{_q(name)}/{_q(version)}/set-default") or {}).get("status", "")
+        return _status(self.json("PUT", f"/models/{_q(name)}/{_q(version)}/set-default"))
 
     def unregister(self, name: str, version: str, timeout: float = 60.0) -> str:
-        return (self.json("DELETE", f"/models/{_q(name)}/{_q(version)}", timeout=timeout) or {}).get("status", "")
+        return _status(self.json("DELETE", f"/models/{_q(name)}/{_q(version)}", timeout=timeout))
 
 
 class InferenceClient(_TorchServe):
@@ -98,7 +98,7 @@ class InferenceClient(_TorchServe):
 
     def ping(self, timeout: float = 5.0) -> str:
         doc = self.json("GET", "/ping", timeout=timeout)
-        return (doc or {}).get("status", "")
+        return _status(doc)
 
     def predict(
         self,
@@ -111,6 +111,12 @@ class InferenceClient(_TorchServe):
         path = f"/predictions/{_q(name)}" + (f"/{_q(version)}" if version else "")
         answer = self.request("POST", path, body=body, content_type=content_type, timeout=timeout)
         return answer.status, answer.body
+
+
+def _status(doc: Any) -> str:
+    """The `status` line of a management or ping answer ("" when it has none)."""
+    status: str = (doc or {}).get("status", "")
+    return status
 
 
 def _q(part: str) -> str:

@@ -11,6 +11,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 from ...errors import EnvironmentProblem
 from ...http import translated
@@ -42,11 +43,20 @@ def _inference_url(management_url: str, opts: DeployOptions) -> str:
         return given.rstrip("/")
     state = LocalServer(opts.store).running()  # the server pack launched for this store, reached through --url
     if state and state["management_url"].rstrip("/") == management_url.rstrip("/"):
-        return state["inference_url"]
+        url: str = state["inference_url"]
+        return url
     parts = urllib.parse.urlsplit(management_url)
     port = parts.port or 8081
     host = parts.hostname or "127.0.0.1"
     return f"{parts.scheme or 'http'}://{host}:{port - 1}"
+
+
+@overload
+def connect(opts: DeployOptions, start: Literal[True]) -> Connection: ...
+
+
+@overload
+def connect(opts: DeployOptions, start: bool) -> Connection | None: ...
 
 
 def connect(opts: DeployOptions, start: bool) -> Connection | None:

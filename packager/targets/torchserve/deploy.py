@@ -79,7 +79,14 @@ def smoke_test(conn: Connection, build_dir: Path, report: BuildReport, version: 
 
 class TorchServeSteps(Steps):
     server = "TorchServe"
-    conn: Connection | None = None
+    _conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        """The connection connect() made; every step after connect() runs only once it succeeded."""
+        if self._conn is None:
+            raise RuntimeError("a TorchServe deploy step ran before connect()")
+        return self._conn
 
     def prepare(self) -> None:
         o = self.opts
@@ -92,8 +99,7 @@ class TorchServeSteps(Steps):
 
     def connect(self) -> None:
         conn = connect(self.opts, start=True)
-        assert conn is not None
-        self.conn, self.launched = conn, conn.launched
+        self._conn, self.launched = conn, conn.launched
         self.timings["server_start_s"] = conn.server_seconds
 
     def observe(self) -> None:
@@ -201,7 +207,7 @@ class TorchServeSteps(Steps):
         return self.conn.local is not None and self.conn.local.running() is None
 
     def log_hint(self) -> str | None:
-        return self.conn.where_logs() if self.conn else None
+        return self._conn.where_logs() if self._conn else None
 
     def still_serving(self) -> str:
         parts = ["it was unregistered"] if self.unregistered else []

@@ -23,7 +23,7 @@ def status(opts: DeployOptions) -> dict[str, Any]:
             "models": [],
             "summary": f"no TorchServe launched by pack for store {opts.store} (`pack deploy MODEL` starts one)",
         }
-    models = []
+    models: list[dict[str, Any]] = []
     with translated("reading TorchServe's registered models", refused=EnvironmentProblem):
         for entry in conn.management.list_models():
             described = conn.management.versions(entry["modelName"])

@@ -22,6 +22,7 @@ import struct
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from ...tasks import read_runtime, runtime_files, shipped_files, task_for
 from .config import ServingSettings, handler_settings, model_config, model_config_yaml
 
 ARCHIVER_VERSION = "0.12.0"  # the torch-model-archiver release whose MANIFEST.json format this writes
-FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+Date = tuple[int, int, int, int, int, int]  # year, month, day, hour, minute, second (zip's date_time)
+FIXED_DATE: Date = (1980, 1, 1, 0, 0, 0)
 CHUNK = 8 << 20
 METADATA_FILE = "pack.json"
 CONFIG_FILE = "model-config.yaml"
@@ -58,7 +60,7 @@ def helper_files(handler: str) -> list[str]:
     return shipped_files(handler)
 
 
-def archive_date() -> tuple[int, int, int, int, int, int]:
+def archive_date() -> Date:
     """1980-01-01 00:00:00, or SOURCE_DATE_EPOCH (UTC) when set: the reproducible-builds convention."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if not epoch:
@@ -70,9 +72,9 @@ def archive_date() -> tuple[int, int, int, int, int, int]:
     return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec - t.tm_sec % 2)
 
 
-def manifest(name: str, version: str, serialized: str, handler: str, date: tuple[int, ...]) -> dict[str, Any]:
+def manifest(name: str, version: str, serialized: str, handler: str, date: Date) -> dict[str, Any]:
     """MANIFEST.json with torch-model-archiver 0.12's fields and key order; createdOn is the archive's fixed date."""
-    created = "%02d/%02d/%04d %02d:%02d:%02d" % (date[2], date[1], date[0], date[3], date[4], date[5])
+    created = f"{date[2]:02d}/{date[1]:02d}/{date[0]:04d} {date[3]:02d}:{date[4]:02d}:{date[5]:02d}"
     return {
         "createdOn": created,
         "runtime": "python",
@@ -110,6 +112,18 @@ class Entry:
     data: bytes | None = None
     path: Path | None = None
     store: bool = False
+
+    def file(self) -> Path:
+        """The file an entry without in-memory data copies."""
+        if self.path is None:
+            raise ValueError(f"archive entry {self.name} has neither data nor a file")
+        return self.path
+
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.file().stat().st_size
+
+    def content(self) -> bytes:
+        return self.data if self.data is not None else self.file().read_bytes()
 
 
 def plan_entries(
@@ -152,8 +166,9 @@ def write_mar(
 ) -> dict[str, Any]:
     """Write the archive to `out` (the caller renames it into place); returns its description (entries, size)."""
     entries, info = plan_entries(build_dir, report, settings, handler)
-    date = tuple(info.pop("date"))
-    sizes = [e.path.stat().st_size if e.data is None else len(e.data) for e in entries]  # type: ignore[union-attr]
+    year, month, day, hour, minute, second = info.pop("date")
+    date = (year, month, day, hour, minute, second)
+    sizes = [e.size() for e in entries]
     if sum(sizes) < ZIP32_LIMIT and len(entries) < 0xFFFF:
         with open(out, "wb", buffering=0) as fh:
             _write_zip32(fh, entries, date)
@@ -167,12 +182,12 @@ ZIP32_LIMIT = 0xFFFFFFFF - (1 << 20)  # leave room for headers and the central d
 ALIGN = 4096  # stored weights start on a page boundary (extra field 0xD935, Android's zipalign record)
 
 
-def _dos_time(date: tuple[int, ...]) -> tuple[int, int]:
+def _dos_time(date: Date) -> tuple[int, int]:
     year, month, day, hour, minute, second = date
     return (hour << 11) | (minute << 5) | (second // 2), ((year - 1980) << 9) | (month << 5) | day
 
 
-def _write_zip32(fh: Any, entries: list[Entry], date: tuple[int, ...]) -> None:
+def _write_zip32(fh: Any, entries: list[Entry], date: Date) -> None:
     """A plain (non-ZIP64) zip: stored entries copied file-to-file by the kernel after one CRC pass over a mapping."""
     dos_time, dos_date = _dos_time(date)
     central = []
@@ -181,10 +196,10 @@ def _write_zip32(fh: Any, entries: list[Entry], date: tuple[int, ...]) -> None:
         name = entry.name.encode("utf-8")
         flags = 0x800 if not entry.name.isascii() else 0
         if entry.data is None and entry.store:
-            size = entry.path.stat().st_size  # type: ignore[union-attr]
+            size = entry.file().stat().st_size
             crc, method, csize, payload = 0, 0, size, None  # CRC computed while the kernel copies, header fixed after
         else:
-            raw = entry.data if entry.data is not None else entry.path.read_bytes()  # type: ignore[union-attr]
+            raw = entry.content()
             size, crc = len(raw), zlib.crc32(raw)
             if entry.store:
                 method, payload = 0, raw
@@ -203,8 +218,8 @@ def _write_zip32(fh: Any, entries: list[Entry], date: tuple[int, ...]) -> None:
         if payload is None:
             # Two cores at once: zlib.crc32 over a read-only mapping (GIL released) beside copy_file_range.
             with ThreadPoolExecutor(1) as pool:
-                pending = pool.submit(_file_crc, entry.path)
-                _copy_file(entry.path, fh, size)  # type: ignore[arg-type]
+                pending = pool.submit(_file_crc, entry.file())
+                _copy_file(entry.file(), fh, size)
                 crc = pending.result()
             header = struct.pack(
                 "<IHHHHHIIIHH", 0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), len(extra)
@@ -253,15 +268,12 @@ def _copy_file(path: Path, fh: Any, size: int) -> None:
     """Append `size` bytes of `path` to the open archive: copy_file_range/sendfile in the kernel, else read/write."""
     with open(path, "rb") as src:
         left = size
-        for kernel_copy in (getattr(os, "copy_file_range", None), getattr(os, "sendfile", None)):
-            if kernel_copy is None or left == 0:
+        for kernel_copy in _kernel_copies():
+            if left == 0:
                 continue
             try:
                 while left:
-                    if kernel_copy is os.sendfile:  # type: ignore[comparison-overlap]
-                        done = os.sendfile(fh.fileno(), src.fileno(), None, min(left, 1 << 30))
-                    else:
-                        done = kernel_copy(src.fileno(), fh.fileno(), min(left, 1 << 30))
+                    done = kernel_copy(src.fileno(), fh.fileno(), min(left, 1 << 30))
                     if done == 0:
                         break
                     left -= done
@@ -277,19 +289,30 @@ def _copy_file(path: Path, fh: Any, size: int) -> None:
             left -= len(block)
 
 
-def _write_with_zipfile(out: Path, entries: list[Entry], date: tuple[int, ...]) -> None:
+def _kernel_copies() -> list[Callable[[int, int, int], int]]:
+    """The kernel's ways to append `count` bytes from file descriptor `src` to `dst` (at their current positions),
+    best first: copy_file_range, then sendfile (where this platform has them)."""
+    ways: list[Callable[[int, int, int], int]] = []
+    if hasattr(os, "copy_file_range"):
+        ways.append(lambda src, dst, count: os.copy_file_range(src, dst, count))
+    if hasattr(os, "sendfile"):
+        ways.append(lambda src, dst, count: os.sendfile(dst, src, None, count))
+    return ways
+
+
+def _write_with_zipfile(out: Path, entries: list[Entry], date: Date) -> None:
     with open(out, "wb") as raw, zipfile.ZipFile(raw, "w", allowZip64=True) as zf:
         for entry in entries:
-            zinfo = zipfile.ZipInfo(entry.name, date_time=date)  # type: ignore[arg-type]
+            zinfo = zipfile.ZipInfo(entry.name, date_time=date)
             zinfo.create_system = 3
             zinfo.external_attr = 0o100644 << 16
             if entry.store and entry.data is None:
                 zinfo.compress_type = zipfile.ZIP_STORED
-                zinfo.file_size = entry.path.stat().st_size  # type: ignore[union-attr]
-                with open(entry.path, "rb") as src, zf.open(zinfo, "w", force_zip64=zinfo.file_size >= ZIP32_LIMIT) as dst:  # type: ignore[arg-type]
+                zinfo.file_size = entry.file().stat().st_size
+                with open(entry.file(), "rb") as src, zf.open(zinfo, "w", force_zip64=zinfo.file_size >= ZIP32_LIMIT) as dst:
                     shutil.copyfileobj(src, dst, CHUNK)
             else:
-                data = entry.data if entry.data is not None else entry.path.read_bytes()  # type: ignore[union-attr]
+                data = entry.content()
                 method = zipfile.ZIP_STORED if entry.store else zipfile.ZIP_DEFLATED
                 zinfo.compress_type = method
                 zf.writestr(zinfo, data, compress_type=method, compresslevel=6)
@@ -299,7 +322,8 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     """MANIFEST.json of an archive, or None when the file is not a readable .mar."""
     try:
         with zipfile.ZipFile(path) as zf:
-            return json.loads(zf.read("MAR-INF/MANIFEST.json"))
+            manifest: dict[str, Any] = json.loads(zf.read("MAR-INF/MANIFEST.json"))
+            return manifest
     except (OSError, KeyError, zipfile.BadZipFile, ValueError):
         return None
 

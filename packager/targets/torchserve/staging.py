@@ -33,7 +33,7 @@ def usable_build_mar(build_dir: Path, report: BuildReport, settings: ServingSett
     path = mar_file(build_dir, report)
     if not path.is_file():
         return None
-    from ...loader import sha256_file
+    from ...report import sha256_file
 
     rel = str(path.relative_to(build_dir))
     recorded = report.sha256.get(rel)
