@@ -66,89 +66,110 @@ def run_load(
     """
     if requests < 1 or concurrency < 1:
         raise ValueError("requests and concurrency must be at least 1")
-    result = LoadResult(concurrency=concurrency, requested=requests)
-    lock = threading.Lock()
-    issued = [0]
-    stop = threading.Event()
-    start_box: list[float] = [0.0]
-    deadline_box: list[float] = [0.0]
+    loop = _ClosedLoop(make_caller, requests, concurrency, time_limit_s, warmup)
+    threads = [threading.Thread(target=loop.worker, name=f"pack-bench-{i}", daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    loop.wait(threads)
+    result = loop.result
+    result.seconds = time.perf_counter() - loop.start
+    if loop.setup_errors:
+        result.errors += len(loop.setup_errors)
+        result.error_samples = (loop.setup_errors + result.error_samples)[:MAX_ERROR_SAMPLES]
+    return result
 
-    def mark_start() -> None:  # run by one thread when every caller is warm, before any is released
-        start_box[0] = time.perf_counter()
-        deadline_box[0] = start_box[0] + time_limit_s
 
-    ready = threading.Barrier(concurrency + 1, action=mark_start)
-    setup_errors: list[str] = []
+class _ClosedLoop:
+    """One run_load: the callers' shared request counter, stop flag, start barrier, clock and result."""
 
-    def next_index() -> int | None:
-        with lock:
-            if stop.is_set() or issued[0] >= requests:
+    def __init__(
+        self, make_caller: Callable[[], Caller], requests: int, concurrency: int, time_limit_s: float, warmup: int
+    ) -> None:
+        self.make_caller, self.requests, self.time_limit_s, self.warmup = make_caller, requests, time_limit_s, warmup
+        self.result = LoadResult(concurrency=concurrency, requested=requests)
+        self.lock = threading.Lock()
+        self.issued = 0
+        self.stop = threading.Event()
+        self.start = 0.0
+        self.deadline = 0.0
+        self.ready = threading.Barrier(concurrency + 1, action=self.mark_start)
+        self.setup_errors: list[str] = []
+
+    def mark_start(self) -> None:  # run by one thread when every caller is warm, before any is released
+        self.start = time.perf_counter()
+        self.deadline = self.start + self.time_limit_s
+
+    def next_index(self) -> int | None:
+        with self.lock:
+            if self.stop.is_set() or self.issued >= self.requests:
                 return None
-            if time.perf_counter() > deadline_box[0]:
-                result.timed_out = True
-                stop.set()
+            if time.perf_counter() > self.deadline:
+                self.result.timed_out = True
+                self.stop.set()
                 return None
-            issued[0] += 1
-            return issued[0] - 1
+            self.issued += 1
+            return self.issued - 1
 
-    def worker() -> None:
+    def worker(self) -> None:
+        call = self._warm_caller()
+        try:
+            self.ready.wait()
+        except threading.BrokenBarrierError:
+            return
+        if call is None:
+            return
+        self._timed(call)
+
+    def _warm_caller(self) -> Caller | None:
+        """This thread's caller, after its untimed warm-up requests; None (a setup error) when it cannot be made."""
         call: Caller | None = None
         try:
-            call = make_caller()
-            for i in range(warmup):
+            call = self.make_caller()
+            for i in range(self.warmup):
                 try:
                     call(-1 - i)
                 except Exception:  # a failing warm-up shows up again in the timed part
                     pass
         except Exception as exc:
-            with lock:
-                setup_errors.append(f"{type(exc).__name__}: {exc}"[:300])
-        try:
-            ready.wait()
-        except threading.BrokenBarrierError:
-            return
-        if call is None:
-            return
+            with self.lock:
+                self.setup_errors.append(f"{type(exc).__name__}: {exc}"[:300])
+        return call
+
+    def _timed(self, call: Caller) -> None:
         local: list[float] = []
         while True:
-            index = next_index()
+            index = self.next_index()
             if index is None:
                 break
             t0 = time.perf_counter()
             try:
                 call(index)
             except Exception as exc:
-                with lock:
-                    result.errors += 1
-                    if len(result.error_samples) < MAX_ERROR_SAMPLES:
-                        result.error_samples.append(f"{type(exc).__name__}: {exc}"[:300])
+                with self.lock:
+                    self.result.errors += 1
+                    if len(self.result.error_samples) < MAX_ERROR_SAMPLES:
+                        self.result.error_samples.append(f"{type(exc).__name__}: {exc}"[:300])
                 continue
             local.append(time.perf_counter() - t0)
-        with lock:
-            result.latencies_s.extend(local)
+        with self.lock:
+            self.result.latencies_s.extend(local)
 
-    threads = [threading.Thread(target=worker, name=f"pack-bench-{i}", daemon=True) for i in range(concurrency)]
-    for t in threads:
-        t.start()
-    try:
-        # the warm-up has its own limit: the whole time limit again
-        ready.wait(timeout=max(time_limit_s, 1.0) + 600.0)
-    except threading.BrokenBarrierError:
-        stop.set()
-        mark_start()
-    try:
-        for t in threads:
-            while t.is_alive():
-                t.join(timeout=0.2)
-                if time.perf_counter() > deadline_box[0] + 60.0:  # a call that never returns
-                    stop.set()
-                    result.timed_out = True
-                    break
-    except KeyboardInterrupt:
-        stop.set()
-        raise
-    result.seconds = time.perf_counter() - start_box[0]
-    if setup_errors:
-        result.errors += len(setup_errors)
-        result.error_samples = (setup_errors + result.error_samples)[:MAX_ERROR_SAMPLES]
-    return result
+    def wait(self, threads: list[threading.Thread]) -> None:
+        """Release the callers once all are warm, then wait for them (a call that never returns is left behind)."""
+        try:
+            # the warm-up has its own limit: the whole time limit again
+            self.ready.wait(timeout=max(self.time_limit_s, 1.0) + 600.0)
+        except threading.BrokenBarrierError:
+            self.stop.set()
+            self.mark_start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.2)
+                    if time.perf_counter() > self.deadline + 60.0:  # a call that never returns
+                        self.stop.set()
+                        self.result.timed_out = True
+                        break
+        except KeyboardInterrupt:
+            self.stop.set()
+            raise
