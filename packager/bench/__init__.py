@@ -23,19 +23,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..report import BuildReport
+from .rows import goals, in_process_rows, make_row, ratios
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .targets import Served
 
 log = logging.getLogger(__name__).info
 
 TARGETS = ("inprocess", "torchserve", "triton")
-GOALS = {  # the issue's targets: served / in-process throughput, and ONNX / eager at batch 8
-    "torchserve": 0.8,
-    "triton": 0.9,
-    "onnx_batch": 1.3,
-}
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _host() -> dict[str, Any]:
         mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         mem = None
-    versions = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for mod in ("torch", "onnxruntime", "numpy"):
         m = sys.modules.get(mod)
         versions[mod] = getattr(m, "__version__", None) if m else None
@@ -129,7 +130,8 @@ def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
     from ..targets import packagers
 
     log(
-        f"no build of {o.model} in {o.store}: building it into the bench's temporary store (`pack build {o.model}` once to skip this)"
+        f"no build of {o.model} in {o.store}: building it into the bench's temporary store "
+        f"(`pack build {o.model}` once to skip this)"
     )
     report, folder = build(
         resolve(o.model, None, {"device": "cpu"}), scratch / "builds", False, iterations=0, packagers=packagers()
@@ -154,267 +156,71 @@ def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions) -> dict[str, 
     return summary
 
 
-def _row(
-    name: str,
-    target: str,
-    runtime: str,
-    payload: str,
-    work: str,
-    compare_with: str | None,
-    cold_start: dict[str, Any],
-    memory: dict[str, Any],
-    settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "target": target,
-        "runtime": runtime,
-        "payload": payload,
-        "work": work,
-        "compare_with": compare_with,
-        "cold_start": cold_start,
-        "memory": memory,
-        "gpu_util_pct": None,
-        "settings": settings or {},
-        "runs": [],
-    }
-
-
-def _in_process_rows(
-    folder: Path, report: BuildReport, o: BenchOptions, body: bytes, payload: str
-) -> tuple[list[tuple[dict[str, Any], Any]], list, dict[str, Any]]:
-    """The in-process rows, ready to run: [(row, make_caller)], the pre-processed tensor, and memory / batch figures."""
-    from . import inprocess as ip
-
-    torch_threads = ip.set_torch_threads(o.threads)
-    threads = {"torch": torch_threads, "onnxruntime": o.threads or "default (one per physical core)"}
-    log(f"in-process: torch threads {torch_threads}, onnxruntime intra-op threads {threads['onnxruntime']}")
-    t0 = time.perf_counter()
-    module, eager_kind = ip.eager_module(folder, report)
-    eager = ip.eager_runner(module)
-    eager_handler = ip.handler_instance(folder, report, eager, "torchscript")
-    eager_load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    onnx = ip.onnx_runner(folder, report, o.threads)
-    onnx_handler = ip.handler_instance(folder, report, onnx, "onnx")
-    onnx_load = time.perf_counter() - t0
-    arrays = ip.preprocessed(eager_handler, body)
-    log("in-process memory: a fresh process per runtime with the model loaded")
-    rss = {"eager": ip.measure_rss_subprocess(folder, "eager"), "onnx": ip.measure_rss_subprocess(folder, "onnx")}
-    handler = ip.handler_file(report)
-    work = f"decode + pre-process + model + post-process + JSON answer ({handler}, the TorchServe handler's own code)"
-    shape = " ".join(f"{list(a.shape)} {a.dtype}" for a in arrays)
-    rows = [
-        (
-            _row(
-                "inprocess-eager",
-                "inprocess",
-                eager_kind,
-                payload,
-                work,
-                None,
-                {"launch_s": None, "load_s": round(eager_load, 2)},
-                {"rss_mb": rss["eager"].get("rss_mb"), "overhead_mb": None},
-                {"threads": threads},
-            ),
-            lambda: ip.pipeline(eager_handler, body),
-        ),
-        (
-            _row(
-                "inprocess-onnx",
-                "inprocess",
-                "onnxruntime (pack_runtime.load_model)",
-                payload,
-                work,
-                "inprocess-eager",
-                {"launch_s": None, "load_s": round(onnx_load, 2)},
-                {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None},
-                {"threads": threads},
-            ),
-            lambda: ip.pipeline(onnx_handler, body),
-        ),
-        (
-            _row(
-                "inprocess-onnx-tensor",
-                "inprocess",
-                "onnxruntime",
-                f"pre-processed tensor {shape}",
-                "model only",
-                None,
-                {"launch_s": None, "load_s": round(onnx_load, 2)},
-                {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None},
-                {"threads": threads},
-            ),
-            lambda: ip.tensor_call(onnx, arrays),
-        ),
-    ]
-    iterations = max(3, min(30, o.requests // max(o.batch, 1)))
-    log(f"eager vs ONNX at batch {o.batch} ({iterations} runs each)")
-    batch = ip.batch_comparison(eager, onnx, arrays, o.batch, iterations, o.time_limit_s)
-    batch["eager_runtime"] = eager_kind
-    batch["threads"] = threads
-    batch["load_average"] = round(os.getloadavg()[0], 2)
-    log(
-        f"batch {o.batch}: eager {batch['eager']['items_per_s']} items/s, onnx {batch['onnx']['items_per_s']} items/s ({batch['onnx_over_eager']}x)"
-    )
-    return rows, arrays, {"rss": rss, "batch": batch}
-
-
-def _ratios(rows: list[dict[str, Any]]) -> None:
-    by_name = {r["name"]: r for r in rows}
-    for row in rows:
-        runs = row["runs"]
-        utils = [r["gpu_util_pct"] for r in runs if r.get("gpu_util_pct") is not None]
-        row["gpu_util_pct"] = round(sum(utils) / len(utils), 1) if utils else None
-        row["peak_throughput_rps"] = max((r["throughput_rps"] for r in runs), default=0.0)
-        base = by_name.get(row["compare_with"] or "")
-        same = by_name.get(row.get("same_runtime_baseline") or "")
-        for run in runs:
-            for key, ref in (("ratio", base), ("ratio_same_runtime", same)):
-                if ref is None:
-                    run[key] = None
-                    continue
-                match = next((b for b in ref["runs"] if b["concurrency"] == run["concurrency"]), None)
-                run[key] = (
-                    round(run["throughput_rps"] / match["throughput_rps"], 3) if match and match["throughput_rps"] else None
-                )
-        ref_peak = max((r["throughput_rps"] for r in base["runs"]), default=0.0) if base else 0.0
-        row["peak_ratio"] = round(row["peak_throughput_rps"] / ref_peak, 3) if ref_peak else None
-        rs = [r["ratio"] for r in runs if r.get("ratio") is not None]
-        row["min_ratio"] = min(rs) if rs else None
-
-
-def _goals(rows: list[dict[str, Any]], batch: dict[str, Any] | None, model: str) -> list[dict[str, Any]]:
-    by_name = {r["name"]: r for r in rows}
-    out = []
-    for target, base in (("torchserve", "inprocess-eager"), ("triton", "inprocess-onnx-tensor")):
-        row = by_name.get(target)
-        if row is None or row.get("peak_ratio") is None:
-            continue
-        out.append(
-            {
-                "goal": f"{target} throughput >= {GOALS[target]:.0%} of {base}",
-                "peak_ratio": row["peak_ratio"],
-                "min_ratio": row["min_ratio"],
-                "met": row["peak_ratio"] >= GOALS[target],
-            }
-        )
-    if batch:
-        out.append(
-            {
-                "goal": f"ONNX (onnxruntime) >= {GOALS['onnx_batch']}x eager at batch {batch['batch']}"
-                + ("" if model == "resnet50" else " (the issue sets it for resnet50 at batch 8)"),
-                "ratio": batch["onnx_over_eager"],
-                "met": batch["onnx_over_eager"] >= GOALS["onnx_batch"],
-            }
-        )
-    return out
-
-
 class _Terminated(KeyboardInterrupt):
     pass
 
 
-def run_bench(o: BenchOptions) -> dict[str, Any]:
-    from . import inprocess as ip
-    from . import targets as tg
+@dataclass
+class _Payload:
+    """What the rows send: the request body users send (image bytes or tensor JSON), and the pre-processed tensors
+    (what Triton's row is sent; made whenever it is a target)."""
 
+    body: bytes
+    content_type: str
+    description: str
+    arrays: list[np.ndarray] | None
+
+
+@dataclass
+class _Servers:
+    """The servers one bench launches into its temporary store: launched (stopped at the end, also on errors and
+    Ctrl-C), deployed, and what stopping each found."""
+
+    store: Path
+    launched: list[str] = field(default_factory=list)
+    served: dict[str, Served] = field(default_factory=dict)
+    stopped: list[dict[str, Any]] = field(default_factory=list)
+
+    def _stop(self, target: str) -> None:
+        server = self.served.get(target)
+        self.stopped.append(_stop(target, self.store, server.pids if server is not None else (lambda: [])))
+
+    def stop_all(self) -> None:
+        for target in list(self.launched):
+            self._stop(target)
+            self.launched.remove(target)
+
+    def stop_left(self) -> None:
+        """After an error: stop what is still launched, going on past a server that cannot be stopped."""
+        for target in list(self.launched):
+            try:
+                self._stop(target)
+            except Exception as exc:  # keep stopping the others; say what is left
+                log(f"could not stop the bench's {target}: {exc}")
+
+
+def run_bench(o: BenchOptions) -> dict[str, Any]:
     check_options(o)
     started = time.time()
     host = _host()
     if host["load_average"][0] >= 0.5:
         log(f"the machine is busy (load average {host['load_average'][0]}); timings will be lower than on a quiet machine")
     scratch = Path(tempfile.mkdtemp(prefix="pack-bench-"))
-    server_store = scratch / "store"
-    launched: list[str] = []
-    stopped: list[dict[str, Any]] = []
-    previous = None
-    if threading_main():
-
-        def on_term(signum: int, frame: Any) -> None:
-            raise _Terminated()
-
-        previous = signal.signal(signal.SIGTERM, on_term)
-    served: dict[str, Any] = {}
+    servers = _Servers(scratch / "store")
+    previous = _sigterm_interrupts()
     try:
         folder, report = _locate(o, scratch)
-        body, content_type, payload = ip.request_payload(folder, report)
-        prepared: list[tuple[dict[str, Any], Any]] = []
-        extra: dict[str, Any] = {"rss": {}, "batch": None}
-        arrays = None
-        if "inprocess" in o.targets:
-            prepared, arrays, extra = _in_process_rows(folder, report, o, body, payload)
-        elif "triton" in o.targets:
-            arrays = ip.preprocessed(ip.handler_instance(folder, report, lambda a: a, "onnx"), body)
-        with_baselines = "inprocess" in o.targets
-        for target in [t for t in o.targets if t != "inprocess"]:  # deployed one after the other: cold starts do not overlap
-            launched.append(target)
-            if target == "torchserve":
-                settings = {**TORCHSERVE_DEFAULTS, **{k: v for k, v in o.torchserve.items() if v is not None}}
-                server = tg.torchserve(folder, report, server_store, body, content_type, payload, settings, o.timeout)
-                runtime = (
-                    "onnxruntime in TorchServe workers" if settings["format"] == "onnx" else "TorchScript in TorchServe workers"
-                )
-                work = "the same handler code as the in-process rows, behind TorchServe's frontend"
-                same = "inprocess-onnx" if settings["format"] == "onnx" else None
-                rss_key = "onnx" if settings["format"] == "onnx" else "eager"
-            else:
-                settings = {**TRITON_DEFAULTS, **{k: v for k, v in o.triton.items() if v is not None}}
-                server = tg.triton(folder, report, server_store, arrays, settings, o.timeout)
-                runtime = "onnxruntime in Triton's python backend"
-                work = "model only (tensor in, raw outputs back)"
-                same = None
-                rss_key = "onnx"
-            served[target] = server
-            base_mb = (extra["rss"].get(rss_key) or {}).get("rss_mb")
-            row = _row(
-                target,
-                target,
-                runtime,
-                server.payload,
-                work,
-                server.compare_with if with_baselines else None,
-                server.cold_start,
-                {"rss_mb": None, "rss_after_deploy_mb": server.memory_mb(), "inprocess_rss_mb": base_mb, "overhead_mb": None},
-                server.settings,
-            )
-            row["same_runtime_baseline"] = same if with_baselines else None
-            prepared.append((row, server.make_caller(max(o.timeout, 60.0))))
-        # Every row at one concurrency, then the next concurrency: rows compared with each other are measured minutes
-        # apart at most, so a change in the machine's load moves them together.
-        for c in o.concurrency:
-            for row, make_caller in prepared:
-                row["runs"].append(_run_one(row["name"], make_caller, c, o))
-        for target, server in served.items():
-            row = next(r for r, _ in prepared if r["name"] == target)
-            memory = row["memory"]
-            after = server.memory_mb()
-            memory["rss_mb"] = max(x for x in (memory["rss_after_deploy_mb"], after, 0.0) if x is not None) or None
-            memory["processes"] = len(server.pids())
-            if memory["rss_mb"] and memory["inprocess_rss_mb"]:
-                memory["overhead_mb"] = round(memory["rss_mb"] - memory["inprocess_rss_mb"], 1)
-        for target in list(launched):
-            stopped.append(_stop(target, server_store, served[target].pids if target in served else (lambda: [])))
-            launched.remove(target)
+        prepared, extra = _measured_rows(o, folder, report, servers)
+        servers.stop_all()
         rows = [r for r, _ in prepared]
     finally:
-        for target in list(launched):
-            try:
-                stopped.append(_stop(target, server_store, served[target].pids if target in served else (lambda: [])))
-            except Exception as exc:  # keep stopping the others; say what is left
-                log(f"could not stop the bench's {target}: {exc}")
+        servers.stop_left()
         shutil.rmtree(scratch, ignore_errors=True)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    _ratios(rows)
+    ratios(rows)
     batch = extra.get("batch")
-    notes = []
-    if "inprocess" not in o.targets:
-        notes.append("no in-process rows (add inprocess to --targets): no ratios, no memory overhead")
-    if os.cpu_count() and max(o.concurrency) > 4 * os.cpu_count():
-        notes.append(
-            f"concurrency {max(o.concurrency)} on {os.cpu_count()} CPU cores: latency grows with the queue, throughput does not"
-        )
+    notes = _notes(o)
     host["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return {
         "bench": 1,
@@ -434,12 +240,121 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
         },
         "rows": rows,
         "batch_comparison": batch,
-        "goals": _goals(rows, batch, report.name),
-        "servers_stopped": stopped,
+        "goals": goals(rows, batch, report.name),
+        "servers_stopped": servers.stopped,
         "notes": notes,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
     }
+
+
+def _sigterm_interrupts() -> Any:
+    """In the main thread, make SIGTERM interrupt the bench like Ctrl-C (its servers are stopped); returns the
+    handler to put back, or None."""
+    if not threading_main():
+        return None
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    return signal.signal(signal.SIGTERM, on_term)
+
+
+def _measured_rows(
+    o: BenchOptions, folder: Path, report: BuildReport, servers: _Servers
+) -> tuple[list[tuple[dict[str, Any], Any]], dict[str, Any]]:
+    """Every row, measured at every concurrency: [(row, make_caller)], and the in-process memory / batch figures."""
+    from . import inprocess as ip
+
+    body, content_type, payload = ip.request_payload(folder, report)
+    prepared: list[tuple[dict[str, Any], Any]] = []
+    extra: dict[str, Any] = {"rss": {}, "batch": None}
+    arrays = None
+    if "inprocess" in o.targets:
+        prepared, arrays, extra = in_process_rows(folder, report, o, body, payload)
+    elif "triton" in o.targets:
+        arrays = ip.preprocessed(ip.handler_instance(folder, report, lambda a: a, "onnx"), body)
+    sent = _Payload(body, content_type, payload, arrays)
+    for target in [t for t in o.targets if t != "inprocess"]:  # deployed one after the other: cold starts do not overlap
+        prepared.append(_server_row(o, folder, report, servers, target, sent, extra))
+    # Every row at one concurrency, then the next concurrency: rows compared with each other are measured minutes
+    # apart at most, so a change in the machine's load moves them together.
+    for c in o.concurrency:
+        for row, make_caller in prepared:
+            row["runs"].append(_run_one(row["name"], make_caller, c, o))
+    _server_memory(prepared, servers.served)
+    return prepared, extra
+
+
+def _server_row(
+    o: BenchOptions,
+    folder: Path,
+    report: BuildReport,
+    servers: _Servers,
+    target: str,
+    sent: _Payload,
+    extra: dict[str, Any],
+) -> tuple[dict[str, Any], Any]:
+    """Launch `target` in the bench's store, deploy the build to it; its row, ready to run."""
+    from . import targets as tg
+
+    servers.launched.append(target)
+    if target == "torchserve":
+        settings = {**TORCHSERVE_DEFAULTS, **{k: v for k, v in o.torchserve.items() if v is not None}}
+        onnx = settings["format"] == "onnx"
+        server = tg.torchserve(folder, report, servers.store, sent.body, sent.content_type, sent.description, settings, o.timeout)
+        runtime = "onnxruntime in TorchServe workers" if onnx else "TorchScript in TorchServe workers"
+        work = "the same handler code as the in-process rows, behind TorchServe's frontend"
+        same = "inprocess-onnx" if onnx else None
+        rss_key = "onnx" if onnx else "eager"
+    else:
+        if sent.arrays is None:  # _measured_rows() makes them whenever triton is a target
+            raise RuntimeError("the bench has no pre-processed tensors to send to Triton")
+        settings = {**TRITON_DEFAULTS, **{k: v for k, v in o.triton.items() if v is not None}}
+        server = tg.triton(folder, report, servers.store, sent.arrays, settings, o.timeout)
+        runtime = "onnxruntime in Triton's python backend"
+        work = "model only (tensor in, raw outputs back)"
+        same = None
+        rss_key = "onnx"
+    servers.served[target] = server
+    with_baselines = "inprocess" in o.targets
+    base_mb = (extra["rss"].get(rss_key) or {}).get("rss_mb")
+    row = make_row(
+        target,
+        target,
+        runtime,
+        server.payload,
+        work,
+        server.compare_with if with_baselines else None,
+        server.cold_start,
+        {"rss_mb": None, "rss_after_deploy_mb": server.memory_mb(), "inprocess_rss_mb": base_mb, "overhead_mb": None},
+        server.settings,
+    )
+    row["same_runtime_baseline"] = same if with_baselines else None
+    return row, server.make_caller(max(o.timeout, 60.0))
+
+
+def _server_memory(prepared: list[tuple[dict[str, Any], Any]], served: dict[str, Served]) -> None:
+    """Each server row's memory after the load: the larger of its figures after deploy and now, and its overhead
+    over the in-process row with the same runtime."""
+    for target, server in served.items():
+        row = next(r for r, _ in prepared if r["name"] == target)
+        memory = row["memory"]
+        after = server.memory_mb()
+        memory["rss_mb"] = max(x for x in (memory["rss_after_deploy_mb"], after, 0.0) if x is not None) or None
+        memory["processes"] = len(server.pids())
+        if memory["rss_mb"] and memory["inprocess_rss_mb"]:
+            memory["overhead_mb"] = round(memory["rss_mb"] - memory["inprocess_rss_mb"], 1)
+
+
+def _notes(o: BenchOptions) -> list[str]:
+    notes = []
+    if "inprocess" not in o.targets:
+        notes.append("no in-process rows (add inprocess to --targets): no ratios, no memory overhead")
+    cpus = os.cpu_count()
+    if cpus and max(o.concurrency) > 4 * cpus:
+        notes.append(f"concurrency {max(o.concurrency)} on {cpus} CPU cores: latency grows with the queue, throughput does not")
+    return notes
 
 
 def threading_main() -> bool:

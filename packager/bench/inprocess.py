@@ -77,7 +77,7 @@ def request_payload(build_dir: Path, report: BuildReport) -> tuple[bytes, str, s
                 "encoding": "base64",
                 "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode(),
             }
-            for spec, a in zip(report.inputs, arrays)
+            for spec, a in zip(report.inputs, arrays, strict=True)
         ],
         "output_encoding": "base64",
     }
@@ -119,10 +119,12 @@ def eager_module(build_dir: Path, report: BuildReport) -> tuple[Any, str]:
             log(f"cannot rebuild the eager model ({type(exc).__name__}: {str(exc)[:120]}); TorchScript stands in for it")
     else:
         log(
-            "the eager model cannot be rebuilt from this build (weights or source file are not in the store); TorchScript stands in for it"
+            "the eager model cannot be rebuilt from this build (weights or source file are not in the store); "
+            "TorchScript stands in for it"
         )
     path = build_dir / report.artifacts.get("torchscript", "model.pt")
-    return torch.jit.load(str(path), map_location="cpu").eval(), "TorchScript (eager not rebuildable)"
+    module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
+    return module.eval(), "TorchScript (eager not rebuildable)"
 
 
 def _matches_samples(module: Any, build_dir: Path, report: BuildReport) -> bool:
@@ -147,9 +149,10 @@ def onnx_runner(build_dir: Path, report: BuildReport, threads: int = 0) -> Runne
     or a Triton python-backend model builds."""
     runtime = _handler_module("pack_runtime")
     path = build_dir / report.artifacts.get("onnx", "model.onnx")
-    return runtime.load_model(
+    run: Runner = runtime.load_model(
         str(path), "onnx", "cpu", threads, [i.name for i in report.inputs], [o.name for o in report.outputs]
     )
+    return run
 
 
 # ---------------------------------------------------------------- pack's handler, in this process
@@ -172,7 +175,7 @@ def handler_instance(build_dir: Path, report: BuildReport, runner: Runner, fmt: 
     labels = report.labels
     if labels and not (build_dir / labels).is_file():
         labels = None
-    meta = get_target("torchserve").worker_settings(report, fmt, Path(labels).name if labels else None)  # type: ignore[attr-defined]
+    meta = get_target("torchserve").worker_settings(report, fmt, Path(labels).name if labels else None)  # type: ignore[attr-defined]  # TorchServe's own method
     meta["labels"] = [line.strip() for line in (build_dir / labels).read_text().splitlines() if line.strip()] if labels else None
     handler = cls()
     handler.settings = meta
@@ -202,7 +205,8 @@ def preprocessed(handler: Any, body: bytes) -> list[np.ndarray]:
     runtime = _handler_module("pack_runtime")
     doc = _handler_module("pack_torchserve").as_json(body)
     if runtime.is_tensor_request(doc):
-        return runtime.decode_tensors(doc, handler.inputs)
+        decoded: list[np.ndarray] = runtime.decode_tensors(doc, handler.inputs)
+        return decoded
     arrays, _ = handler.preprocess_one({"body": body}, body, doc)
     return [np.ascontiguousarray(a) for a in arrays]
 
@@ -294,7 +298,8 @@ def measure_rss_subprocess(build_dir: Path, fmt: str, timeout: float = 300.0) ->
         return {"rss_mb": None, "error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
         return {"rss_mb": None, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def _rss_main(build_dir: str, fmt: str) -> None:

@@ -17,7 +17,8 @@ def text_table(result: dict[str, Any]) -> str:
     lines = [
         f"pack bench {result['model']} v{result['version']}: {host.get('cpu_count')} CPU cores ({host.get('cpu') or '?'}), "
         f"GPU {host.get('gpu') or 'none'}, load average {host['load_average'][0]} at start",
-        f"{result['settings']['requests']} requests per run, closed loop, concurrency {','.join(map(str, result['settings']['concurrency']))}; "
+        f"{result['settings']['requests']} requests per run, closed loop, "
+        f"concurrency {','.join(map(str, result['settings']['concurrency']))}; "
         "ratio = throughput / the row it is compared with, at the same concurrency",
         "",
     ]

@@ -1,0 +1,183 @@
+"""The rows of `pack bench` (docs/bench.md): a row's document, the in-process rows ready to run, and what is computed
+over finished rows: throughput ratios against the row each is compared with, and the issue's goals met or not."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..report import BuildReport
+
+if TYPE_CHECKING:
+    from . import BenchOptions
+
+log = logging.getLogger(__name__).info
+
+GOALS = {  # the issue's targets: served / in-process throughput, and ONNX / eager at batch 8
+    "torchserve": 0.8,
+    "triton": 0.9,
+    "onnx_batch": 1.3,
+}
+
+
+def make_row(
+    name: str,
+    target: str,
+    runtime: str,
+    payload: str,
+    work: str,
+    compare_with: str | None,
+    cold_start: dict[str, Any],
+    memory: dict[str, Any],
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "target": target,
+        "runtime": runtime,
+        "payload": payload,
+        "work": work,
+        "compare_with": compare_with,
+        "cold_start": cold_start,
+        "memory": memory,
+        "gpu_util_pct": None,
+        "settings": settings or {},
+        "runs": [],
+    }
+
+
+def in_process_rows(
+    folder: Path, report: BuildReport, o: BenchOptions, body: bytes, payload: str
+) -> tuple[list[tuple[dict[str, Any], Any]], list[np.ndarray], dict[str, Any]]:
+    """The in-process rows, ready to run: [(row, make_caller)], the pre-processed tensor, and memory / batch figures."""
+    from . import inprocess as ip
+
+    torch_threads = ip.set_torch_threads(o.threads)
+    threads = {"torch": torch_threads, "onnxruntime": o.threads or "default (one per physical core)"}
+    log(f"in-process: torch threads {torch_threads}, onnxruntime intra-op threads {threads['onnxruntime']}")
+    t0 = time.perf_counter()
+    module, eager_kind = ip.eager_module(folder, report)
+    eager = ip.eager_runner(module)
+    eager_handler = ip.handler_instance(folder, report, eager, "torchscript")
+    eager_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    onnx = ip.onnx_runner(folder, report, o.threads)
+    onnx_handler = ip.handler_instance(folder, report, onnx, "onnx")
+    onnx_load = time.perf_counter() - t0
+    arrays = ip.preprocessed(eager_handler, body)
+    log("in-process memory: a fresh process per runtime with the model loaded")
+    rss = {"eager": ip.measure_rss_subprocess(folder, "eager"), "onnx": ip.measure_rss_subprocess(folder, "onnx")}
+    handler = ip.handler_file(report)
+    work = f"decode + pre-process + model + post-process + JSON answer ({handler}, the TorchServe handler's own code)"
+    shape = " ".join(f"{list(a.shape)} {a.dtype}" for a in arrays)
+    rows = [
+        (
+            make_row(
+                "inprocess-eager",
+                "inprocess",
+                eager_kind,
+                payload,
+                work,
+                None,
+                {"launch_s": None, "load_s": round(eager_load, 2)},
+                {"rss_mb": rss["eager"].get("rss_mb"), "overhead_mb": None},
+                {"threads": threads},
+            ),
+            lambda: ip.pipeline(eager_handler, body),
+        ),
+        (
+            make_row(
+                "inprocess-onnx",
+                "inprocess",
+                "onnxruntime (pack_runtime.load_model)",
+                payload,
+                work,
+                "inprocess-eager",
+                {"launch_s": None, "load_s": round(onnx_load, 2)},
+                {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None},
+                {"threads": threads},
+            ),
+            lambda: ip.pipeline(onnx_handler, body),
+        ),
+        (
+            make_row(
+                "inprocess-onnx-tensor",
+                "inprocess",
+                "onnxruntime",
+                f"pre-processed tensor {shape}",
+                "model only",
+                None,
+                {"launch_s": None, "load_s": round(onnx_load, 2)},
+                {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None},
+                {"threads": threads},
+            ),
+            lambda: ip.tensor_call(onnx, arrays),
+        ),
+    ]
+    iterations = max(3, min(30, o.requests // max(o.batch, 1)))
+    log(f"eager vs ONNX at batch {o.batch} ({iterations} runs each)")
+    batch = ip.batch_comparison(eager, onnx, arrays, o.batch, iterations, o.time_limit_s)
+    batch["eager_runtime"] = eager_kind
+    batch["threads"] = threads
+    batch["load_average"] = round(os.getloadavg()[0], 2)
+    log(
+        f"batch {o.batch}: eager {batch['eager']['items_per_s']} items/s, onnx {batch['onnx']['items_per_s']} items/s "
+        f"({batch['onnx_over_eager']}x)"
+    )
+    return rows, arrays, {"rss": rss, "batch": batch}
+
+
+def ratios(rows: list[dict[str, Any]]) -> None:
+    by_name = {r["name"]: r for r in rows}
+    for row in rows:
+        runs = row["runs"]
+        utils = [r["gpu_util_pct"] for r in runs if r.get("gpu_util_pct") is not None]
+        row["gpu_util_pct"] = round(sum(utils) / len(utils), 1) if utils else None
+        row["peak_throughput_rps"] = max((r["throughput_rps"] for r in runs), default=0.0)
+        base = by_name.get(row["compare_with"] or "")
+        same = by_name.get(row.get("same_runtime_baseline") or "")
+        for run in runs:
+            for key, ref in (("ratio", base), ("ratio_same_runtime", same)):
+                if ref is None:
+                    run[key] = None
+                    continue
+                match = next((b for b in ref["runs"] if b["concurrency"] == run["concurrency"]), None)
+                run[key] = (
+                    round(run["throughput_rps"] / match["throughput_rps"], 3) if match and match["throughput_rps"] else None
+                )
+        ref_peak = max((r["throughput_rps"] for r in base["runs"]), default=0.0) if base else 0.0
+        row["peak_ratio"] = round(row["peak_throughput_rps"] / ref_peak, 3) if ref_peak else None
+        rs = [r["ratio"] for r in runs if r.get("ratio") is not None]
+        row["min_ratio"] = min(rs) if rs else None
+
+
+def goals(rows: list[dict[str, Any]], batch: dict[str, Any] | None, model: str) -> list[dict[str, Any]]:
+    by_name = {r["name"]: r for r in rows}
+    out = []
+    for target, base in (("torchserve", "inprocess-eager"), ("triton", "inprocess-onnx-tensor")):
+        row = by_name.get(target)
+        if row is None or row.get("peak_ratio") is None:
+            continue
+        out.append(
+            {
+                "goal": f"{target} throughput >= {GOALS[target]:.0%} of {base}",
+                "peak_ratio": row["peak_ratio"],
+                "min_ratio": row["min_ratio"],
+                "met": row["peak_ratio"] >= GOALS[target],
+            }
+        )
+    if batch:
+        out.append(
+            {
+                "goal": f"ONNX (onnxruntime) >= {GOALS['onnx_batch']}x eager at batch {batch['batch']}"
+                + ("" if model == "resnet50" else " (the issue sets it for resnet50 at batch 8)"),
+                "ratio": batch["onnx_over_eager"],
+                "met": batch["onnx_over_eager"] >= GOALS["onnx_batch"],
+            }
+        )
+    return out
