@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import UsageError
 from .plan import BuildPlan
+from .registry import ModelEntry, get_entry
 from .report import sha256_file
 
 UNSAFE_HINT = "if you trust this file, pass --unsafe-load (it runs code from the file while loading)"
@@ -171,7 +172,7 @@ def _load_model_file(path: str, unsafe: bool) -> Any:
             is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
         if is_script:
             try:
-                return torch.jit.load(path, map_location="cpu")
+                return torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
             except RuntimeError as exc:
                 raise UsageError(f"{path} is a damaged TorchScript file ({_first_line(exc)})") from exc
     obj = torch_load(path, unsafe)
@@ -213,46 +214,11 @@ def load_module(plan: BuildPlan) -> tuple[Any, dict[str, Any], Any]:
 
     torch.manual_seed(plan.seed)
     if plan.source_kind == "builtin":
-        entry = plan.entry
-        missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
-        if missing:
-            from .errors import EnvironmentProblem
-
-            raise EnvironmentProblem(
-                f"{entry.name} needs the Python package {missing[0]!r}",
-                "install it (pip install -e '.[all]' or pip install " + missing[0] + ")",
-            )
-        model = entry.factory()
-        record: dict[str, Any] = {"random": True, "initialised_by": "pack", "seed": plan.seed}
-        if plan.weights:
-            if entry.weights == "ultralytics":
-                model = _load_ultralytics(model, plan)
-            else:
-                load_state_dict(model, plan.weights, plan.unsafe_load, entry.name)
+        model, record = _load_builtin(plan, _builtin_entry(plan))
     elif plan.source_kind == "python":
-        model = _load_python_callable(plan.source)
-        if not isinstance(model, torch.nn.Module):
-            raise UsageError(
-                f"{plan.source} returned {type(model).__name__}, not a torch.nn.Module",
-                "make the factory return the model instance",
-            )
-        record = {
-            "random": False,
-            "initialised_by": "factory",
-            "factory": Path(plan.source.rpartition(":")[0]).name + ":" + plan.source.rpartition(":")[2],
-        }
-        if plan.weights:
-            load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
+        model, record = _load_factory(plan)
     else:
-        model = _load_model_file(plan.source, plan.unsafe_load)
-        record = {
-            "random": False,
-            "initialised_by": "model file",
-            "file": Path(plan.source).name,
-            "sha256": sha256_file(plan.source),
-        }
-        if plan.weights:
-            load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
+        model, record = _load_file(plan)
     if plan.weights:
         record = {
             "random": False,
@@ -270,11 +236,70 @@ def load_module(plan: BuildPlan) -> tuple[Any, dict[str, Any], Any]:
     return model, record, family
 
 
-def _load_ultralytics(model: Any, plan: BuildPlan) -> Any:
+def _builtin_entry(plan: BuildPlan) -> ModelEntry:
+    """The registry entry of a built-in source: the plan's (resolve() sets it), else looked up by name."""
+    entry = plan.entry or get_entry(plan.source)
+    if entry is None:
+        raise UsageError(f"unknown model {plan.source!r}", "run `pack models` for the built-in names")
+    return entry
+
+
+def _load_builtin(plan: BuildPlan, entry: ModelEntry) -> tuple[Any, dict[str, Any]]:
+    missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        from .errors import EnvironmentProblem
+
+        raise EnvironmentProblem(
+            f"{entry.name} needs the Python package {missing[0]!r}",
+            "install it (pip install -e '.[all]' or pip install " + missing[0] + ")",
+        )
+    model = entry.factory()
+    record: dict[str, Any] = {"random": True, "initialised_by": "pack", "seed": plan.seed}
+    if plan.weights:
+        if entry.weights == "ultralytics":
+            model = _load_ultralytics(model, plan.weights, plan.unsafe_load, entry.name)
+        else:
+            load_state_dict(model, plan.weights, plan.unsafe_load, entry.name)
+    return model, record
+
+
+def _load_factory(plan: BuildPlan) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    model = _load_python_callable(plan.source)
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(
+            f"{plan.source} returned {type(model).__name__}, not a torch.nn.Module",
+            "make the factory return the model instance",
+        )
+    record: dict[str, Any] = {
+        "random": False,
+        "initialised_by": "factory",
+        "factory": Path(plan.source.rpartition(":")[0]).name + ":" + plan.source.rpartition(":")[2],
+    }
+    if plan.weights:
+        load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
+    return model, record
+
+
+def _load_file(plan: BuildPlan) -> tuple[Any, dict[str, Any]]:
+    model = _load_model_file(plan.source, plan.unsafe_load)
+    record: dict[str, Any] = {
+        "random": False,
+        "initialised_by": "model file",
+        "file": Path(plan.source).name,
+        "sha256": sha256_file(plan.source),
+    }
+    if plan.weights:
+        load_state_dict(model, plan.weights, plan.unsafe_load, plan.source)
+    return model, record
+
+
+def _load_ultralytics(model: Any, weights: str, unsafe: bool, name: str) -> Any:
     """A user's ultralytics `.pt`: a state_dict loads safely; a pickled checkpoint needs --unsafe-load."""
     import torch
 
-    obj = torch_load(plan.weights, plan.unsafe_load)
+    obj = torch_load(weights, unsafe)
     inner = obj.get("ema") or obj.get("model") if isinstance(obj, dict) else obj
     if isinstance(inner, torch.nn.Module):
         names = getattr(inner, "names", None)
@@ -282,5 +307,5 @@ def _load_ultralytics(model: Any, plan: BuildPlan) -> Any:
         if names:
             inner.names = names
         return inner
-    load_state_dict(model, plan.weights, plan.unsafe_load, plan.entry.name)
+    load_state_dict(model, weights, unsafe, name)
     return model

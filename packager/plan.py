@@ -70,7 +70,9 @@ def parse_input(text: str) -> TensorSpec:
         ) from None
     if any(d < 1 for d in shape):
         raise UsageError(f"--input {text!r}: every dimension must be at least 1")
-    dtype, axes, rng = "float32", (0,), None
+    dtype = "float32"
+    axes: tuple[int, ...] = (0,)
+    rng: tuple[float, float] | None = None
     for part in parts[2:]:
         key, eq, value = part.partition("=")
         try:
@@ -131,15 +133,16 @@ def _classify_source(source: str) -> str:
     return "unknown"
 
 
-def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any]) -> BuildPlan:
-    """Merge (built-in entry) < spec < command line into a BuildPlan; raise UsageError for anything unusable."""
-    spec: dict[str, Any] = spec_mod.load(spec_path) if spec_path else {}
-    source = model or spec.get("source")
-    if not source:
-        raise UsageError(
-            "nothing to build", "name a model (see `pack models`), a file.py:callable, or pass --spec pack.yaml with a `source:`"
-        )
+def _pick(overrides: dict[str, Any], spec: dict[str, Any], key: str, default: Any) -> Any:
+    """The command line's value for `key` if it gave one, else the spec's, else `default`."""
+    value = overrides.get(key)
+    if value is not None:
+        return value
+    return spec.get(key, default)
 
+
+def _checked_source(source: str) -> str:
+    """The kind of a model argument (builtin | python | file); UsageError when it names nothing usable."""
     kind = _classify_source(source)
     if kind == "unknown":
         near = registry.suggest(source)
@@ -153,26 +156,26 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
             raise UsageError(f"model source file not found: {file_part}")
     if kind == "file" and not Path(source).is_file():
         raise UsageError(f"model file not found: {source}")
+    return kind
 
-    entry = registry.get_entry(source) if kind == "builtin" else None
+
+def _model_name(kind: str, source: str, entry: ModelEntry | None, spec: dict[str, Any], overrides: dict[str, Any]) -> str:
     if entry is not None:
         default_name = entry.name
     elif kind == "python":
         default_name = Path(source.rpartition(":")[0]).stem
     else:
         default_name = Path(source).stem
-    name = overrides.get("name") or spec.get("name") or default_name
+    name: str = overrides.get("name") or spec.get("name") or default_name
     if not NAME_RE.match(name):
         raise UsageError(
             f"model name {name!r} is not usable as a folder and server name", "use letters, digits, '.', '_' or '-' (--name)"
         )
+    return name
 
-    def pick(key: str, default: Any) -> Any:
-        value = overrides.get(key)
-        if value is not None:
-            return value
-        return spec.get(key, default)
 
+def _inputs(entry: ModelEntry | None, spec: dict[str, Any], overrides: dict[str, Any]) -> list[TensorSpec]:
+    inputs: list[TensorSpec]
     if overrides.get("inputs"):
         inputs = list(overrides["inputs"])
     elif "inputs" in spec:
@@ -183,7 +186,10 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         inputs = []  # the model's family may know them (checked once the model is loaded)
     if len({i.name for i in inputs}) != len(inputs):
         raise UsageError("input names must be unique")
+    return inputs
 
+
+def _outputs(entry: ModelEntry | None, spec: dict[str, Any], inputs: list[TensorSpec]) -> list[OutputSpec]:
     if "outputs" in spec:
         outputs = [_output_from_spec(o) for o in spec["outputs"]]
     elif entry is not None:
@@ -192,49 +198,82 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         outputs = []  # named output / output_N once the eager model has run
     if len({o.name for o in outputs} | {i.name for i in inputs}) != len(outputs) + len(inputs):
         raise UsageError("input and output names must all be different")
+    return outputs
 
+
+def _tolerance(entry: ModelEntry | None, spec: dict[str, Any], overrides: dict[str, Any]) -> tuple[Tolerance, bool]:
+    """(the tolerance, whether anyone chose it: the built-in entry, the spec or the command line)."""
     tol = entry.tolerance if entry is not None else Tolerance()
     spec_tol = spec.get("tolerance", {})
     tolerance = Tolerance(
-        atol=pick("atol", spec_tol.get("atol", tol.atol)),
-        rtol=pick("rtol", spec_tol.get("rtol", tol.rtol)),
+        atol=_pick(overrides, spec, "atol", spec_tol.get("atol", tol.atol)),
+        rtol=_pick(overrides, spec, "rtol", spec_tol.get("rtol", tol.rtol)),
     )
-    tolerance_given = (
-        entry is not None or bool(spec_tol) or overrides.get("atol") is not None or overrides.get("rtol") is not None
-    )
-    formats_value = overrides.get("formats") or spec.get("formats")
-    formats = (
-        parse_formats(formats_value if isinstance(formats_value, str) else ",".join(formats_value))
-        if formats_value
-        else DEFAULT_FORMATS
-    )
-    given_batches = pick("batch_sizes", None)
-    batch_sizes = list(given_batches or DEFAULT_BATCH_SIZES)
+    given = entry is not None or bool(spec_tol) or overrides.get("atol") is not None or overrides.get("rtol") is not None
+    return tolerance, given
+
+
+def _formats(spec: dict[str, Any], overrides: dict[str, Any]) -> tuple[tuple[str, ...], bool]:
+    """(the formats to export, whether the user named them)."""
+    value = overrides.get("formats") or spec.get("formats")
+    if not value:
+        return DEFAULT_FORMATS, False
+    return parse_formats(value if isinstance(value, str) else ",".join(value)), True
+
+
+def _batch_sizes(inputs: list[TensorSpec], given: list[int] | None) -> list[int]:
+    batch_sizes = list(given or DEFAULT_BATCH_SIZES)
     if any(b < 1 for b in batch_sizes):
         raise UsageError(f"batch sizes must be at least 1, got {batch_sizes}")
-    if inputs and any(0 not in i.dynamic_axes for i in inputs) and not given_batches:
+    if not inputs or all(0 in i.dynamic_axes for i in inputs):
+        return batch_sizes
+    if not given:
         batch_sizes = [inputs[0].shape[0]]  # a static first axis: the declared shape is the only batch
-    if inputs and any(0 not in i.dynamic_axes for i in inputs) and batch_sizes != [inputs[0].shape[0]]:
+    if batch_sizes != [inputs[0].shape[0]]:
         static = [i.name for i in inputs if 0 not in i.dynamic_axes][0]
         raise UsageError(
             f"input {static!r} has no dynamic batch axis, so only batch size {inputs[0].shape[0]} can be validated",
             f"pass --batch-sizes {inputs[0].shape[0]} or add 0 to its dynamic_axes",
         )
+    return batch_sizes
 
-    version = str(pick("version", "1"))
+
+def _version(spec: dict[str, Any], overrides: dict[str, Any]) -> str:
+    version = str(_pick(overrides, spec, "version", "1"))
     if not version.isdigit() or int(version) < 1:
         raise UsageError(f"version {version!r} must be a positive integer (TorchServe and Triton both need one)")
+    return str(int(version))
 
-    weights = pick("weights", None)
-    if weights is not None and not Path(weights).is_file():
-        raise UsageError(f"weights file not found: {weights}")
-    labels_file = pick("labels", None)
-    if labels_file is not None and not Path(labels_file).is_file():
-        raise UsageError(f"labels file not found: {labels_file}")
+
+def _existing_file(path: str | None, what: str) -> str | None:
+    if path is not None and not Path(path).is_file():
+        raise UsageError(f"{what} file not found: {path}")
+    return path
+
+
+def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any]) -> BuildPlan:
+    """Merge (built-in entry) < spec < command line into a BuildPlan; raise UsageError for anything unusable."""
+    spec: dict[str, Any] = spec_mod.load(spec_path) if spec_path else {}
+    source = model or spec.get("source")
+    if not source:
+        raise UsageError(
+            "nothing to build", "name a model (see `pack models`), a file.py:callable, or pass --spec pack.yaml with a `source:`"
+        )
+    kind = _checked_source(source)
+    entry = registry.get_entry(source) if kind == "builtin" else None
+    name = _model_name(kind, source, entry, spec, overrides)
+    inputs = _inputs(entry, spec, overrides)
+    outputs = _outputs(entry, spec, inputs)
+    tolerance, tolerance_given = _tolerance(entry, spec, overrides)
+    formats, formats_given = _formats(spec, overrides)
+    batch_sizes = _batch_sizes(inputs, _pick(overrides, spec, "batch_sizes", None))
+    version = _version(spec, overrides)
+    weights = _existing_file(_pick(overrides, spec, "weights", None), "weights")
+    labels_file = _existing_file(_pick(overrides, spec, "labels", None), "labels")
 
     return BuildPlan(
         name=name,
-        version=str(int(version)),
+        version=version,
         source_kind=kind,
         source=source,
         inputs=inputs,
@@ -244,12 +283,12 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         unsafe_load=bool(overrides.get("unsafe_load")),
         batch_sizes=batch_sizes,
         tolerance=tolerance,
-        seed=int(pick("seed", DEFAULT_SEED)),
-        opset=pick("opset", None),
-        torchscript=pick("torchscript", "auto"),
+        seed=int(_pick(overrides, spec, "seed", DEFAULT_SEED)),
+        opset=_pick(overrides, spec, "opset", None),
+        torchscript=_pick(overrides, spec, "torchscript", "auto"),
         task=spec.get("task", entry.task if entry else None),
         formats=formats,
-        formats_given=bool(formats_value),
+        formats_given=formats_given,
         tolerance_given=tolerance_given,
         preprocessing={**(entry.preprocessing if entry else {}), **spec.get("preprocessing", {})},
         postprocessing={**(entry.postprocessing if entry else {}), **spec.get("postprocessing", {})},
