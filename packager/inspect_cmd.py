@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .verify import kind_of, owner_of
+from .verify import kind_of, owner
 
 
 def _io(items: list[dict[str, Any]]) -> str:
@@ -59,4 +59,4 @@ def inspect(target: Path) -> dict[str, Any]:
     """A build folder here; a target's artifact (a .mar, a repository) by the target that owns it."""
     if kind_of(target) == "build":
         return inspect_build(target)
-    return owner_of(target).inspect(target)
+    return owner(target).inspect(target)

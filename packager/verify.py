@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError, ValidationFailed
 from .report import FILE as REPORT
 from .report import sha256_file
+
+if TYPE_CHECKING:
+    from .report import BuildReport
+    from .targets import Target
 
 log = logging.getLogger(__name__).info
 
@@ -28,7 +32,7 @@ class Finding:
         return f"{self.path}: {self.problem}"
 
 
-def owner_of(target: Path) -> Any:
+def owner_of(target: Path) -> Target | None:
     """The serving target whose artifact `target` is (a .mar: TorchServe; a model repository: Triton), or None."""
     from .targets import all_targets
 
@@ -41,16 +45,21 @@ def kind_of(target: Path) -> str:
         raise UsageError(f"{target} does not exist")
     if target.is_dir() and (target / REPORT).is_file():
         return "build"
-    owner = owner_of(target)
-    if owner is None:
+    return str(owner(target).artifact)
+
+
+def owner(target: Path) -> Target:
+    """The serving target whose artifact `target` is; UsageError when no target owns it."""
+    found = owner_of(target)
+    if found is None:
         raise UsageError(
             f"{target} is neither a build folder (no report.json) nor an artifact of a serving target (a .mar, a Triton repository)"
         )
-    return str(owner.artifact)
+    return found
 
 
-def _target_findings(path: Path) -> list[Finding]:
-    return [Finding(p, problem) for p, problem in owner_of(path).verify(path)]
+def _target_findings(path: Path, by: Target) -> list[Finding]:
+    return [Finding(p, problem) for p, problem in by.verify(path)]
 
 
 def _inside(folder: Path, rel: str) -> bool:
@@ -58,7 +67,8 @@ def _inside(folder: Path, rel: str) -> bool:
     return not p.is_absolute() and ".." not in p.parts
 
 
-def check_build(folder: Path) -> tuple[list[Finding], Any]:
+def check_build(folder: Path) -> tuple[list[Finding], BuildReport | None]:
+    """Findings of a build folder against its report.json, and the report (None when it does not load)."""
     from .report import BuildReport
 
     try:
@@ -69,6 +79,21 @@ def check_build(folder: Path) -> tuple[list[Finding], Any]:
     findings: list[Finding] = []
     if not listed:
         findings.append(Finding(str(folder / REPORT), "lists no sha256 digests"))
+    findings += _digest_findings(folder, listed)
+    findings += _unlisted_findings(folder, listed)
+    for fmt, rel in report.artifacts.items():
+        if not (folder / rel).is_file():
+            findings.append(Finding(str(folder / rel), f"the {fmt} artifact is missing"))
+    for mar in sorted(folder.rglob("*.mar")):  # archives inside the build get their own structural checks
+        by = owner_of(mar)
+        if by is not None:  # a folder or other non-archive named *.mar: no target's artifact to check
+            findings += _target_findings(mar, by)
+    return findings, report
+
+
+def _digest_findings(folder: Path, listed: dict[str, str]) -> list[Finding]:
+    """Every file the report lists: inside the folder, a plain file, with the recorded digest."""
+    findings: list[Finding] = []
     for rel, digest in sorted(listed.items()):
         if not _inside(folder, rel):
             findings.append(Finding(rel, "the report names a path outside the build folder"))
@@ -82,19 +107,20 @@ def check_build(folder: Path) -> tuple[list[Finding], Any]:
             findings.append(
                 Finding(str(path), f"sha256 differs from the report ({sha256_file(path)[:12]}... != {digest[:12]}...)")
             )
+    return findings
+
+
+def _unlisted_findings(folder: Path, listed: dict[str, str]) -> list[Finding]:
+    """Files in the folder that the report does not list."""
+    findings: list[Finding] = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
         if path.is_file() and rel != REPORT and rel not in listed:
             findings.append(Finding(str(path), "not listed in the report"))
-    for fmt, rel in report.artifacts.items():
-        if not (folder / rel).is_file():
-            findings.append(Finding(str(folder / rel), f"the {fmt} artifact is missing"))
-    for mar in sorted(folder.rglob("*.mar")):  # archives inside the build get their own structural checks
-        findings += _target_findings(mar)
-    return findings, report
+    return findings
 
 
-def check_parity(folder: Path, report: Any) -> tuple[list[Finding], dict[str, Any]]:
+def check_parity(folder: Path, report: BuildReport) -> tuple[list[Finding], dict[str, Any]]:
     """Re-run the recorded sample inputs through every artifact and compare with the recorded eager outputs, with
     the build gate's own comparison (packager/samples.py)."""
     from .export import runner_for
@@ -135,7 +161,7 @@ def verify(target: Path, parity: bool) -> dict[str, Any]:
                 "--parity needs a build folder (with report.json and samples)",
                 f"run pack verify on the build folder holding {target.name}",
             )
-        findings = _target_findings(target)
+        findings = _target_findings(target, owner(target))
     result["passed"] = not findings
     result["findings"] = [{"path": f.path, "problem": f.problem} for f in findings]
     return result
