@@ -138,7 +138,7 @@ def archive_cmd(
         opts = chosen.Options(
             store=Path(store), format=fmt, extra={"force": force}, **{k: v for k, v in kw.items() if v is not None}
         )
-        _print_result(out, chosen.archive(folder, report, opts), as_json)  # type: ignore[attr-defined]
+        _print_result(out, chosen.archive(folder, report, opts), as_json)  # type: ignore[attr-defined]  # TorchServe's own command
 
     run(debug, body)
 
@@ -180,7 +180,7 @@ def repo_cmd(
         opts = chosen.Options(
             store=Path(store), backend=backend, format=fmt, extra={"instances": instances, "max_batch": max_batch, "force": force}
         )
-        _print_result(out, chosen.repo(folder, report, opts), as_json)  # type: ignore[attr-defined]
+        _print_result(out, chosen.repo(folder, report, opts), as_json)  # type: ignore[attr-defined]  # Triton's own command
 
     run(debug, body)
 
@@ -194,7 +194,7 @@ def check_repo_cmd(repository: str, as_json: bool, debug: bool) -> None:
     def body(out: Any) -> None:
         from .errors import ValidationFailed
 
-        result = get_target("triton").check_repo(Path(repository))  # type: ignore[attr-defined]
+        result = get_target("triton").check_repo(Path(repository))  # type: ignore[attr-defined]  # Triton's own command
         _print_result(out, result, as_json)
         for problem in result["problems"]:
             log(f"{problem['severity']}: {problem['message']}")
