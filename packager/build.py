@@ -103,7 +103,8 @@ def build(
         performance: dict[str, Any] = {}
         if iterations > 0:
             log("warming up and measuring")
-            runners = {"eager": prep.run, **{n: get_format(n).load(tmp / o.file, device) for n, o in passed.items()}}  # type: ignore[operator]
+            loaded = {n: get_format(n).load(tmp / o.file, device) for n, o in passed.items()}  # type: ignore[operator]  # a passed outcome names its file
+            runners = {"eager": prep.run, **loaded}
             batch_cases = [c for c in ref.cases if not c.resized]
             for fmt, runner in runners.items():
                 performance[fmt] = {str(c.batch): measure(runner, c.inputs, c.batch, iterations=iterations) for c in batch_cases}

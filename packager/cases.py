@@ -13,7 +13,7 @@ factor, at most 32: 16 -> 32, 224 -> 256, 4 -> 8), else one less.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,17 +47,20 @@ def one_less(size: int) -> int | None:
     return size - 1 if size >= 3 else None
 
 
-RESIZE_RULES = (("half", smaller), ("one step up", larger), ("one less", one_less))
+Resize = Callable[[int], int | None]  # a rule for the second size of a dynamic axis (None: the axis is too small)
+RESIZE_RULES: tuple[tuple[str, Resize], ...] = (("half", smaller), ("one step up", larger), ("one less", one_less))
 
 
-def _shape(spec: TensorSpec, batch: int, resize: object = None) -> tuple[int, ...]:
+def _shape(spec: TensorSpec, batch: int, resize: Resize | None = None) -> tuple[int, ...]:
     shape = list(spec.shape)
     if 0 in spec.dynamic_axes:
         shape[0] = batch
     if resize is not None:
         for axis in spec.dynamic_axes:
             if axis != 0:
-                shape[axis] = resize(shape[axis])  # type: ignore[operator]
+                size = resize(shape[axis])
+                if size is not None:  # resized_cases() uses a rule only where it gives every moved axis a size
+                    shape[axis] = size
     return tuple(shape)
 
 
@@ -79,7 +82,7 @@ def _fill(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator) ->
     return rng.standard_normal(shape).astype(dtype)
 
 
-def make_inputs(specs: Sequence[TensorSpec], batch: int, seed: int, resize: object = None) -> list[np.ndarray]:
+def make_inputs(specs: Sequence[TensorSpec], batch: int, seed: int, resize: Resize | None = None) -> list[np.ndarray]:
     """Deterministic inputs for one case."""
     rng = np.random.Generator(np.random.PCG64([seed, batch, 1] if resize is not None else [seed, batch]))
     return [np.ascontiguousarray(_fill(spec, _shape(spec, batch, resize), rng)) for spec in specs]

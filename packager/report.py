@@ -117,7 +117,7 @@ class BuildReport:
     def to_dict(self) -> dict[str, Any]:
         from .record import plain
 
-        data = plain(dataclasses.asdict(self))
+        data: dict[str, Any] = plain(dataclasses.asdict(self))
         for tensor in [*data["inputs"], *data["outputs"]]:
             if tensor.get("range") is None:
                 tensor.pop("range", None)  # only inputs with a declared value range carry one
@@ -193,7 +193,8 @@ def _fields(cls: type, data: Any) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
-    return json.loads((files("packager") / "schemas" / "report.schema.json").read_text())
+    loaded: dict[str, Any] = json.loads((files("packager") / "schemas" / "report.schema.json").read_text())
+    return loaded
 
 
 def _problems(data: dict[str, Any]) -> list[str]:

@@ -59,7 +59,8 @@ def _load(folder: Path, rel: str) -> np.ndarray:
     if path.is_symlink() or not path.is_file():
         raise ValidationFailed(f"sample {path} is missing", "rebuild with `pack build`; the build folder is incomplete")
     try:
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
+        return array
     except (ValueError, OSError, EOFError) as exc:
         raise ValidationFailed(
             f"sample {path} is not a readable .npy file ({str(exc)[:120]})", "rebuild with `pack build`"

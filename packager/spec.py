@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,11 @@ PATH_KEYS = ("weights", "labels")
 
 
 def schema() -> dict[str, Any]:
-    return json.loads((files("packager") / "schemas" / "spec.schema.json").read_text())
+    loaded: dict[str, Any] = json.loads((files("packager") / "schemas" / "spec.schema.json").read_text())
+    return loaded
 
 
-def _where(path) -> str:
+def _where(path: Iterable[str | int]) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import EnvironmentProblem, UsageError
+from .errors import EnvironmentProblem, PackError, UsageError
 
 DEFAULT_STORE = "model_store"
 
@@ -25,7 +25,7 @@ def version_dir(store: str | Path, name: str, version: str) -> Path:
     return Path(store) / name / str(version)
 
 
-def os_error(exc: OSError, what: str) -> Exception:
+def os_error(exc: OSError, what: str) -> PackError:
     """Map a filesystem error to the one-line error the user sees."""
     if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return EnvironmentProblem(

@@ -184,7 +184,8 @@ def runtime_files() -> Any:
 
 def read_runtime(name: str) -> bytes:
     """The bytes of one runtime file, as shipped."""
-    return (runtime_files() / name).read_bytes()
+    data: bytes = (runtime_files() / name).read_bytes()
+    return data
 
 
 def shipped_files(entry: str) -> list[str]:

@@ -51,6 +51,8 @@ def _dynamo(ctx: ExportContext) -> Any:
             input_names=[i.name for i in ctx.inputs],
             output_names=list(ctx.output_names),
         )
+    if program is None:  # only the TorchScript-based exporter (dynamo=False) returns None
+        raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
     return program.model_proto
 
 
@@ -65,7 +67,7 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
             torch.onnx.export(
                 module,
                 tuple(ctx.example),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # annotated as a path, but the TorchScript-based exporter writes file objects too
                 dynamo=False,
                 opset_version=ctx.opset or LEGACY_OPSET,
                 input_names=[i.name for i in ctx.inputs],
@@ -116,15 +118,14 @@ def _attempts(ctx: ExportContext) -> list[tuple[str, Any]]:
     if ctx.program is not None:
         out.append(("dynamo", lambda: (_dynamo(ctx), [])))
     ts = ctx.outcomes.get("torchscript")
-    traced = ts is not None and ts.status == "passed" and ts.info.get("method") == "trace"
-    # the legacy exporter traces the module itself; a trace that already passed the gate saves it the work
-    legacy = (
-        "legacy",
-        lambda: (_legacy(ctx, ts.module)[0], ts.info.get("tracer_warnings", [])) if traced else _legacy(ctx, ctx.module),
-    )
-    out.insert(0 if traced else len(out), legacy)
-    if ts is not None and ts.status == "passed" and ts.info.get("method") == "script":
-        out.append(("legacy-from-script", lambda: _legacy(ctx, ts.module)))
+    passed = ts if ts is not None and ts.status == "passed" else None
+    if passed is not None and passed.info.get("method") == "trace":
+        # the legacy exporter traces the module itself; a trace that already passed the gate saves it the work
+        out.insert(0, ("legacy", lambda: (_legacy(ctx, passed.module)[0], passed.info.get("tracer_warnings", []))))
+    else:
+        out.append(("legacy", lambda: _legacy(ctx, ctx.module)))
+    if passed is not None and passed.info.get("method") == "script":
+        out.append(("legacy-from-script", lambda: _legacy(ctx, passed.module)))
     return out
 
 
@@ -168,7 +169,7 @@ def export(ctx: ExportContext) -> Outcome:
                     f"onnx: shipped the {exporter} exporter's file ({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})"
                 )
             return outcome
-        rejected.append({"exporter": exporter, "reason": first_failure(outcome.checks).reason})  # type: ignore[union-attr]
+        rejected.append({"exporter": exporter, "reason": _failure(outcome)})
         log(f"onnx: the {exporter} export does not match eager; trying the next exporter")
     path.unlink(missing_ok=True)
     reasons = "; ".join(f"{r['exporter']}: {r['reason']}" for r in rejected)
@@ -176,6 +177,12 @@ def export(ctx: ExportContext) -> Outcome:
     return Outcome(
         "failed", reason=f"no ONNX exporter produced a file that passes ({reasons})", hint=fix, info={"rejected": rejected}
     )
+
+
+def _failure(outcome: Outcome) -> str:
+    """Why a failed gate failed: its first failing check (an outcome of from_checks fails only on one)."""
+    bad = first_failure(outcome.checks)
+    return bad.reason if bad is not None else outcome.reason or ""
 
 
 def providers(device: str) -> list[str]:
@@ -200,7 +207,7 @@ def load(path: Path, device: str) -> Any:
     def run(arrays: list[np.ndarray]) -> list[np.ndarray]:  # an input the exporter pruned as unused is not fed
         return list(session.run(None, {n: a for n, a in zip(order, arrays) if n in names}))
 
-    run.providers = session.get_providers()  # type: ignore[attr-defined]
+    run.providers = session.get_providers()  # type: ignore[attr-defined]  # a function attribute: the providers the session chose
     return run
 
 

@@ -50,7 +50,7 @@ def shapes_of(program: Any, inputs: list[Any]) -> dict[str, Any]:
     ranges = {str(k): v for k, v in program.range_constraints.items()}
     out: dict[str, Any] = {}
     for spec, node in zip(inputs, placeholders):
-        dims = []
+        dims: list[int | dict[str, Any]] = []
         for size in node.meta["val"].shape:
             if isinstance(size, int):
                 dims.append(size)

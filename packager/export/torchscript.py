@@ -39,7 +39,7 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
     with captured(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with torch.no_grad():
-            traced = torch.jit.trace(module, tuple(example), strict=False, check_trace=False)
+            traced = torch.jit.trace(module, tuple(example), strict=False, check_trace=False)  # type: ignore[no-untyped-call]  # torch.jit.trace is unannotated
     notes = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
     return traced, notes
 
@@ -71,7 +71,7 @@ def load(path: Path, device: str) -> Any:
     import torch
 
     with captured():
-        module = torch.jit.load(str(path), map_location=device)
+        module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
     module.eval()
 
     def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -89,8 +89,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
     extra = {EXTRA_FILE: ""}
     with captured():
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    return json.loads(extra[EXTRA_FILE] or "{}")
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
+    metadata: dict[str, Any] = json.loads(extra[EXTRA_FILE] or "{}")
+    return metadata
 
 
 def _gate(ctx: ExportContext, module: Any, method: str, **info: Any) -> Outcome:
@@ -183,7 +184,9 @@ def export(ctx: ExportContext) -> Outcome:
         return scripted
     if ctx.torchscript == "trace":
         return outcome
-    return _scripted(ctx, f"the trace does not match eager ({first_failure(outcome.checks).reason[:160]})")  # type: ignore[union-attr]
+    bad = first_failure(outcome.checks)  # the gate failed, so a check did
+    reason = bad.reason if bad is not None else outcome.reason or ""
+    return _scripted(ctx, f"the trace does not match eager ({reason[:160]})")
 
 
 register_format(Format("torchscript", FILE, "TorchScript (torch.jit.trace / script)", export, load))

@@ -1,5 +1,7 @@
 """`tiny`: a very small image classifier (3x32x32 -> 10 classes) for fast tests and smoke runs."""
 
+from typing import Any
+
 from ..registry import OutputSpec, TensorSpec, Tolerance, register_model
 
 
@@ -13,7 +15,7 @@ from ..registry import OutputSpec, TensorSpec, Tolerance, register_model
     postprocessing={"top_k": 5},
     labels=lambda: [f"class_{i}" for i in range(10)],
 )
-def tiny():
+def tiny() -> Any:
     """A 3x32x32 image classifier with 10 classes and about 1k parameters (tests)."""
     from torch import nn
 

@@ -1,5 +1,8 @@
 """torchvision classifiers, built with `weights=None` (random init unless `--weights` is given)."""
 
+from collections.abc import Callable
+from typing import Any
+
 from ..registry import OutputSpec, TensorSpec, Tolerance, register_model
 
 IMAGENET = {
@@ -11,8 +14,8 @@ IMAGENET = {
 }
 
 
-def _imagenet_labels(weights_enum: str):
-    def labels():
+def _imagenet_labels(weights_enum: str) -> Callable[[], list[str]]:
+    def labels() -> list[str]:
         import torchvision.models as tvm
 
         # The category names ship inside torchvision: reading them downloads nothing.
@@ -21,7 +24,7 @@ def _imagenet_labels(weights_enum: str):
     return labels
 
 
-def _torchvision(name: str, weights_enum: str, description: str):
+def _torchvision(name: str, weights_enum: str, description: str) -> Callable[[], Any]:
     @register_model(
         name,
         inputs=[TensorSpec("input", (1, 3, 224, 224), "float32", (0,))],
@@ -33,7 +36,7 @@ def _torchvision(name: str, weights_enum: str, description: str):
         postprocessing={"top_k": 5},
         labels=_imagenet_labels(weights_enum),
     )
-    def factory():
+    def factory() -> Any:
         import torchvision.models as tvm
 
         return getattr(tvm, name)(weights=None)

@@ -6,17 +6,19 @@ export like every ultralytics model (packager/families.py).
 """
 
 import os
+from typing import Any
 
 from ..registry import OutputSpec, TensorSpec, Tolerance, register_model
 
 
-def _coco_names():
+def _coco_names() -> list[str]:
     from importlib.resources import files
 
     import yaml
 
     data = yaml.safe_load((files("ultralytics") / "cfg" / "datasets" / "coco.yaml").read_text())
-    return [data["names"][i] for i in sorted(data["names"])]
+    names: dict[int, str] = data["names"]
+    return [names[i] for i in sorted(names)]
 
 
 @register_model(
@@ -36,11 +38,11 @@ def _coco_names():
     requires=("ultralytics",),
     weights="ultralytics",
 )
-def yolov8n():
+def yolov8n() -> Any:
     """Ultralytics YOLOv8n object detector, 640x640, 80 COCO classes (3.2M parameters)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_VERBOSE", "False")
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")  # ultralytics must never pip-install into pack's environment
     from ultralytics.nn.tasks import DetectionModel
 
-    return DetectionModel("yolov8n.yaml", ch=3, nc=80, verbose=False)
+    return DetectionModel("yolov8n.yaml", ch=3, nc=80, verbose=False)  # type: ignore[no-untyped-call]  # ultralytics ships no annotations for it
