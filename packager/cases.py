@@ -110,7 +110,7 @@ def flipped(specs: Sequence[TensorSpec], case: Case) -> Case:
     masks padded on the right): an `if` on tensor values that every sample took one way goes the other way here.
     Used to test a trace that converted tensors to Python bools."""
     arrays = []
-    for spec, arr in zip(specs, case.inputs):
+    for spec, arr in zip(specs, case.inputs, strict=True):
         if "mask" in spec.name.lower() and arr.ndim >= 2 and spec.range is None:
             padded = arr.copy()
             padded[..., arr.shape[-1] // 2 + 1 :] = 0

@@ -103,7 +103,8 @@ def models_cmd(as_json: bool, debug: bool) -> None:
     "inputs",
     multiple=True,
     metavar="NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]",
-    help="Input, e.g. input_ids:2x16:int64:dyn=0,1:range=0,1000 (repeat per input; passed to the forward() parameter of that name).",
+    help="Input, e.g. input_ids:2x16:int64:dyn=0,1:range=0,1000 "
+    "(repeat per input; passed to the forward() parameter of that name).",
 )
 @click.option(
     "--formats",
@@ -174,7 +175,8 @@ def build_cmd(
 @click.option("--parity", is_flag=True, help="Also re-run the sample inputs through every export and compare.")
 @common
 def verify_cmd(target: str, parity: bool, as_json: bool, debug: bool) -> None:
-    """Check a build folder, .mar or Triton repository: digests, archive structure, optionally parity (exit 3 on any difference)."""
+    """Check a build folder, .mar or Triton repository: digests, archive structure, optionally parity (exit 3 on any
+    difference)."""
 
     def body(out: Any) -> None:
         from .errors import ValidationFailed

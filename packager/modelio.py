@@ -36,14 +36,14 @@ class Binding:
     extra_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def arrange(self, args: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]:
-        values = [list(a.unbind(0)) if listed else a for a, listed in zip(args, self.as_list)]
+        values = [list(a.unbind(0)) if listed else a for a, listed in zip(args, self.as_list, strict=True)]
         if self.by_keyword:
-            return [], {**self.extra_kwargs, **dict(zip(self.names, values))}
+            return [], {**self.extra_kwargs, **dict(zip(self.names, values, strict=True))}
         return values, dict(self.extra_kwargs)
 
     def describe(self) -> str:
         how = "by name" if self.by_keyword else "by position"
-        listed = [n for n, flag in zip(self.names, self.as_list) if flag]
+        listed = [n for n, flag in zip(self.names, self.as_list, strict=True) if flag]
         extra = f"; {', '.join(f'{k}={v!r}' for k, v in self.extra_kwargs.items())}" if self.extra_kwargs else ""
         return f"inputs passed {how}" + (f"; {', '.join(listed)} as a list of tensors" if listed else "") + extra
 
@@ -90,7 +90,8 @@ def bind(model: Any, input_names: Sequence[str]) -> Binding:
         )
     if len(names) > len(positional) and not takes_varargs:
         raise UsageError(
-            f"{len(names)} inputs given, but forward() takes {len(positional)} positional parameter(s) ({', '.join(order) or 'none'})",
+            f"{len(names)} inputs given, but forward() takes {len(positional)} positional parameter(s) "
+            f"({', '.join(order) or 'none'})",
             "name the inputs after forward()'s parameters so they are passed by keyword",
         )
     listed = tuple(_is_tensor_list(positional[i].annotation) if i < len(positional) else False for i in range(len(names)))

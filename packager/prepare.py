@@ -48,7 +48,7 @@ def _apply_family(plan: BuildPlan, family: Any, model: Any) -> None:
 
 def _list_inputs(plan: BuildPlan, binding: Any) -> None:
     """An input that forward() takes as a list of tensors is split along its first axis: the list length is fixed."""
-    for i, (spec, listed) in enumerate(zip(list(plan.inputs), binding.as_list)):
+    for i, (spec, listed) in enumerate(zip(list(plan.inputs), binding.as_list, strict=True)):
         if listed and 0 in spec.dynamic_axes:
             plan.inputs[i] = TensorSpec(
                 spec.name, spec.shape, spec.dtype, tuple(a for a in spec.dynamic_axes if a != 0), spec.range
@@ -127,7 +127,7 @@ class Prepared:
 
 
 def prepare(plan: BuildPlan) -> Prepared:
-    log(f"loading {plan.source} ({'weights ' + plan.weights if plan.weights else 'seed %d' % plan.seed})")
+    log(f"loading {plan.source} ({'weights ' + plan.weights if plan.weights else f'seed {plan.seed:d}'})")
     import torch
 
     model, weights, family = load_module(plan)

@@ -46,11 +46,11 @@ def write_samples(folder: Path, inputs: list[Any], names: list[str], case: Any) 
     """The first case's inputs and eager outputs as .npy files (what verify --parity and smoke tests re-run)."""
     (folder / "samples").mkdir()
     record = SampleRecord(case.batch, [], [])
-    for spec, arr in zip(inputs, case.inputs):
+    for spec, arr in zip(inputs, case.inputs, strict=True):
         rel = f"samples/input.{spec.name}.npy"
         np.save(folder / rel, arr)
         record.inputs.append(rel)
-    for name, arr in zip(names, case.outputs):
+    for name, arr in zip(names, case.outputs, strict=True):
         rel = f"samples/output.{name}.npy"
         np.save(folder / rel, arr)
         record.outputs.append(rel)
@@ -104,7 +104,8 @@ def assemble(
         warnings.append(f"left out of the exports (not tensors): {', '.join(ref.dropped)}")
     if ref.constant:
         warnings.append(
-            f"outputs {', '.join(ref.constant)} are the same for every validation input: the gate checks them exactly but cannot see through them"
+            f"outputs {', '.join(ref.constant)} are the same for every validation input: "
+            "the gate checks them exactly but cannot see through them"
         )
     if weights.get("random"):
         warnings.insert(0, f"random weights (seed {plan.seed}): outputs are meaningless; pass --weights for a real model")
@@ -126,7 +127,7 @@ def assemble(
             OutputRecord(
                 o.name, list(arr.shape), str(arr.dtype), list(o.dynamic_axes), None, tol.atol, tol.rtol, _gate_limits(ref, i)
             )
-            for i, (o, arr, tol) in enumerate(zip(ref.outputs, first, ref.tolerances))
+            for i, (o, arr, tol) in enumerate(zip(ref.outputs, first, ref.tolerances, strict=True))
         ],
         batch_sizes=list(plan.batch_sizes),
         cases=[{"label": c.label, "batch": c.batch, "shapes": [list(a.shape) for a in c.inputs]} for c in ref.cases],

@@ -39,7 +39,7 @@ class Reference:
 
 
 def _shapes(inputs: list[Any], case: Case) -> str:
-    return ", ".join(f"{s.name} {list(a.shape)} {s.dtype}" for s, a in zip(inputs, case.inputs))
+    return ", ".join(f"{s.name} {list(a.shape)} {s.dtype}" for s, a in zip(inputs, case.inputs, strict=True))
 
 
 def run_batches(run: Run, plan: Any, inputs: list[Any]) -> list[Case]:
@@ -112,7 +112,7 @@ def _output_axes(cases: list[Case], index: int, batched: bool) -> tuple[int, ...
     if len({len(s) for s in shapes}) != 1:
         return ()
     axes = [a for a in range(len(shapes[0])) if len({s[a] for s in shapes}) > 1]
-    if batched and shapes[0] and 0 not in axes and all(s[0] == c.batch for s, c in zip(shapes, cases)):
+    if batched and shapes[0] and 0 not in axes and all(s[0] == c.batch for s, c in zip(shapes, cases, strict=True)):
         axes.insert(0, 0)
     return tuple(axes)
 
@@ -138,14 +138,17 @@ def finish(run: Run, cases: list[Case], plan: Any, model: Any, binding: Any, inp
     outputs = _name(plan, names, cases, batched=all(0 in i.dynamic_axes for i in inputs))
     tolerances = [plan.output_tolerance(i) for i in range(len(outputs))]
     for case in cases:
-        for spec, arr in zip(outputs, case.outputs):
+        for spec, arr in zip(outputs, case.outputs, strict=False):  # a case that returns another count fails the gate
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 raise ValidationFailed(
-                    f"eager output {spec.name!r} has {int((~np.isfinite(arr)).sum())} NaN/Inf values at {case.label}, so it cannot be validated",
+                    f"eager output {spec.name!r} has {int((~np.isfinite(arr)).sum())} NaN/Inf values at {case.label}, "
+                    "so it cannot be validated",
                     "fix the model or give its inputs a `range:` it accepts",
                 )
     first = cases[0]
-    for i, (spec, a, b) in enumerate(zip(outputs, first.outputs, run(first.inputs))):
+    for i, (spec, a, b) in enumerate(
+        zip(outputs, first.outputs, run(first.inputs), strict=False)
+    ):  # compared as far as they pair up
         if not compare(a, b, tolerances[i], first, spec.name).passed:
             raise ValidationFailed(
                 f"the eager model is not deterministic: two runs on the same input differ in output {spec.name!r}",

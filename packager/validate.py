@@ -99,7 +99,10 @@ def compare(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, case: Case
         )
     elif rms_rel > tol.rtol * RMS_FRACTION:
         check.passed = False
-        check.reason = f"overall error {rms_rel:.3g} of the output's rms exceeds rtol / 10 = {tol.rtol * RMS_FRACTION:.3g} (every value a little off)"
+        check.reason = (
+            f"overall error {rms_rel:.3g} of the output's rms exceeds rtol / 10 = {tol.rtol * RMS_FRACTION:.3g} "
+            "(every value a little off)"
+        )
     return check
 
 
@@ -124,17 +127,20 @@ def _matched(expected: list[np.ndarray], actual: list[np.ndarray], group: list[i
 def _compare_case(
     case: Case, actual: list[np.ndarray], names: Sequence[str], tolerances: Sequence[Tolerance], unordered: bool
 ) -> list[OutputCheck]:
-    checks = [compare(e, np.asarray(a), tol, case, name) for name, tol, e, a in zip(names, tolerances, case.outputs, actual)]
+    checks = [
+        compare(e, np.asarray(a), tol, case, name)
+        for name, tol, e, a in zip(names, tolerances, case.outputs, actual, strict=True)
+    ]
     if not unordered or all(c.passed for c in checks):
         return checks
-    for rows in {e.shape[0] for e, c in zip(case.outputs, checks) if not c.passed and e.ndim and e.shape[0] > 1}:
+    for rows in {e.shape[0] for e, c in zip(case.outputs, checks, strict=True) if not c.passed and e.ndim and e.shape[0] > 1}:
         group = [i for i, e in enumerate(case.outputs) if e.ndim and e.shape[0] == rows and np.shape(actual[i])[:1] == (rows,)]
         if not group:
             continue
         matched = _matched(case.outputs, list(actual), group)
         again = [compare(case.outputs[i], matched[i], tolerances[i], case, names[i]) for i in group]
         if all(c.passed for c in again):
-            for i, c in zip(group, again):
+            for i, c in zip(group, again, strict=True):
                 c.note = "rows matched to eager's up to order (ties)"
                 checks[i] = c
     return checks

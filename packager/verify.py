@@ -53,7 +53,8 @@ def owner(target: Path) -> Target:
     found = owner_of(target)
     if found is None:
         raise UsageError(
-            f"{target} is neither a build folder (no report.json) nor an artifact of a serving target (a .mar, a Triton repository)"
+            f"{target} is neither a build folder (no report.json) "
+            "nor an artifact of a serving target (a .mar, a Triton repository)"
         )
     return found
 

@@ -38,7 +38,8 @@ _RULES: list[tuple[str, str, str, str]] = [
     ),
     (
         "script",
-        r"NotSupportedError|is currently not supported in TorchScript|Module 'builtins'|Compiled functions can't take variable number|Expected a default value of type",
+        r"NotSupportedError|is currently not supported in TorchScript|Module 'builtins'"
+        r"|Compiled functions can't take variable number|Expected a default value of type",
         "torch.jit.script cannot compile the model's Python ({line})",
         "keep the trace (it is used when it passes the gate), or leave torchscript out of --formats",
     ),
@@ -50,7 +51,8 @@ _RULES: list[tuple[str, str, str, str]] = [
     ),
     (
         "trace",
-        r"Tracer cannot infer type|Only tensors, lists, tuples of tensors, or dictionary of tensors can be output from traced functions",
+        r"Tracer cannot infer type"
+        r"|Only tensors, lists, tuples of tensors, or dictionary of tensors can be output from traced functions",
         "torch.jit.trace cannot follow the model's non-tensor inputs or outputs",
         "pack flattens outputs itself; give every forward() input as a tensor",
     ),

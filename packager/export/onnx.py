@@ -35,7 +35,9 @@ LEGACY_OPSET = 17
 
 
 def _axes(names: list[str], axes: list[tuple[int, ...]]) -> dict[str, dict[int, str]]:
-    return {name: {d: ("batch" if d == 0 else f"{name}_dim{d}") for d in dims} for name, dims in zip(names, axes) if dims}
+    return {
+        name: {d: ("batch" if d == 0 else f"{name}_dim{d}") for d in dims} for name, dims in zip(names, axes, strict=True) if dims
+    }
 
 
 def _dynamo(ctx: ExportContext) -> Any:
@@ -85,7 +87,7 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
 def _readable_dims(proto: Any, ctx: ExportContext) -> None:
     """Name the dynamic dimensions after the inputs (`batch`, `input_ids_dim1`) instead of the exporter's symbols."""
     names: dict[str, str] = {}
-    for value, spec in zip(proto.graph.input, ctx.inputs):
+    for value, spec in zip(proto.graph.input, ctx.inputs, strict=False):  # the graph may have pruned an unused input
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
             if dim.dim_param and dim.dim_param not in names:
                 names[dim.dim_param] = "batch" if axis == 0 and 0 in spec.dynamic_axes else f"{spec.name}_dim{axis}"
@@ -166,7 +168,8 @@ def export(ctx: ExportContext) -> Outcome:
             outcome.info["not_tried"] = [name for name, _ in attempts[position + 1 :]]
             if rejected:
                 log(
-                    f"onnx: shipped the {exporter} exporter's file ({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})"
+                    f"onnx: shipped the {exporter} exporter's file "
+                    f"({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})"
                 )
             return outcome
         rejected.append({"exporter": exporter, "reason": _failure(outcome)})
@@ -205,7 +208,7 @@ def load(path: Path, device: str) -> Any:
         order = names
 
     def run(arrays: list[np.ndarray]) -> list[np.ndarray]:  # an input the exporter pruned as unused is not fed
-        return list(session.run(None, {n: a for n, a in zip(order, arrays) if n in names}))
+        return list(session.run(None, {n: a for n, a in zip(order, arrays, strict=False) if n in names}))
 
     run.providers = session.get_providers()  # type: ignore[attr-defined]  # a function attribute: the providers the session chose
     return run

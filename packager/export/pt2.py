@@ -36,7 +36,7 @@ def _static_axes(program: Any, inputs: list[Any]) -> list[str]:
     """Declared dynamic axes that came out static in the captured program."""
     placeholders = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
     fixed = []
-    for spec, node in zip(inputs, placeholders):
+    for spec, node in zip(inputs, placeholders, strict=True):  # one user input per ExportModule argument
         shape = node.meta["val"].shape
         for axis in spec.dynamic_axes:
             if isinstance(shape[axis], int):
@@ -49,7 +49,7 @@ def shapes_of(program: Any, inputs: list[Any]) -> dict[str, Any]:
     placeholders = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
     ranges = {str(k): v for k, v in program.range_constraints.items()}
     out: dict[str, Any] = {}
-    for spec, node in zip(inputs, placeholders):
+    for spec, node in zip(inputs, placeholders, strict=True):  # one user input per ExportModule argument
         dims: list[int | dict[str, Any]] = []
         for size in node.meta["val"].shape:
             if isinstance(size, int):

@@ -112,7 +112,8 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         "next_steps": [] if applied else [upload, apply_cmd],
         "summary": "\n".join(
             [
-                f"wrote {out / MANIFEST} (InferenceService {manifest['metadata']['name']}, {kopts.runtime}, protocol {kopts.protocol}; schema-valid)",
+                f"wrote {out / MANIFEST} (InferenceService {manifest['metadata']['name']}, {kopts.runtime}, "
+                f"protocol {kopts.protocol}; schema-valid)",
                 f"storage folder: {out / 'storage'} ({len([f for f in files if f.startswith('storage/')])} files)",
                 *(["applied with kubectl"] if applied else ["next:", f"  {upload}", f"  {apply_cmd}"]),
             ]

@@ -96,5 +96,6 @@ def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[s
         "version": report.version,
         **section,
         "sha256": {k: v for k, v in report.sha256.items() if k.startswith(FOLDER + "/")},
-        "summary": f"wrote {mar_path} and {folder / CONFIG} ({settings.format}, handler {section['handler']}, sha256 {report.sha256[rel][:12]})",
+        "summary": f"wrote {mar_path} and {folder / CONFIG} "
+        f"({settings.format}, handler {section['handler']}, sha256 {report.sha256[rel][:12]})",
     }

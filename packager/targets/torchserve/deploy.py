@@ -51,7 +51,7 @@ def smoke_test(conn: Connection, build_dir: Path, report: BuildReport, version: 
             "encoding": "base64",
             "data": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<")).tobytes()).decode(),
         }
-        for spec, arr in zip(report.inputs, sample.inputs)
+        for spec, arr in zip(report.inputs, sample.inputs, strict=True)
     ]
     body = json.dumps({"inputs": inputs, "output_encoding": "base64"}).encode()
     t0 = time.monotonic()
@@ -65,7 +65,7 @@ def smoke_test(conn: Connection, build_dir: Path, report: BuildReport, version: 
     except (ValueError, KeyError, TypeError):
         return {"passed": False, "reason": f"the answer is not tensor JSON: {data[:200]!r}", "seconds": seconds}
     arrays = []
-    for spec, got in zip(report.outputs, outputs):
+    for spec, got in zip(report.outputs, outputs, strict=False):  # a count mismatch fails check_outputs below
         try:
             dtype = np.dtype(got["dtype"])
             if got.get("encoding") == "base64":
@@ -245,7 +245,8 @@ class TorchServeSteps(Steps):
         auth = " (token in " + conn.token_file + ")" if conn.token_file else ""
         result["summary"] = (
             f"deployed {name} v{version} ({s.format}) to TorchServe: POST {result['predictions_url']}{auth}\n"
-            f"smoke test passed in {smoke['seconds']:.2f} s (max abs error {max((f['max_abs_error'] for f in smoke['outputs']), default=0.0):.3g}); "
+            f"smoke test passed in {smoke['seconds']:.2f} s "
+            f"(max abs error {max((f['max_abs_error'] for f in smoke['outputs']), default=0.0):.3g}); "
             f"{result['workers']} worker(s), batch size {result['batch_size']}"
             + (f"; v{previous} stays registered" if previous and previous != version else "")
         )

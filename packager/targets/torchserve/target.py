@@ -75,7 +75,8 @@ def inspect_mar(path: Path) -> dict[str, Any]:
     model = (manifest or {}).get("model", {})
     lines = [
         f"archive {path} ({path.stat().st_size:,d} bytes)",
-        f"  model {model.get('modelName')} version {model.get('modelVersion')}, handler {model.get('handler')}, serialized {model.get('serializedFile')}",
+        f"  model {model.get('modelName')} version {model.get('modelVersion')}, handler {model.get('handler')}, "
+        f"serialized {model.get('serializedFile')}",
         f"  model-config: {json.dumps(config, sort_keys=True) if config else 'none'}",
         "  entries:",
         *[f"    {e['bytes']:>12,d}  {'stored ' if e['stored'] else 'deflate'}  {e['name']}" for e in entries],
