@@ -136,7 +136,8 @@ def main() -> None:
         if "export_seconds" in r:
             print(f"{r['model']}: export seconds {r['export_seconds']}, whole build {r['build_seconds']} s")
     print(
-        f"target (resnet50 batch 8 AOTInductor >= 1.3x eager): {'met' if result['target_met'] else 'MISSED' if result['target_met'] is False else 'not measured'}"
+        "target (resnet50 batch 8 AOTInductor >= 1.3x eager): "
+        f"{'met' if result['target_met'] else 'MISSED' if result['target_met'] is False else 'not measured'}"
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

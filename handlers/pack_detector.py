@@ -4,7 +4,8 @@ Request: JPEG/PNG bytes (raw body or multipart), or JSON {"image": "<base64>", "
 Steps: letterbox to the model size, run, confidence filter, class-aware NMS, boxes scaled back to the original image.
 Answer: {"detections": [{"label", "class_id", "score", "box": [x1, y1, x2, y2]}], "image_size": [w, h]}.
 Thresholds come from model-config.yaml (`handler:` conf_threshold, iou_threshold, max_detections) and can be
-overridden per request (a JSON field, or a multipart form field beside the image). Generic tensor JSON returns the raw head output.
+overridden per request (a JSON field, or a multipart form field beside the image). Generic tensor JSON returns the raw
+head output.
 Letterbox and decoding are pack_images' functions, the same ones the Triton ensemble runs (pack_triton_yolo_*.py).
 """
 
