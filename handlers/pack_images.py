@@ -79,9 +79,9 @@ def classification_tensor(image: Any, pre: dict[str, Any]) -> np.ndarray:
         new_short, new_long = int(resize), int(int(resize) * long / short)
         size = (new_short, new_long) if w <= h else (new_long, new_short)
         if size != (w, h):
-            image = image.resize(size, Image.BILINEAR)
+            image = image.resize(size, Image.BILINEAR)  # type: ignore[attr-defined]  # typed only as Image.Resampling.BILINEAR; the alias works on every Pillow a server has
     else:
-        image = image.resize((width, height), Image.BILINEAR)
+        image = image.resize((width, height), Image.BILINEAR)  # type: ignore[attr-defined]  # typed only as Image.Resampling.BILINEAR; the alias works on every Pillow a server has
     w, h = image.size
     top = int(round((h - crop_h) / 2.0))
     left = int(round((w - crop_w) / 2.0))
@@ -104,7 +104,7 @@ def letterbox(
     r = min(height / h0, width / w0)
     new_w, new_h = int(round(w0 * r)), int(round(h0 * r))
     if (new_w, new_h) != (w0, h0):
-        image = image.resize((new_w, new_h), Image.BILINEAR)
+        image = image.resize((new_w, new_h), Image.BILINEAR)  # type: ignore[attr-defined]  # typed only as Image.Resampling.BILINEAR; the alias works on every Pillow a server has
     dw, dh = (width - new_w) / 2, (height - new_h) / 2
     left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
     canvas = Image.new("RGB", (width, height), (pad_value,) * 3)
@@ -125,7 +125,7 @@ def geometry_array(geometry: dict[str, float]) -> np.ndarray:
 def geometry_of(meta: np.ndarray) -> dict[str, float]:
     """geometry_array's inverse (any leading batch axes are dropped)."""
     values = np.asarray(meta, dtype=np.float32).reshape(-1)[: len(GEOMETRY)]
-    return {k: float(v) for k, v in zip(GEOMETRY, values)}
+    return {k: float(v) for k, v in zip(GEOMETRY, values)}  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> np.ndarray:
@@ -136,7 +136,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int 
     threshold = np.asarray(iou_threshold, dtype=boxes.dtype)
     x1, y1, x2, y2 = boxes.T
     areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    keep = []
+    keep: list[np.intp] = []
     while order.size and (limit is None or len(keep) < limit):
         i = order[0]
         keep.append(i)
@@ -189,7 +189,7 @@ def yolov8_detections(
     """yolo_decode's detections as JSON-ready dicts: label, class_id, score, box (x1, y1, x2, y2, 2 decimals)."""
     boxes, scores, classes = yolo_decode(pred, geometry, conf_threshold, iou_threshold, max_detections)
     out = []
-    for box, score, cls in zip(boxes, scores, classes):
+    for box, score, cls in zip(boxes, scores, classes):  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
         cls = int(cls)
         out.append(
             {

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python 3.10+; the servers' Python may be older, and annotations are not evaluated
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 FORMATS = ("onnx", "torchscript", "pt2", "aoti")
@@ -83,7 +86,7 @@ def _onnx_runner(
     picks = [graph_outputs.index(n) if n in graph_outputs else i for i, n in enumerate(wanted)]
 
     def run_onnx(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        results = session.run(None, {n: a for n, a in zip(order, arrays) if n in graph_inputs})
+        results = session.run(None, {n: a for n, a in zip(order, arrays) if n in graph_inputs})  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
         return [np.asarray(results[i]) for i in picks]
 
     return run_onnx
@@ -101,7 +104,7 @@ def flatten(out: Any) -> list[Any]:
 # ---------------------------------------------------------------- generic tensors
 
 
-def is_tensor_request(doc: Any) -> bool:
+def is_tensor_request(doc: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(doc, dict) and isinstance(doc.get("inputs"), list)
 
 
@@ -151,7 +154,7 @@ def check_shape(arr: np.ndarray, spec: dict[str, Any]) -> None:
 
 def encode_tensors(names: list[str], arrays: list[np.ndarray], encoding: str | None = None) -> dict[str, Any]:
     outputs = []
-    for name, arr in zip(names, arrays):
+    for name, arr in zip(names, arrays):  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
         item: dict[str, Any] = {"name": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
         if encoding == "base64":
             item["encoding"] = "base64"

@@ -145,15 +145,7 @@ class PackHandler:
         pending: list[tuple[int, Any]] = []  # (request index, (kind, state))
         for index, request in enumerate(data):
             try:
-                request = request or {}
-                body = request_body(request)
-                doc = as_json(body)
-                if is_tensor_request(doc):
-                    arrays = decode_tensors(doc, self.inputs)
-                    state = ("tensors", doc.get("output_encoding"))
-                else:
-                    arrays, task_state = self.preprocess_one(request, body, doc)
-                    state = ("task", task_state)
+                arrays, state = self._decode(request or {})
                 items.append(arrays)
                 pending.append((index, state))
             except RequestError as exc:
@@ -162,20 +154,32 @@ class PackHandler:
                 answers[index] = self.error(context, index, 400, f"{type(exc).__name__}: {exc}")
         if items:
             results = run_batched(self.model, items, self.batchable)
-            for (index, (kind, state)), outputs in zip(pending, results):
-                try:
-                    if kind == "tensors":
-                        answers[index] = encode_tensors(self.output_names, outputs, state)
-                    else:
-                        answers[index] = self.postprocess_one(outputs, state)
-                except RequestError as exc:
-                    answers[index] = self.error(context, index, 400, str(exc))
+            for (index, state), outputs in zip(pending, results):  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
+                answers[index] = self._answer(context, index, state, outputs)
         for index in range(len(answers)):
             try:
                 context.set_response_content_type(index, "application/json")
             except Exception:  # contexts without per-request headers
                 pass
         return [json.dumps(a, separators=(",", ":")) for a in answers]
+
+    def _decode(self, request: dict[str, Any]) -> tuple[list[np.ndarray], tuple[str, Any]]:
+        """One request's model inputs, and how to answer it: ("tensors", output encoding) or ("task", its state)."""
+        body = request_body(request)
+        doc = as_json(body)
+        if is_tensor_request(doc):
+            return decode_tensors(doc, self.inputs), ("tensors", doc.get("output_encoding"))
+        arrays, task_state = self.preprocess_one(request, body, doc)
+        return arrays, ("task", task_state)
+
+    def _answer(self, context: Any, index: int, state: tuple[str, Any], outputs: list[np.ndarray]) -> Any:
+        kind, detail = state
+        try:
+            if kind == "tensors":
+                return encode_tensors(self.output_names, outputs, detail)
+            return self.postprocess_one(outputs, detail)
+        except RequestError as exc:
+            return self.error(context, index, 400, str(exc))
 
     @staticmethod
     def error(context: Any, index: int, code: int, message: str) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class TritonPythonModel:
     def _response(self, results):
         tensors = [
             pb_utils.Tensor(name, np.ascontiguousarray(result).astype(dtype, copy=False))
-            for (name, dtype), result in zip(self.outputs, results)
+            for (name, dtype), result in zip(self.outputs, results)  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
         ]
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
@@ -64,7 +64,7 @@ class TritonPythonModel:
                 positions.append(i)
             except Exception as exc:
                 responses[i] = _error(exc)
-        for i, result in zip(positions, run_batched(self.model, items, self.batchable, isolate=True)):
+        for i, result in zip(positions, run_batched(self.model, items, self.batchable, isolate=True)):  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
             try:
                 responses[i] = _error(result) if isinstance(result, Exception) else self._response(result)
             except Exception as exc:
