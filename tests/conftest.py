@@ -64,13 +64,14 @@ def _stop_servers_by_state(base: Path) -> list[str]:
     ]
     if not states:
         return []
-    from packager.targets import DeployOptions, call
+    from packager.targets import get_target
 
     notes = []
     for state in states:
         target, store = state.parent.name, state.parents[2]
         try:
-            result = call(target, "stop", DeployOptions(store=store))
+            chosen = get_target(target)
+            result = chosen.stop(chosen.Options(store=store))
         except Exception as exc:  # noqa: BLE001 - cleanup goes on with the next store
             notes.append(f"pack stop --target {target} --store {store} failed: {type(exc).__name__}: {exc}")
             continue

@@ -42,7 +42,9 @@ def distinct_weights(path: Path) -> None:
     from packager.tasks import runtime_on_path, sample_image
 
     torch.manual_seed(0)
-    model = get_entry("yolov8n").factory()
+    entry = get_entry("yolov8n")
+    assert entry is not None
+    model = entry.factory()
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = 1.0

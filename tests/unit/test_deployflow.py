@@ -5,6 +5,7 @@ rules on real TorchServe and tritonserver processes."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from packager.errors import DeployFailed, EnvironmentProblem, UsageError
 from packager.http import ApiError, Unreachable
 from packager.targets.deployflow import Steps, run
+from tests.helpers.reports import make_report
 
 
 class Recorder(Steps):
@@ -23,8 +25,9 @@ class Recorder(Steps):
     def __init__(
         self, fail: dict[str, Any] | None = None, launched: bool = False, gone: bool = False, problems: list[str] | None = None
     ):
-        super().__init__("/nowhere", SimpleNamespace(name="m", version="2"), SimpleNamespace(timeout=5.0))
-        self.fail, self.calls = fail or {}, []
+        super().__init__(Path("/nowhere"), make_report(name="m", version="2"), SimpleNamespace(timeout=5.0))
+        self.fail: dict[str, Any] = fail or {}
+        self.calls: list[str] = []
         self.start_launched, self.gone, self.problems = launched, gone, problems or []
 
     def _step(self, name: str) -> None:

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from packager.errors import UsageError
-from packager.targets import get_target
 from packager.targets.kserve.manifest import KServeOptions, inference_service, service_name, validate
+from packager.targets.kserve.target import KServeDeployOptions
 from tests.helpers.cli import invoke
 from tests.helpers.kserve import crd_schema
 from tests.helpers.reports import make_report
@@ -131,7 +131,7 @@ STORAGE = {"served_model": "bert_base", "digest": "0" * 64}
 
 
 def _options(**extra: Any) -> KServeOptions:
-    return KServeOptions.from_deploy(get_target("kserve").Options(store=Path("."), storage_uri="s3://b/bert/", **extra), REPORT)
+    return KServeOptions.from_deploy(KServeDeployOptions(store=Path("."), storage_uri="s3://b/bert/", **extra), REPORT)
 
 
 @pytest.mark.parametrize(
