@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,9 +42,7 @@ def ensure_build(model: str, store: Path) -> Path:
     from packager.plan import resolve
 
     print(f"building {model} into {store} (once)", file=sys.stderr)
-    _, folder = build(
-        resolve(model, None, {"device": "cpu"}), store, force=False, log=lambda m: print(f"  {m}", file=sys.stderr), iterations=0
-    )
+    _, folder = build(resolve(model, None, {"device": "cpu"}), store, force=False, iterations=0)
     return folder
 
 
@@ -60,7 +61,7 @@ def timed(cases: dict, repeat: int) -> dict[str, list[float]]:
     return runs
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--store", type=Path, default=ROOT / "benchmarks" / "out" / "store")
@@ -68,99 +69,88 @@ def main() -> int:
     parser.add_argument(
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "archive_speed.json", help="where to write the figures"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def stage_inputs(folder: Path, report: Any, settings: Any, inputs: Path) -> dict[str, Path]:
+    """The archive's input files, copied into `inputs`: the same files for every tool."""
+    from packager.targets.torchserve.mar import plan_entries
+
+    inputs.mkdir()
+    entries, _ = plan_entries(folder, report, settings)
+    files = {}
+    for entry in entries:
+        if entry.name.startswith("MAR-INF/"):
+            continue
+        dest = inputs / entry.name
+        if entry.path is not None:
+            shutil.copyfile(entry.path, dest)
+        else:
+            dest.write_bytes(entry.data or b"")
+        files[entry.name] = dest
+    return files
+
+
+def _clean(*paths: Path) -> Callable[[], None]:
+    def run() -> None:
+        for path in paths:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+    return run
+
+
+def make_cases(work: Path, folder: Path, report: Any, settings: Any, files: dict[str, Path]) -> dict[str, Any]:
+    """{case: (run, clean)} for pack, torch-model-archiver in both formats, and the plain copy."""
     from model_archiver.model_archiver_config import ModelArchiverConfig
     from model_archiver.model_packaging import generate_model_archive
 
-    from packager.targets.torchserve.config import settings_from
-    from packager.targets.torchserve.mar import plan_entries, write_mar
+    from packager.targets.torchserve.mar import write_mar
 
-    folder = ensure_build(args.model, args.store)
-    from packager.report import BuildReport
+    handler = next(n for n in files if n in ("pack_classifier.py", "pack_detector.py", "pack_tensors.py"))
+    extras = [str(p) for n, p in files.items() if n not in ("model.onnx", handler, "model-config.yaml")]
 
-    report = BuildReport.load(folder)
-    settings = settings_from(report, "onnx")
-    work = Path(tempfile.mkdtemp(prefix="pack-bench-"))
-    try:
-        # The same input files for every tool.
-        inputs = work / "inputs"
-        inputs.mkdir()
-        entries, _ = plan_entries(folder, report, settings)
-        files = {}
-        for entry in entries:
-            if entry.name.startswith("MAR-INF/"):
-                continue
-            dest = inputs / entry.name
-            if entry.path is not None:
-                shutil.copyfile(entry.path, dest)
-            else:
-                dest.write_bytes(entry.data or b"")
-            files[entry.name] = dest
-        total_bytes = sum(p.stat().st_size for p in files.values())
-        handler = next(n for n in files if n in ("pack_classifier.py", "pack_detector.py", "pack_tensors.py"))
-        extras = [str(p) for n, p in files.items() if n not in ("model.onnx", handler, "model-config.yaml")]
+    def pack_case() -> None:
+        write_mar(folder, report, settings, work / "pack.mar")
 
-        def pack_case() -> None:
-            write_mar(folder, report, settings, work / "pack.mar")
+    def tma(fmt: str) -> Callable[[], None]:
+        def run() -> None:
+            out = work / f"tma-{fmt}"
+            out.mkdir(exist_ok=True)
+            config = ModelArchiverConfig(
+                model_name=report.name,
+                handler=str(files[handler]),
+                version=str(report.version),
+                serialized_file=str(files["model.onnx"]),
+                extra_files=",".join(extras),
+                export_path=str(out),
+                archive_format=fmt,
+                force=True,
+                config_file=str(files["model-config.yaml"]),
+            )
+            generate_model_archive(config)
 
-        def tma(fmt: str):
-            def run() -> None:
-                out = work / f"tma-{fmt}"
-                out.mkdir(exist_ok=True)
-                config = ModelArchiverConfig(
-                    model_name=report["name"],
-                    handler=str(files[handler]),
-                    version=str(report["version"]),
-                    serialized_file=str(files["model.onnx"]),
-                    extra_files=",".join(extras),
-                    export_path=str(out),
-                    archive_format=fmt,
-                    force=True,
-                    config_file=str(files["model-config.yaml"]),
-                )
-                generate_model_archive(config)
+        return run
 
-            return run
+    def copy_case() -> None:
+        out = work / "copy"
+        out.mkdir()
+        for name, path in files.items():
+            shutil.copyfile(path, out / name)
 
-        def copy_case() -> None:
-            out = work / "copy"
-            out.mkdir()
-            for name, path in files.items():
-                shutil.copyfile(path, out / name)
+    return {
+        "pack": (pack_case, _clean(work / "pack.mar")),
+        "tma-default": (tma("default"), _clean(work / "tma-default" / f"{report.name}.mar")),
+        "tma-zip-store": (tma("zip-store"), _clean(work / "tma-zip-store" / f"{report.name}.mar")),
+        "copy": (copy_case, _clean(work / "copy")),
+    }
 
-        def clean(*paths: Path):
-            def run() -> None:
-                for path in paths:
-                    if path.is_dir():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink(missing_ok=True)
 
-            return run
-
-        cases = {
-            "pack": (pack_case, clean(work / "pack.mar")),
-            "tma-default": (tma("default"), clean(work / "tma-default" / f"{report['name']}.mar")),
-            "tma-zip-store": (tma("zip-store"), clean(work / "tma-zip-store" / f"{report['name']}.mar")),
-            "copy": (copy_case, clean(work / "copy")),
-        }
-        results = {}
-        for name, runs in timed(cases, args.repeat).items():
-            results[name] = {"median_s": statistics.median(runs), "runs_s": [round(r, 4) for r in runs]}
-        sizes = {
-            "pack": (work / "pack.mar").stat().st_size,
-            "tma-default": (work / "tma-default" / f"{report['name']}.mar").stat().st_size,
-            "tma-zip-store": (work / "tma-zip-store" / f"{report['name']}.mar").stat().st_size,
-            "copy": total_bytes,
-        }
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
+def summary(args: argparse.Namespace, results: dict[str, Any], sizes: dict[str, int], total_bytes: int) -> dict[str, Any]:
     pack_s = results["pack"]["median_s"]
-    import os
-
-    doc = {
+    doc: dict[str, Any] = {
         "model": args.model,
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg()[0],
@@ -177,7 +167,11 @@ def main() -> int:
         "5x_faster_than_tma_default": doc["speedup_vs_tma_default"] >= 5,
         "within_1.5x_of_copy": doc["ratio_to_copy"] <= 1.5,
     }
-    print(f"{args.model}: {total_bytes / 1e6:.1f} MB of input, median of {args.repeat} runs")
+    return doc
+
+
+def print_summary(doc: dict[str, Any]) -> None:
+    print(f"{doc['model']}: {doc['input_bytes'] / 1e6:.1f} MB of input, median of {doc['repeat']} runs")
     print(f"{'case':<14} {'seconds':>8} {'MB/s':>8} {'archive MB':>11}")
     for name, row in doc["results"].items():
         print(f"{name:<14} {row['median_s']:>8.3f} {row['mb_per_s']:>8.0f} {row['bytes'] / 1e6:>11.1f}")
@@ -185,6 +179,35 @@ def main() -> int:
         f"pack is {doc['speedup_vs_tma_default']}x faster than torch-model-archiver (deflate), "
         f"{doc['speedup_vs_tma_zip_store']}x its zip-store, and takes {doc['ratio_to_copy']}x the time of a plain copy"
     )
+
+
+def main() -> int:
+    args = parse_args()
+    from packager.report import BuildReport
+    from packager.targets.torchserve.config import settings_from
+
+    folder = ensure_build(args.model, args.store)
+    report = BuildReport.load(folder)
+    settings = settings_from(report, "onnx")
+    work = Path(tempfile.mkdtemp(prefix="pack-bench-"))
+    try:
+        files = stage_inputs(folder, report, settings, work / "inputs")
+        total_bytes = sum(p.stat().st_size for p in files.values())
+        cases = make_cases(work, folder, report, settings, files)
+        results = {}
+        for name, runs in timed(cases, args.repeat).items():
+            results[name] = {"median_s": statistics.median(runs), "runs_s": [round(r, 4) for r in runs]}
+        sizes = {
+            "pack": (work / "pack.mar").stat().st_size,
+            "tma-default": (work / "tma-default" / f"{report.name}.mar").stat().st_size,
+            "tma-zip-store": (work / "tma-zip-store" / f"{report.name}.mar").stat().st_size,
+            "copy": total_bytes,
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    doc = summary(args, results, sizes, total_bytes)
+    print_summary(doc)
     text = json.dumps(doc, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
