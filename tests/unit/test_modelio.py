@@ -27,7 +27,7 @@ class WithCache:
 
 
 class Detector:
-    def forward(self, images: List[Any], targets: Optional[List[Any]] = None) -> Any: ...  # noqa: UP006, UP045
+    def forward(self, images: List[Any], targets: Optional[List[Any]] = None) -> Any: ...  # noqa: UP006, UP045 - torchvision's own spelling
 
 
 class PositionalOnly:

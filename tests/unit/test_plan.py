@@ -15,7 +15,7 @@ from packager.registry import OutputSpec, TensorSpec, Tolerance
 def test_input_with_dtype_dynamic_axes_and_range() -> None:
     spec = parse_input("input_ids:2x16:int64:dyn=0,1:range=0,30000")
     assert spec == TensorSpec("input_ids", (2, 16), "int64", (0, 1), (0, 30000))
-    assert isinstance(spec.range[0], int)  # type: ignore[index]
+    assert spec.range is not None and isinstance(spec.range[0], int)
 
 
 def test_input_defaults_and_float_ranges() -> None:

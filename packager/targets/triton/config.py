@@ -59,8 +59,10 @@ def pb() -> ModuleType:
     if not path.is_file():
         raise EnvironmentProblem(f"tritonclient has no {path.name}", "reinstall tritonclient[http]>=2.40")
     mspec = importlib.util.spec_from_file_location("pack_triton_model_config_pb2", path)
-    module = importlib.util.module_from_spec(mspec)  # type: ignore[arg-type]
-    mspec.loader.exec_module(module)  # type: ignore[union-attr]
+    if mspec is None or mspec.loader is None:  # never for a .py file; says so instead of an AttributeError
+        raise EnvironmentProblem(f"tritonclient's {path.name} cannot be imported", "reinstall tritonclient[http]>=2.40")
+    module = importlib.util.module_from_spec(mspec)
+    mspec.loader.exec_module(module)
     return module
 
 
