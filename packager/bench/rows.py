@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ..report import BuildReport
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from . import BenchOptions
 
 log = logging.getLogger(__name__).info
