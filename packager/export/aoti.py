@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..runners import torch_runner
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain
@@ -76,15 +75,7 @@ def load(path: Path, device: str) -> Any:
 
     with captured():
         compiled = torch._inductor.aoti_load_package(str(path))
-
-    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
-        with torch.inference_mode():
-            out = compiled(*tensors)
-        out = out if isinstance(out, (tuple, list)) else (out,)
-        return [t.detach().cpu().numpy() for t in out]
-
-    return run
+    return torch_runner(compiled, device)
 
 
 register_format(Format("aoti", FILE, "AOTInductor package", export, load, needs_program=True))

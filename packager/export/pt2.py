@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..runners import torch_runner
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain
@@ -94,7 +93,7 @@ def program_runner(program: Any, device: str) -> Any:
     """Run the captured program in memory (before it is saved): used to pick sizes its guards accept."""
     with captured():
         module = program.module()
-    return _runner(module, device)
+    return torch_runner(module, device)
 
 
 def export(ctx: ExportContext) -> Outcome:
@@ -116,19 +115,7 @@ def load(path: Path, device: str) -> Any:
 
     with captured():
         module = torch.export.load(str(path)).module()
-    return _runner(module, device)
-
-
-def _runner(module: Any, device: str) -> Any:
-    import torch
-
-    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
-        with torch.inference_mode():
-            out = module(*tensors)
-        return [t.detach().cpu().numpy() for t in out]
-
-    return run
+    return torch_runner(module, device)
 
 
 register_format(Format("pt2", FILE, "torch.export ExportedProgram", export, load, needs_program=True))

@@ -16,8 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..runners import torch_runner
 from ..validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
@@ -73,15 +72,7 @@ def load(path: Path, device: str) -> Any:
     with captured():
         module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
     module.eval()
-
-    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
-        with torch.inference_mode():
-            out = module(*tensors)
-        out = out if isinstance(out, (tuple, list)) else (out,)
-        return [t.detach().cpu().numpy() for t in out]
-
-    return run
+    return torch_runner(module, device)
 
 
 def read_metadata(path: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ them, so a target's flags live with the target.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,26 @@ _TARGETS: dict[str, Target] = {}
 ORDER = ("triton", "torchserve", "kserve")  # the order targets are listed and packaged in
 
 
+class ServerTarget(Target):
+    """A target that runs on a server: deploy, status, undeploy and stop are the functions of its package's `deploy`
+    module, imported only when one of them runs (listing targets or building does not import server code)."""
+
+    def _flow(self) -> Any:
+        return importlib.import_module(".deploy", type(self).__module__.rsplit(".", 1)[0])
+
+    def deploy(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
+        return dict(self._flow().deploy(build_dir, report, opts))
+
+    def status(self, opts: Any) -> dict[str, Any]:
+        return dict(self._flow().status(opts))
+
+    def undeploy(self, name: str, version: str | None, opts: Any) -> dict[str, Any]:
+        return dict(self._flow().undeploy(name, version, opts))
+
+    def stop(self, opts: Any) -> dict[str, Any]:
+        return dict(self._flow().stop(opts))
+
+
 def register_target(cls: type[Target]) -> type[Target]:
     if cls.name in _TARGETS:
         raise ValueError(f"target {cls.name!r} is registered twice")
@@ -199,6 +220,7 @@ __all__ = [
     "Endpoint",
     "Request",
     "ServerOptions",
+    "ServerTarget",
     "Target",
     "all_targets",
     "cli_field",

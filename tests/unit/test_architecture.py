@@ -98,3 +98,17 @@ def test_a_target_never_imports_another_targets_modules(module):
 def test_everything_else_reaches_targets_through_the_interface(module):
     inside = sorted(m for m in MODULES[module] if _target_of(m))
     assert not inside, f"{module} imports target internals {inside}"
+
+
+def test_every_server_target_has_its_whole_deploy_flow():
+    """ServerTarget finds deploy, status, undeploy and stop in the target's own deploy module at call time: a missing
+    one would only show as an internal error when a user runs that command."""
+    from packager.targets import all_targets
+    from packager.targets.base import ServerTarget
+
+    servers = [t for t in all_targets() if isinstance(t, ServerTarget)]
+    assert {t.name for t in servers} >= {"triton", "torchserve"}
+    for target in servers:
+        flow = target._flow()
+        missing = [f for f in ("deploy", "status", "undeploy", "stop") if not callable(getattr(flow, f, None))]
+        assert not missing, f"{target.name}: {flow.__name__} lacks {missing}"

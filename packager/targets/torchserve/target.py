@@ -13,7 +13,7 @@ from typing import Any
 from ...archive import UnsafeArchive, open_archive
 from ...errors import UsageError
 from ...report import BuildReport
-from ..base import SERVER, Endpoint, Request, ServerOptions, Target, cli_field, register_target
+from ..base import SERVER, Endpoint, Request, ServerOptions, ServerTarget, cli_field, register_target
 
 log = logging.getLogger(__name__).info
 
@@ -128,7 +128,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 @register_target
-class TorchServeTarget(Target):
+class TorchServeTarget(ServerTarget):
     name = "torchserve"
     Options = TorchServeOptions
     description = "TorchServe 0.12 (archived upstream; pinned, token auth on)"
@@ -154,26 +154,6 @@ class TorchServeTarget(Target):
         meta = metadata(report, fmt, SERIALIZED[fmt], labels)
         meta["handler"] = handler_settings(report, choose_handler(report), labels)
         return meta
-
-    def deploy(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
-        from .deploy import deploy
-
-        return deploy(build_dir, report, opts)
-
-    def status(self, opts: Any) -> dict[str, Any]:
-        from .deploy import status
-
-        return status(opts)
-
-    def undeploy(self, name: str, version: str | None, opts: Any) -> dict[str, Any]:
-        from .deploy import undeploy
-
-        return undeploy(name, version, opts)
-
-    def stop(self, opts: Any) -> dict[str, Any]:
-        from .deploy import stop
-
-        return stop(opts)
 
     def owns(self, path: Path) -> bool:
         return path.is_file() and (path.suffix == ".mar" or zipfile.is_zipfile(path))

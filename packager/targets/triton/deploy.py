@@ -30,7 +30,7 @@ from . import server as local
 from .check import check_repository, raise_on_errors
 from .client import TritonHTTP, missing_backend
 from .install import drop_backups, install, restore
-from .manage import status, undeploy
+from .manage import status, stop, undeploy
 from .repository import NATIVE_FORMAT, RepoOptions, generate, is_detection, model_names, serving_model, triton_version
 from .smoke import detect, ensemble_smoke, smoke_test
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__).info
 __all__ = [
     "deploy",
     "status",
+    "stop",
     "undeploy",
     "repo_options",
     "staged_entries",

@@ -23,6 +23,10 @@ def _client_for(opts: Any) -> tuple[TritonHTTP | None, Any]:
     return TritonHTTP(state.url, timeout=min(opts.timeout, 30)), state
 
 
+def stop(opts: Any) -> dict[str, Any]:
+    return server.stop(Path(opts.store))
+
+
 def status(opts: Any) -> dict[str, Any]:
     client, state = _client_for(opts)
     if client is None:

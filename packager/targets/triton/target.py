@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...report import BuildReport
-from ..base import SERVER, Endpoint, Request, ServerOptions, Target, cli_field, register_target
+from ..base import SERVER, Endpoint, Request, ServerOptions, ServerTarget, cli_field, register_target
 
 BACKEND_CHOICES = ("onnxruntime", "pytorch", "torch_aoti", "python")
 
@@ -73,7 +73,7 @@ def inspect_repository(repo: Path) -> dict[str, Any]:
 
 
 @register_target
-class TritonTarget(Target):
+class TritonTarget(ServerTarget):
     name = "triton"
     Options = TritonOptions
     description = "Triton Inference Server (repository API, explicit model control)"
@@ -94,26 +94,6 @@ class TritonTarget(Target):
         from .check import check_repository
 
         return check_repository(path)
-
-    def deploy(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
-        from .deploy import deploy
-
-        return deploy(build_dir, report, opts)
-
-    def status(self, opts: Any) -> dict[str, Any]:
-        from .deploy import status
-
-        return status(opts)
-
-    def undeploy(self, name: str, version: str | None, opts: Any) -> dict[str, Any]:
-        from .deploy import undeploy
-
-        return undeploy(name, version, opts)
-
-    def stop(self, opts: Any) -> dict[str, Any]:
-        from . import server
-
-        return server.stop(Path(opts.store))
 
     def owns(self, path: Path) -> bool:
         return path.is_dir() and any((p / "config.pbtxt").is_file() for p in path.iterdir() if p.is_dir())
