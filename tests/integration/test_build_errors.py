@@ -10,29 +10,17 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from tests.helpers import ROOT
 from tests.helpers.cli import PACK, one_error_line, run_pack, spawn, spawn_pack, wait_for_stderr
+from tests.helpers.store import model_file, no_leftovers
 
 
 def _one_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
     return one_error_line(code, proc.returncode, proc.stderr)
-
-
-def _no_leftovers(store: Path, name: str = "tiny") -> None:
-    folder = store / name
-    if folder.exists():
-        assert [p.name for p in folder.iterdir() if p.name != ".lock"] == []
-
-
-def _model_file(tmp_path: Path, body: str) -> str:
-    path = tmp_path / "m.py"
-    path.write_text(textwrap.dedent(body))
-    return str(path)
 
 
 def test_real_weights_are_used_and_recorded(tmp_path: Path) -> None:
@@ -73,11 +61,11 @@ def build():
 
 def test_trace_only_right_at_traced_batch_fails_the_gate(tmp_path: Path) -> None:
     """int(x.shape[0]) is baked into a trace: right at batch 1, wrong at 4. Forcing trace must fail (exit 3)."""
-    src = _model_file(tmp_path, FLAT)
+    src = model_file(tmp_path, FLAT)
     store = tmp_path / "s"
     line = _one_line(run_pack("build", f"{src}:build", "--input", "x:1x3x4", "--torchscript", "trace", "--store", str(store)), 3)
     assert "torchscript: the TorchScript trace does not match eager" in line and "at batch 1" in line
-    _no_leftovers(store, "m")
+    no_leftovers(store, "m")
     # auto: the tracer's warning makes pack script the model instead, and both exports then pass at every batch size
     proc = run_pack("build", f"{src}:build", "--input", "x:1x3x4", "--store", str(store), "--json", "--iterations", "0")
     assert proc.returncode == 0, proc.stderr
@@ -87,7 +75,7 @@ def test_trace_only_right_at_traced_batch_fails_the_gate(tmp_path: Path) -> None
 
 
 def test_dropout_module_in_train_mode_is_put_in_eval(tmp_path: Path) -> None:
-    src = _model_file(
+    src = model_file(
         tmp_path,
         "from torch import nn\n"
         "def build():\n    m = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5))\n    m.train()\n    return m\n",
@@ -128,7 +116,7 @@ def test_disk_full_during_write_keeps_nothing(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     line = _one_line(proc, 5)
     assert "disk full" in line
-    _no_leftovers(store)
+    no_leftovers(store)
 
 
 def test_concurrent_build_of_same_model_is_refused_by_the_lock(tmp_path: Path) -> None:
@@ -171,7 +159,7 @@ def test_ctrl_c_leaves_no_partial_version(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    _no_leftovers(store)
+    no_leftovers(store)
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

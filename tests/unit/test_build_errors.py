@@ -7,25 +7,13 @@ from __future__ import annotations
 import fcntl
 import os
 import pickle
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers.cli import invoke
-
-
-def _no_leftovers(store: Path, name: str = "tiny") -> None:
-    folder = store / name
-    if folder.exists():
-        assert [p.name for p in folder.iterdir() if p.name != ".lock"] == []
-
-
-def _model_file(tmp_path: Path, body: str) -> str:
-    path = tmp_path / "m.py"
-    path.write_text(textwrap.dedent(body))
-    return str(path)
+from tests.helpers.store import model_file, no_leftovers
 
 
 def test_weights_missing_empty_garbage_truncated(tmp_path: Path) -> None:
@@ -54,7 +42,7 @@ def test_weights_missing_empty_garbage_truncated(tmp_path: Path) -> None:
     data = (tmp_path / "good.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     assert "truncated or corrupt" in build_with(tmp_path / "cut.pt")
-    _no_leftovers(store)
+    no_leftovers(store)
 
 
 class Evil:
@@ -97,25 +85,25 @@ def test_python_source_errors(tmp_path: Path) -> None:
     def build(source: str, *extra: str) -> str:
         return invoke("build", source, *extra, "--store", store).error(2)
 
-    syntax = _model_file(tmp_path, "def build(:\n    pass\n")
+    syntax = model_file(tmp_path, "def build(:\n    pass\n")
     assert "syntax error" in build(f"{syntax}:build", "--input", "x:1x4")
-    imp = _model_file(tmp_path, "import not_a_real_module_xyz\n")
+    imp = model_file(tmp_path, "import not_a_real_module_xyz\n")
     assert "No module named 'not_a_real_module_xyz'" in build(f"{imp}:build", "--input", "x:1x4")
-    notmod = _model_file(tmp_path, "def build():\n    return 42\n")
+    notmod = model_file(tmp_path, "def build():\n    return 42\n")
     assert "returned int, not a torch.nn.Module" in build(f"{notmod}:build", "--input", "x:1x4")
     line = build(f"{notmod}:make", "--input", "x:1x4")
     assert "no callable 'make'" in line and "callables found there: build" in line
-    raises = _model_file(tmp_path, "def build():\n    raise ValueError('bad config')\n")
+    raises = model_file(tmp_path, "def build():\n    raise ValueError('bad config')\n")
     line = build(f"{raises}:build", "--input", "x:1x4")
     assert "ValueError: bad config" in line and "line 2" in line
-    ok = _model_file(tmp_path, "from torch import nn\ndef build():\n    return nn.Linear(4, 2)\n")
+    ok = model_file(tmp_path, "from torch import nn\ndef build():\n    return nn.Linear(4, 2)\n")
     assert "no input description" in build(f"{ok}:build")
 
 
 def test_wrong_input_shape(tmp_path: Path) -> None:
     line = invoke("build", "tiny", "--input", "input:1x4x32x32", "--store", str(tmp_path / "s")).error(2)
     assert "the model failed on example inputs at batch 1 (input [1, 4, 32, 32] float32)" in line
-    _no_leftovers(tmp_path / "s")
+    no_leftovers(tmp_path / "s")
 
 
 NAN = """
@@ -144,13 +132,13 @@ def build():
 
 
 def test_nan_output_fails_with_exit_3(tmp_path: Path) -> None:
-    line = invoke("build", f"{_model_file(tmp_path, NAN)}:build", "--input", "x:1x8", "--store", str(tmp_path / "s")).error(3)
+    line = invoke("build", f"{model_file(tmp_path, NAN)}:build", "--input", "x:1x8", "--store", str(tmp_path / "s")).error(3)
     assert "NaN/Inf" in line and "output 'output'" in line
-    _no_leftovers(tmp_path / "s", "m")
+    no_leftovers(tmp_path / "s", "m")
 
 
 def test_nondeterministic_model_fails_with_exit_3(tmp_path: Path) -> None:
-    source = _model_file(tmp_path, DROPOUT_FORCED)
+    source = model_file(tmp_path, DROPOUT_FORCED)
     line = invoke("build", f"{source}:build", "--input", "x:1x64", "--store", str(tmp_path / "s")).error(3)
     assert "not deterministic" in line
 
@@ -173,4 +161,4 @@ def test_a_build_holding_the_lock_refuses_a_second_one(tmp_path: Path) -> None:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-    _no_leftovers(store)
+    no_leftovers(store)
