@@ -33,6 +33,12 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def ranged(flag: str, lo: float, hi: float, default: float, help: str) -> Callable[[Any], Any]:
+    """An option limited to [lo, hi] with its default shown: an integer range when the default is an int."""
+    kind = click.IntRange(int(lo), int(hi)) if isinstance(default, int) else click.FloatRange(lo, hi)
+    return click.option(flag, type=kind, default=default, show_default=True, help=help)
+
+
 store_option = click.option(
     "--store",
     envvar="PACK_STORE",
@@ -118,13 +124,7 @@ def models_cmd(as_json: bool, debug: bool) -> None:
 @click.option("--torchscript", type=click.Choice(["auto", "trace", "script"]), help="auto: trace, script when tracing is unsafe.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--slim", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
-@click.option(
-    "--iterations",
-    type=click.IntRange(0, 10000),
-    default=10,
-    show_default=True,
-    help="Timed runs per format and batch size (0 skips measuring).",
-)
+@ranged("--iterations", 0, 10000, 10, "Timed runs per format and batch size (0 skips measuring).")
 @common
 def build_cmd(
     model: str | None,

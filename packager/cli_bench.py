@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .cli_app import common, main, store_option
+from .cli_app import common, main, ranged, store_option
 from .console import emit_json, run
 
 log = logging.getLogger(__name__).info
@@ -26,37 +26,11 @@ log = logging.getLogger(__name__).info
     "--targets", default="inprocess,torchserve,triton", show_default=True, help="Rows to measure: inprocess, torchserve, triton."
 )
 @click.option("--concurrency", default="1,8,32", show_default=True, help="Concurrent callers per run, comma-separated.")
-@click.option(
-    "--requests",
-    type=click.IntRange(1, 100000),
-    default=200,
-    show_default=True,
-    help="Timed requests per run (per row and concurrency).",
-)
-@click.option(
-    "--time-limit",
-    type=click.FloatRange(1, 3600),
-    default=120.0,
-    show_default=True,
-    help="Seconds a run may take; it stops early past it.",
-)
-@click.option(
-    "--warmup", type=click.IntRange(0, 100), default=2, show_default=True, help="Untimed requests per caller before each run."
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(0, 256),
-    default=0,
-    show_default=True,
-    help="In-process torch/onnxruntime threads (0: the libraries' defaults).",
-)
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 256),
-    default=8,
-    show_default=True,
-    help="Batch size of the in-process eager-vs-ONNX comparison.",
-)
+@ranged("--requests", 1, 100000, 200, "Timed requests per run (per row and concurrency).")
+@ranged("--time-limit", 1, 3600, 120.0, "Seconds a run may take; it stops early past it.")
+@ranged("--warmup", 0, 100, 2, "Untimed requests per caller before each run.")
+@ranged("--threads", 0, 256, 0, "In-process torch/onnxruntime threads (0: the libraries' defaults).")
+@ranged("--batch", 1, 256, 8, "Batch size of the in-process eager-vs-ONNX comparison.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG: latency vs throughput per row.")
 @click.option("--workers", type=click.IntRange(1, 64), help="TorchServe workers (bench default 1).")
 @click.option("--batch-size", type=click.IntRange(1, 256), help="TorchServe batch size (bench default 1).")
