@@ -77,6 +77,40 @@ class Served:
 # ---------------------------------------------------------------- the servers, through the Target interface
 
 
+def _launch(
+    name: str,
+    build_dir: Path,
+    report: BuildReport,
+    store: Path,
+    request: Any,
+    timeout: float,
+    cold_start: Callable[[dict[str, Any]], dict[str, Any]],
+    settings: Callable[[dict[str, Any]], dict[str, Any]],
+    **options: Any,
+) -> Served:
+    """Deploy the build with `pack deploy --target NAME`'s own code, timed, and describe the endpoint it gives."""
+    from ..targets import get_target
+
+    target = get_target(name)
+    t0 = time.perf_counter()
+    result = target.deploy(build_dir, report, target.Options(store=store, timeout=timeout, **options))
+    total = time.perf_counter() - t0
+    endpoint = target.endpoint(result, report, store, request)
+    return Served(
+        target=name,
+        base_url=endpoint.base_url,
+        path=endpoint.path,
+        headers=endpoint.headers,
+        body=endpoint.body,
+        deploy=result,
+        cold_start={**cold_start(result.get("timings") or {}), "total_s": round(total, 2)},
+        settings=settings(result),
+        payload=endpoint.payload,
+        compare_with=endpoint.compare_with,
+        pids=endpoint.pids,
+    )
+
+
 def torchserve(
     build_dir: Path,
     report: BuildReport,
@@ -87,81 +121,55 @@ def torchserve(
     settings: dict[str, Any],
     timeout: float,
 ) -> Served:
-    from ..targets import Request, get_target
+    from ..targets import Request
 
-    target = get_target("torchserve")
-    opts = target.Options(
-        store=store,
-        timeout=timeout,
+    return _launch(
+        "torchserve",
+        build_dir,
+        report,
+        store,
+        Request(body, content_type, payload, []),
+        timeout,
+        lambda t: {
+            "launch_s": t.get("server_start_s"),
+            "load_s": round(sum(t.get(k) or 0.0 for k in ("register_s", "scale_s")), 2),
+            "smoke_s": t.get("smoke_s"),
+        },
+        lambda r: {
+            **settings,
+            "workers": r.get("workers", settings["workers"]),
+            "batch_size": r.get("batch_size"),
+            "max_batch_delay_ms": r.get("max_batch_delay_ms"),
+        },
         workers=settings["workers"],
         batch_size=settings["batch_size"],
         max_batch_delay_ms=settings["max_batch_delay_ms"],
         format=settings["format"],
-    )
-    t0 = time.perf_counter()
-    result = target.deploy(build_dir, report, opts)
-    total = time.perf_counter() - t0
-    timings = result.get("timings") or {}
-    endpoint = target.endpoint(result, report, store, Request(body, content_type, payload, []))
-    return Served(
-        target="torchserve",
-        base_url=endpoint.base_url,
-        path=endpoint.path,
-        headers=endpoint.headers,
-        body=endpoint.body,
-        deploy=result,
-        cold_start={
-            "launch_s": timings.get("server_start_s"),
-            "load_s": round(sum(timings.get(k) or 0.0 for k in ("register_s", "scale_s")), 2),
-            "smoke_s": timings.get("smoke_s"),
-            "total_s": round(total, 2),
-        },
-        settings={
-            **settings,
-            "workers": result.get("workers", settings["workers"]),
-            "batch_size": result.get("batch_size"),
-            "max_batch_delay_ms": result.get("max_batch_delay_ms"),
-        },
-        payload=endpoint.payload,
-        compare_with=endpoint.compare_with,
-        pids=endpoint.pids,
     )
 
 
 def triton(
     build_dir: Path, report: BuildReport, store: Path, arrays: list[np.ndarray], settings: dict[str, Any], timeout: float
 ) -> Served:
-    from ..targets import Request, get_target
+    from ..targets import Request
 
-    target = get_target("triton")
-    opts = target.Options(
-        store=store,
-        timeout=timeout,
+    served = _launch(
+        "triton",
+        build_dir,
+        report,
+        store,
+        Request(b"", "", "", arrays),
+        timeout,
+        lambda t: {"launch_s": t.get("server_start_s"), "load_s": t.get("load_s")},
+        lambda r: {**settings, "backend": "python", "format": "onnx", "max_batch": r.get("max_batch_size")},
         workers=settings["instances"],
         batch_size=settings["max_batch"],
         max_batch_delay_ms=settings["max_queue_delay_ms"],
         backend="python",
         format="onnx",
     )
-    t0 = time.perf_counter()
-    result = target.deploy(build_dir, report, opts)
-    total = time.perf_counter() - t0
-    timings = result.get("timings") or {}
-    endpoint = target.endpoint(result, report, store, Request(b"", "", "", arrays))
-    roots = endpoint.pids
-    served = Served(
-        target="triton",
-        base_url=endpoint.base_url,
-        path=endpoint.path,
-        headers=endpoint.headers,
-        body=endpoint.body,
-        deploy=result,
-        cold_start={"launch_s": timings.get("server_start_s"), "load_s": timings.get("load_s"), "total_s": round(total, 2)},
-        settings={**settings, "backend": "python", "format": "onnx", "max_batch": result.get("max_batch_size")},
-        payload=endpoint.payload,
-        compare_with=endpoint.compare_with,
-        pids=lambda: sorted({p for root in roots() for p in process_tree(root)}),
-    )
+    roots = served.pids
+    served.pids = lambda: sorted({p for root in roots() for p in process_tree(root)})
     _check_answer(served, timeout)
     return served
 

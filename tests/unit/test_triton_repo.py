@@ -310,6 +310,11 @@ def test_ensemble_wiring_is_checked(built: Callable[[str], Path], tmp_path: Path
     assert ens.platform == "ensemble" and steps == ["tiny_preprocess", "tiny", "tiny_postprocess"]
     del ens.ensemble_scheduling.step[2].input_map["meta"]  # post-processing input left unmapped
     ens.output[2].data_type = cfg.dtype_value("TYPE_INT64")  # classes: the post-processing gives INT32
+    step0 = ens.ensemble_scheduling.step[0]
+    step0.input_map["imagez"] = step0.input_map.pop(next(iter(step0.input_map)))  # a key the pre-processing lacks
+    step1 = ens.ensemble_scheduling.step[1]
+    key = next(iter(step1.output_map))
+    step1.output_map[key + "_x"] = step1.output_map.pop(key)  # an output key the model lacks
     cfg.write(ens, ens_path)
     result = check_repository(repo)
     messages = "\n".join(p["message"] for p in result["problems"])
@@ -318,6 +323,8 @@ def test_ensemble_wiring_is_checked(built: Callable[[str], Path], tmp_path: Path
         "model 'tiny_ensemble': ensemble_scheduling.step[2] (tiny_postprocess) input_map: config.pbtxt says no mapping for "
         "'meta', tiny_postprocess needs input 'meta'" in messages
     )
+    assert "step[0] (tiny_preprocess) input_map key: config.pbtxt says 'imagez', tiny_preprocess has no input" in messages
+    assert f"step[1] (tiny) output_map key: config.pbtxt says '{key}_x', tiny has no output of that name" in messages
     assert (
         "model 'tiny_ensemble': output 'classes' data_type: config.pbtxt says TYPE_INT64, tiny_postprocess output 'classes' "
         "gives TYPE_INT32" in messages

@@ -4,6 +4,7 @@ an earlier step produces, with agreeing data types and dims, and every ensemble 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from . import config as cfg
@@ -53,21 +54,23 @@ def _check_step(chk: EntryChecker, configs: dict[str, Any], tensors: Tensors, wh
     _check_output_map(chk, tensors, where, step, sub)
 
 
+def _mapped(chk: EntryChecker, where: str, kind: str, mapping: Any, entries: Any, model: str) -> Iterator[tuple[str, str, Any]]:
+    """(key, tensor, the model's entry) for each key of a step's input_map or output_map the model has; the others
+    are problems."""
+    named = {e.name: e for e in entries}
+    for key, tensor in mapping.items():
+        if key in named:
+            yield key, tensor, named[key]
+        else:
+            chk.add(f"{where} {kind}_map key", repr(key), f"{model} has no {kind} of that name (its {kind}s: {', '.join(named)})")
+
+
 def _check_input_map(chk: EntryChecker, tensors: Tensors, where: str, step: Any, sub: Any) -> None:
-    sub_inputs = {e.name: e for e in sub.input}
-    for key, tensor in step.input_map.items():
-        if key not in sub_inputs:
-            chk.add(
-                f"{where} input_map key",
-                repr(key),
-                f"{step.model_name} has no input of that name (its inputs: {', '.join(sub_inputs)})",
-            )
-            continue
+    for key, tensor, want in _mapped(chk, where, "input", step.input_map, sub.input, step.model_name):
         if tensor not in tensors:
             chk.add(f"{where} input_map[{key!r}]", repr(tensor), "no ensemble input or earlier step produces that tensor")
             continue
         dtype, shape, producer = tensors[tensor]
-        want = sub_inputs[key]
         if dtype != want.data_type:
             chk.add(
                 f"{where} input {key!r} data_type",
@@ -79,21 +82,12 @@ def _check_input_map(chk: EntryChecker, tensors: Tensors, where: str, step: Any,
             chk.add(
                 f"{where} input {key!r} dims", f"{fmt_dims(wshape)} for {step.model_name}", f"{producer} gives {fmt_dims(shape)}"
             )
-    for missing in set(sub_inputs) - set(step.input_map) - {e.name for e in sub.input if e.optional}:
+    for missing in {e.name for e in sub.input} - set(step.input_map) - {e.name for e in sub.input if e.optional}:
         chk.add(f"{where} input_map", f"no mapping for {missing!r}", f"{step.model_name} needs input {missing!r}")
 
 
 def _check_output_map(chk: EntryChecker, tensors: Tensors, where: str, step: Any, sub: Any) -> None:
-    sub_outputs = {e.name: e for e in sub.output}
-    for key, tensor in step.output_map.items():
-        if key not in sub_outputs:
-            chk.add(
-                f"{where} output_map key",
-                repr(key),
-                f"{step.model_name} has no output of that name (its outputs: {', '.join(sub_outputs)})",
-            )
-            continue
-        out = sub_outputs[key]
+    for key, tensor, out in _mapped(chk, where, "output", step.output_map, sub.output, step.model_name):
         tensors[tensor] = (out.data_type, _full(sub, out.dims), f"{step.model_name} output {key!r}")
 
 
