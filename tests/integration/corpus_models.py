@@ -14,6 +14,10 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
 
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+"""The size of every small transformers config here (its defaults are the full-size model)."""
+
+
 def _seeded():
     import torch
 
@@ -113,16 +117,7 @@ def hf_bert():
     _seeded()
     import transformers as T
 
-    return T.BertModel(
-        T.BertConfig(
-            vocab_size=100,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=64,
-        )
-    )
+    return T.BertModel(T.BertConfig(vocab_size=100, **SMALL, max_position_embeddings=64))
 
 
 def hf_gpt2():
@@ -147,17 +142,7 @@ def hf_vit():
     _seeded()
     import transformers as T
 
-    return T.ViTForImageClassification(
-        T.ViTConfig(
-            image_size=32,
-            patch_size=8,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            num_labels=5,
-        )
-    )
+    return T.ViTForImageClassification(T.ViTConfig(image_size=32, patch_size=8, **SMALL, num_labels=5))
 
 
 def hf_wav2vec2():
@@ -165,10 +150,7 @@ def hf_wav2vec2():
     import transformers as T
 
     config = T.Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **SMALL,
         conv_dim=(16, 16),
         conv_stride=(5, 2),
         conv_kernel=(10, 3),

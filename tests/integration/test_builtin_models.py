@@ -51,19 +51,8 @@ def test_yolov8n_weights_state_dict_and_ultralytics_checkpoint(tmp_path):
     torch.save({"model": model, "epoch": 3}, tmp_path / "ckpt.pt")  # the shape of an ultralytics checkpoint
     proc = run_pack("build", "yolov8n", "--weights", str(tmp_path / "ckpt.pt"), "--store", str(tmp_path / "s"))
     assert proc.returncode == 2 and "--unsafe-load" in proc.stderr
-    proc = run_pack(
-        "build",
-        "yolov8n",
-        "--weights",
-        str(tmp_path / "sd.pt"),
-        "--store",
-        str(tmp_path / "s"),
-        "--json",
-        "--iterations",
-        "0",
-        "--batch-sizes",
-        "1,2",
-    )
+    quick = ("--store", str(tmp_path / "s"), "--json", "--iterations", "0", "--batch-sizes", "1,2")
+    proc = run_pack("build", "yolov8n", "--weights", str(tmp_path / "sd.pt"), *quick)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["weights"]["random"] is False
@@ -71,22 +60,7 @@ def test_yolov8n_weights_state_dict_and_ultralytics_checkpoint(tmp_path):
     # a trusted ultralytics checkpoint (a pickled model) loads with --unsafe-load, and its class names become the labels
     model.names = {i: f"part_{i}" for i in range(80)}
     torch.save({"model": model, "epoch": 3}, tmp_path / "named.pt")
-    proc = run_pack(
-        "build",
-        "yolov8n",
-        "--weights",
-        str(tmp_path / "named.pt"),
-        "--unsafe-load",
-        "--version",
-        "2",
-        "--store",
-        str(tmp_path / "s"),
-        "--json",
-        "--iterations",
-        "0",
-        "--batch-sizes",
-        "1,2",
-    )
+    proc = run_pack("build", "yolov8n", "--weights", str(tmp_path / "named.pt"), "--unsafe-load", "--version", "2", *quick)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     folder = tmp_path / "s" / "yolov8n" / "2"
