@@ -13,7 +13,9 @@ error or a log line; errors name the URL without its query string. A failed call
 from __future__ import annotations
 
 import http.client
+import http.server
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -193,8 +195,33 @@ def translated(
         raise pack_error(exc, doing, hint, refused, unreachable) from None
 
 
+@contextmanager
+def serving(server: http.server.HTTPServer) -> Iterator[str]:
+    """Run a local HTTP server (bound by the caller, e.g. to port 0) from a daemon thread while the block runs; its
+    base URL. Shut down and closed on the way out, whatever happens inside."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = str(server.server_address[0]), server.server_address[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
 def _join(*parts: str | None) -> str | None:
     return "; ".join(p for p in parts if p) or None
 
 
-__all__ = ["HttpClient", "HttpError", "Unreachable", "ApiError", "Response", "pack_error", "translated", "server_message"]
+__all__ = [
+    "HttpClient",
+    "HttpError",
+    "Unreachable",
+    "ApiError",
+    "Response",
+    "pack_error",
+    "translated",
+    "server_message",
+    "serving",
+]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from packager.errors import DeployFailed, EnvironmentProblem
-from packager.http import ApiError, HttpClient, HttpError, Unreachable, pack_error, translated
+from packager.http import ApiError, HttpClient, HttpError, Unreachable, pack_error, serving, translated
 
 TOKEN = "s3cr3t-token-value"
 
@@ -79,14 +78,8 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 
 @contextmanager
 def _server() -> Iterator[str]:
-    server = _QuietServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_QuietServer(("127.0.0.1", 0), _Handler)) as url:
+        yield url
 
 
 class _Client(HttpClient):

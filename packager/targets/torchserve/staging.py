@@ -10,13 +10,13 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
+from ...http import serving
 from ...report import BuildReport
 from .config import ServingSettings
 from .mar import SERIALIZED, read_manifest, write_mar
@@ -89,14 +89,8 @@ def serve_file(path: Path, host: str) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer((host, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}/{path.name}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer((host, 0), Handler)) as url:
+        yield f"{url}/{path.name}"
 
 
 def is_loopback(url: str) -> bool:
