@@ -148,10 +148,20 @@ ORDER = ("triton", "torchserve", "kserve")  # the order targets are listed and p
 
 class ServerTarget(Target):
     """A target that runs on a server: deploy, status, undeploy and stop are the functions of its package's `deploy`
-    module, imported only when one of them runs (listing targets or building does not import server code)."""
+    module, and the build-time `package` that of the package itself, each imported only when it runs (listing targets
+    does not import server code)."""
+
+    def _room(self, module: str = "") -> Any:
+        return importlib.import_module(type(self).__module__.rsplit(".", 1)[0] + module)
 
     def _flow(self) -> Any:
-        return importlib.import_module(".deploy", type(self).__module__.rsplit(".", 1)[0])
+        return self._room(".deploy")
+
+    def package(self, build_dir: Path, report: BuildReport) -> dict[str, Any]:
+        """The target package's own `package` (its __init__), when `pack build` writes the target's artifacts."""
+        if not self.packaged_by_build:
+            return super().package(build_dir, report)
+        return dict(self._room().package(build_dir, report))
 
     def deploy(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         return dict(self._flow().deploy(build_dir, report, opts))

@@ -135,11 +135,6 @@ class TorchServeTarget(ServerTarget):
     packaged_by_build = True
     artifact = "mar"
 
-    def package(self, build_dir: Path, report: BuildReport) -> dict[str, Any]:
-        from . import package
-
-        return package(build_dir, report)
-
     def archive(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from . import archive
 

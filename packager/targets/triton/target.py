@@ -80,11 +80,6 @@ class TritonTarget(ServerTarget):
     packaged_by_build = True
     artifact = "repository"
 
-    def package(self, build_dir: Path, report: BuildReport) -> dict[str, Any]:
-        from . import package
-
-        return package(build_dir, report)
-
     def repo(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from . import repo
 
