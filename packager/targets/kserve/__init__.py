@@ -1,10 +1,10 @@
 """The KServe target: a storage folder laid out as KServe's runtime expects it, and an InferenceService manifest.
 
-    pack deploy MODEL --target kserve --runtime torchserve|triton --storage-uri s3://bucket/path [--apply]
+    pack deploy MODEL --target kserve [--runtime triton|torchserve] --storage-uri s3://bucket/path [--apply]
 
 Writes `<store>/kserve/<name>/<version>/<runtime>/` with `storage/` (what to upload to --storage-uri) and
-`inferenceservice.yaml` (validated against the InferenceService schema first). No cluster is needed; `--apply` runs
-`kubectl apply` when kubectl and a current context exist, and otherwise prints the commands to run.
+`inferenceservice.yaml` (checked strictly against the InferenceService CRD schema first). No cluster is needed;
+`--apply` runs `kubectl apply` when kubectl and a current context exist, and otherwise prints the commands to run.
 """
 
 from __future__ import annotations
@@ -50,6 +50,45 @@ def _kubectl_ready() -> str | None:
     return kubectl if proc.returncode == 0 and proc.stdout.strip() else None
 
 
+def _write(tmp: Path, report: BuildReport, kopts: KServeOptions, manifest: dict[str, Any]) -> None:
+    problems = validate(manifest)
+    if problems:
+        raise ValidationFailed(
+            f"the generated InferenceService fails the KServe schema: {problems[0]}", "report this; nothing was written"
+        )
+    first = f"Upload storage/ to {kopts.storage_uri} first"
+    (tmp / MANIFEST).write_text(
+        f"# InferenceService for {report.name} v{report.version} ({kopts.runtime}, {kopts.deployment_mode}), written by pack.\n"
+        f"# {first}, then: kubectl apply -f {MANIFEST}\n" + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False)
+    )
+
+
+def _replace(tmp: Path, out: Path, name: str) -> None:
+    """Move the finished folder into place (the previous one, if any, goes only once the new one is there)."""
+    old = None
+    if out.exists():
+        old = out.parent / f".old-{name}-{os.getpid()}"
+        os.rename(out, old)
+    os.rename(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _apply(manifest: Path) -> bool:
+    """`kubectl apply` when kubectl has a current context; False (and a note) when it has none."""
+    kubectl = _kubectl_ready()
+    if kubectl is None:
+        log("kubectl or a current context is missing: not applying; run the commands below")
+        return False
+    proc = subprocess.run([kubectl, "apply", "-f", str(manifest)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise EnvironmentProblem(
+            f"kubectl apply failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}",
+            "check the cluster context and KServe installation",
+        )
+    return True
+
+
 def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     kopts = KServeOptions.from_deploy(opts, report)
     out = Path(opts.store) / FOLDER / report.name / report.version / kopts.runtime
@@ -60,41 +99,17 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     try:
         storage = write_storage(build_dir, report, kopts, tmp / "storage")
         manifest = inference_service(report, kopts, storage)
-        problems = validate(manifest)
-        if problems:
-            raise ValidationFailed(
-                f"the generated InferenceService fails the KServe schema: {problems[0]}", "report this; nothing was written"
-            )
-        (tmp / MANIFEST).write_text(
-            f"# InferenceService for {report.name} v{report.version} ({kopts.runtime}), written by pack.\n"
-            f"# Upload storage/ to {kopts.storage_uri} first, then: kubectl apply -f {MANIFEST}\n"
-            + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False)
-        )
-        old = None
-        if out.exists():
-            old = out.parent / f".old-{kopts.runtime}-{os.getpid()}"
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _write(tmp, report, kopts, manifest)
+        _replace(tmp, out, kopts.runtime)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return _result(out, report, kopts, manifest)
 
+
+def _result(out: Path, report: BuildReport, kopts: KServeOptions, manifest: dict[str, Any]) -> dict[str, Any]:
     upload = _upload_command(out / "storage", kopts.storage_uri)
     apply_cmd = f"kubectl apply -f {out / MANIFEST}"
-    applied = False
-    if kopts.apply:
-        kubectl = _kubectl_ready()
-        if kubectl is None:
-            log("kubectl or a current context is missing: not applying; run the commands below")
-        else:
-            proc = subprocess.run([kubectl, "apply", "-f", str(out / MANIFEST)], capture_output=True, text=True, timeout=120)
-            if proc.returncode != 0:
-                raise EnvironmentProblem(
-                    f"kubectl apply failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}",
-                    "check the cluster context and KServe installation",
-                )
-            applied = True
+    applied = kopts.apply and _apply(out / MANIFEST)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     return {
         "target": "kserve",
@@ -109,11 +124,12 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         "storage": str(out / "storage"),
         "files": files,
         "applied": applied,
+        "deployment_mode": kopts.deployment_mode,
         "next_steps": [] if applied else [upload, apply_cmd],
         "summary": "\n".join(
             [
                 f"wrote {out / MANIFEST} (InferenceService {manifest['metadata']['name']}, {kopts.runtime}, "
-                f"protocol {kopts.protocol}; schema-valid)",
+                f"protocol {kopts.protocol}, {kopts.deployment_mode}; schema-valid, strict)",
                 f"storage folder: {out / 'storage'} ({len([f for f in files if f.startswith('storage/')])} files)",
                 *(["applied with kubectl"] if applied else ["next:", f"  {upload}", f"  {apply_cmd}"]),
             ]
