@@ -138,6 +138,9 @@ def test_bad_options_are_one_line_errors(tiny_store: Path) -> None:
     assert "--gpus must be 0 or more" in deploy("--storage-uri", "s3://b/x", "--gpus", "-1")
     assert "--min-replicas 0 needs --deployment-mode Knative" in deploy("--storage-uri", "s3://b/x", "--min-replicas", "0")
     assert "--scale-target must be 1 or more" in deploy("--storage-uri", "s3://b/x", "--scale-target", "0")
+    assert "does not name a registry host" in deploy("--storage-uri", "oci://tiny:1")
+    assert "names a digest" in deploy("--storage-uri", "oci://127.0.0.1:5000/tiny@sha256:" + "0" * 64)
+    assert "not a valid repository name" in deploy("--storage-uri", "oci://127.0.0.1:5000/Tiny")
     assert not (tiny_store / "kserve" / "tiny" / "1" / "triton").exists()
 
 
