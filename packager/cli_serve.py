@@ -1,6 +1,6 @@
 """The serving commands: deploy, status, undeploy, stop (every target), archive (TorchServe), repo and check-repo
-(Triton). Their target options are built from the targets' own option dataclasses (packager/targets/base.py), so a
-flag lives with the target it belongs to and a flag of another target is refused."""
+(Triton), check-manifest (KServe). Their target options are built from the targets' own option dataclasses
+(packager/targets/base.py), so a flag lives with the target it belongs to and a flag of another target is refused."""
 
 from __future__ import annotations
 
@@ -202,5 +202,30 @@ def check_repo_cmd(repository: str, as_json: bool, debug: bool) -> None:
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise ValidationFailed(f"{errors[0]['message']}{more}", "fix config.pbtxt or regenerate it with `pack repo`")
+
+    run(debug, body)
+
+
+@main.command("check-manifest")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@common
+def check_manifest_cmd(manifest: str, as_json: bool, debug: bool) -> None:
+    """Check a KServe manifest offline: every InferenceService, ServingRuntime or ClusterServingRuntime document in
+    MANIFEST against the KServe CRD schema, strictly (an unknown field anywhere is an error; exit 3)."""
+
+    def body(out: Any) -> None:
+        from .errors import ValidationFailed
+
+        result = get_target("kserve").check_manifest(Path(manifest))  # type: ignore[attr-defined]  # KServe's own command
+        _print_result(out, result, as_json)
+        problems = [(d, p) for d in result["documents"] for p in d["problems"]]
+        if problems:
+            doc, first = problems[0]
+            where = f"document {doc['index'] + 1}: " if len(result["documents"]) > 1 else ""
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ValidationFailed(
+                f"{manifest}: {where}{first['path']}: {first['message']}{more}",
+                "fix the manifest or regenerate it with pack deploy",
+            )
 
     run(debug, body)

@@ -1,4 +1,5 @@
-"""One small HTTP client for the servers pack talks to (TorchServe's and Triton's REST APIs), and its one error tree.
+"""One small HTTP client for the servers pack talks to (TorchServe's and Triton's REST APIs, OCI registries), and its
+one error tree.
 
 Every call has a timeout. A bearer token is sent as `Authorization: Bearer <key>` and never appears in a repr, an
 error or a log line; errors name the URL without its query string. A failed call raises an HttpError:
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import ipaddress
 import json
 import threading
 import urllib.error
@@ -21,7 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from .errors import DeployFailed, EnvironmentProblem, PackError
 
@@ -84,22 +86,31 @@ class HttpClient:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, token={'set' if self._token else None})"
 
+    def _authorization(self) -> str | None:
+        """The Authorization header's value (a bearer token here; a subclass may send another scheme)."""
+        return f"Bearer {self._token}" if self._token else None
+
     def request(
         self,
         method: str,
         path: str,
         params: dict[str, Any] | None = None,
-        body: bytes | None = None,
+        body: bytes | IO[bytes] | None = None,
         content_type: str | None = None,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Response:
-        """One call; raises ApiError for an HTTP error status and Unreachable when no complete answer came."""
+        """One call; raises ApiError for an HTTP error status and Unreachable when no complete answer came. A file
+        `body` is streamed (pass its Content-Length in `headers`)."""
         url = self.base_url + path
         if params:
             url += "?" + urllib.parse.urlencode({k: _param(v) for k, v in params.items() if v is not None})
         req = urllib.request.Request(url, data=body, method=method)
-        if self._token:
-            req.add_header("Authorization", f"Bearer {self._token}")
+        authorization = self._authorization()
+        if authorization:
+            req.add_header("Authorization", authorization)
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         if content_type:
             req.add_header("Content-Type", content_type)
         limit = timeout or self.timeout
@@ -145,6 +156,17 @@ def server_message(body: bytes) -> str:
     if isinstance(doc, dict):
         return str(doc.get("message") or doc.get("error") or doc)[:MESSAGE_LIMIT]
     return text[:MESSAGE_LIMIT]
+
+
+def is_loopback(host: str) -> bool:
+    """Is `host` (a name or an address, IPv6 with or without brackets) this machine's loopback?"""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _param(value: Any) -> str:
@@ -220,8 +242,9 @@ __all__ = [
     "Unreachable",
     "ApiError",
     "Response",
+    "is_loopback",
     "pack_error",
+    "serving",
     "translated",
     "server_message",
-    "serving",
 ]

@@ -6,7 +6,7 @@
 # Usage: release.sh MODEL [pack build options...]
 # Environment:
 #   OUT          where the release folder goes (default ./release)
-#   RUNTIME      KServe runtime: torchserve or triton (default torchserve)
+#   RUNTIME      KServe runtime: triton or torchserve (default triton)
 #   STORAGE_URI  where the KServe storage folder will live (default s3://models/<MODEL>/<version>)
 #   UPLOAD_CMD   a command run with the release folder as its last argument (e.g. "aws s3 cp --recursive");
 #                when unset the upload step is printed, not run
@@ -18,7 +18,7 @@ MODEL=${1:?usage: release.sh MODEL [pack build options...]}
 shift
 PACK=${PACK:-pack}
 OUT=${OUT:-release}
-RUNTIME=${RUNTIME:-torchserve}
+RUNTIME=${RUNTIME:-triton}
 STORE="$OUT/store"
 mkdir -p "$OUT"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.helpers import ROOT
 from tests.helpers.cli import one_error_line, run_pack
@@ -35,6 +36,17 @@ def test_help_and_models_do_not_import_torch() -> None:
     assert not _torch_imported("build", "--help")
     # the probe itself works: a build of an unknown model fails early, also without torch
     assert not _torch_imported("build", "no-such-model")
+
+
+def test_check_manifest_does_not_import_torch(tmp_path: Path) -> None:
+    manifest = tmp_path / "isvc.yaml"
+    manifest.write_text(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: m}\n"
+        "spec: {predictor: {model: {modelFormat: {name: triton}, runtime: kserve-tritonserver, storageUri: 's3://b/m'}}}\n"
+    )
+    proc = run_pack("check-manifest", str(manifest))
+    assert proc.returncode == 0 and "InferenceService m: valid" in proc.stdout, proc.stderr
+    assert not _torch_imported("check-manifest", str(manifest))
 
 
 def test_json_alone_on_stdout() -> None:

@@ -36,7 +36,17 @@ def _manifest(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_torchserve_runtime_storage_and_manifest(tiny_store: Path, crd: jsonschema.Draft7Validator) -> None:
     doc = _deploy(
-        tiny_store, "--runtime", "torchserve", "--storage-uri", "s3://bucket/models/tiny", "--gpus", "1", "--max-replicas", "4"
+        tiny_store,
+        "--runtime",
+        "torchserve",
+        "--storage-uri",
+        "s3://bucket/models/tiny",
+        "--gpus",
+        "1",
+        "--max-replicas",
+        "4",
+        "--deployment-mode",
+        "Serverless",
     )
     folder = Path(doc["folder"])
     assert sorted(doc["files"]) == [
@@ -64,12 +74,16 @@ def test_torchserve_runtime_storage_and_manifest(tiny_store: Path, crd: jsonsche
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert model["readinessProbe"]["httpGet"]["path"] == "/v1/models/tiny"
     assert isvc["spec"]["predictor"]["maxReplicas"] == 4 and isvc["spec"]["predictor"]["scaleMetric"] == "concurrency"
+    assert model["runtime"] == "kserve-torchserve"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"  # the older name, written anew
+    assert validate(isvc) == []
     assert doc["next_steps"][0].startswith("aws s3 cp --recursive") and doc["next_steps"][1].startswith("kubectl apply -f")
     assert doc["applied"] is False
 
 
 def test_triton_runtime_storage_is_a_checked_repository(tiny_store: Path, crd: jsonschema.Draft7Validator) -> None:
-    doc = _deploy(tiny_store, "--runtime", "triton", "--storage-uri", "gs://bucket/tiny")
+    doc = _deploy(tiny_store, "--storage-uri", "gs://bucket/tiny")  # triton and Standard are the defaults
+    assert doc["runtime"] == "triton" and doc["deployment_mode"] == "Standard"
     folder = Path(doc["folder"])
     assert {"storage/tiny/config.pbtxt", "storage/tiny/1/model.onnx"} <= set(doc["files"])
     config = (folder / "storage/tiny/config.pbtxt").read_text()
@@ -80,7 +94,12 @@ def test_triton_runtime_storage_is_a_checked_repository(tiny_store: Path, crd: j
     model = isvc["spec"]["predictor"]["model"]
     assert model["modelFormat"]["name"] == "triton" and model["protocolVersion"] == "v2"
     assert model["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert model["runtime"] == "kserve-tritonserver"
     assert "nvidia.com/gpu" not in model["resources"]["limits"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("cpu", 80)  # the HPA scales on CPU utilisation
+    assert validate(isvc) == []
     assert doc["next_steps"][0].startswith("gsutil -m cp -r")
 
 
@@ -102,9 +121,10 @@ def test_broken_manifests_fail_the_schema(tiny_store: Path, crd: jsonschema.Draf
     broken["metadata"]["name"] = "Tiny_Model"
     assert any("DNS-1035" in p for p in validate(broken))
     broken = json.loads(json.dumps(isvc))
-    broken["apiVersion"], broken["kind"] = "serving.kserve.io/v1alpha1", "Service"
-    problems = validate(broken)
-    assert any(p.startswith("apiVersion:") for p in problems) and any(p.startswith("kind:") for p in problems)
+    broken["apiVersion"] = "serving.kserve.io/v1alpha1"
+    assert validate(broken) == ["apiVersion: 'serving.kserve.io/v1alpha1' is not serving.kserve.io/v1beta1"]
+    broken["kind"] = "Service"
+    assert [p.split(":")[0] for p in validate(broken)] == ["kind"]
 
 
 def test_bad_options_are_one_line_errors(tiny_store: Path) -> None:
@@ -116,6 +136,11 @@ def test_bad_options_are_one_line_errors(tiny_store: Path) -> None:
     assert "does not speak protocol v1" in deploy("--runtime", "triton", "--protocol", "v1", "--storage-uri", "s3://b/x")
     assert "not a valid range" in deploy("--storage-uri", "s3://b/x", "--min-replicas", "3", "--max-replicas", "2")
     assert "--gpus must be 0 or more" in deploy("--storage-uri", "s3://b/x", "--gpus", "-1")
+    assert "--min-replicas 0 needs --deployment-mode Knative" in deploy("--storage-uri", "s3://b/x", "--min-replicas", "0")
+    assert "--scale-target must be 1 or more" in deploy("--storage-uri", "s3://b/x", "--scale-target", "0")
+    assert "does not name a registry host" in deploy("--storage-uri", "oci://tiny:1")
+    assert "names a digest" in deploy("--storage-uri", "oci://127.0.0.1:5000/tiny@sha256:" + "0" * 64)
+    assert "not a valid repository name" in deploy("--storage-uri", "oci://127.0.0.1:5000/Tiny")
     assert not (tiny_store / "kserve" / "tiny" / "1" / "triton").exists()
 
 
@@ -143,7 +168,7 @@ def _options(**extra: Any) -> KServeOptions:
     ],
 )
 def test_manifests_without_a_build_are_schema_valid(extra: dict[str, Any], probe: str, crd: jsonschema.Draft7Validator) -> None:
-    options = _options(**extra, cpu="2", memory="4Gi", min_replicas=0, scale_target=4)
+    options = _options(**extra, cpu="2", memory="4Gi", min_replicas=0, scale_target=4, deployment_mode="Knative")
     manifest = inference_service(REPORT, options, STORAGE)
     assert validate(manifest) == []
     crd.validate(manifest)

@@ -1,14 +1,17 @@
 """The KServe target: a storage folder laid out as KServe's runtime expects it, and an InferenceService manifest.
 
-    pack deploy MODEL --target kserve --runtime torchserve|triton --storage-uri s3://bucket/path [--apply]
+    pack deploy MODEL --target kserve [--runtime triton|torchserve] --storage-uri s3://bucket/path [--apply]
 
 Writes `<store>/kserve/<name>/<version>/<runtime>/` with `storage/` (what to upload to --storage-uri) and
-`inferenceservice.yaml` (validated against the InferenceService schema first). No cluster is needed; `--apply` runs
-`kubectl apply` when kubectl and a current context exist, and otherwise prints the commands to run.
+`inferenceservice.yaml` (checked strictly against the InferenceService CRD schema first). With
+`--storage-uri oci://REGISTRY/REPO[:TAG]` pack also writes `modelcar/` (an OCI image layout holding storage/ under
+/models), pushes it, and the manifest pins it by digest. No cluster is needed; `--apply` runs `kubectl apply` when
+kubectl and a current context exist, and otherwise prints the commands to run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__).info
 
 FOLDER = "kserve"
 MANIFEST = "inferenceservice.yaml"
+MODELCAR = "modelcar"
 
 __all__ = ["deploy", "KServeOptions"]
 
@@ -50,8 +54,67 @@ def _kubectl_ready() -> str | None:
     return kubectl if proc.returncode == 0 and proc.stdout.strip() else None
 
 
+def _modelcar(tmp: Path, report: BuildReport, kopts: KServeOptions, storage: dict[str, Any], timeout: float) -> KServeOptions:
+    """Build the model-car image of tmp/storage in tmp/modelcar, push it, and pin the storage URI to its digest."""
+    from .modelcar import build_image
+    from .push import parse_reference, push
+
+    ref = parse_reference(kopts.storage_uri, report.version)
+    notes = {"org.opencontainers.image.title": report.name, "org.opencontainers.image.version": report.version}
+    image = build_image(tmp / "storage", tmp / MODELCAR, ref.tag, {**notes, "pack.storage-sha256": storage["digest"]})
+    log(f"pushing the model-car {image.digest} to {ref.tagged()}")
+    digest = push(image, ref, timeout)
+    return dataclasses.replace(kopts, storage_uri=ref.pinned(digest))
+
+
+def _write(tmp: Path, report: BuildReport, kopts: KServeOptions, manifest: dict[str, Any]) -> None:
+    problems = validate(manifest)
+    if problems:
+        raise ValidationFailed(
+            f"the generated InferenceService fails the KServe schema: {problems[0]}", "report this; nothing was written"
+        )
+    first = (
+        "The model-car is pushed" if kopts.storage_uri.startswith("oci://") else f"Upload storage/ to {kopts.storage_uri} first"
+    )
+    (tmp / MANIFEST).write_text(
+        f"# InferenceService for {report.name} v{report.version} ({kopts.runtime}, {kopts.deployment_mode}), written by pack.\n"
+        f"# {first}, then: kubectl apply -f {MANIFEST}\n" + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False)
+    )
+
+
+def _replace(tmp: Path, out: Path, name: str) -> None:
+    """Move the finished folder into place (the previous one, if any, goes only once the new one is there)."""
+    old = None
+    if out.exists():
+        old = out.parent / f".old-{name}-{os.getpid()}"
+        os.rename(out, old)
+    os.rename(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _apply(manifest: Path) -> bool:
+    """`kubectl apply` when kubectl has a current context; False (and a note) when it has none."""
+    kubectl = _kubectl_ready()
+    if kubectl is None:
+        log("kubectl or a current context is missing: not applying; run the commands below")
+        return False
+    proc = subprocess.run([kubectl, "apply", "-f", str(manifest)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise EnvironmentProblem(
+            f"kubectl apply failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}",
+            "check the cluster context and KServe installation",
+        )
+    return True
+
+
 def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     kopts = KServeOptions.from_deploy(opts, report)
+    oci = kopts.storage_uri.startswith("oci://")
+    if oci:
+        from .push import parse_reference
+
+        parse_reference(kopts.storage_uri, report.version)  # a bad reference is refused before anything is written
     out = Path(opts.store) / FOLDER / report.name / report.version / kopts.runtime
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{kopts.runtime}-{os.getpid()}"
@@ -59,42 +122,21 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     tmp.mkdir()
     try:
         storage = write_storage(build_dir, report, kopts, tmp / "storage")
+        if oci:
+            kopts = _modelcar(tmp, report, kopts, storage, opts.timeout)
         manifest = inference_service(report, kopts, storage)
-        problems = validate(manifest)
-        if problems:
-            raise ValidationFailed(
-                f"the generated InferenceService fails the KServe schema: {problems[0]}", "report this; nothing was written"
-            )
-        (tmp / MANIFEST).write_text(
-            f"# InferenceService for {report.name} v{report.version} ({kopts.runtime}), written by pack.\n"
-            f"# Upload storage/ to {kopts.storage_uri} first, then: kubectl apply -f {MANIFEST}\n"
-            + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False)
-        )
-        old = None
-        if out.exists():
-            old = out.parent / f".old-{kopts.runtime}-{os.getpid()}"
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _write(tmp, report, kopts, manifest)
+        _replace(tmp, out, kopts.runtime)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return _result(out, report, kopts, manifest)
 
-    upload = _upload_command(out / "storage", kopts.storage_uri)
+
+def _result(out: Path, report: BuildReport, kopts: KServeOptions, manifest: dict[str, Any]) -> dict[str, Any]:
+    oci = kopts.storage_uri.startswith("oci://")
+    upload = None if oci else _upload_command(out / "storage", kopts.storage_uri)
     apply_cmd = f"kubectl apply -f {out / MANIFEST}"
-    applied = False
-    if kopts.apply:
-        kubectl = _kubectl_ready()
-        if kubectl is None:
-            log("kubectl or a current context is missing: not applying; run the commands below")
-        else:
-            proc = subprocess.run([kubectl, "apply", "-f", str(out / MANIFEST)], capture_output=True, text=True, timeout=120)
-            if proc.returncode != 0:
-                raise EnvironmentProblem(
-                    f"kubectl apply failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}",
-                    "check the cluster context and KServe installation",
-                )
-            applied = True
+    applied = kopts.apply and _apply(out / MANIFEST)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     return {
         "target": "kserve",
@@ -109,13 +151,16 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         "storage": str(out / "storage"),
         "files": files,
         "applied": applied,
-        "next_steps": [] if applied else [upload, apply_cmd],
+        "deployment_mode": kopts.deployment_mode,
+        "modelcar": str(out / MODELCAR) if oci else None,
+        "next_steps": [] if applied else [c for c in (upload, apply_cmd) if c],
         "summary": "\n".join(
             [
                 f"wrote {out / MANIFEST} (InferenceService {manifest['metadata']['name']}, {kopts.runtime}, "
-                f"protocol {kopts.protocol}; schema-valid)",
+                f"protocol {kopts.protocol}, {kopts.deployment_mode}; schema-valid, strict)",
                 f"storage folder: {out / 'storage'} ({len([f for f in files if f.startswith('storage/')])} files)",
-                *(["applied with kubectl"] if applied else ["next:", f"  {upload}", f"  {apply_cmd}"]),
+                *([f"model-car: pushed as {kopts.storage_uri}"] if oci else []),
+                *(["applied with kubectl"] if applied else ["next:", *(f"  {c}" for c in (upload, apply_cmd) if c)]),
             ]
         ),
     }

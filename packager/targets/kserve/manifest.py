@@ -1,24 +1,33 @@
-"""The InferenceService manifest (serving.kserve.io/v1beta1) for a build, and its validation against the CRD schema."""
+"""The InferenceService manifest (serving.kserve.io/v1beta1) for a build, and its strict check against the CRD schema
+(schemas.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib.resources import files
 from typing import Any
 
 from ...errors import UsageError
 from ...report import BuildReport
+from .schemas import check
 
 RUNTIMES = {
     # runtime: (modelFormat name, protocols it speaks, KServe's ClusterServingRuntime name)
-    "torchserve": ("pytorch", ("v1", "v2"), "kserve-torchserve"),
     "triton": ("triton", ("v2",), "kserve-tritonserver"),
+    "torchserve": ("pytorch", ("v1", "v2"), "kserve-torchserve"),
 }
-SCHEMA = "kserve-inferenceservice-v1beta1.schema.json"
-DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DEFAULT_RUNTIME = "triton"
+# --deployment-mode: KServe's names since v0.16 (Standard: Deployment + HPA; Knative: a Knative Service), and the
+# older names it still reads, written as the new ones
+DEPLOYMENT_MODES = {"Standard": "Standard", "Knative": "Knative", "RawDeployment": "Standard", "Serverless": "Knative"}
+DEFAULT_DEPLOYMENT_MODE = "Standard"  # KServe's own default since v0.16
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+SCALING = {
+    # mode: (scaleMetric, default scaleTarget): Knative scales on concurrent requests, the HPA on CPU utilisation (%)
+    "Knative": ("concurrency", 8),
+    "Standard": ("cpu", 80),
+}
+STORAGE_SCHEMES = re.compile(r"^(s3|gs|pvc|https?|azure|hdfs|webhdfs|oci)://.+")
 HTTP_PORT = 8080  # both KServe runtimes serve HTTP on 8080 in the predictor container
 
 
@@ -27,33 +36,33 @@ class KServeOptions:
     runtime: str
     storage_uri: str
     protocol: str
+    deployment_mode: str = DEFAULT_DEPLOYMENT_MODE
     cpu: str = "1"
     memory: str = "2Gi"
     gpus: int = 0
     min_replicas: int = 1
     max_replicas: int = 3
-    scale_metric: str = "concurrency"
-    scale_target: int = 8
+    scale_target: int | None = None
     apply: bool = False
     format: str | None = None
+
+    @property
+    def scale_metric(self) -> str:
+        return SCALING[self.deployment_mode][0]
+
+    @property
+    def target(self) -> int:
+        return SCALING[self.deployment_mode][1] if self.scale_target is None else self.scale_target
 
     @classmethod
     def from_deploy(cls, opts: Any, report: BuildReport) -> KServeOptions:
         """From `pack deploy --target kserve` options (packager/targets/kserve/target.py)."""
-        runtime = opts.runtime or "torchserve"
+        runtime = opts.runtime or DEFAULT_RUNTIME
         if runtime not in RUNTIMES:
             raise UsageError(f"unknown KServe runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
-        uri = opts.storage_uri
-        if not uri:
-            raise UsageError(
-                "--storage-uri is required for --target kserve",
-                "pass where the storage folder will be uploaded, e.g. s3://bucket/models/" + report.name,
-            )
-        if not re.match(r"^(s3|gs|pvc|https?|azure|hdfs|webhdfs|oci)://.+", uri):
-            raise UsageError(
-                f"--storage-uri {uri!r} has no scheme KServe's storage initializer knows",
-                "use s3://, gs://, pvc://, https://, ...",
-            )
+        mode = opts.deployment_mode or DEFAULT_DEPLOYMENT_MODE
+        if mode not in DEPLOYMENT_MODES:
+            raise UsageError(f"unknown KServe deployment mode {mode!r}", f"use one of {', '.join(DEPLOYMENT_MODES)}")
         protocols = RUNTIMES[runtime][1]
         protocol = opts.protocol or protocols[0]
         if protocol not in protocols:
@@ -64,16 +73,43 @@ class KServeOptions:
             if getattr(opts, k) is not None
         }
         out = cls(
-            runtime=runtime, storage_uri=uri.rstrip("/"), protocol=protocol, apply=bool(opts.apply), format=opts.format, **kw
+            runtime=runtime,
+            storage_uri=_storage_uri(opts.storage_uri, report),
+            protocol=protocol,
+            deployment_mode=DEPLOYMENT_MODES[mode],
+            apply=bool(opts.apply),
+            format=opts.format,
+            **kw,
         )
-        if out.min_replicas < 0 or out.max_replicas < max(out.min_replicas, 1):
+        out.check_ranges()
+        return out
+
+    def check_ranges(self) -> None:
+        if self.min_replicas < 0 or self.max_replicas < max(self.min_replicas, 1):
             raise UsageError(
-                f"replicas {out.min_replicas}..{out.max_replicas} are not a valid range",
+                f"replicas {self.min_replicas}..{self.max_replicas} are not a valid range",
                 "use --min-replicas <= --max-replicas, max at least 1",
             )
-        if out.gpus < 0:
+        if self.min_replicas == 0 and self.deployment_mode == "Standard":
+            raise UsageError("--min-replicas 0 needs --deployment-mode Knative", "the Standard mode's HPA cannot scale to zero")
+        if self.gpus < 0:
             raise UsageError("--gpus must be 0 or more")
-        return out
+        if self.target < 1:
+            raise UsageError("--scale-target must be 1 or more")
+
+
+def _storage_uri(uri: str | None, report: BuildReport) -> str:
+    if not uri:
+        raise UsageError(
+            "--storage-uri is required for --target kserve",
+            "pass where the storage folder will be uploaded, e.g. s3://bucket/models/" + report.name,
+        )
+    if not STORAGE_SCHEMES.match(uri):
+        raise UsageError(
+            f"--storage-uri {uri!r} has no scheme KServe's storage initializer knows",
+            "use s3://, gs://, pvc://, https://, oci:// (a model-car pack builds and pushes), ...",
+        )
+    return uri.rstrip("/")
 
 
 def service_name(name: str) -> str:
@@ -129,6 +165,7 @@ def inference_service(report: BuildReport, k: KServeOptions, storage: dict[str, 
                 "app.kubernetes.io/managed-by": "pack",
             },
             "annotations": {
+                DEPLOYMENT_MODE_ANNOTATION: k.deployment_mode,
                 "pack/model": report.name,
                 "pack/served-model": storage["served_model"],
                 "pack/storage-sha256": storage["digest"],
@@ -139,33 +176,13 @@ def inference_service(report: BuildReport, k: KServeOptions, storage: dict[str, 
                 "minReplicas": k.min_replicas,
                 "maxReplicas": k.max_replicas,
                 "scaleMetric": k.scale_metric,
-                "scaleTarget": k.scale_target,
+                "scaleTarget": k.target,
                 "model": model,
             }
         },
     }
 
 
-@lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((files("packager") / "schemas" / SCHEMA).read_text())
-    return loaded
-
-
 def validate(manifest: dict[str, Any]) -> list[str]:
-    """Problems of a manifest against KServe's InferenceService schema, plus what the schema leaves out (apiVersion,
-    kind, a DNS-1035 name). An empty list means valid."""
-    import jsonschema
-
-    problems = []
-    if manifest.get("apiVersion") != "serving.kserve.io/v1beta1":
-        problems.append(f"apiVersion: {manifest.get('apiVersion')!r} is not serving.kserve.io/v1beta1")
-    if manifest.get("kind") != "InferenceService":
-        problems.append(f"kind: {manifest.get('kind')!r} is not InferenceService")
-    name = (manifest.get("metadata") or {}).get("name", "")
-    if not DNS_1035.match(str(name)) or len(str(name)) > 63:
-        problems.append(f"metadata.name: {name!r} is not a DNS-1035 label")
-    validator = jsonschema.Draft7Validator(schema())
-    for err in sorted(validator.iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path))):
-        problems.append(f"{'.'.join(map(str, err.absolute_path)) or '(top)'}: {err.message}")
-    return problems
+    """Problems of a manifest against KServe's CRD schema, strictly (schemas.check): an empty list means valid."""
+    return [f"{path}: {problem}" for path, problem in check(manifest)]

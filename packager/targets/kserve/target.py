@@ -10,16 +10,25 @@ from typing import Any
 from ...report import BuildReport
 from ..base import DeployOptions, Target, cli_field, register_target
 
-RUNTIME_CHOICES = ("triton", "torchserve")
+RUNTIME_CHOICES = ("triton", "torchserve")  # triton first: the default
 
 
 @dataclass
 class KServeDeployOptions(DeployOptions):
     runtime: str | None = cli_field(
-        None, "--runtime", "KServe: the serving runtime (default torchserve).", choices=RUNTIME_CHOICES
+        None, "--runtime", "KServe: the serving runtime, named in the manifest (default triton).", choices=RUNTIME_CHOICES
     )
     storage_uri: str | None = cli_field(
-        None, "--storage-uri", "KServe: where the storage folder will be uploaded (s3://, gs://, pvc://)."
+        None,
+        "--storage-uri",
+        "KServe: where the storage folder will be uploaded (s3://, gs://, pvc://), or oci://REGISTRY/REPO[:TAG]: "
+        "pack builds a model-car image and pushes it there.",
+    )
+    deployment_mode: str | None = cli_field(
+        None,
+        "--deployment-mode",
+        "KServe: Standard (Deployment + HPA, the default) or Knative (Serverless and RawDeployment: the older names).",
+        choices=("Standard", "Knative", "Serverless", "RawDeployment"),
     )
     apply: bool = cli_field(False, "--apply", "KServe: run kubectl apply when kubectl and a context exist.", is_flag=True)
     protocol: str | None = cli_field(
@@ -31,7 +40,10 @@ class KServeDeployOptions(DeployOptions):
     min_replicas: int | None = cli_field(None, "--min-replicas", "KServe: minimum replicas (default 1).", type=int)
     max_replicas: int | None = cli_field(None, "--max-replicas", "KServe: maximum replicas (default 3).", type=int)
     scale_target: int | None = cli_field(
-        None, "--scale-target", "KServe: autoscaling target, concurrent requests per replica (default 8).", type=int
+        None,
+        "--scale-target",
+        "KServe: autoscaling target: CPU % (Standard, default 80) or concurrent requests per replica (Knative, default 8).",
+        type=int,
     )
 
 
@@ -45,6 +57,12 @@ class KServeTarget(Target):
         from . import deploy
 
         return deploy(build_dir, report, opts)
+
+    def check_manifest(self, path: Path) -> dict[str, Any]:
+        """`pack check-manifest`: every document of a YAML file against the strict KServe CRD schema of its kind."""
+        from .check import check_manifest
+
+        return check_manifest(path)
 
     def status(self, opts: Any) -> dict[str, Any]:
         from ...errors import UsageError

@@ -1,0 +1,98 @@
+"""The model-car against a real registry: `pack deploy --target kserve --storage-uri oci://...` pushes to a
+docker-registry started on loopback, and skopeo reads the image back: the digest is the one the manifest pins, the
+layer holds the storage layout under models/, and a second deploy of the same build pushes the same digest."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers.cli import one_error_line, pack_json, run_pack
+from tests.helpers.registry import free_port, missing_binaries, running_registry, skopeo
+
+pytestmark = pytest.mark.skipif(
+    bool(missing_binaries()),
+    reason=f"{', '.join(missing_binaries())} not installed (bash scripts/setup-registry.sh installs them)",
+)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    with running_registry(folder) as address:
+        yield address
+
+
+def _deploy(store: Path, uri: str, *args: str) -> dict[str, Any]:
+    return dict(pack_json("deploy", "tiny", "--target", "kserve", "--store", str(store), "--storage-uri", uri, *args))
+
+
+def _layer_files(layout: Path) -> dict[str, bytes]:
+    """name -> bytes of every regular file in the one layer of the image in an OCI layout (what skopeo copied)."""
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
+    (layer,) = manifest["layers"]
+    out = {}
+    with tarfile.open(layout / "blobs" / "sha256" / layer["digest"].split(":")[1], "r:gz") as tar:
+        for member in tar.getmembers():
+            assert member.name == "models" or member.name.startswith("models/"), member.name
+            assert member.isdir() or member.isfile(), member.name
+            if member.isfile():
+                fh = tar.extractfile(member)
+                assert fh is not None
+                out[member.name] = fh.read()
+    return out
+
+
+def test_model_car_is_pushed_and_pinned_by_digest(tiny_store: Path, registry: str, tmp_path: Path) -> None:
+    doc = _deploy(tiny_store, f"oci://{registry}/models/tiny:v1")
+    isvc = yaml.safe_load(Path(doc["manifest"]).read_text())
+    uri = isvc["spec"]["predictor"]["model"]["storageUri"]
+    assert uri.startswith(f"oci://{registry}/models/tiny@sha256:") and doc["storage_uri"] == uri
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == "kserve-tritonserver"
+    assert run_pack("check-manifest", doc["manifest"]).returncode == 0
+    assert doc["next_steps"] == [f"kubectl apply -f {doc['manifest']}"]  # nothing left to upload
+
+    inspected = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{registry}/models/tiny:v1"))
+    assert inspected["Digest"] == uri.split("@", 1)[1]  # the tag points at the pinned image
+    copied = tmp_path / "copied"
+    skopeo("copy", "--src-tls-verify=false", f"docker://{registry}/models/tiny@{inspected['Digest']}", f"oci:{copied}:x")
+    storage = Path(doc["storage"])
+    expected = {f"models/{p.relative_to(storage).as_posix()}": p.read_bytes() for p in storage.rglob("*") if p.is_file()}
+    assert {"models/tiny/config.pbtxt", "models/tiny/1/model.onnx"} <= set(expected)
+    assert _layer_files(copied) == expected
+    local = json.loads((Path(doc["modelcar"]) / "index.json").read_text())  # the layout pack kept
+    assert local["manifests"][0]["digest"] == inspected["Digest"]
+
+    again = _deploy(tiny_store, f"oci://{registry}/models/tiny:v2")  # the same build again: the same image
+    assert again["storage_uri"] == uri
+    assert (
+        json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{registry}/models/tiny:v2"))["Digest"]
+        == inspected["Digest"]
+    )
+
+
+def test_torchserve_model_car_holds_its_layout(tiny_store: Path, registry: str, tmp_path: Path) -> None:
+    doc = _deploy(tiny_store, f"oci://{registry}/tiny-ts", "--runtime", "torchserve", "--deployment-mode", "Knative")
+    uri = doc["storage_uri"]
+    assert uri.startswith(f"oci://{registry}/tiny-ts@sha256:")
+    skopeo("copy", "--src-tls-verify=false", f"docker://{registry}/tiny-ts:1", f"oci:{tmp_path / 'ts'}:x")  # tag: the version
+    files = _layer_files(tmp_path / "ts")
+    assert set(files) == {"models/config/config.properties", "models/model-store/tiny.mar"}
+
+
+def test_an_unreachable_registry_writes_nothing(tiny_store: Path) -> None:
+    uri = f"oci://127.0.0.1:{free_port()}/models/tiny:v1"  # nothing listens there
+    args = ("deploy", "tiny", "--target", "kserve", "--store", str(tiny_store), "--storage-uri", uri)
+    proc = run_pack(*args)
+    line = one_error_line(5, proc.returncode, proc.stderr)
+    assert "pushing the model-car to" in line and "no answer from the registry" in line
+    assert not (tiny_store / "kserve" / "tiny" / "1" / "triton").exists()
+    assert not [p for p in (tiny_store / "kserve" / "tiny" / "1").iterdir() if p.name.startswith(".tmp")]
