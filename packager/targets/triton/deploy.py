@@ -261,6 +261,8 @@ class TritonSteps(Steps):
             "max_batch_size": self.section["max_batch_size"],
             "inference_url": inference_url,
             "url": url,
+            "grpc_url": f"{state.host}:{state.grpc_port}" if state else None,
+            "metrics_url": f"http://{state.host}:{state.metrics_port}/metrics" if state else None,
             "server": {
                 "pid": state.pid,
                 "launched": self.launched,
