@@ -61,9 +61,12 @@ def request_body(request: dict[str, Any]) -> Any:
         if request.get(key) is not None:
             return request[key]
     values = [v for k, v in request.items() if v is not None and k not in OPTION_NAMES]
-    if not values:
-        raise RequestError('empty request: send an image, or JSON {"inputs": [...]}')
-    return values[0]
+    if values:
+        return values[0]
+    fields = [k for k in request if k not in OPTION_NAMES]
+    if fields:  # a body sent as a form (curl -d): its text arrives as field names without values
+        return "&".join(fields).encode("utf-8", "replace")
+    raise RequestError('empty request: send an image, or JSON {"inputs": [...]}')
 
 
 def as_json(body: Any) -> Any | None:

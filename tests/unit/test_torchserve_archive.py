@@ -157,11 +157,15 @@ def test_handler_batch_isolates_malformed_requests(built, tmp_path, fmt):
         {"body": {"inputs": [{"name": "input", "shape": [1, 3, 31, 32], "dtype": "float32", "data": [0.0] * (3 * 31 * 32)}]}},
         {"body": {"inputs": [{"name": "input", "shape": list(sample.shape), "dtype": "float32", "data": sample.tolist()}]}},
         {"data": bytearray(image), "top_k": bytearray(b"2")},  # multipart: the image and a form field
+        {"garbage text": None},  # `curl -d 'garbage text'`: a form whose only field has no value
     ]
     answers = [json.loads(a) for a in handle(batch, context)]
     codes = [context.get_response_status(i)[0] for i in range(len(batch))]
-    assert codes[1] == codes[2] == codes[3] == 400
-    assert "base64" in answers[1]["error"] and "not a readable image" in answers[2]["error"] and "shape" in answers[3]["error"]
+    assert codes[1] == codes[2] == codes[3] == codes[6] == 400
+    assert answers[6]["error"].startswith("not an image (first bytes b'garbage text'")
+    assert answers[1]["error"].startswith("not an image (first bytes b'%%% not base64 %%%'; text that is not base64)")
+    assert answers[2]["error"].startswith("not an image (first bytes b'these bytes are no image'")
+    assert "shape" in answers[3]["error"]
     assert codes[0] in (None, 200) and codes[4] in (None, 200) and codes[5] in (None, 200)
     got = np.asarray(answers[4]["outputs"][0]["data"], dtype=np.float32)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
