@@ -215,3 +215,39 @@ def test_stored_weights_start_on_a_page_boundary(built, tmp_path):
         start = info.header_offset + 30 + name_len + extra_len
         assert start % 4096 == 0
         assert raw[start : start + info.file_size] == (folder / "model.onnx").read_bytes()
+
+
+def test_handlers_speak_the_open_inference_protocol(built, tmp_path):
+    """A v2 body on /predictions is answered in v2; under TorchServe's own kservev2 envelope (its real class, as
+    KServe configures it) the handler serves the tensors the envelope unpacks."""
+    from ts.torch_handler.request_envelope.kservev2 import KServev2Envelope
+
+    store = copy_build(built("tiny"), tmp_path / "store")
+    folder = store / "tiny" / "1"
+    handle, context = load_handler(unpack_mar(folder / "torchserve" / "tiny.mar", tmp_path / "unpacked"), batch_size=3)
+    sample = np.load(folder / "samples" / "input.input.npy")
+    expected = np.load(folder / "samples" / "output.logits.npy")
+    v2 = {
+        "id": "r1",
+        "inputs": [{"name": "input", "shape": list(sample.shape), "datatype": "FP32", "data": sample.ravel().tolist()}],
+    }
+    batch = [
+        {"body": json.dumps(v2).encode()},
+        {"body": {**v2, "inputs": [{**v2["inputs"][0], "datatype": "INT64"}]}},
+        {"body": {**v2, "outputs": [{"name": "scores"}]}},
+    ]
+    answers = [json.loads(a) for a in handle(batch, context)]
+    first = answers[0]
+    assert (first["model_name"], first["model_version"], first["id"]) == ("tiny", "1", "r1")
+    [out] = first["outputs"]
+    assert (out["name"], out["datatype"], out["shape"]) == ("logits", "FP32", list(expected.shape))
+    np.testing.assert_allclose(np.asarray(out["data"], np.float32).reshape(out["shape"]), expected, atol=1e-5, rtol=1e-4)
+    assert [context.get_response_status(i)[0] for i in (1, 2)] == [400, 400]
+    assert answers[1]["error"] == "input 'input': datatype INT64 given, the model takes FP32"
+    assert answers[2]["error"] == "output 'scores' is not one of the model's outputs (logits)"
+
+    envelope = KServev2Envelope(handle)
+    [response] = envelope.handle([{"body": json.dumps(v2).encode()}], context)
+    assert response["model_name"] == "tiny" and response["id"] == "r1"
+    [out] = response["outputs"]  # the envelope names it after the input and flattens it (TorchServe's rule)
+    np.testing.assert_allclose(np.asarray(out["data"], np.float32), expected.ravel(), atol=1e-5, rtol=1e-4)
