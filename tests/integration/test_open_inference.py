@@ -1,6 +1,7 @@
 """One request shape everywhere: the same Open Inference Protocol (KServe v2) smoke test, unchanged, against the tiny
 build on a real tritonserver and a real TorchServe that pack launched on loopback (Triton on its /v2 routes, pack's
-TorchServe handlers on /predictions); the `curl` line `pack deploy` prints, run as printed."""
+TorchServe handlers on /predictions); the `curl` line `pack deploy` prints, run as printed; and both servers'
+Prometheus metrics as `pack status` reads them after those requests."""
 
 from __future__ import annotations
 
@@ -115,3 +116,33 @@ def test_deploy_prints_a_v2_curl_line_that_runs(served, target):
     [out] = answer["outputs"]
     got = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
     assert first_failure(load_sample(build, BuildReport.load(build)).check_outputs([got])) is None
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_status_reads_each_servers_metrics(served, target):
+    store, docs = served
+    infer_url, _, headers = _endpoints(target, docs)
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    before = pack_json("status", "--target", target, "--store", str(store))["metrics"]
+    for _ in range(3):
+        status, _answer = _call(
+            infer_url,
+            {"inputs": [{"name": "input", "shape": [2, 3, 32, 32], "datatype": "FP32", "data": x.ravel().tolist()}]},
+            headers,
+        )
+        assert status == 200
+    doc = pack_json("status", "--target", target, "--store", str(store))
+    metrics = doc["metrics"]
+    assert metrics["url"].startswith("http://127.0.0.1:") and metrics["url"].endswith("/metrics") and "error" not in metrics
+    assert metrics["url"] in doc["summary"]
+
+    def count(m: dict[str, Any]) -> int:  # TorchServe counts requests to the default version as version "default"
+        return sum(r["requests"] for r in m["models"] if r["model"] == "tiny")
+
+    assert count(metrics) - count(before) >= 3, (before, metrics)
+    rows = [r for r in metrics["models"] if r["model"] == "tiny" and r["requests"]]
+    assert rows and all(r["latency_ms_mean"] is not None and r["latency_ms_mean"] > 0 for r in rows)
+    assert (
+        f"tiny {'v' if rows[0]['version'].isdigit() else ''}{rows[0]['version']}: {rows[0]['requests']} request(s)"
+        in doc["summary"]
+    )
