@@ -1,5 +1,5 @@
 """The Open Inference Protocol (KServe v2) as pack speaks it to every server: a v2 request body made from a build's
-recorded sample, written beside the server's state, and the ready-to-run `curl` line `pack deploy` prints for it.
+recorded sample, written into the store, and the ready-to-run `curl` line `pack deploy` prints for it.
 
 Triton serves v2 on `/v2/models/<name>[/versions/<v>]/infer`. TorchServe 0.12 routes `POST /v2/models/<name>/infer`
 (the default version; no version path, no v2 metadata or ready routes) to the handler, and pack's handlers answer a
@@ -45,9 +45,10 @@ def sample_request(build_dir: Path, report: BuildReport, names: list[str] | None
     }
 
 
-def write_request(folder: Path, report: BuildReport, body: dict[str, Any]) -> Path:
-    """`<folder>/requests/<name>.v<version>.json`, written atomically; its path."""
-    path = Path(folder) / "requests" / f"{report.name}.v{report.version}.json"
+def write_request(store: Path, target: str, report: BuildReport, body: dict[str, Any]) -> Path:
+    """`<store>/.requests/<target>/<name>.v<version>.json`, written atomically (outside `.servers/`: a deploy to a
+    --url server launches nothing and leaves no server state); its path."""
+    path = Path(store) / ".requests" / target / f"{report.name}.v{report.version}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(body, separators=(",", ":")) + "\n")

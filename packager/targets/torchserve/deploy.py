@@ -30,7 +30,7 @@ from .config import settings_from
 from .connection import MODEL_STORE_ENV, Connection, connect
 from .manage import status, stop, undeploy
 from .mar import choose_handler
-from .server import LocalServer, read_tokens, server_root
+from .server import LocalServer, read_tokens
 from .staging import is_loopback, serve_file, stage_mar, tempdir
 
 log = logging.getLogger(__name__).info
@@ -244,7 +244,7 @@ class TorchServeSteps(Steps):
             "timings": self.timings,
         }
         body = sample_request(self.build_dir, self.report)
-        request = write_request(server_root(self.opts.store), self.report, body)
+        request = write_request(Path(self.opts.store), "torchserve", self.report, body)
         # TorchServe 0.12 routes POST /v2/models/<name>/infer (the default version, which this deploy just set) to the
         # handler, which answers a v2 body in v2; /predictions/<name>/<version> takes the same body
         result["v2_curl"] = curl_line(f"{conn.inference.base_url}/v2/models/{name}/infer", request, conn.token_file)

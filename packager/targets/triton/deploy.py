@@ -254,7 +254,7 @@ class TritonSteps(Steps):
         """The ready-to-run v2 request of the build's sample to the model itself (its request file beside the state)."""
         names = io_names(self.report, self.ropts.backend)[0]
         body = sample_request(self.build_dir, self.report, names)
-        return curl_line(model_url, write_request(local.state_dir(self.store), self.report, body))
+        return curl_line(model_url, write_request(self.store, "triton", self.report, body))
 
     def result(self, smoke: dict[str, Any]) -> dict[str, Any]:
         url, version, state, serving = self.client.url, self.version, self.state, self.serving
