@@ -33,6 +33,7 @@ FIXED = {  # route -> (status, body)
     ),
     "/not-json": (200, b"<html>"),
     "/html-error": (404, b"<!DOCTYPE html><html><body>Not Found</body></html>"),  # a web server's own error page
+    "/v2/health/live": (200, b"<html><body>a web server on the port a tritonserver had</body></html>"),
 }
 
 
@@ -199,3 +200,16 @@ def test_one_mapping_to_pack_errors_and_exit_codes():
     with pytest.raises(ValueError):  # anything else passes through untouched
         with translated("unloading tiny"):
             raise ValueError("not an HTTP failure")
+
+
+def test_a_web_page_on_the_recorded_port_is_not_the_launched_tritonserver(tmp_path):
+    """`pack status` of a store whose tritonserver is gone and whose port a web server took: not running (no crash)."""
+    import os
+
+    from packager.targets.triton import server
+
+    with _server() as url:
+        port = int(url.rsplit(":", 1)[1])
+        state = server.ServerState(os.getpid(), port, 1, 2, "127.0.0.1", "tritonserver", "log", str(tmp_path / "repo"))
+        state.save(tmp_path)
+        assert server.running(tmp_path) is None
