@@ -46,7 +46,7 @@ def b64(text: str) -> bytes:
     try:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise RequestError("the image is not valid base64") from None
+        raise RequestError(not_an_image(text.encode("utf-8", "replace"), "text that is not base64")) from None
 
 
 def open_rgb(data: bytes) -> Any:
@@ -56,10 +56,18 @@ def open_rgb(data: bytes) -> Any:
         image = Image.open(io.BytesIO(data))
         image.load()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise RequestError(f"the body is not a readable image (JPEG/PNG): {str(exc)[:120]}") from None
+        raise RequestError(not_an_image(data, str(exc))) from None
     except Exception as exc:  # a plugin of an imported library (ultralytics patches Image.open) failed on the bytes
-        raise RequestError(f"the body is not a readable image (JPEG/PNG): {type(exc).__name__}: {str(exc)[:120]}") from None
+        raise RequestError(not_an_image(data, f"{type(exc).__name__}: {exc}")) from None
     return image.convert("RGB")
+
+
+def not_an_image(data: bytes, why: str = "") -> str:
+    """The one message for a body that does not decode as an image: its first bytes, what the decoder said."""
+    head = bytes(data[:24])
+    shown = f"first bytes {head!r}" if head else "an empty body"
+    detail = f"; {why[:120]}" if why and head else ""
+    return f'not an image ({shown}{detail}): send the bytes of a JPEG or PNG file, or JSON {{"image": "<base64>"}}'
 
 
 def classification_tensor(image: Any, pre: dict[str, Any]) -> np.ndarray:

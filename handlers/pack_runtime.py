@@ -167,6 +167,71 @@ def encode_tensors(names: list[str], arrays: list[np.ndarray], encoding: str | N
     return {"outputs": outputs}
 
 
+# ---------------------------------------------------------------- Open Inference Protocol (KServe v2) tensors
+
+V2_TO_NUMPY = {
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
+}
+NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
+
+
+def is_v2_input(item: Any) -> bool:
+    """One tensor of an Open Inference Protocol v2 request: {"name", "shape", "datatype", "data"}."""
+    return isinstance(item, dict) and "datatype" in item and "shape" in item and "name" in item
+
+
+def is_v2_request(doc: Any) -> TypeGuard[dict[str, Any]]:
+    """A v2 inference request body, {"inputs": [{"name", "shape", "datatype", "data"}]}; pack's own tensor JSON says
+    "dtype" where v2 says "datatype"."""
+    return is_tensor_request(doc) and bool(doc["inputs"]) and all(is_v2_input(i) for i in doc["inputs"])
+
+
+def decode_v2(items: list[dict[str, Any]], specs: list[dict[str, Any]]) -> list[np.ndarray]:
+    """v2 input tensors (flat or nested row-major `data`) -> arrays in the model's input order, checked against specs."""
+    converted = []
+    for item in items:
+        datatype = str(item.get("datatype"))
+        if datatype not in V2_TO_NUMPY:
+            raise RequestError(
+                f"input {item.get('name')!r}: datatype {datatype} is not supported (use one of {', '.join(V2_TO_NUMPY)})"
+            )
+        converted.append({"name": item["name"], "shape": item["shape"], "dtype": V2_TO_NUMPY[datatype], "data": item.get("data")})
+    for item, spec in zip(converted, specs):  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
+        if item["dtype"] != spec["dtype"] and item["name"] == spec["name"]:
+            raise RequestError(
+                f"input {spec['name']!r}: datatype {NUMPY_TO_V2.get(item['dtype'], item['dtype'])} given, "
+                f"the model takes {NUMPY_TO_V2.get(spec['dtype'], spec['dtype'])}"
+            )
+    return decode_tensors({"inputs": converted}, specs)
+
+
+def encode_v2(names: list[str], arrays: list[np.ndarray], wanted: list[str] | None = None) -> list[dict[str, Any]]:
+    """v2 output tensors (row-major flat `data`), all of them or the `wanted` names in their order."""
+    by_name = dict(zip(names, arrays))  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
+    unknown = [n for n in wanted or [] if n not in by_name]
+    if unknown:
+        raise RequestError(f"output {unknown[0]!r} is not one of the model's outputs ({', '.join(names)})")
+    outputs = []
+    for name in wanted or names:
+        arr = np.asarray(by_name[name])
+        datatype = NUMPY_TO_V2.get(str(arr.dtype))
+        if datatype is None:
+            raise RequestError(f"output {name!r}: dtype {arr.dtype} has no v2 datatype")
+        outputs.append({"name": name, "shape": list(arr.shape), "datatype": datatype, "data": arr.reshape(-1).tolist()})
+    return outputs
+
+
 # ---------------------------------------------------------------- batching
 
 

@@ -16,7 +16,18 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from pack_runtime import RequestError, decode_tensors, encode_tensors, is_tensor_request, load_model, run_batched
+from pack_runtime import (
+    RequestError,
+    decode_tensors,
+    decode_v2,
+    encode_tensors,
+    encode_v2,
+    is_tensor_request,
+    is_v2_input,
+    is_v2_request,
+    load_model,
+    run_batched,
+)
 
 METADATA_FILE = "pack.json"
 # Per-request settings a multipart request may send as form fields beside the payload.
@@ -61,9 +72,12 @@ def request_body(request: dict[str, Any]) -> Any:
         if request.get(key) is not None:
             return request[key]
     values = [v for k, v in request.items() if v is not None and k not in OPTION_NAMES]
-    if not values:
-        raise RequestError('empty request: send an image, or JSON {"inputs": [...]}')
-    return values[0]
+    if values:
+        return values[0]
+    fields = [k for k in request if k not in OPTION_NAMES]
+    if fields:  # a body sent as a form (curl -d): its text arrives as field names without values
+        return "&".join(fields).encode("utf-8", "replace")
+    raise RequestError('empty request: send an image, or JSON {"inputs": [...]}')
 
 
 def as_json(body: Any) -> Any | None:
@@ -127,6 +141,9 @@ class PackHandler:
         gpu = context.system_properties.get("gpu_id")  # TorchServe sets it when the worker has a GPU
         self.model = settings_model(model_dir, self.settings, f"cuda:{gpu}" if gpu is not None else "cpu")
         self.batchable = all(0 in i.get("dynamic_axes", [0]) for i in self.inputs)
+        model = (getattr(context, "manifest", None) or {}).get("model") or {}
+        self.model_name = model.get("modelName") or self.settings.get("name") or ""
+        self.model_version = str(model.get("modelVersion") or self.settings.get("version") or "")
         self.setup()
         self.initialized = True
 
@@ -140,6 +157,8 @@ class PackHandler:
         return encode_tensors(self.output_names, outputs)
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        if data and all(is_v2_input(item) for item in data):
+            return self._enveloped(data)
         answers: list[Any] = [None] * len(data)
         items: list[list[np.ndarray]] = []
         pending: list[tuple[int, Any]] = []  # (request index, (kind, state))
@@ -164,9 +183,13 @@ class PackHandler:
         return [json.dumps(a, separators=(",", ":")) for a in answers]
 
     def _decode(self, request: dict[str, Any]) -> tuple[list[np.ndarray], tuple[str, Any]]:
-        """One request's model inputs, and how to answer it: ("tensors", output encoding) or ("task", its state)."""
+        """One request's model inputs, and how to answer it: ("v2", (id, outputs wanted)), ("tensors", output encoding) or
+        ("task", its state)."""
         body = request_body(request)
         doc = as_json(body)
+        if is_v2_request(doc):
+            wanted = [o.get("name") for o in doc.get("outputs") or [] if isinstance(o, dict)] or None
+            return decode_v2(doc["inputs"], self.inputs), ("v2", (doc.get("id"), wanted))
         if is_tensor_request(doc):
             return decode_tensors(doc, self.inputs), ("tensors", doc.get("output_encoding"))
         arrays, task_state = self.preprocess_one(request, body, doc)
@@ -175,11 +198,27 @@ class PackHandler:
     def _answer(self, context: Any, index: int, state: tuple[str, Any], outputs: list[np.ndarray]) -> Any:
         kind, detail = state
         try:
+            if kind == "v2":
+                return self._v2_answer(outputs, *detail)
             if kind == "tensors":
                 return encode_tensors(self.output_names, outputs, detail)
             return self.postprocess_one(outputs, detail)
         except RequestError as exc:
             return self.error(context, index, 400, str(exc))
+
+    def _v2_answer(self, outputs: list[np.ndarray], request_id: Any, wanted: list[str] | None) -> dict[str, Any]:
+        answer: dict[str, Any] = {"model_name": self.model_name, "model_version": self.model_version}
+        if request_id:
+            answer["id"] = str(request_id)
+        answer["outputs"] = encode_v2(self.output_names, outputs, wanted)
+        return answer
+
+    def _enveloped(self, tensors: list[dict[str, Any]]) -> list[Any]:
+        """Under TorchServe's kservev2 envelope: `tensors` are one v2 request's inputs, unpacked by the envelope,
+        which answers item i under the name of input i (its own rule); so the outputs come back in order, as many
+        as the request had inputs. Errors are raised: the envelope has no per-request status."""
+        outputs = self.model(decode_v2(tensors, self.inputs))
+        return [np.asarray(o).tolist() for o in outputs[: len(tensors)]]
 
     @staticmethod
     def error(context: Any, index: int, code: int, message: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from .cli_app import _print_result, common, main, store_option
 from .console import log, run
 from .targets.base import all_targets, cli_fields, get_target, make_options, names
 
-DEFAULT_TARGET = "torchserve"
+DEFAULT_TARGET = "triton"  # TorchServe stays fully supported with --target torchserve (README "Serving")
 
 
 def _load_build(store: str, model: str, version: str | None) -> tuple[Path, Any]:

@@ -7,6 +7,7 @@ error or a log line; errors name the URL without its query string. A failed call
     HttpError
       Unreachable   no HTTP answer (connection refused or reset, timeout, a broken answer); `reason`, `timed_out`
       ApiError      the server answered with an HTTP error: `status`, the server's own `message`, `url`
+      ForeignAnswer an answer that is not the API's (an HTML page, text where JSON belongs): another server is there
 
 `pack_error` is the one place where these become pack's one-line errors, and so exit codes (README "Exit codes").
 """
@@ -53,15 +54,37 @@ class Unreachable(HttpError):
 class ApiError(HttpError):
     """The server answered with an HTTP error; `message` is its own explanation."""
 
-    def __init__(self, server: str, status: int, message: str, url: str):
+    def __init__(self, server: str, status: int, message: str, url: str, is_json: bool = True):
         super().__init__(f"{server} answered HTTP {status}: {message}", server, url)
         self.status = status
         self.message = message
+        self.is_json = is_json  # the error body was JSON, or empty (the API's own error); False: text of another server
 
     @property
     def auth_refused(self) -> bool:
         """The server refused the token (TorchServe says so with HTTP 400 and a message about the token)."""
         return self.status in (401, 403) or (self.status == 400 and "token" in self.message.lower())
+
+
+class ForeignAnswer(HttpError):
+    """Something answered, but not as the API the client speaks: an HTML page, or text where JSON belongs. `api` names
+    what was expected ("TorchServe's management API"), `status` the HTTP status, `what` the answer's first bytes."""
+
+    def __init__(self, server: str, url: str, status: int, what: str, api: str):
+        super().__init__(f"{url} answered HTTP {status} with {what}: this does not look like {api}", server, url)
+        self.status = status
+        self.api = api
+
+
+def _looks_html(body: bytes, headers: Any) -> bool:
+    content_type = str((headers or {}).get("Content-Type") or "").lower()
+    head = body.lstrip()[:64].lower()
+    return "text/html" in content_type or head.startswith((b"<!doctype", b"<html", b"<head", b"<body", b"<?xml"))
+
+
+def _first_bytes(body: bytes, html: bool) -> str:
+    kind = "an HTML page" if html else "text that is not JSON"
+    return f"{kind} ({body.strip()[:60]!r})" if body.strip() else "an empty body"
 
 
 class Response(NamedTuple):
@@ -74,6 +97,7 @@ class HttpClient:
     """The base of both targets' clients: `request` (bytes) and `json`, relative to `base_url`."""
 
     server = "the server"  # the name used in errors
+    api = "the server's API"  # what a foreign answer is said not to be
     default_timeout = 30.0
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float | None = None):
@@ -117,33 +141,48 @@ class HttpClient:
         shown = self.base_url + path  # never the query string
         try:
             with urllib.request.urlopen(req, timeout=limit) as resp:
-                return Response(resp.status, resp.read(), dict(resp.headers))
+                answer = Response(resp.status, resp.read(), dict(resp.headers))
         except urllib.error.HTTPError as exc:
             try:
                 raw = exc.read() or b""
             except (OSError, http.client.HTTPException):
                 raw = b""
-            raise ApiError(self.server, exc.code, server_message(raw) or exc.reason or "", shown) from None
+            if _looks_html(raw, exc.headers):
+                raise ForeignAnswer(self.server, shown, exc.code, _first_bytes(raw, True), self.api) from None
+            raise ApiError(self.server, exc.code, server_message(raw) or exc.reason or "", shown, _is_json(raw)) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             timed_out = isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError)
             raise Unreachable(self.server, shown, str(reason) or type(reason).__name__, limit if timed_out else None) from None
+        if _looks_html(answer.body, answer.headers):
+            raise ForeignAnswer(self.server, shown, answer.status, _first_bytes(answer.body, True), self.api)
+        return answer
 
     def json(
         self, method: str, path: str, params: dict[str, Any] | None = None, payload: Any = None, timeout: float | None = None
     ) -> Any:
         """A call whose answer is JSON (None for an empty body); `payload`, when given, is sent as JSON."""
         body = None if payload is None else json.dumps(payload).encode()
-        answer = self.request(
-            method, path, params=params, body=body, content_type="application/json" if body is not None else None, timeout=timeout
-        )
+        try:
+            answer = self.request(
+                method,
+                path,
+                params=params,
+                body=body,
+                content_type="application/json" if body is not None else None,
+                timeout=timeout,
+            )
+        except ApiError as exc:
+            if exc.is_json:
+                raise
+            raise ForeignAnswer(self.server, exc.url, exc.status, _first_bytes(exc.message.encode(), False), self.api) from None
         text = answer.body.strip()
         if not text:
             return None
         try:
             return json.loads(text)
         except ValueError:
-            raise ApiError(self.server, answer.status, f"the answer is not JSON: {text[:120]!r}", self.base_url + path) from None
+            raise ForeignAnswer(self.server, self.base_url + path, answer.status, _first_bytes(text, False), self.api) from None
 
 
 def server_message(body: bytes) -> str:
@@ -169,6 +208,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _is_json(body: bytes) -> bool:
+    text = body.strip()
+    if not text:
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _param(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -185,12 +235,16 @@ def pack_error(
     """The one mapping of HTTP failures to pack's errors, for a failure while `doing` something:
 
     - a refused token: EnvironmentProblem (exit 5), whatever was being done;
+    - an answer that is not the API's (an HTML page, text for JSON): `unreachable`, naming the URL, the status and
+      the API that was expected;
     - no answer: `unreachable` (EnvironmentProblem, exit 5: a server that cannot be reached; a deploy step, which has
       rolled back, passes DeployFailed, exit 4);
     - any other HTTP error: `refused` (DeployFailed, exit 4: the server refused the operation; reading state before
       a deploy passes EnvironmentProblem).
     `hint` (what to do) is added to the hint that fits the failure.
     """
+    if isinstance(exc, ForeignAnswer):
+        return unreachable(f"{doing}: {exc}", _join("check --url: another server answers there", hint))
     if isinstance(exc, ApiError) and exc.auth_refused:
         return EnvironmentProblem(
             f"{doing}: {exc.server} at {exc.url} refused pack's token ({exc.message})",
@@ -241,6 +295,7 @@ __all__ = [
     "HttpError",
     "Unreachable",
     "ApiError",
+    "ForeignAnswer",
     "Response",
     "is_loopback",
     "pack_error",

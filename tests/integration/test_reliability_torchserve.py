@@ -194,7 +194,7 @@ def test_huge_images_are_resized_or_refused_never_kill_the_worker(ts):
     bomb = io.BytesIO()
     Image.new("L", (30000, 30000)).save(bomb, format="PNG")  # a few hundred KB of zeros
     status, answer = _post(url, bomb.getvalue(), token, "image/png")
-    assert status == 400 and "not a readable image" in answer["error"], answer
+    assert status == 400 and answer["error"].startswith("not an image (first bytes b'\\x89PNG"), answer
     try:  # TorchServe answers 413 and closes the connection, often before the client has finished sending
         status, _ = _post(url, b"\0" * (129 * 1024 * 1024), token, "application/octet-stream")
         assert status == 413

@@ -97,12 +97,12 @@ def test_concurrent_batch_with_one_malformed_request(server, built):
 
 
 def test_scale_workers_and_status(server):
-    doc = pack_json("deploy", "tiny", "--store", str(server), "--workers", "2")
+    doc = pack_json("deploy", "tiny", "--target", "torchserve", "--store", str(server), "--workers", "2")
     assert doc["already_registered"] is True and doc["workers"] == 2 and doc["smoke_test"]["passed"]
     status = pack_json("status", "--target", "torchserve", "--store", str(server))
     entry = next(m for m in status["models"] if m["model"] == "tiny")
     assert entry["default"] is True and entry["batch_size"] == 4 and len(entry["workers"]) == 2
-    doc = pack_json("deploy", "tiny", "--store", str(server), "--workers", "1")
+    doc = pack_json("deploy", "tiny", "--target", "torchserve", "--store", str(server), "--workers", "1")
     assert doc["workers"] == 1
 
 
@@ -134,7 +134,7 @@ def test_broken_v2_rolls_back_and_good_v2_becomes_default(server, built):
     mar = v2 / "torchserve" / "tiny.mar"
     _break_runtime(mar)
     # a tampered archive is refused before anything is registered
-    proc = run_pack("deploy", "tiny", "--version", "2", "--store", str(server))
+    proc = run_pack("deploy", "tiny", "--target", "torchserve", "--version", "2", "--store", str(server))
     assert proc.returncode == 2 and "sha256" in proc.stderr
     report = json.loads((v2 / "report.json").read_text())
     import hashlib
@@ -142,21 +142,21 @@ def test_broken_v2_rolls_back_and_good_v2_becomes_default(server, built):
     report["sha256"]["torchserve/tiny.mar"] = hashlib.sha256(mar.read_bytes()).hexdigest()
     (v2 / "report.json").write_text(json.dumps(report, indent=2))
 
-    proc = run_pack("deploy", "tiny", "--version", "2", "--store", str(server))
+    proc = run_pack("deploy", "tiny", "--target", "torchserve", "--version", "2", "--store", str(server))
     assert proc.returncode == 4, proc.stderr
     assert "smoke test" in proc.stderr and "v1 is still the default" in proc.stderr and "Traceback" not in proc.stderr
-    status = pack_json("status", "--store", str(server))
+    status = pack_json("status", "--target", "torchserve", "--store", str(server))
     assert [(m["version"], m["default"]) for m in status["models"] if m["model"] == "tiny"] == [("1", True)]
     url = f"{_state(server)['inference_url']}/predictions/tiny"
     token = _keys(server)["inference"]
     assert post(url, png_bytes(32, 32), token, "image/png")[0] == 200
 
     pack_json("archive", "tiny", "--version", "2", "--store", str(server), "--force")
-    doc = pack_json("deploy", "tiny", "--version", "2", "--store", str(server))
+    doc = pack_json("deploy", "tiny", "--target", "torchserve", "--version", "2", "--store", str(server))
     assert doc["previous_default"] == "1" and doc["default_version"] == "2"
-    status = pack_json("status", "--store", str(server))
+    status = pack_json("status", "--target", "torchserve", "--store", str(server))
     assert sorted((m["version"], m["default"]) for m in status["models"] if m["model"] == "tiny") == [("1", False), ("2", True)]
-    doc = pack_json("undeploy", "tiny", "--store", str(server))
+    doc = pack_json("undeploy", "tiny", "--target", "torchserve", "--store", str(server))
     assert sorted(doc["removed"]) == ["1", "2"] and doc["remaining"] == []
     shutil.rmtree(v2)
 
@@ -166,24 +166,45 @@ def test_deploy_with_url_and_token_file(server, built):
     built("tiny")
     state = _state(server)
     key_file = server / ".servers" / "torchserve" / "key_file.json"
-    proc = run_pack("deploy", "tiny", "--store", str(server), "--url", state["management_url"])
+    proc = run_pack("deploy", "tiny", "--target", "torchserve", "--store", str(server), "--url", state["management_url"])
     assert proc.returncode == 5 and "token" in proc.stderr  # no key: refused, one line
     other_store = server.parent / (server.name + "-elsewhere")  # a store that knows nothing of this server
     env = {"PACK_TORCHSERVE_INFERENCE_URL": state["inference_url"]}
     shutil.copytree(built("tiny"), other_store / "tiny" / "1", dirs_exist_ok=True)
     doc = pack_json(
-        "deploy", "tiny", "--store", str(other_store), "--url", state["management_url"], "--token-file", str(key_file), env=env
+        "deploy",
+        "tiny",
+        "--target",
+        "torchserve",
+        "--store",
+        str(other_store),
+        "--url",
+        state["management_url"],
+        "--token-file",
+        str(key_file),
+        env=env,
     )
     assert not (other_store / ".servers").exists()
     assert doc["launched_server"] is False and doc["smoke_test"]["passed"] and doc["inference_url"] == state["inference_url"]
-    doc = pack_json("undeploy", "tiny", "--store", str(server), "--url", state["management_url"], "--token-file", str(key_file))
+    doc = pack_json(
+        "undeploy",
+        "tiny",
+        "--target",
+        "torchserve",
+        "--store",
+        str(server),
+        "--url",
+        state["management_url"],
+        "--token-file",
+        str(key_file),
+    )
     assert doc["removed"] == ["1"]
 
 
 @pytest.mark.slow
 def test_resnet18_jpeg(server, built):
     folder = built("resnet18")
-    doc = pack_json("deploy", "resnet18", "--store", str(server), "--batch-size", "2")
+    doc = pack_json("deploy", "resnet18", "--target", "torchserve", "--store", str(server), "--batch-size", "2")
     assert doc["smoke_test"]["passed"] and doc["batch_size"] == 2
     image = jpeg_bytes(300, 400, seed=7)
     status, answer = post(f"{doc['inference_url']}/predictions/resnet18", image, _keys(server)["inference"], "image/jpeg")
@@ -193,13 +214,13 @@ def test_resnet18_jpeg(server, built):
     np.testing.assert_allclose([p["score"] for p in answer["predictions"]], ref["scores"][:5], atol=1e-4)
     labels = (folder / "labels.txt").read_text().splitlines()
     assert answer["predictions"][0]["label"] == labels[ref["class_ids"][0]]
-    pack_json("undeploy", "resnet18", "--store", str(server))
+    pack_json("undeploy", "resnet18", "--target", "torchserve", "--store", str(server))
 
 
 @pytest.mark.slow
 def test_yolov8n_detections(server, built):
     folder = built("yolov8n")
-    doc = pack_json("deploy", "yolov8n", "--store", str(server))
+    doc = pack_json("deploy", "yolov8n", "--target", "torchserve", "--store", str(server))
     assert doc["smoke_test"]["passed"] and doc["handler"] == "pack_detector.py"
     url = f"{doc['inference_url']}/predictions/yolov8n"
     token = _keys(server)["inference"]
@@ -220,7 +241,7 @@ def test_yolov8n_detections(server, built):
     assert status == 200 and all(d["score"] > 0.25 for d in answer["detections"])
     status, answer = post(url, json.dumps({"image": "@@@", "conf_threshold": 0.5}).encode(), token, "application/json")
     assert status == 400 and "base64" in answer.get("error", json.dumps(answer))
-    pack_json("undeploy", "yolov8n", "--store", str(server))
+    pack_json("undeploy", "yolov8n", "--target", "torchserve", "--store", str(server))
 
 
 def test_stop_leaves_no_process(server):
@@ -238,7 +259,15 @@ def test_missing_java_is_one_line_exit_5(built, tmp_path):
     shutil.copytree(built("tiny"), store / "tiny" / "1")
     import sys
 
-    proc = run_pack("deploy", "tiny", "--store", str(store), env={"PATH": str(Path(sys.executable).parent), "JAVA_HOME": ""})
+    proc = run_pack(
+        "deploy",
+        "tiny",
+        "--target",
+        "torchserve",
+        "--store",
+        str(store),
+        env={"PATH": str(Path(sys.executable).parent), "JAVA_HOME": ""},
+    )
     assert proc.returncode == 5, proc.stderr
     assert "Java was not found" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 

@@ -14,9 +14,26 @@ from typing import Any
 import pytest
 
 from packager.errors import DeployFailed, EnvironmentProblem
-from packager.http import ApiError, HttpClient, HttpError, Unreachable, pack_error, serving, translated
+from packager.http import ApiError, ForeignAnswer, HttpClient, HttpError, Unreachable, pack_error, serving, translated
 
 TOKEN = "s3cr3t-token-value"
+
+
+FIXED = {  # route -> (status, body)
+    "/empty": (200, b""),
+    "/json-error": (409, json.dumps({"code": 409, "type": "Conflict", "message": "version 2 already exists"}).encode()),
+    "/triton-error": (400, json.dumps({"error": "failed to load 'tiny'"}).encode()),
+    "/text-error": (500, b"plain trouble"),
+    "/token": (
+        400,
+        json.dumps(
+            {"message": "Token Authorization failed. Token either incorrect, expired, or not provided correctly"}
+        ).encode(),
+    ),
+    "/not-json": (200, b"<html>"),
+    "/html-error": (404, b"<!DOCTYPE html><html><body>Not Found</body></html>"),  # a web server's own error page
+    "/v2/health/live": (200, b"<html><body>a web server on the port a tritonserver had</body></html>"),
+}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -29,23 +46,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         route = self.path.split("?")[0]
-        if route == "/ok":
+        if route in FIXED:
+            self._send(*FIXED[route])
+        elif route == "/ok":
             self._send(200, json.dumps({"echo": json.loads(body) if body else None}).encode())
-        elif route == "/empty":
-            self._send(200, b"")
-        elif route == "/json-error":
-            self._send(409, json.dumps({"code": 409, "type": "Conflict", "message": "version 2 already exists"}).encode())
-        elif route == "/triton-error":
-            self._send(400, json.dumps({"error": "failed to load 'tiny'"}).encode())
-        elif route == "/text-error":
-            self._send(500, b"plain trouble")
-        elif route == "/token":
-            self._send(
-                400,
-                json.dumps(
-                    {"message": "Token Authorization failed. Token either incorrect, expired, or not provided correctly"}
-                ).encode(),
-            )
         elif route == "/slow":
             time.sleep(2)
             self._send(200, b"{}")
@@ -56,8 +60,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b'{"a":')
             self.wfile.flush()
             self.close_connection = True
-        elif route == "/not-json":
-            self._send(200, b"<html>")
 
     do_GET = do_POST = do_PUT = do_DELETE = _answer
 
@@ -84,6 +86,7 @@ def _server() -> Iterator[str]:
 
 class _Client(HttpClient):
     server = "TestServer"
+    api = "the test API"
 
 
 def _closed_port() -> int:
@@ -113,7 +116,6 @@ def test_errors_carry_status_message_url_and_never_the_token():
         for path, status, message in (
             ("/json-error", 409, "version 2 already exists"),
             ("/triton-error", 400, "failed to load 'tiny'"),
-            ("/text-error", 500, "plain trouble"),
         ):
             with pytest.raises(ApiError) as info:
                 client.json("DELETE", path, params={"url": "a.mar"})
@@ -121,8 +123,19 @@ def test_errors_carry_status_message_url_and_never_the_token():
             assert (exc.status, exc.message, exc.url, exc.server) == (status, message, url + path, "TestServer")
             assert str(exc) == f"TestServer answered HTTP {status}: {message}"
             errors.append(exc)
-        with pytest.raises(ApiError, match="not JSON"):
-            client.json("GET", "/not-json")
+        with pytest.raises(ApiError) as info:  # a raw call keeps a text error as the server's message
+            client.request("DELETE", "/text-error")
+        assert (info.value.status, info.value.message, info.value.is_json) == (500, "plain trouble", False)
+        # an answer that is not the API's names the URL, the status and what was expected, whatever the call
+        for call, path, status, what in (
+            (client.json, "/text-error", 500, "text that is not JSON (b'plain trouble')"),
+            (client.json, "/not-json", 200, "an HTML page (b'<html>')"),
+            (client.request, "/html-error", 404, "an HTML page (b'<!DOCTYPE html><html><body>Not Found</body></html>')"),
+        ):
+            with pytest.raises(ForeignAnswer) as foreign:
+                call("GET", path)
+            assert str(foreign.value) == f"{url}{path} answered HTTP {status} with {what}: this does not look like the test API"
+            errors.append(foreign.value)
         with pytest.raises(Unreachable) as info:
             client.request("GET", "/slow", timeout=0.3)
         assert info.value.timed_out and info.value.timeout == 0.3 and "no answer within 0.3 s" in str(info.value)
@@ -167,9 +180,29 @@ def test_one_mapping_to_pack_errors_and_exit_codes():
         and error.hint == "raise --timeout on a slow machine; see the server log"
     )
 
+    foreign = ForeignAnswer("Triton", "http://127.0.0.1:1/v2/health/ready", 200, "an HTML page (b'<html>')", "Triton's HTTP API")
+    error = pack_error(foreign, "deploying tiny v1", refused=EnvironmentProblem)
+    assert error.exit_code == 5 and error.line() == (
+        "deploying tiny v1: http://127.0.0.1:1/v2/health/ready answered HTTP 200 with an HTML page (b'<html>'): "
+        "this does not look like Triton's HTTP API; check --url: another server answers there"
+    )
+
     with pytest.raises(DeployFailed, match="^unloading tiny: Triton answered HTTP 500"):
         with translated("unloading tiny"):
             raise ApiError("Triton", 500, "busy", "u")
     with pytest.raises(ValueError):  # anything else passes through untouched
         with translated("unloading tiny"):
             raise ValueError("not an HTTP failure")
+
+
+def test_a_web_page_on_the_recorded_port_is_not_the_launched_tritonserver(tmp_path):
+    """`pack status` of a store whose tritonserver is gone and whose port a web server took: not running (no crash)."""
+    import os
+
+    from packager.targets.triton import server
+
+    with _server() as url:
+        port = int(url.rsplit(":", 1)[1])
+        state = server.ServerState(os.getpid(), port, 1, 2, "127.0.0.1", "tritonserver", "log", str(tmp_path / "repo"))
+        state.save(tmp_path)
+        assert server.running(tmp_path) is None

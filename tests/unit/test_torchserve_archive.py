@@ -157,11 +157,15 @@ def test_handler_batch_isolates_malformed_requests(built, tmp_path, fmt):
         {"body": {"inputs": [{"name": "input", "shape": [1, 3, 31, 32], "dtype": "float32", "data": [0.0] * (3 * 31 * 32)}]}},
         {"body": {"inputs": [{"name": "input", "shape": list(sample.shape), "dtype": "float32", "data": sample.tolist()}]}},
         {"data": bytearray(image), "top_k": bytearray(b"2")},  # multipart: the image and a form field
+        {"garbage text": None},  # `curl -d 'garbage text'`: a form whose only field has no value
     ]
     answers = [json.loads(a) for a in handle(batch, context)]
     codes = [context.get_response_status(i)[0] for i in range(len(batch))]
-    assert codes[1] == codes[2] == codes[3] == 400
-    assert "base64" in answers[1]["error"] and "not a readable image" in answers[2]["error"] and "shape" in answers[3]["error"]
+    assert codes[1] == codes[2] == codes[3] == codes[6] == 400
+    assert answers[6]["error"].startswith("not an image (first bytes b'garbage text'")
+    assert answers[1]["error"].startswith("not an image (first bytes b'%%% not base64 %%%'; text that is not base64)")
+    assert answers[2]["error"].startswith("not an image (first bytes b'these bytes are no image'")
+    assert "shape" in answers[3]["error"]
     assert codes[0] in (None, 200) and codes[4] in (None, 200) and codes[5] in (None, 200)
     got = np.asarray(answers[4]["outputs"][0]["data"], dtype=np.float32)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
@@ -211,3 +215,39 @@ def test_stored_weights_start_on_a_page_boundary(built, tmp_path):
         start = info.header_offset + 30 + name_len + extra_len
         assert start % 4096 == 0
         assert raw[start : start + info.file_size] == (folder / "model.onnx").read_bytes()
+
+
+def test_handlers_speak_the_open_inference_protocol(built, tmp_path):
+    """A v2 body on /predictions is answered in v2; under TorchServe's own kservev2 envelope (its real class, as
+    KServe configures it) the handler serves the tensors the envelope unpacks."""
+    from ts.torch_handler.request_envelope.kservev2 import KServev2Envelope
+
+    store = copy_build(built("tiny"), tmp_path / "store")
+    folder = store / "tiny" / "1"
+    handle, context = load_handler(unpack_mar(folder / "torchserve" / "tiny.mar", tmp_path / "unpacked"), batch_size=3)
+    sample = np.load(folder / "samples" / "input.input.npy")
+    expected = np.load(folder / "samples" / "output.logits.npy")
+    v2 = {
+        "id": "r1",
+        "inputs": [{"name": "input", "shape": list(sample.shape), "datatype": "FP32", "data": sample.ravel().tolist()}],
+    }
+    batch = [
+        {"body": json.dumps(v2).encode()},
+        {"body": {**v2, "inputs": [{**v2["inputs"][0], "datatype": "INT64"}]}},
+        {"body": {**v2, "outputs": [{"name": "scores"}]}},
+    ]
+    answers = [json.loads(a) for a in handle(batch, context)]
+    first = answers[0]
+    assert (first["model_name"], first["model_version"], first["id"]) == ("tiny", "1", "r1")
+    [out] = first["outputs"]
+    assert (out["name"], out["datatype"], out["shape"]) == ("logits", "FP32", list(expected.shape))
+    np.testing.assert_allclose(np.asarray(out["data"], np.float32).reshape(out["shape"]), expected, atol=1e-5, rtol=1e-4)
+    assert [context.get_response_status(i)[0] for i in (1, 2)] == [400, 400]
+    assert answers[1]["error"] == "input 'input': datatype INT64 given, the model takes FP32"
+    assert answers[2]["error"] == "output 'scores' is not one of the model's outputs (logits)"
+
+    envelope = KServev2Envelope(handle)
+    [response] = envelope.handle([{"body": json.dumps(v2).encode()}], context)
+    assert response["model_name"] == "tiny" and response["id"] == "r1"
+    [out] = response["outputs"]  # the envelope names it after the input and flattens it (TorchServe's rule)
+    np.testing.assert_allclose(np.asarray(out["data"], np.float32), expected.ravel(), atol=1e-5, rtol=1e-4)

@@ -119,6 +119,47 @@ def test_detection_builds_are_served_through_an_ensemble() -> None:
         triton_version(cast(BuildReport, SimpleNamespace(version="v1")))
 
 
+IMAGE_CLASSIFIER = {
+    **REPORT,
+    "task": "image-classification",
+    "labels": "labels.txt",
+    "inputs": [{"name": "input", "shape": [1, 3, 8, 8], "dtype": "float32", "dynamic_axes": [0]}],
+    "outputs": [{"name": "logits", "shape": [1, 4], "dtype": "float32", "dynamic_axes": [0]}],
+}
+
+
+def test_image_inputs_carry_their_format_and_classifiers_their_labels(tmp_path: Path) -> None:
+    """Triton's image clients read the input's format and the classification extension reads label_filename: an image
+    task's input is FORMAT_NCHW only where it has 3 dims (Triton refuses a format on more), and label_filename is
+    set only when the build folder has the labels."""
+    (tmp_path / "labels.txt").write_text("a\nb\nc\nd\n")
+    report = make_report(**IMAGE_CLASSIFIER)
+    config, _ = model_config(report, RepoOptions(gpu=False), tmp_path)
+    assert cfg.pb().ModelInput.Format.Name(config.input[0].format) == "FORMAT_NCHW" and list(config.input[0].dims) == [3, 8, 8]
+    assert config.output[0].label_filename == "labels.txt"
+    unbatched, _ = model_config(report, RepoOptions(gpu=False, max_batch=0), tmp_path)
+    assert unbatched.input[0].format == cfg.pb().ModelInput.FORMAT_NONE and len(unbatched.input[0].dims) == 4
+    no_labels, _ = model_config(report, RepoOptions(gpu=False), tmp_path / "elsewhere")
+    assert not no_labels.output[0].label_filename
+    generic, _ = model_config(make_report(**{**IMAGE_CLASSIFIER, "task": "generic", "labels": None}), RepoOptions(gpu=False))
+    assert generic.input[0].format == cfg.pb().ModelInput.FORMAT_NONE and not generic.output[0].label_filename
+
+
+def test_the_yolo_ensemble_says_what_it_takes() -> None:
+    from packager.targets.triton.repository import detection_configs
+
+    image = [{"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32", "dynamic_axes": [0]}]
+    report = make_report(**{**REPORT, "task": "object-detection", "postprocessing": {"format": "yolov8"}, "inputs": image})
+    detector, _ = model_config(report, RepoOptions(gpu=False))
+    assert cfg.pb().ModelInput.Format.Name(detector.input[0].format) == "FORMAT_NCHW"
+    ensemble = detection_configs(report, detector, RepoOptions(gpu=False))["m_ensemble"]
+    request = cfg.get_parameter(ensemble, "pack_request") or ""
+    assert (
+        request.startswith("input image: UINT8 [1, N], the N bytes of one JPEG or PNG file")
+        and "boxes: FP32 [1, K, 4]" in request
+    )
+
+
 def test_config_text_round_trip_and_parse_errors() -> None:
     config, _ = model_config(make_report(**REPORT), RepoOptions(backend="onnxruntime", gpu=False))
     assert cfg.parse(cfg.to_text(config)) == config
@@ -204,6 +245,8 @@ CORRUPTIONS = [
         "(first axis fixed at 1",
     ),
     ("file", "model 'tiny' version 1: default_model_filename: config.pbtxt says model.plan"),
+    ("format", "model 'tiny': input input.format: config.pbtxt says FORMAT_NCHW on 3 dims"),
+    ("labels", "model 'tiny': output logits.label_filename: config.pbtxt says classes.txt, no such file beside config.pbtxt"),
     (
         "warmup",
         "model_warmup 'pack_sample' input 'input' input_data_file: config.pbtxt says [3, 32, 32] TYPE_FP32 (12288 bytes), "
@@ -236,6 +279,11 @@ def test_corrupted_config_is_caught(store: Path, corruption: str, expected: str)
         onnx.save(model, str(onnx_path))
     elif corruption == "file":
         config.default_model_filename = "model.plan"
+    elif corruption == "format":  # Triton refuses an image format on anything but 3 dims
+        config.input[0].format = cfg.pb().ModelInput.FORMAT_NCHW
+        config.input[0].dims[:] = [8, 3, 32, 32]
+    elif corruption == "labels":
+        config.output[0].label_filename = "classes.txt"
     elif corruption == "warmup":
         (repo / "tiny" / "warmup" / "input").unlink()
         (repo / "tiny" / "warmup" / "input").write_bytes(b"\0" * 100)

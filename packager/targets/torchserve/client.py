@@ -18,6 +18,8 @@ class _TorchServe(HttpClient):
 class ManagementClient(_TorchServe):
     """TorchServe's management API (port 8081 by default): register, scale, set-default, unregister, list."""
 
+    api = "TorchServe's management API"
+
     def list_models(self) -> list[dict[str, Any]]:
         models: list[dict[str, Any]] = []
         token = None
@@ -95,6 +97,8 @@ class ManagementClient(_TorchServe):
 
 class InferenceClient(_TorchServe):
     """TorchServe's inference API (port 8080 by default): ping and predictions."""
+
+    api = "TorchServe's inference API"
 
     def ping(self, timeout: float = 5.0) -> str:
         doc = self.json("GET", "/ping", timeout=timeout)

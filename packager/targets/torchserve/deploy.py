@@ -22,6 +22,7 @@ import numpy as np
 
 from ...errors import UsageError
 from ...http import ApiError, HttpError
+from ...oip import curl_line, sample_request, write_request
 from ...report import BuildReport
 from .. import DeployOptions
 from ..deployflow import Steps, run
@@ -242,6 +243,11 @@ class TorchServeSteps(Steps):
             "smoke_test": smoke,
             "timings": self.timings,
         }
+        body = sample_request(self.build_dir, self.report)
+        request = write_request(Path(self.opts.store), "torchserve", self.report, body)
+        # TorchServe 0.12 routes POST /v2/models/<name>/infer (the default version, which this deploy just set) to the
+        # handler, which answers a v2 body in v2; /predictions/<name>/<version> takes the same body
+        result["v2_curl"] = curl_line(f"{conn.inference.base_url}/v2/models/{name}/infer", request, conn.token_file)
         auth = " (token in " + conn.token_file + ")" if conn.token_file else ""
         result["summary"] = (
             f"deployed {name} v{version} ({s.format}) to TorchServe: POST {result['predictions_url']}{auth}\n"
@@ -249,6 +255,7 @@ class TorchServeSteps(Steps):
             f"(max abs error {max((f['max_abs_error'] for f in smoke['outputs']), default=0.0):.3g}); "
             f"{result['workers']} worker(s), batch size {result['batch_size']}"
             + (f"; v{previous} stays registered" if previous and previous != version else "")
+            + f"\nv2 request (the build's sample): {result['v2_curl']}"
         )
         return result
 

@@ -7,11 +7,19 @@ from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
 from ...http import translated
+from ...metrics import Families, read, summary_lines
 from .. import DeployOptions
 from .connection import connect
 from .server import LocalServer
 
 log = logging.getLogger(__name__).info
+
+METRICS = Families(
+    success="ts_inference_requests_total",
+    latency_us="ts_inference_latency_microseconds",
+    model_label="model_name",
+    version_label="model_version",
+)
 
 
 def status(opts: DeployOptions) -> dict[str, Any]:
@@ -72,9 +80,16 @@ def status(opts: DeployOptions) -> dict[str, Any]:
         ]
         for m in models
     ]
+    metrics_url = (conn.local.state() or {}).get("metrics_url") if conn.local else None
+    metrics = read(f"{metrics_url}/metrics", METRICS) if metrics_url else None
+    result["metrics"] = metrics
     head = f"TorchServe at {conn.inference.base_url} (management {conn.management.base_url})"
-    result["summary"] = (
-        head + "\n" + (table(rows, ["model", "version", "default", "batch", "ready workers"]) if rows else "no models registered")
+    result["summary"] = "\n".join(
+        [
+            head,
+            table(rows, ["model", "version", "default", "batch", "ready workers"]) if rows else "no models registered",
+            *(summary_lines(metrics) if metrics else ["metrics: unknown for a server given by --url"]),
+        ]
     )
     return result
 

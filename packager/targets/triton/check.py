@@ -48,6 +48,7 @@ def check_entry(repo: Path, name: str, configs: dict[str, Any]) -> list[Problem]
         chk.add("backend", kind, "pack checks onnxruntime, pytorch, torch_aoti, python and ensemble models only", "warning")
         return chk.problems
     _check_batching(chk)
+    _check_classification(chk, repo, name)
     versions = [p.name for p in (repo / name).iterdir() if p.is_dir() and p.name.isdigit()]
     if not versions:
         chk.add("versions", "at least one version folder", f"{repo / name} has no numeric version folder")
@@ -70,6 +71,19 @@ def _check_batching(chk: EntryChecker) -> None:
     for size in config.dynamic_batching.preferred_batch_size:
         if size > config.max_batch_size:
             chk.add("dynamic_batching.preferred_batch_size", size, f"max_batch_size is {config.max_batch_size}")
+
+
+def _check_classification(chk: EntryChecker, repo: Path, name: str) -> None:
+    """An input's image format needs 3 dims (Triton refuses NCHW/NHWC otherwise); an output's label_filename names
+    a file beside config.pbtxt (Triton's classification extension reads it)."""
+    none = cfg.pb().ModelInput.FORMAT_NONE
+    for entry in chk.config.input:
+        if entry.format != none and len(entry.dims) != 3:
+            fmt = cfg.pb().ModelInput.Format.Name(entry.format)
+            chk.add(f"input {entry.name}.format", f"{fmt} on 3 dims", f"{len(entry.dims)} dims (Triton refuses it)")
+    for entry in chk.config.output:
+        if entry.label_filename and not (repo / name / entry.label_filename).is_file():
+            chk.add(f"output {entry.name}.label_filename", entry.label_filename, "no such file beside config.pbtxt")
 
 
 def _check_versions(chk: EntryChecker, versions: list[str], kind: str) -> None:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from ...http import ApiError, HttpClient, HttpError
+from ...http import ApiError, ForeignAnswer, HttpClient, HttpError
 
 
 def missing_backend(exc: ApiError) -> bool:
@@ -18,6 +18,7 @@ def missing_backend(exc: ApiError) -> bool:
 
 class TritonHTTP(HttpClient):
     server = "Triton"
+    api = "Triton's HTTP API (KServe v2)"
     default_timeout = 10.0
 
     @property
@@ -33,6 +34,8 @@ class TritonHTTP(HttpClient):
     def _ok(self, path: str, timeout: float) -> bool:
         try:
             return self.request("GET", path, timeout=min(self.timeout, timeout)).status == 200
+        except ForeignAnswer:
+            raise  # another server answers there: say so, not "not ready"
         except HttpError:
             return False
 

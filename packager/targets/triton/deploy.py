@@ -21,6 +21,7 @@ from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...http import ApiError, HttpError, translated
+from ...oip import curl_line, sample_request, write_request
 from ...report import BuildReport
 from ...store import StoreLock
 from ...tasks import sample_image
@@ -31,7 +32,16 @@ from .check import check_repository, raise_on_errors
 from .client import TritonHTTP, missing_backend
 from .install import drop_backups, install, restore
 from .manage import status, stop, undeploy
-from .repository import NATIVE_FORMAT, RepoOptions, generate, is_detection, model_names, serving_model, triton_version
+from .repository import (
+    NATIVE_FORMAT,
+    RepoOptions,
+    generate,
+    io_names,
+    is_detection,
+    model_names,
+    serving_model,
+    triton_version,
+)
 from .smoke import detect, ensemble_smoke, smoke_test
 
 log = logging.getLogger(__name__).info
@@ -240,15 +250,23 @@ class TritonSteps(Steps):
         kept = [n for n in self.names if n in self.was_ready]
         return f"the previous {', '.join(kept)} keeps serving" if kept else "nothing was left loaded"
 
+    def _v2_curl(self, model_url: str) -> str:
+        """The ready-to-run v2 request of the build's sample to the model itself (its request file beside the state)."""
+        names = io_names(self.report, self.ropts.backend)[0]
+        body = sample_request(self.build_dir, self.report, names)
+        return curl_line(model_url, write_request(self.store, "triton", self.report, body))
+
     def result(self, smoke: dict[str, Any]) -> dict[str, Any]:
         url, version, state, serving = self.client.url, self.version, self.state, self.serving
         inference_url = f"{url}/v2/models/{serving}/versions/{version}/infer"
+        v2_curl = self._v2_curl(f"{url}/v2/models/{self.name}/versions/{version}/infer")
         latency = smoke.get("latency_ms", {}).get("median")
         summary = (
             f"deployed {self.name} v{version} to Triton ({self.ropts.backend} backend) at {url}; "
             f"smoke test passed ({latency} ms median)"
             + (f"; ensemble {serving}: {smoke['ensemble']['detections']} detections" if "ensemble" in smoke else "")
             + f"\ninference: POST {inference_url}"
+            + f"\nv2 request (the build's sample): {v2_curl}"
         )
         return {
             "target": "triton",
@@ -260,7 +278,10 @@ class TritonSteps(Steps):
             "format": self.section["format"],
             "max_batch_size": self.section["max_batch_size"],
             "inference_url": inference_url,
+            "v2_curl": v2_curl,
             "url": url,
+            "grpc_url": f"{state.host}:{state.grpc_port}" if state else None,
+            "metrics_url": f"http://{state.host}:{state.metrics_port}/metrics" if state else None,
             "server": {
                 "pid": state.pid,
                 "launched": self.launched,

@@ -8,10 +8,19 @@ from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...http import translated
+from ...metrics import Families, read, summary_lines
 from . import server
 from .client import TritonHTTP
 
 log = logging.getLogger(__name__).info
+
+METRICS = Families(
+    success="nv_inference_request_success",
+    failure="nv_inference_request_failure",
+    latency_us="nv_inference_request_duration_us",
+    model_label="model",
+    version_label="version",
+)
 
 
 def _client_for(opts: Any) -> tuple[TritonHTTP | None, Any]:
@@ -54,6 +63,8 @@ def status(opts: Any) -> dict[str, Any]:
         )
     if not models:
         lines.append("  (no models)")
+    metrics = read(f"http://{state.host}:{state.metrics_port}/metrics", METRICS) if state else None
+    lines += summary_lines(metrics) if metrics else ["metrics: unknown for a server given by --url (Triton serves them on :8002)"]
     return {
         "target": "triton",
         "running": True,
@@ -63,6 +74,7 @@ def status(opts: Any) -> dict[str, Any]:
         "backends": state.backends if state else None,
         "models": models,
         "deployments": state.deployments if state else None,
+        "metrics": metrics,
         "summary": "\n".join(lines),
     }
 

@@ -23,13 +23,14 @@ import numpy as np
 from ...errors import UsageError
 from ...export import FILES
 from ...report import BuildReport, TensorRecord
-from ...tasks import TRITON_MODEL, read_runtime, shipped_files, task_for
+from ...tasks import IMAGE, TRITON_MODEL, has_image_input, read_runtime, shipped_files, task_for
 from . import config as cfg
 from .install import link_or_copy
 
 BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
 NATIVE_FORMAT = {"onnxruntime": "onnx", "pytorch": "torchscript", "torch_aoti": "aoti"}  # what each native backend loads
 DEFAULT_MAX_BATCH = 8
+LABELS_FILE = "labels.txt"  # beside config.pbtxt, named by the classifier output's label_filename
 
 
 @dataclass
@@ -162,6 +163,27 @@ def _add_tensors(collection: Any, tensors: Sequence[TensorRecord], names: list[s
         entry.dims.extend(_dims(tensor, batched))
 
 
+def image_format(report: BuildReport, batched: bool) -> str | None:
+    """FORMAT_NCHW or FORMAT_NHWC for the input of an image task (one 4-D float input with 3 channels), as its axes
+    are laid out; None otherwise. Triton accepts a format only on 3 dims, so an entry without batching (its dims keep
+    the batch axis) carries none."""
+    if not batched or task_for(report).sample != IMAGE or not has_image_input(report):
+        return None
+    tensor = report.inputs[0]
+    if not str(tensor.dtype).startswith("float"):
+        return None
+    return "FORMAT_NCHW" if tensor.shape[1] == 3 else "FORMAT_NHWC" if tensor.shape[3] == 3 else None
+
+
+def classification_labels(report: BuildReport, build_dir: Path | None) -> Path | None:
+    """The build's labels file when Triton's classification extension can use it: an image classifier with one
+    output and the labels recorded by the build."""
+    if build_dir is None or not report.labels or report.task != "image-classification" or len(report.outputs) != 1:
+        return None
+    path = build_dir / report.labels
+    return path if path.is_file() else None
+
+
 def _warmup(config: Any, report: BuildReport, in_names: list[str], batched: bool, build_dir: Path | None) -> dict[str, bytes]:
     """A model_warmup from the build's recorded sample (when the build folder has it all); {file name: raw bytes}."""
     warmup_files: dict[str, bytes] = {}
@@ -196,6 +218,11 @@ def model_config(report: BuildReport, ropts: RepoOptions, build_dir: Path | None
     in_names, out_names = io_names(report, ropts.backend)
     _add_tensors(config.input, report.inputs, in_names, batched)
     _add_tensors(config.output, report.outputs, out_names, batched)
+    fmt = image_format(report, batched)
+    if fmt is not None:
+        config.input[0].format = cfg.pb().ModelInput.Format.Value(fmt)
+    if classification_labels(report, build_dir) is not None:
+        config.output[0].label_filename = LABELS_FILE
     if batched:
         sizes = sorted({b for b in report.batch_sizes if 1 < b <= max_batch} | {max_batch})
         config.dynamic_batching.preferred_batch_size.extend(sizes)
@@ -276,7 +303,19 @@ def detection_configs(report: BuildReport, detector: Any, ropts: RepoOptions) ->
     for out in ("boxes", "scores", "classes"):
         s.output_map[out] = out
     cfg.set_parameter(ens, "pack_build", f"{name}:{report.version}")
+    cfg.set_parameter(ens, "pack_request", ensemble_request(eb > 0))
     return {pre.name: pre, post.name: post, ens.name: ens}
+
+
+# What a client of the YOLO ensemble sends and gets, in the ensemble's own config (its `parameters`: a protobuf text
+# file written from the message has no comments) and in the README.
+def ensemble_request(batched: bool) -> str:
+    b = "1, " if batched else ""
+    return (
+        f"input image: UINT8 [{b}N], the N bytes of one JPEG or PNG file; "
+        f"outputs boxes: FP32 [{b}K, 4] x1, y1, x2, y2 in the original image's pixels, scores: FP32 [{b}K], "
+        f"classes: INT32 [{b}K] class ids (K detections after the confidence threshold and NMS)"
+    )
 
 
 # The ensemble layouts a task's Triton steps may name (packager/tasks.py TritonSteps.layout): configs of the steps and
@@ -321,6 +360,10 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
             else:
                 _copy_runtime(TRITON_MODEL, vdir)
                 link_or_copy(build_dir / artifacts[ropts.fmt], vdir / FILES[ropts.fmt])
+            labels = classification_labels(report, build_dir)
+            if labels is not None:
+                link_or_copy(labels, entry / LABELS_FILE)
+                files.append(f"{name}/{LABELS_FILE}")
             if warmup:
                 (entry / "warmup").mkdir(exist_ok=True)
                 for fname, data in warmup.items():

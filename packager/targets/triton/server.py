@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
+from ...http import ForeignAnswer
 from ..processes import free_ports, pid_alive
 from .client import TritonHTTP
 
@@ -229,7 +230,10 @@ def running(store: Path) -> ServerState | None:
     state = ServerState.load(store)
     if state is None:
         return None
-    if not state.alive() or not TritonHTTP(state.url, timeout=3).live():
+    try:
+        if not state.alive() or not TritonHTTP(state.url, timeout=3).live():
+            return None
+    except ForeignAnswer:  # another server holds the port it recorded: not the one pack launched
         return None
     return state
 
