@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import UsageError
-from ...http import ApiError, HttpError
+from ...http import ApiError, HttpError, is_loopback
 from ...oip import curl_line, sample_request, write_request
 from ...report import BuildReport
 from .. import DeployOptions
@@ -31,7 +32,7 @@ from .connection import MODEL_STORE_ENV, Connection, connect
 from .manage import status, stop, undeploy
 from .mar import choose_handler
 from .server import LocalServer, read_tokens
-from .staging import is_loopback, serve_file, stage_mar, tempdir
+from .staging import serve_file, stage_mar, tempdir
 
 log = logging.getLogger(__name__).info
 
@@ -119,7 +120,7 @@ class TorchServeSteps(Steps):
             self.staged = store / self.file_name  # recorded first: an interrupted copy is removed too
             stage_mar(self.build_dir, self.report, self.settings, store, self.file_name)
             return
-        if not is_loopback(self.conn.management.base_url):
+        if not is_loopback(urllib.parse.urlsplit(self.conn.management.base_url).hostname or ""):
             raise UsageError(
                 f"cannot hand the archive to the remote TorchServe at {self.conn.management.base_url}",
                 f"set {MODEL_STORE_ENV} to a folder that is its model store (shared), or deploy on its host",

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import ipaddress
 import logging
 import os
 import shutil
 import tempfile
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,16 +89,6 @@ def serve_file(path: Path, host: str) -> Iterator[str]:
 
     with serving(http.server.ThreadingHTTPServer((host, 0), Handler)) as url:
         yield f"{url}/{path.name}"
-
-
-def is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @contextlib.contextmanager
