@@ -1,10 +1,14 @@
 """The model-car against a real registry: `pack deploy --target kserve --storage-uri oci://...` pushes to a
 docker-registry started on loopback, and skopeo reads the image back: the digest is the one the manifest pins, the
-layer holds the storage layout under models/, and a second deploy of the same build pushes the same digest."""
+models layer holds the storage layout under models/, the shell layer runs KServe's model-car command, and a second
+deploy of the same build pushes the same digest."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,13 +38,18 @@ def _deploy(store: Path, uri: str, *args: str) -> dict[str, Any]:
     return dict(pack_json("deploy", "tiny", "--target", "kserve", "--store", str(store), "--storage-uri", uri, *args))
 
 
-def _layer_files(layout: Path) -> dict[str, bytes]:
-    """name -> bytes of every regular file in the one layer of the image in an OCI layout (what skopeo copied)."""
+def _layers(layout: Path) -> list[Path]:
+    """The layer blobs, in order, of the one image in an OCI layout (what skopeo copied)."""
     index = json.loads((layout / "index.json").read_text())
     manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
-    (layer,) = manifest["layers"]
+    return [layout / "blobs" / "sha256" / layer["digest"].split(":")[1] for layer in manifest["layers"]]
+
+
+def _layer_files(layout: Path) -> dict[str, bytes]:
+    """name -> bytes of every regular file in the models layer (the last) of the image in an OCI layout."""
+    shell, layer = _layers(layout)
     out = {}
-    with tarfile.open(layout / "blobs" / "sha256" / layer["digest"].split(":")[1], "r:gz") as tar:
+    with tarfile.open(layer, "r:gz") as tar:
         for member in tar.getmembers():
             assert member.name == "models" or member.name.startswith("models/"), member.name
             assert member.isdir() or member.isfile(), member.name
@@ -77,6 +86,28 @@ def test_model_car_is_pushed_and_pinned_by_digest(tiny_store: Path, registry: st
         json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{registry}/models/tiny:v2"))["Digest"]
         == inspected["Digest"]
     )
+
+
+def test_the_image_runs_kserves_model_car_command(tiny_store: Path, registry: str, tmp_path: Path) -> None:
+    """Unpack the image as a container runtime would (layers in order) and run KServe's sidecar command in it:
+    `sh -c "ln -s .../models /mnt/ && sleep ..."` (chrooted where this user may, else with the image's own shell)."""
+    _deploy(tiny_store, f"oci://{registry}/models/tiny:v1")
+    skopeo("copy", "--src-tls-verify=false", f"docker://{registry}/models/tiny:v1", f"oci:{tmp_path / 'img'}:x")
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    for layer in _layers(tmp_path / "img"):
+        with tarfile.open(layer, "r:gz") as tar:
+            tar.extractall(root, filter="tar")
+    (root / "mnt").mkdir()  # KServe mounts a shared volume there
+    script = "ln -s /models /mnt/models && test -f /mnt/models/tiny/config.pbtxt && sleep 0 && echo ready"
+    chroot = shutil.which("chroot")
+    if os.geteuid() == 0 and chroot:
+        cmd = [chroot, str(root), "/bin/sh", "-c", script]
+    else:  # the image's shell, with the image's paths made relative to the unpacked root
+        cmd = [str(root / "bin" / "sh"), "-c", script.replace("/models", "./models").replace("/mnt", "./mnt")]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=30, env={"PATH": "/bin"})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ready", proc.stderr
+    assert (root / "mnt" / "models").is_symlink()
 
 
 def test_torchserve_model_car_holds_its_layout(tiny_store: Path, registry: str, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""The model-car image in-process: a byte-reproducible OCI layout whose one layer holds the storage folder under
-models/ with safe, normalised tar entries; registry references and where they are pushed. (Against a real registry,
-read back with skopeo: tests/integration/test_kserve_modelcar.py.)"""
+"""The model-car image in-process: a byte-reproducible OCI layout whose shell layer holds a static busybox as sh, ln
+and sleep, and whose models layer holds the storage folder under models/, with safe, normalised tar entries; registry
+references and where they are pushed. (Against a real registry, read back with skopeo:
+tests/integration/test_kserve_modelcar.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import gzip
 import hashlib
 import json
 import os
+import platform
+import struct
 import tarfile
 from pathlib import Path
 
@@ -15,8 +18,30 @@ import pytest
 
 from packager.errors import UsageError
 from packager.http import is_loopback
-from packager.targets.kserve.modelcar import build_image
+from packager.targets.kserve.modelcar import BUSYBOX_ENV, architecture, build_image, find_busybox
 from packager.targets.kserve.push import PASSWORD_ENV, USER_ENV, RegistryClient, parse_reference
+
+
+def _elf(path: Path, machine: int, interpreter: bool = False) -> Path:
+    """A minimal 64-bit little-endian ELF executable header with one program header: PT_LOAD, or PT_INTERP (dynamic)."""
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<HH", header, 16, 2, machine)  # ET_EXEC, e_machine
+    struct.pack_into("<Q", header, 32, 64)  # e_phoff
+    struct.pack_into("<HH", header, 54, 56, 1)  # e_phentsize, e_phnum
+    program = bytearray(56)
+    struct.pack_into("<I", program, 0, 3 if interpreter else 1)
+    path.write_bytes(bytes(header + program))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def busybox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in for a static busybox (never run here): the shell layer copies whatever $PACK_BUSYBOX names."""
+    path = _elf(tmp_path / "busybox", architecture()[1])
+    monkeypatch.setenv(BUSYBOX_ENV, str(path))
+    return path
 
 
 @pytest.fixture
@@ -65,7 +90,7 @@ def test_layer_entries_are_safe_and_normalised(storage: Path, tmp_path: Path) ->
     with tarfile.open(image.layer.path, "r:gz") as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
-    assert names == sorted(names) and names[0] == "models"
+    assert names == sorted(names) and names[0] == "models" and image.layer is image.layers[-1]
     for m in members:
         assert m.name.startswith("models") and not m.name.startswith("/") and ".." not in m.name.split("/")
         assert m.isdir() or m.isfile()
@@ -93,14 +118,58 @@ def test_the_layout_is_an_oci_image_layout(storage: Path, tmp_path: Path) -> Non
     manifest = json.loads(_blob(layout, image.digest))
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json" and manifest["schemaVersion"] == 2
     assert manifest["annotations"] == {"org.opencontainers.image.title": "tiny"}
-    (layer,) = manifest["layers"]
+    shell, layer = manifest["layers"]
     assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip" and layer["size"] == image.layer.size
     config = json.loads(_blob(layout, manifest["config"]["digest"]))
-    diff_id = "sha256:" + hashlib.sha256(gzip.decompress(_blob(layout, layer["digest"]))).hexdigest()
-    assert config["rootfs"] == {"type": "layers", "diff_ids": [diff_id]} and config["os"] == "linux"
+    diff_ids = ["sha256:" + hashlib.sha256(gzip.decompress(_blob(layout, x["digest"]))).hexdigest() for x in (shell, layer)]
+    assert config["rootfs"] == {"type": "layers", "diff_ids": diff_ids} and config["os"] == "linux"
+    assert config["architecture"] == architecture()[0] and "PATH=/bin" in config["config"]["Env"]
     assert sorted(p.name for p in (layout / "blobs" / "sha256").iterdir()) == sorted(
-        d.split(":")[1] for d in (image.digest, image.config.digest, image.layer.digest)
+        d.split(":")[1] for d in (image.digest, image.config.digest, *(b.digest for b in image.layers))
     )
+
+
+def test_the_shell_layer_holds_what_kserves_model_car_command_runs(storage: Path, tmp_path: Path, busybox: Path) -> None:
+    """KServe runs `sh -c "ln -s /proc/$$/root/models /mnt/ && sleep infinity"` in the model-car container."""
+    image = build_image(storage, tmp_path / "img", "v1")
+    with tarfile.open(image.layers[0].path, "r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        binary = tar.extractfile(members["bin/busybox"]).read()  # type: ignore[union-attr]
+    assert sorted(members) == ["bin", "bin/busybox", "bin/ln", "bin/sh", "bin/sleep"]
+    assert binary == busybox.read_bytes() and members["bin/busybox"].mode == 0o755
+    assert all(members[f"bin/{n}"].issym() and members[f"bin/{n}"].linkname == "busybox" for n in ("sh", "ln", "sleep"))
+
+
+def test_the_shell_must_be_a_static_binary_for_this_machine(
+    storage: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine = architecture()[1]
+    other = 0xB7 if machine == 0x3E else 0x3E
+    text = tmp_path / "script"
+    text.write_text("#!/bin/sh\n")
+    cases = [
+        (_elf(tmp_path / "dynamic", machine, interpreter=True), "dynamically linked"),
+        (_elf(tmp_path / "foreign", other), "another architecture"),
+        (text, "not a 64-bit little-endian ELF"),
+        (tmp_path / "missing", "none was found"),
+    ]
+    for path, message in cases:
+        monkeypatch.setenv(BUSYBOX_ENV, str(path))
+        with pytest.raises(UsageError, match=message) as caught:
+            build_image(storage, tmp_path / f"img-{path.name}", "v1")
+        assert "busybox-static" in str(caught.value.hint)
+        assert not (tmp_path / f"img-{path.name}" / "index.json").exists()
+
+
+def test_a_real_static_busybox_is_accepted_when_the_machine_has_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BUSYBOX_ENV)
+    if platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
+        pytest.skip("no model-car for this machine")
+    try:
+        found = find_busybox()
+    except UsageError as exc:
+        pytest.skip(str(exc))
+    assert found.is_file()
 
 
 def test_a_symlink_in_the_storage_folder_is_refused(storage: Path, tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def push(image: Image, ref: Reference, timeout: float) -> str:
     client = RegistryClient(ref.base_url, timeout=timeout)
     doing = f"pushing the model-car to {ref.tagged()}"
     try:
-        for blob in (image.layer, image.config):
+        for blob in (*image.layers, image.config):
             if not client.has_blob(ref.repository, blob.digest):
                 client.upload(ref.repository, blob)
         answer = client.request(
