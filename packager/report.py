@@ -134,6 +134,7 @@ class BuildReport:
                 f"{where}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
                 "the report does not match what pack writes; rebuild with `pack build`",
             )
+        _check_identity(data, where)
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["inputs"] = [TensorRecord(**_fields(TensorRecord, i)) for i in data["inputs"]]
@@ -176,6 +177,17 @@ class BuildReport:
         for rel in relative:
             self.sha256[rel] = sha256_file(Path(folder) / rel)
         self.sha256 = dict(sorted(self.sha256.items()))
+
+
+def _check_identity(data: dict[str, Any], where: str) -> None:
+    """The report's name and version pass the gate every command uses (packager/names.py)."""
+    from .names import check_name, check_version
+
+    try:
+        check_name(data["name"])
+        check_version(data["version"])
+    except UsageError as exc:
+        raise ValidationFailed(f"{where}: {exc.message}", "rebuild with `pack build`") from None
 
 
 def sha256_file(path: str | Path) -> str:

@@ -115,7 +115,7 @@ def test_detection_builds_are_served_through_an_ensemble() -> None:
     assert serving_model(make_report(**detection)) == "m_ensemble" and serving_model(make_report(**REPORT)) == "m"
     # stand-ins with only the field triton_version reads: a report's schema already refuses these versions
     assert triton_version(cast(BuildReport, SimpleNamespace(version="007"))) == "7"
-    with pytest.raises(UsageError, match="numeric versions"):
+    with pytest.raises(UsageError, match="must be a positive integer"):
         triton_version(cast(BuildReport, SimpleNamespace(version="v1")))
 
 

@@ -77,10 +77,9 @@ def serving_model(report: BuildReport) -> str:
 
 
 def triton_version(report: BuildReport) -> str:
-    version = report.version
-    if not version.isdigit() or int(version) < 1:
-        raise UsageError(f"Triton needs numeric versions >= 1; this build is version {version!r}", "rebuild with --version N")
-    return str(int(version))
+    from ...names import check_version
+
+    return check_version(report.version)
 
 
 def _batchable(report: BuildReport) -> bool:
