@@ -76,3 +76,32 @@ def test_a_report_naming_a_bad_model_is_exit_3(tiny_build: Path) -> None:
     report["name"] = "tiny\n"
     path.write_text(json.dumps(report))
     assert "not usable as a folder and server name" in invoke("verify", str(tiny_build)).error(3)
+
+
+GROUP = {"yolov8n", "yolov8n_preprocess", "yolov8n_postprocess", "yolov8n_ensemble"}
+DETECTION = ["m_preprocess", "m", "m_postprocess", "m_ensemble"]
+
+
+@pytest.mark.parametrize(
+    "names, base, index, refused",
+    [
+        (["yolov8n_preprocess"], "yolov8n_preprocess", GROUP, "a step of yolov8n's ensemble"),
+        (["yolov8n_ensemble"], "yolov8n_ensemble", GROUP | {"tiny"}, "a step of yolov8n's ensemble"),
+        (DETECTION, "m", {"m_postprocess", "tiny"}, "m_postprocess on http://h is another model's entry"),
+        (["tiny"], "tiny", GROUP | {"tiny"}, None),  # a redeploy
+        (DETECTION, "m", GROUP | set(DETECTION), None),  # the same detection model again
+        (["yolov8n"], "yolov8n", GROUP, None),  # the detector's own name, deployed again
+        (["x_preprocess"], "x_preprocess", {"x_preprocess", "x_ensemble"}, None),  # no complete group of x
+    ],
+)
+def test_triton_deploy_refuses_another_models_ensemble_steps(
+    names: list[str], base: str, index: set[str], refused: str | None
+) -> None:
+    from packager.targets.triton.deploy import refuse_collisions
+
+    if refused is None:
+        refuse_collisions(names, base, index, "http://h")
+        return
+    with pytest.raises(UsageError, match=refused) as caught:
+        refuse_collisions(names, base, index, "http://h")
+    assert caught.value.exit_code == 2
