@@ -157,7 +157,11 @@ class BuildReport:
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read {path}: {exc.strerror or exc}", "check its permissions, or rebuild with `pack build`"
+            ) from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ValidationFailed(f"{path} is not valid JSON ({str(exc)[:120]})", "rebuild with `pack build`") from None
         return cls.from_dict(data, str(path))
 
