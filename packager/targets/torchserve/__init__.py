@@ -18,7 +18,8 @@ from ...store import StoreLock
 from .. import DeployOptions
 from .config import ServingSettings, config_properties, models_entry, settings_from
 from .deploy import deploy, status, stop, undeploy
-from .mar import read_manifest, write_mar
+from .mar import write_mar
+from .marcheck import read_manifest
 
 log = logging.getLogger(__name__).info
 
