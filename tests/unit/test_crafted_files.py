@@ -10,7 +10,7 @@ import os
 import shutil
 import tracemalloc
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from tests.helpers.triton import link_build, read_config, write_config
 MANIFEST = "MAR-INF/MANIFEST.json"
 
 
-def rewrite_mar(src: Path, dest: Path, members: dict[str, bytes | None]) -> Path:
+def rewrite_mar(src: Path, dest: Path, members: Mapping[str, bytes | None]) -> Path:
     """A copy of `src` with some members replaced (bytes) or removed (None)."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():
