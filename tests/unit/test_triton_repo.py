@@ -100,8 +100,11 @@ def test_repo_options_are_checked() -> None:
     refused: list[tuple[dict[str, Any], str]] = [
         ({"backend": "tensorrt"}, "unknown Triton backend 'tensorrt'"),
         ({"fmt": "tflite"}, "unknown format 'tflite'"),
-        ({"instances": 0}, "needs at least 1"),
-        ({"max_batch": -1}, "must be 0 \\(no batching\\) or more"),
+        ({"instances": 0}, "must be 1 to 256"),
+        ({"instances": 1_000_000}, "must be 1 to 256"),
+        ({"max_batch": -1}, "must be 0 \\(no batching\\) to 65536"),
+        ({"max_batch": 10**9}, "must be 0 \\(no batching\\) to 65536"),
+        ({"max_queue_delay_us": 10**12}, "--max-batch-delay 1000000000 ms: must be 0 to 60000"),
     ]
     for kwargs, message in refused:
         with pytest.raises(UsageError, match=message):
