@@ -165,12 +165,16 @@ class BuildReport:
             raise ValidationFailed(f"{path} is not valid JSON ({str(exc)[:120]})", "rebuild with `pack build`") from None
         return cls.from_dict(data, str(path))
 
-    def save(self, folder: Path) -> None:
-        """Record every file's digest (all but the report) and write the report atomically."""
+    def save(self, folder: Path, rewritten: list[str] | None = None) -> None:
+        """Record every file's digest (all but the report), or only those of the `rewritten` files (the others keep
+        the digests pack verified), and write the report atomically."""
         folder = Path(folder)
-        self.sha256 = {
-            str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != FILE
-        }
+        if rewritten is not None:
+            self.record_files(folder, rewritten)
+        else:
+            self.sha256 = {
+                str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != FILE
+            }
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         tmp = folder / f".{FILE}.{os.getpid()}.tmp"
         tmp.write_text(text)

@@ -110,3 +110,18 @@ def test_an_unreadable_report_is_exit_2(tiny_build: Path, monkeypatch: pytest.Mo
     assert "cannot read" in line and "report.json" in line, line
     with pytest.raises(Exception, match="cannot read"):
         BuildReport.load(tiny_build)
+
+
+def test_archive_records_only_the_digests_of_what_it_wrote(tiny_store: Path) -> None:
+    """A file changed after `pack archive` checked the build keeps its old digest in report.json (verify then names
+    it), instead of the new digest being recorded as if pack had verified it."""
+    build = tiny_store / "tiny" / "1"
+    report = BuildReport.load(build)
+    before = dict(report.sha256)
+    _flip(build / "model.onnx")
+    (build / "torchserve" / "config.properties").write_text("changed\n")
+    report.save(build, rewritten=["torchserve/config.properties"])
+    after = BuildReport.load(build).sha256
+    assert after["model.onnx"] == before["model.onnx"]
+    assert after["torchserve/config.properties"] != before["torchserve/config.properties"]
+    assert "model.onnx: sha256 differs" in invoke("verify", str(build)).error(3)
