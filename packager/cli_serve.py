@@ -17,12 +17,15 @@ from .targets.base import all_targets, cli_fields, get_target, make_options, nam
 DEFAULT_TARGET = "triton"  # TorchServe stays fully supported with --target torchserve (README "Serving")
 
 
-def _load_build(store: str, model: str, version: str | None) -> tuple[Path, Any]:
+def _load_build(store: str, model: str, version: str | None, rewrites: str | None = None) -> tuple[Path, Any]:
     from .report import BuildReport
     from .store import find_build
+    from .verify import require_intact
 
     folder = find_build(store, model, version)
-    return folder, BuildReport.load(folder)
+    report = BuildReport.load(folder)
+    require_intact(folder, report, rewrites)  # nothing unverified reaches a server, an archive or a repository
+    return folder, report
 
 
 def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -134,7 +137,7 @@ def archive_cmd(
 
     def body(out: Any) -> None:
         chosen = get_target("torchserve")
-        folder, report = _load_build(store, model, version)
+        folder, report = _load_build(store, model, version, rewrites=f"{chosen.name}/")  # its folder: written again
         opts = chosen.Options(
             store=Path(store), format=fmt, extra={"force": force}, **{k: v for k, v in kw.items() if v is not None}
         )

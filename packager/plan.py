@@ -5,7 +5,6 @@ Nothing here imports torch; the plan is plain data that the build pipeline and t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ from typing import Any
 from . import registry
 from . import spec as spec_mod
 from .errors import UsageError
+from .names import check_name, check_version
 from .registry import DTYPES, ModelEntry, OutputSpec, TensorSpec, Tolerance
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_BATCH_SIZES = (1, 4)
 DEFAULT_SEED = 0
 FORMAT_NAMES = ("torchscript", "onnx", "pt2", "aoti")
@@ -166,12 +165,7 @@ def _model_name(kind: str, source: str, entry: ModelEntry | None, spec: dict[str
         default_name = Path(source.rpartition(":")[0]).stem
     else:
         default_name = Path(source).stem
-    name: str = overrides.get("name") or spec.get("name") or default_name
-    if not NAME_RE.match(name):
-        raise UsageError(
-            f"model name {name!r} is not usable as a folder and server name", "use letters, digits, '.', '_' or '-' (--name)"
-        )
-    return name
+    return check_name(overrides.get("name") or spec.get("name") or default_name)
 
 
 def _inputs(entry: ModelEntry | None, spec: dict[str, Any], overrides: dict[str, Any]) -> list[TensorSpec]:
@@ -239,10 +233,7 @@ def _batch_sizes(inputs: list[TensorSpec], given: list[int] | None) -> list[int]
 
 
 def _version(spec: dict[str, Any], overrides: dict[str, Any]) -> str:
-    version = str(_pick(overrides, spec, "version", "1"))
-    if not version.isdigit() or int(version) < 1:
-        raise UsageError(f"version {version!r} must be a positive integer (TorchServe and Triton both need one)")
-    return str(int(version))
+    return check_version(_pick(overrides, spec, "version", "1"))
 
 
 def _existing_file(path: str | None, what: str) -> str | None:

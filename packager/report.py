@@ -134,6 +134,7 @@ class BuildReport:
                 f"{where}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
                 "the report does not match what pack writes; rebuild with `pack build`",
             )
+        _check_identity(data, where)
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["inputs"] = [TensorRecord(**_fields(TensorRecord, i)) for i in data["inputs"]]
@@ -156,16 +157,24 @@ class BuildReport:
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read {path}: {exc.strerror or exc}", "check its permissions, or rebuild with `pack build`"
+            ) from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ValidationFailed(f"{path} is not valid JSON ({str(exc)[:120]})", "rebuild with `pack build`") from None
         return cls.from_dict(data, str(path))
 
-    def save(self, folder: Path) -> None:
-        """Record every file's digest (all but the report) and write the report atomically."""
+    def save(self, folder: Path, rewritten: list[str] | None = None) -> None:
+        """Record every file's digest (all but the report), or only those of the `rewritten` files (the others keep
+        the digests pack verified), and write the report atomically."""
         folder = Path(folder)
-        self.sha256 = {
-            str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != FILE
-        }
+        if rewritten is not None:
+            self.record_files(folder, rewritten)
+        else:
+            self.sha256 = {
+                str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != FILE
+            }
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         tmp = folder / f".{FILE}.{os.getpid()}.tmp"
         tmp.write_text(text)
@@ -176,6 +185,17 @@ class BuildReport:
         for rel in relative:
             self.sha256[rel] = sha256_file(Path(folder) / rel)
         self.sha256 = dict(sorted(self.sha256.items()))
+
+
+def _check_identity(data: dict[str, Any], where: str) -> None:
+    """The report's name and version pass the gate every command uses (packager/names.py)."""
+    from .names import check_name, check_version
+
+    try:
+        check_name(data["name"])
+        check_version(data["version"])
+    except UsageError as exc:
+        raise ValidationFailed(f"{where}: {exc.message}", "rebuild with `pack build`") from None
 
 
 def sha256_file(path: str | Path) -> str:

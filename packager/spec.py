@@ -46,20 +46,17 @@ def check(data: Any, origin: str) -> dict[str, Any]:
 
 def load(path: str | Path) -> dict[str, Any]:
     """Load a spec file; relative `source`, `weights` and `labels` paths are taken from the spec's folder."""
-    import yaml
+    from .safeio import MAX_TEXT, load_yaml
 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"spec file not found: {path}", "pass the path of an existing pack.yaml")
+    if path.stat().st_size > MAX_TEXT:
+        raise UsageError(f"{path}: {path.stat().st_size:,d} bytes is not a spec", "pass a YAML spec")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{path}: invalid YAML{where}: {problem}", "fix the YAML syntax") from exc
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not a text file", "pass a YAML spec") from exc
+        data = load_yaml(path.read_bytes(), str(path), UsageError)
+    except UsageError as exc:
+        raise UsageError(exc.message, "fix the YAML syntax (anchors and aliases are not accepted)") from None
     data = check(data, str(path))
     base = path.resolve().parent
     for key in PATH_KEYS:

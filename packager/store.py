@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from .errors import EnvironmentProblem, PackError, UsageError
+from .names import check_name, check_version, is_version
 
 DEFAULT_STORE = "model_store"
 
@@ -143,17 +144,18 @@ def versions(store: str | Path, name: str) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(
-        (p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "report.json").is_file()), key=int
+        (p.name for p in folder.iterdir() if p.is_dir() and is_version(p.name) and (p / "report.json").is_file()), key=int
     )
 
 
 def find_build(store: str | Path, name: str, version: str | None = None) -> Path:
     """The folder of build `name` at `version` (default: the highest version in the store)."""
-    found = versions(store, name)
+    found = versions(store, check_name(name))
     if not found:
         raise UsageError(f"no build of {name!r} in {store}", f"run `pack build {name} --store {store}` first")
     if version is None:
         return Path(store) / name / found[-1]
-    if str(version) not in found:
+    version = check_version(version)
+    if version not in found:
         raise UsageError(f"{name!r} has no version {version} in {store} (versions: {', '.join(found)})")
     return Path(store) / name / str(version)

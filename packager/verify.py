@@ -81,6 +81,7 @@ def check_build(folder: Path) -> tuple[list[Finding], BuildReport | None]:
     if not listed:
         findings.append(Finding(str(folder / REPORT), "lists no sha256 digests"))
     findings += _digest_findings(folder, listed)
+    findings += _link_findings(folder)
     findings += _unlisted_findings(folder, listed)
     for fmt, rel in report.artifacts.items():
         if not (folder / rel).is_file():
@@ -103,7 +104,7 @@ def _digest_findings(folder: Path, listed: dict[str, str]) -> list[Finding]:
         if path.is_symlink():
             findings.append(Finding(str(path), "is a symbolic link"))
         elif not path.is_file():
-            findings.append(Finding(str(path), "missing"))
+            findings.append(Finding(str(path), "sample missing" if rel.startswith("samples/") else "missing"))
         elif sha256_file(path) != digest:
             findings.append(
                 Finding(str(path), f"sha256 differs from the report ({sha256_file(path)[:12]}... != {digest[:12]}...)")
@@ -111,12 +112,38 @@ def _digest_findings(folder: Path, listed: dict[str, str]) -> list[Finding]:
     return findings
 
 
+def _link_findings(folder: Path) -> list[Finding]:
+    """Every symbolic link in the build, to a file or a folder: a build holds its own files, pack follows no link."""
+    return [
+        Finding(str(p), "is a symbolic link (pack never follows links in a build)")
+        for p in sorted(folder.rglob("*"))
+        if p.is_symlink()
+    ]
+
+
+def require_intact(folder: Path, report: BuildReport, rewrites: str | None = None) -> None:
+    """Raise ValidationFailed (exit 3) naming the first file of the build that does not match report.json (a changed
+    digest, a missing file or sample, a link), before deploy, archive or repo uses the build: nothing unverified is
+    served or packed. The same checks as `pack verify` (its digest and link findings); `rewrites` is the folder
+    (`torchserve/`) of the files the command itself writes again, whose old digests do not matter."""
+    listed = {rel: d for rel, d in report.sha256.items() if not (rewrites and rel.startswith(rewrites))}
+    findings = _digest_findings(folder, listed) + _link_findings(folder)
+    if not report.sha256:
+        findings.insert(0, Finding(str(folder / REPORT), "lists no sha256 digests"))
+    if findings:
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        raise ValidationFailed(
+            f"{findings[0].line()}{more}",
+            f"the build changed after `pack build`: see `pack verify {folder}`, then rebuild it (pack build ... --force)",
+        )
+
+
 def _unlisted_findings(folder: Path, listed: dict[str, str]) -> list[Finding]:
     """Files in the folder that the report does not list."""
     findings: list[Finding] = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
-        if path.is_file() and rel != REPORT and rel not in listed:
+        if path.is_file() and not path.is_symlink() and rel != REPORT and rel not in listed:
             findings.append(Finding(str(path), "not listed in the report"))
     return findings
 

@@ -119,8 +119,12 @@ def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
     from ..store import find_build, versions
 
     if versions(o.store, o.model) or o.version is not None:
+        from ..verify import require_intact
+
         folder = find_build(o.store, o.model, o.version)
-        return folder, load_report(folder)
+        report = load_report(folder)
+        require_intact(folder, report)  # bench deploys it: only a build that matches its report
+        return folder, report
     from ..registry import get_entry
 
     if get_entry(o.model) is None:

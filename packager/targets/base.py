@@ -170,7 +170,10 @@ class ServerTarget(Target):
         return dict(self._flow().status(opts))
 
     def undeploy(self, name: str, version: str | None, opts: Any) -> dict[str, Any]:
-        return dict(self._flow().undeploy(name, version, opts))
+        from ..names import check_name, check_version
+
+        checked = None if version is None else check_version(version)
+        return dict(self._flow().undeploy(check_name(name), checked, opts))
 
     def stop(self, opts: Any) -> dict[str, Any]:
         return dict(self._flow().stop(opts))

@@ -135,7 +135,7 @@ def test_broken_v2_rolls_back_and_good_v2_becomes_default(server, built):
     _break_runtime(mar)
     # a tampered archive is refused before anything is registered
     proc = run_pack("deploy", "tiny", "--target", "torchserve", "--version", "2", "--store", str(server))
-    assert proc.returncode == 2 and "sha256" in proc.stderr
+    assert proc.returncode == 3 and "sha256" in proc.stderr
     report = json.loads((v2 / "report.json").read_text())
     import hashlib
 

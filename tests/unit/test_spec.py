@@ -86,3 +86,19 @@ def test_spec_output_count_must_match(tmp_path: Path) -> None:
     # torchscript alone: no torch.export capture before the check (it runs after the eager reference either way)
     line = invoke("build", "--spec", str(spec), "--store", str(tmp_path / "s"), "--formats", "torchscript").error(2)
     assert "names 1 outputs but the model returns 2" in line
+
+
+def test_a_yaml_alias_bomb_is_refused_without_expanding(tmp_path: Path) -> None:
+    import tracemalloc
+
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 10)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\nsource: tiny\n")  # about 700 bytes, 20 million strings
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match="anchors and aliases are not accepted"):
+            spec_mod.load(tmp_path / "bomb.yaml")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024, peak

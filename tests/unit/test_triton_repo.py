@@ -100,8 +100,11 @@ def test_repo_options_are_checked() -> None:
     refused: list[tuple[dict[str, Any], str]] = [
         ({"backend": "tensorrt"}, "unknown Triton backend 'tensorrt'"),
         ({"fmt": "tflite"}, "unknown format 'tflite'"),
-        ({"instances": 0}, "needs at least 1"),
-        ({"max_batch": -1}, "must be 0 \\(no batching\\) or more"),
+        ({"instances": 0}, "must be 1 to 256"),
+        ({"instances": 1_000_000}, "must be 1 to 256"),
+        ({"max_batch": -1}, "must be 0 \\(no batching\\) to 65536"),
+        ({"max_batch": 10**9}, "must be 0 \\(no batching\\) to 65536"),
+        ({"max_queue_delay_us": 10**12}, "--max-batch-delay 1000000000 ms: must be 0 to 60000"),
     ]
     for kwargs, message in refused:
         with pytest.raises(UsageError, match=message):
@@ -115,7 +118,7 @@ def test_detection_builds_are_served_through_an_ensemble() -> None:
     assert serving_model(make_report(**detection)) == "m_ensemble" and serving_model(make_report(**REPORT)) == "m"
     # stand-ins with only the field triton_version reads: a report's schema already refuses these versions
     assert triton_version(cast(BuildReport, SimpleNamespace(version="007"))) == "7"
-    with pytest.raises(UsageError, match="numeric versions"):
+    with pytest.raises(UsageError, match="must be a positive integer"):
         triton_version(cast(BuildReport, SimpleNamespace(version="v1")))
 
 

@@ -318,19 +318,9 @@ def _write_with_zipfile(out: Path, entries: list[Entry], date: Date) -> None:
                 zf.writestr(zinfo, data, compress_type=method, compresslevel=6)
 
 
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    """MANIFEST.json of an archive, or None when the file is not a readable .mar."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            manifest: dict[str, Any] = json.loads(zf.read("MAR-INF/MANIFEST.json"))
-            return manifest
-    except (OSError, KeyError, zipfile.BadZipFile, ValueError):
-        return None
-
-
 def read_member(path: Path, name: str) -> bytes:
     with zipfile.ZipFile(path) as zf:
         return zf.read(name)
 
 
-__all__ = ["write_mar", "read_manifest", "read_member", "choose_handler", "handlers_dir", "plan_entries"]
+__all__ = ["write_mar", "read_member", "choose_handler", "handlers_dir", "plan_entries"]

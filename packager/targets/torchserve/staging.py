@@ -17,7 +17,8 @@ from ...errors import UsageError
 from ...http import serving
 from ...report import BuildReport
 from .config import ServingSettings
-from .mar import SERIALIZED, read_manifest, write_mar
+from .mar import SERIALIZED, write_mar
+from .marcheck import read_manifest
 
 log = logging.getLogger(__name__).info
 

@@ -10,14 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...archive import UnsafeArchive, open_archive
-from ...errors import UsageError
 from ...report import BuildReport
 from ..base import SERVER, Endpoint, Request, ServerOptions, ServerTarget, cli_field, register_target
+from .marcheck import check_mar, inspect_mar
 
 log = logging.getLogger(__name__).info
 
-MANIFEST = "MAR-INF/MANIFEST.json"
 KSERVE_PORT = 8085  # TorchServe inside the predictor pod; KServe's wrapper serves 8080 in front of it
 KSERVE_MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri contents
 
@@ -25,64 +23,6 @@ KSERVE_MOUNT = "/mnt/models"  # where KServe's storage initializer puts the stor
 @dataclass
 class TorchServeOptions(ServerOptions):
     token_file: str | None = cli_field(None, "--token-file", "TorchServe key_file.json for --url.", commands=SERVER)
-
-
-def check_mar(path: Path, label: str | None = None) -> list[tuple[str, str]]:
-    """Structure of a TorchServe archive: safe entry names, CRCs, a manifest whose files are present."""
-    label = label or str(path)
-    try:
-        zf = open_archive(path)
-    except UnsafeArchive as exc:
-        return [(label, exc.message.split(": ", 1)[-1])]
-    except UsageError as exc:
-        return [(label, exc.message)]
-    findings: list[tuple[str, str]] = []
-    with zf:
-        bad = zf.testzip()
-        if bad is not None:
-            findings.append((f"{label}!{bad}", "CRC mismatch (the archive is corrupt)"))
-        names = set(zf.namelist())
-        if MANIFEST not in names:
-            return findings + [(label, f"no {MANIFEST} (not a TorchServe model archive)")]
-        try:
-            manifest = json.loads(zf.read(MANIFEST))
-        except (ValueError, zipfile.BadZipFile) as exc:
-            return findings + [(f"{label}!{MANIFEST}", f"unreadable ({exc})")]
-        model = manifest.get("model", {})
-        for key in ("serializedFile", "handler", "configFile"):
-            ref = model.get(key)
-            if ref and ref not in names:
-                findings.append((label, f"manifest names {key} {ref!r}, which the archive lacks"))
-        if not model.get("modelName"):
-            findings.append((label, "manifest has no model.modelName"))
-    return findings
-
-
-def inspect_mar(path: Path) -> dict[str, Any]:
-    import yaml
-
-    with open_archive(path) as zf:
-        names = zf.namelist()
-        manifest = json.loads(zf.read(MANIFEST)) if MANIFEST in names else None
-        config_name = (manifest or {}).get("model", {}).get("configFile")
-        config = yaml.safe_load(zf.read(config_name)) if config_name and config_name in names else None
-        meta = json.loads(zf.read("pack.json")) if "pack.json" in names else None
-        entries = [
-            {"name": i.filename, "bytes": i.file_size, "compressed": i.compress_size, "stored": i.compress_type == 0}
-            for i in zf.infolist()
-        ]
-    doc = {"kind": "mar", "path": str(path), "manifest": manifest, "model_config": config, "metadata": meta, "entries": entries}
-    model = (manifest or {}).get("model", {})
-    lines = [
-        f"archive {path} ({path.stat().st_size:,d} bytes)",
-        f"  model {model.get('modelName')} version {model.get('modelVersion')}, handler {model.get('handler')}, "
-        f"serialized {model.get('serializedFile')}",
-        f"  model-config: {json.dumps(config, sort_keys=True) if config else 'none'}",
-        "  entries:",
-        *[f"    {e['bytes']:>12,d}  {'stored ' if e['stored'] else 'deflate'}  {e['name']}" for e in entries],
-    ]
-    doc["summary"] = "\n".join(lines)
-    return doc
 
 
 def kserve_properties(report: BuildReport, mar_name: str, settings: Any, protocol: str) -> str:

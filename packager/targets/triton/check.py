@@ -20,6 +20,7 @@ from ...errors import UsageError, ValidationFailed
 from . import config as cfg
 from .check_ensemble import check_ensemble
 from .check_model import EntryChecker, Problem
+from .check_ranges import check_ranges
 
 log = logging.getLogger(__name__).info
 
@@ -47,9 +48,10 @@ def check_entry(repo: Path, name: str, configs: dict[str, Any]) -> list[Problem]
     if kind not in CHECKED_KINDS:
         chk.add("backend", kind, "pack checks onnxruntime, pytorch, torch_aoti, python and ensemble models only", "warning")
         return chk.problems
+    check_ranges(chk)  # first: a value out of range is the line the user sees
     _check_batching(chk)
     _check_classification(chk, repo, name)
-    versions = [p.name for p in (repo / name).iterdir() if p.is_dir() and p.name.isdigit()]
+    versions = [p.name for p in (repo / name).iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()]
     if not versions:
         chk.add("versions", "at least one version folder", f"{repo / name} has no numeric version folder")
         return chk.problems
@@ -63,8 +65,6 @@ def check_entry(repo: Path, name: str, configs: dict[str, Any]) -> list[Problem]
 def _check_batching(chk: EntryChecker) -> None:
     """max_batch_size, model_warmup and dynamic_batching against each other."""
     config = chk.config
-    if config.max_batch_size < 0:
-        chk.add("max_batch_size", config.max_batch_size, "it must be 0 or more")
     chk.check_warmup()
     if config.HasField("dynamic_batching") and config.max_batch_size == 0:
         chk.add("dynamic_batching", "dynamic batching", "max_batch_size is 0, so Triton refuses it")
@@ -170,7 +170,13 @@ def load_configs(repo: Path) -> tuple[dict[str, Any], list[Problem]]:
     configs: dict[str, Any] = {}
     problems: list[Problem] = []
     for entry in sorted(repo.iterdir()):
-        if not entry.is_dir() or entry.name.startswith("."):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink() or (entry.is_dir() and _links(entry)):
+            link = entry if entry.is_symlink() else _links(entry)[0]
+            problems.append(Problem(entry.name, "files", "plain files and folders", f"{link} is a symbolic link"))
+            continue
+        if not entry.is_dir():
             continue
         path = entry / cfg.CONFIG_FILE
         if not path.is_file():
@@ -181,6 +187,11 @@ def load_configs(repo: Path) -> tuple[dict[str, Any], list[Problem]]:
         except ValidationFailed as exc:
             problems.append(Problem(entry.name, "config.pbtxt", "valid protobuf text", exc.message))
     return configs, problems
+
+
+def _links(entry: Path) -> list[Path]:
+    """Symbolic links inside a repository entry (pack writes none and Triton would follow them out of the folder)."""
+    return [p for p in sorted(entry.rglob("*")) if p.is_symlink()]
 
 
 def check_repository(repo: Path, only: list[str] | None = None) -> dict[str, Any]:
@@ -198,7 +209,9 @@ def check_repository(repo: Path, only: list[str] | None = None) -> dict[str, Any
                 "name": name,
                 "kind": cfg.kind_of(configs[name]),
                 "max_batch_size": configs[name].max_batch_size,
-                "versions": sorted((p.name for p in (repo / name).iterdir() if p.is_dir() and p.name.isdigit()), key=int),
+                "versions": sorted(
+                    (p.name for p in (repo / name).iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()), key=int
+                ),
                 "ok": not any(p.severity == "error" for p in found),
             }
         )

@@ -104,13 +104,16 @@ def parse(text: str, where: str = CONFIG_FILE) -> Any:
     config = new_config()
     try:
         text_format.Parse(text, config)
-    except text_format.ParseError as exc:
-        raise ValidationFailed(f"{where}: not a valid Triton ModelConfig: {exc}") from None
+    except (text_format.ParseError, ValueError, TypeError, RecursionError, OverflowError) as exc:
+        raise ValidationFailed(f"{where}: not a valid Triton ModelConfig: {str(exc)[:200]}") from None
     return config
 
 
 def read(path: Path) -> Any:
-    return parse(path.read_text(), str(path))
+    """A config.pbtxt: a plain file (not a link) of UTF-8 text up to 16 MiB, parsed; ValidationFailed otherwise."""
+    from ...safeio import read_file, utf8
+
+    return parse(utf8(read_file(path), str(path)), str(path))
 
 
 def to_json(config: Any) -> str:

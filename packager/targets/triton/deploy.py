@@ -106,6 +106,32 @@ def _files_of(entry: Path) -> dict[str, bytes]:
     }
 
 
+STEP_SUFFIXES = ("_preprocess", "_postprocess", "_ensemble")  # the generated entries around a model (tasks.py)
+
+
+def step_owner(entry: str, index: set[str]) -> str | None:
+    """The model whose generated ensemble steps include `entry` (all three steps are in the repository), or None."""
+    for suffix in STEP_SUFFIXES:
+        base = entry.removesuffix(suffix)
+        if base != entry and base and all(base + s in index for s in STEP_SUFFIXES):
+            return base
+    return None
+
+
+def refuse_collisions(names: list[str], base: str, index: set[str], url: str) -> None:
+    """UsageError (exit 2), before anything is staged or loaded, when an entry the deploy of `base` would write is
+    another model's ensemble step, or one of `base`'s own steps is already an entry of another model."""
+    for name in names:
+        owner = step_owner(name, index) if name in index else base
+        if owner == base or (owner is None and name == base):
+            continue
+        whose = f"a step of {owner}'s ensemble ({owner}_ensemble)" if owner else "another model's entry"
+        raise UsageError(
+            f"{name} on {url} is {whose}; deploying {base} would replace it",
+            "rebuild with another --name; pack never replaces another model's entries",
+        )
+
+
 class TritonSteps(Steps):
     server = "Triton"
     state: local.ServerState | None = None  # the local server (None with --url)
@@ -143,6 +169,7 @@ class TritonSteps(Steps):
             "reading Triton's repository index", "pack needs --model-control-mode=explicit", refused=EnvironmentProblem
         ):
             before = self.client.states()
+        refuse_collisions(self.names, self.report.name, set(before), self.client.url)
         self.was_ready = {n for n in self.names if before.get(n, {}).get("state") == "READY"}
 
     def stage(self) -> None:

@@ -90,7 +90,7 @@ def _assemble(staged: Path, repo: Path, name: str, version: str, new: Path) -> P
     new.mkdir(parents=True)
     if final.is_dir():
         for child in final.iterdir():
-            if child.is_dir() and child.name.isdigit() and child.name != version:
+            if child.is_dir() and child.name.isascii() and child.name.isdigit() and child.name != version:
                 shutil.copytree(child, new / child.name, copy_function=link_or_copy)
     for child in (staged / name).iterdir():
         if child.is_dir():

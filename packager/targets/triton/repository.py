@@ -51,10 +51,14 @@ class RepoOptions:
             raise UsageError(f"unknown format {self.fmt!r}", f"use one of {', '.join(FILES)}")
         if self.backend in NATIVE_FORMAT:
             self.fmt = NATIVE_FORMAT[self.backend]
-        if self.instances < 1:
-            raise UsageError(f"--instances {self.instances}: needs at least 1")
-        if self.max_batch is not None and self.max_batch < 0:
-            raise UsageError(f"--max-batch {self.max_batch}: must be 0 (no batching) or more")
+        from .check_ranges import MAX_BATCH, MAX_DELAY_US, MAX_INSTANCES
+
+        if not 1 <= self.instances <= MAX_INSTANCES:
+            raise UsageError(f"--instances {self.instances}: must be 1 to {MAX_INSTANCES}")
+        if self.max_batch is not None and not 0 <= self.max_batch <= MAX_BATCH:
+            raise UsageError(f"--max-batch {self.max_batch}: must be 0 (no batching) to {MAX_BATCH}")
+        if not 0 <= self.max_queue_delay_us <= MAX_DELAY_US:
+            raise UsageError(f"--max-batch-delay {self.max_queue_delay_us // 1000} ms: must be 0 to {MAX_DELAY_US // 1000}")
 
 
 def has_gpu() -> bool:
@@ -77,10 +81,9 @@ def serving_model(report: BuildReport) -> str:
 
 
 def triton_version(report: BuildReport) -> str:
-    version = report.version
-    if not version.isdigit() or int(version) < 1:
-        raise UsageError(f"Triton needs numeric versions >= 1; this build is version {version!r}", "rebuild with --version N")
-    return str(int(version))
+    from ...names import check_version
+
+    return check_version(report.version)
 
 
 def _batchable(report: BuildReport) -> bool:
