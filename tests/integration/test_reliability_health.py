@@ -59,6 +59,7 @@ def triton(built, tmp_path):
     finally:
         run_pack("stop", "--target", "triton", "--store", str(store))
         assert wait_until_empty(lambda: tritonserver_pids_for(store), 30) == [], "tritonserver left after pack stop"
+        assert wait_until_empty(lambda: processes_under(store / ".servers" / "triton"), 10) == [], "a stub left after pack stop"
 
 
 def _triton_state(store: Path) -> dict:
