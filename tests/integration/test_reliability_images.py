@@ -233,3 +233,27 @@ def test_triton_sixteen_bit_and_exif_orientation(triton):
     a_straight = _triton_infer(triton, "yolov8n_ensemble", upright, outputs)
     for name in outputs:
         np.testing.assert_array_equal(a_turned[name], a_straight[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def triton_tiny(built, tmp_path_factory):
+    ensure_tritonserver()
+    store = tmp_path_factory.mktemp("nan-triton") / "store"
+    link_build(built("tiny"), store)
+    try:
+        doc = pack_json("deploy", "tiny", "--target", "triton", "--store", str(store), timeout=600)
+        yield {"store": store, "url": doc["url"]}
+    finally:
+        run_pack("stop", "--target", "triton", "--store", str(store))
+        assert wait_until_empty(lambda: tritonserver_pids_for(store), 30) == [], "tritonserver left after pack stop"
+
+
+def test_triton_nan_answer_is_a_400_not_bare_nan(triton_tiny):
+    url = f"{triton_tiny['url']}/v2/models/tiny/infer"
+    for value in (float("nan"), float("inf")):
+        body = {"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [value] * 3072}]}
+        status, text = _request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        assert status == 400 and "holds NaN or infinity" in json.loads(text, parse_constant=_strict)["error"], (status, text)
+    body = {"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [0.5] * 3072}]}
+    status, text = _request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    assert status == 200 and len(json.loads(text)["outputs"][0]["data"]) == 10
