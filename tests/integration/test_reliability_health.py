@@ -181,6 +181,7 @@ def test_torchserve_killed_worker_is_restarted_and_a_frozen_one_repaired(torchse
     pids, entry = _workers(store, "--repair", "--timeout", "20")
     repair = entry["health"].get("repair") or {}
     assert entry["health"]["health"] == "healthy" and repair.get("repaired"), entry
+    assert worker not in pids and len(pids) == 1, pids  # the workers as they are after the repair
     print(f"torchserve: frozen worker to healthy with pack status --repair --timeout 20: {time.monotonic() - stopped:.1f} s")
     assert _wait(lambda: pid_gone(worker), 30), "the frozen worker was not replaced"
     assert worker not in _workers(store)[0]

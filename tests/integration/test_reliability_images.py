@@ -233,6 +233,8 @@ def test_triton_sixteen_bit_and_exif_orientation(triton):
     a_straight = _triton_infer(triton, "yolov8n_ensemble", upright, outputs)
     for name in outputs:
         np.testing.assert_array_equal(a_turned[name], a_straight[name], err_msg=name)
+    health = pack_json("status", "--target", "triton", "--store", str(triton["store"]))["health"]
+    assert health["yolov8n"]["health"] == "healthy", health  # the sample through yolov8n, an image through its ensemble
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ def probe_all(conn: Connection, models: list[dict[str, Any]], store: Path, timeo
             _rescale(conn, name, version, workers, timeout) if repair else None,
             timeout,
         )
+        if health.get("repair"):  # new workers: list them as they are now
+            entry["workers"] = _workers_now(conn, name, version, entry.get("workers") or [])
         ready = sum(w.get("status") == "READY" for w in entry.get("workers") or [])
         if health["health"] == UNKNOWN and ready == 0:  # no build to probe with, and nothing that could answer
             health = {**health, "health": UNHEALTHY, "reason": f"no READY worker ({health['reason']})"}
@@ -44,3 +46,13 @@ def _rescale(conn: Connection, name: str, version: str, workers: int, timeout: f
         conn.management.scale(name, version, workers, timeout)
 
     return rescale
+
+
+def _workers_now(conn: Connection, name: str, version: str, before: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for described in conn.management.versions(name):
+        if str(described.get("modelVersion")) == version:
+            return [
+                {"id": w.get("id"), "status": w.get("status"), "pid": w.get("pid"), "memory_bytes": w.get("memoryUsage")}
+                for w in described.get("workers") or []
+            ]
+    return before
