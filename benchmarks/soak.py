@@ -11,6 +11,17 @@ build's recorded eager output, stop the server. Bounded: a fixed request count a
 Prints a table and writes JSON (default benchmarks/results/soak.json). Loopback only.
 
     python benchmarks/soak.py --requests 2000 --concurrency 32 --models tiny,resnet18 --targets torchserve,triton
+
+Chaos (`--chaos`): once `--chaos-at` of the requests have been sent, kill (SIGKILL) the serving process of the model
+once: the TorchServe worker or the Triton python-backend stub, found through /proc as a descendant of the server this
+script deployed (nothing else is signalled). `--retry-for S` makes each request a client that re-sends after a failed
+attempt (5xx or no answer; backoff 0.05 s doubling to 1 s) for up to S seconds; `--repair-every S` runs
+`pack status --repair` (the target's status with repair) every S seconds after the kill. Recorded per run: answered
+(right answers / requests), failed attempts, and recovery (from the kill to the first right answer after the last
+failed attempt).
+
+    python benchmarks/soak.py --requests 2000 --concurrency 32 --models tiny --targets torchserve,triton \
+        --chaos --retry-for 60 --repair-every 2 --out benchmarks/results/soak_chaos.json
 """
 
 from __future__ import annotations
@@ -96,8 +107,8 @@ def torchserve_sender(
             try:
                 with urllib.request.urlopen(req, timeout=60) as resp:
                     data = json.loads(resp.read())
-            except urllib.error.HTTPError:
-                return "error", time.perf_counter() - t0
+            except urllib.error.HTTPError as exc:
+                return ("error" if exc.code >= 500 else "wrong"), time.perf_counter() - t0
             except (urllib.error.URLError, OSError, TimeoutError):
                 return "lost", time.perf_counter() - t0
             ms = time.perf_counter() - t0
@@ -109,7 +120,7 @@ def torchserve_sender(
                 ok = arr.shape == y.shape and bool(np.all(np.abs(arr - y) <= atol + rtol * np.abs(y)))
             except (KeyError, ValueError, TypeError):
                 ok = False
-            return ("ok" if ok else "error"), ms
+            return ("ok" if ok else "wrong"), ms
 
         return send
 
@@ -145,20 +156,84 @@ def triton_sender(
             ms = time.perf_counter() - t0
             arr = result.as_numpy(out_name)
             ok = arr is not None and arr.shape == y.shape and bool(np.all(np.abs(arr - y) <= atol + rtol * np.abs(y)))
-            return ("ok" if ok else "error"), ms
+            return ("ok" if ok else "wrong"), ms
 
         return send
 
     return factory
 
 
+class Chaos:
+    """Kill the model's serving process once, after `at` requests were sent; then run `repair` every `every` seconds
+    (0: never) until the run ends. `find` returns the pid to kill (a descendant of the server deployed here)."""
+
+    def __init__(self, find: Callable[[], int | None], at: int, repair: Callable[[], dict[str, Any]] | None, every: float):
+        self.find, self.at, self.repair, self.every = find, at, repair, every
+        self.fired = False
+        self.killed_at: float | None = None
+        self.victim: int | None = None
+        self.repairs: list[dict[str, Any]] = []
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def tick(self, issued: int) -> None:
+        """Called with the lock held, each time a request is issued."""
+        if not self.fired and issued >= self.at:
+            self.fired = True
+            self.thread = threading.Thread(target=self._strike, daemon=True)
+            self.thread.start()
+
+    def finish(self) -> None:
+        """Stop repairing and wait for a repair in flight: the server is stopped next, and a reload racing the stop
+        would start a stub after the server's last look at its children."""
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join(timeout=120)
+
+    def _strike(self) -> None:
+        import signal
+
+        self.victim = self.find()
+        if self.victim is None:
+            log("chaos: no serving process found to kill")
+            return
+        os.kill(self.victim, signal.SIGKILL)
+        self.killed_at = time.monotonic()
+        log(f"chaos: killed pid {self.victim}")
+        while self.repair is not None and self.every > 0 and not self.done.wait(self.every):
+            t0 = time.monotonic()
+            health = self.repair()
+            self.repairs.append({"at_s": round(t0 - self.killed_at, 2), **health})
+
+
+def _send_until_answered(send: Callable[[], tuple[str, float]], retry_for: float, failures: list[float]) -> tuple[str, float]:
+    """One request, re-sent after a failed attempt (5xx or no answer) until `retry_for` seconds have passed."""
+    start, delay = time.perf_counter(), 0.05
+    while True:
+        outcome, _ = send()
+        if outcome in ("ok", "wrong"):
+            return outcome, time.perf_counter() - start
+        failures.append(time.monotonic())
+        if time.perf_counter() - start + delay > retry_for:
+            return outcome, time.perf_counter() - start
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
 def closed_loop(
-    factory: Callable[[], Callable[[], tuple[str, float]]], requests: int, concurrency: int, time_limit: float
+    factory: Callable[[], Callable[[], tuple[str, float]]],
+    requests: int,
+    concurrency: int,
+    time_limit: float,
+    chaos: Chaos | None = None,
+    retry_for: float = 0.0,
 ) -> dict[str, Any]:
     lock = threading.Lock()
     issued = [0]
-    outcomes: dict[str, int] = {"ok": 0, "error": 0, "lost": 0}
+    outcomes: dict[str, int] = {"ok": 0, "error": 0, "wrong": 0, "lost": 0}
     latencies: list[float] = []
+    failures: list[float] = []  # when each failed attempt ended (time.monotonic)
+    answered_at: list[float] = []  # when each right answer came
     deadline = time.monotonic() + time_limit
 
     def worker() -> None:
@@ -168,11 +243,14 @@ def closed_loop(
                 if issued[0] >= requests or time.monotonic() > deadline:
                     return
                 issued[0] += 1
-            outcome, seconds = send()
+                if chaos is not None:
+                    chaos.tick(issued[0])
+            outcome, seconds = _send_until_answered(send, retry_for, failures)
             with lock:
                 outcomes[outcome] += 1
                 if outcome == "ok":
                     latencies.append(seconds * 1000)
+                    answered_at.append(time.monotonic())
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     t0 = time.perf_counter()
@@ -181,6 +259,8 @@ def closed_loop(
     for t in threads:
         t.join(timeout=max(1.0, deadline - time.monotonic() + 90))
     wall = time.perf_counter() - t0
+    if chaos is not None:
+        chaos.finish()
     never_sent = requests - issued[0]
     lat = np.asarray(latencies) if latencies else np.zeros(1)
     return {
@@ -188,15 +268,89 @@ def closed_loop(
         "concurrency": concurrency,
         "sent": issued[0],
         "ok": outcomes["ok"],
-        "errors": outcomes["error"],
+        "errors": outcomes["error"] + outcomes["wrong"],
         "lost": outcomes["lost"] + never_sent + (issued[0] - sum(outcomes.values())),
+        "answered_pct": round(100.0 * outcomes["ok"] / requests, 2),
+        "failed_attempts": len(failures),
         "seconds": round(wall, 2),
         "throughput_rps": round(outcomes["ok"] / wall, 1) if wall else 0.0,
         "p50_ms": round(float(np.percentile(lat, 50)), 2),
         "p95_ms": round(float(np.percentile(lat, 95)), 2),
         "p99_ms": round(float(np.percentile(lat, 99)), 2),
         "max_ms": round(float(lat.max()), 2),
+        **(chaos_figures(chaos, failures, answered_at) if chaos is not None else {}),
     }
+
+
+def chaos_figures(chaos: Chaos, failures: list[float], answered_at: list[float]) -> dict[str, Any]:
+    """What the kill cost: the victim, recovery (kill to the first right answer after the last failed attempt), repairs."""
+    out: dict[str, Any] = {"chaos": {"killed_pid": chaos.victim, "repairs": chaos.repairs}}
+    if chaos.killed_at is None:
+        out["chaos"]["recovery_s"] = None
+        return out
+    last_failure = max([f for f in failures if f >= chaos.killed_at], default=chaos.killed_at)
+    first_ok = min([a for a in answered_at if a >= last_failure], default=None)
+    out["chaos"]["recovery_s"] = round(first_ok - chaos.killed_at, 2) if first_ok is not None else None
+    after = sorted(round(f - chaos.killed_at, 2) for f in failures if f >= chaos.killed_at)
+    out["chaos"]["failed_attempts_after_kill"] = len(after)
+    out["chaos"]["failures_s_after_kill"] = {"first": after[0], "last": after[-1]} if after else None
+    return out
+
+
+def descendants(root: int) -> list[int]:
+    """Live descendants of process `root`, from /proc parent links."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == pid]
+        found += kids
+        todo += kids
+    return found
+
+
+def serving_process(server_pid: int, target: str, model: str) -> Callable[[], int | None]:
+    """A finder of the process to kill: TorchServe's worker of the model, or Triton's python-backend stub of it."""
+    markers = [b"model_service_worker"] if target == "torchserve" else [b"triton_python_backend_stub", f"/{model}/".encode()]
+
+    def find() -> int | None:
+        for pid in descendants(server_pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if all(m in cmdline for m in markers):
+                return pid
+        return None
+
+    return find
+
+
+def make_chaos(args: argparse.Namespace, module: Any, opts: Any, target: str, model: str) -> Chaos | None:
+    if not args.chaos:
+        return None
+    server_pid = module.status(opts).get("pid")
+    if not server_pid:
+        raise SystemExit(f"soak: --chaos needs the pid of the {target} server deployed here")
+    repair_opts = module.Options(store=opts.store, timeout=30.0, repair=True)
+
+    def repair() -> dict[str, Any]:
+        doc = module.status(repair_opts)
+        health = doc.get("health") or {m["model"]: m.get("health") for m in doc.get("models", [])}
+        return dict((health.get(model) or {}).items())
+
+    at = max(1, int(args.requests * args.chaos_at))
+    return Chaos(
+        serving_process(int(server_pid), target, model), at, repair if args.repair_every > 0 else None, args.repair_every
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -224,7 +378,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "model": model,
                         "target": target,
                         "deploy_s": deploy_s,
-                        **closed_loop(factory, args.requests, args.concurrency, args.time_limit),
+                        **closed_loop(
+                            factory,
+                            args.requests,
+                            args.concurrency,
+                            args.time_limit,
+                            make_chaos(args, module, opts, target, model),
+                            args.retry_for,
+                        ),
                     }
                 finally:
                     module.stop(opts)
@@ -273,7 +434,22 @@ def table(doc: dict[str, Any]) -> str:
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    chaos = [r for r in doc["results"] if "chaos" in r]
+    if chaos:
+        lines += ["", "| model | target | killed pid | answered % | failed attempts | recovery s | repairs |", "|" + "---|" * 7]
+        lines += [
+            f"| {r['model']} | {r['target']} | {r['chaos']['killed_pid']} | {r['answered_pct']} | {r['failed_attempts']} | "
+            f"{r['chaos']['recovery_s']} | {_repairs(r['chaos']['repairs'])} |"
+            for r in chaos
+        ]
     return "\n".join(lines)
+
+
+def _repairs(repairs: list[dict[str, Any]]) -> str:
+    done = [r for r in repairs if (r.get("repair") or {}).get("repaired")]
+    if not done:
+        return "none needed" if repairs else "-"
+    return ", ".join(f"reloaded {r['at_s']} s after the kill in {r['repair']['seconds']} s" for r in done)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per model and target")
     parser.add_argument("--deploy-timeout", type=float, default=300.0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "soak.json"))
+    parser.add_argument("--chaos", action="store_true", help="kill the model's worker (TorchServe) or stub (Triton) once")
+    parser.add_argument("--chaos-at", type=float, default=0.25, help="the fraction of requests sent before the kill")
+    parser.add_argument("--retry-for", type=float, default=0.0, help="seconds a request is re-sent after failed attempts")
+    parser.add_argument("--repair-every", type=float, default=0.0, help="seconds between `pack status --repair` after the kill")
     args = parser.parse_args(argv)
     for target in args.targets:
         if target not in ("torchserve", "triton"):

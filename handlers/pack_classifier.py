@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pack_images import classification_tensor, image_bytes, open_rgb
+from pack_images import classification_tensor, image_bytes, max_pixels, open_rgb
 from pack_torchserve import PackHandler, entry_point, request_param
 
 
@@ -25,8 +25,9 @@ class ImageClassifier(PackHandler):
 
     def preprocess_one(self, request: dict[str, Any], body: Any, doc: Any) -> tuple[list[np.ndarray], Any]:
         top_k = request_param(request, doc, "top_k", int, self.top_k)
-        image = open_rgb(image_bytes(body, doc))
-        return [classification_tensor(image, self.settings.get("preprocessing") or {})], top_k
+        pre = self.settings.get("preprocessing") or {}
+        image = open_rgb(image_bytes(body, doc), max_pixels(pre))
+        return [classification_tensor(image, pre)], top_k
 
     def postprocess_one(self, outputs: list[np.ndarray], top_k: Any) -> Any:
         logits = np.asarray(outputs[0], dtype=np.float64).reshape(-1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pack_images import image_bytes, letterbox, open_rgb, yolov8_detections
+from pack_images import image_bytes, letterbox, max_pixels, open_rgb, yolov8_detections
 from pack_runtime import RequestError
 from pack_torchserve import PackHandler, entry_point, request_param
 
@@ -41,6 +41,7 @@ class YoloDetector(PackHandler):
         self.size = tuple(pre.get("image_size") or self.inputs[0]["shape"][2:4])
         self.pad = int(pre.get("pad_value", 114))
         self.scale = float(pre.get("scale", 1 / 255.0))
+        self.max_pixels = max_pixels(pre)
 
     def preprocess_one(self, request: dict[str, Any], body: Any, doc: Any) -> tuple[list[np.ndarray], Any]:
         options = {
@@ -50,7 +51,7 @@ class YoloDetector(PackHandler):
         }
         if options["max_detections"] < 1:
             raise RequestError("max_detections must be at least 1")
-        image = open_rgb(image_bytes(body, doc))
+        image = open_rgb(image_bytes(body, doc), self.max_pixels)
         tensor, geometry = letterbox(image, self.size, self.pad, self.scale)
         return [tensor], (geometry, options)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -49,17 +50,80 @@ def b64(text: str) -> bytes:
         raise RequestError(not_an_image(text.encode("utf-8", "replace"), "text that is not base64")) from None
 
 
-def open_rgb(data: bytes) -> Any:
+DEFAULT_MAX_PIXELS = 40_000_000  # the pixel budget of one image (width x height), checked from its header
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # one channel of more than 8 bits
+
+
+def max_pixels(pre: Any) -> int:
+    """The pixel budget of a build's pre-processing settings (`max_pixels`), else DEFAULT_MAX_PIXELS."""
+    value = (pre or {}).get("max_pixels") if isinstance(pre, dict) else None
+    try:
+        return int(value) if value else DEFAULT_MAX_PIXELS
+    except (TypeError, ValueError):
+        return DEFAULT_MAX_PIXELS
+
+
+def too_large(width: int, height: int, budget: int) -> str:
+    return (
+        f"image too large: {width}x{height} is {width * height:,} pixels, over this model's limit of {budget:,}; "
+        "send a smaller image (the limit is preprocessing.max_pixels in pack.yaml)"
+    )
+
+
+def open_rgb(data: bytes, budget: int = DEFAULT_MAX_PIXELS) -> Any:
+    """The one decoding policy of both servers: an 8-bit RGB PIL image from encoded bytes.
+
+    The pixel budget is checked from the header, before any pixel is decoded (Pillow's own decompression-bomb error
+    is the same refusal); the EXIF orientation is applied; 16-bit and 32-bit grey levels are scaled to 8 bits (not
+    clipped); palette, grey, CMYK and alpha images become RGB (alpha dropped, as Pillow's convert("RGB") does).
+    Anything else is a RequestError (a 400)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():  # over Pillow's warning size: refused below when over the budget
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise RequestError(f"image too large: {exc}; send a smaller image") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise RequestError(not_an_image(data, str(exc))) from None
     except Exception as exc:  # a plugin of an imported library (ultralytics patches Image.open) failed on the bytes
         raise RequestError(not_an_image(data, f"{type(exc).__name__}: {exc}")) from None
-    return image.convert("RGB")
+    width, height = image.size
+    if width * height > budget:
+        raise RequestError(too_large(width, height, budget))
+    try:
+        image.load()
+        return to_rgb(upright(image))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise RequestError(not_an_image(data, str(exc))) from None
+
+
+def upright(image: Any) -> Any:
+    """The image turned as its EXIF orientation tag says (cameras store it sideways and set the tag)."""
+    from PIL import ImageOps
+
+    try:
+        turned = ImageOps.exif_transpose(image)
+    except Exception:  # a malformed EXIF block: the pixels are still an image, shown as stored
+        return image
+    return turned if turned is not None else image
+
+
+def to_rgb(image: Any) -> Any:
+    """8-bit RGB: more-than-8-bit grey levels divided by 257 (65535 -> 255), palette through RGBA, the rest by Pillow."""
+    from PIL import Image
+
+    if image.mode in SIXTEEN_BIT_MODES:
+        arr = np.asarray(image)
+        if arr.dtype.kind == "f":
+            arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        else:
+            arr = np.rint(arr.astype(np.float64) / 257.0)
+        image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def not_an_image(data: bytes, why: str = "") -> str:

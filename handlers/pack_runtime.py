@@ -167,6 +167,28 @@ def encode_tensors(names: list[str], arrays: list[np.ndarray], encoding: str | N
     return {"outputs": outputs}
 
 
+def json_text(answer: Any) -> str:
+    """`answer` as strict JSON: a NaN or an infinity (a model can answer one) becomes null, never the bare `NaN` /
+    `Infinity` tokens that JSON parsers refuse."""
+    import json
+
+    try:
+        return json.dumps(answer, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(finite_or_null(answer), separators=(",", ":"), allow_nan=False)
+
+
+def finite_or_null(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None (dicts, lists and tuples walked)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
 # ---------------------------------------------------------------- Open Inference Protocol (KServe v2) tensors
 
 V2_TO_NUMPY = {

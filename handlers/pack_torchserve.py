@@ -25,6 +25,7 @@ from pack_runtime import (
     is_tensor_request,
     is_v2_input,
     is_v2_request,
+    json_text,
     load_model,
     run_batched,
 )
@@ -180,7 +181,7 @@ class PackHandler:
                 context.set_response_content_type(index, "application/json")
             except Exception:  # contexts without per-request headers
                 pass
-        return [json.dumps(a, separators=(",", ":")) for a in answers]
+        return [json_text(a) for a in answers]
 
     def _decode(self, request: dict[str, Any]) -> tuple[list[np.ndarray], tuple[str, Any]]:
         """One request's model inputs, and how to answer it: ("v2", (id, outputs wanted)), ("tensors", output encoding) or

@@ -7,7 +7,8 @@ Everything it needs is in config.pbtxt: the inputs and outputs, and the paramete
   pack_model_file  the model file beside this model.py
   pack_threads     onnxruntime intra-op / torch threads (optional; 0: the library's default)
 ONNX inputs are fed by name; the torch formats take them by position, in config order. Outputs are returned in config
-order, cast to the dtypes the config declares. The requests of a dynamic batch run as one model call per group of
+order, cast to the dtypes the config declares; an output holding NaN or infinity is answered with INVALID_ARG (HTTP
+400), never as JSON's bare `NaN`. The requests of a dynamic batch run as one model call per group of
 requests whose shapes agree; a request that fails is answered with its own error. The environment needs numpy<2 and
 onnxruntime (and torch for the torch formats).
 """
@@ -31,6 +32,23 @@ def _error(exc):
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
 
 
+def _client_error(message):
+    """An error Triton answers with HTTP 400 (INVALID_ARG) where the python backend has error codes."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+    return pb_utils.InferenceResponse(error=error)
+
+
+def non_finite(name, array):
+    """Why an output cannot be answered: Triton's JSON would carry a NaN or an infinity as a bare `NaN` token."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        return (
+            f"output {name!r} holds NaN or infinity, which JSON cannot carry (the build's gate passed only finite "
+            "outputs: check the request's inputs for NaN, infinities or values far outside the model's range)"
+        )
+    return None
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -49,11 +67,15 @@ class TritonPythonModel:
         self.model = load_model(path, fmt, device, threads, self.inputs, [name for name, _ in self.outputs])
 
     def _response(self, results):
-        tensors = [
-            pb_utils.Tensor(name, np.ascontiguousarray(result).astype(dtype, copy=False))
+        arrays = [
+            (name, np.ascontiguousarray(result).astype(dtype, copy=False))
             for (name, dtype), result in zip(self.outputs, results)  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
         ]
-        return pb_utils.InferenceResponse(output_tensors=tensors)
+        for name, array in arrays:
+            problem = non_finite(name, array)
+            if problem:
+                return _client_error(problem)
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(name, array) for name, array in arrays])
 
     def execute(self, requests):
         responses = [None] * len(requests)

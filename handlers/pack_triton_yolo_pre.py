@@ -6,7 +6,8 @@ Input  `image`  UINT8 [-1]: the bytes of one encoded image (JPEG, PNG, ...).
 Output `pixels` FP32 [1, 3, H, W]: RGB, letterboxed to H x W (aspect ratio kept, padded with pack_pad_value), scaled
                 by pack_scale; `meta` FP32 [5]: ratio, left, top, original width, original height (what the
                 post-processing needs to map boxes back to the original image).
-Parameters (config.pbtxt): pack_image_size "H,W", pack_pad_value, pack_scale. Needs numpy<2 and Pillow.
+Parameters (config.pbtxt): pack_image_size "H,W", pack_pad_value, pack_scale, pack_max_pixels (the
+pixel budget of one image: a larger one is refused from its header with INVALID_ARG, HTTP 400). Needs numpy<2 and Pillow.
 """
 
 import json
@@ -19,7 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from pack_images import geometry_array, letterbox, open_rgb  # noqa: E402
+from pack_images import DEFAULT_MAX_PIXELS, geometry_array, letterbox, open_rgb  # noqa: E402
+from pack_runtime import RequestError  # noqa: E402
 
 
 class TritonPythonModel:
@@ -29,6 +31,7 @@ class TritonPythonModel:
         self.size = tuple(int(x) for x in params.get("pack_image_size", "640,640").split(","))
         self.pad_value = int(float(params.get("pack_pad_value", "114")))
         self.scale = float(params.get("pack_scale", str(1 / 255.0)))
+        self.max_pixels = int(float(params.get("pack_max_pixels", str(DEFAULT_MAX_PIXELS))))
         self.batched = int(config.get("max_batch_size", 0)) > 0
 
     def execute(self, requests):
@@ -36,7 +39,7 @@ class TritonPythonModel:
         for request in requests:
             try:
                 data = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
-                image = open_rgb(np.ascontiguousarray(data, dtype=np.uint8).tobytes())
+                image = open_rgb(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), self.max_pixels)
                 pixels, geometry = letterbox(image, self.size, self.pad_value, self.scale)
                 meta = geometry_array(geometry)
                 if self.batched:
@@ -44,10 +47,19 @@ class TritonPythonModel:
                 responses.append(
                     pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("pixels", pixels), pb_utils.Tensor("meta", meta)])
                 )
+            except RequestError as exc:  # the client's image: a 400
+                responses.append(pb_utils.InferenceResponse(error=client_error(str(exc))))
             except Exception as exc:
                 responses.append(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(f"cannot decode the image: {type(exc).__name__}: {exc}")
-                    )
+                    pb_utils.InferenceResponse(error=client_error(f"cannot decode the image: {type(exc).__name__}: {exc}"))
                 )
         return responses
+
+
+def client_error(message):
+    """A TritonError Triton answers with HTTP 400 (INVALID_ARG); a python backend without error codes (before
+    23.xx) takes the message alone, and Triton answers 500."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    if code is None:
+        return pb_utils.TritonError(message)
+    return pb_utils.TritonError(message, code)

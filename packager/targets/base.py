@@ -68,6 +68,13 @@ class ServerOptions(DeployOptions):
     workers: int | None = cli_field(None, "--workers", "Workers (TorchServe) or model instances (Triton).", type=int)
     batch_size: int | None = cli_field(None, "--batch-size", "Server-side batch size (Triton: max_batch_size).", type=int)
     max_batch_delay_ms: int | None = cli_field(None, "--max-batch-delay", "Milliseconds to wait to fill a batch.", type=int)
+    repair: bool = cli_field(
+        False,
+        "--repair",
+        "Reload every deployed model whose build sample is answered wrong or not at all, then probe it again.",
+        is_flag=True,
+        commands=("status",),
+    )
 
 
 @dataclass

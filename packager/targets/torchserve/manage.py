@@ -1,4 +1,5 @@
-"""`pack status / undeploy / stop --target torchserve`: what is registered, unregister, stop the launched server."""
+"""`pack status / undeploy / stop --target torchserve`: what is registered and how healthy it is (probed with each
+build's sample, repaired on --repair: health.py), unregister, stop the launched server."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from ...errors import EnvironmentProblem, UsageError
 from ...http import translated
 from ...metrics import Families, read, summary_lines
 from .. import DeployOptions
+from ..health import health_line
 from .connection import connect
+from .health import probe_all
 from .server import LocalServer
 
 log = logging.getLogger(__name__).info
@@ -59,6 +62,8 @@ def status(opts: DeployOptions) -> dict[str, Any]:
                         ],
                     }
                 )
+    with translated("probing the registered models", refused=EnvironmentProblem):
+        probe_all(conn, models, opts.store, min(opts.timeout, 60), bool(getattr(opts, "repair", False)))
     result = {
         "target": "torchserve",
         "running": True,
@@ -88,6 +93,7 @@ def status(opts: DeployOptions) -> dict[str, Any]:
         [
             head,
             table(rows, ["model", "version", "default", "batch", "ready workers"]) if rows else "no models registered",
+            *(["health (each version's build sample):"] + [health_line(m["model"], m["version"], m["health"]) for m in models]),
             *(summary_lines(metrics) if metrics else ["metrics: unknown for a server given by --url"]),
         ]
     )

@@ -1,4 +1,5 @@
-"""`pack status / undeploy --target triton`: what the server's repository index knows, and unloading a deployment."""
+"""`pack status / undeploy --target triton`: what the server's repository index knows, each deployment's health (probed
+with its build's sample, repaired on --repair: health.py), and unloading a deployment."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...http import translated
 from ...metrics import Families, read, summary_lines
+from ..health import health_line
 from . import server
 from .client import TritonHTTP
+from .health import probe_all
 
 log = logging.getLogger(__name__).info
 
@@ -63,6 +66,11 @@ def status(opts: Any) -> dict[str, Any]:
         )
     if not models:
         lines.append("  (no models)")
+    with translated("probing the deployed models", refused=EnvironmentProblem):
+        health = probe_all(client, state, Path(opts.store), min(opts.timeout, 60), bool(getattr(opts, "repair", False)))
+    lines += ["health (each deployment's build sample):"] + [health_line(n, h["version"], h) for n, h in health.items()]
+    if not health:
+        lines.append("  (no deployment of pack's to probe)")
     metrics = read(f"http://{state.host}:{state.metrics_port}/metrics", METRICS) if state else None
     lines += summary_lines(metrics) if metrics else ["metrics: unknown for a server given by --url (Triton serves them on :8002)"]
     return {
@@ -74,6 +82,7 @@ def status(opts: Any) -> dict[str, Any]:
         "backends": state.backends if state else None,
         "models": models,
         "deployments": state.deployments if state else None,
+        "health": health,
         "metrics": metrics,
         "summary": "\n".join(lines),
     }

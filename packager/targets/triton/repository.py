@@ -269,6 +269,8 @@ def detection_configs(report: BuildReport, detector: Any, ropts: RepoOptions) ->
     cfg.set_parameter(pre, "pack_image_size", f"{height},{width}")
     cfg.set_parameter(pre, "pack_pad_value", pre_cfg.get("pad_value", 114))
     cfg.set_parameter(pre, "pack_scale", pre_cfg.get("scale", 1 / 255.0))
+    if pre_cfg.get("max_pixels"):
+        cfg.set_parameter(pre, "pack_max_pixels", int(pre_cfg["max_pixels"]))
 
     post = _python_model(f"{name}_postprocess", eb, False, ropts)
     _tensor(post.input, "raw", cfg.dtype_name(det_out.data_type), list(det_out.dims))
