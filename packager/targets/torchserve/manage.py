@@ -131,9 +131,13 @@ def stop(opts: DeployOptions) -> dict[str, Any]:
     local = LocalServer(opts.store)
     result = local.stop()
     result["target"] = "torchserve"
-    result["summary"] = (
-        f"stopped the TorchServe of store {opts.store}"
-        if result["stopped"]
-        else f"no TorchServe launched by pack is running for store {opts.store}"
-    )
+    if result["stopped"]:
+        result["summary"] = f"stopped the TorchServe of store {opts.store}"
+    elif result.get("stale"):
+        result["summary"] = (
+            f"stale state for store {opts.store}: its pid is no longer the TorchServe pack started (another process "
+            "has it now); nothing was signalled; state cleared"
+        )
+    else:
+        result["summary"] = f"no TorchServe launched by pack is running for store {opts.store}"
     return result

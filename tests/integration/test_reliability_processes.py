@@ -1,0 +1,166 @@
+"""Issue 11 (processes): `pack stop` signals only the process pack started and its own descendants. A state file
+whose pid now belongs to an unrelated process is stale: it is removed and that process survives; a user's `tail -f`
+on a server log survives `pack stop` and does not slow it down.
+
+Every process a test starts is ended in a `finally`; every server is stopped in its fixture's teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.cli import run_pack
+from tests.helpers.processes import pid_gone, wait_until_empty
+from tests.helpers.torchserve import copy_build
+from tests.helpers.triton import ensure_tritonserver, link_build
+
+pytestmark = pytest.mark.server
+
+
+def _bystander(*cmd: str) -> subprocess.Popen[bytes]:
+    """An unrelated process in a session of its own (its pid is its process group, as a launched server's is)."""
+    proc = subprocess.Popen(list(cmd or ("sleep", "300")), start_new_session=True, stdin=subprocess.DEVNULL)
+    time.sleep(0.2)
+    return proc
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+
+
+def _stop_json(target: str, store: Path) -> dict:
+    proc = run_pack("stop", "--target", target, "--store", str(store), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _triton_state(pid: int, process: dict | None) -> dict:
+    state = {
+        "pid": pid,
+        "http_port": 1,
+        "grpc_port": 2,
+        "metrics_port": 3,
+        "host": "127.0.0.1",
+        "binary": "/nonexistent/tritonserver",
+        "log": "/nonexistent/server.log",
+        "repository": "/nonexistent/repository",
+    }
+    return state | ({"process": process} if process is not None else {})
+
+
+# (what the state file records about the process) -> a stale state: an old start time, another executable, no identity
+STALE = {
+    "an earlier start time": lambda pid, exe: {"pid": pid, "start_time": 1, "exe": exe},
+    "another executable": lambda pid, exe: {"pid": pid, "start_time": None, "exe": "/opt/tritonserver/bin/tritonserver"},
+    "no recorded identity": lambda pid, exe: None,
+}
+
+
+def _start_time(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+@pytest.mark.parametrize("case", list(STALE))
+def test_triton_stop_with_a_stale_state_signals_nothing(tmp_path, case):
+    store = tmp_path / "store"
+    folder = store / ".servers" / "triton"
+    folder.mkdir(parents=True)
+    bystander = _bystander()
+    try:
+        process = STALE[case](bystander.pid, os.readlink(f"/proc/{bystander.pid}/exe"))
+        if process and process["start_time"] is None:
+            process["start_time"] = _start_time(bystander.pid)
+        (folder / "state.json").write_text(json.dumps(_triton_state(bystander.pid, process)))
+        doc = _stop_json("triton", store)
+        time.sleep(0.5)
+        assert bystander.poll() is None, f"pack stop signalled an unrelated process ({case})"
+        assert doc["stopped"] is False and "stale state" in doc["summary"] and "nothing was signalled" in doc["summary"]
+        assert not (folder / "state.json").exists()
+    finally:
+        _end(bystander)
+
+
+def test_torchserve_stop_with_a_stale_state_signals_nothing(tmp_path):
+    root = tmp_path / "store" / ".servers" / "torchserve"
+    for sub in ("tmp", "logs"):
+        (root / sub).mkdir(parents=True)
+    bystander = _bystander()
+    try:
+        exe = os.readlink(f"/proc/{bystander.pid}/exe")
+        state = {"pid": bystander.pid, "process": {"pid": bystander.pid, "start_time": 1, "exe": exe}}
+        (root / "state.json").write_text(json.dumps(state))
+        (root / "tmp" / ".model_server.pid").write_text(str(bystander.pid))
+        doc = _stop_json("torchserve", tmp_path / "store")
+        time.sleep(0.5)
+        assert bystander.poll() is None, "pack stop signalled an unrelated process"
+        assert doc["stopped"] is False and "stale state" in doc["summary"]
+        assert not (root / "state.json").exists() and not (root / "tmp" / ".model_server.pid").exists()
+    finally:
+        _end(bystander)
+
+
+@pytest.fixture
+def ts_store(built, tmp_path) -> Iterator[Path]:
+    if not shutil.which("java"):
+        pytest.skip("java is not installed (run scripts/setup-torchserve.sh)")
+    store = copy_build(built("tiny"), tmp_path / "store")
+    yield store
+    run_pack("stop", "--target", "torchserve", "--store", str(store))
+
+
+def _torchserve_tree(store: Path) -> list[int]:
+    state = json.loads((store / ".servers" / "torchserve" / "state.json").read_text())
+    children = subprocess.run(["pgrep", "-P", str(state["pid"])], capture_output=True, text=True).stdout.split()
+    return [state["pid"], *map(int, children)]
+
+
+def test_torchserve_stop_spares_a_tail_on_its_log_and_does_not_wait_for_it(ts_store):
+    proc = run_pack("deploy", "tiny", "--target", "torchserve", "--store", str(ts_store), "--json", "--timeout", "300")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    server = _torchserve_tree(ts_store)
+    assert len(server) >= 2, "no worker under the frontend"
+    log = ts_store.resolve() / ".servers" / "torchserve" / "logs" / "ts_log.log"
+    tail = _bystander("tail", "-f", str(log))
+    try:
+        t0 = time.monotonic()
+        doc = _stop_json("torchserve", ts_store)
+        took = time.monotonic() - t0
+        assert doc["stopped"] is True and set(doc["pids"]) >= set(server)
+        assert tail.poll() is None, "pack stop killed a tail -f on the server's log"
+        assert took < 25, f"pack stop took {took:.1f} s (it waited for a process it did not start)"
+        assert wait_until_empty(lambda: [p for p in server if not pid_gone(p)], 20) == []
+    finally:
+        _end(tail)
+
+
+def test_triton_stop_ends_the_server_and_its_stubs_only(built, tmp_path):
+    ensure_tritonserver()
+    store = tmp_path / "store"
+    link_build(built("tiny"), store)
+    proc = run_pack("deploy", "tiny", "--target", "triton", "--store", str(store), "--json", "--timeout", "300")
+    try:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        state = json.loads((store / ".servers" / "triton" / "state.json").read_text())
+        assert state["process"]["pid"] == state["pid"] and state["process"]["exe"].endswith("tritonserver")
+        stubs = subprocess.run(["pgrep", "-P", str(state["pid"])], capture_output=True, text=True).stdout.split()
+        assert stubs, "no python-backend stub under tritonserver"
+        tail = _bystander("tail", "-f", state["log"])
+        try:
+            doc = _stop_json("triton", store)
+            assert doc["stopped"] is True and tail.poll() is None
+            gone = [state["pid"], *map(int, stubs)]
+            assert wait_until_empty(lambda: [p for p in gone if not pid_gone(p)], 20) == []
+        finally:
+            _end(tail)
+    finally:
+        run_pack("stop", "--target", "triton", "--store", str(store))
