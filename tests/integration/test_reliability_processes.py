@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import run_pack
-from tests.helpers.processes import pid_gone, wait_until_empty
+from tests.helpers.cli import run_pack, spawn_pack
+from tests.helpers.processes import pid_gone, processes_under, tritonserver_pids_for, wait_until_empty
 from tests.helpers.torchserve import copy_build
 from tests.helpers.triton import ensure_tritonserver, link_build
 
@@ -164,3 +164,73 @@ def test_triton_stop_ends_the_server_and_its_stubs_only(built, tmp_path):
             _end(tail)
     finally:
         run_pack("stop", "--target", "triton", "--store", str(store))
+
+
+# ---------------------------------------------------------------- concurrency: deploys into one store queue up
+
+
+@pytest.fixture(scope="module")
+def tiny2(tmp_path_factory) -> Path:
+    """A build of the tiny model under another name (`tiny2`), a second model to deploy beside `tiny`."""
+    from packager.build import build
+    from packager.plan import resolve
+    from packager.targets import packagers
+
+    store = tmp_path_factory.mktemp("tiny2")
+    _, folder = build(
+        resolve("tiny", None, {"device": "cpu", "name": "tiny2"}), store, force=False, iterations=1, packagers=packagers()
+    )
+    return folder
+
+
+def _two_stores(built, tiny2: Path, store: Path) -> Path:
+    for build in (built("tiny"), tiny2):
+        link_build(build, store)
+    return store
+
+
+def _deploy_both_at_once(store: Path, target: str) -> list[tuple[int, str, str]]:
+    procs = [
+        spawn_pack("deploy", name, "--target", target, "--store", str(store), "--json", "--timeout", "300")
+        for name in ("tiny", "tiny2")
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        results.append((proc.returncode, out, err))
+    return results
+
+
+def test_two_triton_deploys_into_a_fresh_store_at_once_share_one_server(built, tiny2, tmp_path):
+    ensure_tritonserver()
+    store = _two_stores(built, tiny2, tmp_path / "store")
+    try:
+        results = _deploy_both_at_once(store, "triton")
+        for code, _, err in results:
+            assert code == 0, err[-3000:]
+        assert len(tritonserver_pids_for(store)) == 1, "not exactly one tritonserver for the store"
+        doc = json.loads(run_pack("status", "--target", "triton", "--store", str(store), "--json").stdout)
+        ready = {m["name"] for m in doc["models"] if m.get("state") == "READY"}
+        assert {"tiny", "tiny2"} <= ready, doc
+    finally:
+        run_pack("stop", "--target", "triton", "--store", str(store))
+    assert wait_until_empty(lambda: tritonserver_pids_for(store), 20) == []
+
+
+def test_two_torchserve_deploys_into_a_fresh_store_at_once_share_one_server(built, tiny2, tmp_path):
+    if not shutil.which("java"):
+        pytest.skip("java is not installed (run scripts/setup-torchserve.sh)")
+    store = tmp_path / "store"
+    for build in (built("tiny"), tiny2):
+        copy_build(build, store)
+    try:
+        results = _deploy_both_at_once(store, "torchserve")
+        for code, _, err in results:
+            assert code == 0, err[-3000:]
+        docs = [json.loads(out) for _, out, _ in results]
+        assert len({d.get("management_url") or d.get("url") for d in docs}) == 1, docs
+        doc = json.loads(run_pack("status", "--target", "torchserve", "--store", str(store), "--json").stdout)
+        assert {"tiny", "tiny2"} <= {m["model"] for m in doc["models"]}, doc
+    finally:
+        run_pack("stop", "--target", "torchserve", "--store", str(store))
+    assert wait_until_empty(lambda: processes_under(store / ".servers" / "torchserve"), 20) == []

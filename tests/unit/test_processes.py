@@ -66,3 +66,20 @@ def test_torchserve_stop_of_a_stale_state_signals_nothing(tmp_path, no_signals):
     result = local.stop()
     assert result == {"stopped": False, "pids": [], "stale": True} and no_signals == []
     assert not local.state_file.exists()
+
+
+def test_store_lock_waits_for_the_holder_when_asked(tmp_path):
+    import threading
+    import time
+
+    from packager.errors import UsageError
+    from packager.store import StoreLock
+
+    held = StoreLock(tmp_path).__enter__()
+    t0 = time.monotonic()
+    with pytest.raises(UsageError, match="for 0 s"):
+        StoreLock(tmp_path, wait=0.3).__enter__()
+    assert time.monotonic() - t0 >= 0.3
+    threading.Timer(0.3, held.release).start()
+    with StoreLock(tmp_path, wait=10):  # queued behind the holder, not refused
+        assert time.monotonic() - t0 >= 0.6
