@@ -7,14 +7,19 @@ Every process a test starts is ended in a `finally`; every server is stopped in 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers.cli import run_pack, spawn_pack
@@ -234,3 +239,90 @@ def test_two_torchserve_deploys_into_a_fresh_store_at_once_share_one_server(buil
     finally:
         run_pack("stop", "--target", "torchserve", "--store", str(store))
     assert wait_until_empty(lambda: processes_under(store / ".servers" / "torchserve"), 20) == []
+
+
+# ---------------------------------------------------------------- undeploy under load: every request is answered
+
+
+def _send(url: str, body: bytes, token: str | None) -> str:
+    """One request: "ok" (200), "refused <code>" (a clean 4xx/5xx answer) or "unanswered <why>"."""
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resp.read()
+            return "ok"
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return f"refused {exc.code}"
+    except (OSError, http.client.HTTPException) as exc:
+        return f"unanswered {type(exc).__name__}: {exc}"
+
+
+def _undeploy_under_load(target: str, store: Path, url: str, body: bytes, token: str | None) -> list[str]:
+    """4 clients send continuously; `pack undeploy tiny` runs after 1.5 s; they go on 1.5 s after it returned."""
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def client() -> None:
+        while not stop.is_set():
+            outcomes.append(_send(url, body, token))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.5)
+        proc = run_pack("undeploy", "tiny", "--target", target, "--store", str(store))
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return outcomes
+
+
+def _verdict(outcomes: list[str]) -> None:
+    unanswered = [o for o in outcomes if o.startswith("unanswered")]
+    assert unanswered == [], f"{len(unanswered)} of {len(outcomes)} requests got no answer: {sorted(set(unanswered))[:5]}"
+    assert "ok" in outcomes and any(o.startswith("refused 4") for o in outcomes), sorted(set(outcomes))
+
+
+def _sample(store: Path) -> np.ndarray:
+    return np.load(store / "tiny" / "1" / "samples" / "input.input.npy")
+
+
+def test_triton_undeploy_under_load_answers_every_request(built, tmp_path):
+    ensure_tritonserver()
+    store = tmp_path / "store"
+    link_build(built("tiny"), store)
+    try:
+        proc = run_pack("deploy", "tiny", "--target", "triton", "--store", str(store), "--timeout", "300")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        state = json.loads((store / ".servers" / "triton" / "state.json").read_text())
+        x = _sample(store)
+        body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+        url = f"http://127.0.0.1:{state['http_port']}/v2/models/tiny/infer"
+        _verdict(_undeploy_under_load("triton", store, url, json.dumps(body).encode(), None))
+    finally:
+        run_pack("stop", "--target", "triton", "--store", str(store))
+
+
+@pytest.mark.xfail(
+    reason="TorchServe 0.12 drops the requests queued for a model or held by its worker when the model is unregistered or "
+    "scaled to 0 (pytorch/serve#1101); its management API has no way to stop intake before the workers go: measured "
+    "2-4 of 4 in-flight requests left unanswered in 7 of 10 undeploys under load, with batch size 1 and 4",
+    strict=False,
+)
+def test_torchserve_undeploy_under_load_answers_every_request(ts_store):
+    proc = run_pack("deploy", "tiny", "--target", "torchserve", "--store", str(ts_store), "--timeout", "300")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    root = ts_store / ".servers" / "torchserve"
+    state = json.loads((root / "state.json").read_text())
+    token = json.loads((root / "key_file.json").read_text())["inference"]["key"]
+    x = _sample(ts_store)
+    body = {"inputs": [{"name": "input", "shape": list(x.shape), "dtype": str(x.dtype), "data": x.tolist()}]}
+    url = f"{state['inference_url']}/predictions/tiny"
+    _verdict(_undeploy_under_load("torchserve", ts_store, url, json.dumps(body).encode(), token))
