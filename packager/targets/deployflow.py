@@ -125,15 +125,15 @@ def run(steps: Steps) -> dict[str, Any]:
 
 def _serialize(steps: Steps) -> None:
     """Wait (up to --timeout) for any other deploy into this store, then hold the store's server lock to the end."""
-    if getattr(steps.opts, "url", None):  # a server pack did not launch: nothing of the store's to serialize
+    store = getattr(steps.opts, "store", None)
+    if store is None or getattr(steps.opts, "url", None):  # a server pack did not launch: nothing to serialize
         return
-    lock = StoreLock(Path(steps.opts.store) / ".servers", wait=0)
     try:
-        steps.stack.enter_context(lock)
+        steps.stack.enter_context(StoreLock(Path(store) / ".servers", wait=0))
         return
     except PackError:
-        log(f"another pack deploy into {steps.opts.store} is under way; waiting for it (up to {steps.timeout:.0f} s)")
-    steps.stack.enter_context(StoreLock(Path(steps.opts.store) / ".servers", wait=steps.timeout))
+        log(f"another pack deploy into {store} is under way; waiting for it (up to {steps.timeout:.0f} s)")
+    steps.stack.enter_context(StoreLock(Path(store) / ".servers", wait=steps.timeout))
 
 
 def _install(steps: Steps) -> dict[str, Any]:

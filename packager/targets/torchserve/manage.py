@@ -62,7 +62,7 @@ def status(opts: DeployOptions) -> dict[str, Any]:
     result = {
         "target": "torchserve",
         "running": True,
-        "inference_url": conn.inference.base_url,
+        "inference_url": conn.inference_client.base_url if conn.inference_client else None,
         "management_url": conn.management.base_url,
         "token_file": conn.token_file,
         "pid": (conn.local.state() or {}).get("pid") if conn.local else None,
@@ -83,7 +83,8 @@ def status(opts: DeployOptions) -> dict[str, Any]:
     metrics_url = (conn.local.state() or {}).get("metrics_url") if conn.local else None
     metrics = read(f"{metrics_url}/metrics", METRICS) if metrics_url else None
     result["metrics"] = metrics
-    head = f"TorchServe at {conn.inference.base_url} (management {conn.management.base_url})"
+    where = conn.inference_client.base_url if conn.inference_client else conn.management.base_url
+    head = f"TorchServe at {where} (management {conn.management.base_url})"
     result["summary"] = "\n".join(
         [
             head,

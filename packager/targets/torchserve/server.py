@@ -236,6 +236,7 @@ class LocalServer:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     timeout=max(30.0, timeout),
+                    umask=0o077,  # key_file.json (and everything else it writes) is owner-only from its first byte
                 )
             except subprocess.TimeoutExpired:
                 raise EnvironmentProblem(
