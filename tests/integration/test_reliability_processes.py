@@ -326,3 +326,43 @@ def test_torchserve_undeploy_under_load_answers_every_request(ts_store):
     body = {"inputs": [{"name": "input", "shape": list(x.shape), "dtype": str(x.dtype), "data": x.tolist()}]}
     url = f"{state['inference_url']}/predictions/tiny"
     _verdict(_undeploy_under_load("torchserve", ts_store, url, json.dumps(body).encode(), token))
+
+
+# ---------------------------------------------------------------- store paths with spaces and non-ASCII characters
+
+
+def test_triton_deploy_into_a_store_path_with_a_space_and_non_ascii(built, tmp_path):
+    ensure_tritonserver()
+    store = tmp_path / "my store ü"
+    link_build(built("tiny"), store)
+    try:
+        t0 = time.monotonic()
+        proc = run_pack("deploy", "tiny", "--target", "triton", "--store", str(store), "--json", "--timeout", "120")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert time.monotonic() - t0 < 100
+        doc = json.loads(proc.stdout)
+        assert doc["smoke_test"]["passed"]
+        state = json.loads((store / ".servers" / "triton" / "state.json").read_text())
+        link = Path(state["repository_link"])
+        assert " " not in str(link) and link.resolve() == Path(state["repository"]), state
+    finally:
+        run_pack("stop", "--target", "triton", "--store", str(store))
+    assert not link.exists() and not link.parent.exists(), "the repository link was left behind"
+    assert wait_until_empty(lambda: tritonserver_pids_for(store), 20) == []
+
+
+def test_torchserve_deploy_into_a_store_path_with_a_space_and_non_ascii(built, tmp_path):
+    if not shutil.which("java"):
+        pytest.skip("java is not installed (run scripts/setup-torchserve.sh)")
+    store = copy_build(built("tiny"), tmp_path / "my store ü")
+    try:
+        proc = run_pack("deploy", "tiny", "--target", "torchserve", "--store", str(store), "--json", "--timeout", "300")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout)["smoke_test"]["passed"]
+        tmp = store.resolve() / ".servers" / "torchserve" / "tmp"
+        if len(str(tmp).encode()) + len("/.ts.sock.65535") > 107:  # the worker sockets went through the short link
+            link = Path((tmp.parent / "tmp-link").read_text())
+            assert link.is_symlink() and link.resolve() == tmp and len(str(link)) < 40
+    finally:
+        run_pack("stop", "--target", "torchserve", "--store", str(store))
+    assert wait_until_empty(lambda: processes_under(store / ".servers" / "torchserve"), 20) == []

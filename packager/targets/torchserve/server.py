@@ -9,12 +9,14 @@ its own descendants (the workers); a stale state is removed and nothing is signa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +31,9 @@ from .config import config_properties
 log = logging.getLogger(__name__).info
 
 PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+UNIX_PATH_MAX = 107  # bytes of a Unix socket path (sun_path is 108 with its NUL)
+SOCKET_SUFFIX = "/.ts.sock.65535"  # a worker's socket in TMPDIR
+TMP_LINK_FILE = "tmp-link"  # names the short TMPDIR link of a deep store (see LocalServer.short_tmp)
 LAUNCH_ENV = "PACK_TORCHSERVE_LAUNCH"  # a fresh random value per launch: finds what a Ctrl-C'd launch started
 TOKEN_EXPIRATION_MIN = 7 * 24 * 60  # keys of a launched server stay valid a week (TorchServe's default is 60 minutes)
 
@@ -133,7 +138,7 @@ class LocalServer:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
         except OSError:
             return False
-        return b"TMPDIR=" + str(self.tmp).encode() + b"\0" in environ
+        return any(b"TMPDIR=" + str(t).encode() + b"\0" in environ for t in (self.tmp, self.tmp_link()))
 
     def tokens(self) -> dict[str, str]:
         return read_tokens(self.key_file)
@@ -204,8 +209,8 @@ class LocalServer:
         )
         env = {
             **os.environ,
-            "TMPDIR": str(self.tmp),
-            "TEMP": str(self.tmp),
+            "TMPDIR": str(self.short_tmp()),
+            "TEMP": str(self.short_tmp()),
             "LOG_LOCATION": str(self.logs),
             "METRICS_LOCATION": str(self.logs),
             LAUNCH_ENV: launch,
@@ -349,5 +354,37 @@ class LocalServer:
         return {"stopped": True, "pids": pids}
 
     def _forget(self) -> None:
-        for path in (self.state_file, self.key_file, self.tmp / ".model_server.pid"):
+        link = self.tmp_link()
+        for path in (self.state_file, self.key_file, self.tmp / ".model_server.pid", self.root / TMP_LINK_FILE):
             path.unlink(missing_ok=True)
+        if link is not None and link.is_symlink() and link.parent.name.startswith("pack-ts-"):
+            link.unlink()  # the link pack made, never what it points to
+            with contextlib.suppress(OSError):
+                link.parent.rmdir()
+
+    # ------------------------------------------------------------ a TMPDIR short enough for worker sockets
+    def short_tmp(self) -> Path:
+        """The TMPDIR the server runs with: `tmp/`, or, when its worker sockets (`$TMPDIR/.ts.sock.NNNNN`) would pass the
+        107-byte limit of a Unix socket path (a deep or non-ASCII store path), a symlink to it from a fresh private
+        folder with a short name (recorded in `tmp_link`, removed at stop)."""
+        if len(str(self.tmp).encode()) + len(SOCKET_SUFFIX) <= UNIX_PATH_MAX:
+            return self.tmp
+        link = self.tmp_link()
+        if link is not None and link.is_symlink():
+            return link
+        link = Path(tempfile.mkdtemp(prefix="pack-ts-")) / "tmp"  # mode 0700, a name no one else can take
+        link.symlink_to(self.tmp, target_is_directory=True)
+        (self.root / TMP_LINK_FILE).write_text(str(link))
+        if len(str(link).encode()) + len(SOCKET_SUFFIX) > UNIX_PATH_MAX:
+            raise EnvironmentProblem(
+                f"TorchServe's worker sockets cannot live in {self.tmp} nor in {link.parent} (Unix socket paths are at "
+                f"most {UNIX_PATH_MAX} bytes)",
+                "use a shorter --store path, or set TMPDIR to a short folder",
+            )
+        return link
+
+    def tmp_link(self) -> Path | None:
+        try:
+            return Path((self.root / TMP_LINK_FILE).read_text().strip() or "-")
+        except OSError:
+            return None

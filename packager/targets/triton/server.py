@@ -8,11 +8,14 @@ model-control mode (models are loaded and unloaded through the repository API).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +50,7 @@ class ServerState:
     log: str
     repository: str
     backends: list[str] = field(default_factory=list)
+    repository_link: str = ""  # a plain path tritonserver reads the repository through (a store path with spaces)
     started: float = 0.0
     deployments: dict[str, Any] = field(default_factory=dict)  # name -> {version, models, backend}
     process: dict[str, Any] = field(default_factory=dict)  # the identity of the launched process (processes.py)
@@ -131,6 +135,35 @@ def available_backends(binary: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("libtriton_*.so")))
 
 
+PLAIN = re.compile(r"[A-Za-z0-9._/+=@%:,-]+")  # what the python backend's stub takes in a path (no spaces, ASCII)
+
+
+def _plain_path(repository: Path) -> Path:
+    """`repository`, or when its path has characters Triton's python-backend stub cannot take (it fails with
+    `stol` on a space and hangs the load), a symlink to it from a fresh private folder with a plain name."""
+    if PLAIN.fullmatch(str(repository)):
+        return repository
+    folder = Path(tempfile.mkdtemp(prefix="pack-triton-"))  # mode 0700, a name no one else can take
+    link = folder / "repository"
+    link.symlink_to(repository, target_is_directory=True)
+    if not PLAIN.fullmatch(str(link)):
+        raise EnvironmentProblem(
+            f"tritonserver's python backend cannot read a model repository at {repository} (spaces or non-ASCII "
+            f"characters), and the temporary folder {folder} has them too",
+            "use --store at a path of plain ASCII characters, or set TMPDIR to one",
+        )
+    return link
+
+
+def _drop_link(state: ServerState) -> None:
+    """Remove the private folder of the repository link (only the link pack made, never what it points to)."""
+    link = Path(state.repository_link) if state.repository_link else None
+    if link is not None and link.is_symlink() and link.name == "repository" and link.parent.name.startswith("pack-triton-"):
+        link.unlink()
+        with contextlib.suppress(OSError):
+            link.parent.rmdir()
+
+
 def free_port(host: str) -> int:
     return free_ports(1, host)[0]
 
@@ -153,9 +186,10 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
     repository.mkdir(parents=True, exist_ok=True)
     log_path = folder / "server.log"
     http, grpc, metrics = ports or (free_port(host), free_port(host), free_port(host))
+    served = _plain_path(repository.resolve())
     cmd = [
         str(binary),
-        f"--model-repository={repository.resolve()}",
+        f"--model-repository={served}",
         "--model-control-mode=explicit",
         "--http-address",
         host,
@@ -195,6 +229,7 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
         binary=str(binary),
         log=str(log_path),
         repository=str(repository.resolve()),
+        repository_link=str(served) if served != repository.resolve() else "",
         backends=available_backends(binary),
         started=time.time(),
     )
@@ -203,6 +238,7 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
         return _wait_ready(store, proc, state, client, timeout, t0)
     except BaseException:  # never ready, exited, or Ctrl-C: no server is left running without a state file
         end_child(proc, 5)
+        _drop_link(state)
         raise
 
 
@@ -281,6 +317,7 @@ def stop(store: Path) -> dict[str, Any]:
         if left:
             raise EnvironmentProblem(f"tritonserver pid {state.pid} did not exit", f"kill it by hand (kill -9 {state.pid})")
     (state_dir(store) / "state.json").unlink(missing_ok=True)
+    _drop_link(state)
     summary = f"stopped tritonserver (pid {state.pid}, {state.url})" if was_alive else _stale(state)
     log(summary)
     return {"target": "triton", "stopped": was_alive, "pid": state.pid, "url": state.url, "log": state.log, "summary": summary}
