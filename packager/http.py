@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, NamedTuple
 
-from .errors import DeployFailed, EnvironmentProblem, PackError
+from .errors import DeployFailed, EnvironmentProblem, PackError, UsageError
 
 MESSAGE_LIMIT = 500  # characters of a server's error message that are kept
 
@@ -100,10 +100,12 @@ class HttpClient:
     api = "the server's API"  # what a foreign answer is said not to be
     default_timeout = 30.0
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float | None = None):
+    def __init__(self, base_url: str, token: str | None = None, timeout: float | None = None, insecure_http: bool = False):
         if "://" not in base_url:
             base_url = "http://" + base_url
         self.base_url = base_url.rstrip("/")
+        if token and not insecure_http:
+            require_safe_transport(self.base_url)  # refused here, before anything is sent
         self._token = token
         self.timeout = self.default_timeout if timeout is None else timeout
 
@@ -195,6 +197,17 @@ def server_message(body: bytes) -> str:
     if isinstance(doc, dict):
         return str(doc.get("message") or doc.get("error") or doc)[:MESSAGE_LIMIT]
     return text[:MESSAGE_LIMIT]
+
+
+def require_safe_transport(url: str) -> None:
+    """A token goes only over https or to this machine's loopback: UsageError (exit 2) for plain http elsewhere."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or is_loopback(parts.hostname or ""):
+        return
+    raise UsageError(
+        f"refusing to send a token over plain http to {parts.hostname or url} (not loopback): the network could read it",
+        "use an https:// URL, or pass --insecure-http on a network you trust",
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -298,6 +311,7 @@ __all__ = [
     "ForeignAnswer",
     "Response",
     "is_loopback",
+    "require_safe_transport",
     "pack_error",
     "serving",
     "translated",

@@ -10,6 +10,7 @@ import errno
 import fcntl
 import os
 import shutil
+import time
 from pathlib import Path
 
 from .errors import EnvironmentProblem, PackError, UsageError
@@ -39,16 +40,31 @@ def os_error(exc: OSError, what: str) -> PackError:
     return EnvironmentProblem(f"file error while {what}: {exc.strerror or exc} ({exc.filename or ''})")
 
 
+def _flock(fd: int, wait: float) -> bool:
+    """Take an exclusive flock on `fd`, trying for up to `wait` seconds; False when another process holds it."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
 class StoreLock:
     """The store's one lock: `with StoreLock(folder):` holds `<folder>/.lock` (flock) while pack writes into that folder
     (a build's model folder, `pack archive`, a Triton repository). A second writer is refused at once (exit 2), never
-    queued; the lock goes with the process, so a killed writer leaves nothing to clean up."""
+    queued, unless `wait` gives the seconds to wait for it (deploys into one store queue behind each other); the lock
+    goes with the process, so a killed writer leaves nothing to clean up."""
 
     FILE = ".lock"
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, wait: float = 0.0):
         self.folder = Path(folder)
         self.path = self.folder / self.FILE
+        self.wait = wait
         self._fd: int | None = None
 
     def __enter__(self) -> StoreLock:
@@ -57,13 +73,12 @@ class StoreLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise os_error(exc, f"creating {self.folder}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(fd, self.wait):
             os.close(fd)
+            waited = f" for {self.wait:.0f} s" if self.wait else ""
             raise UsageError(
-                f"another pack process is writing {self.folder} (lock {self.path})", "wait for it to finish and run again"
-            ) from None
+                f"another pack process is writing {self.folder} (lock {self.path}){waited}", "wait for it to finish and run again"
+            )
         self._fd = fd
         return self
 

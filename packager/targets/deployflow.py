@@ -8,6 +8,8 @@ A target supplies its own steps as a `Steps` subclass (TorchServe: torchserve/de
   one-line error says what serves now (exit 4, or the failure's own code: 5 for a backend the server lacks);
 - an HTTP failure inside a step becomes pack's error through packager/http.py's one mapping (exit 4: the deploy
   failed and was rolled back); a server that died meanwhile is said so, with its log;
+- deploys into one store run one at a time: `run` holds the store's server lock (`<store>/.servers/.lock`) from the
+  server's launch to the end of the registration, so two deploys into a fresh store share one launched server;
 - Ctrl-C: the files are put back; a server this command started is stopped; on a server that ran before, a
   half-registered new version is removed and the previous one restored; then the interrupt goes on (exit 130).
 """
@@ -22,6 +24,7 @@ from typing import Any
 from ..errors import DeployFailed, EnvironmentProblem, PackError
 from ..http import HttpError, Unreachable, pack_error
 from ..report import BuildReport
+from ..store import StoreLock
 
 log = logging.getLogger(__name__).info
 
@@ -107,6 +110,7 @@ def run(steps: Steps) -> dict[str, Any]:
     with steps.stack:
         steps.prepare()
         try:
+            _serialize(steps)
             steps.connect()
             steps.observe()
             smoke = _install(steps)
@@ -117,6 +121,19 @@ def run(steps: Steps) -> dict[str, Any]:
         except HttpError as exc:  # before anything was staged: reaching the server or reading what it serves
             raise pack_error(exc, steps.doing, steps.log_hint(), refused=EnvironmentProblem) from None
         return steps.result(smoke)
+
+
+def _serialize(steps: Steps) -> None:
+    """Wait (up to --timeout) for any other deploy into this store, then hold the store's server lock to the end."""
+    store = getattr(steps.opts, "store", None)
+    if store is None or getattr(steps.opts, "url", None):  # a server pack did not launch: nothing to serialize
+        return
+    try:
+        steps.stack.enter_context(StoreLock(Path(store) / ".servers", wait=0))
+        return
+    except PackError:
+        log(f"another pack deploy into {store} is under way; waiting for it (up to {steps.timeout:.0f} s)")
+    steps.stack.enter_context(StoreLock(Path(store) / ".servers", wait=steps.timeout))
 
 
 def _install(steps: Steps) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The TorchServe a command talks to: `--url` (+ `--token-file`), else the server pack launched for the store.
 
 `connect` returns the management and inference clients with their tokens, the model store pack may write archives
-into, and whether this command started the server.
+into, and whether this command started the server. Keys travel only over https or to loopback unless --insecure-http;
+the inference API of a --url server is --inference-url (or PACK_TORCHSERVE_INFERENCE_URL), never guessed.
 """
 
 from __future__ import annotations
@@ -13,42 +14,51 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, overload
 
-from ...errors import EnvironmentProblem
+from ...errors import EnvironmentProblem, UsageError
 from ...http import translated
 from .. import DeployOptions
 from .client import InferenceClient, ManagementClient
 from .server import LocalServer, read_tokens
 
 MODEL_STORE_ENV = "PACK_TORCHSERVE_MODEL_STORE"  # with --url: a folder that is the server's model store
-INFERENCE_URL_ENV = "PACK_TORCHSERVE_INFERENCE_URL"  # with --url: the inference API (default: management port - 1)
+INFERENCE_URL_ENV = "PACK_TORCHSERVE_INFERENCE_URL"  # with --url: the inference API (as --inference-url)
 
 
 @dataclass
 class Connection:
     management: ManagementClient
-    inference: InferenceClient
+    inference_client: InferenceClient | None  # None: --url without --inference-url (deploy refuses)
     token_file: str | None
     local: LocalServer | None
     model_store: Path | None
     server_seconds: float = 0.0
     launched: bool = False  # this command started the server
 
+    @property
+    def inference(self) -> InferenceClient:
+        """The inference API's client; UsageError (exit 2) for --url without --inference-url."""
+        if self.inference_client is None:
+            raise UsageError(
+                f"pack does not know where the inference API of {self.management.base_url} is",
+                "pass --inference-url (TorchServe's inference_address, e.g. http://127.0.0.1:8080)",
+            )
+        return self.inference_client
+
     def where_logs(self) -> str:
         return f"see the server log {self.local.log_path()}" if self.local else "see the server's logs"
 
 
-def _inference_url(management_url: str, opts: DeployOptions) -> str:
-    given = (opts.extra or {}).get("inference_url") or os.environ.get(INFERENCE_URL_ENV)
+def _inference_url(management_url: str, opts: DeployOptions) -> str | None:
+    """--inference-url, else PACK_TORCHSERVE_INFERENCE_URL, else the recorded one of the server pack launched for this
+    store when --url names it; never a guess (a key sent to a guessed port goes to whatever listens there)."""
+    given = getattr(opts, "inference_url", None) or (opts.extra or {}).get("inference_url") or os.environ.get(INFERENCE_URL_ENV)
     if given:
-        return given.rstrip("/")
+        return str(given).rstrip("/")
     state = LocalServer(opts.store).running()  # the server pack launched for this store, reached through --url
     if state and state["management_url"].rstrip("/") == management_url.rstrip("/"):
         url: str = state["inference_url"]
         return url
-    parts = urllib.parse.urlsplit(management_url)
-    port = parts.port or 8081
-    host = parts.hostname or "127.0.0.1"
-    return f"{parts.scheme or 'http'}://{host}:{port - 1}"
+    return None
 
 
 @overload
@@ -67,9 +77,13 @@ def connect(opts: DeployOptions, start: bool) -> Connection | None:
             url = "http://" + url
         tokens = read_tokens(Path(opts.token_file)) if opts.token_file else {}
         store = os.environ.get(MODEL_STORE_ENV)
+        insecure = bool(getattr(opts, "insecure_http", False))
+        inference = _inference_url(url, opts)
         conn = Connection(
-            ManagementClient(url, tokens.get("management"), timeout=opts.timeout),
-            InferenceClient(_inference_url(url, opts), tokens.get("inference"), timeout=opts.timeout),
+            ManagementClient(url, tokens.get("management"), timeout=opts.timeout, insecure_http=insecure),
+            InferenceClient(inference, tokens.get("inference"), timeout=opts.timeout, insecure_http=insecure)
+            if inference
+            else None,
             str(Path(opts.token_file).resolve()) if opts.token_file else None,
             None,
             Path(store) if store else None,

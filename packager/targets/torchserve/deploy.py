@@ -102,6 +102,7 @@ class TorchServeSteps(Steps):
     def connect(self) -> None:
         conn = connect(self.opts, start=True)
         self._conn, self.launched = conn, conn.launched
+        self.inference = conn.inference  # the smoke test's API: known (never guessed) before anything is staged
         self.timings["server_start_s"] = conn.server_seconds
 
     def observe(self) -> None:

@@ -67,7 +67,7 @@ def status(opts: DeployOptions) -> dict[str, Any]:
     result = {
         "target": "torchserve",
         "running": True,
-        "inference_url": conn.inference.base_url,
+        "inference_url": conn.inference_client.base_url if conn.inference_client else None,
         "management_url": conn.management.base_url,
         "token_file": conn.token_file,
         "pid": (conn.local.state() or {}).get("pid") if conn.local else None,
@@ -88,7 +88,8 @@ def status(opts: DeployOptions) -> dict[str, Any]:
     metrics_url = (conn.local.state() or {}).get("metrics_url") if conn.local else None
     metrics = read(f"{metrics_url}/metrics", METRICS) if metrics_url else None
     result["metrics"] = metrics
-    head = f"TorchServe at {conn.inference.base_url} (management {conn.management.base_url})"
+    where = conn.inference_client.base_url if conn.inference_client else conn.management.base_url
+    head = f"TorchServe at {where} (management {conn.management.base_url})"
     result["summary"] = "\n".join(
         [
             head,
@@ -137,9 +138,13 @@ def stop(opts: DeployOptions) -> dict[str, Any]:
     local = LocalServer(opts.store)
     result = local.stop()
     result["target"] = "torchserve"
-    result["summary"] = (
-        f"stopped the TorchServe of store {opts.store}"
-        if result["stopped"]
-        else f"no TorchServe launched by pack is running for store {opts.store}"
-    )
+    if result["stopped"]:
+        result["summary"] = f"stopped the TorchServe of store {opts.store}"
+    elif result.get("stale"):
+        result["summary"] = (
+            f"stale state for store {opts.store}: its pid is no longer the TorchServe pack started (another process "
+            "has it now); nothing was signalled; state cleared"
+        )
+    else:
+        result["summary"] = f"no TorchServe launched by pack is running for store {opts.store}"
     return result

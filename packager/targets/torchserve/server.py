@@ -2,31 +2,39 @@
 
 Everything of one server lives in `<store>/.servers/torchserve/`: config.properties, model-store/ (the .mar files it
 serves), tmp/ (its TMPDIR and TEMP: PID file, worker sockets, unpacked models), logs/, key_file.json (mode 0600,
-written by TorchServe in its start folder) and state.json (pid, ports, URLs). Addresses are loopback only.
+written by TorchServe in its start folder) and state.json (pid, start time and executable of the frontend, ports, URLs).
+Addresses are loopback only. `stop` signals only the recorded frontend, while it is still the process pack started, and
+its own descendants (the workers); a stale state is removed and nothing is signalled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem
 from ...http import HttpError
-from ..processes import free_ports, pid_alive
+from ..processes import ProcessIdentity, descendants, end_tree, free_ports, identity, pid_alive, with_environment
 from .client import InferenceClient
 from .config import config_properties
 
 log = logging.getLogger(__name__).info
 
 PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+UNIX_PATH_MAX = 107  # bytes of a Unix socket path (sun_path is 108 with its NUL)
+SOCKET_SUFFIX = "/.ts.sock.65535"  # a worker's socket in TMPDIR
+TMP_LINK_FILE = "tmp-link"  # names the short TMPDIR link of a deep store (see LocalServer.short_tmp)
+LAUNCH_ENV = "PACK_TORCHSERVE_LAUNCH"  # a fresh random value per launch: finds what a Ctrl-C'd launch started
 TOKEN_EXPIRATION_MIN = 7 * 24 * 60  # keys of a launched server stay valid a week (TorchServe's default is 60 minutes)
 
 
@@ -113,16 +121,24 @@ class LocalServer:
     def running(self) -> dict[str, Any] | None:
         """The state of a live server launched here, else None (a stale state file is ignored)."""
         state = self.state()
-        if state and pid_alive(state.get("pid")) and self._ours(state["pid"]):
+        ident = self._identity(state)
+        if state and ident is not None and ident.current():
             return state
         return None
 
+    @staticmethod
+    def _identity(state: dict[str, Any] | None) -> ProcessIdentity | None:
+        """The frontend's identity as the state recorded it (None without one: such a pid is never signalled)."""
+        ident = ProcessIdentity.from_record((state or {}).get("process"))
+        return ident if ident is not None and ident.pid == (state or {}).get("pid") else None
+
     def _ours(self, pid: int) -> bool:
+        """The process runs with this server's TMPDIR: a TorchServe started from here (only ever refused, not signalled)."""
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
         except OSError:
-            return True  # no /proc: trust the pid
-        return str(self.root) in cmdline or "model-server" in cmdline or "org.pytorch.serve" in cmdline
+            return False
+        return any(b"TMPDIR=" + str(t).encode() + b"\0" in environ for t in (self.tmp, self.tmp_link()))
 
     def tokens(self) -> dict[str, str]:
         return read_tokens(self.key_file)
@@ -143,9 +159,14 @@ class LocalServer:
         self.key_file.unlink(missing_ok=True)
         host = "127.0.0.1"
         ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES), host), strict=True))
-        started = self._launch(java, torchserve, host, ports, timeout)
-        pid = self._wait_pid(started, timeout)
-        state = self._write_state(pid, host, ports, torchserve)
+        launch = uuid.uuid4().hex
+        try:
+            started = self._launch(java, torchserve, host, ports, timeout, launch)
+            pid = self._wait_pid(started, timeout)
+            state = self._write_state(pid, host, ports, torchserve)
+        except BaseException:  # Ctrl-C or a failure before the state is written: end what this launch started
+            self._end_launch(launch)
+            raise
         try:
             self._wait_healthy(state, started, timeout)
         except EnvironmentProblem:
@@ -170,7 +191,12 @@ class LocalServer:
             )
         stale_pid.unlink()
 
-    def _launch(self, java: str, torchserve: str, host: str, ports: dict[str, int], timeout: float) -> float:
+    def _end_launch(self, launch: str) -> None:
+        for ident in with_environment(f"{LAUNCH_ENV}={launch}"):
+            end_tree(ident, 10)
+        self._forget()
+
+    def _launch(self, java: str, torchserve: str, host: str, ports: dict[str, int], timeout: float, launch: str) -> float:
         """Write config.properties and run `torchserve --start`; returns the monotonic time the launch started."""
         self.config_file.write_text(
             config_properties(
@@ -183,10 +209,11 @@ class LocalServer:
         )
         env = {
             **os.environ,
-            "TMPDIR": str(self.tmp),
-            "TEMP": str(self.tmp),
+            "TMPDIR": str(self.short_tmp()),
+            "TEMP": str(self.short_tmp()),
             "LOG_LOCATION": str(self.logs),
             "METRICS_LOCATION": str(self.logs),
+            LAUNCH_ENV: launch,
             "PATH": f"{Path(torchserve).parent}{os.pathsep}{Path(java).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         # Only what this launch writes counts when looking for "Address already in use".
@@ -214,6 +241,7 @@ class LocalServer:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     timeout=max(30.0, timeout),
+                    umask=0o077,  # key_file.json (and everything else it writes) is owner-only from its first byte
                 )
             except subprocess.TimeoutExpired:
                 raise EnvironmentProblem(
@@ -224,8 +252,14 @@ class LocalServer:
         return started
 
     def _write_state(self, pid: int, host: str, ports: dict[str, int], torchserve: str) -> dict[str, Any]:
+        ident = identity(pid)
+        if ident is None:
+            raise EnvironmentProblem(
+                f"TorchServe (pid {pid}) exited right after its start; see its log {self.log_path()}", f"and {self.launch_log}"
+            )
         state = {
             "pid": pid,
+            "process": ident.record(),
             "host": host,
             "ports": ports,
             "inference_url": f"http://{host}:{ports['inference']}",
@@ -296,82 +330,61 @@ class LocalServer:
 
     # ------------------------------------------------------------ stop
     def processes(self) -> list[int]:
-        """Pids of processes belonging to this server (the frontend and its Python workers), found through /proc."""
-        found = []
-        marker = str(self.root).encode()
-        for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                environ = b"" if marker in cmdline else (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if marker in cmdline or (b"TMPDIR=" + marker + b"/tmp\0") in environ:
-                if pid_alive(int(entry.name)):
-                    found.append(int(entry.name))
-        return sorted(found)
+        """Pids of this server: the frontend pack started (while it is still that process) and its descendants."""
+        ident = self._identity(self.running())
+        return sorted([ident.pid, *(d.pid for d in descendants(ident.pid))]) if ident is not None else []
 
     def stop(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Stop the frontend pack started and its descendants (its workers); nothing else is signalled. A state whose
+        pid is gone or belongs to another process now is stale: it is removed and the result says so."""
         state = self.state()
-        pid = (state or {}).get("pid")
-        before = self.processes()
-        if not before and not pid_alive(pid):
+        ident = self._identity(state)
+        if state is None or ident is None or not ident.current():
             self._forget()
-            return {"stopped": False, "pids": []}
-        torchserve = (state or {}).get("torchserve") or find_torchserve()
-        if torchserve and (self.tmp / ".model_server.pid").exists():
-            self._stop_command(torchserve)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.processes():
-            time.sleep(0.25)
-        left = self._kill(self.processes())
+            stale = state is not None and identity(state.get("pid")) is not None
+            return {"stopped": False, "pids": [], "stale": stale}
+        pids = [ident.pid, *(d.pid for d in descendants(ident.pid))]
+        left = end_tree(ident, timeout)
         if left:
-            raise EnvironmentProblem(f"TorchServe processes {left} did not stop", "kill them by pid")
+            raise EnvironmentProblem(
+                f"TorchServe processes {left} did not stop", f"kill them by pid (kill -9 {' '.join(map(str, left))})"
+            )
         self._forget()
-        pids: list[int] = before or ([pid] if pid is not None else [])  # none found by /proc: the state's live pid
         log(f"stopped TorchServe (pids {', '.join(map(str, pids))})")
         return {"stopped": True, "pids": pids}
 
-    def _stop_command(self, torchserve: str) -> None:
-        """`torchserve --stop`, run from the server's folder with its environment (it finds the PID file in TMPDIR)."""
-        env = {
-            **os.environ,
-            "TMPDIR": str(self.tmp),
-            "TEMP": str(self.tmp),
-            "LOG_LOCATION": str(self.logs),
-            "METRICS_LOCATION": str(self.logs),
-        }
-        with open(self.launch_log, "ab") as out:
-            try:
-                subprocess.run(
-                    [torchserve, "--stop"],
-                    cwd=self.root,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    timeout=30,
-                )
-            except (subprocess.TimeoutExpired, OSError):
-                pass
-
-    def _kill(self, left: list[int]) -> list[int]:
-        """SIGTERM, then SIGKILL, the processes still running; returns those that survived both."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for p in left:
-                try:
-                    os.kill(p, sig)
-                except ProcessLookupError:
-                    pass
-            end = time.monotonic() + 5
-            while time.monotonic() < end and self.processes():
-                time.sleep(0.1)
-            left = self.processes()
-            if not left:
-                break
-        return left
-
     def _forget(self) -> None:
-        for path in (self.state_file, self.key_file, self.tmp / ".model_server.pid"):
+        link = self.tmp_link()
+        for path in (self.state_file, self.key_file, self.tmp / ".model_server.pid", self.root / TMP_LINK_FILE):
             path.unlink(missing_ok=True)
+        if link is not None and link.is_symlink() and link.parent.name.startswith("pack-ts-"):
+            link.unlink()  # the link pack made, never what it points to
+            with contextlib.suppress(OSError):
+                link.parent.rmdir()
+
+    # ------------------------------------------------------------ a TMPDIR short enough for worker sockets
+    def short_tmp(self) -> Path:
+        """The TMPDIR the server runs with: `tmp/`, or, when its worker sockets (`$TMPDIR/.ts.sock.NNNNN`) would pass the
+        107-byte limit of a Unix socket path (a deep or non-ASCII store path), a symlink to it from a fresh private
+        folder with a short name (recorded in `tmp_link`, removed at stop)."""
+        if len(str(self.tmp).encode()) + len(SOCKET_SUFFIX) <= UNIX_PATH_MAX:
+            return self.tmp
+        link = self.tmp_link()
+        if link is not None and link.is_symlink():
+            return link
+        link = Path(tempfile.mkdtemp(prefix="pack-ts-")) / "tmp"  # mode 0700, a name no one else can take
+        link.symlink_to(self.tmp, target_is_directory=True)
+        (self.root / TMP_LINK_FILE).write_text(str(link))
+        if len(str(link).encode()) + len(SOCKET_SUFFIX) > UNIX_PATH_MAX:
+            raise EnvironmentProblem(
+                f"TorchServe's worker sockets cannot live in {self.tmp} nor in {link.parent} (Unix socket paths are at "
+                f"most {UNIX_PATH_MAX} bytes)",
+                "use a shorter --store path, or set TMPDIR to a short folder",
+            )
+        return link
+
+    def tmp_link(self) -> Path | None:
+        try:
+            return Path((self.root / TMP_LINK_FILE).read_text().strip() or "-")
+        except OSError:
+            return None

@@ -23,6 +23,19 @@ KSERVE_MOUNT = "/mnt/models"  # where KServe's storage initializer puts the stor
 @dataclass
 class TorchServeOptions(ServerOptions):
     token_file: str | None = cli_field(None, "--token-file", "TorchServe key_file.json for --url.", commands=SERVER)
+    inference_url: str | None = cli_field(
+        None,
+        "--inference-url",
+        "TorchServe's inference API for --url (e.g. https://host:8443); deploy needs it.",
+        commands=SERVER,
+    )
+    insecure_http: bool = cli_field(
+        False,
+        "--insecure-http",
+        "Send --token-file's keys over plain http to a host that is not loopback.",
+        is_flag=True,
+        commands=SERVER,
+    )
 
 
 def kserve_properties(report: BuildReport, mar_name: str, settings: Any, protocol: str) -> str:

@@ -1,18 +1,21 @@
 """Launch, find and stop the local tritonserver that pack runs for a store.
 
-State lives in `<store>/.servers/triton/`: `state.json` (pid, ports, binary, backends), `server.log`, and the
+State lives in `<store>/.servers/triton/`: `state.json` (pid, start time and executable, ports, binary, backends),
+`server.log`, and the
 server's own model repository `repository/`. The server listens on 127.0.0.1 only, on free ports, in explicit
 model-control mode (models are loaded and unloaded through the repository API).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
-import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
 from ...http import ForeignAnswer
-from ..processes import free_ports, pid_alive
+from ..processes import ProcessIdentity, end_child, end_tree, free_ports, identity
 from .client import TritonHTTP
 
 log = logging.getLogger(__name__).info
@@ -47,8 +50,10 @@ class ServerState:
     log: str
     repository: str
     backends: list[str] = field(default_factory=list)
+    repository_link: str = ""  # a plain path tritonserver reads the repository through (a store path with spaces)
     started: float = 0.0
     deployments: dict[str, Any] = field(default_factory=dict)  # name -> {version, models, backend}
+    process: dict[str, Any] = field(default_factory=dict)  # the identity of the launched process (processes.py)
 
     @property
     def url(self) -> str:
@@ -72,8 +77,15 @@ class ServerState:
         except (ValueError, TypeError):
             return None
 
+    def identity(self) -> ProcessIdentity | None:
+        """The launched process as recorded; None for a state without a usable identity (never signalled)."""
+        ident = ProcessIdentity.from_record(self.process)
+        return ident if ident is not None and ident.pid == self.pid else None
+
     def alive(self) -> bool:
-        return pid_alive(self.pid)
+        """The recorded pid is alive and still the process pack launched (same start time and executable)."""
+        ident = self.identity()
+        return ident is not None and ident.current()
 
 
 def find_binary(explicit: str | None) -> Path:
@@ -123,6 +135,35 @@ def available_backends(binary: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("libtriton_*.so")))
 
 
+PLAIN = re.compile(r"[A-Za-z0-9._/+=@%:,-]+")  # what the python backend's stub takes in a path (no spaces, ASCII)
+
+
+def _plain_path(repository: Path) -> Path:
+    """`repository`, or when its path has characters Triton's python-backend stub cannot take (it fails with
+    `stol` on a space and hangs the load), a symlink to it from a fresh private folder with a plain name."""
+    if PLAIN.fullmatch(str(repository)):
+        return repository
+    folder = Path(tempfile.mkdtemp(prefix="pack-triton-"))  # mode 0700, a name no one else can take
+    link = folder / "repository"
+    link.symlink_to(repository, target_is_directory=True)
+    if not PLAIN.fullmatch(str(link)):
+        raise EnvironmentProblem(
+            f"tritonserver's python backend cannot read a model repository at {repository} (spaces or non-ASCII "
+            f"characters), and the temporary folder {folder} has them too",
+            "use --store at a path of plain ASCII characters, or set TMPDIR to one",
+        )
+    return link
+
+
+def _drop_link(state: ServerState) -> None:
+    """Remove the private folder of the repository link (only the link pack made, never what it points to)."""
+    link = Path(state.repository_link) if state.repository_link else None
+    if link is not None and link.is_symlink() and link.name == "repository" and link.parent.name.startswith("pack-triton-"):
+        link.unlink()
+        with contextlib.suppress(OSError):
+            link.parent.rmdir()
+
+
 def free_port(host: str) -> int:
     return free_ports(1, host)[0]
 
@@ -145,9 +186,10 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
     repository.mkdir(parents=True, exist_ok=True)
     log_path = folder / "server.log"
     http, grpc, metrics = ports or (free_port(host), free_port(host), free_port(host))
+    served = _plain_path(repository.resolve())
     cmd = [
         str(binary),
-        f"--model-repository={repository.resolve()}",
+        f"--model-repository={served}",
         "--model-control-mode=explicit",
         "--http-address",
         host,
@@ -187,6 +229,7 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
         binary=str(binary),
         log=str(log_path),
         repository=str(repository.resolve()),
+        repository_link=str(served) if served != repository.resolve() else "",
         backends=available_backends(binary),
         started=time.time(),
     )
@@ -194,7 +237,8 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
     try:
         return _wait_ready(store, proc, state, client, timeout, t0)
     except BaseException:  # never ready, exited, or Ctrl-C: no server is left running without a state file
-        _terminate(proc.pid, 5)
+        end_child(proc, 5)
+        _drop_link(state)
         raise
 
 
@@ -214,7 +258,9 @@ def _wait_ready(
                 )
             last = (tail.strip().splitlines() or ["(empty log)"])[-1][:300]
             raise EnvironmentProblem(f"tritonserver exited with code {code} while starting: {last}", f"see {log_path}")
-        if client.ready():
+        ident = identity(proc.pid)  # read once ready: a wrapper script has exec'd the server by then
+        if ident is not None and client.ready():
+            state.process = ident.record()
             state.save(store)
             log(
                 f"tritonserver ready in {time.perf_counter() - t0:.2f} s "
@@ -244,9 +290,10 @@ def ensure(store: Path, binary_opt: str | None, host: str, timeout: float) -> tu
     if state is not None:
         return state, False
     stale = ServerState.load(store)
-    if stale is not None and stale.alive():
-        log(f"a tritonserver (pid {stale.pid}) from an earlier run does not answer; stopping it")
-        _terminate(stale.pid, 10)
+    old = stale.identity() if stale is not None else None
+    if old is not None and old.current():
+        log(f"a tritonserver (pid {old.pid}) from an earlier run does not answer; stopping it")
+        end_tree(old, 10)
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError(f"pack launches tritonserver on loopback only, not {host}", "use --url for a server on another address")
     binary = find_binary(binary_opt)
@@ -257,47 +304,29 @@ def ensure(store: Path, binary_opt: str | None, host: str, timeout: float) -> tu
     return state, True
 
 
-def _terminate(pid: int, grace: float) -> bool:
-    """SIGTERM the server's process group, SIGKILL after `grace` seconds; True when it is gone."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return True
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            if not pid_alive(pid):
-                return True
-            time.sleep(0.1)
-    return not pid_alive(pid)
-
-
 def stop(store: Path) -> dict[str, Any]:
+    """Stop the tritonserver pack launched for this store and its own child processes. A state whose pid is gone or
+    now names another process is stale: it is removed and nothing is signalled."""
     state = ServerState.load(store)
     if state is None:
         return {"target": "triton", "stopped": False, "summary": f"no Triton server launched by pack for {store}"}
-    was_alive = state.alive()
-    gone = _terminate(state.pid, 15) if was_alive else True
-    if not gone:
-        raise EnvironmentProblem(f"tritonserver pid {state.pid} did not exit", f"kill it by hand (kill -9 {state.pid})")
+    ident = state.identity()
+    was_alive = ident is not None and ident.current()
+    if ident is not None and was_alive:
+        left = end_tree(ident, 15)
+        if left:
+            raise EnvironmentProblem(f"tritonserver pid {state.pid} did not exit", f"kill it by hand (kill -9 {state.pid})")
     (state_dir(store) / "state.json").unlink(missing_ok=True)
-    log(f"tritonserver pid {state.pid} {'stopped' if was_alive else 'was not running'}")
-    return {
-        "target": "triton",
-        "stopped": was_alive,
-        "pid": state.pid,
-        "url": state.url,
-        "log": state.log,
-        "summary": f"stopped tritonserver (pid {state.pid}, {state.url})"
-        if was_alive
-        else f"tritonserver pid {state.pid} was not running; state cleared",
-    }
+    _drop_link(state)
+    summary = f"stopped tritonserver (pid {state.pid}, {state.url})" if was_alive else _stale(state)
+    log(summary)
+    return {"target": "triton", "stopped": was_alive, "pid": state.pid, "url": state.url, "log": state.log, "summary": summary}
+
+
+def _stale(state: ServerState) -> str:
+    if identity(state.pid) is None:
+        return f"tritonserver pid {state.pid} was not running; state cleared"
+    return (
+        f"stale state: pid {state.pid} is no longer the tritonserver pack started (another process has it now); "
+        "nothing was signalled; state cleared"
+    )

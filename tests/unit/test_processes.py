@@ -1,0 +1,85 @@
+"""The process identity pack records for a server it launched (packager/targets/processes.py), and `pack stop` on a
+state file whose pid is this very test process under another identity: nothing is signalled."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from packager.targets import processes
+from packager.targets.processes import ProcessIdentity, identity
+
+
+def test_identity_of_a_live_process_and_what_makes_it_another():
+    me = identity(os.getpid())
+    assert me is not None and me.pid == os.getpid() and me.exe == os.path.realpath("/proc/self/exe")
+    assert me.current()
+    assert not ProcessIdentity(me.pid, me.start_time + 1, me.exe).current()  # the pid reused by a later process
+    assert not ProcessIdentity(me.pid, me.start_time, "/usr/bin/other").current()
+    assert ProcessIdentity.from_record(me.record()) == me
+    for bad in (None, {}, {"pid": "x", "start_time": 1, "exe": "e"}, {"pid": 1, "exe": "e"}, [1, 2, 3]):
+        assert ProcessIdentity.from_record(bad) is None
+    assert identity(0) is None and identity(-1) is None and identity(2**22 + 12345) is None
+
+
+@pytest.fixture
+def no_signals(monkeypatch):
+    sent: list[tuple[int, int]] = []
+
+    def refuse(pid: int, sig: int) -> None:
+        sent.append((pid, sig))
+        raise AssertionError(f"signal {sig} sent to {pid}")
+
+    monkeypatch.setattr(processes.os, "kill", refuse)
+    monkeypatch.setattr(os, "killpg", refuse)
+    return sent
+
+
+def _stale_record() -> dict:
+    me = identity(os.getpid())
+    assert me is not None
+    return {"pid": me.pid, "start_time": me.start_time - 1, "exe": me.exe}
+
+
+def test_triton_stop_of_a_stale_state_signals_nothing(tmp_path, no_signals):
+    from packager.targets.triton import server
+
+    folder = server.state_dir(tmp_path)
+    folder.mkdir(parents=True)
+    state = {"pid": os.getpid(), "http_port": 1, "grpc_port": 2, "metrics_port": 3, "host": "127.0.0.1", "binary": "b"}
+    state |= {"log": "l", "repository": "r", "process": _stale_record()}
+    (folder / "state.json").write_text(json.dumps(state))
+    result = server.stop(tmp_path)
+    assert result["stopped"] is False and "stale state" in result["summary"] and no_signals == []
+    assert not (folder / "state.json").exists()
+
+
+def test_torchserve_stop_of_a_stale_state_signals_nothing(tmp_path, no_signals):
+    from packager.targets.torchserve.server import LocalServer
+
+    local = LocalServer(tmp_path)
+    local.tmp.mkdir(parents=True)
+    local.state_file.write_text(json.dumps({"pid": os.getpid(), "process": _stale_record()}))
+    assert local.running() is None and local.processes() == []
+    result = local.stop()
+    assert result == {"stopped": False, "pids": [], "stale": True} and no_signals == []
+    assert not local.state_file.exists()
+
+
+def test_store_lock_waits_for_the_holder_when_asked(tmp_path):
+    import threading
+    import time
+
+    from packager.errors import UsageError
+    from packager.store import StoreLock
+
+    held = StoreLock(tmp_path).__enter__()
+    t0 = time.monotonic()
+    with pytest.raises(UsageError, match="for 0 s"):
+        StoreLock(tmp_path, wait=0.3).__enter__()
+    assert time.monotonic() - t0 >= 0.3
+    threading.Timer(0.3, held.release).start()
+    with StoreLock(tmp_path, wait=10):  # queued behind the holder, not refused
+        assert time.monotonic() - t0 >= 0.6
