@@ -196,13 +196,24 @@ def test_one_mapping_to_pack_errors_and_exit_codes():
 
 
 def test_a_web_page_on_the_recorded_port_is_not_the_launched_tritonserver(tmp_path):
-    """`pack status` of a store whose tritonserver is gone and whose port a web server took: not running (no crash)."""
+    """`pack status` of a store whose tritonserver is gone and whose port a web server took: not running (no crash).
+    The recorded process is alive and matches (this test's own), so only the HTTP answer can tell; the state is
+    removed at the end so that nothing ever acts on it."""
     import os
 
+    from packager.targets import processes
     from packager.targets.triton import server
 
+    ident = processes.identity(os.getpid())
+    assert ident is not None
     with _server() as url:
         port = int(url.rsplit(":", 1)[1])
-        state = server.ServerState(os.getpid(), port, 1, 2, "127.0.0.1", "tritonserver", "log", str(tmp_path / "repo"))
+        state = server.ServerState(
+            os.getpid(), port, 1, 2, "127.0.0.1", "tritonserver", "log", str(tmp_path / "repo"), process=ident.record()
+        )
         state.save(tmp_path)
-        assert server.running(tmp_path) is None
+        try:
+            assert server.ServerState.load(tmp_path).alive()  # type: ignore[union-attr]
+            assert server.running(tmp_path) is None
+        finally:
+            (server.state_dir(tmp_path) / "state.json").unlink()
