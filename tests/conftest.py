@@ -132,3 +132,16 @@ def tiny_store(built: Callable[[str], Path], tmp_path: Path) -> Path:
 def tiny_build(tiny_store: Path) -> Path:
     """The version folder of `tiny_store`'s copy of the tiny build."""
     return tiny_store / "tiny" / "1"
+
+
+@pytest.fixture
+def ts_store(built: Callable[[str], Path], tmp_path: Path) -> Iterator[Path]:
+    """A private store with a copy of the tiny build for a TorchServe test; the TorchServe it launches is stopped after."""
+    from tests.helpers.cli import run_pack
+    from tests.helpers.torchserve import copy_build
+
+    if not shutil.which("java"):
+        pytest.skip("java is not installed (run scripts/setup-torchserve.sh)")
+    store = copy_build(built("tiny"), tmp_path / "store")
+    yield store
+    run_pack("stop", "--target", "torchserve", "--store", str(store))

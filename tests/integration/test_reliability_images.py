@@ -153,18 +153,24 @@ def test_torchserve_nan_answer_is_strict_json(ts):
 # ---------------------------------------------------------------- Triton (yolov8n's ensemble)
 
 
-@pytest.fixture(scope="module")
-def triton(built, tmp_path_factory):
+def _on_triton(built, tmp_path_factory, model: str):
+    """Deploy the session's build of `model` to a tritonserver of its own; {"store", "url", "doc"}; stopped after."""
     ensure_tritonserver()
-    store = tmp_path_factory.mktemp("images-triton") / "store"
-    link_build(built("yolov8n"), store)
+    store = tmp_path_factory.mktemp(f"images-triton-{model}") / "store"
+    link_build(built(model), store)
     try:
-        doc = pack_json("deploy", "yolov8n", "--target", "triton", "--store", str(store), timeout=900)
-        assert doc["serving_model"] == "yolov8n_ensemble"
-        yield {"store": store, "url": doc["url"]}
+        doc = pack_json("deploy", model, "--target", "triton", "--store", str(store), timeout=900)
+        yield {"store": store, "url": doc["url"], "doc": doc}
     finally:
         run_pack("stop", "--target", "triton", "--store", str(store))
         assert wait_until_empty(lambda: tritonserver_pids_for(store), 30) == [], "tritonserver left after pack stop"
+
+
+@pytest.fixture(scope="module")
+def triton(built, tmp_path_factory):
+    for deployed in _on_triton(built, tmp_path_factory, "yolov8n"):
+        assert deployed["doc"]["serving_model"] == "yolov8n_ensemble"
+        yield deployed
 
 
 def _triton_raw(triton: dict, model: str, image: bytes) -> tuple[int, str]:
@@ -239,15 +245,7 @@ def test_triton_sixteen_bit_and_exif_orientation(triton):
 
 @pytest.fixture(scope="module")
 def triton_tiny(built, tmp_path_factory):
-    ensure_tritonserver()
-    store = tmp_path_factory.mktemp("nan-triton") / "store"
-    link_build(built("tiny"), store)
-    try:
-        doc = pack_json("deploy", "tiny", "--target", "triton", "--store", str(store), timeout=600)
-        yield {"store": store, "url": doc["url"]}
-    finally:
-        run_pack("stop", "--target", "triton", "--store", str(store))
-        assert wait_until_empty(lambda: tritonserver_pids_for(store), 30) == [], "tritonserver left after pack stop"
+    yield from _on_triton(built, tmp_path_factory, "tiny")
 
 
 def test_triton_nan_answer_is_a_400_not_bare_nan(triton_tiny):

@@ -16,7 +16,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -112,15 +111,6 @@ def test_torchserve_stop_with_a_stale_state_signals_nothing(tmp_path):
         assert not (root / "state.json").exists() and not (root / "tmp" / ".model_server.pid").exists()
     finally:
         _end(bystander)
-
-
-@pytest.fixture
-def ts_store(built, tmp_path) -> Iterator[Path]:
-    if not shutil.which("java"):
-        pytest.skip("java is not installed (run scripts/setup-torchserve.sh)")
-    store = copy_build(built("tiny"), tmp_path / "store")
-    yield store
-    run_pack("stop", "--target", "torchserve", "--store", str(store))
 
 
 def _torchserve_tree(store: Path) -> list[int]:

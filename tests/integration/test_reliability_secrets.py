@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import socket
 import stat
 import threading
@@ -23,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import one_error_line, run_pack, spawn_pack
-from tests.helpers.torchserve import copy_build
 
 KEYS = {k: {"key": f"{k}-secret-key-1234"} for k in ("management", "inference", "API")}
 
@@ -115,15 +113,6 @@ def test_url_without_inference_url_never_guesses_the_inference_port(tiny_store, 
         assert guessed == [], f"requests went to the guessed port {below}: {guessed}"
         assert seen, "the management API was not asked"
         assert not list(tiny_store.glob(".servers/**/*.mar"))
-
-
-@pytest.fixture
-def ts_store(built, tmp_path) -> Iterator[Path]:
-    if not shutil.which("java"):
-        pytest.skip("java is not installed (run scripts/setup-torchserve.sh)")
-    store = copy_build(built("tiny"), tmp_path / "store")
-    yield store
-    run_pack("stop", "--target", "torchserve", "--store", str(store))
 
 
 def test_key_file_is_0600_from_its_first_byte(ts_store):
