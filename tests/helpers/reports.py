@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from packager.report import BuildReport
@@ -30,3 +31,10 @@ DEFAULTS: dict[str, Any] = {
 def make_report(**fields: Any) -> BuildReport:
     """A report with these fields (`inputs` and `outputs` as the JSON lists of report.json) over valid defaults."""
     return BuildReport.from_dict({**DEFAULTS, **fields}, "a test report")
+
+
+def rerecord(folder: Path, *relative: str) -> None:
+    """Record the current digests of files a test changed on purpose inside a build folder, so that the build passes
+    the digest check and what the test broke is met by the check it is about (a smoke test, a handler)."""
+    report = BuildReport.load(folder)
+    report.save(folder, rewritten=list(relative))

@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers.cli import pack_json, run_pack
 from tests.helpers.processes import pid_gone, tritonserver_pids_for
+from tests.helpers.reports import rerecord
 from tests.helpers.triton import ensure_tritonserver, link_build, read_config, write_config
 
 pytestmark = pytest.mark.server
@@ -112,6 +113,7 @@ def test_failed_new_version_rolls_back(server_store):
     recorded = np.load(bad)
     bad.unlink()
     np.save(bad, recorded + 1.0)  # the served numbers will not match what the build recorded
+    rerecord(bad.parents[1], "samples/output.logits.npy")  # recorded as verified: only the smoke test can catch it
     proc = run_pack("deploy", "tiny", "--target", "triton", "--store", str(server_store))
     assert proc.returncode == 4, proc.stderr
     assert (
