@@ -14,7 +14,7 @@ import numpy as np
 from . import __version__
 from .export import ORDER
 from .report import FILE as REPORT
-from .report import BuildReport, OutputRecord, SampleRecord, TensorRecord
+from .report import BuildReport, OutputRecord, SampleRecord, TensorRecord, plain
 from .validate import RMS_FRACTION
 
 LABELS_FILE = "labels.txt"
@@ -144,21 +144,6 @@ def assemble(
         samples=samples,
         warnings=warnings,
     )
-
-
-def plain(value: Any) -> Any:
-    """JSON-safe: NaN/Inf become null (valid JSON), numpy scalars Python numbers, anything else its string."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def load_report(folder: Path) -> BuildReport:

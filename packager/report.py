@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,6 +24,21 @@ from .errors import UsageError, ValidationFailed
 FILE = "report.json"
 VERSION = 2
 MAX_BYTES = 64 * 1024 * 1024  # a report is kilobytes; a larger file is not one of pack's
+
+
+def plain(value: Any) -> Any:
+    """JSON-safe: NaN/Inf become null (valid JSON), numpy scalars Python numbers, anything else its string."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar (numpy is not imported here)
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 @dataclass
@@ -115,8 +131,6 @@ class BuildReport:
     # ---------------------------------------------------------------- file
 
     def to_dict(self) -> dict[str, Any]:
-        from .record import plain
-
         data: dict[str, Any] = plain(dataclasses.asdict(self))
         for tensor in [*data["inputs"], *data["outputs"]]:
             if tensor.get("range") is None:
@@ -260,5 +274,6 @@ __all__ = [
     "SampleRecord",
     "TensorRecord",
     "migrate",
+    "plain",
     "sha256_file",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..health import UNHEALTHY, UNKNOWN, Deployed, check_and_repair
 from .connection import Connection
+from .smoke import smoke_test
 
 
 def probe_all(conn: Connection, models: list[dict[str, Any]], store: Path, timeout: float, repair: bool) -> None:
@@ -32,7 +33,6 @@ def probe_all(conn: Connection, models: list[dict[str, Any]], store: Path, timeo
 
 def _probe(conn: Connection, version: str, timeout: float) -> Any:
     def probe(folder: Path, report: Any) -> dict[str, Any]:
-        from .deploy import smoke_test  # deploy imports this module's caller
 
         result: dict[str, Any] = smoke_test(conn, folder, report, version, timeout)
         return result
