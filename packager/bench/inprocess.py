@@ -254,23 +254,10 @@ def rss_bytes(pid: int) -> int | None:
 
 
 def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo.extend(children.get(p, []))
-    return sorted(set(found))
+    """pid and all its live descendants (through the parent links in /proc, as `pack stop` finds them)."""
+    from ..targets.processes import descendants
+
+    return sorted({pid, *(child.pid for child in descendants(pid))})
 
 
 def tree_rss_mb(pids: list[int]) -> float | None:

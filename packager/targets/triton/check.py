@@ -51,7 +51,7 @@ def check_entry(repo: Path, name: str, configs: dict[str, Any]) -> list[Problem]
     check_ranges(chk)  # first: a value out of range is the line the user sees
     _check_batching(chk)
     _check_classification(chk, repo, name)
-    versions = [p.name for p in (repo / name).iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()]
+    versions = cfg.version_folders(repo / name)
     if not versions:
         chk.add("versions", "at least one version folder", f"{repo / name} has no numeric version folder")
         return chk.problems
@@ -209,9 +209,7 @@ def check_repository(repo: Path, only: list[str] | None = None) -> dict[str, Any
                 "name": name,
                 "kind": cfg.kind_of(configs[name]),
                 "max_batch_size": configs[name].max_batch_size,
-                "versions": sorted(
-                    (p.name for p in (repo / name).iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()), key=int
-                ),
+                "versions": cfg.version_folders(repo / name),
                 "ok": not any(p.severity == "error" for p in found),
             }
         )

@@ -116,6 +116,11 @@ def read(path: Path) -> Any:
     return parse(utf8(read_file(path), str(path)), str(path))
 
 
+def version_folders(entry: Path) -> list[str]:
+    """The version folders of a model entry (ASCII-digit names, as Triton reads them), lowest first."""
+    return sorted((p.name for p in entry.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()), key=int)
+
+
 def to_json(config: Any) -> str:
     """The JSON form Triton's load API takes in `parameters.config`."""
     from google.protobuf import json_format

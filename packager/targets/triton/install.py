@@ -89,9 +89,9 @@ def _assemble(staged: Path, repo: Path, name: str, version: str, new: Path) -> P
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
     if final.is_dir():
-        for child in final.iterdir():
-            if child.is_dir() and child.name.isascii() and child.name.isdigit() and child.name != version:
-                shutil.copytree(child, new / child.name, copy_function=link_or_copy)
+        for kept in cfg.version_folders(final):
+            if kept != version:
+                shutil.copytree(final / kept, new / kept, copy_function=link_or_copy)
     for child in (staged / name).iterdir():
         if child.is_dir():
             shutil.copytree(child, new / child.name, copy_function=link_or_copy)

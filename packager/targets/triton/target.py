@@ -59,9 +59,7 @@ def inspect_repository(repo: Path) -> dict[str, Any]:
                 "max_batch_size": config.max_batch_size,
                 "inputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.input],
                 "outputs": [{"name": t.name, "dtype": cfg.dtype_name(t.data_type), "dims": list(t.dims)} for t in config.output],
-                "versions": sorted(
-                    (p.name for p in entry.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit()), key=int
-                ),
+                "versions": cfg.version_folders(entry),
             }
         )
     lines = [f"Triton repository {repo}: {len(models)} model(s)"]
