@@ -17,14 +17,17 @@ from .targets.base import all_targets, cli_fields, get_target, make_options, nam
 DEFAULT_TARGET = "triton"  # TorchServe stays fully supported with --target torchserve (README "Serving")
 
 
-def _load_build(store: str, model: str, version: str | None, rewrites: str | None = None) -> tuple[Path, Any]:
+def _load_build(store: str, model: str, version: str | None, verify: bool = True) -> tuple[Path, Any]:
+    """The build and its report; checked against its digests unless the command checks it itself (`pack archive`,
+    under the store lock, reading only the export it packs)."""
     from .report import BuildReport
     from .store import find_build
     from .verify import require_intact
 
     folder = find_build(store, model, version)
     report = BuildReport.load(folder)
-    require_intact(folder, report, rewrites)  # nothing unverified reaches a server, an archive or a repository
+    if verify:
+        require_intact(folder, report)  # nothing unverified reaches a server, an archive or a repository
     return folder, report
 
 
@@ -137,7 +140,7 @@ def archive_cmd(
 
     def body(out: Any) -> None:
         chosen = get_target("torchserve")
-        folder, report = _load_build(store, model, version, rewrites=f"{chosen.name}/")  # its folder: written again
+        folder, report = _load_build(store, model, version, verify=False)  # archive() checks what it reads, locked
         opts = chosen.Options(
             store=Path(store), format=fmt, extra={"force": force}, **{k: v for k, v in kw.items() if v is not None}
         )

@@ -11,8 +11,8 @@ No torch here: `pack models` and `pack --help` never import it.
 
 from __future__ import annotations
 
-import ast
 import importlib.resources
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,9 +188,15 @@ def read_runtime(name: str) -> bytes:
     return data
 
 
+# An import statement's first line: `import a, b as c` or `from a import ...` (absolute imports only).
+_IMPORT = re.compile(r"^[ \t]*(?:import[ \t]+([\w., \t]+)|from[ \t]+(\w+)[ \t]+import\b)", re.MULTILINE)
+
+
 def shipped_files(entry: str) -> list[str]:
     """`entry` and every runtime module it imports, directly or through another (sorted file names): what a server
-    needs beside the entry file. Read from the files' own import statements, so the list cannot go stale."""
+    needs beside the entry file. Read from the files' own import statements, so the list cannot go stale. A line
+    scan, not a parse (a parse of the runtime costs `pack archive` a tenth of its time): a text that only looks like
+    an import can add a file of the runtime, never leave one out."""
     root = runtime_files()
     found: set[str] = set()
     todo = [entry]
@@ -201,13 +207,9 @@ def shipped_files(entry: str) -> list[str]:
         if not (root / name).is_file():
             raise EnvironmentProblem(f"pack's serving runtime has no {name}", "reinstall pack")
         found.add(name)
-        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"), name)):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
-            else:
-                continue
+        for match in _IMPORT.finditer((root / name).read_text(encoding="utf-8")):
+            listed = match.group(1) or match.group(2)
+            modules = [part.split()[0] for part in listed.split(",") if part.strip()]
             todo.extend(f"{m}.py" for m in modules if "." not in m and (root / f"{m}.py").is_file())
     return sorted(found)
 

@@ -121,13 +121,19 @@ def _link_findings(folder: Path) -> list[Finding]:
     ]
 
 
-def require_intact(folder: Path, report: BuildReport, rewrites: str | None = None) -> None:
+def require_intact(folder: Path, report: BuildReport, skip: set[str] | None = None) -> None:
     """Raise ValidationFailed (exit 3) naming the first file of the build that does not match report.json (a changed
     digest, a missing file or sample, a link), before deploy, archive or repo uses the build: nothing unverified is
-    served or packed. The same checks as `pack verify` (its digest and link findings); `rewrites` is the folder
-    (`torchserve/`) of the files the command itself writes again, whose old digests do not matter."""
-    listed = {rel: d for rel, d in report.sha256.items() if not (rewrites and rel.startswith(rewrites))}
+    served or packed. The same checks as `pack verify` (its digest and link findings). `skip` names recorded files
+    the command does not read (`pack archive` packing the ONNX export skips the TorchScript and
+    pt2 files and the other targets' copies): they are not hashed, so packing 100 MB does not read 300 MB more."""
+    listed = {rel: d for rel, d in report.sha256.items() if not skip or rel not in skip}
     findings = _digest_findings(folder, listed) + _link_findings(folder)
+    findings += [
+        Finding(str(folder / rel), f"the {fmt} export has no digest in the report")
+        for fmt, rel in report.artifacts.items()
+        if rel not in report.sha256 and not (skip and rel in skip)
+    ]
     if not report.sha256:
         findings.insert(0, Finding(str(folder / REPORT), "lists no sha256 digests"))
     if findings:

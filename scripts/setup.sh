@@ -22,3 +22,6 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.pack-setup-*
   touch "$stamp"
 fi
+# Byte-compile pack's own modules: an editable install has no .pyc files, and where PYTHONDONTWRITEBYTECODE is set
+# every command would compile them again (a tenth of a second of each `pack` command). Stale ones are rewritten.
+"$VENV/bin/python" -m compileall -q packager handlers >&2

@@ -17,14 +17,13 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from ...errors import EnvironmentProblem, ValidationFailed
 from ...report import BuildReport
-from .manifest import KServeOptions, inference_service, validate
-from .storage import write_storage
+
+if TYPE_CHECKING:
+    from .manifest import KServeOptions
 
 log = logging.getLogger(__name__).info
 
@@ -32,7 +31,7 @@ FOLDER = "kserve"
 MANIFEST = "inferenceservice.yaml"
 MODELCAR = "modelcar"
 
-__all__ = ["deploy", "KServeOptions"]
+__all__ = ["deploy"]
 
 
 def _upload_command(storage: Path, uri: str) -> str:
@@ -68,6 +67,10 @@ def _modelcar(tmp: Path, report: BuildReport, kopts: KServeOptions, storage: dic
 
 
 def _write(tmp: Path, report: BuildReport, kopts: KServeOptions, manifest: dict[str, Any]) -> None:
+    import yaml
+
+    from .manifest import validate
+
     problems = validate(manifest)
     if problems:
         raise ValidationFailed(
@@ -109,6 +112,9 @@ def _apply(manifest: Path) -> bool:
 
 
 def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
+    from .manifest import KServeOptions, inference_service
+    from .storage import write_storage
+
     kopts = KServeOptions.from_deploy(opts, report)
     oci = kopts.storage_uri.startswith("oci://")
     if oci:

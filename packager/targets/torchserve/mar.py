@@ -14,6 +14,7 @@ with `zipfile` directly:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
@@ -30,7 +31,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...export import FILES
-from ...report import BuildReport
+from ...report import BuildReport, sha256_file
 from ...tasks import read_runtime, runtime_files, shipped_files, task_for
 from .config import ServingSettings, handler_settings, model_config, model_config_yaml
 
@@ -171,10 +172,11 @@ def write_mar(
     sizes = [e.size() for e in entries]
     if sum(sizes) < ZIP32_LIMIT and len(entries) < 0xFFFF:
         with open(out, "wb", buffering=0) as fh:
-            _write_zip32(fh, entries, date)
+            digest = _write_zip32(fh, entries, date)
     else:  # ZIP64 needed (a model over 4 GB): zipfile writes the same entries, in the same order
         _write_with_zipfile(out, entries, date)
-    info.update({"bytes": out.stat().st_size, "entries": [e.name for e in entries]})
+        digest = sha256_file(out)
+    info.update({"bytes": out.stat().st_size, "entries": [e.name for e in entries], "sha256": digest})
     return info
 
 
@@ -187,8 +189,37 @@ def _dos_time(date: Date) -> tuple[int, int]:
     return (hour << 11) | (minute << 5) | (second // 2), ((year - 1980) << 9) | (month << 5) | day
 
 
-def _write_zip32(fh: Any, entries: list[Entry], date: Date) -> None:
-    """A plain (non-ZIP64) zip: stored entries copied file-to-file by the kernel after one CRC pass over a mapping."""
+class _Hashed:
+    """The archive file, with the sha256 of every byte written to it (the digest report.json records), so the
+    written archive is never read back to hash it."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.digest.update(data)
+
+    def append_file(self, path: Path, size: int) -> int:
+        """Append `size` bytes of `path`: the kernel copies them while a thread hashes the same bytes from a
+        read-only mapping (hashlib releases the GIL); the file's CRC was taken before its header was written."""
+        if size == 0:
+            return 0
+        with open(path, "rb") as src, mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            if len(view) != size:
+                raise OSError(f"{path} changed size while it was archived")
+            with ThreadPoolExecutor(1) as pool:
+                hashed = pool.submit(self.digest.update, view)
+                _copy_file(path, self.fh, size)
+                hashed.result()
+        return size
+
+
+def _write_zip32(fh: Any, entries: list[Entry], date: Date) -> str:
+    """A plain (non-ZIP64) zip: stored entries copied file-to-file by the kernel after one CRC pass over a mapping;
+    returns the archive's sha256, taken as it is written."""
+    out = _Hashed(fh)
     dos_time, dos_date = _dos_time(date)
     central = []
     offset = 0
@@ -197,7 +228,7 @@ def _write_zip32(fh: Any, entries: list[Entry], date: Date) -> None:
         flags = 0x800 if not entry.name.isascii() else 0
         if entry.data is None and entry.store:
             size = entry.file().stat().st_size
-            crc, method, csize, payload = 0, 0, size, None  # CRC computed while the kernel copies, header fixed after
+            crc, method, csize, payload = _file_crc(entry.file()), 0, size, None
         else:
             raw = entry.content()
             size, crc = len(raw), zlib.crc32(raw)
@@ -214,19 +245,11 @@ def _write_zip32(fh: Any, entries: list[Entry], date: Date) -> None:
         header = struct.pack(
             "<IHHHHHIIIHH", 0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), len(extra)
         )
-        fh.write(header + name + extra)
+        out.write(header + name + extra)
         if payload is None:
-            # Two cores at once: zlib.crc32 over a read-only mapping (GIL released) beside copy_file_range.
-            with ThreadPoolExecutor(1) as pool:
-                pending = pool.submit(_file_crc, entry.file())
-                _copy_file(entry.file(), fh, size)
-                crc = pending.result()
-            header = struct.pack(
-                "<IHHHHHIIIHH", 0x04034B50, 20, flags, method, dos_time, dos_date, crc, csize, size, len(name), len(extra)
-            )
-            os.pwrite(fh.fileno(), header, offset)
+            out.append_file(entry.file(), size)
         else:
-            fh.write(payload)
+            out.write(payload)
         central.append(
             struct.pack(
                 "<IHHHHHHIIIHHHHHII",
@@ -252,8 +275,9 @@ def _write_zip32(fh: Any, entries: list[Entry], date: Date) -> None:
         )
         offset += len(header) + len(name) + len(extra) + csize
     directory = b"".join(central)
-    fh.write(directory)
-    fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory), offset, 0))
+    out.write(directory)
+    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory), offset, 0))
+    return out.digest.hexdigest()
 
 
 def _file_crc(path: Path) -> int:

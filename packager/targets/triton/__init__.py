@@ -15,18 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ...report import BuildReport
-from . import server
-from .check import check_repository, raise_on_errors
-from .deploy import deploy, repo_options, staged_entries, status, undeploy
-from .install import RepositoryLock, install
-from .repository import RepoOptions, generate, model_names, triton_version
 
 log = logging.getLogger(__name__).info
 
 BUILD_FOLDER = "triton"
 STORE_FOLDER = "triton"
 
-__all__ = ["package", "repo", "check_repo", "deploy", "status", "undeploy", "stop"]
+__all__ = ["package", "repo", "check_repo", "stop"]
 
 
 def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
@@ -37,6 +32,8 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
     from ...export import served_format
+    from .check import check_repository, raise_on_errors
+    from .repository import RepoOptions, generate
 
     section = generate(build_dir, report, RepoOptions(backend="python", fmt=served_format(report)), dest)
     result = check_repository(dest)
@@ -56,6 +53,11 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
 
 def repo(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     """Write the build's entries into the store's repository `<store>/triton/`, atomically, keeping other versions."""
+    from .check import check_repository, raise_on_errors
+    from .deploy import repo_options, staged_entries
+    from .install import RepositoryLock, install
+    from .repository import model_names, triton_version
+
     ropts = repo_options(opts, default_backend="onnxruntime", report=report)
     force = bool(opts.extra.get("force"))
     repository = Path(opts.store) / STORE_FOLDER
@@ -86,8 +88,12 @@ def repo(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
 
 def check_repo(path: Path) -> dict[str, Any]:
     """The check-repo document (`ok`, `models`, `problems`, `summary`); the CLI prints it, then fails when not ok."""
+    from .check import check_repository
+
     return check_repository(Path(path))
 
 
 def stop(opts: Any) -> dict[str, Any]:
+    from . import server
+
     return server.stop(Path(opts.store))

@@ -8,12 +8,13 @@ import json
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ...report import BuildReport
 from ..base import SERVER, Endpoint, Request, ServerOptions, ServerTarget, cli_field, register_target
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BACKEND_CHOICES = ("onnxruntime", "pytorch", "torch_aoti", "python")
 
@@ -43,6 +44,8 @@ def v2_binary_body(names: list[str], arrays: list[np.ndarray], outputs: list[str
         "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs],
     }
     head = json.dumps(header, separators=(",", ":")).encode()
+    import numpy as np
+
     return head + b"".join(np.ascontiguousarray(a).tobytes() for a in arrays), len(head)
 
 
