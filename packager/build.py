@@ -19,7 +19,7 @@ from typing import Any
 from .console import elapsed
 from .errors import EnvironmentProblem, ValidationFailed
 from .export import ORDER, Outcome, get_format
-from .measure import measure
+from .measure import MEASURE_BUDGET_S, measure_all
 from .plan import BuildPlan
 from .prepare import prepare
 from .record import REPORT, assemble, load_report, write_samples
@@ -75,8 +75,27 @@ def _judge(outcomes: dict[str, Outcome], required: set[str]) -> list[str]:
     return warnings
 
 
+def _measure(
+    prep: Any, passed: dict[str, Outcome], folder: Path, device: str, iterations: int, budget_s: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Latency of eager and of every passed format at each batch size, time-boxed (packager/measure.py): the gate's
+    own runners (warm: they just ran these sizes), batch size by batch size so that formats compared with each other
+    are measured moments apart."""
+    log(f"measuring (a {budget_s:g} s budget)")
+    runners = {"eager": prep.run}
+    for name, outcome in passed.items():
+        runners[name] = outcome.runner or get_format(name).load(folder / str(outcome.file), device)
+    cells = [(name, c.batch, runner, c.inputs) for c in prep.ref.cases if not c.resized for name, runner in runners.items()]
+    return measure_all(cells, budget_s, iterations, warm=set(runners))
+
+
 def build(
-    plan: BuildPlan, store: Path, force: bool, iterations: int = 10, packagers: Mapping[str, Packager] | None = None
+    plan: BuildPlan,
+    store: Path,
+    force: bool,
+    iterations: int = 10,
+    packagers: Mapping[str, Packager] | None = None,
+    measure_budget_s: float = MEASURE_BUDGET_S,
 ) -> tuple[BuildReport, Path]:
     """Run the whole pipeline; return (report, committed version folder).
 
@@ -102,12 +121,8 @@ def build(
 
         performance: dict[str, Any] = {}
         if iterations > 0:
-            log("warming up and measuring")
-            loaded = {n: get_format(n).load(tmp / o.file, device) for n, o in passed.items()}  # type: ignore[operator]  # a passed outcome names its file
-            runners = {"eager": prep.run, **loaded}
-            batch_cases = [c for c in ref.cases if not c.resized]
-            for fmt, runner in runners.items():
-                performance[fmt] = {str(c.batch): measure(runner, c.inputs, c.batch, iterations=iterations) for c in batch_cases}
+            performance, totals = _measure(prep, passed, tmp, device, iterations, measure_budget_s)
+            log(f"measured {totals['cells']} format and batch sizes in {totals['seconds']} s ({totals['stable']} stable)")
 
         samples = write_samples(tmp, plan.inputs, names, ref.cases[0])
         labels = _labels(plan, prep.model)

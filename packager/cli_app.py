@@ -124,7 +124,14 @@ def models_cmd(as_json: bool, debug: bool) -> None:
 @click.option("--torchscript", type=click.Choice(["auto", "trace", "script"]), help="auto: trace, script when tracing is unsafe.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--slim", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
-@ranged("--iterations", 0, 10000, 10, "Timed runs per format and batch size (0 skips measuring).")
+@ranged("--iterations", 0, 10000, 20, "At most this many timed runs per format and batch size (0 skips measuring).")
+@ranged(
+    "--measure-budget",
+    0.1,
+    3600.0,
+    3.0,
+    "Seconds of latency measurement in all: each format and batch size runs until stable or its share ends.",
+)
 @common
 def build_cmd(
     model: str | None,
@@ -134,6 +141,7 @@ def build_cmd(
     inputs: tuple[str, ...],
     batch_sizes: str | None,
     iterations: int,
+    measure_budget: float,
     as_json: bool,
     debug: bool,
     **opts: Any,
@@ -161,7 +169,7 @@ def build_cmd(
         from .summary import build_summary
         from .targets import packagers
 
-        report, folder = build(plan, Path(store), force, iterations=iterations, packagers=packagers())
+        report, folder = build(plan, Path(store), force, iterations, packagers(), measure_budget)
         if as_json:
             emit_json(out, {**report.to_dict(), "path": str(folder.resolve())})
         else:

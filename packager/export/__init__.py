@@ -42,6 +42,7 @@ class Outcome:
     hint: str = ""
     warning: str | None = None
     module: Any = None  # the TorchScript module that passed, for the legacy ONNX exporter (not in the report)
+    runner: Any = None  # the loaded file the gate ran (warm): the build measures it without loading it again
 
     @classmethod
     def from_checks(cls, file: str, checks: list[OutputCheck], info: dict[str, Any], what: str) -> Outcome:

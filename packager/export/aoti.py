@@ -57,8 +57,10 @@ def export(ctx: ExportContext) -> Outcome:
         "call_spec": call_spec(path),
         "compile_seconds": round(time.perf_counter() - started, 3),
     }
-    checks = ctx.check(load(path, ctx.device))
-    return Outcome.from_checks(FILE, checks, info, "the AOTInductor package")
+    runner = load(path, ctx.device)
+    outcome = Outcome.from_checks(FILE, ctx.check(runner), info, "the AOTInductor package")
+    outcome.runner = runner
+    return outcome
 
 
 def call_spec(path: Path) -> list[str]:

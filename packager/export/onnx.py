@@ -159,6 +159,7 @@ def export(ctx: ExportContext) -> Outcome:
         info = {"exporter": exporter, "opset": opset, "slim": ctx.slim}
         runner = load(path, ctx.device)
         outcome = Outcome.from_checks(FILE, ctx.check(runner), info, f"the {exporter} ONNX export")
+        outcome.runner = runner
         wrong = test_harder(ctx, outcome, runner, notes) if outcome.status == "passed" else None
         if wrong is not None:
             rejected.append({"exporter": exporter, "reason": f"the trace is unsafe: {wrong}"})

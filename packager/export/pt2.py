@@ -106,8 +106,10 @@ def export(ctx: ExportContext) -> Outcome:
         torch.export.save(ctx.program, buffer)
     (ctx.folder / FILE).write_bytes(buffer.getbuffer())
     info = {"exporter": "torch.export.export(strict=False)", "dynamic_shapes": shapes_of(ctx.program, ctx.inputs)}
-    checks = ctx.check(load(ctx.folder / FILE, ctx.device))
-    return Outcome.from_checks(FILE, checks, info, "the ExportedProgram")
+    runner = load(ctx.folder / FILE, ctx.device)
+    outcome = Outcome.from_checks(FILE, ctx.check(runner), info, "the ExportedProgram")
+    outcome.runner = runner
+    return outcome
 
 
 def load(path: Path, device: str) -> Any:

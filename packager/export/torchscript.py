@@ -88,10 +88,11 @@ def read_metadata(path: Path) -> dict[str, Any]:
 def _gate(ctx: ExportContext, module: Any, method: str, **info: Any) -> Outcome:
     path = ctx.folder / FILE
     save(module, path, ctx.metadata)
-    checks = ctx.check(load(path, ctx.device))
+    runner = load(path, ctx.device)
+    checks = ctx.check(runner)
     info = {"method": method, **info}
     outcome = Outcome.from_checks(FILE, checks, info, f"the TorchScript {method}")
-    outcome.module = module
+    outcome.module, outcome.runner = module, runner
     return outcome
 
 

@@ -104,3 +104,30 @@ def test_measure_is_bounded_by_iterations_and_a_time_cap() -> None:
 
     capped = measure(slow, [np.zeros(1)], batch=1, iterations=1000, warmup=0, time_cap_s=0.05)
     assert 3 <= capped["iterations"] < 1000  # at least 3 runs, then the time cap stops it
+
+
+def test_measure_all_is_time_boxed_and_says_what_is_stable() -> None:
+    """The budget bounds the whole measurement; a steady runner stops early as stable, a noisy one is marked."""
+    import itertools
+    import time
+
+    from packager.measure import measure_all
+
+    def steady(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        time.sleep(0.002)
+        return arrays
+
+    delays = itertools.cycle([0.001, 0.02])
+
+    def noisy(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        time.sleep(next(delays))
+        return arrays
+
+    cells = [("steady", 1, steady, [np.zeros(1)]), ("noisy", 1, noisy, [np.zeros(1)])]
+    t0 = time.perf_counter()
+    results, totals = measure_all(cells, budget_s=0.3, iterations=1000, warm={"steady"})
+    assert time.perf_counter() - t0 < 0.3 + 0.2
+    steady_fig, noisy_fig = results["steady"]["1"], results["noisy"]["1"]
+    assert steady_fig["stable"] and steady_fig["iterations"] < 50 and steady_fig["warmup"] == 0
+    assert not noisy_fig["stable"] and noisy_fig["spread_pct"] > 10 and noisy_fig["warmup"] == 1
+    assert totals["cells"] == 2 and totals["stable"] == 1
