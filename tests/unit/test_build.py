@@ -111,7 +111,7 @@ def test_measure_all_is_time_boxed_and_says_what_is_stable() -> None:
     import itertools
     import time
 
-    from packager.measure import measure_all
+    from packager.measure import Cell, measure_all
 
     def steady(arrays: list[np.ndarray]) -> list[np.ndarray]:
         time.sleep(0.002)
@@ -123,7 +123,8 @@ def test_measure_all_is_time_boxed_and_says_what_is_stable() -> None:
         time.sleep(next(delays))
         return arrays
 
-    cells = [("steady", 1, steady, [np.zeros(1)]), ("noisy", 1, noisy, [np.zeros(1)])]
+    zeros: list[np.ndarray] = [np.zeros(1)]
+    cells: list[Cell] = [("steady", 1, steady, zeros), ("noisy", 1, noisy, zeros)]
     t0 = time.perf_counter()
     results, totals = measure_all(cells, budget_s=0.3, iterations=1000, warm={"steady"})
     assert time.perf_counter() - t0 < 0.3 + 0.2
