@@ -66,8 +66,11 @@ def summarize(times: list[float], batch: int, warmup: int) -> dict[str, Any]:
     }
 
 
+Cell = tuple[str, int, Runner, list[np.ndarray]]  # (name, batch size, runner, inputs)
+
+
 def measure_all(
-    cells: list[tuple[str, int, Runner, list[np.ndarray]]],
+    cells: list[Cell],
     budget_s: float,
     iterations: int,
     warm: set[str] | frozenset[str] = frozenset(),
@@ -93,4 +96,4 @@ def measure_all(
     return results, totals
 
 
-__all__ = ["MEASURE_BUDGET_S", "STABLE_SPREAD", "measure", "measure_all", "spread", "summarize"]
+__all__ = ["MEASURE_BUDGET_S", "STABLE_SPREAD", "Cell", "measure", "measure_all", "spread", "summarize"]
