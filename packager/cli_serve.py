@@ -130,6 +130,7 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any) 
 @click.option("--batch-size", type=int, help="batch_size in model-config.yaml.")
 @click.option("--max-batch-delay", "max_batch_delay_ms", type=int, help="max_batch_delay in model-config.yaml (ms).")
 @click.option("--workers", type=int, help="minWorkers/maxWorkers in model-config.yaml.")
+@click.option("--threads", type=int, help="onnxruntime intra-op (or torch) threads per worker; 0: the library's default.")
 @click.option("--force", is_flag=True, help="Replace an existing archive.")
 @store_option
 @common

@@ -52,6 +52,7 @@ class DeployOptions:
     workers: int | None = None
     batch_size: int | None = None
     max_batch_delay_ms: int | None = None
+    threads: int | None = None
     token_file: str | None = None
     server_binary: str | None = None
     backend: str | None = None
@@ -68,6 +69,9 @@ class ServerOptions(DeployOptions):
     workers: int | None = cli_field(None, "--workers", "Workers (TorchServe) or model instances (Triton).", type=int)
     batch_size: int | None = cli_field(None, "--batch-size", "Server-side batch size (Triton: max_batch_size).", type=int)
     max_batch_delay_ms: int | None = cli_field(None, "--max-batch-delay", "Milliseconds to wait to fill a batch.", type=int)
+    threads: int | None = cli_field(
+        None, "--threads", "onnxruntime intra-op (or torch) threads per worker or instance; 0: the library's default.", type=int
+    )
     repair: bool = cli_field(
         False,
         "--repair",

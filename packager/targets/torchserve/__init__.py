@@ -102,7 +102,7 @@ def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[s
     from .marcheck import read_manifest
 
     force = bool((opts.extra or {}).get("force"))
-    settings = settings_from(report, opts.format, opts.batch_size, opts.max_batch_delay_ms, opts.workers)
+    settings = settings_from(report, opts.format, opts.batch_size, opts.max_batch_delay_ms, opts.workers, opts.threads)
     folder = build_dir / FOLDER
     mar_path = folder / f"{report.name}.mar"
     with StoreLock(build_dir.parent):  # the model's lock, the one `pack build` holds

@@ -31,6 +31,7 @@ class ServingSettings:
     min_workers: int = DEFAULT_WORKERS
     max_workers: int = DEFAULT_WORKERS
     response_timeout_s: int = DEFAULT_RESPONSE_TIMEOUT_S
+    threads: int = 0  # onnxruntime intra-op / torch threads per worker (0: the library's default)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,6 +43,7 @@ def settings_from(
     batch_size: int | None = None,
     max_batch_delay_ms: int | None = None,
     workers: int | None = None,
+    threads: int | None = None,
 ) -> ServingSettings:
     """Settings for a build: explicit options first, then what the build's report recorded, then the defaults."""
     from ...errors import UsageError
@@ -55,7 +57,9 @@ def settings_from(
         max_batch_delay_ms if max_batch_delay_ms is not None else recorded.get("max_batch_delay_ms", DEFAULT_MAX_BATCH_DELAY_MS)
     )
     count = workers if workers is not None else recorded.get("min_workers", DEFAULT_WORKERS)
-    for label, value, low in (("--batch-size", size, 1), ("--max-batch-delay", delay, 0), ("--workers", count, 1)):
+    nthreads = threads if threads is not None else recorded.get("threads", 0)
+    checked = (("--batch-size", size, 1), ("--max-batch-delay", delay, 0), ("--workers", count, 1), ("--threads", nthreads, 0))
+    for label, value, low in checked:
         if int(value) < low:
             raise UsageError(f"{label} {value} is out of range", f"use a value of at least {low}")
     if size > 1 and not batchable:
@@ -67,6 +71,7 @@ def settings_from(
         min_workers=int(count),
         max_workers=int(count),
         response_timeout_s=int(recorded.get("response_timeout_s", DEFAULT_RESPONSE_TIMEOUT_S)),
+        threads=int(nthreads),
     )
 
 
@@ -93,7 +98,7 @@ def model_config(settings: ServingSettings, handler: dict[str, Any]) -> dict[str
         "batchSize": settings.batch_size,
         "maxBatchDelay": settings.max_batch_delay_ms,
         "responseTimeout": settings.response_timeout_s,
-        "handler": {"format": settings.format, **handler},
+        "handler": {"format": settings.format, **({"threads": settings.threads} if settings.threads else {}), **handler},
     }
 
 

@@ -49,7 +49,7 @@ class TorchServeSteps(Steps):
 
     def prepare(self) -> None:
         o = self.opts
-        self.settings = settings_from(self.report, o.format, o.batch_size, o.max_batch_delay_ms, o.workers)
+        self.settings = settings_from(self.report, o.format, o.batch_size, o.max_batch_delay_ms, o.workers, o.threads)
         self.file_name = f"{self.name}.v{self.version}.mar"
         self.staged: Path | None = None  # the archive this command put into the server's model store
         self.local_copy: Path | None = None  # --url without a shared model store: served over loopback HTTP

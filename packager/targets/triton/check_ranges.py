@@ -12,6 +12,7 @@ MAX_INSTANCES = 256  # instance_group count: model copies in one server process
 MAX_BATCH = 1 << 16  # max_batch_size and preferred_batch_size
 MAX_DIM = (1 << 31) - 1  # a tensor dimension (Triton reads int64; no real tensor comes near)
 MAX_DELAY_US = 60_000_000  # dynamic batching delays: a minute of queueing is already no service
+MAX_THREADS = 1024  # onnxruntime intra-op / torch threads per model instance
 MAX_PRIORITY = 1 << 16
 
 

@@ -70,13 +70,17 @@ def repo_options(opts: Any, default_backend: str = "python", report: BuildReport
             f"--backend {backend} serves the {native} export, not {opts.format}", "use --backend python to serve any export"
         )
     fmt = native or (served_format(report, opts.format) if report is not None else opts.format or "onnx")
+    # What is not given comes from the settings the build recorded (`pack tune` writes the best it measured there).
+    recorded = (report.target("triton").get("settings") or {}) if report is not None else {}
     delay = opts.max_batch_delay_ms
+    max_batch = opts.extra.get("max_batch") if opts.extra.get("max_batch") is not None else opts.batch_size
     return RepoOptions(
         backend=backend,
         fmt=fmt,
-        instances=int(opts.extra.get("instances") or opts.workers or 1),
-        max_batch=opts.extra.get("max_batch") if opts.extra.get("max_batch") is not None else opts.batch_size,
-        max_queue_delay_us=1000 if delay is None else int(delay) * 1000,
+        instances=int(opts.extra.get("instances") or opts.workers or recorded.get("instances") or 1),
+        max_batch=max_batch if max_batch is not None else recorded.get("max_batch"),
+        max_queue_delay_us=int(delay) * 1000 if delay is not None else int(recorded.get("max_queue_delay_us", 1000)),
+        threads=int(opts.threads if opts.threads is not None else recorded.get("threads", 0)),
     )
 
 

@@ -41,6 +41,7 @@ class RepoOptions:
     max_batch: int | None = None  # None: DEFAULT_MAX_BATCH when the build has a batch axis, else 0
     max_queue_delay_us: int = 1000
     gpu: bool | None = None  # None: detect
+    threads: int = 0  # onnxruntime intra-op / torch threads per instance (0: the library's default)
 
     def __post_init__(self) -> None:
         if self.backend == "pytorch_libtorch":
@@ -51,7 +52,7 @@ class RepoOptions:
             raise UsageError(f"unknown format {self.fmt!r}", f"use one of {', '.join(FILES)}")
         if self.backend in NATIVE_FORMAT:
             self.fmt = NATIVE_FORMAT[self.backend]
-        from .check_ranges import MAX_BATCH, MAX_DELAY_US, MAX_INSTANCES
+        from .check_ranges import MAX_BATCH, MAX_DELAY_US, MAX_INSTANCES, MAX_THREADS
 
         if not 1 <= self.instances <= MAX_INSTANCES:
             raise UsageError(f"--instances {self.instances}: must be 1 to {MAX_INSTANCES}")
@@ -59,6 +60,8 @@ class RepoOptions:
             raise UsageError(f"--max-batch {self.max_batch}: must be 0 (no batching) to {MAX_BATCH}")
         if not 0 <= self.max_queue_delay_us <= MAX_DELAY_US:
             raise UsageError(f"--max-batch-delay {self.max_queue_delay_us // 1000} ms: must be 0 to {MAX_DELAY_US // 1000}")
+        if not 0 <= self.threads <= MAX_THREADS:
+            raise UsageError(f"--threads {self.threads}: must be 0 (the library's default) to {MAX_THREADS}")
 
 
 def has_gpu() -> bool:
@@ -156,6 +159,8 @@ def _set_backend(config: Any, ropts: RepoOptions) -> None:
         config.backend = "python"
         cfg.set_parameter(config, "pack_format", ropts.fmt)
         cfg.set_parameter(config, "pack_model_file", FILES[ropts.fmt])
+    if ropts.threads:  # the name each backend reads: pack's runner, or Triton's onnxruntime backend
+        cfg.set_parameter(config, "pack_threads" if ropts.backend == "python" else "intra_op_thread_count", ropts.threads)
 
 
 def _add_tensors(collection: Any, tensors: Sequence[TensorRecord], names: list[str], batched: bool) -> None:
@@ -385,5 +390,11 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
         "serving_model": serving_model(report),
         "max_batch_size": detector.max_batch_size,
         "instances": ropts.instances,
+        "settings": {
+            "instances": ropts.instances,
+            "max_batch": detector.max_batch_size,
+            "max_queue_delay_us": ropts.max_queue_delay_us,
+            "threads": ropts.threads,
+        },
         "files": files,
     }
