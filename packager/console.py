@@ -92,6 +92,27 @@ def quiet_stdout() -> Iterator[Any]:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def terminate_interrupts() -> Iterator[None]:
+    """In the main thread, make SIGTERM interrupt the block like Ctrl-C, so the servers a command launched for itself
+    (bench, tune) are stopped by its own cleanup; the previous handler is put back after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(debug: bool, body: Callable[[Any], None]) -> None:
     """Run a command body; turn failures into one line on stderr and the documented exit code."""
     from .store import os_error

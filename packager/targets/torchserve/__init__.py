@@ -123,7 +123,8 @@ def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[s
                 finally:
                     checked.result()
             old = _swap_in(staging, folder, (mar_path.name, CONFIG))
-            report.targets["torchserve"] = section
+            tuned = (opts.extra or {}).get("tuned")  # `pack tune`: what was measured with these settings
+            report.targets["torchserve"] = {**section, "tuned": tuned} if tuned else section
             report.sha256[rel] = digest  # taken as the archive was written
             report.save(build_dir, rewritten=[f"{FOLDER}/{CONFIG}"])  # the others keep the digests checked before
             for path in old:

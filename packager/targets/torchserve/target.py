@@ -103,6 +103,18 @@ class TorchServeTarget(ServerTarget):
         meta["handler"] = handler_settings(report, choose_handler(report), labels)
         return meta
 
+    def tuning_space(self, report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+        """`pack tune`: the settings it may change (deploy option names) with their candidates, and where to start."""
+        from .tuning import tuning_space
+
+        return tuning_space(report)
+
+    def adopt_settings(self, build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned: dict[str, Any]) -> list[str]:
+        """`pack tune`: write `settings` into the build's artifacts (checked offline, atomic); the files written."""
+        from .tuning import adopt
+
+        return adopt(build_dir, report, settings, tuned)
+
     def owns(self, path: Path) -> bool:
         return path.is_file() and (path.suffix == ".mar" or zipfile.is_zipfile(path))
 

@@ -33,22 +33,13 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     dest.mkdir()
     from ...export import served_format
     from .check import check_repository, raise_on_errors
-    from .repository import RepoOptions, generate
+    from .repository import RepoOptions, generate, report_section
 
     section = generate(build_dir, report, RepoOptions(backend="python", fmt=served_format(report)), dest)
     result = check_repository(dest)
     raise_on_errors(result)
     log(f"triton: repository entries {', '.join(section['models'])} (python backend) pass the offline check")
-    return {
-        "repository": BUILD_FOLDER,
-        "backend": section["backend"],
-        "format": section["format"],
-        "version": section["version"],
-        "models": section["models"],
-        "serving_model": section["serving_model"],
-        "max_batch_size": section["max_batch_size"],
-        "files": [f"{BUILD_FOLDER}/{f}" for f in section["files"]],
-    }
+    return report_section(section, BUILD_FOLDER)
 
 
 def repo(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:

@@ -340,6 +340,12 @@ def _copy_runtime(entry: str, vdir: Path) -> None:
         (vdir / ("model.py" if name == entry else name)).write_bytes(read_runtime(name))
 
 
+def report_section(section: dict[str, Any], folder: str) -> dict[str, Any]:
+    """report.json's `targets.triton`: what generate() wrote into build_dir/<folder>/ (paths relative to the build)."""
+    keep = ("backend", "format", "version", "models", "serving_model", "max_batch_size", "settings")
+    return {"repository": folder, **{k: section[k] for k in keep}, "files": [f"{folder}/{f}" for f in section["files"]]}
+
+
 def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Path) -> dict[str, Any]:
     """Write every repository entry of the build into `dest` (a fresh folder); return a description."""
     version = triton_version(report)

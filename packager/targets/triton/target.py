@@ -93,6 +93,18 @@ class TritonTarget(ServerTarget):
 
         return check_repository(path)
 
+    def tuning_space(self, report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+        """`pack tune`: the settings it may change (deploy option names) with their candidates, and where to start."""
+        from .tuning import tuning_space
+
+        return tuning_space(report)
+
+    def adopt_settings(self, build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned: dict[str, Any]) -> list[str]:
+        """`pack tune`: write `settings` into the build's artifacts (checked offline, atomic); the files written."""
+        from .tuning import adopt
+
+        return adopt(build_dir, report, settings, tuned)
+
     def owns(self, path: Path) -> bool:
         return path.is_dir() and any((p / "config.pbtxt").is_file() for p in path.iterdir() if p.is_dir())
 

@@ -1,0 +1,91 @@
+"""What `pack tune` may change on Triton, and writing the chosen settings into the build's repository.
+
+The settings are deploy options (`--workers` = instance_group count, `--batch-size` = max_batch_size, `--max-batch-delay`
+= dynamic batching's max_queue_delay, `--threads` = onnxruntime intra-op threads per instance). onnxruntime's
+inter-op threads are not searched: they act only in its parallel execution mode, which pack's runner does not use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ...report import BuildReport
+from ...store import StoreLock
+
+log = logging.getLogger(__name__).info
+
+FOLDER = "triton"
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """({setting: candidate values in search order}, the start: what the build serves now)."""
+    from .repository import DEFAULT_MAX_BATCH, _batchable
+
+    recorded = report.target("triton").get("settings") or {}
+    cpus = _cpus()
+    batchable = _batchable(report)
+    start = {
+        "workers": int(recorded.get("instances", 1)),
+        "batch_size": int(recorded.get("max_batch", DEFAULT_MAX_BATCH if batchable else 0)),
+        "max_batch_delay_ms": int(recorded.get("max_queue_delay_us", 1000)) // 1000,
+        "threads": int(recorded.get("threads", 0)),
+    }
+    space: dict[str, list[Any]] = {
+        "batch_size": [1, 4, 8, 16] if batchable else [0],
+        "workers": sorted({1, 2, min(4, cpus)}),
+        "threads": sorted({0, 1, max(1, cpus // 2), cpus}),
+        "max_batch_delay_ms": [0, 1, 4] if batchable else [0],
+    }
+    return space, start
+
+
+def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned: dict[str, Any]) -> list[str]:
+    """Regenerate build_dir/triton/ with `settings`, check it offline, swap it in and record it (digests, the
+    settings later deploys start from, and what was measured): all or nothing. Returns the files written."""
+    from ...verify import require_intact
+    from .check import check_repository, raise_on_errors
+    from .repository import RepoOptions, generate, report_section
+
+    with StoreLock(build_dir.parent):
+        report = BuildReport.load(build_dir)  # re-read under the lock
+        require_intact(build_dir, report)
+        staging = build_dir / f".{FOLDER}-tune-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        old = build_dir / f".{FOLDER}-old-{os.getpid()}"
+        try:
+            ropts = RepoOptions(
+                backend="python",
+                fmt=report.target("triton").get("format") or "onnx",
+                instances=int(settings["workers"]),
+                max_batch=int(settings["batch_size"]),
+                max_queue_delay_us=int(settings["max_batch_delay_ms"]) * 1000,
+                threads=int(settings["threads"]),
+            )
+            section = generate(build_dir, report, ropts, staging)
+            raise_on_errors(check_repository(staging))
+            recorded = report_section(section, FOLDER)
+            files = recorded["files"]
+            os.rename(build_dir / FOLDER, old)
+            os.rename(staging, build_dir / FOLDER)
+            report.sha256 = {k: v for k, v in report.sha256.items() if not k.startswith(f"{FOLDER}/")}
+            report.targets["triton"] = {**recorded, "tuned": tuned}
+            report.save(build_dir, rewritten=files)
+        except BaseException:  # put the old repository back: all or nothing
+            if old.exists():
+                shutil.rmtree(build_dir / FOLDER, ignore_errors=True)
+                os.rename(old, build_dir / FOLDER)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+    log(f"wrote the tuned settings into {build_dir / FOLDER} (offline check passed)")
+    return [f for f in files if f.endswith("config.pbtxt")]

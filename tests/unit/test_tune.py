@@ -1,0 +1,53 @@
+"""`pack tune`'s search and frontier logic on made-up measurements (the real servers: tests/integration/test_tune.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from packager.tune import search
+from packager.tune.frontier import best, dominates, frontier
+from packager.tune.point import throughput_spread
+
+
+def _point(rps: float, p99: float, **settings: Any) -> dict[str, Any]:
+    return {"settings": settings, "throughput_rps": rps, "p50_ms": p99 / 2, "p99_ms": p99, "stable": True}
+
+
+def test_the_frontier_keeps_only_undominated_points_and_best_respects_the_bound() -> None:
+    a, b, c, d = _point(100, 10, w=1), _point(200, 30, w=2), _point(150, 40, w=3), _point(300, 90, w=4)
+    failed = {"settings": {"w": 5}, "error": "deploy failed"}
+    points = [a, b, c, d, failed]
+    assert dominates(b, c) and not dominates(a, b)
+    assert frontier(points) == [d, b, a]
+    assert best(points, None) is d
+    assert best(points, 35) is b  # the most requests/s with p99 under 35 ms
+    assert best(points, 5) is None
+
+
+def test_search_walks_one_setting_at_a_time_and_stops_when_nothing_improves() -> None:
+    measured: list[dict[str, Any]] = []
+
+    def measure(settings: dict[str, Any]) -> dict[str, Any]:
+        measured.append(settings)
+        rps = 100 * settings["batch"] + 10 * settings["workers"]
+        return {**_point(rps, 10 * settings["batch"]), "settings": settings, "seconds": 0.0}
+
+    space = {"batch": [1, 2, 4], "workers": [1, 2]}
+    points = search(space, {"batch": 1, "workers": 1}, measure, budget_s=60, p99_ms=25)
+    assert len(measured) == len({tuple(sorted(s.items())) for s in measured})  # no point measured twice
+    chosen = best(points, 25)
+    assert chosen is not None and chosen["settings"] == {"batch": 2, "workers": 2}  # batch 4 breaks the bound
+
+
+def test_search_stops_at_the_budget() -> None:
+    def slow(settings: dict[str, Any]) -> dict[str, Any]:
+        return {**_point(1, 1), "settings": settings, "seconds": 100.0}
+
+    points = search({"batch": [1, 2, 4]}, {"batch": 1}, slow, budget_s=50, p99_ms=None)
+    assert len(points) == 1  # the first point took longer than what is left: no second one starts
+
+
+def test_stability_is_two_windows_within_ten_percent() -> None:
+    assert throughput_spread([100.0]) is None
+    assert (throughput_spread([50.0, 100.0, 104.0]) or 1) < 0.1
+    assert (throughput_spread([100.0, 130.0]) or 0) > 0.1
