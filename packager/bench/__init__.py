@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..report import BuildReport
 from .rows import goals, in_process_rows, make_row, ratios
+from .settings import tuned_settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -303,8 +304,9 @@ def _server_row(
     from . import targets as tg
 
     servers.launched.append(target)
+    tuned = tuned_settings(report, target)
     if target == "torchserve":
-        settings = {**TORCHSERVE_DEFAULTS, **{k: v for k, v in o.torchserve.items() if v is not None}}
+        settings = {**TORCHSERVE_DEFAULTS, **tuned, **{k: v for k, v in o.torchserve.items() if v is not None}}
         onnx = settings["format"] == "onnx"
         server = tg.torchserve(folder, report, servers.store, sent.body, sent.content_type, sent.description, settings, o.timeout)
         runtime = "onnxruntime in TorchServe workers" if onnx else "TorchScript in TorchServe workers"
@@ -314,7 +316,7 @@ def _server_row(
     else:
         if sent.arrays is None:  # _measured_rows() makes them whenever triton is a target
             raise RuntimeError("the bench has no pre-processed tensors to send to Triton")
-        settings = {**TRITON_DEFAULTS, **{k: v for k, v in o.triton.items() if v is not None}}
+        settings = {**TRITON_DEFAULTS, **tuned, **{k: v for k, v in o.triton.items() if v is not None}}
         server = tg.triton(folder, report, servers.store, sent.arrays, settings, o.timeout)
         runtime = "onnxruntime in Triton's python backend"
         work = "model only (tensor in, raw outputs back)"

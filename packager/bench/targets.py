@@ -144,6 +144,7 @@ def torchserve(
         workers=settings["workers"],
         batch_size=settings["batch_size"],
         max_batch_delay_ms=settings["max_batch_delay_ms"],
+        threads=settings.get("threads"),
         format=settings["format"],
     )
 
@@ -165,6 +166,7 @@ def triton(
         workers=settings["instances"],
         batch_size=settings["max_batch"],
         max_batch_delay_ms=settings["max_queue_delay_ms"],
+        threads=settings.get("threads"),
         backend="python",
         format="onnx",
     )

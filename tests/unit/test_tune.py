@@ -51,3 +51,13 @@ def test_stability_is_two_windows_within_ten_percent() -> None:
     assert throughput_spread([100.0]) is None
     assert (throughput_spread([50.0, 100.0, 104.0]) or 1) < 0.1
     assert (throughput_spread([100.0, 130.0]) or 0) > 0.1
+
+
+def test_bench_measures_a_tuned_build_at_its_tuned_settings() -> None:
+    from packager.bench.settings import tuned_settings
+    from packager.report import BuildReport
+
+    report = BuildReport.__new__(BuildReport)
+    report.targets = {"triton": {"tuned": {"settings": {"workers": 2, "batch_size": 4, "max_batch_delay_ms": 0, "threads": 1}}}}
+    assert tuned_settings(report, "triton") == {"instances": 2, "max_batch": 4, "max_queue_delay_ms": 0, "threads": 1, "tuned": True}
+    assert tuned_settings(report, "torchserve") == {}
