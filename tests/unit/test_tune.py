@@ -59,5 +59,6 @@ def test_bench_measures_a_tuned_build_at_its_tuned_settings() -> None:
 
     report = BuildReport.__new__(BuildReport)
     report.targets = {"triton": {"tuned": {"settings": {"workers": 2, "batch_size": 4, "max_batch_delay_ms": 0, "threads": 1}}}}
-    assert tuned_settings(report, "triton") == {"instances": 2, "max_batch": 4, "max_queue_delay_ms": 0, "threads": 1, "tuned": True}
+    expected = {"instances": 2, "max_batch": 4, "max_queue_delay_ms": 0, "threads": 1, "tuned": True}
+    assert tuned_settings(report, "triton") == expected
     assert tuned_settings(report, "torchserve") == {}
