@@ -59,7 +59,7 @@ def timeline(stderr: str, total: float) -> list[dict[str, object]]:
         return []
     startup = total - stamps[-1][0]  # upper bound: the tail after the last stamp is counted here too
     phases: list[dict[str, object]] = [{"phase": "process start, imports, writing the result", "seconds": round(startup, 2)}]
-    for (t0, what), (t1, _) in zip(stamps, stamps[1:] + [(stamps[-1][0], "")]):
+    for (t0, what), (t1, _) in zip(stamps, stamps[1:] + [(stamps[-1][0], "")], strict=True):
         phases.append({"phase": what[:90], "seconds": round(t1 - t0, 2)})
     return phases
 
