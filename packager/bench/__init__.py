@@ -16,7 +16,6 @@ import logging
 import os
 import platform
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..console import terminate_interrupts
 from ..errors import UsageError
 from ..report import BuildReport
 from .rows import goals, in_process_rows, make_row, ratios
@@ -161,10 +161,6 @@ def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions) -> dict[str, 
     return summary
 
 
-class _Terminated(KeyboardInterrupt):
-    pass
-
-
 @dataclass
 class _Payload:
     """What the rows send: the request body users send (image bytes or tensor JSON), and the pre-processed tensors
@@ -212,17 +208,15 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
         log(f"the machine is busy (load average {host['load_average'][0]}); timings will be lower than on a quiet machine")
     scratch = Path(tempfile.mkdtemp(prefix="pack-bench-"))
     servers = _Servers(scratch / "store")
-    previous = _sigterm_interrupts()
     try:
-        folder, report = _locate(o, scratch)
-        prepared, extra = _measured_rows(o, folder, report, servers)
-        servers.stop_all()
-        rows = [r for r, _ in prepared]
+        with terminate_interrupts():  # SIGTERM stops the bench's servers like Ctrl-C does
+            folder, report = _locate(o, scratch)
+            prepared, extra = _measured_rows(o, folder, report, servers)
+            servers.stop_all()
+            rows = [r for r, _ in prepared]
     finally:
         servers.stop_left()
         shutil.rmtree(scratch, ignore_errors=True)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     ratios(rows)
     batch = extra.get("batch")
     notes = _notes(o)
@@ -251,18 +245,6 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
     }
-
-
-def _sigterm_interrupts() -> Any:
-    """In the main thread, make SIGTERM interrupt the bench like Ctrl-C (its servers are stopped); returns the
-    handler to put back, or None."""
-    if not threading_main():
-        return None
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise _Terminated()
-
-    return signal.signal(signal.SIGTERM, on_term)
 
 
 def _measured_rows(
@@ -361,12 +343,6 @@ def _notes(o: BenchOptions) -> list[str]:
     if cpus and max(o.concurrency) > 4 * cpus:
         notes.append(f"concurrency {max(o.concurrency)} on {cpus} CPU cores: latency grows with the queue, throughput does not")
     return notes
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _stop(target: str, store: Path, pids: Callable[[], list[int]]) -> dict[str, Any]:
