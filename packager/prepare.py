@@ -94,6 +94,15 @@ class Prepared:
         case = self._flipped["case"]
         return None if case is None else validate_model_outputs(runner, [case], self.names, self.ref.tolerances, self.unordered)
 
+    def captured(self) -> tuple[Any, str | None]:
+        """The ExportedProgram and why it failed, captured now when prepare() did not (no format needed it then)."""
+        if self.program is None and self.program_error is None:
+            started = time.perf_counter()
+            log("capturing the program with torch.export")
+            self.program, self.program_error = capture(self.module, self.example, self.plan.inputs)
+            self.capture_seconds = round(time.perf_counter() - started, 3)
+        return self.program, self.program_error
+
     def context(self, folder: Path) -> ExportContext:
         plan = self.plan
         metadata = {
@@ -121,8 +130,7 @@ class Prepared:
             metadata=metadata,
             check=self.gate,
             check_flipped=self.check_flipped,
-            program=self.program,
-            program_error=self.program_error,
+            capture=self.captured,
         )
 
 
@@ -141,7 +149,7 @@ def prepare(plan: BuildPlan) -> Prepared:
     cases = run_batches(run, plan, plan.inputs)
     example = [torch.from_numpy(a).to(device) for a in export_case(cases).inputs]
     program, program_error, started = None, None, time.perf_counter()
-    if any(get_format(f).needs_program for f in plan.formats) or "onnx" in plan.formats:
+    if any(get_format(f).needs_program for f in plan.formats):  # else captured only if the dynamo ONNX export runs
         log("capturing the program with torch.export")
         program, program_error = capture(module, example, plan.inputs)
     capture_seconds = round(time.perf_counter() - started, 3)

@@ -104,9 +104,24 @@ class ExportContext:
     metadata: dict[str, Any]
     check: Callable[[Runner], list[OutputCheck]]  # the parity gate over every case
     check_flipped: Callable[[Runner], list[OutputCheck] | None]  # the gate on inputs with flipped values (None: n/a)
-    program: Any = None  # the ExportedProgram, when torch.export succeeded
-    program_error: str | None = None
+    capture: Callable[[], tuple[Any, str | None]] = lambda: (None, "torch.export was not run")  # (program, error), once
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # formats done so far
+    _captured: tuple[Any, str | None] | None = None
+
+    def _program(self) -> tuple[Any, str | None]:
+        if self._captured is None:
+            self._captured = self.capture()
+        return self._captured
+
+    @property
+    def program(self) -> Any:
+        """The ExportedProgram (None when torch.export failed), captured the first time an exporter asks: a build
+        of TorchScript and ONNX whose legacy ONNX export passes never pays for the capture."""
+        return self._program()[0]
+
+    @property
+    def program_error(self) -> str | None:
+        return self._program()[1]
 
 
 _FORMATS: dict[str, Format] = {}

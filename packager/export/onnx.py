@@ -43,6 +43,8 @@ def _axes(names: list[str], axes: list[tuple[int, ...]]) -> dict[str, dict[int, 
 def _dynamo(ctx: ExportContext) -> Any:
     import torch
 
+    if ctx.program is None:
+        raise RuntimeError(f"no ExportedProgram to export ({ctx.program_error or 'torch.export failed'})")
     with captured():
         program = torch.onnx.export(
             ctx.program,
@@ -116,9 +118,7 @@ def _finish(proto: Any, ctx: ExportContext, path: Path) -> None:
 
 def _attempts(ctx: ExportContext) -> list[tuple[str, Any]]:
     """(exporter name, callable returning (proto, tracer notes)) in the order they are tried."""
-    out: list[tuple[str, Any]] = []
-    if ctx.program is not None:
-        out.append(("dynamo", lambda: (_dynamo(ctx), [])))
+    out: list[tuple[str, Any]] = [("dynamo", lambda: (_dynamo(ctx), []))]  # captures the program if not yet done
     ts = ctx.outcomes.get("torchscript")
     passed = ts if ts is not None and ts.status == "passed" else None
     if passed is not None and passed.info.get("method") == "trace":
