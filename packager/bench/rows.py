@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__).info
 
-GOALS = {  # the issue's targets: served / in-process throughput, and ONNX / eager at batch 8
+GOALS = {  # served / in-process throughput, and ONNX / eager at batch 8
     "torchserve": 0.8,
     "triton": 0.9,
     "onnx_batch": 1.3,
+    "same_runtime": 0.95,  # a server at its tuned settings against the same runtime in-process (served efficiency)
 }
+SAME_RUNTIME = {"torchserve": "inprocess-onnx", "triton": "inprocess-onnx-tensor"}
 
 
 def make_row(
@@ -171,6 +173,7 @@ def goals(rows: list[dict[str, Any]], batch: dict[str, Any] | None, model: str) 
                 "met": row["peak_ratio"] >= GOALS[target],
             }
         )
+    out += _efficiency(by_name)
     if batch:
         out.append(
             {
@@ -178,6 +181,31 @@ def goals(rows: list[dict[str, Any]], batch: dict[str, Any] | None, model: str) 
                 + ("" if model == "resnet50" else " (the issue sets it for resnet50 at batch 8)"),
                 "ratio": batch["onnx_over_eager"],
                 "met": batch["onnx_over_eager"] >= GOALS["onnx_batch"],
+            }
+        )
+    return out
+
+
+def _efficiency(by_name: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Served efficiency: each server's peak throughput against the same runtime in-process (the peak over the
+    same concurrencies), at the settings it was measured with (`tuned` when `pack tune` chose them)."""
+    out = []
+    for target, base in SAME_RUNTIME.items():
+        row, ref = by_name.get(target), by_name.get(base)
+        if row is None or ref is None:
+            continue
+        peak = max((r["throughput_rps"] for r in ref["runs"]), default=0.0)
+        if not peak:
+            continue
+        ratio = round(row["peak_throughput_rps"] / peak, 3)
+        tuned = bool((row.get("settings") or {}).get("tuned"))
+        out.append(
+            {
+                "goal": f"{target} at its {'tuned' if tuned else 'default (not tuned)'} settings >= "
+                f"{GOALS['same_runtime']:.0%} of {base}",
+                "peak_ratio": ratio,
+                "tuned": tuned,
+                "met": ratio >= GOALS["same_runtime"],
             }
         )
     return out
