@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from .errors import PackError, SignatureFailed, UsageError, signing_library_error
+from .errors import EnvironmentProblem, PackError, SignatureFailed, UsageError, signing_library_error
 from .provenance import SIGNATURE
 from .safeio import read_file
 
@@ -53,6 +53,17 @@ def _pem(path: str | Path, flag: str) -> bytes:
 def _config(module: Any) -> Any:
     """A fresh `Config` of a model-signing module (signing, verifying, hashing; their constructors are unannotated)."""
     return module.Config()
+
+
+def _library() -> None:
+    """model-signing is the `sign` extra: exit 5 with the install line when it is missing."""
+    try:
+        import model_signing  # noqa: F401
+        import OpenSSL  # noqa: F401  (model-signing's certificate support needs it and does not declare it)
+    except ImportError as exc:
+        raise EnvironmentProblem(
+            f"signing needs the Python package {exc.name!r}", "pip install 'pack-models[sign]' (or model-signing pyopenssl)"
+        ) from None
 
 
 def _key_id(public_key: Any) -> str:
@@ -97,6 +108,7 @@ def _private_key(path: str | Path) -> tuple[Any, bytes | None]:
 def load_signing_key(key: str | Path, certificate: str | Path | None = None, chain: Sequence[str | Path] = ()) -> SigningKey:
     """Read and check the key (and certificate) now, before any work: exit 2 for a missing, unreadable, encrypted
     without passphrase, non-EC or mismatched key."""
+    _library()
     from model_signing import signing
 
     private, password = _private_key(key)
@@ -110,6 +122,8 @@ def load_signing_key(key: str | Path, certificate: str | Path | None = None, cha
         return SigningKey(config.set_hashing_config(_hashing()), "key", _key_id(private.public_key()))
     from cryptography import x509
 
+    if not chain:  # model-signing 1.1 reads the chain as one PEM bundle and fails on an empty one
+        raise UsageError("--certificate needs --certificate-chain", "pass the PEM certificates that issued it (the CA)")
     if password is not None:
         raise UsageError(
             "model signing reads a certificate signer's key without a passphrase",
@@ -182,6 +196,7 @@ def _public_key_check(public_key: str | Path) -> str:
 
 
 def _verifier(public_key: str | Path | None, chain: Sequence[str | Path]) -> tuple[Any, dict[str, Any]]:
+    _library()
     from model_signing import verifying
 
     if public_key is not None and chain:

@@ -40,12 +40,15 @@ def owner_of(target: Path) -> Target | None:
     return next((t for t in all_targets() if t.artifact and t.owns(target)), None)
 
 
-def kind_of(target: Path) -> str:
-    """`build` (a folder with report.json), or the kind of target artifact it is (`mar`, `repository`)."""
+def kind_of(target: Path, any_folder: bool = False) -> str:
+    """`build` (a folder with report.json), or the kind of target artifact it is (`mar`, `repository`); with
+    `any_folder` (a signature check), any other folder is a `folder` (a KServe storage folder pack signed)."""
     if not target.exists():
         raise UsageError(f"{target} does not exist")
     if target.is_dir() and (target / REPORT).is_file():
         return "build"
+    if any_folder and target.is_dir() and owner_of(target) is None:
+        return "folder"
     return str(owner(target).artifact)
 
 
@@ -184,18 +187,18 @@ class SignatureCheck:
 
 
 def verify(target: Path, parity: bool, signature: SignatureCheck | None = None) -> dict[str, Any]:
-    kind = kind_of(target)
+    kind = kind_of(target, any_folder=signature is not None)
     result: dict[str, Any] = {"target": str(target), "kind": kind}
-    if kind != "build" and signature is not None:
-        raise UsageError("--signature needs a build folder", f"run pack verify on the build folder holding {target.name}")
+    if signature is not None and not target.is_dir():
+        raise UsageError("--signature needs a folder (a build, a KServe storage folder)", f"not the file {target.name}")
+    findings: list[Finding] = []
+    if signature is not None:  # first: when a signature is asked for, it is the statement that counts
+        from .signing import verify_signature
+
+        found, result["signature"] = verify_signature(target, signature.path, signature.public_key, signature.chain)
+        findings += [Finding(p, problem) for p, problem in found]
     if kind == "build":
         result["signed"] = (target / provenance.SIGNATURE).is_file()
-        findings: list[Finding] = []
-        if signature is not None:  # first: when a signature is asked for, it is the statement that counts
-            from .signing import verify_signature
-
-            found, result["signature"] = verify_signature(target, signature.path, signature.public_key, signature.chain)
-            findings += [Finding(p, problem) for p, problem in found]
         build_findings, report = check_build(target)
         findings += build_findings
         result["files_checked"] = len(report.sha256) if report else 0
@@ -210,7 +213,8 @@ def verify(target: Path, parity: bool, signature: SignatureCheck | None = None) 
                 "--parity needs a build folder (with report.json and samples)",
                 f"run pack verify on the build folder holding {target.name}",
             )
-        findings = _target_findings(target, owner(target))
+        if kind != "folder":
+            findings += _target_findings(target, owner(target))
     result["passed"] = not findings
     result["findings"] = [{"path": f.path, "problem": f.problem} for f in findings]
     return result
