@@ -242,7 +242,8 @@ def verify_cmd(
 def _signature_line(result: dict[str, Any]) -> str:
     checked = result.get("signature")
     if checked and checked.get("verified"):
-        return f"signature: {checked['signature']} verified ({checked['files']} files, {checked['method']})\n"
+        signer = f"key {checked['key_id'][:16]}" if checked.get("key_id") else "certificate chain"
+        return f"signature: {checked['signature']} verified ({checked['files']} files, {signer})\n"
     if result.get("signed") and not checked:
         return "signed: model.sig present (check it with --signature --public-key KEY.pub)\n"
     return ""

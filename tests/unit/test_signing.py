@@ -231,3 +231,22 @@ def test_provenance_is_checked_against_the_files_and_the_report(tiny_build: Path
 def test_signature_on_an_archive_file_is_exit_2(tiny_build: Path, keys: dict[str, KeyPair]) -> None:
     mar = tiny_build / "torchserve" / "tiny.mar"
     assert "needs a folder" in invoke("verify", str(mar), "--public-key", str(keys["a"].public)).error(2)
+
+
+@pytest.mark.parametrize("runtime", ["torchserve", "triton"])
+def test_kserve_storage_carries_the_signature_and_is_signed_itself(signed: Path, keys: dict[str, KeyPair], runtime: str) -> None:
+    store = signed.parents[1]
+    args = ("deploy", "tiny", "--target", "kserve", "--runtime", runtime, "--store", str(store), "--storage-uri", "s3://b/tiny")
+    doc = invoke(*args, "--sign-key", str(keys["b"].private), "--json").json()
+    storage = Path(doc["storage"])
+    assert doc["carried"] == ["provenance.json", "build.sig"]
+    assert (storage / "build.sig").read_bytes() == (signed / "model.sig").read_bytes()
+    assert (storage / "provenance.json").read_bytes() == (signed / "provenance.json").read_bytes()
+    assert doc["storage_signature"]["signature"] == str(storage / "model.sig")
+    result = invoke("verify", str(storage), "--public-key", str(keys["b"].public), "--json").json()
+    assert result["passed"] and result["signature"]["files"] == len([p for p in storage.rglob("*") if p.is_file()]) - 1
+    (storage / "provenance.json").write_text("{}")
+    _fails(invoke("verify", str(storage), "--public-key", str(keys["b"].public)), "provenance.json: changed since it was signed")
+    unsigned = invoke(*args, "--json").json()  # without --sign-key: the build's files are carried, no model.sig
+    assert unsigned["storage_signature"] is None and not (Path(unsigned["storage"]) / "model.sig").exists()
+    assert "PACK_SIGN_KEY_PASSWORD" in invoke(*args, "--sign-key", str(keys["enc"].private)).error(2)
