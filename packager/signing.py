@@ -11,12 +11,10 @@ never from the command line. The libraries' exceptions become pack's errors in o
 
 from __future__ import annotations
 
-import ast
 import base64
 import hashlib
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,30 +221,26 @@ def _verifier(public_key: str | Path | None, chain: Sequence[str | Path]) -> tup
     return config, {"method": "certificate"}
 
 
-_LISTED = re.compile(r"^(Extra|Missing) files (?:found )?in model '.*': (.*)$")
-_CHANGED = re.compile(r"^Hash mismatch for '(.*)': ")
+def _mismatches(folder: Path, sig: Path) -> list[tuple[str, str]]:
+    """The files that differ from the signed statement, named one by one. Called once model-signing said `Signature
+    mismatch`, which it says only after the signature itself verified: the statement read here is the signed one."""
+    from .report import sha256_file
 
-
-def _mismatches(folder: Path, message: str) -> list[tuple[str, str]] | None:
-    """Findings from model-signing's `Signature mismatch: [...]` (the files that differ), or None for another error."""
-    prefix = "Signature mismatch: "
-    if not message.startswith(prefix):
-        return None
     try:
-        items = ast.literal_eval(message[len(prefix) :])
-    except (ValueError, SyntaxError):
-        return None
+        signed = {name: r.get("digest") for r in _statement(sig)["predicate"]["resources"] if (name := r.get("name"))}
+    except (PackError, KeyError, TypeError, ValueError):
+        return []
     found: list[tuple[str, str]] = []
-    for item in items if isinstance(items, list) else []:
-        listed, changed = _LISTED.match(str(item)), _CHANGED.match(str(item))
-        if listed:
-            problem = "not covered by the signature (added after signing)" if listed[1] == "Extra" else "signed but missing"
-            found += [(str(folder / name), problem) for name in listed[2].split(", ")]
-        elif changed:
-            found.append((str(folder / changed[1]), "changed since it was signed (its sha256 differs from the signed one)"))
-        else:
-            found.append((str(folder), str(item)[:300]))
-    return found or None
+    present = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != SIGNATURE)
+    for path in present:
+        rel = path.relative_to(folder).as_posix()
+        if rel not in signed:
+            found.append((str(path), "not covered by the signature (added after signing)"))
+        elif sha256_file(path) != signed[rel]:
+            found.append((str(path), "changed since it was signed (its sha256 differs from the signed one)"))
+    on_disk = {p.relative_to(folder).as_posix() for p in present}
+    found += [(str(folder / name), "signed but missing") for name in sorted(set(signed) - on_disk)]
+    return found
 
 
 def verify_signature(
@@ -269,7 +263,7 @@ def verify_signature(
     except PackError as exc:
         return [(str(sig), exc.message.split(": ", 1)[-1])], summary
     except Exception as exc:  # noqa: BLE001 - crafted signatures raise anything; mapped in errors.signing_library_error
-        mismatches = _mismatches(folder, (str(exc).strip().splitlines() or [""])[0])
+        mismatches = _mismatches(folder, sig) if str(exc).startswith("Signature mismatch") else []
         if mismatches:
             return mismatches, summary
         return [(str(sig), signing_library_error(exc, str(sig), "verify").message.removeprefix(f"{sig}: "))], summary
