@@ -77,7 +77,7 @@ def _check_ec(key: Any, flag: str, path: str | Path) -> None:
     curve = getattr(getattr(key, "curve", None), "name", None)
     if not isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) or curve not in CURVES:
         kind = type(key).__name__.replace("_", "").replace("PrivateKey", "").replace("PublicKey", "") or "unknown"
-        raise UsageError(f"{flag} {path} is a {curve or kind} key", EC_HINT)
+        raise UsageError(f"{flag} {path} is not an elliptic-curve key on a supported curve ({curve or kind})", EC_HINT)
 
 
 def _private_key(path: str | Path) -> tuple[Any, bytes | None]:

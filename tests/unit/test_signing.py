@@ -142,7 +142,9 @@ def test_bad_keys_are_exit_2_with_one_line(tiny_build: Path, keys: dict[str, Key
     assert "no such file" in invoke("sign", build, "--key", str(tmp_path / "missing.pem")).error(2)
     (tmp_path / "notes.txt").write_text("not a key\n")
     assert "is not a PEM private key" in invoke("sign", build, "--key", str(tmp_path / "notes.txt")).error(2)
-    assert "is a RSA key" in invoke("sign", build, "--key", str(rsa_key(tmp_path))).error(2)
+    assert "is not an elliptic-curve key on a supported curve (RSA)" in invoke(
+        "sign", build, "--key", str(rsa_key(tmp_path))
+    ).error(2)
     assert "is not a PEM private key" in invoke("sign", build, "--key", str(keys["a"].public)).error(2)
     enc = str(keys["enc"].private)
     assert "PACK_SIGN_KEY_PASSWORD" in invoke("sign", build, "--key", enc).error(2)
