@@ -22,7 +22,6 @@ from typing import Any, cast
 
 from .errors import EnvironmentProblem, PackError, SignatureFailed, UsageError, signing_library_error
 from .provenance import SIGNATURE
-from .safeio import read_file
 
 PASSWORD_ENV = "PACK_SIGN_KEY_PASSWORD"
 CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}  # what model-signing accepts
@@ -40,12 +39,26 @@ class SigningKey:
     key_id: str  # sha256 of the public key (SubjectPublicKeyInfo PEM), the hint model-signing records
 
 
+def _read(path: Path, limit: int, what: str, error: type[PackError]) -> bytes:
+    """At most `limit` bytes of a file the user named (a link is followed: key files are often mounted as links)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise error(
+            f"{what}: cannot be read ({exc.strerror or type(exc).__name__})", "check the path and its permissions"
+        ) from None
+    if len(data) > limit:
+        raise error(f"{what}: more than the {limit:,d} bytes pack reads", "pass the right file")
+    return data
+
+
 def _pem(path: str | Path, flag: str) -> bytes:
     """The bytes of a PEM file named on the command line; exit 2 when it cannot be read (its content never shown)."""
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{flag} {p}: no such file", "pass the path of a PEM file")
-    return read_file(p, f"{flag} {p}", MAX_PEM, UsageError)
+    return _read(p, MAX_PEM, f"{flag} {p}", UsageError)
 
 
 def _config(module: Any) -> Any:
@@ -170,7 +183,7 @@ def sign_folder(folder: Path, key: SigningKey) -> dict[str, Any]:
 
 def _statement(signature: Path) -> dict[str, Any]:
     """The in-toto statement inside a signature (read after the library verified it, or from the one just written)."""
-    bundle = json.loads(read_file(signature, str(signature), MAX_SIGNATURE, SignatureFailed))
+    bundle = json.loads(_read(signature, MAX_SIGNATURE, str(signature), SignatureFailed))
     statement: dict[str, Any] = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
     return statement
 
@@ -255,10 +268,12 @@ def verify_signature(
         raise UsageError(
             f"--signature {signature}: no such file", "pass the path of the signature (default: the build's model.sig)"
         )
-    if not sig.is_file() or sig.is_symlink():
+    if signature is None and sig.is_symlink():  # inside the folder: pack follows no link in a build
+        return [(str(sig), "is a symbolic link, not a signature pack wrote")], summary
+    if not sig.is_file():
         return [(str(sig), "no signature (the build is not signed: pack sign BUILD --key KEY.pem)")], summary
     try:
-        read_file(sig, str(sig), MAX_SIGNATURE, SignatureFailed)
+        _read(sig, MAX_SIGNATURE, str(sig), SignatureFailed)
         config.set_hashing_config(_hashing()).verify(folder, sig)
     except PackError as exc:
         return [(str(sig), exc.message.split(": ", 1)[-1])], summary

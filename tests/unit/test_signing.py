@@ -179,8 +179,10 @@ def test_sign_refuses_a_build_that_does_not_match_its_report(tiny_build: Path, k
     assert not (tiny_build / "model.sig").exists()
 
 
-def test_sign_takes_a_model_name_in_the_store(tiny_store: Path, keys: dict[str, KeyPair]) -> None:
-    doc = invoke("sign", "tiny", "--store", str(tiny_store), "--key", str(keys["a"].private), "--json").json()
+def test_sign_takes_a_model_name_in_the_store(tiny_store: Path, keys: dict[str, KeyPair], tmp_path: Path) -> None:
+    mounted = tmp_path / "secret.pem"  # a key mounted as a link (a Kubernetes secret volume): followed
+    mounted.symlink_to(keys["a"].private)
+    doc = invoke("sign", "tiny", "--store", str(tiny_store), "--key", str(mounted), "--json").json()
     assert doc["build"] == str(tiny_store / "tiny" / "1") and doc["version"] == "1"
     assert "no version 7" in invoke(
         "sign", "tiny", "--store", str(tiny_store), "--version", "7", "--key", str(keys["a"].private)
