@@ -63,7 +63,7 @@ def build_folder(ref: str, store: str, version: str | None) -> Path:
     "chain",
     multiple=True,
     type=click.Path(dir_okay=False),
-    help="Intermediate certificates (PEM) to carry in the signature (repeat per file).",
+    help="With --certificate: the certificates (PEM) that issued it, intermediates and CA, carried in the signature.",
 )
 @common
 def sign_cmd(
