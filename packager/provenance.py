@@ -73,8 +73,8 @@ def statement(report: BuildReport, digests: dict[str, str]) -> dict[str, Any]:
 
     byproducts: list[dict[str, Any]] = [{"name": "parity-gate", "annotations": _gate(report)}]
     variants = getattr(report, "variants", None)  # a report section of newer builds; absent before
-    if variants:
-        byproducts.append({"name": "variants", "annotations": variants})
+    if variants:  # annotations are a map: a list of verdicts goes under one key
+        byproducts.append({"name": "variants", "annotations": variants if isinstance(variants, dict) else {"verdicts": variants}})
     spec = {
         "task": report.task,
         "inputs": [{"name": i.name, "shape": i.shape, "dtype": i.dtype, "dynamic_axes": i.dynamic_axes} for i in report.inputs],

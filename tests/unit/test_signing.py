@@ -280,3 +280,15 @@ def test_a_build_that_cannot_be_signed_is_not_kept(tiny_store: Path) -> None:
     assert seen and not seen[0].exists()
     assert (tiny_store / "tiny" / "1" / "report.json").read_bytes() == before
     assert sorted(p.name for p in (tiny_store / "tiny").iterdir()) == [".lock", "1"]
+
+
+def test_provenance_carries_the_variants_verdicts_when_the_report_has_them() -> None:
+    from packager.provenance import statement
+    from tests.helpers.reports import make_report
+
+    report = make_report()
+    names = [b["name"] for b in statement(report, {})["predicate"]["runDetails"]["byproducts"]]
+    assert names == ["parity-gate"]  # a report without a variants section
+    report.variants = {"int8": {"verdict": "passed", "max_abs_error": 0.01}}  # type: ignore[attr-defined]
+    byproducts = statement(report, {"model.onnx": "0" * 64})["predicate"]["runDetails"]["byproducts"]
+    assert byproducts[1] == {"name": "variants", "annotations": {"int8": {"verdict": "passed", "max_abs_error": 0.01}}}
