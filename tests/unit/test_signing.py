@@ -45,6 +45,8 @@ def test_round_trip_with_an_ec_key(signed: Path, keys: dict[str, KeyPair]) -> No
     assert doc["passed"] and doc["signed"] and doc["signature"]["verified"] and doc["signature"]["method"] == "key"
     plain = invoke("verify", str(signed))  # without --signature: today's checks, and it says the build is signed
     assert plain.returncode == 0 and "model.sig present" in plain.stdout
+    inspected = invoke("inspect", str(signed), "--json").json()
+    assert inspected["signed"] is True and inspected["provenance"] == "provenance.json"
     detached = signed.parent / "tiny-1.sig"  # a signature shipped beside the folder instead of in it
     (signed / "model.sig").rename(detached)
     assert _check(signed, keys["a"], str(detached)).returncode == 0
