@@ -110,14 +110,22 @@ def test_a_tampered_signature_fails(signed: Path, keys: dict[str, KeyPair]) -> N
 
 
 def test_a_signature_that_leaves_files_out_fails(signed: Path, keys: dict[str, KeyPair]) -> None:
-    """Signed with the right key by another tool that skipped report.json: pack covers every file, so it fails."""
+    """Signed with the right key by another tool that skipped report.json: pack covers every file, so it fails. A
+    signature that leaves out only paths the folder does not have (model-signing's CLI skips .git*) verifies."""
     from model_signing import hashing, signing
 
-    config = hashing.Config().set_ignored_paths(paths=["model.sig", "report.json"], ignore_git_paths=False)
-    signing.Config().use_elliptic_key_signer(private_key=keys["a"].private).set_hashing_config(config).sign(
-        signed, signed / "model.sig"
-    )
+    def sign(ignored: list[str], git: bool) -> None:
+        config = hashing.Config().set_ignored_paths(paths=["model.sig", *ignored], ignore_git_paths=git)
+        signing.Config().use_elliptic_key_signer(private_key=keys["a"].private).set_hashing_config(config).sign(
+            signed, signed / "model.sig"
+        )
+
+    sign(["report.json"], git=False)
     _fails(_check(signed, keys["a"]), "leaves files out of what it signs: report.json")
+    sign([], git=True)
+    assert _check(signed, keys["a"]).returncode == 0
+    (signed / ".gitignore").write_text("*\n")  # now a file the signature skips is there: refused
+    _fails(_check(signed, keys["a"]), "leaves files out of what it signs: .gitignore")
 
 
 def test_certificate_signing_round_trip(tiny_build: Path, tmp_path: Path) -> None:
