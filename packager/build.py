@@ -96,11 +96,13 @@ def build(
     iterations: int = 10,
     packagers: Mapping[str, Packager] | None = None,
     measure_budget_s: float = MEASURE_BUDGET_S,
+    sign: Callable[[Path], object] | None = None,
 ) -> tuple[BuildReport, Path]:
     """Run the whole pipeline; return (report, committed version folder).
 
     `packagers` write each serving target's artifacts into the folder before it is committed (the CLI passes every
-    target's; the pipeline itself imports no target)."""
+    target's; the pipeline itself imports no target). `sign` signs the finished folder, report included, before it is
+    committed: a build that cannot be signed is not kept."""
     started = time.perf_counter()
     atomic = AtomicVersion(store, plan.name, plan.version, force)
     atomic.check_free()  # fail before any work when the version exists
@@ -134,6 +136,9 @@ def build(
         report.targets = {name: package(tmp, report) for name, package in (packagers or {}).items()}
         report.build_seconds = round(time.perf_counter() - started, 2)
         report.save(tmp)
+        if sign is not None:
+            log("signing the build")
+            sign(tmp)
         final = atomic.commit()
     return report, final
 

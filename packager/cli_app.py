@@ -132,6 +132,11 @@ def models_cmd(as_json: bool, debug: bool) -> None:
     3.0,
     "Seconds of latency measurement in all: each format and batch size runs until stable or its share ends.",
 )
+@click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False),
+    help="Sign the build (model.sig, OpenSSF Model Signing) with this EC private key (PEM); passphrase: PACK_SIGN_KEY_PASSWORD.",
+)
 @common
 def build_cmd(
     model: str | None,
@@ -142,6 +147,7 @@ def build_cmd(
     batch_sizes: str | None,
     iterations: int,
     measure_budget: float,
+    sign_key: str | None,
     as_json: bool,
     debug: bool,
     **opts: Any,
@@ -164,16 +170,22 @@ def build_cmd(
             except ValueError:
                 raise UsageError(f"--batch-sizes {batch_sizes!r} is not a comma-separated list of integers") from None
         plan = resolve(model, spec, overrides)
+        from .cli_sign import build_signer
+
+        signer, signed = build_signer(sign_key)  # the key is checked before any work
 
         from .build import build
         from .summary import build_summary
         from .targets import packagers
 
-        report, folder = build(plan, Path(store), force, iterations, packagers(), measure_budget)
+        report, folder = build(plan, Path(store), force, iterations, packagers(), measure_budget, sign=signer)
+        extra = {"signature": {**signed, "signature": str(folder / "model.sig")}} if signed else {}
         if as_json:
-            emit_json(out, {**report.to_dict(), "path": str(folder.resolve())})
+            emit_json(out, {**report.to_dict(), "path": str(folder.resolve()), **extra})
         else:
             out.write(build_summary(report, folder) + "\n")
+            if signed:
+                out.write(f"signed: {folder / 'model.sig'} ({signed['files']} files, key {signed['key_id'][:16]})\n")
 
     run(debug, body)
 
@@ -181,21 +193,49 @@ def build_cmd(
 @main.command("verify")
 @click.argument("target", type=click.Path(exists=True))
 @click.option("--parity", is_flag=True, help="Also re-run the sample inputs through every export and compare.")
+@click.option(
+    "--signature",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[PATH]",
+    help="Check the build's OpenSSF model signature (default: its model.sig): every file signed, unchanged, none added.",
+)
+@click.option("--public-key", type=click.Path(dir_okay=False), help="EC public key (PEM) the signature must verify with.")
+@click.option(
+    "--certificate-chain",
+    "chain",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Trusted certificates (PEM) of a certificate signature (repeat per file).",
+)
 @common
-def verify_cmd(target: str, parity: bool, as_json: bool, debug: bool) -> None:
-    """Check a build folder, .mar or Triton repository: digests, archive structure, optionally parity (exit 3 on any
-    difference)."""
+def verify_cmd(
+    target: str,
+    parity: bool,
+    signature: str | None,
+    public_key: str | None,
+    chain: tuple[str, ...],
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Check a build folder, .mar or Triton repository: digests, archive structure, provenance, optionally parity and
+    the signature (exit 3 on any difference)."""
 
     def body(out: Any) -> None:
         from .errors import ValidationFailed
-        from .verify import verify
+        from .verify import SignatureCheck, verify
 
-        result = verify(Path(target), parity)
+        check = None
+        if signature is not None or public_key or chain:
+            check = SignatureCheck(Path(signature) if signature else None, public_key, chain)
+        result = verify(Path(target), parity, check)
         if as_json:
             emit_json(out, result)
         else:
             for f in result["findings"]:
                 out.write(f"FAIL {f['path']}: {f['problem']}\n")
+            out.write(_signature_line(result))
             out.write(f"{target}: {'verified' if result['passed'] else 'verification failed'} ({result['kind']})\n")
         if not result["passed"]:
             first = result["findings"][0]
@@ -205,6 +245,16 @@ def verify_cmd(target: str, parity: bool, as_json: bool, debug: bool) -> None:
             )
 
     run(debug, body)
+
+
+def _signature_line(result: dict[str, Any]) -> str:
+    checked = result.get("signature")
+    if checked and checked.get("verified"):
+        signer = f"key {checked['key_id'][:16]}" if checked.get("key_id") else "certificate chain"
+        return f"signature: {checked['signature']} verified ({checked['files']} files, {signer})\n"
+    if result.get("signed") and not checked:
+        return "signed: model.sig present (check it with --signature --public-key KEY.pub)\n"
+    return ""
 
 
 @main.command("inspect")

@@ -40,3 +40,25 @@ class DeployFailed(PackError):
 
 class EnvironmentProblem(PackError):
     exit_code = EXIT_ENVIRONMENT
+
+
+class SignatureFailed(ValidationFailed):
+    """A signature that does not verify: a wrong key, a tampered signature, a changed, added or missing file."""
+
+
+def signing_library_error(exc: BaseException, subject: str, stage: str) -> PackError:
+    """The one mapping of the signing libraries' exceptions (model-signing, cryptography and pyOpenSSL raise plain
+    ValueError, TypeError, KeyError and their own types) to pack's errors, by the stage they came from:
+    `key` (a key or certificate being loaded): bad input, exit 2, whose message names only the exception's type, so
+    no byte of a key can reach a log; `sign`: the folder could not be signed, exit 3; `verify` (a signature being
+    checked, crafted or not): a failed check, exit 3, naming what the library found (files and digests)."""
+    kind = type(exc).__name__
+    if stage == "key":
+        return UsageError(f"{subject} cannot be used ({kind})", "pass a PEM file of the expected kind")
+    first = (str(exc).strip().splitlines() or [""])[0][:300] or kind
+    if stage == "sign":
+        return ValidationFailed(f"cannot sign {subject}: {first}", "check it with pack verify, then sign again")
+    return SignatureFailed(
+        f"{subject}: does not verify: {first}",
+        "do not ship this folder; check the public key or certificate chain, or re-sign a verified build",
+    )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .provenance import FILE as PROVENANCE
+from .provenance import SIGNATURE
 from .verify import kind_of, owner
 
 
@@ -34,6 +36,8 @@ def inspect_build(folder: Path) -> dict[str, Any]:
         "targets": report.targets,
         "files": files,
         "warnings": report.warnings,
+        "provenance": PROVENANCE if PROVENANCE in report.sha256 else None,
+        "signed": (folder / SIGNATURE).is_file(),
     }
     lines = [
         f"build {doc['name']} version {doc['version']} ({doc['task']}) at {folder}",
@@ -47,6 +51,8 @@ def inspect_build(folder: Path) -> dict[str, Any]:
             for k, v in doc["validation"].items()
         ),
         "  targets: " + (", ".join(sorted(doc["targets"])) or "none"),
+        f"  provenance: {doc['provenance'] or 'none'}   signature: "
+        + (f"{SIGNATURE} (check it: pack verify {folder} --signature --public-key KEY.pub)" if doc["signed"] else "none"),
         "  files:",
         *[f"    {size:>12,d}  {rel}" for rel, size in sorted(files.items())],
         *[f"  WARNING: {w}" for w in doc["warnings"]],

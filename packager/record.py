@@ -14,7 +14,7 @@ import numpy as np
 from . import __version__
 from .export import ORDER
 from .report import FILE as REPORT
-from .report import BuildReport, OutputRecord, SampleRecord, TensorRecord, plain
+from .report import BuildReport, OutputRecord, SampleRecord, TensorRecord, plain, sha256_file
 from .validate import RMS_FRACTION
 
 LABELS_FILE = "labels.txt"
@@ -76,12 +76,13 @@ def _gate_limits(ref: Any, index: int) -> dict[str, Any]:
 
 
 def _source(plan: Any) -> dict[str, str]:
+    """What the model came from; a source file's sha256 too (the provenance statement's source dependency)."""
     if plan.source_kind == "builtin":
         return {"kind": "builtin", "ref": plan.source}
     if plan.source_kind == "python":
         file_part, _, attr = plan.source.rpartition(":")
-        return {"kind": "python", "ref": f"{Path(file_part).name}:{attr}"}
-    return {"kind": plan.source_kind, "ref": Path(plan.source).name}
+        return {"kind": "python", "ref": f"{Path(file_part).name}:{attr}", "sha256": sha256_file(file_part)}
+    return {"kind": plan.source_kind, "ref": Path(plan.source).name, "sha256": sha256_file(plan.source)}
 
 
 def assemble(

@@ -180,15 +180,22 @@ class BuildReport:
         return cls.from_dict(data, str(path))
 
     def save(self, folder: Path, rewritten: list[str] | None = None) -> None:
-        """Record every file's digest (all but the report), or only those of the `rewritten` files (the others keep
-        the digests pack verified), and write the report atomically."""
+        """Record every file's digest (all but the report and a signature), or only those of the `rewritten` files (the
+        others keep the digests pack verified), write the provenance statement of those digests (provenance.py), and
+        write the report atomically."""
+        from . import provenance
+
         folder = Path(folder)
         if rewritten is not None:
             self.record_files(folder, rewritten)
         else:
             self.sha256 = {
-                str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != FILE
+                rel: sha256_file(p)
+                for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.name != FILE and (rel := p.relative_to(folder).as_posix()) not in provenance.NOT_SUBJECTS
             }
+        provenance.write(folder, self)  # the statement of these digests, kept in step with the report
+        self.record_files(folder, [provenance.FILE])
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         tmp = folder / f".{FILE}.{os.getpid()}.tmp"
         tmp.write_text(text)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from . import provenance
 from .errors import UsageError, ValidationFailed
 from .report import FILE as REPORT
 from .report import sha256_file
@@ -39,12 +40,15 @@ def owner_of(target: Path) -> Target | None:
     return next((t for t in all_targets() if t.artifact and t.owns(target)), None)
 
 
-def kind_of(target: Path) -> str:
-    """`build` (a folder with report.json), or the kind of target artifact it is (`mar`, `repository`)."""
+def kind_of(target: Path, any_folder: bool = False) -> str:
+    """`build` (a folder with report.json), or the kind of target artifact it is (`mar`, `repository`); with
+    `any_folder` (a signature check), any other folder is a `folder` (a KServe storage folder pack signed)."""
     if not target.exists():
         raise UsageError(f"{target} does not exist")
     if target.is_dir() and (target / REPORT).is_file():
         return "build"
+    if any_folder and target.is_dir() and owner_of(target) is None:
+        return "folder"
     return str(owner(target).artifact)
 
 
@@ -83,6 +87,7 @@ def check_build(folder: Path) -> tuple[list[Finding], BuildReport | None]:
     findings += _digest_findings(folder, listed)
     findings += _link_findings(folder)
     findings += _unlisted_findings(folder, listed)
+    findings += [Finding(p, problem) for p, problem in provenance.findings(folder, report)]
     for fmt, rel in report.artifacts.items():
         if not (folder / rel).is_file():
             findings.append(Finding(str(folder / rel), f"the {fmt} artifact is missing"))
@@ -149,7 +154,7 @@ def _unlisted_findings(folder: Path, listed: dict[str, str]) -> list[Finding]:
     findings: list[Finding] = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
-        if path.is_file() and not path.is_symlink() and rel != REPORT and rel not in listed:
+        if path.is_file() and not path.is_symlink() and rel not in (REPORT, provenance.SIGNATURE) and rel not in listed:
             findings.append(Finding(str(path), "not listed in the report"))
     return findings
 
@@ -178,11 +183,30 @@ def check_parity(folder: Path, report: BuildReport) -> tuple[list[Finding], dict
     return findings, summary
 
 
-def verify(target: Path, parity: bool) -> dict[str, Any]:
-    kind = kind_of(target)
+@dataclass
+class SignatureCheck:
+    """`pack verify --signature [PATH] --public-key PEM | --certificate-chain PEM`: what to check the build against."""
+
+    path: Path | None  # None: the build's own model.sig
+    public_key: str | None
+    chain: tuple[str, ...] = ()
+
+
+def verify(target: Path, parity: bool, signature: SignatureCheck | None = None) -> dict[str, Any]:
+    kind = kind_of(target, any_folder=signature is not None)
     result: dict[str, Any] = {"target": str(target), "kind": kind}
+    if signature is not None and not target.is_dir():
+        raise UsageError("--signature needs a folder (a build, a KServe storage folder)", f"not the file {target.name}")
+    findings: list[Finding] = []
+    if signature is not None:  # first: when a signature is asked for, it is the statement that counts
+        from .signing import verify_signature
+
+        found, result["signature"] = verify_signature(target, signature.path, signature.public_key, signature.chain)
+        findings += [Finding(p, problem) for p, problem in found]
     if kind == "build":
-        findings, report = check_build(target)
+        result["signed"] = (target / provenance.SIGNATURE).is_file()
+        build_findings, report = check_build(target)
+        findings += build_findings
         result["files_checked"] = len(report.sha256) if report else 0
         if parity and report and not findings:
             parity_findings, result["parity"] = check_parity(target, report)
@@ -195,7 +219,8 @@ def verify(target: Path, parity: bool) -> dict[str, Any]:
                 "--parity needs a build folder (with report.json and samples)",
                 f"run pack verify on the build folder holding {target.name}",
             )
-        findings = _target_findings(target, owner(target))
+        if kind != "folder":
+            findings += _target_findings(target, owner(target))
     result["passed"] = not findings
     result["findings"] = [{"path": f.path, "problem": f.problem} for f in findings]
     return result

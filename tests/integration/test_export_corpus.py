@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.cli import run_pack
+from tests.helpers.reports import rerecord
 from tests.integration.corpus_models import CORPUS
 
 pytestmark = pytest.mark.slow
@@ -297,13 +298,9 @@ def _corrupt_onnx(folder: Path, scale) -> None:
 
 
 def _rerecord(folder: Path) -> None:
-    """What an attacker or a broken pipeline would do: make the digests agree with the changed files."""
-    import hashlib
-
-    report = json.loads((folder / "report.json").read_text())
-    for rel in report["sha256"]:
-        report["sha256"][rel] = hashlib.sha256((folder / rel).read_bytes()).hexdigest()
-    (folder / "report.json").write_text(json.dumps(report))
+    """What an attacker or a broken pipeline would do: make the digests (and the provenance) agree with the changed
+    files."""
+    rerecord(folder, *json.loads((folder / "report.json").read_text())["sha256"])
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "tiny"])

@@ -11,12 +11,14 @@ from pathlib import Path
 import yaml
 
 from tests.helpers import ROOT
+from tests.helpers.keys import ec_pair
 
 SCRIPT = ROOT / "templates" / "ci" / "release.sh"
 
 
 def test_release_script_end_to_end(tmp_path: Path) -> None:
     pack = f"{sys.executable} -m packager.cli"
+    key = ec_pair(tmp_path, "release")
     env = {
         **os.environ,
         "PACK": pack,
@@ -24,6 +26,8 @@ def test_release_script_end_to_end(tmp_path: Path) -> None:
         "RUNTIME": "torchserve",
         "UPLOAD_CMD": "ls -R",
         "PYTHONPATH": str(ROOT),
+        "SIGN_KEY": str(key.private),
+        "SIGN_PUBLIC_KEY": str(key.public),
     }
     proc = subprocess.run(
         ["bash", str(SCRIPT), "tiny", "--iterations", "0"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
@@ -31,7 +35,11 @@ def test_release_script_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     artifacts = Path(proc.stdout.strip().splitlines()[-1])
     assert artifacts.is_dir() and artifacts.name == "tiny-1"
-    assert json.loads((artifacts / "verify.json").read_text())["passed"] is True
+    verified = json.loads((artifacts / "verify.json").read_text())
+    assert verified["passed"] is True and verified["signature"]["verified"] is True
+    assert (artifacts / "build" / "model.sig").is_file() and (artifacts / "build" / "provenance.json").is_file()
+    assert (artifacts / "kserve-torchserve" / "storage" / "model.sig").is_file()
+    assert key.body()[:40] not in proc.stdout + proc.stderr
     assert (artifacts / "build" / "report.json").is_file()
     assert (artifacts / "kserve-torchserve" / "storage" / "model-store" / "tiny.mar").is_file()
     sums = (artifacts / "SHA256SUMS").read_text().splitlines()

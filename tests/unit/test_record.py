@@ -78,6 +78,7 @@ def test_report_lists_every_file_but_itself(tmp_path: Path) -> None:
     report.save(tmp_path)
     assert report.sha256 == {
         "model.onnx": hashlib.sha256(b"onnx").hexdigest(),
+        "provenance.json": hashlib.sha256((tmp_path / "provenance.json").read_bytes()).hexdigest(),
         "triton/m/config.pbtxt": hashlib.sha256(b"name: 'm'").hexdigest(),
     }
     written = load_report(tmp_path)

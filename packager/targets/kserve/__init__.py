@@ -121,13 +121,18 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from .push import parse_reference
 
         parse_reference(kopts.storage_uri, report.version)  # a bad reference is refused before anything is written
+    signer = None
+    if getattr(opts, "sign_key", None):
+        from ...signing import load_signing_key
+
+        signer = load_signing_key(opts.sign_key)  # a bad key is refused before anything is written
     out = Path(opts.store) / FOLDER / report.name / report.version / kopts.runtime
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{kopts.runtime}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        storage = write_storage(build_dir, report, kopts, tmp / "storage")
+        storage = write_storage(build_dir, report, kopts, tmp / "storage", signer)
         if oci:
             kopts = _modelcar(tmp, report, kopts, storage, opts.timeout)
         manifest = inference_service(report, kopts, storage)
@@ -135,11 +140,15 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         _replace(tmp, out, kopts.runtime)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return _result(out, report, kopts, manifest)
+    return _result(out, report, kopts, manifest, storage)
 
 
-def _result(out: Path, report: BuildReport, kopts: KServeOptions, manifest: dict[str, Any]) -> dict[str, Any]:
+def _result(
+    out: Path, report: BuildReport, kopts: KServeOptions, manifest: dict[str, Any], storage: dict[str, Any]
+) -> dict[str, Any]:
     oci = kopts.storage_uri.startswith("oci://")
+    signed = storage.get("signature")
+    signature = {**signed, "signature": str(out / "storage" / "model.sig")} if signed else None
     upload = None if oci else _upload_command(out / "storage", kopts.storage_uri)
     apply_cmd = f"kubectl apply -f {out / MANIFEST}"
     applied = kopts.apply and _apply(out / MANIFEST)
@@ -159,6 +168,8 @@ def _result(out: Path, report: BuildReport, kopts: KServeOptions, manifest: dict
         "applied": applied,
         "deployment_mode": kopts.deployment_mode,
         "modelcar": str(out / MODELCAR) if oci else None,
+        "carried": storage["carried"],  # a signed build's provenance.json and build.sig, beside the model files
+        "storage_signature": signature,
         "next_steps": [] if applied else [c for c in (upload, apply_cmd) if c],
         "summary": "\n".join(
             [
@@ -166,6 +177,7 @@ def _result(out: Path, report: BuildReport, kopts: KServeOptions, manifest: dict
                 f"protocol {kopts.protocol}, {kopts.deployment_mode}; schema-valid, strict)",
                 f"storage folder: {out / 'storage'} ({len([f for f in files if f.startswith('storage/')])} files)",
                 *([f"model-car: pushed as {kopts.storage_uri}"] if oci else []),
+                *([f"storage signed: {signature['signature']} ({signature['files']} files)"] if signature else []),
                 *(["applied with kubectl"] if applied else ["next:", *(f"  {c}" for c in (upload, apply_cmd) if c)]),
             ]
         ),

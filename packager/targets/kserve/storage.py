@@ -4,17 +4,27 @@
   `model-store/<name>.mar`, as KServe's TorchServe runtime reads them from /mnt/models.
 - triton: a Triton model repository (native onnxruntime backend, as NVIDIA's server images have it; python-backend
   pre/post-processing around it for detection models).
-Each layout is written by the runtime's own target (`Target.kserve_storage`); this module only digests it.
+Each layout is written by the runtime's own target (`Target.kserve_storage`); this module only digests it, and
+carries the build's own trust files beside the model files: for a signed build its provenance statement
+(`provenance.json`) and its signature (`build.sig`, the OpenSSF model signature of the build folder the storage came
+from; not `model.sig`, which model-signing would take for a signature of the storage folder itself). With
+`--sign-key`, the storage folder is also signed itself (`model.sig` over every file in it, these included), which is
+what a load-time check of /mnt/models verifies.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from ...report import BuildReport
 from .manifest import KServeOptions
+
+log = logging.getLogger(__name__).info
+BUILD_SIGNATURE = "build.sig"
 
 
 def _digest(folder: Path) -> str:
@@ -27,10 +37,33 @@ def _digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def write_storage(build_dir: Path, report: BuildReport, k: KServeOptions, dest: Path) -> dict[str, Any]:
-    """The runtime's own target lays out its files (it alone knows their formats); pack records what to call."""
+def _carry_trust_files(build_dir: Path, dest: Path) -> list[str]:
+    """A signed build's provenance and signature, copied beside the model files (files at the top of the storage
+    folder: Triton reads only folders there as models, TorchServe only config/ and model-store/)."""
+    from ...provenance import FILE, SIGNATURE
+
+    if not (build_dir / SIGNATURE).is_file() or (build_dir / SIGNATURE).is_symlink():
+        return []
+    carried = []
+    for source, name in ((build_dir / FILE, FILE), (build_dir / SIGNATURE, BUILD_SIGNATURE)):
+        if source.is_file() and not source.is_symlink():
+            shutil.copyfile(source, dest / name)
+            carried.append(name)
+    return carried
+
+
+def write_storage(build_dir: Path, report: BuildReport, k: KServeOptions, dest: Path, signer: Any = None) -> dict[str, Any]:
+    """The runtime's own target lays out its files (it alone knows their formats); pack records what to call, carries
+    a signed build's trust files and, with a `signer` (signing.SigningKey), signs the whole storage folder."""
     from ..base import get_target
 
     dest.mkdir(parents=True)
     served = get_target(k.runtime).kserve_storage(build_dir, report, dest, k.protocol, k.format, k.gpus)
-    return {"served_model": served, "digest": _digest(dest)}
+    out: dict[str, Any] = {"served_model": served, "carried": _carry_trust_files(build_dir, dest)}
+    if signer is not None:
+        from ...signing import sign_folder
+
+        log("kserve: signing the storage folder")
+        out["signature"] = sign_folder(dest, signer)
+    out["digest"] = _digest(dest)
+    return out

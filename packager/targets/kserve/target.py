@@ -39,6 +39,12 @@ class KServeDeployOptions(DeployOptions):
     gpus: int | None = cli_field(None, "--gpus", "KServe: nvidia.com/gpu per replica (default 0).", type=int)
     min_replicas: int | None = cli_field(None, "--min-replicas", "KServe: minimum replicas (default 1).", type=int)
     max_replicas: int | None = cli_field(None, "--max-replicas", "KServe: maximum replicas (default 3).", type=int)
+    sign_key: str | None = cli_field(
+        None,
+        "--sign-key",
+        "KServe: sign the storage folder (model.sig, OpenSSF Model Signing) with this EC private key (PEM); "
+        "passphrase: PACK_SIGN_KEY_PASSWORD.",
+    )
     scale_target: int | None = cli_field(
         None,
         "--scale-target",
