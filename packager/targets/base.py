@@ -150,7 +150,7 @@ class Target:
 
 
 _TARGETS: dict[str, Target] = {}
-ORDER = ("triton", "torchserve", "kserve")  # the order targets are listed and packaged in
+ORDER = ("triton", "torchserve", "fastapi", "kserve")  # the order targets are listed and packaged in
 
 
 class ServerTarget(Target):
@@ -194,7 +194,8 @@ def register_target(cls: type[Target]) -> type[Target]:
 
 
 def _load() -> None:
-    from .kserve import target as _kserve  # noqa: F401  (each module registers its Target)
+    from .fastapi import target as _fastapi  # noqa: F401  (each module registers its Target)
+    from .kserve import target as _kserve  # noqa: F401
     from .torchserve import target as _torchserve  # noqa: F401
     from .triton import target as _triton  # noqa: F401
 
