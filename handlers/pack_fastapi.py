@@ -197,13 +197,17 @@ class Routes:
         model = self.find(name, version)
         if not isinstance(model, Served):
             return model
+        start = time.perf_counter()
         try:
             doc = as_json(body)
         except ValueError as exc:
-            return self.error(400, str(exc))
-        if not is_v2_request(doc):
-            return self.error(400, 'a v2 infer body is JSON {"inputs": [{"name", "shape", "datatype", "data"}]}')
-        return await self.run(model, body)
+            doc, problem = None, str(exc)
+        else:
+            problem = 'a v2 infer body is JSON {"inputs": [{"name", "shape", "datatype", "data"}]}'
+        if is_v2_request(doc):
+            return await self.run(model, body)
+        self.metrics.observe(model.name, model.version, 400, time.perf_counter() - start)  # a failed request of this model
+        return self.error(400, problem)
 
     def metadata(self, name: str, version: str | None = None) -> Any:
         model = self.find(name, version)
