@@ -120,8 +120,14 @@ class FastAPISteps(Steps):
         return result
 
     def commit(self) -> None:
-        if self.replaced:
-            shutil.rmtree(self.local.models_dir / self.name / self.replaced, ignore_errors=True)
+        """Drop the model folders the served set no longer names (a replaced version, models of a stopped server)."""
+        keep = {Path(e["dir"]).resolve() for e in self.local.served()}
+        for folder in self.local.models_dir.glob("*/*"):
+            if folder.resolve() not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        for folder in self.local.models_dir.glob("*"):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
     # --- undo
     def undo_files(self) -> None:
