@@ -227,7 +227,11 @@ def make_options(target: Target, command: str, store: Path, given: dict[str, Any
     foreign = [k for k in values if k not in own]
     if foreign:
         flags = {f.name: f.metadata["cli"]["flag"] for t in all_targets() for f in cli_fields(t.Options)}
-        owners = [t.name for t in all_targets() if any(f.name == foreign[0] for f in cli_fields(t.Options))]
+        owners = [
+            t.name
+            for t in all_targets()
+            if any(f.name == foreign[0] and command in f.metadata["cli"]["commands"] for f in cli_fields(t.Options))
+        ]
         raise UsageError(
             f"{flags.get(foreign[0], foreign[0])} is not an option of --target {target.name}",
             f"it belongs to --target {' or '.join(owners)}" if owners else "see pack deploy --help",

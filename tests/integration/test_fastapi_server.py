@@ -130,3 +130,23 @@ def test_stop_leaves_no_process(served):
     assert doc["stopped"] and sorted(doc["pids"]) == sorted(pids)
     assert all(pid_gone(p) for p in pids)
     assert pack_json("status", "--target", "fastapi", "--store", str(store))["running"] is False
+
+
+def test_undeploying_the_last_model_stops_the_server(built, tmp_path):
+    store = copy_build(built("tiny"), tmp_path / "store")
+    try:
+        deployed = pack_json("deploy", "tiny", "--target", "fastapi", "--store", str(store), timeout=180)
+        pids = [deployed["pid"]]
+        doc = pack_json("undeploy", "tiny", "--target", "fastapi", "--store", str(store))
+        assert doc["removed"] == ["1"] and doc["stopped"] and doc["remaining"] == []
+        assert all(pid_gone(p) for p in pids)
+        assert not (store / ".servers" / "fastapi" / "models" / "tiny").exists()
+        line = one_error_line(2, *_undeploy(store))
+        assert "no FastAPI server launched by pack" in line, line
+    finally:
+        run_pack("stop", "--target", "fastapi", "--store", str(store))
+
+
+def _undeploy(store: Path) -> tuple[int, str]:
+    proc = run_pack("undeploy", "tiny", "--target", "fastapi", "--store", str(store))
+    return proc.returncode, proc.stderr

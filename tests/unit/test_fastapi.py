@@ -191,3 +191,27 @@ def test_servers_are_compared_with_the_http_baseline():
     assert [r["vs_http_baseline"] for r in rows[1]["runs"]] == [0.5, 1.5] and rows[1]["peak_vs_http_baseline"] == 1.5
     assert [r["vs_http_baseline"] for r in rows[2]["runs"]] == [None, None] and rows[2]["peak_vs_http_baseline"] is None
     assert rows[0]["peak_vs_http_baseline"] is None
+
+
+# ---------------------------------------------------------------- options refused before anything starts
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ("--url", "http://127.0.0.1:9"),
+            "--url is not an option of --target fastapi; it belongs to --target triton or torchserve",
+        ),
+        (("--device", "gpu"), "--device 'gpu' is not a device; use auto, cpu or cuda:N"),
+        (("--workers", "0"), "--workers 0 is out of range"),
+        (("--port", "70000"), "--port 70000 is out of range"),
+        (("--format", "aoti"), "the build has no aoti export"),
+    ],
+)
+def test_bad_deploy_options_are_one_line(tiny_store, args, message):
+    from tests.helpers.cli import invoke
+
+    line = invoke("deploy", "tiny", "--target", "fastapi", "--store", str(tiny_store), *args).error(2)
+    assert message in line, line
+    assert not (tiny_store / ".servers" / "fastapi" / "state.json").exists()

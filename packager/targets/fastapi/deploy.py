@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -74,6 +75,8 @@ class FastAPISteps(Steps):
         self.fmt = served_format(self.report, o.format)
         if o.workers is not None and not 1 <= int(o.workers) <= 64:
             raise UsageError(f"--workers {o.workers} is out of range", "use 1 to 64")
+        if o.device is not None and not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,2})?", o.device):
+            raise UsageError(f"--device {o.device!r} is not a device", "use auto, cpu or cuda:N")
         if o.port is not None and not 1 <= int(o.port) <= 65535:
             raise UsageError(f"--port {o.port} is out of range", "use 1 to 65535")
         self.local = LocalServer(Path(o.store))
