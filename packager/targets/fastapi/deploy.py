@@ -93,11 +93,11 @@ class FastAPISteps(Steps):
 
     def observe(self) -> None:
         old = next((e for e in self.previous if e.get("name") == self.name), None)
-        self.replaced = str(old["version"]) if old and str(old.get("version")) != self.version else None
-        self.already = old is not None and self.replaced is None
+        self.already = old is not None and str(old.get("version")) == self.version and old.get("format") == self.fmt
+        self.replaced = str(old["version"]) if old is not None and not self.already else None
 
     def stage(self) -> None:
-        folder = self.local.models_dir / self.name / self.version
+        folder = self.local.models_dir / self.name / f"{self.version}-{self.fmt}"
         self.doing = f"staging {self.name} v{self.version}"
         if self.already:  # this version serves now: its folder stays, and the server is started with it again
             self.entry = next(e for e in self.previous if e.get("name") == self.name)

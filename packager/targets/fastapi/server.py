@@ -1,7 +1,7 @@
 """Launch, find and stop the local FastAPI server (uvicorn running handlers/pack_fastapi.py) that pack runs for a store.
 
 Everything of one server lives in `<store>/.servers/fastapi/`: state.json (pid, start time and executable of the uvicorn
-process, host, port, workers, the served set), models.json (the set the app loads at start), models/<name>/<version>/
+process, host, port, workers, the served set), models.json (the set the app loads at start), models/<name>/<version>-<format>/
 (pack.json, the export, labels), runtime/ (the serving runtime's files, copied at each launch), metrics/ (prometheus_client's
 multi-process files, emptied at each launch) and server.log. The server binds 127.0.0.1. `stop` signals only the recorded
 uvicorn process, while it is still the process pack started, and its own descendants (the workers).
