@@ -11,6 +11,7 @@ python-backend model.py pack writes puts its own version folder first on sys.pat
   pack_classifier.py    TorchServe entry handler: image classification
   pack_detector.py      TorchServe entry handler: YOLO-format detection
   pack_tensors.py       TorchServe entry handler: generic tensors
+  pack_fastapi.py       pack's FastAPI app (the fastapi target): the TorchServe handlers behind plain HTTP
   pack_triton_model.py  Triton python-backend model.py running an export
   pack_triton_yolo_pre.py / pack_triton_yolo_post.py  Triton model.py files around a YOLO detector in its ensemble
 """

@@ -29,6 +29,51 @@ class RequestError(ValueError):
 # ---------------------------------------------------------------- models
 
 
+class Model:
+    """A loaded model: call it with a list of input arrays; `placement` says where it runs (see `placement`)."""
+
+    def __init__(self, run: Runner, placement: dict[str, Any]):
+        self.run = run
+        self.placement = placement
+
+    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return self.run(arrays)
+
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def gpu_index(device: str | None) -> int | None:
+    """The GPU a server gave the worker ("cuda:1" -> 1, "cuda" -> 0), or None for "cpu" / no device."""
+    if not device or not str(device).startswith("cuda"):
+        return None
+    return int(str(device).partition(":")[2] or 0)
+
+
+def placement(fmt: str, gpu: int | None) -> dict[str, Any]:
+    """Where a worker runs its model, decided in this one place for every server: on GPU `gpu` when the server gave
+    the worker one (TorchServe's gpu_id, Triton's KIND_GPU instance, the FastAPI app's own choice) and the runtime can
+    use it (onnxruntime's CUDAExecutionProvider, with the CPU provider as its fallback; torch with CUDA), else on the
+    CPU, with the reason. {"device", "provider", "providers" (onnxruntime's list), "reason" when on the CPU}."""
+    provider = CPU_PROVIDER if fmt == "onnx" else "torch (cpu)"
+    cpu: dict[str, Any] = {"device": "cpu", "provider": provider, "providers": [CPU_PROVIDER]}
+    if gpu is None:
+        return {**cpu, "reason": "the worker was given no GPU"}
+    device = f"cuda:{gpu}"
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        if CUDA_PROVIDER in ort.get_available_providers():
+            return {"device": device, "provider": CUDA_PROVIDER, "providers": [(CUDA_PROVIDER, {"device_id": gpu}), CPU_PROVIDER]}
+        return {**cpu, "reason": f"onnxruntime {ort.__version__} has no {CUDA_PROVIDER} (install onnxruntime-gpu)"}
+    import torch
+
+    if torch.cuda.is_available():
+        return {"device": device, "provider": "torch (cuda)", "providers": [CPU_PROVIDER]}
+    return {**cpu, "reason": f"torch {torch.__version__} cannot use CUDA here"}
+
+
 def load_model(
     path: str,
     fmt: str,
@@ -36,49 +81,50 @@ def load_model(
     threads: int = 0,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
-) -> Runner:
+) -> Model:
     """A callable: list of input arrays (batch first, in the build's input order) -> list of output arrays, for every
     format pack builds: model.onnx (onnxruntime), model.pt (TorchScript), model.pt2 (torch.export) or model.aoti.pt2
     (AOTInductor). ONNX inputs are fed by name (`input_names`, else the graph's own order) and outputs returned in
-    `output_names` order when given; the torch formats take inputs positionally and return their outputs flattened."""
-    if fmt == "onnx":
-        return _onnx_runner(path, device, threads, input_names, output_names)
+    `output_names` order when given; the torch formats take inputs positionally and return their outputs flattened.
+    `device` is what the server gave the worker ("cpu", "cuda:N"); `placement` decides what is used."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown model format {fmt!r} (pack builds {', '.join(FORMATS)})")
+    place = placement(fmt, gpu_index(device))
+    if fmt == "onnx":
+        return _onnx_runner(path, place, threads, input_names, output_names)
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        device = "cpu"
+    target = place["device"]
     if fmt == "torchscript":
-        module = torch.jit.load(path, map_location=device).eval()
+        module = torch.jit.load(path, map_location=target).eval()
     elif fmt == "pt2":
-        module = torch.export.load(path).module()
+        module = torch.export.load(path).module().to(target)
     else:
         module = torch._inductor.aoti_load_package(path)
 
     def run_torch(arrays: list[np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
-            out = module(*[torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays])
+            out = module(*[torch.from_numpy(np.ascontiguousarray(a)).to(target) for a in arrays])
         return [t.detach().cpu().numpy() for t in flatten(out)]
 
-    return run_torch
+    return Model(run_torch, place)
 
 
 def _onnx_runner(
-    path: str, device: str, threads: int, input_names: Sequence[str] | None, output_names: Sequence[str] | None
-) -> Runner:
+    path: str, place: dict[str, Any], threads: int, input_names: Sequence[str] | None, output_names: Sequence[str] | None
+) -> Model:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers = [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}), "CPUExecutionProvider"]
-    session = ort.InferenceSession(path, options, providers=providers)
+    session = ort.InferenceSession(path, options, providers=place["providers"])
+    used = session.get_providers()[0]  # a CUDA provider that failed to start leaves the CPU one first
+    if used != place["provider"]:
+        place = {**place, "device": "cpu", "provider": used, "reason": f"onnxruntime could not start {place['provider']}"}
     graph_inputs = [i.name for i in session.get_inputs()]
     graph_outputs = [o.name for o in session.get_outputs()]
     order = list(input_names or graph_inputs)
@@ -89,7 +135,7 @@ def _onnx_runner(
         results = session.run(None, {n: a for n, a in zip(order, arrays) if n in graph_inputs})  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
         return [np.asarray(results[i]) for i in picks]
 
-    return run_onnx
+    return Model(run_onnx, place)
 
 
 def flatten(out: Any) -> list[Any]:

@@ -11,6 +11,7 @@ pre- and post-processing and returns raw outputs in the same form; `pack deploy`
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -136,15 +137,27 @@ class PackHandler:
 
     def initialize(self, context: Any) -> None:
         model_dir = context.system_properties.get("model_dir")
-        self.settings = load_settings(model_dir, getattr(context, "model_yaml_config", None))
-        self.inputs = self.settings["inputs"]
-        self.output_names = self.settings["outputs"]
+        settings = load_settings(model_dir, getattr(context, "model_yaml_config", None))
         gpu = context.system_properties.get("gpu_id")  # TorchServe sets it when the worker has a GPU
-        self.model = settings_model(model_dir, self.settings, f"cuda:{gpu}" if gpu is not None else "cpu")
-        self.batchable = all(0 in i.get("dynamic_axes", [0]) for i in self.inputs)
         model = (getattr(context, "manifest", None) or {}).get("model") or {}
-        self.model_name = model.get("modelName") or self.settings.get("name") or ""
-        self.model_version = str(model.get("modelVersion") or self.settings.get("version") or "")
+        self.configure(
+            model_dir, settings, f"cuda:{gpu}" if gpu is not None else "cpu", model.get("modelName"), model.get("modelVersion")
+        )
+
+    def configure(self, model_dir: str, settings: dict[str, Any], device: str, name: Any = None, version: Any = None) -> None:
+        """Load the model of `model_dir` as `settings` (load_settings) say, on `device` as far as the runtime can
+        (pack_runtime.placement); every server that runs this handler (TorchServe, pack's FastAPI app) calls it."""
+        self.settings = settings
+        self.inputs = settings["inputs"]
+        self.output_names = settings["outputs"]
+        self.model = settings_model(model_dir, settings, device)
+        self.placement = dict(getattr(self.model, "placement", None) or {"device": "cpu"})
+        self.batchable = all(0 in i.get("dynamic_axes", [0]) for i in self.inputs)
+        self.model_name = name or settings.get("name") or ""
+        self.model_version = str(version or settings.get("version") or "")
+        where = self.placement.get("provider") or self.placement.get("device")
+        why = f" ({self.placement['reason']})" if self.placement.get("reason") else ""
+        logging.getLogger("pack").info(f"pack: {self.model_name} v{self.model_version} runs on {where}{why}")
         self.setup()
         self.initialized = True
 

@@ -65,6 +65,12 @@ class TritonPythonModel:
         device = f"cuda:{int(args.get('model_instance_device_id') or 0)}" if gpu else "cpu"
         threads = int(params.get("pack_threads") or 0)
         self.model = load_model(path, fmt, device, threads, self.inputs, [name for name, _ in self.outputs])
+        place = self.model.placement  # where the runtime put it (pack_runtime.placement): said once in the server log
+        where = place.get("provider") or place.get("device")
+        logger = getattr(pb_utils, "Logger", None)
+        if logger is not None:
+            why = f" ({place['reason']})" if place.get("reason") else ""
+            logger.log_info(f"pack: {args.get('model_name', '')} v{args['model_version']} runs on {where}{why}")
 
     def _response(self, results):
         arrays = [

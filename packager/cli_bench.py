@@ -23,7 +23,10 @@ log = logging.getLogger(__name__).info
 )
 @store_option
 @click.option(
-    "--targets", default="inprocess,triton,torchserve", show_default=True, help="Rows to measure: inprocess, triton, torchserve."
+    "--targets",
+    default="inprocess,fastapi,triton,torchserve",
+    show_default=True,
+    help="Rows to measure: inprocess, fastapi, triton, torchserve.",
 )
 @click.option("--concurrency", default="1,8,32", show_default=True, help="Concurrent callers per run, comma-separated.")
 @ranged("--requests", 1, 100000, 200, "Timed requests per run (per row and concurrency).")

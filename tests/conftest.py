@@ -59,9 +59,8 @@ def stop_everything_the_suite_started(tmp_path_factory: pytest.TempPathFactory, 
 
 
 def _stop_servers_by_state(base: Path) -> list[str]:
-    states = [
-        p for p in base.rglob("state.json") if p.parent.parent.name == ".servers" and p.parent.name in ("torchserve", "triton")
-    ]
+    servers = ("torchserve", "triton", "fastapi")
+    states = [p for p in base.rglob("state.json") if p.parent.parent.name == ".servers" and p.parent.name in servers]
     if not states:
         return []
     from packager.targets import get_target

@@ -5,8 +5,10 @@ Rows (see docs/bench.md):
     inprocess-onnx         the same handler code with onnxruntime (the runtime TorchServe serves by default)
     inprocess-onnx-tensor  onnxruntime alone on the pre-processed tensor
     torchserve             image bytes (or tensor JSON) to a TorchServe launched by the bench   (vs inprocess-eager)
+    fastapi                the same body to pack's handler code behind FastAPI + uvicorn       (vs inprocess-onnx)
     triton                 the pre-processed tensor to a tritonserver launched by the bench     (vs inprocess-onnx-tensor)
-plus an eager-vs-ONNX comparison at one batch size. Servers run from a temporary store and are stopped at the end,
+plus an eager-vs-ONNX comparison at one batch size. With a fastapi row, the other servers' rows are also compared with
+it (`vs_http_baseline`): what the server costs beyond plain HTTP. Servers run from a temporary store and are stopped at the end,
 also on errors and Ctrl-C.
 """
 
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__).info
 
-TARGETS = ("inprocess", "torchserve", "triton")
+TARGETS = ("inprocess", "torchserve", "triton", "fastapi")
 
 
 @dataclass
@@ -295,6 +297,13 @@ def _server_row(
         work = "the same handler code as the in-process rows, behind TorchServe's frontend"
         same = "inprocess-onnx" if onnx else None
         rss_key = "onnx" if onnx else "eager"
+    elif target == "fastapi":
+        server = tg.fastapi(folder, report, servers.store, sent.body, sent.content_type, sent.description, o.timeout)
+        settings = server.settings
+        runtime = "onnxruntime in uvicorn workers"
+        work = "the same handler code as the in-process rows, behind FastAPI + uvicorn (no batching)"
+        same = None
+        rss_key = "onnx"
     else:
         if sent.arrays is None:  # _measured_rows() makes them whenever triton is a target
             raise RuntimeError("the bench has no pre-processed tensors to send to Triton")
@@ -319,6 +328,7 @@ def _server_row(
         server.settings,
     )
     row["same_runtime_baseline"] = same if with_baselines else None
+    row["http_baseline"] = "fastapi" if target != "fastapi" and "fastapi" in o.targets else None
     return row, server.make_caller(max(o.timeout, 60.0))
 
 

@@ -19,7 +19,8 @@ def text_table(result: dict[str, Any]) -> str:
         f"GPU {host.get('gpu') or 'none'}, load average {host['load_average'][0]} at start",
         f"{result['settings']['requests']} requests per run, closed loop, "
         f"concurrency {','.join(map(str, result['settings']['concurrency']))}; "
-        "ratio = throughput / the row it is compared with, at the same concurrency",
+        "ratio = throughput / the row it is compared with, at the same concurrency; vs HTTP = throughput / the "
+        "fastapi row's (pack's handler code behind plain HTTP)",
         "",
     ]
     header = [
@@ -32,6 +33,7 @@ def text_table(result: dict[str, Any]) -> str:
         "errors",
         "ratio",
         "vs",
+        "vs HTTP",
         "launch s",
         "load s",
         "RSS MB",
@@ -53,6 +55,7 @@ def text_table(result: dict[str, Any]) -> str:
                     str(run["errors"]),
                     _num(run.get("ratio"), "{:.2f}"),
                     (row["compare_with"] or "") if first else "",
+                    _num(run.get("vs_http_baseline"), "{:.2f}"),
                     _num(row["cold_start"].get("launch_s"), "{:.2f}") if first else "",
                     _num(row["cold_start"].get("load_s"), "{:.2f}") if first else "",
                     _num(row["memory"].get("rss_mb"), "{:.0f}") if first else "",

@@ -143,8 +143,9 @@ def ratios(rows: list[dict[str, Any]]) -> None:
         row["peak_throughput_rps"] = max((r["throughput_rps"] for r in runs), default=0.0)
         base = by_name.get(row["compare_with"] or "")
         same = by_name.get(row.get("same_runtime_baseline") or "")
+        http = by_name.get(row.get("http_baseline") or "")
         for run in runs:
-            for key, ref in (("ratio", base), ("ratio_same_runtime", same)):
+            for key, ref in (("ratio", base), ("ratio_same_runtime", same), ("vs_http_baseline", http)):
                 if ref is None:
                     run[key] = None
                     continue
@@ -154,6 +155,8 @@ def ratios(rows: list[dict[str, Any]]) -> None:
                 )
         ref_peak = max((r["throughput_rps"] for r in base["runs"]), default=0.0) if base else 0.0
         row["peak_ratio"] = round(row["peak_throughput_rps"] / ref_peak, 3) if ref_peak else None
+        http_peak = max((r["throughput_rps"] for r in http["runs"]), default=0.0) if http else 0.0
+        row["peak_vs_http_baseline"] = round(row["peak_throughput_rps"] / http_peak, 3) if http_peak else None
         rs = [r["ratio"] for r in runs if r.get("ratio") is not None]
         row["min_ratio"] = min(rs) if rs else None
 

@@ -3,6 +3,8 @@
 * TorchServe: `pack deploy --target torchserve` into the bench's own store (a temporary folder), then
   `POST /predictions/<name>` with the body an end user sends (JPEG bytes for image models, so the server decodes and
   pre-processes; tensor JSON otherwise), with the inference token from the server's key file.
+* FastAPI (the HTTP baseline): `pack deploy --target fastapi`, then `POST /predict/<name>` with the same body as
+  TorchServe gets: pack's handler code behind FastAPI + uvicorn, without TorchServe's frontend and batching.
 * Triton: `pack deploy --target triton` (python backend running the ONNX export), then the KServe v2
   `POST /v2/models/<name>/infer` with the pre-processed tensor in Triton's binary-data extension (what tritonclient
   sends with binary_data=True). For detection builds the detector itself is called with the letterboxed tensor, not
@@ -147,6 +149,31 @@ def torchserve(
         threads=settings.get("threads"),
         format=settings["format"],
     )
+
+
+FASTAPI_DEFAULTS = {"workers": 1, "format": "onnx"}
+
+
+def fastapi(
+    build_dir: Path, report: BuildReport, store: Path, body: bytes, content_type: str, payload: str, timeout: float
+) -> Served:
+    from ..targets import Request
+
+    settings = dict(FASTAPI_DEFAULTS)
+    served = _launch(
+        "fastapi",
+        build_dir,
+        report,
+        store,
+        Request(body, content_type, payload, []),
+        timeout,
+        lambda t: {"launch_s": t.get("server_start_s"), "load_s": None, "smoke_s": t.get("smoke_s")},
+        lambda r: {**settings, "workers": r.get("workers", settings["workers"]), "placement": r.get("placement")},
+        workers=settings["workers"],
+        format=settings["format"],
+    )
+    _check_answer(served, timeout)
+    return served
 
 
 def triton(

@@ -1,4 +1,4 @@
-"""Serving targets, one room each (triton, torchserve, kserve), behind one interface: `base.Target`.
+"""Serving targets, one room each (triton, torchserve, fastapi, kserve), behind one interface: `base.Target`.
 
 The build pipeline never imports a target: the CLI hands it the packaging steps (`packagers()`). Everything else
 (the CLI, bench, verify, inspect, the KServe target) reaches a target through `get_target(name)` and the methods of

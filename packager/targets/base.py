@@ -154,7 +154,7 @@ class Target:
 
 
 _TARGETS: dict[str, Target] = {}
-ORDER = ("triton", "torchserve", "kserve")  # the order targets are listed and packaged in
+ORDER = ("triton", "torchserve", "fastapi", "kserve")  # the order targets are listed and packaged in
 
 
 class ServerTarget(Target):
@@ -198,7 +198,8 @@ def register_target(cls: type[Target]) -> type[Target]:
 
 
 def _load() -> None:
-    from .kserve import target as _kserve  # noqa: F401  (each module registers its Target)
+    from .fastapi import target as _fastapi  # noqa: F401  (each module registers its Target)
+    from .kserve import target as _kserve  # noqa: F401
     from .torchserve import target as _torchserve  # noqa: F401
     from .triton import target as _triton  # noqa: F401
 
@@ -230,7 +231,11 @@ def make_options(target: Target, command: str, store: Path, given: dict[str, Any
     foreign = [k for k in values if k not in own]
     if foreign:
         flags = {f.name: f.metadata["cli"]["flag"] for t in all_targets() for f in cli_fields(t.Options)}
-        owners = [t.name for t in all_targets() if any(f.name == foreign[0] for f in cli_fields(t.Options))]
+        owners = [
+            t.name
+            for t in all_targets()
+            if any(f.name == foreign[0] and command in f.metadata["cli"]["commands"] for f in cli_fields(t.Options))
+        ]
         raise UsageError(
             f"{flags.get(foreign[0], foreign[0])} is not an option of --target {target.name}",
             f"it belongs to --target {' or '.join(owners)}" if owners else "see pack deploy --help",

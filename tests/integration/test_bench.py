@@ -63,7 +63,7 @@ def test_bench_tiny_all_targets(built: Callable[[str], Path], session_store: Pat
         "--store",
         str(session_store),
         "--targets",
-        "inprocess,torchserve,triton",
+        "inprocess,fastapi,torchserve,triton",
         "--requests",
         "20",
         "--concurrency",
@@ -76,7 +76,7 @@ def test_bench_tiny_all_targets(built: Callable[[str], Path], session_store: Pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
     names = [r["name"] for r in doc["rows"]]
-    assert names == ["inprocess-eager", "inprocess-onnx", "inprocess-onnx-tensor", "torchserve", "triton"]
+    assert names == ["inprocess-eager", "inprocess-onnx", "inprocess-onnx-tensor", "fastapi", "torchserve", "triton"]
     for row in doc["rows"]:
         assert ROW_KEYS <= set(row), row["name"]
         assert {"launch_s", "load_s"} <= set(row["cold_start"])
@@ -91,14 +91,19 @@ def test_bench_tiny_all_targets(built: Callable[[str], Path], session_store: Pat
     served = {r["name"]: r for r in doc["rows"]}
     assert served["torchserve"]["compare_with"] == "inprocess-eager"
     assert served["triton"]["compare_with"] == "inprocess-onnx-tensor"
-    for name in ("torchserve", "triton"):
+    assert served["fastapi"]["compare_with"] == "inprocess-onnx"  # the HTTP baseline against the same runtime in-process
+    for name in ("torchserve", "triton"):  # and every other server against the HTTP baseline
+        assert all(r["vs_http_baseline"] is not None for r in served[name]["runs"]), served[name]["runs"]
+        assert served[name]["peak_vs_http_baseline"] is not None
+    for name in ("fastapi", "torchserve", "triton"):
         row = served[name]
-        assert row["cold_start"]["launch_s"] is not None and row["cold_start"]["load_s"] is not None
+        assert row["cold_start"]["launch_s"] is not None  # fastapi: its workers load the model during the launch
+        assert name == "fastapi" or row["cold_start"]["load_s"] is not None
         assert row["memory"]["overhead_mb"] is not None
         assert all(r["ratio"] is not None for r in row["runs"])
     assert doc["batch_comparison"]["batch"] == 8 and doc["batch_comparison"]["onnx_over_eager"] > 0
     assert {g["goal"].split()[0] for g in doc["goals"]} == {"torchserve", "triton", "ONNX"}
-    assert [s["processes_left"] for s in doc["servers_stopped"]] == [[], []]
+    assert [s["processes_left"] for s in doc["servers_stopped"]] == [[], [], []]
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert bench_processes() == []
     table = run_pack(

@@ -62,6 +62,7 @@ def web_server() -> Iterator[str]:
         (("status",), "/v2/repository/index", 405, "Triton's HTTP API"),
         (("status", "--target", "torchserve"), "/models", 200, "TorchServe's management API"),
         (("undeploy", "tiny", "--target", "torchserve"), "/models", 200, "TorchServe's management API"),
+        (("status", "--target", "fastapi"), "/models", 200, "pack's FastAPI server"),
     ],
 )
 def test_a_web_page_is_not_a_model_server(web_server, built, tmp_path, args, path, status, api):
