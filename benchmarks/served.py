@@ -6,7 +6,8 @@ server's throughput against the same runtime in-process (goal: at least 0.95x), 
 
 For each model: `pack build MODEL --iterations 0` into --store when it has no build there, `pack tune MODEL --target T`
 for each target (written into that build; results in benchmarks/results/tune_<model>_<target>.json), then
-`pack bench MODEL --targets inprocess,<targets>` (benchmarks/results/bench_<model>_tuned_cpu.json). A second tune of
+`pack bench MODEL --targets inprocess,fastapi,<targets>` (fastapi: the HTTP baseline;
+benchmarks/results/bench_<model>_tuned_cpu.json). A second tune of
 the first target checks reproducibility (same setting, or within 10% on both axes). Not a test: timings depend on the
 machine.
 """
@@ -107,7 +108,7 @@ def main() -> int:
             "--store",
             args.store,
             "--targets",
-            "inprocess," + args.targets,
+            "inprocess,fastapi," + args.targets,
             "--concurrency",
             f"1,{args.concurrency}",
             "--requests",
