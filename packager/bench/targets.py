@@ -79,7 +79,7 @@ class Served:
 # ---------------------------------------------------------------- the servers, through the Target interface
 
 
-def _launch(
+def launch(
     name: str,
     build_dir: Path,
     report: BuildReport,
@@ -125,7 +125,7 @@ def torchserve(
 ) -> Served:
     from ..targets import Request
 
-    return _launch(
+    return launch(
         "torchserve",
         build_dir,
         report,
@@ -160,7 +160,7 @@ def fastapi(
     from ..targets import Request
 
     settings = dict(FASTAPI_DEFAULTS)
-    served = _launch(
+    served = launch(
         "fastapi",
         build_dir,
         report,
@@ -181,7 +181,7 @@ def triton(
 ) -> Served:
     from ..targets import Request
 
-    served = _launch(
+    served = launch(
         "triton",
         build_dir,
         report,

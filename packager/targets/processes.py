@@ -196,3 +196,30 @@ def with_environment(entry: str) -> list[ProcessIdentity]:
         if ident is not None:
             found.append(ident)
     return found
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """A server's state file (a JSON object), or None when it is missing or unreadable."""
+    import json
+
+    try:
+        state = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def stop_summary(result: dict[str, Any], target: str, server: str, store: Any) -> dict[str, Any]:
+    """`pack stop`'s result for a server kept by a state file: the target, and one line for what stopping found
+    (`stopped`, a `stale` state whose pid now names another process, or no server)."""
+    result["target"] = target
+    if result["stopped"]:
+        result["summary"] = f"stopped the {server} of store {store}"
+    elif result.get("stale"):
+        result["summary"] = (
+            f"stale state for store {store}: its pid is no longer the {server} pack started (another process has it "
+            "now); nothing was signalled; state cleared"
+        )
+    else:
+        result["summary"] = f"no {server} launched by pack is running for store {store}"
+    return result

@@ -76,37 +76,21 @@ def measure_point(make_caller: Any, w: Window) -> dict[str, Any]:
 def deploy_point(
     target_name: str, build_dir: Path, report: BuildReport, store: Path, settings: dict[str, Any], request: Any, timeout: float
 ) -> Any:
-    """Deploy with `settings` (deploy option names) into the tune's own store and return the bench's Served for it
-    (an endpoint and a caller factory). A version deployed before is taken down first, so the new settings load."""
-    from ..bench.targets import Served
+    """Deploy with `settings` (deploy option names) into the tune's own store, as the bench deploys (the bench's
+    Served: an endpoint and a caller factory). A version deployed before is taken down first, so the new settings
+    load."""
+    from ..bench.targets import launch
+    from ..errors import PackError
     from ..targets import get_target
 
     target = get_target(target_name)
-    opts = target.Options(store=store, timeout=timeout, format="onnx", **settings)
-    if target_name == "triton":
-        opts.backend = "python"
-    from ..errors import PackError
-
     try:
         target.undeploy(report.name, report.version, target.Options(store=store, timeout=timeout))
     except PackError:  # nothing deployed yet (the first point): nothing to take down
         pass
-    started = time.perf_counter()
-    deployed = target.deploy(build_dir, report, opts)
-    endpoint = target.endpoint(deployed, report, store, request)
-    return Served(
-        target=target_name,
-        base_url=endpoint.base_url,
-        path=endpoint.path,
-        headers=endpoint.headers,
-        body=endpoint.body,
-        deploy=deployed,
-        cold_start={"total_s": round(time.perf_counter() - started, 2)},
-        settings=settings,
-        payload=endpoint.payload,
-        compare_with=endpoint.compare_with,
-        pids=endpoint.pids,
-    )
+    backend = {"backend": "python"} if target_name == "triton" else {}
+    options = {"format": "onnx", **backend, **settings}
+    return launch(target_name, build_dir, report, store, request, timeout, lambda t: {}, lambda r: settings, **options)
 
 
 def run_point(

@@ -15,6 +15,7 @@ from ...metrics import Families, read, summary_lines
 from ...report import BuildReport
 from ...store import StoreLock
 from ..health import Deployed, check_and_repair, health_line
+from ..processes import stop_summary
 from .client import FastAPIClient
 from .server import LocalServer
 from .smoke import smoke_test
@@ -117,15 +118,4 @@ def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
 
 
 def stop(opts: Any) -> dict[str, Any]:
-    result = LocalServer(Path(opts.store)).stop()
-    result["target"] = "fastapi"
-    if result["stopped"]:
-        result["summary"] = f"stopped the FastAPI server of store {opts.store}"
-    elif result.get("stale"):
-        result["summary"] = (
-            f"stale state for store {opts.store}: its pid is no longer the server pack started (another process has it "
-            "now); nothing was signalled; state cleared"
-        )
-    else:
-        result["summary"] = f"no FastAPI server launched by pack is running for store {opts.store}"
-    return result
+    return stop_summary(LocalServer(Path(opts.store)).stop(), "fastapi", "FastAPI server", opts.store)

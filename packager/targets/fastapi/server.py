@@ -22,7 +22,7 @@ from typing import Any
 
 from ...errors import EnvironmentProblem
 from ...http import HttpError
-from ..processes import ProcessIdentity, descendants, end_child, end_tree, free_ports, identity
+from ..processes import ProcessIdentity, descendants, end_child, end_tree, free_ports, identity, read_state
 from .client import FastAPIClient
 
 log = logging.getLogger(__name__).info
@@ -67,11 +67,7 @@ class LocalServer:
 
     # ------------------------------------------------------------ state
     def state(self) -> dict[str, Any] | None:
-        try:
-            state: dict[str, Any] = json.loads(self.state_file.read_text())
-            return state if isinstance(state, dict) else None
-        except (OSError, ValueError):
-            return None
+        return read_state(self.state_file)
 
     @staticmethod
     def _identity(state: dict[str, Any] | None) -> ProcessIdentity | None:

@@ -11,6 +11,7 @@ from ...http import translated
 from ...metrics import Families, read, summary_lines
 from .. import DeployOptions
 from ..health import health_line
+from ..processes import stop_summary
 from .connection import connect
 from .health import probe_all
 from .server import LocalServer
@@ -135,16 +136,4 @@ def undeploy(name: str, version: str | None, opts: DeployOptions) -> dict[str, A
 
 
 def stop(opts: DeployOptions) -> dict[str, Any]:
-    local = LocalServer(opts.store)
-    result = local.stop()
-    result["target"] = "torchserve"
-    if result["stopped"]:
-        result["summary"] = f"stopped the TorchServe of store {opts.store}"
-    elif result.get("stale"):
-        result["summary"] = (
-            f"stale state for store {opts.store}: its pid is no longer the TorchServe pack started (another process "
-            "has it now); nothing was signalled; state cleared"
-        )
-    else:
-        result["summary"] = f"no TorchServe launched by pack is running for store {opts.store}"
-    return result
+    return stop_summary(LocalServer(opts.store).stop(), "torchserve", "TorchServe", opts.store)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ...errors import EnvironmentProblem
 from ...http import HttpError
-from ..processes import ProcessIdentity, descendants, end_tree, free_ports, identity, pid_alive, with_environment
+from ..processes import ProcessIdentity, descendants, end_tree, free_ports, identity, pid_alive, read_state, with_environment
 from .client import InferenceClient
 from .config import config_properties
 
@@ -112,11 +112,7 @@ class LocalServer:
 
     # ------------------------------------------------------------ state
     def state(self) -> dict[str, Any] | None:
-        try:
-            state: dict[str, Any] = json.loads(self.state_file.read_text())
-            return state
-        except (OSError, ValueError):
-            return None
+        return read_state(self.state_file)
 
     def running(self) -> dict[str, Any] | None:
         """The state of a live server launched here, else None (a stale state file is ignored)."""
