@@ -66,3 +66,15 @@ def test_a_usage_error_is_exit_2_and_one_line_on_stderr() -> None:
 def test_unknown_option_is_click_usage_exit_2() -> None:
     proc = run_pack("build", "tiny", "--no-such-option")
     assert proc.returncode == 2 and "No such option" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_command_line_imports_no_server_code_or_numerics() -> None:
+    """Starting `pack` (every command's module, every target's options) imports no numerics, schema validator or
+    target server code: those load when a command needs them, so `pack archive` and `pack --help` start fast."""
+    code = (
+        "import sys, packager.cli; heavy = ['torch', 'numpy', 'jsonschema', 'model_signing', 'fastapi', 'uvicorn'] +"
+        " [m for m in sys.modules if m.startswith('packager.targets.') and m.rsplit('.', 1)[-1] in"
+        " ('deploy', 'server', 'manifest', 'repository', 'mar')]; print([m for m in heavy if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -1,11 +1,6 @@
 """The FastAPI target: pack's own handler code (the code TorchServe runs) behind FastAPI + uvicorn, launched by pack on
 loopback; the HTTP baseline of `pack bench`.
 
-deploy / status / undeploy / stop          pack deploy|status|undeploy|stop --target fastapi
+deploy / status / undeploy / stop     pack deploy|status|undeploy|stop --target fastapi (the deploy module; imported
+                                      only when a command runs, so listing targets imports no server code)
 """
-
-from __future__ import annotations
-
-from .deploy import deploy, status, stop, undeploy
-
-__all__ = ["deploy", "status", "undeploy", "stop"]
