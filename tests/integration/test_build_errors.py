@@ -148,9 +148,9 @@ def test_two_builds_at_once_leave_one_good_version(tmp_path: Path) -> None:
 
 def test_ctrl_c_leaves_no_partial_version(tmp_path: Path) -> None:
     store = tmp_path / "s"
-    proc = spawn_pack("build", "tiny", "--store", str(store), "--iterations", "10000")
+    proc = spawn_pack("build", "tiny", "--store", str(store))
     try:
-        wait_for_stderr(proc, "warming up")
+        wait_for_stderr(proc, "capturing the program with torch.export")  # seconds of work left: the compiler stack loads
         assert (store / "tiny").is_dir() and any(p.name.startswith(".tmp") for p in (store / "tiny").iterdir())
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
