@@ -105,7 +105,8 @@ def settings_from(spec: dict[str, Any], overrides: dict[str, Any]) -> VariantSet
     section = dict(spec.get("variants") or {})
     kinds_given = overrides.get("variants") or section.get("kinds") or []
     settings = VariantSettings(kinds=parse_kinds(kinds_given) if kinds_given else [])
-    settings.min_speedup = float(overrides.get("min_speedup") or section.get("min_speedup", DEFAULT_MIN_SPEEDUP))
+    given = overrides.get("min_speedup")
+    settings.min_speedup = float(given if given is not None else section.get("min_speedup", DEFAULT_MIN_SPEEDUP))
     for kind, tol in (section.get("tolerances") or {}).items():
         default = get_variant(kind).tolerance or Tolerance()
         settings.tolerances[kind] = Tolerance(atol=tol.get("atol", default.atol), rtol=tol.get("rtol", default.rtol))

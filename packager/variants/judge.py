@@ -119,8 +119,8 @@ def judge(
     if ran:
         pairs = [(c.outputs, s) for c, s in zip(cases, seen, strict=True)]
         record["agreement"] = agreement(task_for(report).agreement, pairs, settings.agreement)
-        timed = list({c.batch: c for c in reversed(cases) if not c.resized}.values())[::-1]  # one case per batch size
-        record.update(side_by_side(base_runner, runner, timed, iterations))
+        timed = {c.batch: c for c in reversed(cases) if not c.resized and c.batch in report.batch_sizes}  # the build's
+        record.update(side_by_side(base_runner, runner, sorted(timed.values(), key=lambda c: c.batch), iterations))
     if bad is not None:
         where = f"output {bad.output!r} " if bad.output != "*" else ""
         record.update(status="rejected", reason=f"gate: {where}at {bad.case}: {bad.reason}")

@@ -1,0 +1,170 @@
+"""Variants (packager/variants/): the task-level agreement measures, the settings from the command line and the
+spec, the served-file resolution every target uses, calibration files read without pickles, and the judge rejecting
+a variant whose agreement is below its bound even when its elementwise gate is loose enough to pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from packager import variants
+from packager.cases import Case
+from packager.errors import UsageError
+from packager.registry import Tolerance
+from packager.variants import MakeContext, VariantKind, VariantSettings, parse_kinds, settings_from
+from packager.variants.agreement import agreement, boxes, cosine, top_k
+from packager.variants.calibration import read_npz
+from tests.helpers.reports import make_report
+
+RNG = np.random.default_rng(0)
+
+
+def test_top_k_counts_flipped_classes() -> None:
+    logits = RNG.standard_normal((10, 20)).astype(np.float32)
+    assert top_k([([logits], [logits.copy()])]) == {"top1": 1.0, "top5": 1.0}
+    flipped = logits.copy()
+    best = logits.argmax(axis=1)
+    flipped[np.arange(3), best[:3]] = -100.0  # three rows lose their best class
+    values = top_k([([logits], [flipped])])
+    assert values["top1"] == pytest.approx(0.7)
+    assert 0.9 < values["top5"] < 1.0
+    result = agreement("top-k", [([logits], [flipped])], {"top1": 0.9, "top5": 0.8})
+    assert not result["passed"] and "top1 0.7000 < bound 0.9" in result["reason"]
+
+
+def test_cosine_takes_the_worst_row() -> None:
+    out = RNG.standard_normal((4, 32))
+    noisy = out + 1e-3 * RNG.standard_normal(out.shape)
+    assert cosine([([out], [noisy])])["cosine"] > 0.999
+    noisy[2] = -noisy[2]
+    assert cosine([([out], [noisy])])["cosine"] == pytest.approx(-1.0, abs=1e-3)
+    assert cosine([([out], [out[:2]])])["cosine"] == 0.0  # another shape cannot agree
+
+
+def test_boxes_match_by_class_and_iou() -> None:
+    head = np.zeros((1, 6, 3))  # cx, cy, w, h + 2 classes, 3 anchors
+    head[0, :4] = [[10, 50, 90], [10, 50, 90], [8, 8, 8], [8, 8, 8]]
+    head[0, 4] = [0.9, 0.1, 0.8]  # anchors 0 and 2 are confident in class 0
+    assert boxes([([head], [head.copy()])]) == {"boxes": 1.0}
+    moved = head.copy()
+    moved[0, 0, 2] += 8  # anchor 2's box moved by its own width: IoU 0
+    assert boxes([([head], [moved])]) == {"boxes": 0.5}
+    other = head.copy()
+    other[0, 5, 0] = 0.95  # anchor 0 now says class 1
+    assert boxes([([head], [other])]) == {"boxes": 0.5}
+
+
+def test_kinds_and_settings() -> None:
+    assert parse_kinds("int8-static,slim") == ["slim", "int8-static"]  # registry order
+    assert parse_kinds("all") == list(variants.ORDER)
+    with pytest.raises(UsageError, match="unknown variant kind 'int4'"):
+        parse_kinds("int4")
+    pinned = settings_from({}, {"serve_variant": "int8-dynamic"})
+    assert pinned.kinds == ["int8-dynamic"] and pinned.serve == "int8-dynamic"
+    spec = {
+        "variants": {"kinds": ["slim"], "min_speedup": 1.3, "tolerances": {"slim": {"atol": 0.1}}, "agreement": {"top1": 0.5}}
+    }
+    settings = settings_from(spec, {"min_speedup": 2.0})
+    assert settings.min_speedup == 2.0 and settings.tolerances["slim"].atol == 0.1 and settings.agreement["top1"] == 0.5
+    with pytest.raises(UsageError, match="serve-variant"):
+        settings_from({}, {"serve_variant": "fastest"})
+    with pytest.raises(UsageError, match="calibration file not found"):
+        settings_from({}, {"variants": "int8-static", "calibration": "/nonexistent.npz"})
+
+
+def test_spec_schema_checks_the_variants_section() -> None:
+    from packager import spec as spec_mod
+
+    spec_mod.check({"variants": {"kinds": ["int8-dynamic"], "agreement": {"cosine": 0.999}}}, "pack.yaml")
+    with pytest.raises(UsageError, match="variants.kinds"):
+        spec_mod.check({"variants": {"kinds": ["int4"]}}, "pack.yaml")
+    with pytest.raises(UsageError, match="variants.agreement.top1"):
+        spec_mod.check({"variants": {"agreement": {"top1": 2}}}, "pack.yaml")
+
+
+def test_served_file_is_the_one_resolution_point() -> None:
+    plain = make_report()
+    assert plain.served_file("onnx") == "model.onnx"
+    section = {
+        "served": "int8-dynamic",
+        "results": [{"kind": "int8-dynamic", "status": "kept", "file": "variants/int8-dynamic/model.onnx"}],
+    }
+    served = make_report(variants=section, artifacts={"onnx": "model.onnx", "torchscript": "model.pt"})
+    assert served.served_file("onnx") == "variants/int8-dynamic/model.onnx"
+    assert served.served_file("torchscript") == "model.pt"  # variants are ONNX files
+    assert make_report(variants={**section, "served": None}).served_file("onnx") == "model.onnx"
+
+
+def test_a_report_naming_a_variant_outside_the_build_is_refused() -> None:
+    from packager.errors import ValidationFailed
+
+    section = {"served": "slim", "results": [{"kind": "slim", "status": "kept", "file": "../../etc/passwd"}]}
+    with pytest.raises(ValidationFailed, match="variants.results.0.file"):
+        make_report(variants=section)
+
+
+def test_calibration_npz_is_read_without_pickles(tmp_path: Path) -> None:
+    report = make_report()
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.ones((8, 3), np.float32))
+    assert read_npz(good, report)["x"].shape == (8, 3)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, x=np.array([{"code": 1}], dtype=object))
+    with pytest.raises(UsageError, match="not a readable .npz"):
+        read_npz(pickled, report)
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, y=np.ones((8, 3), np.float32))
+    with pytest.raises(UsageError, match="has no array 'x'"):
+        read_npz(wrong, report)
+    shaped = tmp_path / "shaped.npz"
+    np.savez(shaped, x=np.ones((8, 4), np.float32))
+    with pytest.raises(UsageError, match="axis 1"):
+        read_npz(shaped, report)
+
+
+def _linear_onnx(path: Path, weight: np.ndarray, negate: bool = False) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["z" if negate else "y"])]
+    if negate:
+        nodes.append(helper.make_node("Neg", ["z"], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", weight.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", weight.shape[1]])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+
+
+def test_a_variant_below_its_agreement_bound_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deliberately broken variant (outputs negated) inside loose tolerances: the gate passes, the agreement
+    (cosine -1 < 0.99) rejects it, and its file is removed."""
+    from packager.export import runner_for
+    from packager.variants.judge import run_variants
+
+    weight = RNG.standard_normal((3, 5)).astype(np.float32)
+    _linear_onnx(tmp_path / "model.onnx", weight)
+
+    def broken(ctx: MakeContext) -> dict[str, object]:
+        _linear_onnx(ctx.out, weight, negate=True)
+        return {}
+
+    monkeypatch.setitem(variants._KINDS, "negated", VariantKind("negated", "broken on purpose", broken, Tolerance(100, 100)))
+    report = make_report(outputs=[{"name": "y", "shape": [1, 5], "dtype": "float32", "dynamic_axes": [0]}])
+    cases = []
+    for batch in (1, 4):
+        x = RNG.standard_normal((batch, 3)).astype(np.float32)
+        cases.append(Case(f"batch {batch}", batch, [x], [x @ weight]))
+    settings = VariantSettings(kinds=["negated"], min_speedup=0.0)
+    section = run_variants(tmp_path, report, settings, cases, "eager", iterations=3)
+    (record,) = section["results"]
+    assert record["gate"]["passed"] is True
+    assert record["status"] == "rejected" and record["reason"].startswith("agreement: cosine -1")
+    assert record["file"] is None and not (tmp_path / "variants").exists()
+    assert section["served"] is None
+    assert runner_for("onnx", tmp_path / "model.onnx")([cases[0].inputs[0]])[0].shape == (1, 5)
