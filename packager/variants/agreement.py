@@ -23,19 +23,18 @@ IOU = 0.5
 
 
 def _floats(pairs: Pairs) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per floating output, reference and variant rows (batch-first outputs of every case stacked as rows)."""
-    count = len(pairs[0][0]) if pairs else 0
+    """Reference and variant rows of every floating output in every case (a batch-first output's rows; cases may
+    differ in their other sizes, so each is kept apart)."""
     out = []
-    for i in range(count):
-        ref = [np.asarray(r[i], np.float64) for r, _ in pairs]
-        var = [np.asarray(v[i], np.float64) for _, v in pairs]
-        if not ref or np.asarray(pairs[0][0][i]).dtype.kind != "f":
-            continue
-        if any(r.shape != v.shape for r, v in zip(ref, var, strict=True)):
-            return []  # a variant of another shape cannot agree (the gate says why)
-        rows_r = np.concatenate([r.reshape(r.shape[0] if r.ndim > 1 else 1, -1) for r in ref])
-        rows_v = np.concatenate([v.reshape(v.shape[0] if v.ndim > 1 else 1, -1) for v in var])
-        out.append((rows_r, rows_v))
+    for ref_outputs, var_outputs in pairs:
+        for ref, var in zip(ref_outputs, var_outputs, strict=True):
+            if np.asarray(ref).dtype.kind != "f":
+                continue
+            r, v = np.asarray(ref, np.float64), np.asarray(var, np.float64)
+            if r.shape != v.shape:
+                return []  # a variant of another shape cannot agree (the gate says why)
+            rows = r.shape[0] if r.ndim > 1 else 1
+            out.append((r.reshape(rows, -1), v.reshape(rows, -1)))
     return out
 
 

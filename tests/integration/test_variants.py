@@ -61,7 +61,7 @@ def test_the_targets_serve_the_chosen_variant(tiny_variants: tuple[Path, dict[st
 
 def test_verify_catches_a_changed_variant(tiny_variants: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     folder = shutil.copytree(tiny_variants[0], tmp_path / "tiny" / "1")
-    assert pack_json("verify", str(folder), "--parity")["passed"]
+    assert pack_json("verify", str(folder))["passed"]
     target = folder / "variants" / "int8-static" / "model.onnx"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -77,7 +77,7 @@ def test_optimize_rewrites_the_build_and_a_failed_one_leaves_it(
     folder = shutil.copytree(tiny_variants[0], store / "tiny" / "1")
     before = (folder / "report.json").read_bytes()
     proc = run_pack("optimize", "tiny", "--store", str(store), "--variants", "fp16", "--serve-variant", "fp16")
-    assert proc.returncode == 5 and proc.stderr.startswith("error: variant fp16 cannot be served"), proc.stderr
+    assert proc.returncode == 5 and "error: variant fp16 cannot be served" in proc.stderr, proc.stderr
     assert (folder / "report.json").read_bytes() == before
     assert sorted(p.name for p in (store / "tiny").iterdir()) == [".lock", "1"]
 
@@ -108,17 +108,22 @@ def build():
 
 
 @pytest.mark.slow
-def test_resnet18_gets_int8_static(tmp_path: Path) -> None:
+def test_every_kind_on_resnet18(tmp_path: Path) -> None:
+    """Every kind passes its gate and agreement on resnet18; the verdict follows the measured speed-up (which the
+    machine's load moves, so it is not asserted) and the fastest kept one is served."""
     report = pack_json(
-        "build", "resnet18", "--formats", "onnx", "--variants", "all", "--iterations", "3", "--store", str(tmp_path)
-    )
+        "build", "resnet18", "--formats", "onnx", "--batch-sizes", "1", "--variants", "all", "--iterations", "3",
+        "--store", str(tmp_path),
+    )  # fmt: skip
     results = _by_kind(report["variants"])
     assert list(results) == KINDS and results["fp16"]["status"] == "skipped"
     for kind in KINDS[:-1]:
-        assert results[kind]["gate"]["passed"] and results[kind]["agreement"]["passed"], results[kind]
-        assert results[kind]["speedup"] > 0
-    assert results["int8-static"]["status"] == "kept", results["int8-static"]  # QDQ convolutions: 3x here
-    assert report["variants"]["served"] in [k for k, r in results.items() if r["status"] == "kept"]
+        record = results[kind]
+        assert record["gate"]["passed"] and record["agreement"]["passed"], record
+        assert record["status"] == ("kept" if record["speedup"] >= 1.1 else "rejected"), record
+        assert (record["file"] is not None) == (record["status"] == "kept")
+    kept = [r for r in results.values() if r["status"] == "kept"]
+    assert report["variants"]["served"] == (max(kept, key=lambda r: r["speedup"])["kind"] if kept else None)
 
 
 @pytest.mark.slow

@@ -168,3 +168,8 @@ def test_a_variant_below_its_agreement_bound_is_rejected(tmp_path: Path, monkeyp
     assert record["file"] is None and not (tmp_path / "variants").exists()
     assert section["served"] is None
     assert runner_for("onnx", tmp_path / "model.onnx")([cases[0].inputs[0]])[0].shape == (1, 5)
+
+
+def test_cosine_over_cases_of_different_sizes() -> None:
+    long, short = RNG.standard_normal((2, 8, 4)), RNG.standard_normal((2, 4, 4))
+    assert cosine([([long], [long]), ([short], [short])])["cosine"] == pytest.approx(1.0)
