@@ -125,14 +125,16 @@ class BuildReport:
     def inputs_batchable(self) -> bool:
         return all(0 in t.dynamic_axes for t in self.inputs)
 
+    def served_variant(self) -> dict[str, Any] | None:
+        """The record of the ONNX variant the targets serve (packager/variants/), or None: they serve the export."""
+        served = self.variants.get("served")
+        return next((r for r in self.variants.get("results", []) if served and r.get("kind") == served and r.get("file")), None)
+
     def served_file(self, fmt: str) -> str | None:
         """The file a target serves for `fmt`: the served variant's for ONNX when one was chosen, else the export.
         The one place the choice is resolved (TorchServe's .mar, the Triton repository, bench)."""
-        served = self.variants.get("served") if fmt == "onnx" else None
-        for record in self.variants.get("results", []) if served else []:
-            if record.get("kind") == served and record.get("file"):
-                return str(record["file"])
-        return self.artifacts.get(fmt)
+        variant = self.served_variant() if fmt == "onnx" else None
+        return str(variant["file"]) if variant else self.artifacts.get(fmt)
 
     def target(self, name: str) -> dict[str, Any]:
         """The section a target wrote at build time (empty when it wrote none)."""

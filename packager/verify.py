@@ -154,8 +154,7 @@ def check_parity(folder: Path, report: BuildReport) -> tuple[list[Finding], dict
     from dataclasses import replace
 
     from .export import runner_for
-    from .registry import Tolerance
-    from .samples import load_sample
+    from .samples import load_sample, variant_tolerances
 
     sample = load_sample(folder, report)
     findings: list[Finding] = []
@@ -163,11 +162,8 @@ def check_parity(folder: Path, report: BuildReport) -> tuple[list[Finding], dict
     runs = [(fmt, fmt, rel, sample) for fmt, rel in report.artifacts.items()]
     for record in report.variants.get("results", []):  # each variant kept in the build, within its own tolerances
         if record.get("file"):
-            tolerances = [Tolerance(float(t["atol"]), float(t["rtol"])) for t in record.get("tolerance", [])]
-            same = len(tolerances) == len(sample.tolerances)
-            runs.append(
-                (f"variant {record['kind']}", "onnx", record["file"], replace(sample, tolerances=tolerances) if same else sample)
-            )
+            tolerances = variant_tolerances(record, len(sample.tolerances)) or sample.tolerances
+            runs.append((f"variant {record['kind']}", "onnx", record["file"], replace(sample, tolerances=tolerances)))
     for label, fmt, rel, sample in runs:
         log(f"re-running the samples through {label}")
         try:

@@ -173,3 +173,32 @@ def test_a_variant_below_its_agreement_bound_is_rejected(tmp_path: Path, monkeyp
 def test_cosine_over_cases_of_different_sizes() -> None:
     long, short = RNG.standard_normal((2, 8, 4)), RNG.standard_normal((2, 4, 4))
     assert cosine([([long], [long]), ([short], [short])])["cosine"] == pytest.approx(1.0)
+
+
+def test_servers_are_held_to_the_served_variants_tolerances(tmp_path: Path) -> None:
+    """Deploy smoke tests and health probes compare a server's answer within the served variant's tolerances; verify
+    and the bench's eager check keep the build's."""
+    from packager.samples import load_sample
+
+    (tmp_path / "samples").mkdir()
+    np.save(tmp_path / "samples" / "input.x.npy", np.ones((1, 3), np.float32))
+    np.save(tmp_path / "samples" / "output.y.npy", np.ones((1, 3), np.float32))
+    section = {
+        "served": "int8-dynamic",
+        "results": [
+            {
+                "kind": "int8-dynamic",
+                "status": "kept",
+                "file": "variants/int8-dynamic/model.onnx",
+                "tolerance": [{"output": "y", "atol": 0.5, "rtol": 0.5}],
+            }
+        ],
+    }
+    samples = {"batch": 1, "inputs": ["samples/input.x.npy"], "outputs": ["samples/output.y.npy"]}
+    report = make_report(variants=section, samples=samples)
+    assert load_sample(tmp_path, report).tolerances == [Tolerance(1e-4, 1e-3)]
+    served = load_sample(tmp_path, report, serving=True)
+    assert served.tolerances == [Tolerance(0.5, 0.5)]
+    assert served.check_outputs([np.full((1, 3), 1.05, np.float32)])[0].passed
+    plain = make_report(samples=samples)
+    assert load_sample(tmp_path, plain, serving=True).tolerances == [Tolerance(1e-4, 1e-3)]
