@@ -52,6 +52,15 @@ class VariantKind:
     description: str
     make: Callable[[MakeContext], dict[str, Any]]  # writes ctx.out; returns details for the report
     tolerance: Tolerance | None = None  # None: each output's own build tolerance
+    scale_atol: float | None = None  # atol as this fraction of each output's scale (its largest |eager| value)
+
+    def tolerance_for(self, atol: float, rtol: float, scale: float | None) -> Tolerance:
+        """The default tolerance of one output (the build's `atol`, `rtol` and gate `scale`) for this kind."""
+        if self.tolerance is None:
+            return Tolerance(atol=atol, rtol=rtol)
+        if self.scale_atol is not None and scale:
+            return Tolerance(atol=self.scale_atol * scale, rtol=self.tolerance.rtol)
+        return self.tolerance
 
 
 _KINDS: dict[str, VariantKind] = {}

@@ -21,7 +21,6 @@ import numpy as np
 from ..cases import Case
 from ..errors import EnvironmentProblem, ValidationFailed
 from ..measure import measure
-from ..registry import Tolerance
 from ..report import BuildReport
 from ..validate import OutputCheck, first_failure, validate_model_outputs
 from . import BASE, FILE, FOLDER, MakeContext, Skipped, VariantSettings, get_variant
@@ -70,6 +69,11 @@ def _recording(runner: Any, seen: list[list[np.ndarray]]) -> Any:
     return run
 
 
+def _scale(gate: dict[str, Any]) -> float | None:
+    scale = gate.get("scale")
+    return float(scale) if isinstance(scale, (int, float)) and scale > 0 else None
+
+
 def _max_errors(checks: list[OutputCheck]) -> dict[str, float]:
     worst: dict[str, float] = {}
     for c in checks:
@@ -107,7 +111,7 @@ def judge(
     finally:
         record["seconds"] = round(time.perf_counter() - started, 3)
     record["file"], record["bytes"] = rel, (folder / rel).stat().st_size
-    tolerances = [settings.tolerances.get(kind) or entry.tolerance or Tolerance(o.atol, o.rtol) for o in report.outputs]
+    tolerances = [settings.tolerances.get(kind) or entry.tolerance_for(o.atol, o.rtol, _scale(o.gate)) for o in report.outputs]
     record["tolerance"] = [
         {"output": o.name, "atol": t.atol, "rtol": t.rtol} for o, t in zip(report.outputs, tolerances, strict=True)
     ]

@@ -17,8 +17,11 @@ from ..export.capture import captured
 from ..registry import Tolerance
 from . import MakeContext, Skipped, VariantKind, register_variant
 
-INT8_TOLERANCE = Tolerance(atol=0.5, rtol=0.5)  # elementwise bounds wide enough for 8-bit steps; rms within 5%
+# 8-bit steps are a fraction of each tensor's range: atol 5% of the output's scale, rms error within 5% (rtol / 10)
+INT8_TOLERANCE = Tolerance(atol=0.5, rtol=0.5)  # atol used only for an output without a recorded scale
+INT8_SCALE_ATOL = 0.05
 FP16_TOLERANCE = Tolerance(atol=1e-2, rtol=1e-2)
+FP16_SCALE_ATOL = 1e-2
 DYNAMIC_OPS = ["MatMul", "Attention", "LSTM", "GRU"]  # ConvInteger is slower than float Conv on CPUs: convolutions stay
 CPU_FLAGS = (
     "sse4_1 sse4_2 avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx_vnni avx512_bf16 avx512_fp16 "
@@ -152,6 +155,10 @@ def fp16(ctx: MakeContext) -> dict[str, Any]:
 
 register_variant(VariantKind("ort-optimized", "onnxruntime graph optimisation saved offline", ort_optimized))
 register_variant(VariantKind("slim", "onnxslim graph simplification", slim))
-register_variant(VariantKind("int8-dynamic", "onnxruntime dynamic int8 quantization", int8_dynamic, INT8_TOLERANCE))
-register_variant(VariantKind("int8-static", "onnxruntime static int8 quantization (QDQ)", int8_static, INT8_TOLERANCE))
-register_variant(VariantKind("fp16", "float16 (GPU)", fp16, FP16_TOLERANCE))
+register_variant(
+    VariantKind("int8-dynamic", "onnxruntime dynamic int8 quantization", int8_dynamic, INT8_TOLERANCE, INT8_SCALE_ATOL)
+)
+register_variant(
+    VariantKind("int8-static", "onnxruntime static int8 quantization (QDQ)", int8_static, INT8_TOLERANCE, INT8_SCALE_ATOL)
+)
+register_variant(VariantKind("fp16", "float16 (GPU)", fp16, FP16_TOLERANCE, FP16_SCALE_ATOL))

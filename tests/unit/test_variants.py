@@ -202,3 +202,12 @@ def test_servers_are_held_to_the_served_variants_tolerances(tmp_path: Path) -> N
     assert served.check_outputs([np.full((1, 3), 1.05, np.float32)])[0].passed
     plain = make_report(samples=samples)
     assert load_sample(tmp_path, plain, serving=True).tolerances == [Tolerance(1e-4, 1e-3)]
+
+
+def test_int8_tolerances_follow_each_outputs_scale() -> None:
+    from packager.variants import get_variant
+
+    int8 = get_variant("int8-static")
+    assert int8.tolerance_for(1e-4, 1e-3, 111.0) == Tolerance(atol=pytest.approx(5.55), rtol=0.5)
+    assert int8.tolerance_for(1e-4, 1e-3, None) == Tolerance(0.5, 0.5)  # no recorded scale (integer outputs)
+    assert get_variant("slim").tolerance_for(1e-5, 1e-4, 111.0) == Tolerance(1e-5, 1e-4)  # the build's own
