@@ -107,9 +107,8 @@ def judge(
     except Skipped as exc:
         return {**record, "status": "skipped", "reason": str(exc)}
     except Exception as exc:  # the tool's failure is the variant's, never the build's
-        return {**record, "reason": f"could not be made: {_one_line(exc)}"}
-    finally:
-        record["seconds"] = round(time.perf_counter() - started, 3)
+        return {**record, "reason": f"could not be made: {_one_line(exc)}", "seconds": round(time.perf_counter() - started, 3)}
+    record["seconds"] = round(time.perf_counter() - started, 3)
     record["file"], record["bytes"] = rel, (folder / rel).stat().st_size
     tolerances = [settings.tolerances.get(kind) or entry.tolerance_for(o.atol, o.rtol, _scale(o.gate)) for o in report.outputs]
     record["tolerance"] = [
@@ -170,7 +169,7 @@ def run_variants(
             section["results"].append(record)
     section["served"] = _served(section["results"], settings)
     for record in section["results"]:
-        if record["file"] and record["kind"] != section["served"] and record["status"] != "kept":
+        if record["kind"] != section["served"] and record["status"] != "kept":  # a partial file of a failed tool too
             shutil.rmtree(folder / FOLDER / record["kind"], ignore_errors=True)
             record["file"] = None
     for leftover in sorted((folder / FOLDER).glob("*")) if (folder / FOLDER).is_dir() else []:

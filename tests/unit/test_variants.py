@@ -211,3 +211,22 @@ def test_int8_tolerances_follow_each_outputs_scale() -> None:
     assert int8.tolerance_for(1e-4, 1e-3, 111.0) == Tolerance(atol=pytest.approx(5.55), rtol=0.5)
     assert int8.tolerance_for(1e-4, 1e-3, None) == Tolerance(0.5, 0.5)  # no recorded scale (integer outputs)
     assert get_variant("slim").tolerance_for(1e-5, 1e-4, 111.0) == Tolerance(1e-5, 1e-4)  # the build's own
+
+
+def test_a_failing_tool_is_a_failed_variant_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from packager.variants.judge import run_variants
+
+    _linear_onnx(tmp_path / "model.onnx", RNG.standard_normal((3, 5)).astype(np.float32))
+
+    def crashes(ctx: MakeContext) -> dict[str, object]:
+        ctx.out.write_bytes(b"half a model")
+        raise RuntimeError("the quantizer fell over\nsecond line")
+
+    monkeypatch.setitem(variants._KINDS, "crashes", VariantKind("crashes", "fails on purpose", crashes))
+    x = RNG.standard_normal((1, 3)).astype(np.float32)
+    section = run_variants(
+        tmp_path, make_report(), VariantSettings(kinds=["crashes"]), [Case("batch 1", 1, [x], [x])], "eager", 3
+    )
+    (record,) = section["results"]
+    assert record["status"] == "failed" and record["reason"] == "could not be made: RuntimeError: the quantizer fell over"
+    assert not (tmp_path / "variants").exists() and section["served"] is None
