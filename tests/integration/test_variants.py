@@ -96,6 +96,24 @@ def test_optimize_rewrites_the_build_and_a_failed_one_leaves_it(
     assert proc.returncode == 3 and "model.onnx" in proc.stderr
 
 
+@pytest.mark.server
+def test_triton_serves_the_int8_variant_within_its_tolerances(tiny_variants: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """A real deploy of the pinned int8 variant: the smoke test and the health probe compare Triton's answer within
+    the variant's tolerances (tiny's own, atol 1e-5, would refuse int8's error)."""
+    from tests.helpers.triton import ensure_tritonserver
+
+    ensure_tritonserver()
+    store = tmp_path / "store"
+    shutil.copytree(tiny_variants[0], store / "tiny" / "1")
+    pack_json("optimize", "tiny", "--store", str(store), "--variants", "int8-dynamic", "--serve-variant", "int8-dynamic")
+    try:
+        smoke = pack_json("deploy", "tiny", "--store", str(store))["smoke_test"]
+        assert smoke["passed"] and smoke["outputs"][0]["max_abs_error"] > 1e-5, smoke
+        assert pack_json("status", "--store", str(store))["health"]["tiny"]["health"] == "healthy"
+    finally:
+        run_pack("stop", "--store", str(store))
+
+
 ENCODER = """
 import torch
 from torch import nn
