@@ -4,6 +4,7 @@ a variant whose agreement is below its bound even when its elementwise gate is l
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,23 @@ def test_a_failing_tool_is_a_failed_variant_and_leaves_no_file(tmp_path: Path, m
     (record,) = section["results"]
     assert record["status"] == "failed" and record["reason"] == "could not be made: RuntimeError: the quantizer fell over"
     assert not (tmp_path / "variants").exists() and section["served"] is None
+
+
+def test_a_speed_up_near_the_bound_is_measured_longer() -> None:
+    from packager.variants.judge import MAX_ROUNDS, ROUNDS, side_by_side
+
+    calls = {"base": 0, "variant": 0}
+
+    def runner(name: str) -> object:
+        def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            calls[name] += 1
+            time.sleep(0.002)  # both equally fast: a speed-up of about 1
+            return arrays
+
+        return run
+
+    case = Case("batch 1", 1, [np.zeros((1, 3), np.float32)], [])
+    near = side_by_side(runner("base"), runner("variant"), [case], iterations=3, bound=1.0)  # about 1x: near the bound
+    assert near["rounds"] == MAX_ROUNDS and set(near["p50_ms"]) == {"1"}
+    clear = side_by_side(runner("base"), runner("variant"), [case], iterations=3, bound=100.0)  # far below the bound
+    assert clear["rounds"] == ROUNDS
