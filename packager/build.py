@@ -133,6 +133,13 @@ def build(
         report = assemble(
             plan, ref, ctx.outcomes, prep.weights, device, performance, samples, bool(labels), prep.binding, warnings
         )
+        if plan.variants:
+            from .variants.calibration import agreement_case
+            from .variants.judge import run_variants
+
+            log(f"making variants: {', '.join(plan.variants.kinds)}")
+            cases = [*ref.cases, *agreement_case(report, plan.seed, prep.run)]
+            report.variants = run_variants(tmp, report, plan.variants, cases, "eager", iterations)
         report.targets = {name: package(tmp, report) for name, package in (packagers or {}).items()}
         report.build_seconds = round(time.perf_counter() - started, 2)
         report.save(tmp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cli_bench, cli_serve, cli_sign, cli_tune  # noqa: F401  (register their commands on the group)
+from . import cli_bench, cli_optimize, cli_serve, cli_sign, cli_tune  # noqa: F401  (register their commands on the group)
 from .cli_app import main
 
 __all__ = ["main"]

@@ -49,6 +49,30 @@ store_option = click.option(
 )
 
 
+def variant_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--variants, --min-speedup, --calibration and --serve-variant (pack build and pack optimize)."""
+    for option in reversed(
+        [
+            click.option(
+                "--variants",
+                help="Faster ONNX variants to make, each judged by its own gate and kept only when faster: "
+                "ort-optimized,slim,int8-dynamic,int8-static,fp16 (or all).",
+            ),
+            click.option(
+                "--min-speedup",
+                type=click.FloatRange(min=0),
+                help="Keep a variant only this much faster than ONNX (default 1.1).",
+            ),
+            click.option(
+                "--calibration", type=click.Path(dir_okay=False), help="A .npz of inputs (one array per input) for int8-static."
+            ),
+            click.option("--serve-variant", help="Serve this variant whatever its speed (it must pass its gate), or `base`."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pack")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output for the command.")
@@ -137,6 +161,7 @@ def models_cmd(as_json: bool, debug: bool) -> None:
     type=click.Path(dir_okay=False),
     help="Sign the build (model.sig, OpenSSF Model Signing) with this EC private key (PEM); passphrase: PACK_SIGN_KEY_PASSWORD.",
 )
+@variant_options
 @common
 def build_cmd(
     model: str | None,

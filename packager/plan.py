@@ -14,6 +14,7 @@ from . import spec as spec_mod
 from .errors import UsageError
 from .names import check_name, check_version
 from .registry import DTYPES, ModelEntry, OutputSpec, TensorSpec, Tolerance
+from .variants import settings_from as variant_settings
 
 DEFAULT_BATCH_SIZES = (1, 4)
 DEFAULT_SEED = 0
@@ -46,6 +47,7 @@ class BuildPlan:
     labels_file: str | None = None
     device: str = "auto"
     slim: bool = False
+    variants: Any = None  # VariantSettings (packager/variants/): the faster ONNX variants to make and judge
 
     def output_tolerance(self, index: int) -> Tolerance:
         out = self.outputs[index] if index < len(self.outputs) else None
@@ -286,6 +288,7 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         labels_file=labels_file,
         device=overrides.get("device") or "auto",
         slim=bool(overrides.get("slim")),
+        variants=variant_settings(spec, overrides),
     )
 
 

@@ -101,6 +101,7 @@ class BuildReport:
     performance: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variants: dict[str, Any] = field(default_factory=dict)  # faster ONNX variants and the one served (packager/variants/)
     build_seconds: float = 0.0
     sha256: dict[str, str] = field(default_factory=dict)
     pack_report: int = VERSION
@@ -123,6 +124,17 @@ class BuildReport:
     @property
     def inputs_batchable(self) -> bool:
         return all(0 in t.dynamic_axes for t in self.inputs)
+
+    def served_variant(self) -> dict[str, Any] | None:
+        """The record of the ONNX variant the targets serve (packager/variants/), or None: they serve the export."""
+        served = self.variants.get("served")
+        return next((r for r in self.variants.get("results", []) if served and r.get("kind") == served and r.get("file")), None)
+
+    def served_file(self, fmt: str) -> str | None:
+        """The file a target serves for `fmt`: the served variant's for ONNX when one was chosen, else the export.
+        The one place the choice is resolved (TorchServe's .mar, the Triton repository, bench)."""
+        variant = self.served_variant() if fmt == "onnx" else None
+        return str(variant["file"]) if variant else self.artifacts.get(fmt)
 
     def target(self, name: str) -> dict[str, Any]:
         """The section a target wrote at build time (empty when it wrote none)."""

@@ -40,12 +40,24 @@ class Sample:
         return self.check(lambda _: outputs)
 
 
-def load_sample(folder: Path, report: BuildReport | dict[str, Any]) -> Sample:
+def variant_tolerances(record: dict[str, Any], outputs: int) -> list[Tolerance] | None:
+    """The per-output tolerances a variant was gated with (report `variants.results[].tolerance`), or None."""
+    recorded = record.get("tolerance") or []
+    if len(recorded) != outputs:
+        return None
+    return [Tolerance(atol=float(t["atol"]), rtol=float(t["rtol"])) for t in recorded]
+
+
+def load_sample(folder: Path, report: BuildReport | dict[str, Any], serving: bool = False) -> Sample:
+    """The recorded sample with the build's tolerances; `serving`: what a server answers is compared within the
+    served variant's own tolerances when the targets serve one (an int8 file is not held to float32's)."""
     if isinstance(report, dict):
         report = BuildReport.from_dict(report)
     inputs = [_load(folder, p) for p in report.samples.inputs]
     expected = [_load(folder, p) for p in report.samples.outputs]
     tolerances = [Tolerance(atol=float(o.atol), rtol=float(o.rtol)) for o in report.outputs]
+    variant = report.served_variant() if serving else None
+    tolerances = (variant_tolerances(variant, len(tolerances)) if variant else None) or tolerances
     batch = report.samples.batch
     case = Case(f"batch {batch} (the recorded sample)", batch, inputs, expected)
     return Sample(case, report.output_names, tolerances, not report.inputs_batchable)
@@ -88,4 +100,4 @@ def verdict(checks: list[OutputCheck]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Sample", "load_sample", "verdict"]
+__all__ = ["Sample", "load_sample", "variant_tolerances", "verdict"]

@@ -62,6 +62,9 @@ def load(path: str | Path) -> dict[str, Any]:
     for key in PATH_KEYS:
         if key in data and not Path(data[key]).is_absolute():
             data[key] = str(base / data[key])
+    calibration = (data.get("variants") or {}).get("calibration")
+    if calibration and not Path(calibration).is_absolute():
+        data["variants"]["calibration"] = str(base / calibration)
     source = data.get("source")
     if source and _looks_like_path(source):
         file_part, sep, attr = source.partition(":") if ".py:" in source else (source, "", "")

@@ -46,4 +46,8 @@ def build_summary(report: BuildReport, folder: Path) -> str:
         how = {"torchscript": info.get("method"), "onnx": f"{info.get('exporter')} exporter, opset {info.get('opset')}"}.get(name)
         parts.append(f"{name} {path}" + (f" ({how})" if how else ""))
     lines.append("; ".join(parts) + f"; device {report.device}; {report.build_seconds} s")
+    if report.variants:
+        from .variants.optimize import variants_table
+
+        lines.append(variants_table(report.variants))
     return "\n".join(lines)

@@ -51,6 +51,7 @@ class Task:
     postprocessing_format: str | None = None  # the build's `postprocessing.format`
     image_input: bool = False  # needs exactly one (N, 3, H, W) input
     description: str = ""
+    agreement: str = "cosine"  # how a variant's outputs must agree with the reference's (packager/variants/agreement.py)
 
     def matches(self, report: BuildReport) -> bool:
         if self.report_task is not None and report.task != self.report_task:
@@ -119,6 +120,7 @@ register_task(
         report_task="image-classification",
         image_input=True,
         description="image bytes -> resize, crop, normalise -> top-k labels",
+        agreement="top-k",
     )
 )
 
@@ -132,6 +134,7 @@ register_task(
         postprocessing_format="yolov8",
         image_input=True,
         description="image bytes -> letterbox -> YOLO head (4 + classes, anchors) -> threshold, NMS -> boxes in original pixels",
+        agreement="boxes",
     )
 )
 

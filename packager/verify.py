@@ -162,21 +162,28 @@ def _unlisted_findings(folder: Path, listed: dict[str, str]) -> list[Finding]:
 def check_parity(folder: Path, report: BuildReport) -> tuple[list[Finding], dict[str, Any]]:
     """Re-run the recorded sample inputs through every artifact and compare with the recorded eager outputs, with
     the build gate's own comparison (packager/samples.py)."""
+    from dataclasses import replace
+
     from .export import runner_for
-    from .samples import load_sample
+    from .samples import load_sample, variant_tolerances
 
     sample = load_sample(folder, report)
     findings: list[Finding] = []
     summary: dict[str, Any] = {}
-    for fmt, rel in report.artifacts.items():
-        log(f"re-running the samples through {fmt}")
+    runs = [(fmt, fmt, rel, sample) for fmt, rel in report.artifacts.items()]
+    for record in report.variants.get("results", []):  # each variant kept in the build, within its own tolerances
+        if record.get("file"):
+            tolerances = variant_tolerances(record, len(sample.tolerances)) or sample.tolerances
+            runs.append((f"variant {record['kind']}", "onnx", record["file"], replace(sample, tolerances=tolerances)))
+    for label, fmt, rel, sample in runs:
+        log(f"re-running the samples through {label}")
         try:
             runner = runner_for(fmt, folder / rel, "cpu")
         except Exception as exc:  # a file that does not load is a finding
             findings.append(Finding(str(folder / rel), f"does not load as {fmt}: {type(exc).__name__}: {str(exc).strip()[:160]}"))
             continue
         checks = sample.check(runner)
-        summary[fmt] = {"passed": all(c.passed for c in checks), "max_abs_error": max(c.max_abs_error for c in checks)}
+        summary[label] = {"passed": all(c.passed for c in checks), "max_abs_error": max(c.max_abs_error for c in checks)}
         for c in checks:
             if not c.passed:
                 findings.append(Finding(str(folder / rel), f"output {c.output!r}: {c.reason}"))

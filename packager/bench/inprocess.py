@@ -148,7 +148,7 @@ def onnx_runner(build_dir: Path, report: BuildReport, threads: int = 0) -> Runne
     """onnxruntime through the serving runtime's own loader (pack_runtime.load_model): the session a TorchServe worker
     or a Triton python-backend model builds."""
     runtime = _handler_module("pack_runtime")
-    path = build_dir / report.artifacts.get("onnx", "model.onnx")
+    path = build_dir / (report.served_file("onnx") or "model.onnx")
     run: Runner = runtime.load_model(
         str(path), "onnx", "cpu", threads, [i.name for i in report.inputs], [o.name for o in report.outputs]
     )

@@ -133,7 +133,7 @@ def plan_entries(
     """Every entry of the archive (sorted) and a description of it for the report."""
     fmt = settings.format
     serialized = SERIALIZED[fmt]
-    model_path = build_dir / report.artifacts.get(fmt, serialized)
+    model_path = build_dir / (report.served_file(fmt) or serialized)
     if not model_path.is_file():
         raise UsageError(f"the build has no {fmt} export ({model_path})", "rebuild it with `pack build`")
     handler = handler or choose_handler(report)

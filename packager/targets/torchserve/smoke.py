@@ -22,7 +22,7 @@ def smoke_test(conn: Connection, build_dir: Path, report: BuildReport, version: 
     comparison, packager/samples.py)."""
     from ...samples import load_sample, verdict
 
-    sample = load_sample(build_dir, report)
+    sample = load_sample(build_dir, report, serving=True)
     inputs = [
         {
             "name": spec.name,

@@ -355,6 +355,7 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
         raise UsageError(
             f"the build has no {ropts.fmt} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild"
         )
+    served = report.served_file(ropts.fmt) or artifacts[ropts.fmt]  # the served variant's file for ONNX, if one
     detector, warmup = model_config(report, ropts, build_dir)
     configs: dict[str, Any] = {detector.name: detector}
     steps = task_for(report).triton
@@ -372,10 +373,10 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
         role = cfg.get_parameter(config, "pack_role")
         if name == detector.name:
             if kind in NATIVE_FORMAT:
-                link_or_copy(build_dir / artifacts[ropts.fmt], vdir / cfg.DEFAULT_FILES[kind])
+                link_or_copy(build_dir / served, vdir / cfg.DEFAULT_FILES[kind])
             else:
                 _copy_runtime(TRITON_MODEL, vdir)
-                link_or_copy(build_dir / artifacts[ropts.fmt], vdir / FILES[ropts.fmt])
+                link_or_copy(build_dir / served, vdir / FILES[ropts.fmt])
             labels = classification_labels(report, build_dir)
             if labels is not None:
                 link_or_copy(labels, entry / LABELS_FILE)

@@ -35,7 +35,7 @@ def smoke_test(
 
     from ...samples import load_sample, verdict
 
-    sample = load_sample(build_dir, report)
+    sample = load_sample(build_dir, report, serving=True)
     httpclient, client = _infer_client(url, timeout)
     in_names, out_names = io_names(report, backend)
     inputs = []

@@ -1,0 +1,37 @@
+"""`pack optimize`: faster ONNX variants for an existing build, each behind its own gate (packager/variants/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli_app import common, main, ranged, store_option, variant_options
+from .console import emit_json, run
+
+
+@main.command("optimize")
+@click.argument("model")
+@click.option("--version", "version", help="The build's version (default: the highest).")
+@store_option
+@ranged("--iterations", 1, 10000, 10, "Timed runs per runner and batch size in each side-by-side round.")
+@variant_options
+@common
+def optimize_cmd(model: str, version: str | None, store: str, iterations: int, as_json: bool, debug: bool, **opts: Any) -> None:
+    """Make faster ONNX variants of a verified build (--variants), keep those that pass their gate and are faster,
+    and re-package the targets to serve the best one (or the one given with --serve-variant)."""
+
+    def body(out: Any) -> None:
+        from .targets import packagers
+        from .variants import settings_from
+        from .variants.optimize import optimize, variants_table
+
+        settings = settings_from({}, opts)
+        report, folder = optimize(Path(store), model, version, settings, iterations, packagers())
+        if as_json:
+            emit_json(out, {"name": report.name, "version": report.version, "path": str(folder.resolve()), **report.variants})
+        else:
+            out.write(f"optimized {report.name} version {report.version} -> {folder}\n{variants_table(report.variants)}\n")
+
+    run(debug, body)
