@@ -71,7 +71,8 @@ def repo_options(opts: Any, default_backend: str = "python", report: BuildReport
         )
     fmt = native or (served_format(report, opts.format) if report is not None else opts.format or "onnx")
     # What is not given comes from the settings the build recorded (`pack tune` writes the best it measured there).
-    recorded = (report.target("triton").get("settings") or {}) if report is not None else {}
+    section = report.target("triton") if report is not None else {}
+    recorded = (section.get("settings") or {}) if section.get("backend", "python") == backend else {}  # that backend's
     delay = opts.max_batch_delay_ms
     max_batch = opts.extra.get("max_batch") if opts.extra.get("max_batch") is not None else opts.batch_size
     return RepoOptions(
