@@ -57,7 +57,7 @@ def measure_point(make_caller: Any, w: Window) -> dict[str, Any]:
         if spread is not None and spread < STABLE_SPREAD:
             break
     spread = throughput_spread(rates)
-    pooled = np.asarray(latencies[-2:][0] + (latencies[-1] if len(latencies) > 1 else []), dtype=np.float64) * 1000.0
+    pooled = np.asarray([t for window in latencies[-2:] for t in window], dtype=np.float64) * 1000.0  # the last two windows
     figures: dict[str, Any] = {
         "throughput_rps": round(float(np.mean(rates[-2:])), 2),
         "p50_ms": round(float(np.percentile(pooled, 50)), 2) if pooled.size else None,
