@@ -120,6 +120,8 @@ def build(
             ctx.outcomes["pt2"].info["capture_seconds"] = prep.capture_seconds
         warnings = _judge(ctx.outcomes, _required(plan))
         passed = {n: o for n, o in ctx.outcomes.items() if o.status == "passed"}
+        for name in ctx.outcomes.keys() - passed.keys():  # nothing the gate refused stays beside what it passed
+            (tmp / get_format(name).file).unlink(missing_ok=True)
 
         performance: dict[str, Any] = {}
         if iterations > 0:

@@ -139,7 +139,8 @@ def flatten(out: Any, is_tensor: Any) -> tuple[list[tuple[str, Any]], list[str]]
 
 
 def export_module(model: Any, binding: Binding) -> Any:
-    """The nn.Module every format is exported from: positional inputs in spec order -> a flat tuple of tensors."""
+    """The nn.Module every format is exported from: positional inputs in spec order -> what the model returns when
+    that is one tensor (so `model.pt` and `model.pt2` stay drop-in models), else a flat tuple of tensors."""
     import torch
 
     class ExportModule(torch.nn.Module):
@@ -147,9 +148,12 @@ def export_module(model: Any, binding: Binding) -> Any:
             super().__init__()
             self.model = inner
 
-        def forward(self, *args: Any) -> tuple[Any, ...]:
+        def forward(self, *args: Any) -> Any:
             call_args, call_kwargs = binding.arrange(args)
-            leaves, _ = flatten(self.model(*call_args, **call_kwargs), lambda v: isinstance(v, torch.Tensor))
+            out = self.model(*call_args, **call_kwargs)
+            if isinstance(out, torch.Tensor):
+                return out
+            leaves, _ = flatten(out, lambda v: isinstance(v, torch.Tensor))
             return tuple(t for _, t in leaves)
 
     wrapped = ExportModule(model)
@@ -157,8 +161,9 @@ def export_module(model: Any, binding: Binding) -> Any:
     return wrapped
 
 
-def output_names(model: Any, binding: Binding, example: Sequence[Any]) -> tuple[list[str], list[str]]:
-    """Run the model once and return (output names, parts left out)."""
+def output_names(model: Any, binding: Binding, example: Sequence[Any]) -> tuple[list[str], list[str], str]:
+    """Run the model once and return (output names, parts left out, what the exports return: `tensor` when the model
+    returns one tensor, else `tuple`, a flat tuple in the output names' order)."""
     import torch
 
     call_args, call_kwargs = binding.arrange(example)
@@ -168,7 +173,7 @@ def output_names(model: Any, binding: Binding, example: Sequence[Any]) -> tuple[
     names = [name for name, _ in leaves]
     if len(set(names)) != len(names):  # keys that collide once joined with dots: fall back to positions
         names = [f"output_{i}" for i in range(len(names))]
-    return names, dropped
+    return names, dropped, "tensor" if isinstance(out, torch.Tensor) else "tuple"
 
 
 __all__ = ["Binding", "bind", "export_module", "flatten", "output_names"]

@@ -144,6 +144,7 @@ def assemble(
         performance=performance,
         samples=samples,
         warnings=warnings,
+        calling={"args": [i.name for i in plan.inputs], "returns": ref.returns},
     )
 
 

@@ -36,6 +36,7 @@ class Reference:
     tolerances: list[Tolerance]
     dropped: list[str]  # parts of the model's return value that hold no tensors (left out, with a warning)
     constant: list[str]  # outputs that are constant in every case
+    returns: str = "tuple"  # what the exported files return: `tensor` (the model returns one) or a flat `tuple`
 
 
 def _shapes(inputs: list[Any], case: Case) -> str:
@@ -132,7 +133,7 @@ def finish(run: Run, cases: list[Case], plan: Any, model: Any, binding: Any, inp
     """Name the outputs and check that the reference can be validated against."""
     import torch
 
-    names, dropped = output_names(model, binding, [torch.from_numpy(a).to(device) for a in cases[0].inputs])
+    names, dropped, returns = output_names(model, binding, [torch.from_numpy(a).to(device) for a in cases[0].inputs])
     if not names:
         raise UsageError("the model returns no tensors", "return a tensor, or a tuple/dict of tensors, from forward()")
     outputs = _name(plan, names, cases, batched=all(0 in i.dynamic_axes for i in inputs))
@@ -161,7 +162,7 @@ def finish(run: Run, cases: list[Case], plan: Any, model: Any, binding: Any, inp
             "correct export from a broken one (a zero-initialised head with random weights does this)",
             "load trained weights (--weights, or in your factory), or initialise the model's last layer",
         )
-    return Reference(cases, outputs, tolerances, dropped, constant)
+    return Reference(cases, outputs, tolerances, dropped, constant, returns)
 
 
 __all__ = ["Reference", "add_resized", "finish", "flipped_case", "run_batches"]

@@ -102,6 +102,7 @@ class BuildReport:
     warnings: list[str] = field(default_factory=list)
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: dict[str, Any] = field(default_factory=dict)  # faster ONNX variants and the one served (packager/variants/)
+    calling: dict[str, Any] = field(default_factory=lambda: {"args": [], "returns": "tuple"})  # how to call the exports
     build_seconds: float = 0.0
     sha256: dict[str, str] = field(default_factory=dict)
     pack_report: int = VERSION
@@ -147,6 +148,20 @@ class BuildReport:
         for tensor in [*data["inputs"], *data["outputs"]]:
             if tensor.get("range") is None:
                 tensor.pop("range", None)  # only inputs with a declared value range carry one
+        for record in data["formats"].values():
+            if record.get("file") is None:
+                record.pop("file", None)  # a format that did not pass has no file
+        return data
+
+    def check(self, where: str = FILE) -> dict[str, Any]:
+        """The report as written, checked against the shipped schema: what pack writes, pack reads back."""
+        data = self.to_dict()
+        problems = _problems(data)
+        if problems:  # a bug in pack, said in one line: nothing is written
+            raise ValidationFailed(
+                f"the {where} pack made does not match its own schema: {problems[0]}",
+                "nothing was written; rerun with --debug and report it",
+            )
         return data
 
     @classmethod
@@ -206,9 +221,11 @@ class BuildReport:
                 for p in sorted(folder.rglob("*"))
                 if p.is_file() and p.name != FILE and (rel := p.relative_to(folder).as_posix()) not in provenance.NOT_SUBJECTS
             }
+        data = self.check()  # before any file is written: a report pack could not read back is never saved
         provenance.write(folder, self)  # the statement of these digests, kept in step with the report
         self.record_files(folder, [provenance.FILE])
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        data["sha256"] = self.sha256
+        text = json.dumps(data, indent=2, sort_keys=False) + "\n"
         tmp = folder / f".{FILE}.{os.getpid()}.tmp"
         tmp.write_text(text)
         os.replace(tmp, folder / FILE)
@@ -265,12 +282,26 @@ def _message(error: Any) -> str:
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older report to the current version (pack 0.1 wrote version 1: two formats, no outcomes)."""
+    """Bring an older report to the current version: pack 0.1 wrote version 1 (two formats, no outcomes); version 2
+    reports written before the calling convention was recorded return tuples from every export, and some recorded a
+    failed format's missing file as null."""
     version = data.get("pack_report", 1)
-    if version == VERSION:
-        return data
-    if version != 1:
+    if version not in (1, VERSION):
         raise ValidationFailed(f"report version {version!r} is newer than this pack understands ({VERSION})", "upgrade pack")
+    if version == 1:
+        _from_version_1(data)
+    inputs = data.get("inputs")
+    inputs = inputs if isinstance(inputs, list) else []
+    data.setdefault("calling", {"args": [i.get("name") for i in inputs if isinstance(i, dict)], "returns": "tuple"})
+    formats = data.get("formats")
+    if isinstance(formats, dict):
+        for record in formats.values():
+            if isinstance(record, dict) and "file" in record and record["file"] is None:
+                del record["file"]
+    return data
+
+
+def _from_version_1(data: dict[str, Any]) -> None:
     artifacts = data.get("artifacts") or {}
     data["formats"] = {fmt: {"status": "passed", "file": rel} for fmt, rel in artifacts.items()}
     data.setdefault("cases", [{"label": f"batch {b}", "batch": b} for b in data.get("batch_sizes", [])])
@@ -281,7 +312,6 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     for check in [c for v in (data.get("validation") or {}).values() for c in v.get("checks", [])]:
         check.setdefault("case", f"batch {check.get('batch')}")
     data["pack_report"] = VERSION
-    return data
 
 
 __all__ = [

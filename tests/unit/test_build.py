@@ -58,7 +58,9 @@ def test_samples_are_the_eager_outputs(tiny: tuple[Path, dict]) -> None:
     y = np.load(folder / report["samples"]["outputs"][0])
     assert x.shape == (1, 3, 32, 32) and y.shape == (1, 10)
     ts = torch.jit.load(str(folder / "model.pt"))
-    np.testing.assert_allclose(ts(torch.from_numpy(x))[0].detach().numpy(), y, atol=1e-5)
+    out = ts(torch.from_numpy(x))  # one tensor, as the model returns it: model.pt is a drop-in model
+    assert isinstance(out, torch.Tensor) and report["calling"] == {"args": ["input"], "returns": "tensor"}
+    np.testing.assert_allclose(out.detach().numpy(), y, atol=1e-5)
 
 
 def test_exports_carry_metadata_and_dynamic_batch(tiny: tuple[Path, dict]) -> None:

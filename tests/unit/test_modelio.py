@@ -131,7 +131,7 @@ def test_names_that_collide_once_joined_fall_back_to_positions() -> None:
     import torch
 
     model = DictModel()
-    names, dropped = output_names(model, bind(model, ["x"]), [torch.ones(1, 2)])
+    names, dropped, _ = output_names(model, bind(model, ["x"]), [torch.ones(1, 2)])
     assert names == ["output_0", "output_1"] and dropped == []
 
 
