@@ -73,7 +73,7 @@ def test_data_dependent_branch_is_scripted_and_both_exports_keep_both_branches(t
             x = (sign * np.linspace(0.1, 1.0, batch * 8, dtype=np.float32)).reshape(batch, 8)
             want = _eager(x)
             np.testing.assert_allclose(session.run(None, {"x": x})[0], want, atol=1e-6)
-            np.testing.assert_allclose(scripted(torch.from_numpy(x))[0].numpy(), want, atol=1e-6)
+            np.testing.assert_allclose(scripted(torch.from_numpy(x)).numpy(), want, atol=1e-6)  # one tensor, as the model returns
 
 
 def test_forced_trace_of_a_data_dependent_branch_fails_with_exit_3(tmp_path):
