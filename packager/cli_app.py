@@ -277,7 +277,8 @@ def verify_cmd(
                 out.write(f"FAIL {f['path']}: {f['problem']}\n")
             out.write(_signature_line(result))
             verdict = "verified" if result["verified"] else "verification failed" if not result["passed"] else "NOT verified"
-            out.write(f"{target}: {verdict} ({result['kind']}: {result['checked']})\n")
+            what = result["kind"] if result["kind"] == "build" else f"{result['kind']}: {result['checked']}"
+            out.write(f"{target}: {verdict} ({what})\n")
         if not result["passed"]:
             first = result["findings"][0]
             raise ValidationFailed(
