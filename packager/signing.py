@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,13 +248,14 @@ def signed_digests(sig: Path) -> dict[str, str]:
 
 
 def signer_hint(sig: Path) -> str | None:
-    """The public key's id a key signature records (None for a certificate signature or an unreadable file)."""
+    """The public key's id a key signature records (None for a certificate signature, an unreadable file or a hint
+    that is not a sha256: the file may be anyone's)."""
     try:
         bundle = json.loads(_read(sig, MAX_SIGNATURE, str(sig), SignatureFailed))
         hint = bundle["verificationMaterial"]["publicKey"]["hint"]
     except (PackError, KeyError, TypeError, ValueError, RecursionError):
         return None
-    return hint if isinstance(hint, str) else None
+    return hint if isinstance(hint, str) and re.fullmatch("[0-9a-f]{64}", hint) else None
 
 
 def _compare(folder: Path, signed: dict[str, str]) -> list[tuple[str, str]]:

@@ -108,6 +108,15 @@ def test_tune_adopt_signs_again_or_removes(signed: Path, keys: dict[str, KeyPair
     _removed(signed, "pack tune", keys)
 
 
+def test_a_crafted_signature_is_removed_without_trusting_its_key_hint(signed: Path, keys: dict[str, KeyPair]) -> None:
+    bundle = json.loads((signed / "model.sig").read_text())
+    bundle["verificationMaterial"]["publicKey"]["hint"] = "not a key id\n" * 3
+    (signed / "model.sig").write_text(json.dumps(bundle))
+    done = invoke("archive", "tiny", "--store", str(signed.parents[1]), "--force")
+    assert done.returncode == 0, done.stderr
+    assert not (signed / "model.sig").exists() and "key_id" not in _report(signed)["signature"]
+
+
 def test_a_rewrite_killed_part_way_leaves_no_stale_signature(signed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from packager.trust import Rewrite
 
