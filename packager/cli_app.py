@@ -49,6 +49,23 @@ store_option = click.option(
 )
 
 
+sign_key_option = click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False),
+    help="Sign the build (model.sig, OpenSSF Model Signing) with this EC private key (PEM); passphrase: PACK_SIGN_KEY_PASSWORD.",
+)
+
+
+def rewrite_line(outcome: dict[str, Any]) -> str:
+    """The line a command that rewrote a build prints about its signature (packager/trust.py's outcome)."""
+    if outcome.get("signature"):
+        key = outcome["key_id"][:16]
+        return f"{outcome['status']}: the build's {outcome['signature']} ({outcome['files']} files, key {key})\n"
+    if outcome.get("status") == "removed":
+        return "unsigned: the build is no longer signed (its signature was removed: see the warning above)\n"
+    return ""
+
+
 def variant_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--variants, --min-speedup, --calibration and --serve-variant (pack build and pack optimize)."""
     for option in reversed(
@@ -84,7 +101,8 @@ def main(as_json: bool, debug: bool, verbose: int, quiet: bool) -> None:
 
     \b
     Exit codes: 0 ok, 1 internal error, 2 bad input, 3 parity failure,
-    4 deploy or smoke test failed, 5 environment (missing dependency or server), 130 interrupted.
+    4 deploy or smoke test failed, 5 environment (missing dependency or server),
+    6 not verified (verify of a .mar or repository without its build), 130 interrupted.
     """
 
 
@@ -156,11 +174,7 @@ def models_cmd(as_json: bool, debug: bool) -> None:
     3.0,
     "Seconds of latency measurement in all: each format and batch size runs until stable or its share ends.",
 )
-@click.option(
-    "--sign-key",
-    type=click.Path(dir_okay=False),
-    help="Sign the build (model.sig, OpenSSF Model Signing) with this EC private key (PEM); passphrase: PACK_SIGN_KEY_PASSWORD.",
-)
+@sign_key_option
 @variant_options
 @common
 def build_cmd(
@@ -244,11 +258,12 @@ def verify_cmd(
     as_json: bool,
     debug: bool,
 ) -> None:
-    """Check a build folder, .mar or Triton repository: digests, archive structure, provenance, optionally parity and
-    the signature (exit 3 on any difference)."""
+    """Check a build folder, .mar or Triton repository: digests, archive structure, provenance, the build's own
+    signature, optionally parity and the signature with a key (exit 3 on any difference). A .mar or repository
+    without its build is checked as far as it can be and exits 6: nothing tied it to a build's report."""
 
     def body(out: Any) -> None:
-        from .errors import ValidationFailed
+        from .errors import NotVerified, ValidationFailed
         from .verify import SignatureCheck, verify
 
         check = None
@@ -261,25 +276,36 @@ def verify_cmd(
             for f in result["findings"]:
                 out.write(f"FAIL {f['path']}: {f['problem']}\n")
             out.write(_signature_line(result))
-            out.write(f"{target}: {'verified' if result['passed'] else 'verification failed'} ({result['kind']})\n")
+            verdict = "verified" if result["verified"] else "verification failed" if not result["passed"] else "NOT verified"
+            what = result["kind"] if result["kind"] == "build" else f"{result['kind']}: {result['checked']}"
+            out.write(f"{target}: {verdict} ({what})\n")
         if not result["passed"]:
             first = result["findings"][0]
             raise ValidationFailed(
                 f"{len(result['findings'])} difference(s); first: {first['path']}: {first['problem']}",
                 "rebuild or re-download the artifacts; do not ship this folder",
             )
+        if not result["verified"]:
+            raise NotVerified(
+                f"{target}: not verified: {result['checked']}",
+                "verify the build folder it came from (pack verify BUILD), whose report.json holds every digest",
+            )
 
     run(debug, body)
 
 
 def _signature_line(result: dict[str, Any]) -> str:
+    """What the build's signature says: verified with the key, or (no key) whether it still lists every file."""
     checked = result.get("signature")
     if checked and checked.get("verified"):
         signer = f"key {checked['key_id'][:16]}" if checked.get("key_id") else "certificate chain"
         return f"signature: {checked['signature']} verified ({checked['files']} files, {signer})\n"
-    if result.get("signed") and not checked:
-        return "signed: model.sig present (check it with --signature --public-key KEY.pub)\n"
-    return ""
+    state = result.get("signature_status") or {}
+    if checked or state.get("state") in (None, "unsigned", "stale", "broken"):  # stale and broken are FAIL lines
+        return ""
+    if state["state"] == "covers" and result.get("signed"):
+        return f"signed: {state['words']} (who signed it: check with --signature --public-key KEY.pub)\n"
+    return f"{state['words']}\n" if state["state"] == "removed" else ""
 
 
 @main.command("inspect")

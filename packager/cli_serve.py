@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .cli_app import _print_result, common, main, store_option
+from .cli_app import _print_result, common, main, rewrite_line, sign_key_option, store_option
 from .console import log, run
 from .targets.base import all_targets, cli_fields, get_target, make_options, names
 
@@ -63,17 +63,46 @@ def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
 @click.option("--version", "version", help="Build version to deploy (default: the latest).")
 @store_option
 @target_options("deploy")
+@click.option(
+    "--require-signature",
+    is_flag=True,
+    help="Refuse (exit 3) a build whose model.sig does not verify with --public-key or --certificate-chain.",
+)
+@click.option("--public-key", type=click.Path(dir_okay=False), help="With --require-signature: the signer's EC public key (PEM).")
+@click.option(
+    "--certificate-chain",
+    "chain",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="With --require-signature: trusted certificates (PEM) of a certificate signature (repeat per file).",
+)
 @common
-def deploy_cmd(model: str, version: str | None, target: str, store: str, as_json: bool, debug: bool, **given: Any) -> None:
+def deploy_cmd(
+    model: str,
+    version: str | None,
+    target: str,
+    store: str,
+    require_signature: bool,
+    public_key: str | None,
+    chain: tuple[str, ...],
+    as_json: bool,
+    debug: bool,
+    **given: Any,
+) -> None:
     """Deploy a built MODEL to a server (launched locally unless --url) and smoke-test it.
 
     With --target kserve: write the storage folder and a schema-checked InferenceService manifest instead.
+    A build whose signature is stale, broken or was removed is deployed with a warning; --require-signature refuses
+    any build whose signature does not verify with the given key.
     """
 
     def body(out: Any) -> None:
+        from .trust import deploy_check
+
         chosen = get_target(target)
         opts = make_options(chosen, "deploy", Path(store), given)
         folder, report = _load_build(store, model, version)
+        deploy_check(folder, report, require_signature, public_key, chain)  # once, before any target runs
         _print_result(out, chosen.deploy(folder, report, opts), as_json)
 
     run(debug, body)
@@ -133,19 +162,34 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any) 
 @click.option("--threads", type=int, help="onnxruntime intra-op (or torch) threads per worker; 0: the library's default.")
 @click.option("--force", is_flag=True, help="Replace an existing archive.")
 @store_option
+@sign_key_option
 @common
 def archive_cmd(
-    model: str, version: str | None, fmt: str | None, force: bool, store: str, as_json: bool, debug: bool, **kw: Any
+    model: str,
+    version: str | None,
+    fmt: str | None,
+    force: bool,
+    store: str,
+    sign_key: str | None,
+    as_json: bool,
+    debug: bool,
+    **kw: Any,
 ) -> None:
-    """(Re)write the TorchServe .mar and config.properties of an existing build."""
+    """(Re)write the TorchServe .mar and config.properties of an existing build. A signed build is signed again with
+    --sign-key; without it, its signature is removed and a warning says so."""
 
     def body(out: Any) -> None:
+        from .trust import rewriting
+
         chosen = get_target("torchserve")
-        folder, report = _load_build(store, model, version, verify=False)  # archive() checks what it reads, locked
-        opts = chosen.Options(
-            store=Path(store), format=fmt, extra={"force": force}, **{k: v for k, v in kw.items() if v is not None}
-        )
-        _print_result(out, chosen.archive(folder, report, opts), as_json)  # type: ignore[attr-defined]  # TorchServe's own command
+        with rewriting("pack archive", sign_key) as rule:  # the key is checked before any work
+            folder, report = _load_build(store, model, version, verify=False)  # archive() checks what it reads, locked
+            opts = chosen.Options(
+                store=Path(store), format=fmt, extra={"force": force}, **{k: v for k, v in kw.items() if v is not None}
+            )
+            result = chosen.archive(folder, report, opts)  # type: ignore[attr-defined]  # TorchServe's own command
+        summary = "\n".join(filter(None, [result.get("summary", ""), rewrite_line(rule.outcome).rstrip()]))
+        _print_result(out, {**result, "signature": rule.outcome, "summary": summary}, as_json)
 
     run(debug, body)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .cli_app import common, main, ranged, store_option
+from .cli_app import common, main, ranged, rewrite_line, sign_key_option, store_option
 from .console import emit_json, run, terminate_interrupts
 
 
@@ -23,6 +23,7 @@ from .console import emit_json, run, terminate_interrupts
 @click.option("--no-write", is_flag=True, help="Measure and report only; leave the build as it is.")
 @ranged("--timeout", 1, 3600, 180.0, "Seconds to wait for a server and its model at each point.")
 @store_option
+@sign_key_option
 @common
 def tune_cmd(
     model: str,
@@ -36,6 +37,7 @@ def tune_cmd(
     no_write: bool,
     timeout: float,
     store: str,
+    sign_key: str | None,
     as_json: bool,
     debug: bool,
 ) -> None:
@@ -43,17 +45,20 @@ def tune_cmd(
 
     Each point is deployed to a server of its own (stopped at the end), warmed up and measured; the best point
     under the bound is written into the build (config.pbtxt or the .mar's model-config.yaml) unless --no-write.
+    A signed build is signed again with --sign-key; without it, its signature is removed and a warning says so.
     """
 
     def body(out: Any) -> None:
         from .errors import ValidationFailed
+        from .trust import rewriting
         from .tune import TuneOptions, Window, run_tune
         from .tune.frontier import describe, plot, table
 
         window = Window(seconds=window_s, concurrency=concurrency, timeout=timeout)
         options = TuneOptions(model, target, version, Path(store), p99_ms, budget_s, window, not no_write)
-        with terminate_interrupts():  # SIGTERM stops the tune's servers like Ctrl-C does
+        with terminate_interrupts(), rewriting("pack tune", sign_key) as rule:  # SIGTERM stops the servers like Ctrl-C
             doc = run_tune(options)
+        doc["signature"] = rule.outcome
         if plot_path:
             doc["plot"] = str(plot(doc, Path(plot_path)))
         if as_json:
@@ -68,6 +73,7 @@ def tune_cmd(
                     + (f"; wrote {', '.join(doc['written'])}" if doc["written"] else "")
                     + "\n"
                 )
+                out.write(rewrite_line(rule.outcome))
         if doc["best"] is None:
             bound = f"p99 <= {p99_ms:g} ms" if p99_ms is not None else "a served point"
             raise ValidationFailed(

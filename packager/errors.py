@@ -6,6 +6,7 @@ EXIT_USAGE = 2  # bad input: unknown model, bad spec, unreadable weights, output
 EXIT_VALIDATION = 3  # an export does not match the eager model (parity gate)
 EXIT_DEPLOY = 4  # deploy or smoke test failed; what was serving before is left serving
 EXIT_ENVIRONMENT = 5  # a missing dependency or a server that cannot be started or reached
+EXIT_UNVERIFIED = 6  # `pack verify` checked only what it could (a .mar or repository without its build's report)
 EXIT_INTERRUPTED = 130
 
 
@@ -40,6 +41,13 @@ class DeployFailed(PackError):
 
 class EnvironmentProblem(PackError):
     exit_code = EXIT_ENVIRONMENT
+
+
+class NotVerified(PackError):
+    """`pack verify` found nothing wrong but could verify nothing against a build's report (a stand-alone .mar or
+    Triton repository): a code of its own, so that a release job cannot take it for a verified build."""
+
+    exit_code = EXIT_UNVERIFIED
 
 
 class SignatureFailed(ValidationFailed):

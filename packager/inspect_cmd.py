@@ -8,6 +8,7 @@ from typing import Any
 
 from .provenance import FILE as PROVENANCE
 from .provenance import SIGNATURE
+from .trust import status
 from .verify import kind_of, owner
 
 
@@ -19,6 +20,7 @@ def inspect_build(folder: Path) -> dict[str, Any]:
     from .report import BuildReport
 
     report = BuildReport.load(folder)
+    signature = status(folder, report, hash_files=False)
     plain = report.to_dict()
     files = {rel: (folder / rel).stat().st_size for rel in report.sha256 if (folder / rel).is_file()}
     doc = {
@@ -37,8 +39,10 @@ def inspect_build(folder: Path) -> dict[str, Any]:
         "files": files,
         "warnings": report.warnings,
         "provenance": PROVENANCE if PROVENANCE in report.sha256 else None,
-        "signed": (folder / SIGNATURE).is_file(),
+        "signed": signature.state == "covers",  # lists the digests the report records (pack verify checks the files)
+        "signature_status": signature.to_dict(),
     }
+    words = signature.words  # unsigned, or what is wrong with the signature
     lines = [
         f"build {doc['name']} version {doc['version']} ({doc['task']}) at {folder}",
         f"  source: {doc['source']}   weights: {doc['weights']}",
@@ -52,7 +56,7 @@ def inspect_build(folder: Path) -> dict[str, Any]:
         ),
         "  targets: " + (", ".join(sorted(doc["targets"])) or "none"),
         f"  provenance: {doc['provenance'] or 'none'}   signature: "
-        + (f"{SIGNATURE} (check it: pack verify {folder} --signature --public-key KEY.pub)" if doc["signed"] else "none"),
+        + (f"{SIGNATURE} (check it: pack verify {folder} --signature --public-key KEY.pub)" if doc["signed"] else words),
         "  files:",
         *[f"    {size:>12,d}  {rel}" for rel, size in sorted(files.items())],
         *[f"  WARNING: {w}" for w in doc["warnings"]],

@@ -103,6 +103,7 @@ class BuildReport:
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: dict[str, Any] = field(default_factory=dict)  # faster ONNX variants and the one served (packager/variants/)
     calling: dict[str, Any] = field(default_factory=lambda: {"args": [], "returns": "tuple"})  # how to call the exports
+    signature: dict[str, Any] = field(default_factory=dict)  # what the last rewrite of the build did to its signature
     build_seconds: float = 0.0
     sha256: dict[str, str] = field(default_factory=dict)
     pack_report: int = VERSION
@@ -151,6 +152,8 @@ class BuildReport:
         for record in data["formats"].values():
             if record.get("file") is None:
                 record.pop("file", None)  # a format that did not pass has no file
+        if not data["signature"]:
+            del data["signature"]  # written only once a command rewrote a build (packager/trust.py)
         return data
 
     def check(self, where: str = FILE) -> dict[str, Any]:
@@ -284,7 +287,8 @@ def _message(error: Any) -> str:
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Bring an older report to the current version: pack 0.1 wrote version 1 (two formats, no outcomes); version 2
     reports written before the calling convention was recorded return tuples from every export, and some recorded a
-    failed format's missing file as null."""
+    failed format's missing file as null; a report without a `signature` record was never rewritten by a command that
+    records one (it stays absent: nothing is known about it)."""
     version = data.get("pack_report", 1)
     if version not in (1, VERSION):
         raise ValidationFailed(f"report version {version!r} is newer than this pack understands ({VERSION})", "upgrade pack")

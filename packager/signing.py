@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,15 +235,33 @@ def _verifier(public_key: str | Path | None, chain: Sequence[str | Path]) -> tup
     return config, {"method": "certificate"}
 
 
-def _mismatches(folder: Path, sig: Path) -> list[tuple[str, str]]:
-    """The files that differ from the signed statement, named one by one. Called once model-signing said `Signature
-    mismatch`, which it says only after the signature itself verified: the statement read here is the signed one."""
+def signed_digests(sig: Path) -> dict[str, str]:
+    """File -> sha256 as the signature's statement lists them: read, not checked (no key is needed, nor the library).
+    ValueError, saying why, for a file that is not a signature pack can read."""
+    try:
+        resources = _statement(sig)["predicate"]["resources"]
+        return {str(r["name"]): str(r["digest"]) for r in resources}
+    except PackError as exc:
+        raise ValueError(exc.message.split(": ", 1)[-1]) from None
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
+        raise ValueError("not a signature pack can read (no statement of files and digests)") from None
+
+
+def signer_hint(sig: Path) -> str | None:
+    """The public key's id a key signature records (None for a certificate signature, an unreadable file or a hint
+    that is not a sha256: the file may be anyone's)."""
+    try:
+        bundle = json.loads(_read(sig, MAX_SIGNATURE, str(sig), SignatureFailed))
+        hint = bundle["verificationMaterial"]["publicKey"]["hint"]
+    except (PackError, KeyError, TypeError, ValueError, RecursionError):
+        return None
+    return hint if isinstance(hint, str) and re.fullmatch("[0-9a-f]{64}", hint) else None
+
+
+def _compare(folder: Path, signed: dict[str, str]) -> list[tuple[str, str]]:
+    """The files of the folder that differ from the signed digests, named one by one."""
     from .report import sha256_file
 
-    try:
-        signed = {name: r.get("digest") for r in _statement(sig)["predicate"]["resources"] if (name := r.get("name"))}
-    except (PackError, KeyError, TypeError, ValueError):
-        return []
     found: list[tuple[str, str]] = []
     present = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != SIGNATURE)
     for path in present:
@@ -254,6 +273,46 @@ def _mismatches(folder: Path, sig: Path) -> list[tuple[str, str]]:
     on_disk = {p.relative_to(folder).as_posix() for p in present}
     found += [(str(folder / name), "signed but missing") for name in sorted(set(signed) - on_disk)]
     return found
+
+
+def coverage(folder: Path, recorded: dict[str, str], report_file: str, hash_files: bool) -> list[tuple[str, str]]:
+    """(path, problem) for every way the folder's own signature fails to cover the build, without a key: its
+    statement against the digests the report records (`recorded`, plus the report file's own digest) and, with
+    `hash_files`, against every file of the folder (hashed again). Empty: the signature lists every file with the
+    digest it has now; whether the right key made it is `verify_signature`'s question."""
+    from .report import sha256_file
+
+    sig = folder / SIGNATURE
+    if sig.is_symlink() or not sig.is_file():
+        return [(str(sig), "is not a plain file (pack follows no link in a build)")]
+    try:
+        signed = signed_digests(sig)
+    except ValueError as exc:
+        return [(str(sig), f"broken: {exc}")]
+    found = _compare(folder, signed) if hash_files else []
+    named = {path for path, _ in found}
+    expected = {**recorded, report_file: sha256_file(folder / report_file)}
+    for rel, digest in sorted(expected.items()):
+        path = str(folder / rel)
+        if path in named:
+            continue
+        if rel not in signed:
+            found.append((path, "not covered by the signature (recorded after signing)"))
+        elif signed[rel] != digest:
+            found.append((path, "changed since it was signed (the digest the report records is not the signed one)"))
+    if not hash_files:
+        found += [(str(folder / rel), "signed but no longer in the build") for rel in sorted(set(signed) - set(expected))]
+    records = {str(folder / report_file), str(folder / "provenance.json")}  # they change with any file: named last
+    return sorted(found, key=lambda f: (f[0] in records, f[0]))
+
+
+def _mismatches(folder: Path, sig: Path) -> list[tuple[str, str]]:
+    """The files that differ from the signed statement, named one by one. Called once model-signing said `Signature
+    mismatch`, which it says only after the signature itself verified: the statement read here is the signed one."""
+    try:
+        return _compare(folder, signed_digests(sig))
+    except ValueError:
+        return []
 
 
 def verify_signature(
@@ -290,4 +349,13 @@ def verify_signature(
     return [], {**summary, "verified": True, "files": len(_resources(statement))}
 
 
-__all__ = ["PASSWORD_ENV", "SigningKey", "load_signing_key", "sign_folder", "verify_signature"]
+__all__ = [
+    "PASSWORD_ENV",
+    "SigningKey",
+    "coverage",
+    "load_signing_key",
+    "sign_folder",
+    "signed_digests",
+    "signer_hint",
+    "verify_signature",
+]

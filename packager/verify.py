@@ -1,8 +1,11 @@
 """`pack verify`: recompute digests against the report, check archive structure, optionally re-run the samples.
 
 Works on a build folder (its report.json), or on one artifact of a serving target (a `.mar`, a Triton model
-repository), whose own target checks its structure. Every difference is a `Finding` naming the file; any finding
-makes the command exit 3.
+repository), whose own target checks what it can without the build's report (`Target.checked` says what: its
+structure, and for pack's own archives its members against the digests the archive records). Every difference is a
+`Finding` naming the file; any finding makes the command exit 3. A build's own signature is checked without a key
+too (packager/trust.py): a stale or broken one is a finding. A stand-alone artifact with no finding is `verified:
+false` (exit 6 in the CLI): nothing tied it to a build's report.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from . import provenance
+from . import provenance, trust
 from .errors import UsageError, ValidationFailed
 from .report import FILE as REPORT
 from .report import sha256_file
@@ -211,10 +214,16 @@ def verify(target: Path, parity: bool, signature: SignatureCheck | None = None) 
         found, result["signature"] = verify_signature(target, signature.path, signature.public_key, signature.chain)
         findings += [Finding(p, problem) for p, problem in found]
     if kind == "build":
-        result["signed"] = (target / provenance.SIGNATURE).is_file()
         build_findings, report = check_build(target)
         findings += build_findings
+        # files that match the report need no second hashing: the signature is compared with the report's digests
+        state = trust.status(target, report, hash_files=bool(build_findings)) if report else None
+        result["signature_status"] = state.to_dict() if state else None
+        result["signed"] = state is not None and state.state == "covers" and not findings
+        if state and state.state in ("stale", "broken") and not (signature and signature.path is None):
+            findings.append(Finding(str(target / provenance.SIGNATURE), f"{state.words}; {trust.RESIGN} or delete it"))
         result["files_checked"] = len(report.sha256) if report else 0
+        result["checked"] = "every file against the digests report.json records"
         if parity and report and not findings:
             parity_findings, result["parity"] = check_parity(target, report)
             findings += parity_findings
@@ -226,8 +235,15 @@ def verify(target: Path, parity: bool, signature: SignatureCheck | None = None) 
                 "--parity needs a build folder (with report.json and samples)",
                 f"run pack verify on the build folder holding {target.name}",
             )
+        result["checked"] = "every file against the signature"
         if kind != "folder":
-            findings += _target_findings(target, owner(target))
+            by = owner(target)
+            findings += _target_findings(target, by)
+            result["checked"] = by.checked(target)
+    signed = bool(result.get("signature", {}).get("verified"))  # a signature that verified with the key vouches too
+    if signed and kind not in ("build", "folder"):
+        result["checked"] = "every file against the signature, and the structure"
     result["passed"] = not findings
+    result["verified"] = not findings and (kind == "build" or signed)
     result["findings"] = [{"path": f.path, "problem": f.problem} for f in findings]
     return result

@@ -141,6 +141,10 @@ class Target:
         """(path, problem) for every structural problem of an artifact this target owns."""
         return []
 
+    def checked(self, path: Path) -> str:
+        """What `verify(path)` checks of a stand-alone artifact, in the words `pack verify` prints."""
+        return "structure only: no report to check digests against"
+
     def inspect(self, path: Path) -> dict[str, Any]:
         raise self._unsupported("inspect")
 

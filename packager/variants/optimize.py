@@ -3,7 +3,8 @@ packages; and the variants table both `pack build` and `pack optimize` print.
 
 The build is copied into a temporary folder beside it under the model's lock, the variants are judged and the
 targets re-packaged there, and the folder replaces the build only when everything succeeded: a failed or
-interrupted optimize leaves the build as it was.
+interrupted optimize leaves the build as it was. A signed build's signature is dropped from the copy and, with
+`--sign-key`, the copy is signed again before it replaces the build (packager/trust.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def optimize(
 ) -> tuple[BuildReport, Path]:
     from ..export import runner_for
     from ..store import AtomicVersion, find_build
+    from ..trust import current
     from ..verify import require_intact
     from .calibration import optimize_cases
     from .judge import run_variants
@@ -55,7 +57,9 @@ def optimize(
         cases = optimize_cases(tmp, report, base)
         report.variants = run_variants(tmp, report, settings, cases, REFERENCE, iterations)
         report.targets = {n: package(tmp, report) for n, package in (packagers or {}).items()}
-        report.save(tmp)
+        rule = current("pack optimize")
+        rule.save(tmp, report)  # drops the copy's signature and records what becomes of it
+        rule.seal(tmp)  # signs the copy with --sign-key before it replaces the build
         final = atomic.commit()
     return report, final
 

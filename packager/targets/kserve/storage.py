@@ -7,7 +7,8 @@
 Each layout is written by the runtime's own target (`Target.kserve_storage`); this module only digests it, and
 carries the build's own trust files beside the model files: for a signed build its provenance statement
 (`provenance.json`) and its signature (`build.sig`, the OpenSSF model signature of the build folder the storage came
-from; not `model.sig`, which model-signing would take for a signature of the storage folder itself). With
+from; not `model.sig`, which model-signing would take for a signature of the storage folder itself), only while that
+signature covers every file of the build (a stale one is left behind). With
 `--sign-key`, the storage folder is also signed itself (`model.sig` over every file in it, these included), which is
 what a load-time check of /mnt/models verifies.
 """
@@ -37,12 +38,17 @@ def _digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _carry_trust_files(build_dir: Path, dest: Path) -> list[str]:
+def _carry_trust_files(build_dir: Path, report: BuildReport, dest: Path) -> list[str]:
     """A signed build's provenance and signature, copied beside the model files (files at the top of the storage
-    folder: Triton reads only folders there as models, TorchServe only config/ and model-store/)."""
+    folder: Triton reads only folders there as models, TorchServe only config/ and model-store/). A signature that
+    does not cover the build's files (packager/trust.py) is never carried, nor signed over."""
     from ...provenance import FILE, SIGNATURE
+    from ...trust import status
 
-    if not (build_dir / SIGNATURE).is_file() or (build_dir / SIGNATURE).is_symlink():
+    found = status(build_dir, report, hash_files=False)  # the files were checked against the report before deploy
+    if found.state != "covers":
+        if found.state in ("stale", "broken"):
+            log(f"kserve: not carrying the build's signature: {found.words}")
         return []
     carried = []
     for source, name in ((build_dir / FILE, FILE), (build_dir / SIGNATURE, BUILD_SIGNATURE)):
@@ -59,7 +65,7 @@ def write_storage(build_dir: Path, report: BuildReport, k: KServeOptions, dest: 
 
     dest.mkdir(parents=True)
     served = get_target(k.runtime).kserve_storage(build_dir, report, dest, k.protocol, k.format, k.gpus)
-    out: dict[str, Any] = {"served_model": served, "carried": _carry_trust_files(build_dir, dest)}
+    out: dict[str, Any] = {"served_model": served, "carried": _carry_trust_files(build_dir, report, dest)}
     if signer is not None:
         from ...signing import sign_folder
 

@@ -97,6 +97,7 @@ def _swap_in(staging: Path, folder: Path, names: tuple[str, ...]) -> list[Path]:
 def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[str, Any]:
     """`pack archive`: (re)write the .mar and config.properties of a committed build, and its report.json entries."""
     from ...report import sha256_file
+    from ...trust import current
     from ...verify import require_intact
     from .config import settings_from
     from .marcheck import read_manifest
@@ -113,6 +114,7 @@ def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[s
             raise UsageError(f"{mar_path} already exists", "pass --force to rewrite it")
         staging = folder / f".tmp-{os.getpid()}"
         staging.mkdir(parents=True, exist_ok=True)
+        rule = current("pack archive")
         try:
             # The digests of what is packed are checked while it is packed (a second core); nothing is swapped in
             # before the check ends, and a failed check wins over any other error: nothing unverified is packed.
@@ -122,17 +124,19 @@ def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[s
                     section, digest = _write_files(build_dir, report, settings, staging)
                 finally:
                     checked.result()
+            rule.drop(build_dir)  # the signature goes before the first file is replaced (packager/trust.py)
             old = _swap_in(staging, folder, (mar_path.name, CONFIG))
             tuned = (opts.extra or {}).get("tuned")  # `pack tune`: what was measured with these settings
             report.targets["torchserve"] = {**section, "tuned": tuned} if tuned else section
             report.sha256[rel] = digest  # taken as the archive was written
-            report.save(build_dir, rewritten=[f"{FOLDER}/{CONFIG}"])  # the others keep the digests checked before
+            rule.save(build_dir, report, rewritten=[f"{FOLDER}/{CONFIG}"])  # the others keep the digests checked before
             for path in old:
                 path.unlink()
         finally:
             for leftover in staging.glob("*"):
                 leftover.unlink()
             staging.rmdir()
+        rule.seal(build_dir)  # under the lock, once the staging folder is gone (packager/trust.py)
     log(f"wrote {mar_path} ({section['mar_bytes'] / 1e6:.1f} MB, {settings.format}, {section['handler']})")
     return {
         "target": "torchserve",

@@ -9,6 +9,7 @@ with `zipfile` directly:
 - the model weights stored (no deflate: they do not compress and deflate is what makes torch-model-archiver slow),
   starting on a 4 KiB boundary, copied by the kernel (copy_file_range) while a second thread computes their CRC;
   text files deflated at level 6;
+- pack.json records the sha256 of every other member (`members_sha256`), which `pack verify` checks;
 - MANIFEST.json's `createdOn` is that same fixed date, so the same build always gives the same sha256.
 """
 
@@ -40,6 +41,7 @@ Date = tuple[int, int, int, int, int, int]  # year, month, day, hour, minute, se
 FIXED_DATE: Date = (1980, 1, 1, 0, 0, 0)
 CHUNK = 8 << 20
 METADATA_FILE = "pack.json"
+MEMBER_DIGESTS = "members_sha256"  # pack.json: member name -> sha256, every member but pack.json
 CONFIG_FILE = "model-config.yaml"
 SERIALIZED = FILES  # format -> file name inside the archive (the build's own names)
 
@@ -127,6 +129,12 @@ class Entry:
         return self.data if self.data is not None else self.file().read_bytes()
 
 
+def member_digests(entries: list[Entry]) -> dict[str, str]:
+    """The sha256 of every member (all but pack.json, which records them): `pack verify` of an archive without its
+    build checks each member against them, so a model file swapped inside the archive is caught."""
+    return {e.name: hashlib.sha256(e.data).hexdigest() if e.data is not None else sha256_file(e.file()) for e in entries}
+
+
 def plan_entries(
     build_dir: Path, report: BuildReport, settings: ServingSettings, handler: str | None = None
 ) -> tuple[list[Entry], dict[str, Any]]:
@@ -150,13 +158,12 @@ def plan_entries(
         ),
         Entry(serialized, path=model_path, store=True),
         Entry(CONFIG_FILE, data=model_config_yaml(config).encode()),
-        Entry(
-            METADATA_FILE, data=(json.dumps(metadata(report, fmt, serialized, labels), indent=2, sort_keys=True) + "\n").encode()
-        ),
     ]
     entries += [Entry(f, data=read_runtime(f)) for f in helper_files(handler)]
     if labels:
         entries.append(Entry(Path(labels).name, path=build_dir / labels))
+    meta = {**metadata(report, fmt, serialized, labels), MEMBER_DIGESTS: member_digests(entries)}
+    entries.append(Entry(METADATA_FILE, data=(json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()))
     entries.sort(key=lambda e: e.name)
     info = {"handler": handler, "format": fmt, "serialized_file": serialized, "model_config": config, "date": list(date)}
     return entries, info

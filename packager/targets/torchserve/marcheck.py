@@ -1,10 +1,12 @@
 """Reading a TorchServe archive pack may not have written (`pack verify`, `pack inspect`, deploy's reuse of a build's
 .mar): safe entry names, members read with a cap on their inflated size, MAR-INF/MANIFEST.json, model-config.yaml
-(no YAML anchors or aliases) and pack.json checked for the structure pack writes. Every malformed structure is a
-finding or ValidationFailed (exit 3) naming the member and the field, never an internal error."""
+(no YAML anchors or aliases) and pack.json checked for the structure pack writes, and every member against the sha256
+digests pack.json records (archives pack wrote since it records them). Every malformed structure or replaced member is
+a finding or ValidationFailed (exit 3) naming the member and the field, never an internal error."""
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from ...safeio import load_json, load_yaml, read_member
 
 MANIFEST = "MAR-INF/MANIFEST.json"
 META = "pack.json"
+DIGESTS = "members_sha256"  # what mar.py records in pack.json
 MODEL_KEYS = ("modelName", "modelVersion", "serializedFile", "handler", "configFile")
 
 
@@ -90,16 +93,68 @@ def check_mar(path: Path, label: str | None = None) -> list[tuple[str, str]]:
         try:
             manifest = read_valid_manifest(zf, label)
             read_config(zf, manifest, label)
-            read_meta(zf, label)
+            meta = read_meta(zf, label)
         except ValidationFailed as exc:
             where, _, problem = exc.message.partition(": ")
             return findings + [(where, problem)]
         model = manifest["model"]
         for key in ("serializedFile", "handler", "configFile"):
             ref = model.get(key)
+            if key == "handler" and ref:
+                ref = ref.split(":")[0] if ref.split(":")[0].endswith(".py") else None  # else one TorchServe ships
             if ref and ref not in names:
                 findings.append((label, f"manifest names {key} {ref!r}, which the archive lacks"))
+        findings += _member_findings(zf, meta, label)
     return findings
+
+
+def _recorded(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The member digests pack.json records (archives pack wrote before it recorded them have none)."""
+    return meta.get(DIGESTS) if meta and DIGESTS in meta else None
+
+
+def _member_findings(zf: zipfile.ZipFile, meta: dict[str, Any] | None, label: str) -> list[tuple[str, str]]:
+    """Every member against the sha256 pack.json records: a replaced, added or removed member is a finding."""
+    recorded = _recorded(meta)
+    if recorded is None:
+        return []
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        return [(f"{label}!{META}", f"{DIGESTS} is not an object of member names and sha256 digests")]
+    names = {n for n in zf.namelist() if not n.endswith("/")}
+    found = [
+        (f"{label}!{name}", f"not among the members {META} records (added after pack wrote the archive)")
+        for name in sorted(names - set(recorded) - {META})
+    ]
+    for name, digest in sorted(recorded.items()):
+        if name not in names:
+            found.append((f"{label}!{name}", f"recorded in {META} but missing"))
+        elif _sha256(zf, name) != digest:
+            why = f"sha256 differs from the one {META} records (replaced after pack wrote the archive)"
+            found.append((f"{label}!{name}", why))
+    return found
+
+
+def _sha256(zf: zipfile.ZipFile, name: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with zf.open(name) as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        return f"unreadable: {exc}"
+    return digest.hexdigest()
+
+
+def checked(path: Path) -> str:
+    """What `check_mar` verifies of this archive, in the words `pack verify` prints."""
+    try:
+        with open_archive(path) as zf:
+            recorded = _recorded(read_meta(zf, str(path)))
+    except (UsageError, ValidationFailed, OSError, KeyError):
+        recorded = None
+    if isinstance(recorded, dict):
+        return f"structure, and every member against the sha256 digests its {META} records (no build report to check against)"
+    return "structure only: no report to check digests against"
 
 
 def _testzip(zf: zipfile.ZipFile) -> str | None:
@@ -145,4 +200,4 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
-__all__ = ["MANIFEST", "check_mar", "inspect_mar", "manifest_problems", "read_manifest"]
+__all__ = ["MANIFEST", "check_mar", "checked", "inspect_mar", "manifest_problems", "read_manifest"]

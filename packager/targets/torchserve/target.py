@@ -13,6 +13,7 @@ from typing import Any
 from ...report import BuildReport
 from ..base import SERVER, Endpoint, Request, ServerOptions, ServerTarget, cli_field, register_target
 from .marcheck import check_mar, inspect_mar
+from .marcheck import checked as mar_checked
 
 log = logging.getLogger(__name__).info
 
@@ -120,6 +121,9 @@ class TorchServeTarget(ServerTarget):
 
     def verify(self, path: Path) -> list[tuple[str, str]]:
         return check_mar(path)
+
+    def checked(self, path: Path) -> str:
+        return mar_checked(path)
 
     def inspect(self, path: Path) -> dict[str, Any]:
         return inspect_mar(path)

@@ -50,6 +50,7 @@ def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, A
 def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned: dict[str, Any]) -> list[str]:
     """Regenerate build_dir/triton/ with `settings`, check it offline, swap it in and record it (digests, the
     settings later deploys start from, and what was measured): all or nothing. Returns the files written."""
+    from ...trust import current
     from ...verify import require_intact
     from .check import check_repository, raise_on_errors
     from .repository import RepoOptions, generate, report_section
@@ -61,6 +62,7 @@ def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         old = build_dir / f".{FOLDER}-old-{os.getpid()}"
+        rule = current("pack tune")
         try:
             ropts = RepoOptions(
                 backend="python",
@@ -74,11 +76,12 @@ def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned:
             raise_on_errors(check_repository(staging))
             recorded = report_section(section, FOLDER)
             files = recorded["files"]
+            rule.drop(build_dir)  # the signature goes before the first file is replaced (packager/trust.py)
             os.rename(build_dir / FOLDER, old)
             os.rename(staging, build_dir / FOLDER)
             report.sha256 = {k: v for k, v in report.sha256.items() if not k.startswith(f"{FOLDER}/")}
             report.targets["triton"] = {**recorded, "tuned": tuned}
-            report.save(build_dir, rewritten=files)
+            rule.save(build_dir, report, rewritten=files)
         except BaseException:  # put the old repository back: all or nothing
             if old.exists():
                 shutil.rmtree(build_dir / FOLDER, ignore_errors=True)
@@ -87,5 +90,6 @@ def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(old, ignore_errors=True)
+        rule.seal(build_dir)  # under the lock, once the old repository is gone (packager/trust.py)
     log(f"wrote the tuned settings into {build_dir / FOLDER} (offline check passed)")
     return [f for f in files if f.endswith("config.pbtxt")]
