@@ -127,10 +127,10 @@ class Target:
         return UsageError(f"the {self.name} target does not support {what}")
 
     def served(self, report: BuildReport, requested: str | None = None) -> Served:
-        """The export and the file this target serves of `report` when `requested` (a format) or nothing is asked
-        for: the first passed format of SERVE_PREFERENCE otherwise, and for it the file the report names
-        (`BuildReport.served_file`: a kept ONNX variant's, else the export). Every target's archive, repository,
-        model folder, KServe storage and deploy result, and bench's in-process rows, take their file from here."""
+        """What this target serves of `report`: the `requested` format (else the first of SERVE_PREFERENCE that
+        passed) and the file the report names for it (`BuildReport.served_file`: a kept ONNX variant's, else the
+        export). Every target's archive, repository, model folder, KServe storage and deploy result, and bench's
+        in-process rows, take their file from here; nothing else picks one."""
         from ..export import served_format
 
         fmt = served_format(report, requested)  # one of report.artifacts, or a one-line UsageError

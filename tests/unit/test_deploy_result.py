@@ -165,7 +165,9 @@ def test_the_torchserve_result(variant_build: Path) -> None:
             base_url="http://127.0.0.1:8081", describe=lambda n, v: [{"batchSize": 4, "maxBatchDelay": 20, "workers": [{}]}]
         ),
         token_file="/s/key_file.json",
-        local=SimpleNamespace(state=lambda: {"pid": 42}, log_path=lambda: Path("/s/logs/ts_log.log")),
+        local=SimpleNamespace(
+                state=lambda: {"pid": 42, "metrics_url": "http://127.0.0.1:8082"}, log_path=lambda: Path("/s/logs/ts_log.log")
+            ),
     ))  # fmt: skip
     steps.launched, steps.already, steps.previous_default = False, False, None
     doc = steps.result(SMOKE)
@@ -173,6 +175,7 @@ def test_the_torchserve_result(variant_build: Path) -> None:
     assert doc["url"] == "http://127.0.0.1:8080" and doc["infer_url"] == "http://127.0.0.1:8080/v2/models/tiny/infer"
     assert doc["predictions_url"] == "http://127.0.0.1:8080/predictions/tiny" and doc["management_url"].endswith(":8081")
     assert doc["server"] == {"launched": False, "pid": 42, "log": "/s/logs/ts_log.log"} and doc["workers"] == 1
+    assert doc["metrics_url"] == "http://127.0.0.1:8082/metrics"
 
 
 def test_the_fastapi_result(variant_build: Path) -> None:

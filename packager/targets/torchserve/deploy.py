@@ -194,10 +194,8 @@ class TorchServeSteps(Steps):
         v2_curl = curl_line(model_url, request, conn.token_file)
         workers = len(info.get("workers", []))
         batch_size = info.get("batchSize", s.batch_size)
-        local = conn.local
-        server = server_info(
-            self.launched, (local.state() or {}).get("pid") if local else None, str(local.log_path()) if local else None
-        )
+        state = (conn.local.state() or {}) if conn.local else {}
+        server = server_info(self.launched, state.get("pid"), str(conn.local.log_path()) if conn.local else None)
         auth = " (token in " + conn.token_file + ")" if conn.token_file else ""
         summary = (
             f"deployed {name} v{version} ({self.served.file}) to TorchServe: POST {predictions_url}{auth}\n"
@@ -222,6 +220,7 @@ class TorchServeSteps(Steps):
             predictions_url=predictions_url,
             token_file=conn.token_file,
             handler=choose_handler(self.report),
+            metrics_url=f"{state['metrics_url']}/metrics" if state.get("metrics_url") else None,
             already_registered=self.already,
             default_version=version,
             previous_default=previous,
