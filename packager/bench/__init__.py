@@ -326,6 +326,7 @@ def _server_row(
         server.cold_start,
         {"rss_mb": None, "rss_after_deploy_mb": server.memory_mb(), "inprocess_rss_mb": base_mb, "overhead_mb": None},
         server.settings,
+        server.deploy["served_file"],  # what the deploy says it serves (the in-process rows run the same file)
     )
     row["same_runtime_baseline"] = same if with_baselines else None
     row["http_baseline"] = "fastapi" if target != "fastapi" and "fastapi" in o.targets else None

@@ -144,11 +144,19 @@ def eager_runner(module: Any) -> Runner:
     return torch_runner(module, "cpu")
 
 
+def served_onnx(report: BuildReport) -> str:
+    """The build-relative ONNX file the in-process rows run: the one the targets serve (`Target.served`: a kept
+    variant's, else the export), asked of TorchServe, whose worker code these rows run."""
+    from ..targets import get_target
+
+    return get_target("torchserve").served(report, "onnx").file
+
+
 def onnx_runner(build_dir: Path, report: BuildReport, threads: int = 0) -> Runner:
     """onnxruntime through the serving runtime's own loader (pack_runtime.load_model): the session a TorchServe worker
-    or a Triton python-backend model builds."""
+    or a Triton python-backend model builds, on the served ONNX file."""
     runtime = _handler_module("pack_runtime")
-    path = build_dir / (report.served_file("onnx") or "model.onnx")
+    path = build_dir / served_onnx(report)
     run: Runner = runtime.load_model(
         str(path), "onnx", "cpu", threads, [i.name for i in report.inputs], [o.name for o in report.outputs]
     )

@@ -37,11 +37,13 @@ def make_row(
     cold_start: dict[str, Any],
     memory: dict[str, Any],
     settings: dict[str, Any] | None = None,
+    served_file: str | None = None,
 ) -> dict[str, Any]:
     return {
         "name": name,
         "target": target,
         "runtime": runtime,
+        "served_file": served_file,  # the build-relative file the row serves (None: the eager model, not a served file)
         "payload": payload,
         "work": work,
         "compare_with": compare_with,
@@ -71,6 +73,7 @@ def in_process_rows(
     onnx = ip.onnx_runner(folder, report, o.threads)
     onnx_handler = ip.handler_instance(folder, report, onnx, "onnx")
     onnx_load = time.perf_counter() - t0
+    onnx_file = ip.served_onnx(report)
     arrays = ip.preprocessed(eager_handler, body)
     log("in-process memory: a fresh process per runtime with the model loaded")
     rss = {"eager": ip.measure_rss_subprocess(folder, "eager"), "onnx": ip.measure_rss_subprocess(folder, "onnx")}
@@ -103,6 +106,7 @@ def in_process_rows(
                 {"launch_s": None, "load_s": round(onnx_load, 2)},
                 {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None},
                 {"threads": threads},
+                onnx_file,
             ),
             lambda: ip.pipeline(onnx_handler, body),
         ),
@@ -117,6 +121,7 @@ def in_process_rows(
                 {"launch_s": None, "load_s": round(onnx_load, 2)},
                 {"rss_mb": rss["onnx"].get("rss_mb"), "overhead_mb": None},
                 {"threads": threads},
+                onnx_file,
             ),
             lambda: ip.tensor_call(onnx, arrays),
         ),

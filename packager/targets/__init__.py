@@ -12,7 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from ..report import BuildReport
-from .base import DeployOptions, Endpoint, Request, ServerOptions, Target, all_targets, get_target, make_options, names
+from .base import (
+    DeployOptions,
+    Endpoint,
+    Request,
+    Served,
+    ServerOptions,
+    Target,
+    all_targets,
+    get_target,
+    make_options,
+    names,
+)
 
 Packager = Callable[[Path, BuildReport], dict[str, Any]]
 
@@ -26,6 +37,7 @@ __all__ = [
     "DeployOptions",
     "Endpoint",
     "Request",
+    "Served",
     "ServerOptions",
     "Target",
     "all_targets",

@@ -92,6 +92,15 @@ class Request:
     tensors: list[Any]
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a target serves of a build: the export format and its file, relative to the build folder (the kept ONNX
+    variant's file when the build serves one). `Target.served` is the one place it is decided."""
+
+    format: str
+    file: str
+
+
 @dataclass
 class Endpoint:
     """One request to a deployed model as an HTTP client sends it (what `pack bench` replays under load)."""
@@ -116,6 +125,16 @@ class Target:
 
     def _unsupported(self, what: str) -> UsageError:
         return UsageError(f"the {self.name} target does not support {what}")
+
+    def served(self, report: BuildReport, requested: str | None = None) -> Served:
+        """What this target serves of `report`: the `requested` format (else the first of SERVE_PREFERENCE that
+        passed) and the file the report names for it (`BuildReport.served_file`: a kept ONNX variant's, else the
+        export). Every target's archive, repository, model folder, KServe storage and deploy result, and bench's
+        in-process rows, take their file from here; nothing else picks one."""
+        from ..export import served_format
+
+        fmt = served_format(report, requested)  # one of report.artifacts, or a one-line UsageError
+        return Served(fmt, report.served_file(fmt) or report.artifacts[fmt])
 
     def package(self, build_dir: Path, report: BuildReport) -> dict[str, Any]:
         """Write the target's artifacts under build_dir/<target>/ during `pack build`; the report section."""
@@ -152,8 +171,11 @@ class Target:
         """How a client sends `request` to the model that `deploy` returned (`pack bench` replays it under load)."""
         raise self._unsupported("bench")
 
-    def kserve_storage(self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
-        """Lay out this server's files under `dest` as KServe's runtime for it mounts them; the model a client calls."""
+    def kserve_storage(
+        self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int
+    ) -> tuple[str, Served]:
+        """Lay out this server's files under `dest` as KServe's runtime for it mounts them; the model a client calls
+        and what it serves (`served`)."""
         raise self._unsupported("KServe storage")
 
 
@@ -252,6 +274,7 @@ __all__ = [
     "DeployOptions",
     "Endpoint",
     "Request",
+    "Served",
     "ServerOptions",
     "ServerTarget",
     "Target",

@@ -92,6 +92,8 @@ def test_bench_tiny_all_targets(built: Callable[[str], Path], session_store: Pat
     assert served["torchserve"]["compare_with"] == "inprocess-eager"
     assert served["triton"]["compare_with"] == "inprocess-onnx-tensor"
     assert served["fastapi"]["compare_with"] == "inprocess-onnx"  # the HTTP baseline against the same runtime in-process
+    files = {name: row["served_file"] for name, row in served.items()}  # every row that stands for a file runs the same one
+    assert files == {"inprocess-eager": None, **{n: "model.onnx" for n in names if n != "inprocess-eager"}}, files
     for name in ("torchserve", "triton"):  # and every other server against the HTTP baseline
         assert all(r["vs_http_baseline"] is not None for r in served[name]["runs"]), served[name]["runs"]
         assert served[name]["peak_vs_http_baseline"] is not None

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from packager.targets.result import problems
 from tests.helpers.cli import one_error_line, pack_json, run_pack
 from tests.helpers.processes import pid_gone
 from tests.helpers.reports import rerecord
@@ -64,7 +65,8 @@ def served(built: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactor
 def test_deploy_predict_v2_metrics_status(served):
     store, result = served
     url = result["url"]
-    assert result["smoke_test"]["passed"] and result["launched_server"] and url.startswith("http://127.0.0.1:")
+    assert result["smoke_test"]["passed"] and result["server"]["launched"] and url.startswith("http://127.0.0.1:")
+    assert problems(result) == [], problems(result)  # the one deploy result shape (packager/schemas/deploy.schema.json)
     assert result["placement"]["provider"] == "CPUExecutionProvider" or result["placement"]["device"].startswith("cuda")
     before = requests_counted(url)
     image = jpeg_bytes(48, 64)
@@ -136,7 +138,7 @@ def test_undeploying_the_last_model_stops_the_server(built, tmp_path):
     store = copy_build(built("tiny"), tmp_path / "store")
     try:
         deployed = pack_json("deploy", "tiny", "--target", "fastapi", "--store", str(store), timeout=180)
-        pids = [deployed["pid"]]
+        pids = [deployed["server"]["pid"]]
         doc = pack_json("undeploy", "tiny", "--target", "fastapi", "--store", str(store))
         assert doc["removed"] == ["1"] and doc["stopped"] and doc["remaining"] == []
         assert all(pid_gone(p) for p in pids)

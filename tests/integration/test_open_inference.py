@@ -87,7 +87,7 @@ def _endpoints(route: str, docs: dict[str, Any]) -> tuple[str, str | None, dict[
         return f"{url}/v2/models/tiny/versions/1/infer", f"{url}/v2/models/tiny", {}
     doc = docs["torchserve"]
     key = json.loads(Path(doc["token_file"]).read_text())["inference"]["key"]
-    url = f"{doc['inference_url']}/v2/models/tiny/infer" if route == "torchserve" else f"{doc['predictions_url']}/1"
+    url = doc["infer_url"] if route == "torchserve" else f"{doc['predictions_url']}/1"
     return url, None, {"Authorization": f"Bearer {key}"}
 
 

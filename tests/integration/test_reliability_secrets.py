@@ -109,7 +109,7 @@ def test_url_without_inference_url_never_guesses_the_inference_port(tiny_store, 
         line = one_error_line(2, proc.returncode, proc.stderr)
         assert "--inference-url" in line, line
         doc = json.loads(run_pack("status", *common, "--json").stdout)
-        assert doc["inference_url"] is None, doc
+        assert doc["url"] is None, doc
         assert guessed == [], f"requests went to the guessed port {below}: {guessed}"
         assert seen, "the management API was not asked"
         assert not list(tiny_store.glob(".servers/**/*.mar"))

@@ -116,7 +116,7 @@ def test_torchserve_and_triton_answer_the_same_detections(parity_store):
     token = json.loads(Path(ts["token_file"]).read_text())["inference"]["key"]
     for width, height in IMAGES:
         jpeg = sample_image(width, height)
-        status, answer = post(f"{ts['inference_url']}/predictions/yolov8n", jpeg, token, "image/jpeg")
+        status, answer = post(ts["predictions_url"], jpeg, token, "image/jpeg")
         assert status == 200, answer
         triton = detect(tr["url"], tr["serving_model"], jpeg, timeout=120)
         got = answer["detections"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from packager.targets.result import problems
 from tests.helpers.cli import pack_json, run_pack
 from tests.helpers.processes import processes_under, wait_until_empty
 from tests.helpers.reports import rerecord
@@ -48,11 +49,13 @@ def server(session_store):
 def test_deploy_tiny_and_predict_images(server, built):
     folder = built("tiny")
     doc = pack_json("deploy", "tiny", "--target", "torchserve", "--store", str(server))
-    for key in ("target", "model", "version", "inference_url", "management_url", "token_file", "smoke_test"):
+    assert problems(doc) == [], problems(doc)  # the one deploy result shape (packager/schemas/deploy.schema.json)
+    for key in ("management_url", "predictions_url", "token_file"):
         assert key in doc
     assert (doc["target"], doc["model"], doc["version"], doc["format"]) == ("torchserve", "tiny", "1", "onnx")
     assert doc["smoke_test"]["passed"] is True and doc["smoke_test"]["outputs"][0]["max_abs_error"] <= 1e-5
-    assert doc["inference_url"].startswith("http://127.0.0.1:") and doc["management_url"].startswith("http://127.0.0.1:")
+    assert doc["url"].startswith("http://127.0.0.1:") and doc["management_url"].startswith("http://127.0.0.1:")
+    assert doc["infer_url"] == f"{doc['url']}/v2/models/tiny/infer" and doc["server"]["launched"]
     key_file = Path(doc["token_file"])
     assert key_file.stat().st_mode & 0o777 == 0o600
     keys = _keys(server)
@@ -62,7 +65,7 @@ def test_deploy_tiny_and_predict_images(server, built):
     )
     assert all(k not in json.dumps(doc) and k not in log_text for k in keys.values()), "a token leaked"
 
-    url = f"{doc['inference_url']}/predictions/tiny"
+    url = doc["predictions_url"]
     for image, ctype in ((png_bytes(48, 64, seed=3), "image/png"), (jpeg_bytes(80, 50, seed=4), "image/jpeg")):
         status, answer = post(url, image, keys["inference"], ctype)
         assert status == 200, answer
@@ -182,7 +185,8 @@ def test_deploy_with_url_and_token_file(server, built):
         env=env,
     )
     assert not (other_store / ".servers").exists()
-    assert doc["launched_server"] is False and doc["smoke_test"]["passed"] and doc["inference_url"] == state["inference_url"]
+    assert doc["server"] == {"launched": False, "pid": None, "log": None} and doc["smoke_test"]["passed"]
+    assert doc["url"] == state["inference_url"] and problems(doc) == []
     doc = pack_json(
         "undeploy",
         "tiny",
@@ -204,7 +208,7 @@ def test_resnet18_jpeg(server, built):
     doc = pack_json("deploy", "resnet18", "--target", "torchserve", "--store", str(server), "--batch-size", "2")
     assert doc["smoke_test"]["passed"] and doc["batch_size"] == 2
     image = jpeg_bytes(300, 400, seed=7)
-    status, answer = post(f"{doc['inference_url']}/predictions/resnet18", image, _keys(server)["inference"], "image/jpeg")
+    status, answer = post(doc["predictions_url"], image, _keys(server)["inference"], "image/jpeg")
     assert status == 200, answer
     ref = classifier_reference(folder, image)
     assert [p["class_id"] for p in answer["predictions"]] == ref["class_ids"][:5]
@@ -219,7 +223,7 @@ def test_yolov8n_detections(server, built):
     folder = built("yolov8n")
     doc = pack_json("deploy", "yolov8n", "--target", "torchserve", "--store", str(server))
     assert doc["smoke_test"]["passed"] and doc["handler"] == "pack_detector.py"
-    url = f"{doc['inference_url']}/predictions/yolov8n"
+    url = doc["predictions_url"]
     token = _keys(server)["inference"]
     image = png_bytes(360, 480, seed=8)
     # random weights give class scores below 2e-4: a low threshold still exercises the filter and NMS

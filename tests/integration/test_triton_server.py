@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from packager.targets.result import problems
 from tests.helpers.cli import pack_json, run_pack
 from tests.helpers.processes import pid_gone, tritonserver_pids_for
 from tests.helpers.reports import rerecord
@@ -73,14 +74,11 @@ def model_states(store: Path, *extra: str) -> dict:
 
 def test_deploy_tiny_and_infer(server_store):
     doc = pack_json("deploy", "tiny", "--target", "triton", "--store", str(server_store))
-    for key in ("target", "model", "version", "inference_url", "smoke_test"):
-        assert key in doc
+    assert problems(doc) == [], problems(doc)  # the one deploy result shape (packager/schemas/deploy.schema.json)
     assert doc["target"] == "triton" and doc["model"] == "tiny" and doc["version"] == "1" and doc["backend"] == "python"
     assert doc["smoke_test"]["passed"] and doc["smoke_test"]["outputs"][0]["max_abs_error"] <= 1e-5
     assert doc["server"]["launched"] and doc["server"]["backends"] == ["python"]
-    assert doc["inference_url"].startswith("http://127.0.0.1:") and doc["inference_url"].endswith(
-        "/v2/models/tiny/versions/1/infer"
-    )
+    assert doc["url"].startswith("http://127.0.0.1:") and doc["infer_url"] == f"{doc['url']}/v2/models/tiny/versions/1/infer"
     st = state(server_store)
     assert st["host"] == "127.0.0.1" and not pid_gone(st["pid"])
     # a batch of 4 that the build never recorded, through tritonclient, against onnxruntime on the same export
@@ -242,9 +240,10 @@ def test_yolov8n_ensemble_with_image_bytes(built, tmp_path):
     build = link_build(built("yolov8n"), store)
     try:
         doc = pack_json("deploy", "yolov8n", "--target", "triton", "--store", str(store))
-        assert doc["serving_model"] == "yolov8n_ensemble" and doc["inference_url"].endswith(
+        assert doc["serving_model"] == "yolov8n_ensemble" and doc["serving_infer_url"].endswith(
             "/v2/models/yolov8n_ensemble/versions/1/infer"
         )
+        assert doc["infer_url"].endswith("/v2/models/yolov8n/versions/1/infer") and problems(doc) == []
         assert doc["smoke_test"]["passed"] and doc["smoke_test"]["ensemble"]["passed"]
         url = doc["url"]
         # random weights score every class near 0: lower the threshold on the server so NMS and scaling have work

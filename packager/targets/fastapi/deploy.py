@@ -20,7 +20,9 @@ from typing import Any
 from ...errors import UsageError
 from ...oip import curl_line, sample_request, write_request
 from ...report import BuildReport
+from ..base import Served
 from ..deployflow import Steps, run
+from ..result import deploy_result, server_info, v2_infer_url
 from .client import FastAPIClient
 from .manage import status, stop, undeploy
 from .server import LocalServer
@@ -31,19 +33,19 @@ log = logging.getLogger(__name__).info
 __all__ = ["deploy", "status", "undeploy", "stop"]
 
 
-def model_entry(build_dir: Path, report: BuildReport, fmt: str, folder: Path) -> dict[str, Any]:
-    """Lay out `folder` as a TorchServe worker's model folder (pack.json, the export, labels: the worker settings the
-    TorchServe target gives its handler) and return the set's entry for it."""
+def model_entry(build_dir: Path, report: BuildReport, served: Served, folder: Path) -> dict[str, Any]:
+    """Lay out `folder` as a TorchServe worker's model folder (pack.json, the served file, labels: the worker settings
+    the TorchServe target gives its handler) and return the set's entry for it."""
     import json
 
-    from ...export import FILES
     from ...tasks import task_for
     from .. import get_target
 
+    fmt = served.format
     labels = report.labels if report.labels and (build_dir / report.labels).is_file() else None
     meta = get_target("torchserve").worker_settings(report, fmt, Path(labels).name if labels else None)  # type: ignore[attr-defined]  # TorchServe's own method: the same settings its workers read
     folder.mkdir(parents=True)
-    _link_or_copy(build_dir / report.artifacts.get(fmt, FILES[fmt]), folder / meta["serialized_file"])
+    _link_or_copy(build_dir / served.file, folder / meta["serialized_file"])
     if labels:
         _link_or_copy(build_dir / labels, folder / Path(labels).name)
     (folder / "pack.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -51,6 +53,8 @@ def model_entry(build_dir: Path, report: BuildReport, fmt: str, folder: Path) ->
         "name": report.name,
         "version": report.version,
         "format": fmt,
+        "served_file": served.file,
+        "sha256": report.sha256.get(served.file),
         "dir": str(folder),
         "handler": task_for(report).handler,
         "handler_settings": meta.get("handler") or {},
@@ -69,10 +73,11 @@ class FastAPISteps(Steps):
     server = "the FastAPI server"
 
     def prepare(self) -> None:
-        from ...export import served_format
+        from .. import get_target
 
         o = self.opts
-        self.fmt = served_format(self.report, o.format)
+        self.served = get_target("fastapi").served(self.report, o.format)
+        self.fmt = self.served.format
         if o.workers is not None and not 1 <= int(o.workers) <= 64:
             raise UsageError(f"--workers {o.workers} is out of range", "use 1 to 64")
         if o.device is not None and not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,2})?", o.device):
@@ -93,18 +98,21 @@ class FastAPISteps(Steps):
 
     def observe(self) -> None:
         old = next((e for e in self.previous if e.get("name") == self.name), None)
-        self.already = old is not None and str(old.get("version")) == self.version and old.get("format") == self.fmt
+        same = (self.version, self.served.file, self.report.sha256.get(self.served.file))
+        self.already = old is not None and (str(old.get("version")), old.get("served_file"), old.get("sha256")) == same
         self.replaced = str(old["version"]) if old is not None and not self.already else None
 
     def stage(self) -> None:
         folder = self.local.models_dir / self.name / f"{self.version}-{self.fmt}"
+        if any(Path(e.get("dir", "")) == folder for e in self.previous) and not self.already:
+            folder = folder.with_name(f"{folder.name}.{os.getpid()}")  # other contents under the name: keep the old folder
         self.doing = f"staging {self.name} v{self.version}"
         if self.already:  # this version serves now: its folder stays, and the server is started with it again
             self.entry = next(e for e in self.previous if e.get("name") == self.name)
         else:
             shutil.rmtree(folder, ignore_errors=True)  # what an interrupted deploy may have left
             self.staged = folder
-            self.entry = model_entry(self.build_dir, self.report, self.fmt, folder)
+            self.entry = model_entry(self.build_dir, self.report, self.served, folder)
         self.local.write_served([e for e in self.previous if e.get("name") != self.name] + [self.entry])
 
     def load(self) -> None:
@@ -166,37 +174,36 @@ class FastAPISteps(Steps):
 
     def result(self, smoke: dict[str, Any]) -> dict[str, Any]:
         state = self.started or {}
-        url = state.get("url", "")
+        url = str(state.get("url", "")).rstrip("/")
         placement = next((m.get("placement") for m in self.client.models() if m.get("name") == self.name), None)
         request = write_request(Path(self.opts.store), "fastapi", self.report, sample_request(self.build_dir, self.report))
-        infer_url = f"{url}/v2/models/{self.name}/infer"
+        model_url = v2_infer_url(url, self.name, self.version)
+        v2_curl = curl_line(model_url, request)
         where = (placement or {}).get("provider") or (placement or {}).get("device") or "unknown"
-        return {
-            "target": "fastapi",
-            "model": self.name,
-            "version": self.version,
-            "format": self.fmt,
-            "url": url,
-            "predict_url": f"{url}/predict/{self.name}",
-            "infer_url": infer_url,
-            "metrics_url": f"{url}/metrics",
-            "workers": self.workers,
-            "pid": state.get("pid"),
-            "launched_server": self.launched,
-            "replaced_version": self.replaced,
-            "serving": [f"{e['name']} v{e['version']}" for e in self.local.served()],
-            "placement": placement,
-            "logs": str(self.local.log_path),
-            "smoke_test": smoke,
-            "timings": self.timings,
-            "v2_curl": curl_line(infer_url, request),
-            "summary": (
-                f"deployed {self.name} v{self.version} ({self.fmt}, on {where}) to FastAPI: POST {url}/predict/{self.name}\n"
+        return deploy_result(
+            "fastapi",
+            self.report,
+            self.served,
+            url=url,
+            infer_url=model_url,
+            v2_curl=v2_curl,
+            smoke_test=smoke,
+            timings=self.timings,
+            server=server_info(self.launched, state.get("pid"), str(self.local.log_path)),
+            summary=(
+                f"deployed {self.name} v{self.version} ({self.served.file}, on {where}) to FastAPI: "
+                f"POST {url}/predict/{self.name}\n"
                 f"smoke test passed in {smoke['seconds']:.2f} s "
                 f"(max abs error {max((f['max_abs_error'] for f in smoke['outputs']), default=0.0):.3g}); "
                 f"{self.workers} worker(s)" + (f"; replaced v{self.replaced}" if self.replaced else "")
             ),
-        }
+            predict_url=f"{url}/predict/{self.name}",
+            metrics_url=f"{url}/metrics",
+            workers=self.workers,
+            replaced_version=self.replaced,
+            serving=[f"{e['name']} v{e['version']}" for e in self.local.served()],
+            placement=placement,
+        )
 
 
 def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:

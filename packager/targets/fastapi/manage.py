@@ -16,6 +16,7 @@ from ...report import BuildReport
 from ...store import StoreLock
 from ..health import Deployed, check_and_repair, health_line
 from ..processes import stop_summary
+from ..result import v2_infer_url
 from .client import FastAPIClient
 from .server import LocalServer
 from .smoke import smoke_test
@@ -47,6 +48,8 @@ def status(opts: Any) -> dict[str, Any]:
     client = FastAPIClient(url, timeout=min(opts.timeout, 60))
     with translated("reading what the FastAPI server serves", refused=EnvironmentProblem):
         models = client.models()
+    for entry in models:
+        entry["infer_url"] = v2_infer_url(url, str(entry["name"]), str(entry["version"]))
 
     def probe(folder: Path, report: BuildReport) -> dict[str, Any]:
         return smoke_test(client, folder, report, min(opts.timeout, 60))

@@ -1,6 +1,7 @@
 """The FastAPI smoke test: the build's recorded sample sent as an Open Inference Protocol v2 request (the body
 packager/oip.py makes for every server), the answer compared with the recorded eager output through the gate's one
-comparison (packager/samples.py). Deploy runs it before a set goes live; `pack status` runs it on what is served."""
+comparison (packager/samples.py), within the served variant's tolerances when the build serves one. Deploy runs it
+before a set goes live; `pack status` runs it on what is served."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def smoke_test(client: FastAPIClient, build_dir: Path, report: BuildReport, time
     """{"passed", "reason" when not, "seconds", per-output errors}: the sample through /v2/models/<name>/.../infer."""
     from ...samples import load_sample, verdict
 
-    sample = load_sample(build_dir, report)
+    sample = load_sample(build_dir, report, serving=True)  # a served int8 variant is held to its own tolerances
     t0 = time.monotonic()
     try:
         answer = client.infer(report.name, report.version, sample_request(build_dir, report), timeout=timeout)

@@ -40,12 +40,12 @@ class FastAPITarget(ServerTarget):
     description = "FastAPI + uvicorn running pack's handler code (the HTTP baseline; no auth, loopback only)"
 
     def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
-        """What an end user sends (image bytes, or tensor JSON) to POST /predict/<name>: the body TorchServe gets."""
+        """What an end user sends (image bytes, or tensor JSON) to the deploy's `predict_url`: the body TorchServe gets."""
         from .server import LocalServer
 
         return Endpoint(
             base_url=deployed["url"],
-            path=f"/predict/{urllib.parse.quote(report.name, safe='')}",
+            path=urllib.parse.urlsplit(deployed["predict_url"]).path,
             headers={"Content-Type": request.content_type},
             body=request.body,
             payload=request.description,

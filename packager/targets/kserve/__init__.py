@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,7 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     from .manifest import KServeOptions, inference_service
     from .storage import write_storage
 
+    started = time.perf_counter()
     kopts = KServeOptions.from_deploy(opts, report)
     oci = kopts.storage_uri.startswith("oci://")
     if oci:
@@ -140,12 +142,24 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         _replace(tmp, out, kopts.runtime)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return _result(out, report, kopts, manifest, storage)
+    return _result(out, report, kopts, manifest, storage, {"write_s": round(time.perf_counter() - started, 3)})
+
+
+def infer_path(protocol: str, model: str) -> str:
+    """The path a client calls on the predictor: the v2 infer endpoint, or v1's predict."""
+    return f"/v2/models/{model}/infer" if protocol == "v2" else f"/v1/models/{model}:predict"
 
 
 def _result(
-    out: Path, report: BuildReport, kopts: KServeOptions, manifest: dict[str, Any], storage: dict[str, Any]
+    out: Path,
+    report: BuildReport,
+    kopts: KServeOptions,
+    manifest: dict[str, Any],
+    storage: dict[str, Any],
+    timings: dict[str, float],
 ) -> dict[str, Any]:
+    from ..result import deploy_result, server_info
+
     oci = kopts.storage_uri.startswith("oci://")
     signed = storage.get("signature")
     signature = {**signed, "signature": str(out / "storage" / "model.sig")} if signed else None
@@ -153,32 +167,47 @@ def _result(
     apply_cmd = f"kubectl apply -f {out / MANIFEST}"
     applied = kopts.apply and _apply(out / MANIFEST)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    return {
-        "target": "kserve",
-        "model": report.name,
-        "version": report.version,
-        "runtime": kopts.runtime,
-        "protocol": kopts.protocol,
-        "service_name": manifest["metadata"]["name"],
-        "storage_uri": kopts.storage_uri,
-        "folder": str(out),
-        "manifest": str(out / MANIFEST),
-        "storage": str(out / "storage"),
-        "files": files,
-        "applied": applied,
-        "deployment_mode": kopts.deployment_mode,
-        "modelcar": str(out / MODELCAR) if oci else None,
-        "carried": storage["carried"],  # a signed build's provenance.json and build.sig, beside the model files
-        "storage_signature": signature,
-        "next_steps": [] if applied else [c for c in (upload, apply_cmd) if c],
-        "summary": "\n".join(
-            [
-                f"wrote {out / MANIFEST} (InferenceService {manifest['metadata']['name']}, {kopts.runtime}, "
-                f"protocol {kopts.protocol}, {kopts.deployment_mode}; schema-valid, strict)",
-                f"storage folder: {out / 'storage'} ({len([f for f in files if f.startswith('storage/')])} files)",
-                *([f"model-car: pushed as {kopts.storage_uri}"] if oci else []),
-                *([f"storage signed: {signature['signature']} ({signature['files']} files)"] if signature else []),
-                *(["applied with kubectl"] if applied else ["next:", *(f"  {c}" for c in (upload, apply_cmd) if c)]),
-            ]
+    service, path = manifest["metadata"]["name"], infer_path(kopts.protocol, storage["served_model"])
+    summary = "\n".join(
+        [
+            f"wrote {out / MANIFEST} (InferenceService {service}, {kopts.runtime}, protocol {kopts.protocol}, "
+            f"{kopts.deployment_mode}; schema-valid, strict); serves {storage['served'].file}",
+            f"storage folder: {out / 'storage'} ({len([f for f in files if f.startswith('storage/')])} files)",
+            *([f"model-car: pushed as {kopts.storage_uri}"] if oci else []),
+            *([f"storage signed: {signature['signature']} ({signature['files']} files)"] if signature else []),
+            *(["applied with kubectl"] if applied else ["next:", *(f"  {c}" for c in (upload, apply_cmd) if c)]),
+        ]
+    )
+    return deploy_result(
+        "kserve",
+        report,
+        storage["served"],
+        url=None,
+        infer_url=None,
+        url_reason=(
+            f"no server runs here: pack wrote the InferenceService {service} and its storage; once applied, its predictor "
+            f"answers in the cluster on http://{service}-predictor.<namespace>.svc.cluster.local{path} "
+            "(the namespace kubectl apply uses)"
         ),
-    }
+        v2_curl=None,
+        smoke_test=None,
+        timings=timings,
+        server=server_info(False),
+        summary=summary,
+        runtime=kopts.runtime,
+        protocol=kopts.protocol,
+        service_name=service,
+        served_model=storage["served_model"],
+        infer_path=path,
+        storage_uri=kopts.storage_uri,
+        folder=str(out),
+        manifest=str(out / MANIFEST),
+        storage=str(out / "storage"),
+        files=files,
+        applied=applied,
+        deployment_mode=kopts.deployment_mode,
+        modelcar=str(out / MODELCAR) if oci else None,
+        carried=storage["carried"],  # a signed build's provenance.json and build.sig, beside the model files
+        storage_signature=signature,
+        next_steps=[] if applied else [c for c in (upload, apply_cmd) if c],
+    )

@@ -64,8 +64,12 @@ def write_storage(build_dir: Path, report: BuildReport, k: KServeOptions, dest: 
     from ..base import get_target
 
     dest.mkdir(parents=True)
-    served = get_target(k.runtime).kserve_storage(build_dir, report, dest, k.protocol, k.format, k.gpus)
-    out: dict[str, Any] = {"served_model": served, "carried": _carry_trust_files(build_dir, report, dest)}
+    served_model, served = get_target(k.runtime).kserve_storage(build_dir, report, dest, k.protocol, k.format, k.gpus)
+    out: dict[str, Any] = {
+        "served_model": served_model,
+        "served": served,
+        "carried": _carry_trust_files(build_dir, report, dest),
+    }
     if signer is not None:
         from ...signing import sign_folder
 

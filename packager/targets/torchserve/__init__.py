@@ -72,9 +72,11 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
 
 def _unread(report: BuildReport, fmt: str) -> set[str]:
     """The build's recorded files an archive of export `fmt` is not made of: the other exports, and the files in
-    other folders than samples/ (the other targets' copies, this target's own old files). The export it packs, the
-    labels and the samples are checked."""
-    packed = report.artifacts.get(fmt)
+    other folders than samples/ (the other targets' copies, this target's own old files). The file it packs (the
+    served variant's or the export), the labels and the samples are checked."""
+    from ..base import get_target
+
+    packed = get_target("torchserve").served(report, fmt).file
     return {
         rel
         for rel in report.sha256

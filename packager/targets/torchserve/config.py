@@ -47,11 +47,11 @@ def settings_from(
 ) -> ServingSettings:
     """Settings for a build: explicit options first, then what the build's report recorded, then the defaults."""
     from ...errors import UsageError
-    from ...export import served_format
+    from ..base import get_target
 
     recorded = report.target("torchserve").get("settings") or {}
     batchable = all(0 in i.dynamic_axes for i in report.inputs)
-    fmt = served_format(report, fmt or recorded.get("format"))
+    fmt = get_target("torchserve").served(report, fmt or recorded.get("format")).format
     size = batch_size if batch_size is not None else recorded.get("batch_size", DEFAULT_BATCH_SIZE if batchable else 1)
     delay = (
         max_batch_delay_ms if max_batch_delay_ms is not None else recorded.get("max_batch_delay_ms", DEFAULT_MAX_BATCH_DELAY_MS)

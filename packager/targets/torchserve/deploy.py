@@ -22,7 +22,9 @@ from ...http import ApiError, HttpError, is_loopback
 from ...oip import curl_line, sample_request, write_request
 from ...report import BuildReport
 from .. import DeployOptions
+from ..base import get_target
 from ..deployflow import Steps, run
+from ..result import deploy_result, server_info, v2_infer_url
 from .config import settings_from
 from .connection import MODEL_STORE_ENV, Connection, connect
 from .manage import status, stop, undeploy
@@ -50,6 +52,7 @@ class TorchServeSteps(Steps):
     def prepare(self) -> None:
         o = self.opts
         self.settings = settings_from(self.report, o.format, o.batch_size, o.max_batch_delay_ms, o.workers, o.threads)
+        self.served = get_target("torchserve").served(self.report, self.settings.format)  # what the archive packs
         self.file_name = f"{self.name}.v{self.version}.mar"
         self.staged: Path | None = None  # the archive this command put into the server's model store
         self.local_copy: Path | None = None  # --url without a shared model store: served over loopback HTTP
@@ -181,42 +184,50 @@ class TorchServeSteps(Steps):
         conn, name, version, s = self.conn, self.name, self.version, self.settings
         info = _describe_one(conn, name, version)
         previous = self.previous_default
-        result = {
-            "target": "torchserve",
-            "model": name,
-            "version": version,
-            "format": s.format,
-            "handler": choose_handler(self.report),
-            "inference_url": conn.inference.base_url,
-            "management_url": conn.management.base_url,
-            "predictions_url": f"{conn.inference.base_url}/predictions/{name}",
-            "token_file": conn.token_file,
-            "launched_server": conn.local is not None,
-            "logs": str(conn.local.logs) if conn.local else None,
-            "already_registered": self.already,
-            "default_version": version,
-            "previous_default": previous,
-            "batch_size": info.get("batchSize", s.batch_size),
-            "max_batch_delay_ms": info.get("maxBatchDelay", s.max_batch_delay_ms),
-            "workers": len(info.get("workers", [])),
-            "smoke_test": smoke,
-            "timings": self.timings,
-        }
+        url = conn.inference.base_url.rstrip("/")
+        predictions_url = f"{url}/predictions/{name}"
         body = sample_request(self.build_dir, self.report)
         request = write_request(Path(self.opts.store), "torchserve", self.report, body)
-        # TorchServe 0.12 routes POST /v2/models/<name>/infer (the default version, which this deploy just set) to the
-        # handler, which answers a v2 body in v2; /predictions/<name>/<version> takes the same body
-        result["v2_curl"] = curl_line(f"{conn.inference.base_url}/v2/models/{name}/infer", request, conn.token_file)
+        # TorchServe 0.12 routes POST /v2/models/<name>/infer (the default version, which this deploy just set; it has
+        # no version routes) to the handler, which answers a v2 body in v2; /predictions/<name>/<version> takes the same
+        model_url = v2_infer_url(url, name, None)
+        v2_curl = curl_line(model_url, request, conn.token_file)
+        workers = len(info.get("workers", []))
+        batch_size = info.get("batchSize", s.batch_size)
+        state = (conn.local.state() or {}) if conn.local else {}
+        server = server_info(self.launched, state.get("pid"), str(conn.local.log_path()) if conn.local else None)
         auth = " (token in " + conn.token_file + ")" if conn.token_file else ""
-        result["summary"] = (
-            f"deployed {name} v{version} ({s.format}) to TorchServe: POST {result['predictions_url']}{auth}\n"
+        summary = (
+            f"deployed {name} v{version} ({self.served.file}) to TorchServe: POST {predictions_url}{auth}\n"
             f"smoke test passed in {smoke['seconds']:.2f} s "
             f"(max abs error {max((f['max_abs_error'] for f in smoke['outputs']), default=0.0):.3g}); "
-            f"{result['workers']} worker(s), batch size {result['batch_size']}"
+            f"{workers} worker(s), batch size {batch_size}"
             + (f"; v{previous} stays registered" if previous and previous != version else "")
-            + f"\nv2 request (the build's sample): {result['v2_curl']}"
+            + f"\nv2 request (the build's sample): {v2_curl}"
         )
-        return result
+        return deploy_result(
+            "torchserve",
+            self.report,
+            self.served,
+            url=url,
+            infer_url=model_url,
+            v2_curl=v2_curl,
+            smoke_test=smoke,
+            timings=self.timings,
+            server=server,
+            summary=summary,
+            management_url=conn.management.base_url,
+            predictions_url=predictions_url,
+            token_file=conn.token_file,
+            handler=choose_handler(self.report),
+            metrics_url=f"{state['metrics_url']}/metrics" if state.get("metrics_url") else None,
+            already_registered=self.already,
+            default_version=version,
+            previous_default=previous,
+            batch_size=batch_size,
+            max_batch_delay_ms=info.get("maxBatchDelay", s.max_batch_delay_ms),
+            workers=workers,
+        )
 
 
 def _describe_one(conn: Connection, name: str, version: str) -> dict[str, Any]:

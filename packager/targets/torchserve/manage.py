@@ -12,6 +12,7 @@ from ...metrics import Families, read, summary_lines
 from .. import DeployOptions
 from ..health import health_line
 from ..processes import stop_summary
+from ..result import v2_infer_url
 from .connection import connect
 from .health import probe_all
 from .server import LocalServer
@@ -36,6 +37,7 @@ def status(opts: DeployOptions) -> dict[str, Any]:
             "summary": f"no TorchServe launched by pack for store {opts.store} (`pack deploy MODEL` starts one)",
         }
     models: list[dict[str, Any]] = []
+    url = conn.inference_client.base_url.rstrip("/") if conn.inference_client else None
     with translated("reading TorchServe's registered models", refused=EnvironmentProblem):
         for entry in conn.management.list_models():
             described = conn.management.versions(entry["modelName"])
@@ -47,6 +49,10 @@ def status(opts: DeployOptions) -> dict[str, Any]:
                         "model": d.get("modelName"),
                         "version": str(d.get("modelVersion")),
                         "default": str(d.get("modelVersion")) == default,
+                        # TorchServe 0.12 has v2 routes for the default version only
+                        "infer_url": v2_infer_url(url, str(d.get("modelName")), None)
+                        if url and str(d.get("modelVersion")) == default
+                        else None,
                         "mar": d.get("modelUrl"),
                         "batch_size": d.get("batchSize"),
                         "max_batch_delay_ms": d.get("maxBatchDelay"),
@@ -68,7 +74,7 @@ def status(opts: DeployOptions) -> dict[str, Any]:
     result = {
         "target": "torchserve",
         "running": True,
-        "inference_url": conn.inference_client.base_url if conn.inference_client else None,
+        "url": url,
         "management_url": conn.management.base_url,
         "token_file": conn.token_file,
         "pid": (conn.local.state() or {}).get("pid") if conn.local else None,
@@ -89,7 +95,7 @@ def status(opts: DeployOptions) -> dict[str, Any]:
     metrics_url = (conn.local.state() or {}).get("metrics_url") if conn.local else None
     metrics = read(f"{metrics_url}/metrics", METRICS) if metrics_url else None
     result["metrics"] = metrics
-    where = conn.inference_client.base_url if conn.inference_client else conn.management.base_url
+    where = url or conn.management.base_url
     head = f"TorchServe at {where} (management {conn.management.base_url})"
     result["summary"] = "\n".join(
         [

@@ -139,9 +139,11 @@ def plan_entries(
     build_dir: Path, report: BuildReport, settings: ServingSettings, handler: str | None = None
 ) -> tuple[list[Entry], dict[str, Any]]:
     """Every entry of the archive (sorted) and a description of it for the report."""
+    from ..base import get_target
+
     fmt = settings.format
     serialized = SERIALIZED[fmt]
-    model_path = build_dir / (report.served_file(fmt) or serialized)
+    model_path = build_dir / get_target("torchserve").served(report, fmt).file  # a kept ONNX variant's, else the export
     if not model_path.is_file():
         raise UsageError(f"the build has no {fmt} export ({model_path})", "rebuild it with `pack build`")
     handler = handler or choose_handler(report)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...report import BuildReport
-from ..base import SERVER, Endpoint, Request, ServerOptions, ServerTarget, cli_field, register_target
+from ..base import SERVER, Endpoint, Request, Served, ServerOptions, ServerTarget, cli_field, register_target
 from .marcheck import check_mar, inspect_mar
 from .marcheck import checked as mar_checked
 
@@ -129,8 +129,9 @@ class TorchServeTarget(ServerTarget):
         return inspect_mar(path)
 
     def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
-        """What an end user sends (the request's body: image bytes for image models, which the server decodes and
-        pre-processes; tensor JSON otherwise), with the inference token from the server's key file."""
+        """What an end user sends to the deploy's `predictions_url` (the request's body: image bytes for image models,
+        which the server decodes and pre-processes; tensor JSON otherwise), with the inference token from the
+        server's key file."""
         import urllib.parse
 
         from .server import LocalServer, read_tokens
@@ -138,8 +139,8 @@ class TorchServeTarget(ServerTarget):
         body, content_type, payload = request.body, request.content_type, request.description
         token = read_tokens(Path(deployed["token_file"]))["inference"]
         return Endpoint(
-            base_url=deployed["inference_url"],
-            path=f"/predictions/{urllib.parse.quote(report.name, safe='')}",
+            base_url=deployed["url"],
+            path=urllib.parse.urlsplit(deployed["predictions_url"]).path,
             headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
             body=body,
             payload=payload,
@@ -147,7 +148,9 @@ class TorchServeTarget(ServerTarget):
             pids=LocalServer(store).processes,
         )
 
-    def kserve_storage(self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
+    def kserve_storage(
+        self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int
+    ) -> tuple[str, Served]:
         """`config/config.properties` and `model-store/<name>.mar`, as KServe's TorchServe runtime reads them."""
         from .config import settings_from
         from .mar import write_mar
@@ -164,4 +167,4 @@ class TorchServeTarget(ServerTarget):
             write_mar(build_dir, report, settings, dest / "model-store" / mar_name)
         (dest / "config").mkdir(parents=True)
         (dest / "config" / "config.properties").write_text(kserve_properties(report, mar_name, settings, protocol))
-        return str(report.name)
+        return str(report.name), self.served(report, settings.format)

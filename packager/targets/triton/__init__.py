@@ -31,11 +31,12 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     dest = build_dir / BUILD_FOLDER
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
-    from ...export import served_format
+    from ..base import get_target
     from .check import check_repository, raise_on_errors
     from .repository import RepoOptions, generate, report_section
 
-    section = generate(build_dir, report, RepoOptions(backend="python", fmt=served_format(report)), dest)
+    fmt = get_target("triton").served(report).format
+    section = generate(build_dir, report, RepoOptions(backend="python", fmt=fmt), dest)
     result = check_repository(dest)
     raise_on_errors(result)
     log(f"triton: repository entries {', '.join(section['models'])} (python backend) pass the offline check")
@@ -66,6 +67,7 @@ def repo(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         "version": version,
         "backend": section["backend"],
         "format": section["format"],
+        "served_file": section["served_file"],
         "models": names,
         "serving_model": section["serving_model"],
         "max_batch_size": section["max_batch_size"],

@@ -25,7 +25,9 @@ from ...oip import curl_line, sample_request, write_request
 from ...report import BuildReport
 from ...store import StoreLock
 from ...tasks import sample_image
+from ..base import Served
 from ..deployflow import Steps, run
+from ..result import deploy_result, server_info, v2_infer_url
 from . import config as cfg
 from . import server as local
 from .check import check_repository, raise_on_errors
@@ -61,7 +63,7 @@ __all__ = [
 
 
 def repo_options(opts: Any, default_backend: str = "python", report: BuildReport | None = None) -> RepoOptions:
-    from ...export import served_format
+    from ..base import get_target
 
     backend = opts.backend or default_backend
     native = NATIVE_FORMAT.get(backend)
@@ -69,7 +71,7 @@ def repo_options(opts: Any, default_backend: str = "python", report: BuildReport
         raise UsageError(
             f"--backend {backend} serves the {native} export, not {opts.format}", "use --backend python to serve any export"
         )
-    fmt = native or (served_format(report, opts.format) if report is not None else opts.format or "onnx")
+    fmt = native or (get_target("triton").served(report, opts.format).format if report is not None else opts.format or "onnx")
     # What is not given comes from the settings the build recorded (`pack tune` writes the best it measured there).
     section = report.target("triton") if report is not None else {}
     recorded = (section.get("settings") or {}) if section.get("backend", "python") == backend else {}  # that backend's
@@ -290,43 +292,41 @@ class TritonSteps(Steps):
 
     def result(self, smoke: dict[str, Any]) -> dict[str, Any]:
         url, version, state, serving = self.client.url, self.version, self.state, self.serving
-        inference_url = f"{url}/v2/models/{serving}/versions/{version}/infer"
-        v2_curl = self._v2_curl(f"{url}/v2/models/{self.name}/versions/{version}/infer")
+        model_url = v2_infer_url(url, self.name, version)
+        serving_url = v2_infer_url(url, serving, version)
+        v2_curl = self._v2_curl(model_url)
         latency = smoke.get("latency_ms", {}).get("median")
         summary = (
-            f"deployed {self.name} v{version} to Triton ({self.ropts.backend} backend) at {url}; "
-            f"smoke test passed ({latency} ms median)"
+            f"deployed {self.name} v{version} ({self.section['served_file']}) to Triton ({self.ropts.backend} backend) "
+            f"at {url}; smoke test passed ({latency} ms median)"
             + (f"; ensemble {serving}: {smoke['ensemble']['detections']} detections" if "ensemble" in smoke else "")
-            + f"\ninference: POST {inference_url}"
+            + f"\ninference: POST {serving_url}"
             + f"\nv2 request (the build's sample): {v2_curl}"
         )
-        return {
-            "target": "triton",
-            "model": self.name,
-            "version": version,
-            "serving_model": serving,
-            "models": self.names,
-            "backend": self.ropts.backend,
-            "format": self.section["format"],
-            "max_batch_size": self.section["max_batch_size"],
-            "inference_url": inference_url,
-            "v2_curl": v2_curl,
-            "url": url,
-            "grpc_url": f"{state.host}:{state.grpc_port}" if state else None,
-            "metrics_url": f"http://{state.host}:{state.metrics_port}/metrics" if state else None,
-            "server": {
-                "pid": state.pid,
-                "launched": self.launched,
-                "log": state.log,
-                "repository": state.repository,
-                "backends": state.backends,
-            }
+        server = (
+            server_info(self.launched, state.pid, state.log, repository=state.repository, backends=state.backends)
             if state
-            else {"url": url, "launched": False},
-            "timings": self.timings,
-            "smoke_test": smoke,
-            "summary": summary,
-        }
+            else server_info(False)
+        )
+        return deploy_result(
+            "triton",
+            self.report,
+            Served(self.section["format"], self.section["served_file"]),
+            url=url,
+            infer_url=model_url,
+            v2_curl=v2_curl,
+            smoke_test=smoke,
+            timings=self.timings,
+            server=server,
+            summary=summary,
+            serving_model=serving,
+            serving_infer_url=serving_url,
+            models=self.names,
+            backend=self.ropts.backend,
+            max_batch_size=self.section["max_batch_size"],
+            grpc_url=f"{state.host}:{state.grpc_port}" if state else None,
+            metrics_url=f"http://{state.host}:{state.metrics_port}/metrics" if state else None,
+        )
 
 
 def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...http import translated
 from ...metrics import Families, read, summary_lines
 from ..health import health_line
+from ..result import v2_infer_url
 from . import server
 from .client import TritonHTTP
 from .health import probe_all
@@ -52,7 +53,13 @@ def status(opts: Any) -> dict[str, Any]:
         index = client.index()
         meta = client.metadata()
     models = [
-        {"name": e.get("name"), "version": e.get("version"), "state": e.get("state", "UNKNOWN"), "reason": e.get("reason", "")}
+        {
+            "name": e.get("name"),
+            "version": e.get("version"),
+            "state": e.get("state", "UNKNOWN"),
+            "reason": e.get("reason", ""),
+            "infer_url": v2_infer_url(client.url, str(e["name"]), str(e["version"])) if e.get("version") else None,
+        }
         for e in sorted(index, key=lambda e: (e.get("name", ""), e.get("version", "")))
     ]
     lines = [

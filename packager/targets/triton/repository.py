@@ -348,14 +348,10 @@ def report_section(section: dict[str, Any], folder: str) -> dict[str, Any]:
 
 def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Path) -> dict[str, Any]:
     """Write every repository entry of the build into `dest` (a fresh folder); return a description."""
+    from ..base import get_target
+
     version = triton_version(report)
-    artifacts = report.artifacts
-    if ropts.fmt not in artifacts:
-        why = report.formats[ropts.fmt].reason if ropts.fmt in report.formats else "it was not built"
-        raise UsageError(
-            f"the build has no {ropts.fmt} export ({why[:200]})", f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild"
-        )
-    served = report.served_file(ropts.fmt) or artifacts[ropts.fmt]  # the served variant's file for ONNX, if one
+    served = get_target("triton").served(report, ropts.fmt).file  # a kept ONNX variant's file, else the export
     detector, warmup = model_config(report, ropts, build_dir)
     configs: dict[str, Any] = {detector.name: detector}
     steps = task_for(report).triton
@@ -392,6 +388,7 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
     return {
         "backend": ropts.backend,
         "format": ropts.fmt,
+        "served_file": served,
         "version": version,
         "models": model_names(report),
         "serving_model": serving_model(report),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...report import BuildReport
-from ..base import SERVER, Endpoint, Request, ServerOptions, ServerTarget, cli_field, register_target
+from ..base import SERVER, Endpoint, Request, Served, ServerOptions, ServerTarget, cli_field, register_target
 
 if TYPE_CHECKING:
     import numpy as np
@@ -116,8 +116,9 @@ class TritonTarget(ServerTarget):
         return inspect_repository(path)
 
     def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
-        """The v2 `POST /v2/models/<name>/infer` with the model's input tensors in the binary-data extension (what
-        tritonclient sends with binary_data=True). For detection builds: the detector itself, not the ensemble."""
+        """The deploy's `infer_url` (v2 infer of the model and version) with the model's input tensors in the
+        binary-data extension (what tritonclient sends with binary_data=True). For detection builds: the detector
+        itself, not the ensemble."""
         from .repository import io_names
 
         in_names, out_names = io_names(report, deployed.get("backend", "python"))
@@ -126,7 +127,7 @@ class TritonTarget(ServerTarget):
         arrays = request.tensors
         return Endpoint(
             base_url=deployed["url"],
-            path=f"/v2/models/{urllib.parse.quote(report.name, safe='')}/infer",
+            path=urllib.parse.urlsplit(deployed["infer_url"]).path,
             headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(head_len)},
             body=body,
             payload=f"pre-processed tensor {list(arrays[0].shape)} {arrays[0].dtype} (v2 binary data, {len(body)} bytes)",
@@ -134,11 +135,13 @@ class TritonTarget(ServerTarget):
             pids=(lambda: [pid]) if pid else (lambda: []),
         )
 
-    def kserve_storage(self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int) -> str:
+    def kserve_storage(
+        self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int
+    ) -> tuple[str, Served]:
         """A model repository on the native onnxruntime backend (NVIDIA's server images have it), checked offline."""
         from .check import check_repository, raise_on_errors
         from .repository import RepoOptions, generate, serving_model
 
-        generate(build_dir, report, RepoOptions(backend="onnxruntime", fmt="onnx", gpu=gpus > 0), dest)
+        section = generate(build_dir, report, RepoOptions(backend="onnxruntime", fmt="onnx", gpu=gpus > 0), dest)
         raise_on_errors(check_repository(dest))
-        return serving_model(report)
+        return serving_model(report), Served(section["format"], section["served_file"])
