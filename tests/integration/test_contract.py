@@ -212,6 +212,9 @@ def test_kserve(matrix: Matrix, kind: str, tmp_path: Path) -> None:
         )
         checked = run_pack("check-manifest", doc["manifest"])
         assert checked.returncode == 0, checked.stderr
+        from packager.targets.result import problems
+
+        assert problems(doc) == [] and doc["served_file"] == report.served_file(doc["format"]), doc
         storage = Path(doc["storage"])
         served = matrix.build(kind) / str(report.served_file(doc.get("format") or "onnx"))
         if runtime == "triton":
@@ -227,9 +230,12 @@ def test_deploy(matrix: Matrix, kind: str, target: str) -> None:
     """Deployed, the served file is the one the report names, and a v2 answer to the build's sample equals what that
     file gives in-process (the gate's comparison, the build's own tolerances: a base file served in place of an int8
     variant fails it)."""
+    from packager.targets.result import problems
+
     name = KINDS[kind].name
     doc = pack_json("deploy", name, "--target", target, "--store", str(matrix.store))
     report = matrix.report(kind)
+    assert problems(doc) == [], problems(doc)  # the one deploy result shape
     assert doc["smoke_test"]["passed"], doc
     assert doc["served_file"] == report.served_file(doc["format"]), doc
     if report.task == "object-detection" and target != "triton":

@@ -48,6 +48,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         route = self.path.split("?")[0]
         if route in FIXED:
             self._send(*FIXED[route])
+        elif route.startswith("/models/"):  # TorchServe's describe: no versions registered
+            self._send(200, b"[]")
         elif route == "/ok":
             self._send(200, json.dumps({"echo": json.loads(body) if body else None}).encode())
         elif route == "/slow":
@@ -217,3 +219,22 @@ def test_a_web_page_on_the_recorded_port_is_not_the_launched_tritonserver(tmp_pa
             assert server.running(tmp_path) is None
         finally:
             (server.state_dir(tmp_path) / "state.json").unlink()
+
+
+def test_torchserve_paths_of_a_model_named_token_never_hold_slash_token():
+    """TorchServe 0.12 takes any management request whose text holds `/token` for its token API (refused with the
+    management key; found deploying a model named `tokens`): the name's leading `t` is sent percent-encoded, which
+    TorchServe decodes back to the same model."""
+    import urllib.parse
+
+    from packager.targets.torchserve.client import ManagementClient
+
+    _Handler.seen.clear()
+    with _server() as url:
+        client = ManagementClient(url, TOKEN, timeout=5)
+        for name in ("tokens", "token_classifier", "tagger"):
+            client.describe(name)
+    paths = [s["path"] for s in _Handler.seen]
+    assert paths == ["/models/%74okens/all", "/models/%74oken_classifier/all", "/models/tagger/all"]
+    assert all("/token" not in p for p in paths)
+    assert [urllib.parse.unquote(p) for p in paths][0] == "/models/tokens/all"

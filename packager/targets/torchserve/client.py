@@ -124,4 +124,9 @@ def _status(doc: Any) -> str:
 
 
 def _q(part: str) -> str:
-    return urllib.parse.quote(str(part), safe="")
+    """A path segment, percent-encoded. TorchServe 0.12's management port treats any request whose text holds
+    `/token` as a call to its token API (checked against the API key, and the key file rewritten): `GET
+    /models/tokens/all` is refused with the management key. TorchServe decodes the path, so a leading `t` sent as
+    `%74` reaches the same model without that text."""
+    quoted = urllib.parse.quote(str(part), safe="")
+    return "%74" + quoted[1:] if quoted.startswith("token") else quoted
