@@ -233,7 +233,8 @@ def test_deploy(matrix: Matrix, kind: str, target: str) -> None:
     from packager.targets.result import problems
 
     name = KINDS[kind].name
-    doc = pack_json("deploy", name, "--target", target, "--store", str(matrix.store))
+    signed = ("--require-signature", "--public-key", str(matrix.key.public)) if KINDS[kind].signed else ()
+    doc = pack_json("deploy", name, "--target", target, "--store", str(matrix.store), *signed)
     report = matrix.report(kind)
     assert problems(doc) == [], problems(doc)  # the one deploy result shape
     assert doc["smoke_test"]["passed"], doc
@@ -241,6 +242,19 @@ def test_deploy(matrix: Matrix, kind: str, target: str) -> None:
     if report.task == "object-detection" and target != "triton":
         return  # the detector's endpoint answers detections, not the raw tensor (the smoke test compares those)
     _answers_like_its_file(matrix.build(kind), report, doc)
+
+
+@pytest.mark.parametrize("target", [*SERVERS, "kserve"])
+def test_a_failed_format_is_refused_with_the_reason_the_build_stated(matrix: Matrix, target: str, tmp_path: Path) -> None:
+    from tests.helpers.cli import one_error_line
+
+    report = matrix.report("failed_format")
+    kserve = ("--storage-uri", "s3://models/tagger/1", "--runtime", "torchserve") if target == "kserve" else ()
+    store = matrix.copy("failed_format", tmp_path)  # nothing is launched: the refusal comes before any server
+    proc = run_pack("deploy", "tagger", "--target", target, "--format", "pt2", "--store", str(store), *kserve)
+    line = one_error_line(2, proc.returncode, proc.stderr)
+    assert "no pt2 export" in line and report.formats["pt2"].reason[:60] in line, line
+    assert not (store / ".servers").exists()
 
 
 def _answers_like_its_file(build: Path, report: Any, doc: dict[str, Any]) -> None:

@@ -138,10 +138,14 @@ class TritonTarget(ServerTarget):
     def kserve_storage(
         self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int
     ) -> tuple[str, Served]:
-        """A model repository on the native onnxruntime backend (NVIDIA's server images have it), checked offline."""
+        """A model repository on the native backend of the served format (NVIDIA's server images have onnxruntime,
+        pytorch and torch_aoti; ONNX by default, else the first format the build has that one of them loads), checked
+        offline. An ExportedProgram has no native backend: asked for, it is refused in one line."""
         from .check import check_repository, raise_on_errors
-        from .repository import RepoOptions, generate, serving_model
+        from .repository import NATIVE_FORMAT, RepoOptions, generate, serving_model
 
-        section = generate(build_dir, report, RepoOptions(backend="onnxruntime", fmt="onnx", gpu=gpus > 0), dest)
+        backends = {f: b for b, f in NATIVE_FORMAT.items()}
+        fmt = self.served(report, fmt, tuple(backends)).format  # one line naming the build's reason when it lacks it
+        section = generate(build_dir, report, RepoOptions(backend=backends[fmt], fmt=fmt, gpu=gpus > 0), dest)
         raise_on_errors(check_repository(dest))
         return serving_model(report), Served(section["format"], section["served_file"])
