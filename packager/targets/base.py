@@ -129,8 +129,9 @@ class Target:
     def served(self, report: BuildReport, requested: str | None = None, supported: tuple[str, ...] | None = None) -> Served:
         """What this target serves of `report`: the `requested` format (else the first of SERVE_PREFERENCE that
         passed) and the file the report names for it (`BuildReport.served_file`: a kept ONNX variant's, else the
-        export); `supported`: the formats this use of the target can load. Every target's archive, repository, model folder, KServe storage and deploy result, and bench's
-        in-process rows, take their file from here; nothing else picks one."""
+        export); `supported`: the formats this use of the target can load. Every target's archive, repository, model
+        folder, KServe storage and deploy result, and bench's in-process rows, take their file from here; nothing else
+        picks one."""
         from ..export import served_format
 
         fmt = served_format(report, requested, *([supported] if supported else []))  # one of report.artifacts, or one line

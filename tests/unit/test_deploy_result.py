@@ -228,7 +228,8 @@ def test_kserve_triton_serves_the_asked_format_on_its_native_backend(tiny_store:
     assert doc["format"] == fmt and doc["served_file"] == "model.pt"
     config = (Path(doc["storage"]) / "tiny" / "config.pbtxt").read_text()
     assert f'platform: "{platform}"' in config
-    assert (Path(doc["storage"]) / "tiny" / "1" / "model.pt").read_bytes() == (tiny_store / "tiny" / "1" / "model.pt").read_bytes()
+    served = (Path(doc["storage"]) / "tiny" / "1" / "model.pt").read_bytes()
+    assert served == (tiny_store / "tiny" / "1" / "model.pt").read_bytes()
 
 
 # ---------------------------------------------------------------- the schema refuses what is not the shape
