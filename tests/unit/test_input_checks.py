@@ -97,7 +97,7 @@ def test_the_widest_accepted_ranges_give_cases_inside_them(text: str) -> None:
 
 def test_integral_bounds_stay_exact_integers() -> None:
     spec = parse_input("ids:1x4:int64:range=0,9223372036854775807")
-    assert spec.range == (0, 2**63 - 1) and all(isinstance(v, int) for v in spec.range)
+    assert spec.range == (0, 2**63 - 1) and all(isinstance(v, int) for v in spec.range or ())
 
 
 def test_spec_inputs_pass_the_same_rule(tmp_path: Path, one: str) -> None:
@@ -118,9 +118,18 @@ def test_spec_inputs_pass_the_same_rule(tmp_path: Path, one: str) -> None:
         ("seed: 3.0", "seed: 3.0 is not of type 'integer'"),
         ("opset: 17.0", "opset: 17.0 is not of type 'integer'"),
         ("postprocessing: " + "{a: " * 70 + "1" + "}" * 70, "nested more than 64 levels deep"),
+        ("preprocessing: {resize: abc}", "preprocessing.resize: 'abc' is not of type 'integer'"),
+        ("preprocessing: {image_size: 5}", "preprocessing.image_size: 5 is not of type 'array'"),
+        ("preprocessing: {std: [0.5, 0, 1]}", "preprocessing.std[1]: 0 is less than or equal to the minimum of 0"),
+        ("preprocessing: {mean: [0.5, 0.5]}", "preprocessing.mean: [0.5, 0.5] is not valid"),
+        ("postprocessing: {conf_threshold: 2}", "postprocessing.conf_threshold: 2 is greater than the maximum of 1"),
+        ("postprocessing: {top_k: 0}", "postprocessing.top_k: 0 is less than the minimum of 1"),
     ],
 )
-def test_spec_numbers_are_finite_and_integers_whole(tmp_path: Path, one: str, document: str, message: str) -> None:
+def test_spec_numbers_are_finite_integers_whole_and_handler_keys_typed(
+    tmp_path: Path, one: str, document: str, message: str
+) -> None:
+    """The handlers' pre/post-processing keys are typed too: `resize: abc` used to build and fail on every request."""
     spec = tmp_path / "pack.yaml"
     spec.write_text(f"source: {one}\ninputs: [{{name: x, shape: [2, 8]}}]\n{document}\n")
     assert message in build_line(tmp_path, "--spec", str(spec))
