@@ -8,8 +8,11 @@ ONNX export's outputs as the reference: the file the build gate held to eager on
 
 from __future__ import annotations
 
+import lzma
 import math
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +29,10 @@ AGREEMENT_ROWS = 16  # an extra batch for the task-level agreement (classes flip
 MAX_BYTES = 1 << 30  # a calibration file, on disk and each array inflated
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
+_READ_ERRORS = (  # what numpy's header parser and zipfile raise on a crafted file (RuntimeError: an encrypted member)
+    ValueError, TypeError, OverflowError, SyntaxError, tokenize.TokenError, OSError, EOFError, RuntimeError,
+    zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+)  # fmt: skip
 
 
 def specs(report: BuildReport) -> list[TensorSpec]:
@@ -125,8 +132,8 @@ def _arrays(path: Path, inputs: Sequence[Declared], read: bool) -> dict[str, np.
                         out[spec.name] = _array(path, fh, info.file_size, spec, read)
         else:
             raise _refuse(path, "is neither a .npz (numpy.savez) nor a .npy (numpy.save) file")
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
-        raise _refuse(path, f"is not a readable .npz or .npy file ({str(exc).strip()[:120]})") from None
+    except _READ_ERRORS as exc:
+        raise _refuse(path, f"is not a readable .npz or .npy file ({str(exc).strip()[:120] or type(exc).__name__})") from None
     _same_rows(path, inputs, out)
     return out
 

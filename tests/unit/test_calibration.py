@@ -59,6 +59,7 @@ def test_a_fortran_ordered_array_is_read_as_written(tmp_path: Path) -> None:
         (lambda p: npy_with_header_shape(p, "(1000000000000, 8)"), "claims 32,000,000,000,000 bytes of data"),
         (lambda p: npy_with_header_shape(p, "(-1, 8)"), "'x' has shape [-1, 8]: every size must be at least 1"),
         (lambda p: npy_with_header_shape(p, "(8, 'a')"), "is not a readable .npz or .npy file"),
+        (lambda p: npy_with_header_shape(p, "(8,\x00"), "is not a readable .npz or .npy file"),  # was TokenError
     ],
 )
 def test_bad_calibration_files_are_refused_naming_the_problem(
