@@ -1,10 +1,7 @@
 """The `pack` command group and its model commands (models, build, verify, inspect); the serving commands are in
 cli_serve.py and bench in cli_bench.py. Imports stay inside commands: `pack --help` and `pack models` never import
-torch.
-
-Every option value is checked here, by its click type, before a command runs: a float option is a `Number` (finite:
-never nan or inf, within its bounds), and anything click refuses (a bad value, an unknown option, a missing argument)
-is pack's one line `error: ...; see `pack CMD --help``, exit 2 (`PackGroup`)."""
+torch. Option values are checked by their click type (every float option is a finite `Number`), and whatever click
+refuses is pack's one `error:` line with exit 2 (`PackGroup`)."""
 
 from __future__ import annotations
 
@@ -42,19 +39,13 @@ class _ClickUsage(click.UsageError):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, exc: click.ClickException):
-        super().__init__(exc.format_message(), getattr(exc, "ctx", None))
-
     def show(self, file: Any = None) -> None:
         what = " ".join(self.format_message().split())
         where = self.ctx.command_path if self.ctx is not None else "pack"
-        line = UsageError(what[:1].lower() + what[1:], f"see `{where} --help`").line()
-        click.echo(f"error: {line}", err=True)
+        click.echo(f"error: {UsageError(what[:1].lower() + what[1:], f'see `{where} --help`').line()}", err=True)
 
 
-_HELP_ERRORS: tuple[type[BaseException], ...] = tuple(
-    e for e in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if isinstance(e, type)
-)  # `pack` alone: click prints the help, as it should
+_HELP_ERRORS = tuple(e for e in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if e)  # `pack` alone: its help
 
 
 class PackGroup(click.Group):
@@ -74,7 +65,7 @@ class PackGroup(click.Group):
 
 
 def _one_line(exc: click.ClickException) -> click.ClickException:
-    return exc if isinstance(exc, (_ClickUsage, *_HELP_ERRORS)) else _ClickUsage(exc)
+    return exc if isinstance(exc, (_ClickUsage, *_HELP_ERRORS)) else _ClickUsage(exc.format_message(), getattr(exc, "ctx", None))
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
