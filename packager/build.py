@@ -33,7 +33,7 @@ Packager = Callable[[Path, BuildReport], dict[str, Any]]
 
 def _labels(plan: BuildPlan, model: Any) -> list[str] | None:
     if plan.labels_file:
-        return [line.strip() for line in Path(plan.labels_file).read_text().splitlines() if line.strip()]
+        return plan.labels
     names = getattr(model, "names", None) if plan.source_kind != "builtin" or plan.weights else None
     if isinstance(names, dict) and names:
         return [str(names[k]) for k in sorted(names)]

@@ -1,10 +1,12 @@
 """The `pack` command group and its model commands (models, build, verify, inspect); the serving commands are in
 cli_serve.py and bench in cli_bench.py. Imports stay inside commands: `pack --help` and `pack models` never import
-torch."""
+torch. Option values are checked by their click type (every float option is a finite `Number`), and whatever click
+refuses is pack's one `error:` line with exit 2 (`PackGroup`)."""
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,57 @@ import click
 
 from . import __version__
 from .console import emit_json, run, table
+from .errors import EXIT_USAGE, UsageError
+
+
+class Number(click.FloatRange):
+    """A finite number within [min, max] (either bound open with min_open / max_open): the type of every float option.
+    click's FloatRange alone lets `nan` through (every comparison with nan is false) and `inf` when a bound is open."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+SECONDS = Number(0, 86400, min_open=True)  # a timeout or a wait: more than 0, at most a day
+
+
+class _ClickUsage(click.UsageError):
+    """What click refused (an option's value, an unknown option, a missing argument) as pack's one line, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        what = " ".join(self.format_message().split())
+        where = self.ctx.command_path if self.ctx is not None else "pack"
+        click.echo(f"error: {UsageError(what[:1].lower() + what[1:], f'see `{where} --help`').line()}", err=True)
+
+
+_HELP_ERRORS = tuple(e for e in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if e)  # `pack` alone: its help
+
+
+class PackGroup(click.Group):
+    """The command group whose parse errors (its own and every command's) are one `error:` line."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # parses the command's own options
+        except click.ClickException as exc:
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.ClickException) -> click.ClickException:
+    return exc if isinstance(exc, (_ClickUsage, *_HELP_ERRORS)) else _ClickUsage(exc.format_message(), getattr(exc, "ctx", None))
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -35,7 +88,7 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def ranged(flag: str, lo: float, hi: float, default: float, help: str) -> Callable[[Any], Any]:
     """An option limited to [lo, hi] with its default shown: an integer range when the default is an int."""
-    kind = click.IntRange(int(lo), int(hi)) if isinstance(default, int) else click.FloatRange(lo, hi)
+    kind = click.IntRange(int(lo), int(hi)) if isinstance(default, int) else Number(lo, hi)
     return click.option(flag, type=kind, default=default, show_default=True, help=help)
 
 
@@ -77,11 +130,13 @@ def variant_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--min-speedup",
-                type=click.FloatRange(min=0),
+                type=Number(min=0),
                 help="Keep a variant only this much faster than ONNX (default 1.1).",
             ),
             click.option(
-                "--calibration", type=click.Path(dir_okay=False), help="A .npz of inputs (one array per input) for int8-static."
+                "--calibration",
+                type=click.Path(dir_okay=False),
+                help="int8-static's inputs: a .npz with one array per input, named like it (a .npy for a one-input model).",
             ),
             click.option("--serve-variant", help="Serve this variant whatever its speed (it must pass its gate), or `base`."),
         ]
@@ -90,7 +145,7 @@ def variant_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PackGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pack")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output for the command.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
@@ -159,9 +214,9 @@ def models_cmd(as_json: bool, debug: bool) -> None:
     help="Formats that must each pass: torchscript,onnx,pt2,aoti (default: torchscript,onnx,pt2 are tried; one must pass).",
 )
 @click.option("--batch-sizes", help="Batch sizes to validate, comma-separated (default 1,4).")
-@click.option("--atol", type=float, help="Absolute tolerance of the parity gate.")
-@click.option("--rtol", type=float, help="Relative tolerance of the parity gate.")
-@click.option("--seed", type=int, help="Seed for random weights and example inputs (default 0).")
+@click.option("--atol", type=Number(min=0), help="Absolute tolerance of the parity gate.")
+@click.option("--rtol", type=Number(min=0), help="Relative tolerance of the parity gate.")
+@click.option("--seed", type=int, help="Seed for random weights and example inputs (default 0; at most 2**32 - 1).")
 @click.option("--opset", type=click.IntRange(9, 23), help="ONNX opset (default: the exporter's own, 17 legacy / 18+ dynamo).")
 @click.option("--torchscript", type=click.Choice(["auto", "trace", "script"]), help="auto: trace, script when tracing is unsafe.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .cli_app import common, main, ranged, store_option
+from .cli_app import SECONDS, common, main, ranged, store_option
 from .console import emit_json, run
 
 log = logging.getLogger(__name__).info
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__).info
 @click.option("--instances", type=click.IntRange(1, 64), help="Triton instance count (bench default 1).")
 @click.option("--max-batch", type=click.IntRange(0, 256), help="Triton max_batch_size (bench default 8).")
 @click.option("--max-queue-delay", type=click.IntRange(0, 10000), help="Triton dynamic batching delay, ms (bench default 1).")
-@click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for a server and its model.")
+@click.option("--timeout", type=SECONDS, default=180.0, show_default=True, help="Seconds to wait for a server and its model.")
 @common
 def bench_cmd(
     model: str,

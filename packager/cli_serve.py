@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .cli_app import _print_result, common, main, rewrite_line, sign_key_option, store_option
+from .cli_app import SECONDS, _print_result, common, main, rewrite_line, sign_key_option, store_option
 from .console import log, run
 from .targets.base import all_targets, cli_fields, get_target, make_options, names
 
@@ -49,7 +49,7 @@ def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
             elif meta["choices"]:
                 kwargs["type"] = click.Choice(list(meta["choices"]))
             elif meta["type"] is not None:
-                kwargs["type"] = meta["type"]
+                kwargs["type"] = SECONDS if meta["type"] is float else meta["type"]  # the targets' floats are seconds
             fn = click.option(meta["flag"], name, default=None, **kwargs)(fn)
         return click.option(
             "--target", type=click.Choice(names()), default=DEFAULT_TARGET, show_default=True, help="Where to serve."

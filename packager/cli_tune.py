@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .cli_app import common, main, ranged, rewrite_line, sign_key_option, store_option
+from .cli_app import Number, common, main, ranged, rewrite_line, sign_key_option, store_option
 from .console import emit_json, run, terminate_interrupts
 
 
@@ -15,7 +15,7 @@ from .console import emit_json, run, terminate_interrupts
 @click.argument("model")
 @click.option("--version", "version", help="Build version (default: the latest).")
 @click.option("--target", type=click.Choice(["triton", "torchserve"]), default="triton", show_default=True)
-@click.option("--p99-ms", type=click.FloatRange(0.001, 3_600_000), help="Latency bound: the best setting has p99 at most this.")
+@click.option("--p99-ms", type=Number(0.001, 3_600_000), help="Latency bound: the best setting has p99 at most this.")
 @ranged("--budget-s", 10, 7200, 240.0, "Seconds the search may take (deploys included); it stops at the last point that fits.")
 @ranged("--concurrency", 1, 256, 8, "Concurrent callers (closed loop) while a point is measured.")
 @ranged("--window-s", 0.5, 60, 2.0, "Seconds of one measurement window (repeated until two agree within 10%).")

@@ -103,6 +103,10 @@ class HttpClient:
     def __init__(self, base_url: str, token: str | None = None, timeout: float | None = None, insecure_http: bool = False):
         if "://" not in base_url:
             base_url = "http://" + base_url
+        try:
+            _ = urllib.parse.urlsplit(base_url).port  # an unclosed [, a port that is not a number from 0 to 65535
+        except ValueError as exc:
+            raise UsageError(f"{base_url!r} is not a usable URL ({exc})", "write it like http://127.0.0.1:8000") from None
         self.base_url = base_url.rstrip("/")
         if token and not insecure_http:
             require_safe_transport(self.base_url)  # refused here, before anything is sent

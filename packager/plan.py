@@ -1,10 +1,12 @@
 """Resolve what to build: a model argument, an optional spec and command-line overrides become one BuildPlan.
 
-Nothing here imports torch; the plan is plain data that the build pipeline and the report share.
+Nothing here imports torch; the plan is plain data that the build pipeline and the report share. Every input the user
+declares (`--input` or the spec's `inputs:`) passes inputs.check_input.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,14 +14,17 @@ from typing import Any
 from . import registry
 from . import spec as spec_mod
 from .errors import UsageError
+from .inputs import MAX_VALUES, check_input, parse_input
 from .names import check_name, check_version
-from .registry import DTYPES, ModelEntry, OutputSpec, TensorSpec, Tolerance
+from .registry import ModelEntry, OutputSpec, TensorSpec, Tolerance
 from .variants import settings_from as variant_settings
 
 DEFAULT_BATCH_SIZES = (1, 4)
 DEFAULT_SEED = 0
 FORMAT_NAMES = ("torchscript", "onnx", "pt2", "aoti")
 DEFAULT_FORMATS = ("torchscript", "onnx", "pt2")
+MAX_SEED = 2**32 - 1
+MAX_LABELS_BYTES = 16 << 20
 
 
 @dataclass
@@ -45,6 +50,7 @@ class BuildPlan:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     postprocessing: dict[str, Any] = field(default_factory=dict)
     labels_file: str | None = None
+    labels: list[str] | None = None  # read_labels(labels_file), read once while resolving
     device: str = "auto"
     slim: bool = False
     variants: Any = None  # VariantSettings (packager/variants/): the faster ONNX variants to make and judge
@@ -54,52 +60,6 @@ class BuildPlan:
         atol = out.atol if out is not None and out.atol is not None else self.tolerance.atol
         rtol = out.rtol if out is not None and out.rtol is not None else self.tolerance.rtol
         return Tolerance(atol=atol, rtol=rtol)
-
-
-def parse_input(text: str) -> TensorSpec:
-    """`name:1x3x224x224[:dtype][:dyn=0,1][:range=0,1000]` -> TensorSpec (batch axis 0 dynamic unless dyn= says)."""
-    parts = text.split(":")
-    if len(parts) < 2 or not parts[0]:
-        raise UsageError(
-            f"--input {text!r} is not NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]", "write it like input:1x3x224x224:float32"
-        )
-    try:
-        shape = tuple(int(d) for d in parts[1].lower().split("x"))
-    except ValueError:
-        raise UsageError(
-            f"--input {text!r}: shape {parts[1]!r} is not numbers joined by x", "write it like 1x3x224x224"
-        ) from None
-    if any(d < 1 for d in shape):
-        raise UsageError(f"--input {text!r}: every dimension must be at least 1")
-    dtype = "float32"
-    axes: tuple[int, ...] = (0,)
-    rng: tuple[float, float] | None = None
-    for part in parts[2:]:
-        key, eq, value = part.partition("=")
-        try:
-            if not eq:
-                dtype = part
-            elif key == "dyn":
-                axes = tuple(int(a) for a in value.split(",") if a.strip())
-            elif key == "range":
-                low, high = (float(v) for v in value.split(","))
-                rng = (int(low), int(high)) if low.is_integer() and high.is_integer() else (low, high)
-            else:
-                raise UsageError(f"--input {text!r}: unknown field {key!r}", "use dyn=AXES or range=LOW,HIGH")
-        except ValueError:
-            raise UsageError(f"--input {text!r}: {part!r} is not {key}=numbers separated by commas") from None
-    if dtype not in DTYPES:
-        raise UsageError(f"--input {text!r}: unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
-    return _checked(TensorSpec(parts[0], shape, dtype, axes, rng))
-
-
-def _checked(spec: TensorSpec) -> TensorSpec:
-    bad = [a for a in spec.dynamic_axes if a >= len(spec.shape) or a < 0]
-    if bad:
-        raise UsageError(f"input {spec.name!r}: dynamic axis {bad[0]} is out of range for shape {list(spec.shape)}")
-    if spec.range is not None and spec.range[0] >= spec.range[1]:
-        raise UsageError(f"input {spec.name!r}: range {list(spec.range)} must be [low, high] with low < high")
-    return spec
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -114,7 +74,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 def _tensor_from_spec(item: dict[str, Any]) -> TensorSpec:
     rng = tuple(item["range"]) if "range" in item else None
-    return _checked(
+    return check_input(
         TensorSpec(item["name"], tuple(item["shape"]), item.get("dtype", "float32"), tuple(item.get("dynamic_axes", [0])), rng)
     )
 
@@ -221,6 +181,15 @@ def _batch_sizes(inputs: list[TensorSpec], given: list[int] | None) -> list[int]
     batch_sizes = list(given or DEFAULT_BATCH_SIZES)
     if any(b < 1 for b in batch_sizes):
         raise UsageError(f"batch sizes must be at least 1, got {batch_sizes}")
+    if len(set(batch_sizes)) != len(batch_sizes):
+        raise UsageError(f"batch sizes {batch_sizes} name a size twice", "name each batch size once")
+    for spec in inputs:
+        batched = max(batch_sizes) * math.prod(spec.shape[1:]) if 0 in spec.dynamic_axes else math.prod(spec.shape)
+        if batched > MAX_VALUES:
+            raise UsageError(
+                f"input {spec.name!r} at batch size {max(batch_sizes)} holds more than {MAX_VALUES:,d} values",
+                "validate smaller batch sizes (--batch-sizes) or declare a smaller example",
+            )
     if not inputs or all(0 in i.dynamic_axes for i in inputs):
         return batch_sizes
     if not given:
@@ -244,6 +213,24 @@ def _existing_file(path: str | None, what: str) -> str | None:
     return path
 
 
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise UsageError(f"seed {value!r} must be an integer from 0 to {MAX_SEED}", "pass --seed N (default 0)")
+    return value
+
+
+def read_labels(path: str) -> list[str]:
+    """The class names of a labels file (one a line, blank lines skipped): UTF-8 text of at most MAX_LABELS_BYTES."""
+    from .safeio import read_file, utf8
+
+    where = f"labels file {path}"
+    text = utf8(read_file(Path(path), where, MAX_LABELS_BYTES, UsageError), where, UsageError)
+    names = [line.strip() for line in text.splitlines()]
+    if not any(names):
+        raise UsageError(f"{where} holds no label", "write one class name a line, or leave labels out")
+    return [name for name in names if name]
+
+
 def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any]) -> BuildPlan:
     """Merge (built-in entry) < spec < command line into a BuildPlan; raise UsageError for anything unusable."""
     spec: dict[str, Any] = spec_mod.load(spec_path) if spec_path else {}
@@ -261,8 +248,15 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
     formats, formats_given = _formats(spec, overrides)
     batch_sizes = _batch_sizes(inputs, _pick(overrides, spec, "batch_sizes", None))
     version = _version(spec, overrides)
-    weights = _existing_file(_pick(overrides, spec, "weights", None), "weights")
+    seed = _seed(_pick(overrides, spec, "seed", DEFAULT_SEED))
     labels_file = _existing_file(_pick(overrides, spec, "labels", None), "labels")
+    labels = read_labels(labels_file) if labels_file else None
+    variants = variant_settings(spec, overrides)
+    if variants.calibration is not None and inputs:
+        from .variants.calibration import check_calibration
+
+        check_calibration(Path(variants.calibration), inputs)  # before the export, not after it
+    weights = _existing_file(_pick(overrides, spec, "weights", None), "weights")
 
     return BuildPlan(
         name=name,
@@ -276,7 +270,7 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         unsafe_load=bool(overrides.get("unsafe_load")),
         batch_sizes=batch_sizes,
         tolerance=tolerance,
-        seed=int(_pick(overrides, spec, "seed", DEFAULT_SEED)),
+        seed=seed,
         opset=_pick(overrides, spec, "opset", None),
         torchscript=_pick(overrides, spec, "torchscript", "auto"),
         task=spec.get("task", entry.task if entry else None),
@@ -286,10 +280,11 @@ def resolve(model: str | None, spec_path: str | None, overrides: dict[str, Any])
         preprocessing={**(entry.preprocessing if entry else {}), **spec.get("preprocessing", {})},
         postprocessing={**(entry.postprocessing if entry else {}), **spec.get("postprocessing", {})},
         labels_file=labels_file,
+        labels=labels,
         device=overrides.get("device") or "auto",
         slim=bool(overrides.get("slim")),
-        variants=variant_settings(spec, overrides),
+        variants=variants,
     )
 
 
-__all__ = ["BuildPlan", "parse_formats", "parse_input", "resolve"]
+__all__ = ["BuildPlan", "check_input", "parse_formats", "parse_input", "read_labels", "resolve"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError, ValidationFailed
+from .safeio import load_json
 
 FILE = "report.json"
 VERSION = 2
@@ -200,7 +201,7 @@ class BuildReport:
                 f"{path} is {path.stat().st_size:,d} bytes, not a report pack wrote", "rebuild with `pack build`"
             )
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = load_json(path.read_text(encoding="utf-8"), str(path))  # bounded nesting (safeio.MAX_DEPTH)
         except OSError as exc:
             raise UsageError(
                 f"cannot read {path}: {exc.strerror or exc}", "check its permissions, or rebuild with `pack build`"

@@ -1,7 +1,9 @@
-"""Bounded readers for files pack did not necessarily write (an archive, a repository, a spec, a report): JSON and
-YAML with a size cap, YAML without aliases or anchors (a 700-byte alias bomb expands to hundreds of MB), zip members
-read with a cap on their inflated size, and plain files that are not symbolic links. Every failure is the caller's
-PackError naming the file (ValidationFailed, exit 3, unless told otherwise), never an internal error.
+"""Bounded readers for files pack did not necessarily write (an archive, a repository, a spec, a report, a manifest):
+JSON and YAML with a size cap and a nesting cap (MAX_DEPTH: parsers, schema validators and printers recurse, and a
+2 KB document nested a thousand deep would exhaust Python's stack), YAML without aliases or anchors (a 700-byte alias
+bomb expands to hundreds of MB), zip members read with a cap on their inflated size, and plain files that are not
+symbolic links. Every failure is the caller's PackError naming the file (ValidationFailed, exit 3, unless told
+otherwise), never an internal error.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from .errors import PackError, ValidationFailed
 
 MAX_TEXT = 16 * 1024 * 1024  # a manifest, a config, a spec, pack.json: pack writes a few KB
+MAX_DEPTH = 64  # nested lists and mappings: pack's own documents use under 10, a KServe manifest under 20
 CHUNK = 1 << 16
 _PARSE_ERRORS = (ValueError, TypeError, RecursionError, OverflowError, UnicodeDecodeError)
 
@@ -68,26 +71,56 @@ def utf8(data: bytes, where: str, error: type[PackError] = ValidationFailed) -> 
         raise _refuse(error, where, f"is not a text file (not UTF-8 at byte {exc.start})") from None
 
 
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether `value` nests lists, tuples or mappings more than `limit` deep (a scalar is 0 deep); without recursion."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else None
+        if children is None:
+            continue
+        if depth + 1 > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _nesting(limit: int = MAX_DEPTH) -> str:
+    return f"is nested more than {limit} levels deep (pack reads no deeper document)"
+
+
 def load_json(data: bytes | str, where: str, error: type[PackError] = ValidationFailed) -> Any:
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except _PARSE_ERRORS as exc:
         raise _refuse(error, where, f"is not valid JSON ({str(exc)[:120]})") from None
+    if too_deep(value):
+        raise _refuse(error, where, _nesting())
+    return value
 
 
 @lru_cache(maxsize=1)
-def _no_alias_loader() -> type:
+def safe_loader() -> type:
+    """yaml's SafeLoader that refuses anchors and aliases (what pack reads never needs them, and an alias bomb expands
+    a few hundred bytes into gigabytes) and any list or mapping nested more than MAX_DEPTH deep, before it recurses
+    into it (yaml composes nodes recursively)."""
     import yaml
 
     class NoAliasLoader(yaml.SafeLoader):
-        """yaml's SafeLoader that refuses anchors and aliases: what pack reads never needs them, and an alias bomb
-        expands a few hundred bytes into gigabytes."""
+        depth = 0
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.peek_event()  # type: ignore[no-untyped-call]
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 raise yaml.composer.ComposerError(None, None, "YAML anchors and aliases are not accepted (&/*)", event.start_mark)
-            return super().compose_node(parent, index)
+            nested = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
+            if nested and self.depth >= MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"a document {_nesting()}", event.start_mark)
+            self.depth += nested
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= nested
 
     return NoAliasLoader
 
@@ -101,7 +134,7 @@ def load_yaml(text: str | bytes, where: str, error: type[PackError] = Validation
     if len(text) > MAX_TEXT:
         raise _refuse(error, where, f"is more than the {MAX_TEXT:,d} bytes pack reads")
     try:
-        return yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=safe_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -111,4 +144,4 @@ def load_yaml(text: str | bytes, where: str, error: type[PackError] = Validation
         raise _refuse(error, where, f"invalid YAML ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
-__all__ = ["MAX_TEXT", "load_json", "load_yaml", "read_file", "read_member", "utf8"]
+__all__ = ["MAX_DEPTH", "MAX_TEXT", "load_json", "load_yaml", "read_file", "read_member", "safe_loader", "too_deep", "utf8"]

@@ -1,12 +1,19 @@
-"""Read and check a `pack.yaml` spec against its JSON schema; errors name the failing path."""
+"""Read and check a `pack.yaml` spec against its JSON schema; errors name the failing path.
+
+The schema's types are read strictly: an `integer` is a whole number written without a fraction (`4`, not `4.0`, which
+would reach numpy as a float) and a `number` is finite (YAML writes `.nan` and `.inf`, which no tolerance, range or
+speed-up can mean). The document itself is read by safeio (size, nesting depth, no aliases).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import UsageError
 
@@ -25,18 +32,34 @@ def _where(path: Iterable[str | int]) -> str:
     return out or "(top level)"
 
 
-def check(data: Any, origin: str) -> dict[str, Any]:
-    """Validate a spec mapping; raise UsageError naming the first failing path."""
+def _integer(checker: Any, value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(checker: Any, value: Any) -> bool:
+    return _integer(checker, value) or (isinstance(value, float) and math.isfinite(value))
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
     import jsonschema
 
+    strict = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": _integer, "number": _number})
+    extend = cast(Callable[..., Any], jsonschema.validators.extend)  # untyped in jsonschema
+    return extend(jsonschema.Draft202012Validator, type_checker=strict)(schema())
+
+
+def check(data: Any, origin: str) -> dict[str, Any]:
+    """Validate a spec mapping; raise UsageError naming the first failing path."""
     if not isinstance(data, dict):
         raise UsageError(f"{origin}: a spec must be a mapping of keys (name, source, inputs, ...), got {type(data).__name__}")
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(_validator().iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         err = errors[0]
         message = err.message
-        if err.validator == "additionalProperties":
+        if isinstance(err.instance, float) and not math.isfinite(err.instance):
+            message = f"{err.instance} is not a finite number"
+        elif err.validator == "additionalProperties":
             allowed = sorted(err.schema.get("properties", {}))
             message += f" (allowed: {', '.join(allowed)})"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

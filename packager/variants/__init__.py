@@ -122,7 +122,10 @@ def settings_from(spec: dict[str, Any], overrides: dict[str, Any]) -> VariantSet
     settings.agreement.update(section.get("agreement") or {})
     settings.calibration = overrides.get("calibration") or section.get("calibration")
     if settings.calibration is not None and not Path(settings.calibration).is_file():
-        raise UsageError(f"calibration file not found: {settings.calibration}", "pass an existing .npz of inputs")
+        raise UsageError(
+            f"calibration file not found: {settings.calibration}",
+            "pass an existing .npz of inputs (a .npy for a one-input model)",
+        )
     serve = overrides.get("serve_variant") or section.get("serve")
     if serve is not None and serve != BASE:
         if serve not in ORDER:

@@ -41,9 +41,9 @@ def calibration_feeds(report: BuildReport, cases: list[Case], settings: VariantS
     """int8-static's calibration batches: the user's .npz (one batch, every input by name) or the cases' inputs."""
     names = report.input_names
     if settings.calibration:
-        from .calibration import read_npz
+        from .calibration import read_calibration
 
-        return [read_npz(Path(settings.calibration), report)], str(Path(settings.calibration).name)
+        return [read_calibration(Path(settings.calibration), report.inputs)], str(Path(settings.calibration).name)
     feeds = [dict(zip(names, c.inputs, strict=True)) for c in cases if not c.resized]
     return feeds, f"the build's validation inputs ({sum(c.batch for c in cases if not c.resized)} rows)"
 

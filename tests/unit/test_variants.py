@@ -16,7 +16,7 @@ from packager.errors import UsageError
 from packager.registry import Tolerance
 from packager.variants import MakeContext, VariantKind, VariantSettings, parse_kinds, settings_from
 from packager.variants.agreement import agreement, boxes, cosine, top_k
-from packager.variants.calibration import read_npz
+from packager.variants.calibration import read_calibration
 from tests.helpers.reports import make_report
 
 RNG = np.random.default_rng(0)
@@ -110,19 +110,19 @@ def test_calibration_npz_is_read_without_pickles(tmp_path: Path) -> None:
     report = make_report()
     good = tmp_path / "good.npz"
     np.savez(good, x=np.ones((8, 3), np.float32))
-    assert read_npz(good, report)["x"].shape == (8, 3)
+    assert read_calibration(good, report.inputs)["x"].shape == (8, 3)
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, x=np.array([{"code": 1}], dtype=object))
-    with pytest.raises(UsageError, match="not a readable .npz"):
-        read_npz(pickled, report)
+    with pytest.raises(UsageError, match="holds Python objects"):
+        read_calibration(pickled, report.inputs)
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, y=np.ones((8, 3), np.float32))
     with pytest.raises(UsageError, match="has no array 'x'"):
-        read_npz(wrong, report)
+        read_calibration(wrong, report.inputs)
     shaped = tmp_path / "shaped.npz"
     np.savez(shaped, x=np.ones((8, 4), np.float32))
     with pytest.raises(UsageError, match="axis 1"):
-        read_npz(shaped, report)
+        read_calibration(shaped, report.inputs)
 
 
 def _linear_onnx(path: Path, weight: np.ndarray, negate: bool = False) -> None:

@@ -1,6 +1,6 @@
 """`pack check-manifest FILE.yaml`: every document of a YAML file checked strictly against the KServe CRD schema of its
 kind (schemas.py). The file is read without trusting it: a size cap, no YAML aliases (an alias bomb would expand),
-safe loading only."""
+safe loading only, at most safeio.MAX_DEPTH levels of nesting (composing and validating recurse)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from typing import Any
 import yaml
 
 from ...errors import UsageError, ValidationFailed
+from ...safeio import safe_loader
 from .schemas import check
 
 MAX_BYTES = 16 << 20  # a manifest is kilobytes; refuse to parse more than this
 
 
 def _read(path: Path) -> str:
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        raise UsageError(f"{path} is not a regular file", "pass a manifest file")
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
@@ -37,7 +40,7 @@ def load_documents(path: Path) -> list[Any]:
         if aliases:  # refused before composing: an alias bomb would expand exponentially
             line = aliases[0].start_mark.line + 1 if aliases[0].start_mark else "?"
             raise ValidationFailed(f"{path} uses a YAML alias at line {line}", "write the manifest without anchors and aliases")
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=safe_loader()) if d is not None]  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
