@@ -83,3 +83,25 @@ def test_store_lock_waits_for_the_holder_when_asked(tmp_path):
     threading.Timer(0.3, held.release).start()
     with StoreLock(tmp_path, wait=10):  # queued behind the holder, not refused
         assert time.monotonic() - t0 >= 0.6
+
+
+def test_torchserve_worker_sockets_get_a_short_folder_even_when_tmpdir_is_long(tmp_path, monkeypatch):
+    """A store deep enough that `$TMPDIR/.ts.sock.NNNNN` passes the 107-byte socket limit gets a short private link,
+    made under /tmp even when TMPDIR is itself a long path (as under a test runner's or a CI job's workspace)."""
+    from packager.targets.torchserve.server import LocalServer
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    deep.mkdir(parents=True)
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # Python caches the folder it read from TMPDIR
+    server = LocalServer(deep / "store")
+    server.tmp.mkdir(parents=True)
+    link = server.short_tmp()
+    try:
+        assert link.is_symlink() and link.resolve() == server.tmp and str(link).startswith("/tmp/pack-ts-")
+        assert len(str(link)) + len("/.ts.sock.65535") <= 107
+    finally:
+        link.unlink()
+        link.parent.rmdir()

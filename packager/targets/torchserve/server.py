@@ -368,7 +368,7 @@ class LocalServer:
         link = self.tmp_link()
         if link is not None and link.is_symlink():
             return link
-        link = Path(tempfile.mkdtemp(prefix="pack-ts-")) / "tmp"  # mode 0700, a name no one else can take
+        link = Path(tempfile.mkdtemp(prefix="pack-ts-", dir=_short_temp_root())) / "tmp"  # mode 0700, a name of its own
         link.symlink_to(self.tmp, target_is_directory=True)
         (self.root / TMP_LINK_FILE).write_text(str(link))
         if len(str(link).encode()) + len(SOCKET_SUFFIX) > UNIX_PATH_MAX:
@@ -384,3 +384,9 @@ class LocalServer:
             return Path((self.root / TMP_LINK_FILE).read_text().strip() or "-")
         except OSError:
             return None
+
+
+def _short_temp_root() -> str | None:
+    """Where the short private folder goes: the system's /tmp when it is a writable folder (TMPDIR may itself be the
+    long path, as under a test runner or a CI workspace), else Python's temporary folder."""
+    return "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK | os.X_OK) else None
