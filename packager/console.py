@@ -115,7 +115,7 @@ def terminate_interrupts() -> Iterator[None]:
 
 def run(debug: bool, body: Callable[[Any], None]) -> None:
     """Run a command body; turn failures into one line on stderr and the documented exit code."""
-    from .store import os_error
+    from .report.store import os_error
 
     setup_logging(click.get_current_context().meta.get("pack.verbosity", 0) if click.get_current_context(silent=True) else 0)
     if debug:

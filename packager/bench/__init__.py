@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..console import terminate_interrupts
 from ..errors import UsageError
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 from .rows import goals, in_process_rows, make_row, ratios
 from .settings import tuned_settings
 
@@ -118,11 +118,11 @@ def _host() -> dict[str, Any]:
 
 
 def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
-    from ..record import load_report
-    from ..store import find_build, versions
+    from ..build.record import load_report
+    from ..report.store import find_build, versions
 
     if versions(o.store, o.model) or o.version is not None:
-        from ..verify import require_intact
+        from ..cli.verify import require_intact
 
         folder = find_build(o.store, o.model, o.version)
         report = load_report(folder)
@@ -132,8 +132,8 @@ def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
 
     if get_entry(o.model) is None:
         find_build(o.store, o.model, None)  # raises the usual "no build" error
-    from ..build import build
-    from ..plan import resolve
+    from ..build.pipeline import build
+    from ..build.plan import resolve
     from ..targets import packagers
 
     log(

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 
 if TYPE_CHECKING:
     import numpy as np

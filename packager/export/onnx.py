@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..validate import first_failure
+from ..report.validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain

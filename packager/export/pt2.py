@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..runners import torch_runner
+from ..build.runners import torch_runner
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain

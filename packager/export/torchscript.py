@@ -16,8 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..runners import torch_runner
-from ..validate import first_failure
+from ..build.runners import torch_runner
+from ..report.validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain, first_line
@@ -48,7 +48,7 @@ def script(ctx: ExportContext) -> Any:
     flow, and inputs and outputs stay those of every other format."""
     import torch
 
-    from ..modelio import export_module
+    from ..build.modelio import export_module
 
     with captured():
         scripted = torch.jit.script(ctx.model)

@@ -81,10 +81,10 @@ def search(
 
 
 def run_tune(o: TuneOptions) -> dict[str, Any]:
-    from ..record import load_report
-    from ..store import find_build
+    from ..build.record import load_report
+    from ..cli.verify import require_intact
+    from ..report.store import find_build
     from ..targets import get_target
-    from ..verify import require_intact
 
     if o.target not in TARGETS:
         raise UsageError(f"pack tune cannot tune --target {o.target}", f"use {' or '.join(TARGETS)}")
@@ -127,7 +127,7 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
         tuned = {**public(chosen), "p99_bound_ms": o.p99_ms, "concurrency": o.window.concurrency}
         tuned["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         written = target.adopt_settings(folder, report, chosen["settings"], tuned)  # type: ignore[attr-defined]
-        doc["written"] = [str(folder / rel) for rel in written]  # a signed build: see packager/trust.py
+        doc["written"] = [str(folder / rel) for rel in written]  # a signed build: see packager/report/trust.py
     return doc
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 
 log = logging.getLogger(__name__).info
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ..cases import Case
+from ..build.cases import Case
+from ..build.measure import measure
 from ..errors import EnvironmentProblem, ValidationFailed
-from ..measure import measure
-from ..report import BuildReport
-from ..validate import OutputCheck, first_failure, validate_model_outputs
+from ..report.build_report import BuildReport
+from ..report.validate import OutputCheck, first_failure, validate_model_outputs
 from . import BASE, FILE, FOLDER, MakeContext, Skipped, VariantSettings, get_variant
 from .agreement import agreement
 
@@ -101,7 +101,7 @@ def judge(
 ) -> dict[str, Any]:
     """Make one variant and judge it; the report's record of it."""
     from ..export import runner_for
-    from ..tasks import task_for
+    from ..serve.tasks import task_for
 
     entry = get_variant(kind)
     rel = f"{FOLDER}/{kind}/{FILE}"

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
-from ...http import translated
-from ...metrics import Families, read, summary_lines
-from ...report import BuildReport
-from ...store import StoreLock
-from ..health import Deployed, check_and_repair, health_line
-from ..processes import stop_summary
+from ...report.build_report import BuildReport
+from ...report.store import StoreLock
+from ...serve.health import Deployed, check_and_repair, health_line
+from ...serve.http import translated
+from ...serve.metrics import Families, read, summary_lines
+from ...serve.processes import stop_summary
 from ..result import v2_infer_url
 from .client import FastAPIClient
 from .server import LocalServer

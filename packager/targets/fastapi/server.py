@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem
-from ...http import HttpError
-from ..processes import ProcessIdentity, descendants, end_child, end_tree, free_ports, identity, read_state
+from ...serve.http import HttpError
+from ...serve.processes import ProcessIdentity, descendants, end_child, end_tree, free_ports, identity, read_state
 from .client import FastAPIClient
 
 log = logging.getLogger(__name__).info
@@ -155,7 +155,7 @@ class LocalServer:
 
     def _lay_runtime(self) -> None:
         """The serving runtime's files the app imports (the app, every task's entry handler and what they import)."""
-        from ...tasks import list_tasks, read_runtime, shipped_files
+        from ...serve.tasks import list_tasks, read_runtime, shipped_files
 
         names = sorted({n for entry in ["pack_fastapi.py", *(t.handler for t in list_tasks())] for n in shipped_files(entry)})
         shutil.rmtree(self.runtime, ignore_errors=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EnvironmentProblem, ValidationFailed
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 
 if TYPE_CHECKING:
     from .manifest import KServeOptions
@@ -125,7 +125,7 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         parse_reference(kopts.storage_uri, report.version)  # a bad reference is refused before anything is written
     signer = None
     if getattr(opts, "sign_key", None):
-        from ...signing import load_signing_key
+        from ...report.signing import load_signing_key
 
         signer = load_signing_key(opts.sign_key)  # a bad key is refused before anything is written
     out = Path(opts.store) / FOLDER / report.name / report.version / kopts.runtime

@@ -1,4 +1,4 @@
-"""`pack deploy --target torchserve`: TorchServe's steps of the one deploy skeleton (packager/targets/deployflow.py).
+"""`pack deploy --target torchserve`: TorchServe's steps of the one deploy skeleton (packager/serve/deployflow.py).
 
 A deploy registers the new version beside any version already serving, sets its workers, sends the build's sample
 input through the inference API and compares the answer with the recorded eager output within the build's tolerances.
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
-from ...http import ApiError, HttpError, is_loopback
-from ...oip import curl_line, sample_request, write_request
-from ...report import BuildReport
+from ...report.build_report import BuildReport
+from ...serve.deployflow import Steps, run
+from ...serve.http import ApiError, HttpError, is_loopback
+from ...serve.oip import curl_line, sample_request, write_request
 from .. import DeployOptions
 from ..base import get_target
-from ..deployflow import Steps, run
 from ..result import deploy_result, server_info, v2_infer_url
 from .config import settings_from
 from .connection import MODEL_STORE_ENV, Connection, connect

@@ -23,8 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem
-from ...http import HttpError
-from ..processes import ProcessIdentity, descendants, end_tree, free_ports, identity, pid_alive, read_state, with_environment
+from ...serve.http import HttpError
+from ...serve.processes import (
+    ProcessIdentity,
+    descendants,
+    end_tree,
+    free_ports,
+    identity,
+    pid_alive,
+    read_state,
+    with_environment,
+)
 from .client import InferenceClient
 from .config import config_properties
 

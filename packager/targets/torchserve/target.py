@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 from ..base import SERVER, Endpoint, Request, Served, ServerOptions, ServerTarget, cli_field, register_target
 from .marcheck import check_mar, inspect_mar
 from .marcheck import checked as mar_checked

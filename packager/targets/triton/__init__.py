@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 
 log = logging.getLogger(__name__).info
 

@@ -1,4 +1,4 @@
-"""`pack deploy --target triton`: Triton's steps of the one deploy skeleton (packager/targets/deployflow.py).
+"""`pack deploy --target triton`: Triton's steps of the one deploy skeleton (packager/serve/deployflow.py).
 
 Deploy: generate the repository entries from the build, check them offline, copy them into the server's repository
 (keeping a backup of what was there), load them through the repository API, wait until ready, smoke-test with the
@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
-from ...http import ApiError, HttpError, translated
-from ...oip import curl_line, sample_request, write_request
-from ...report import BuildReport
-from ...store import StoreLock
-from ...tasks import sample_image
+from ...report.build_report import BuildReport
+from ...report.store import StoreLock
+from ...serve.deployflow import Steps, run
+from ...serve.http import ApiError, HttpError, translated
+from ...serve.oip import curl_line, sample_request, write_request
+from ...serve.tasks import sample_image
 from ..base import Served
-from ..deployflow import Steps, run
 from ..result import deploy_result, server_info, v2_infer_url
 from . import config as cfg
 from . import server as local

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
-from ...http import translated
-from ...metrics import Families, read, summary_lines
-from ..health import health_line
+from ...serve.health import health_line
+from ...serve.http import translated
+from ...serve.metrics import Families, read, summary_lines
 from ..result import v2_infer_url
 from . import server
 from .client import TritonHTTP

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
-from ...http import ForeignAnswer
-from ..processes import ProcessIdentity, end_child, end_tree, free_ports, identity
+from ...serve.http import ForeignAnswer
+from ...serve.processes import ProcessIdentity, end_child, end_tree, free_ports, identity
 from .client import TritonHTTP
 
 log = logging.getLogger(__name__).info
