@@ -31,7 +31,7 @@ from ..build.measure import measure
 from ..report.build_report import BuildReport
 from ..serve.tasks import IMAGE, runtime_on_path, task_for
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -114,11 +114,15 @@ def eager_module(build_dir: Path, report: BuildReport) -> tuple[Any, str]:
             module = export_module(model.eval(), bind(model, [i.name for i in report.inputs]))
             if _matches_samples(module, build_dir, report):
                 return module, "eager PyTorch"
-            log("the rebuilt eager model does not reproduce the build's recorded outputs; TorchScript stands in for it")
+            logger.warning(
+                "the rebuilt eager model does not reproduce the build's recorded outputs; TorchScript stands in for it"
+            )
         except Exception as exc:  # a missing optional dependency, a changed registry entry
-            log(f"cannot rebuild the eager model ({type(exc).__name__}: {str(exc)[:120]}); TorchScript stands in for it")
+            logger.warning(
+                f"cannot rebuild the eager model ({type(exc).__name__}: {str(exc)[:120]}); TorchScript stands in for it"
+            )
     else:
-        log(
+        logger.info(
             "the eager model cannot be rebuilt from this build (weights or source file are not in the store); "
             "TorchScript stands in for it"
         )

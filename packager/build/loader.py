@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .plan import BuildPlan
 from ..registry import ModelEntry, get_entry
 from ..report.build_report import sha256_file
+from .plan import BuildPlan
 
 UNSAFE_HINT = "if you trust this file, pass --unsafe-load (it runs code from the file while loading)"
 

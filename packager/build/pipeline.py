@@ -19,14 +19,14 @@ from typing import Any
 from ..console import elapsed
 from ..errors import EnvironmentProblem, ValidationFailed
 from ..export import ORDER, Outcome, get_format
+from ..report.build_report import BuildReport
+from ..report.store import AtomicVersion
 from .measure import MEASURE_BUDGET_S, measure_all
 from .plan import BuildPlan
 from .prepare import prepare
 from .record import REPORT, assemble, load_report, write_samples
-from ..report.build_report import BuildReport
-from ..report.store import AtomicVersion
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 Packager = Callable[[Path, BuildReport], dict[str, Any]]
 
@@ -81,7 +81,7 @@ def _measure(
     """Latency of eager and of every passed format at each batch size, time-boxed (packager/build/measure.py): the gate's
     own runners (warm: they just ran these sizes), batch size by batch size so that formats compared with each other
     are measured moments apart."""
-    log(f"measuring (a {budget_s:g} s budget)")
+    logger.info(f"measuring (a {budget_s:g} s budget)")
     runners = {"eager": prep.run}
     for name, outcome in passed.items():
         runners[name] = outcome.runner or get_format(name).load(folder / str(outcome.file), device)
@@ -111,11 +111,12 @@ def build(
         ctx = prep.context(tmp)
         ref, names, device = prep.ref, prep.names, prep.device
         for name in [f for f in ORDER if f in plan.formats]:
-            log(f"exporting {name}")
+            logger.info(f"exporting {name}")
             started_format = time.perf_counter()
             outcome = ctx.outcomes[name] = get_format(name).export(ctx)
             outcome.info["seconds"] = round(time.perf_counter() - started_format, 3)  # export, save and gate
-            log(f"{name}: {outcome.status}" + (f" ({outcome.reason[:240]})" if outcome.reason else ""))
+            level = logging.INFO if outcome.status == "passed" else logging.WARNING
+            logger.log(level, f"{name}: {outcome.status}" + (f" ({outcome.reason[:240]})" if outcome.reason else ""))
         if "pt2" in ctx.outcomes:
             ctx.outcomes["pt2"].info["capture_seconds"] = prep.capture_seconds
         warnings = _judge(ctx.outcomes, _required(plan))
@@ -126,7 +127,7 @@ def build(
         performance: dict[str, Any] = {}
         if iterations > 0:
             performance, totals = _measure(prep, passed, tmp, device, iterations, measure_budget_s)
-            log(f"measured {totals['cells']} format and batch sizes in {totals['seconds']} s ({totals['stable']} stable)")
+            logger.info(f"measured {totals['cells']} format and batch sizes in {totals['seconds']} s ({totals['stable']} stable)")
 
         samples = write_samples(tmp, plan.inputs, names, ref.cases[0])
         labels = _labels(plan, prep.model)
@@ -139,14 +140,14 @@ def build(
             from ..variants.calibration import agreement_case
             from ..variants.judge import run_variants
 
-            log(f"making variants: {', '.join(plan.variants.kinds)}")
+            logger.info(f"making variants: {', '.join(plan.variants.kinds)}")
             cases = [*ref.cases, *agreement_case(report, plan.seed, prep.run)]
             report.variants = run_variants(tmp, report, plan.variants, cases, "eager", iterations)
         report.targets = {name: package(tmp, report) for name, package in (packagers or {}).items()}
         report.build_seconds = round(time.perf_counter() - started, 2)
         report.save(tmp)
         if sign is not None:
-            log("signing the build")
+            logger.info("signing the build")
             sign(tmp)
         final = atomic.commit()
     return report, final

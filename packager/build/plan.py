@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import registry
-from . import spec as spec_mod
 from ..errors import UsageError
-from .inputs import MAX_VALUES, check_input, parse_input
-from ..report.names import check_name, check_version
 from ..registry import ModelEntry, OutputSpec, TensorSpec, Tolerance
+from ..report.names import check_name, check_version
 from ..variants import settings_from as variant_settings
+from . import spec as spec_mod
+from .inputs import MAX_VALUES, check_input, parse_input
 
 DEFAULT_BATCH_SIZES = (1, 4)
 DEFAULT_SEED = 0

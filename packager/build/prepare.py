@@ -14,19 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cases import export_case
 from ..errors import UsageError
 from ..export import ExportContext, get_format
 from ..export.pt2 import capture, program_runner
+from ..registry import TensorSpec
+from ..report.validate import OutputCheck, validate_model_outputs
+from .cases import export_case
 from .loader import load_module
 from .modelio import Binding, bind, export_module
 from .plan import BuildPlan
 from .reference import Reference, add_resized, finish, flipped_case, run_batches
-from ..registry import TensorSpec
 from .runners import pick_device, torch_runner
-from ..report.validate import OutputCheck, validate_model_outputs
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 
 def _apply_family(plan: BuildPlan, family: Any, model: Any) -> None:
@@ -53,7 +53,7 @@ def _list_inputs(plan: BuildPlan, binding: Any) -> None:
             plan.inputs[i] = TensorSpec(
                 spec.name, spec.shape, spec.dtype, tuple(a for a in spec.dynamic_axes if a != 0), spec.range
             )
-            log(
+            logger.info(
                 f"{spec.name} goes to forward() as a list of {spec.shape[0]} tensor(s): its first axis (the list length) is fixed"
             )
     if any(binding.as_list):
@@ -98,7 +98,7 @@ class Prepared:
         """The ExportedProgram and why it failed, captured now when prepare() did not (no format needed it then)."""
         if self.program is None and self.program_error is None:
             started = time.perf_counter()
-            log("capturing the program with torch.export")
+            logger.info("capturing the program with torch.export")
             self.program, self.program_error = capture(self.module, self.example, self.plan.inputs)
             self.capture_seconds = round(time.perf_counter() - started, 3)
         return self.program, self.program_error
@@ -135,7 +135,7 @@ class Prepared:
 
 
 def prepare(plan: BuildPlan) -> Prepared:
-    log(f"loading {plan.source} ({'weights ' + plan.weights if plan.weights else f'seed {plan.seed:d}'})")
+    logger.info(f"loading {plan.source} ({'weights ' + plan.weights if plan.weights else f'seed {plan.seed:d}'})")
     import torch
 
     model, weights, family = load_module(plan)
@@ -150,7 +150,7 @@ def prepare(plan: BuildPlan) -> Prepared:
     example = [torch.from_numpy(a).to(device) for a in export_case(cases).inputs]
     program, program_error, started = None, None, time.perf_counter()
     if any(get_format(f).needs_program for f in plan.formats):  # else captured only if the dynamo ONNX export runs
-        log("capturing the program with torch.export")
+        logger.info("capturing the program with torch.export")
         program, program_error = capture(module, example, plan.inputs)
     capture_seconds = round(time.perf_counter() - started, 3)
     add_resized(run, cases, plan, plan.inputs, program_runner(program, device) if program is not None else None)

@@ -1,4 +1,5 @@
-"""The build's record assembled from the pipeline's results (a BuildReport, packager/report/build_report.py), and the sample files.
+"""The build's record assembled from the pipeline's results (a BuildReport, packager/report/build_report.py), and the
+sample files.
 
 Paths in the report are relative to the version folder.
 """

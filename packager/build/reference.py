@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from .cases import Case, batch_cases, flipped, resized_cases
 from ..errors import UsageError, ValidationFailed
 from ..export.diagnose import first_line
-from .modelio import output_names
 from ..registry import OutputSpec, Tolerance
 from ..report.validate import compare, constant_outputs
+from .cases import Case, batch_cases, flipped, resized_cases
+from .modelio import output_names
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 Run = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -45,7 +45,7 @@ def _shapes(inputs: list[Any], case: Case) -> str:
 
 def run_batches(run: Run, plan: Any, inputs: list[Any]) -> list[Case]:
     cases = batch_cases(inputs, plan.batch_sizes, plan.seed)
-    log(f"eager reference at {', '.join(c.label for c in cases)}")
+    logger.debug(f"eager reference at {', '.join(c.label for c in cases)}")
     for case in cases:
         try:
             case.outputs = run(case.inputs)
@@ -76,7 +76,7 @@ def add_resized(run: Run, cases: list[Case], plan: Any, inputs: list[Any], progr
             chosen = case
             break
         fallback = fallback or case
-        log(f"the ExportedProgram does not take {case.label}; trying another second size")
+        logger.debug(f"the ExportedProgram does not take {case.label}; trying another second size")
     chosen = chosen or fallback
     if chosen is None:
         raise UsageError(
@@ -84,7 +84,7 @@ def add_resized(run: Run, cases: list[Case], plan: Any, inputs: list[Any], progr
             "declare only the axes the model can vary as dynamic (`dynamic_axes`, or dyn= in --input)",
         )
     cases.append(chosen)
-    log(f"eager reference at {chosen.label}")
+    logger.debug(f"eager reference at {chosen.label}")
 
 
 def flipped_case(run: Run, inputs: list[Any], base: Case) -> Case | None:

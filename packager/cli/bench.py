@@ -11,7 +11,7 @@ import click
 from ..console import emit_json, run
 from .app import SECONDS, common, main, ranged, store_option
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 
 @main.command("bench")
@@ -99,7 +99,7 @@ def bench_cmd(
         result = run_bench(options)
         if plot_path:
             result["plot"] = str(plot(result, Path(plot_path)))
-            log(f"wrote {plot_path}")
+            logger.info(f"wrote {plot_path}")
         if as_json:
             emit_json(out, result)
         else:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..report.build_report import BuildReport
     from ..targets import Target
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -179,7 +179,7 @@ def check_parity(folder: Path, report: BuildReport) -> tuple[list[Finding], dict
             tolerances = variant_tolerances(record, len(sample.tolerances)) or sample.tolerances
             runs.append((f"variant {record['kind']}", "onnx", record["file"], replace(sample, tolerances=tolerances)))
     for label, fmt, rel, sample in runs:
-        log(f"re-running the samples through {label}")
+        logger.debug(f"re-running the samples through {label}")
         try:
             runner = runner_for(fmt, folder / rel, "cpu")
         except Exception as exc:  # a file that does not load is a finding

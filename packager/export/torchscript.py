@@ -22,7 +22,7 @@ from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain, first_line
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FILE = "model.pt"
 EXTRA_FILE = "pack.json"
@@ -97,7 +97,7 @@ def _gate(ctx: ExportContext, module: Any, method: str, **info: Any) -> Outcome:
 
 
 def _scripted(ctx: ExportContext, why: str) -> Outcome:
-    log(f"torchscript: {why[:200]}; trying torch.jit.script")
+    logger.info(f"torchscript: {why[:200]}; trying torch.jit.script")
     try:
         module = script(ctx)
     except Exception as exc:

@@ -132,7 +132,7 @@ class Rewrite:
         elif self.was_signed is not None:
             words = f"the build was signed; `{self.command}` rewrote it without --sign-key, so its signature was removed"
             self.outcome = {"status": "removed", "warning": f"{words}; {RESIGN}"}
-            logger.warning(f"warning: {words}; {RESIGN}")
+            logger.warning(f"{words}; {RESIGN}")
 
 
 _CURRENT: ContextVar[Rewrite | None] = ContextVar("pack_rewrite", default=None)
@@ -166,7 +166,7 @@ def deploy_check(folder: Path, report: BuildReport, require: bool, public_key: s
             raise UsageError("--public-key and --certificate-chain go with --require-signature", "add --require-signature")
         found = status(folder, report, hash_files=False)
         if found.suspect:
-            logger.warning(f"warning: {found.words}; deploying anyway (--require-signature refuses such a build)")
+            logger.warning(f"{found.words}; deploying anyway (--require-signature refuses such a build)")
         return
     from .signing import verify_signature
 

@@ -26,7 +26,7 @@ from ..report.build_report import BuildReport
 from ..report.store import StoreLock
 from .http import HttpError, Unreachable, pack_error
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 RESTART = "`pack deploy` starts a new one"
 
@@ -132,7 +132,7 @@ def _serialize(steps: Steps) -> None:
         steps.stack.enter_context(StoreLock(Path(store) / ".servers", wait=0))
         return
     except PackError:
-        log(f"another pack deploy into {store} is under way; waiting for it (up to {steps.timeout:.0f} s)")
+        logger.info(f"another pack deploy into {store} is under way; waiting for it (up to {steps.timeout:.0f} s)")
     steps.stack.enter_context(StoreLock(Path(store) / ".servers", wait=steps.timeout))
 
 

@@ -25,7 +25,7 @@ from ..errors import UsageError
 from .frontier import best, closest, frontier, public
 from .point import Window, run_point
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 TARGETS = ("triton", "torchserve")
 
@@ -96,7 +96,7 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
     request = _request(folder, report, o.target)
     scratch = Path(tempfile.mkdtemp(prefix="pack-tune-"))
     started = time.perf_counter()
-    log(f"tuning {report.name} v{report.version} on {o.target}: {_space_text(space)}; budget {o.budget_s:g} s")
+    logger.info(f"tuning {report.name} v{report.version} on {o.target}: {_space_text(space)}; budget {o.budget_s:g} s")
     try:
         points = search(
             space,
@@ -148,7 +148,7 @@ def _stop(target: str, store: Path) -> None:
     try:
         chosen.stop(chosen.Options(store=store))
     except Exception as exc:  # never hide the search's own error behind a failed stop; say what is left
-        log(f"could not stop the tune's {target} server: {exc}")
+        logger.warning(f"could not stop the tune's {target} server: {exc}")
 
 
 def _space_text(space: dict[str, list[Any]]) -> str:

@@ -26,7 +26,7 @@ from ..report.validate import OutputCheck, first_failure, validate_model_outputs
 from . import BASE, FILE, FOLDER, MakeContext, Skipped, VariantSettings, get_variant
 from .agreement import agreement
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 ROUNDS = 2  # interleaved measurements of base and variant; the better p50 of each counts
 MAX_ROUNDS = 5  # for a speed-up near the bound
 NEAR = 1.25
@@ -172,9 +172,9 @@ def run_variants(
         feeds, source = calibration_feeds(report, cases, settings)
         make = MakeContext(folder / base, folder, report.device, feeds, source)
         for kind in settings.kinds:
-            log(f"variant {kind}: making and judging it")
+            logger.debug(f"variant {kind}: making and judging it")
             record = judge(kind, folder, report, settings, cases, base_runner, make, iterations)
-            log(f"variant {kind}: {record['status']}" + (f" ({record['reason'][:200]})" if record["reason"] else ""))
+            logger.info(f"variant {kind}: {record['status']}" + (f" ({record['reason'][:200]})" if record["reason"] else ""))
             section["results"].append(record)
     section["served"] = _served(section["results"], settings)
     for record in section["results"]:

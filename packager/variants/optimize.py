@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..report.build_report import BuildReport
 from . import FOLDER, VariantSettings
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 Packager = Callable[[Path, BuildReport], dict[str, Any]]
 REFERENCE = "the recorded sample (eager) and the build's cases run through the base ONNX export (gated against eager)"
@@ -50,7 +50,7 @@ def optimize(
         require_intact(folder, report)
         if "onnx" not in report.artifacts:
             raise UsageError(f"the build {folder} has no ONNX export", "rebuild it with onnx among --formats")
-        log(f"copying {folder} to work on")
+        logger.debug(f"copying {folder} to work on")
         shutil.copytree(folder, tmp, dirs_exist_ok=True)
         shutil.rmtree(tmp / FOLDER, ignore_errors=True)  # variants of an earlier optimize are made again or dropped
         base = runner_for("onnx", tmp / report.artifacts["onnx"], report.device)

@@ -28,7 +28,7 @@ from .manage import status, stop, undeploy
 from .server import LocalServer
 from .smoke import smoke_test
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 __all__ = ["deploy", "status", "undeploy", "stop"]
 
@@ -125,7 +125,7 @@ class FastAPISteps(Steps):
         self.client = FastAPIClient(self.started["url"], timeout=self.timeout)
 
     def smoke(self) -> dict[str, Any]:
-        log(f"smoke test: sample input -> /v2/models/{self.name}/versions/{self.version}/infer")
+        logger.debug(f"smoke test: sample input -> /v2/models/{self.name}/versions/{self.version}/infer")
         result = smoke_test(self.client, self.build_dir, self.report, self.timeout)
         self.timings["smoke_s"] = result["seconds"]
         return result

@@ -21,7 +21,7 @@ from .client import FastAPIClient
 from .server import LocalServer
 from .smoke import smoke_test
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 METRICS = Families(
     success="pack_inference_requests_total",
@@ -108,7 +108,7 @@ def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
         if remaining:
             local.start(state["port"], int(state["workers"]), str(state.get("device") or "auto"), opts.timeout)
         shutil.rmtree(local.models_dir / name, ignore_errors=True)
-    log(f"removed {name} v{entry['version']}" + ("" if remaining else "; no model left, the server was stopped"))
+    logger.info(f"removed {name} v{entry['version']}" + ("" if remaining else "; no model left, the server was stopped"))
     return {
         "target": "fastapi",
         "model": name,

@@ -24,7 +24,7 @@ from typing import Any
 from ...report.build_report import BuildReport
 from .manifest import KServeOptions
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 BUILD_SIGNATURE = "build.sig"
 
 
@@ -48,7 +48,7 @@ def _carry_trust_files(build_dir: Path, report: BuildReport, dest: Path) -> list
     found = status(build_dir, report, hash_files=False)  # the files were checked against the report before deploy
     if found.state != "covers":
         if found.state in ("stale", "broken"):
-            log(f"kserve: not carrying the build's signature: {found.words}")
+            logger.warning(f"kserve: not carrying the build's signature: {found.words}")
         return []
     carried = []
     for source, name in ((build_dir / FILE, FILE), (build_dir / SIGNATURE, BUILD_SIGNATURE)):
@@ -73,7 +73,7 @@ def write_storage(build_dir: Path, report: BuildReport, k: KServeOptions, dest: 
     if signer is not None:
         from ...report.signing import sign_folder
 
-        log("kserve: signing the storage folder")
+        logger.info("kserve: signing the storage folder")
         out["signature"] = sign_folder(dest, signer)
     out["digest"] = _digest(dest)
     return out

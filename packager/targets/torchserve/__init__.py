@@ -21,7 +21,7 @@ from .. import DeployOptions
 if TYPE_CHECKING:
     from .config import ServingSettings
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FOLDER = "torchserve"
 CONFIG = "config.properties"
@@ -66,7 +66,7 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     settings = settings_from(report)
     folder = build_dir / FOLDER
     folder.mkdir(exist_ok=True)
-    log(f"writing the TorchServe archive ({settings.format}, batch size {settings.batch_size})")
+    logger.info(f"writing the TorchServe archive ({settings.format}, batch size {settings.batch_size})")
     return _write_files(build_dir, report, settings, folder)[0]
 
 
@@ -139,7 +139,7 @@ def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[s
                 leftover.unlink()
             staging.rmdir()
         rule.seal(build_dir)  # under the lock, once the staging folder is gone (packager/report/trust.py)
-    log(f"wrote {mar_path} ({section['mar_bytes'] / 1e6:.1f} MB, {settings.format}, {section['handler']})")
+    logger.info(f"wrote {mar_path} ({section['mar_bytes'] / 1e6:.1f} MB, {settings.format}, {section['handler']})")
     return {
         "target": "torchserve",
         "model": report.name,

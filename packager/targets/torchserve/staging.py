@@ -20,7 +20,7 @@ from .config import ServingSettings
 from .mar import SERIALIZED, write_mar
 from .marcheck import read_manifest
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 
 def mar_file(build_dir: Path, report: BuildReport) -> Path:
@@ -61,7 +61,7 @@ def stage_mar(build_dir: Path, report: BuildReport, settings: ServingSettings, f
             except OSError:
                 shutil.copyfile(source, tmp)
         else:
-            log(f"writing a {settings.format} archive for {report.name} v{report.version}")
+            logger.debug(f"writing a {settings.format} archive for {report.name} v{report.version}")
             write_mar(build_dir, report, settings, tmp)
         os.replace(tmp, dest)
     finally:

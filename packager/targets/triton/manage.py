@@ -16,7 +16,7 @@ from . import server
 from .client import TritonHTTP
 from .health import probe_all
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 METRICS = Families(
     success="nv_inference_request_success",
@@ -130,7 +130,7 @@ def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
         fresh = server.ServerState.load(Path(opts.store)) or state
         fresh.deployments.pop(name, None)
         fresh.save(Path(opts.store))
-    log(f"unloaded {', '.join(unloaded)}")
+    logger.info(f"unloaded {', '.join(unloaded)}")
     return {
         "target": "triton",
         "model": name,

@@ -16,7 +16,7 @@ from typing import Any
 from ...report.build_report import BuildReport
 from ...report.store import StoreLock
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FOLDER = "triton"
 
@@ -91,5 +91,5 @@ def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(old, ignore_errors=True)
         rule.seal(build_dir)  # under the lock, once the old repository is gone (packager/report/trust.py)
-    log(f"wrote the tuned settings into {build_dir / FOLDER} (offline check passed)")
+    logger.info(f"wrote the tuned settings into {build_dir / FOLDER} (offline check passed)")
     return [f for f in files if f.endswith("config.pbtxt")]
