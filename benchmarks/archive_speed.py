@@ -38,12 +38,12 @@ BIN = Path(sys.executable).parent
 
 
 def ensure_build(model: str, store: Path) -> Path:
-    from packager.store import versions
+    from packager.report.store import versions
 
     if versions(store, model):
         return store / model / versions(store, model)[-1]
-    from packager.build import build
-    from packager.plan import resolve
+    from packager.build.pipeline import build
+    from packager.build.plan import resolve
     from packager.targets import packagers
 
     print(f"building {model} into {store} (once)", file=sys.stderr)
@@ -164,7 +164,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    from packager.report import BuildReport
+    from packager.report.build_report import BuildReport
     from packager.targets.torchserve.config import settings_from
 
     folder = ensure_build(args.model, args.store)

@@ -29,8 +29,8 @@ FORMATS = ("torchscript", "onnx", "pt2", "aoti")
 
 
 def build(model: str, store: Path) -> tuple[dict, Path]:
-    from packager.build import build as run_build
-    from packager.plan import resolve
+    from packager.build.pipeline import build as run_build
+    from packager.build.plan import resolve
 
     plan = resolve(model, None, {"device": "cpu", "formats": ",".join(FORMATS), "batch_sizes": [1, 8]})
     report, folder = run_build(plan, store, force=True, log=lambda m: print(f"  {m}", file=sys.stderr), iterations=0)
@@ -38,11 +38,11 @@ def build(model: str, store: Path) -> tuple[dict, Path]:
 
 
 def runners(model: str, report: dict, folder: Path) -> dict:
+    from packager.build.loader import load_module
+    from packager.build.modelio import bind, export_module
+    from packager.build.plan import resolve
+    from packager.build.runners import torch_runner
     from packager.export import runner_for
-    from packager.loader import load_module
-    from packager.modelio import bind, export_module
-    from packager.plan import resolve
-    from packager.runners import torch_runner
 
     module, _, _ = load_module(resolve(model, None, {"device": "cpu"}))
     eager = export_module(module.eval(), bind(module, [i["name"] for i in report["inputs"]]))
@@ -54,7 +54,7 @@ def runners(model: str, report: dict, folder: Path) -> dict:
 
 
 def inputs_for(report: dict, batch: int) -> list:
-    from packager.cases import make_inputs
+    from packager.build.cases import make_inputs
     from packager.registry import TensorSpec
 
     specs = [

@@ -53,13 +53,13 @@ def log(message: str) -> None:
 
 
 def ensure_build(store: Path, model: str) -> tuple[Path, dict[str, Any]]:
-    from packager.store import find_build
+    from packager.report.store import find_build
 
     try:
         folder = find_build(str(store), model, None)
     except Exception:
-        from packager.build import build
-        from packager.plan import resolve
+        from packager.build.pipeline import build
+        from packager.build.plan import resolve
         from packager.targets import packagers
 
         plan = resolve(model, None, {"device": "cpu"})
@@ -354,7 +354,7 @@ def make_chaos(args: argparse.Namespace, module: Any, opts: Any, target: str, mo
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from packager.report import BuildReport
+    from packager.report.build_report import BuildReport
     from packager.targets import get_target
 
     own_store = args.store is None

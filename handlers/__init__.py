@@ -1,5 +1,5 @@
 """pack's serving runtime: the files pack ships to the servers, installed as package data of this package and found
-with importlib.resources (packager/tasks.py).
+with importlib.resources (packager/serve/tasks.py).
 
 Every file here is a flat module, imported by its file name: TorchServe unpacks a .mar onto sys.path, and each Triton
 python-backend model.py pack writes puts its own version folder first on sys.path. So the files import each other as

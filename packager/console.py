@@ -1,9 +1,11 @@
 """Command plumbing shared by every command: one-line errors, exit codes, logs on stderr, JSON on stdout.
 
-Every module logs through `logging` (its logger is `packager.<module>`); the CLI sends the `packager` logger to
-stderr as `pack: <message>`, at INFO by default, DEBUG with -v and WARNING with -q. Inside `elapsed()` (a build)
-each line also says how many seconds into it it was written. Library use (no CLI) configures nothing: only warnings
-reach stderr, through Python's default handler.
+Every module logs through `logging` (its logger is `packager.<module>`) at three levels that mean something:
+warnings (something the user should know: a failed optional format, a signature removed, a server that did not
+stop) at WARNING, pack's decisions and progress at INFO, details at DEBUG. The CLI sends the `packager` logger to
+stderr as `pack: <message>` (`pack: warning: ...`), at INFO by default, DEBUG with -v and WARNING with -q. Inside
+`elapsed()` (a build) each line also says how many seconds into it it was written. Library use (no CLI) configures
+nothing: only warnings reach stderr, through Python's default handler.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ _STARTED: list[float] = []  # the start of each `elapsed()` block, innermost las
 
 
 class _Lines(logging.Formatter):
+    """`pack: [elapsed] message`; a warning says so (`pack: warning: ...`), a detail of -v is marked `debug:`."""
+
     def format(self, record: logging.LogRecord) -> str:
         prefix = f"[{time.perf_counter() - _STARTED[-1]:5.1f}s] " if _STARTED else ""
-        return f"pack: {prefix}{record.getMessage()}"
+        level = "warning: " if record.levelno >= logging.WARNING else "debug: " if record.levelno < logging.INFO else ""
+        return f"pack: {prefix}{level}{record.getMessage()}"
 
 
 def setup_logging(verbosity: int) -> None:
@@ -115,7 +120,7 @@ def terminate_interrupts() -> Iterator[None]:
 
 def run(debug: bool, body: Callable[[Any], None]) -> None:
     """Run a command body; turn failures into one line on stderr and the documented exit code."""
-    from .store import os_error
+    from .report.store import os_error
 
     setup_logging(click.get_current_context().meta.get("pack.verbosity", 0) if click.get_current_context(silent=True) else 0)
     if debug:

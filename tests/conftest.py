@@ -108,8 +108,8 @@ def built(session_store: Path) -> Callable[[str], Path]:
 
     def get(name: str) -> Path:
         if name not in folders:
-            from packager.build import build
-            from packager.plan import resolve
+            from packager.build.pipeline import build
+            from packager.build.plan import resolve
             from packager.targets import packagers
 
             plan = resolve(name, None, {"device": "cpu"})

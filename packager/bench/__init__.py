@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..console import terminate_interrupts
 from ..errors import UsageError
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 from .rows import goals, in_process_rows, make_row, ratios
 from .settings import tuned_settings
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from .targets import Served
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 TARGETS = ("inprocess", "torchserve", "triton", "fastapi")
 
@@ -118,11 +118,11 @@ def _host() -> dict[str, Any]:
 
 
 def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
-    from ..record import load_report
-    from ..store import find_build, versions
+    from ..build.record import load_report
+    from ..report.store import find_build, versions
 
     if versions(o.store, o.model) or o.version is not None:
-        from ..verify import require_intact
+        from ..cli.verify import require_intact
 
         folder = find_build(o.store, o.model, o.version)
         report = load_report(folder)
@@ -132,11 +132,11 @@ def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
 
     if get_entry(o.model) is None:
         find_build(o.store, o.model, None)  # raises the usual "no build" error
-    from ..build import build
-    from ..plan import resolve
+    from ..build.pipeline import build
+    from ..build.plan import resolve
     from ..targets import packagers
 
-    log(
+    logger.info(
         f"no build of {o.model} in {o.store}: building it into the bench's temporary store "
         f"(`pack build {o.model}` once to skip this)"
     )
@@ -155,7 +155,7 @@ def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions) -> dict[str, 
     summary = result.summary()
     summary["gpu_util_pct"] = gpu.mean_util_pct
     summary["load_average"] = round(os.getloadavg()[0], 2)
-    log(
+    logger.info(
         f"{name} c={c}: {summary['throughput_rps']:.1f} req/s, p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms"
         + (f", {summary['errors']} error(s): {summary['error_samples'][0]}" if summary["errors"] else "")
         + (" (time limit reached)" if summary["timed_out"] else "")
@@ -199,7 +199,7 @@ class _Servers:
             try:
                 self._stop(target)
             except Exception as exc:  # keep stopping the others; say what is left
-                log(f"could not stop the bench's {target}: {exc}")
+                logger.warning(f"could not stop the bench's {target}: {exc}")
 
 
 def run_bench(o: BenchOptions) -> dict[str, Any]:
@@ -207,7 +207,9 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
     started = time.time()
     host = _host()
     if host["load_average"][0] >= 0.5:
-        log(f"the machine is busy (load average {host['load_average'][0]}); timings will be lower than on a quiet machine")
+        logger.warning(
+            f"the machine is busy (load average {host['load_average'][0]}); timings will be lower than on a quiet machine"
+        )
     scratch = Path(tempfile.mkdtemp(prefix="pack-bench-"))
     servers = _Servers(scratch / "store")
     try:

@@ -2,7 +2,7 @@
 FastAPI worker), doing exactly the work a server does for the same request.
 
 * `pipeline(...)`: the TorchServe request path without TorchServe. pack's own handler class (the task's entry
-  handler from the serving runtime, packager/tasks.py: the file shipped in the .mar) is instantiated in this process
+  handler from the serving runtime, packager/serve/tasks.py: the file shipped in the .mar) is instantiated in this process
   with the settings the archive would give it, and its `handle([request])` runs per request: decode the image,
   pre-process, run the model, post-process, serialise the JSON answer. Only the model callable differs: the eager
   PyTorch module, or onnxruntime through the runtime's own `load_model` (what a TorchServe worker runs).
@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from ..measure import measure
-from ..report import BuildReport
-from ..tasks import IMAGE, runtime_on_path, task_for
+from ..build.measure import measure
+from ..report.build_report import BuildReport
+from ..serve.tasks import IMAGE, runtime_on_path, task_for
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -41,13 +41,13 @@ Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
     """The image every image-model row sends: the same synthetic JPEG the Triton ensemble's smoke test uses."""
-    from ..tasks import sample_image
+    from ..serve.tasks import sample_image
 
     return sample_image(width, height)
 
 
 def handler_file(report: BuildReport) -> str:
-    """The TorchServe entry handler of the build's task (packager/tasks.py)."""
+    """The TorchServe entry handler of the build's task (packager/serve/tasks.py)."""
     return task_for(report).handler
 
 
@@ -105,20 +105,24 @@ def eager_module(build_dir: Path, report: BuildReport) -> tuple[Any, str]:
     weights = report.weights
     if source.get("kind") == "builtin" and weights.get("random"):
         try:
-            from ..loader import load_module
-            from ..modelio import bind, export_module
-            from ..plan import resolve
+            from ..build.loader import load_module
+            from ..build.modelio import bind, export_module
+            from ..build.plan import resolve
 
             plan = resolve(source["ref"], None, {"device": "cpu", "seed": weights.get("seed", 0)})
             model, _, _ = load_module(plan)
             module = export_module(model.eval(), bind(model, [i.name for i in report.inputs]))
             if _matches_samples(module, build_dir, report):
                 return module, "eager PyTorch"
-            log("the rebuilt eager model does not reproduce the build's recorded outputs; TorchScript stands in for it")
+            logger.warning(
+                "the rebuilt eager model does not reproduce the build's recorded outputs; TorchScript stands in for it"
+            )
         except Exception as exc:  # a missing optional dependency, a changed registry entry
-            log(f"cannot rebuild the eager model ({type(exc).__name__}: {str(exc)[:120]}); TorchScript stands in for it")
+            logger.warning(
+                f"cannot rebuild the eager model ({type(exc).__name__}: {str(exc)[:120]}); TorchScript stands in for it"
+            )
     else:
-        log(
+        logger.info(
             "the eager model cannot be rebuilt from this build (weights or source file are not in the store); "
             "TorchScript stands in for it"
         )
@@ -129,9 +133,9 @@ def eager_module(build_dir: Path, report: BuildReport) -> tuple[Any, str]:
 
 def _matches_samples(module: Any, build_dir: Path, report: BuildReport) -> bool:
     """The rebuilt module reproduces the build's recorded sample (the gate's comparison)."""
-    from ..runners import torch_runner
-    from ..samples import load_sample
-    from ..validate import first_failure
+    from ..build.runners import torch_runner
+    from ..report.samples import load_sample
+    from ..report.validate import first_failure
 
     if not report.samples.inputs:
         return True
@@ -139,7 +143,7 @@ def _matches_samples(module: Any, build_dir: Path, report: BuildReport) -> bool:
 
 
 def eager_runner(module: Any) -> Runner:
-    from ..runners import torch_runner
+    from ..build.runners import torch_runner
 
     return torch_runner(module, "cpu")
 
@@ -263,7 +267,7 @@ def rss_bytes(pid: int) -> int | None:
 
 def process_tree(pid: int) -> list[int]:
     """pid and all its live descendants (through the parent links in /proc, as `pack stop` finds them)."""
-    from ..targets.processes import descendants
+    from ..serve.processes import descendants
 
     return sorted({pid, *(child.pid for child in descendants(pid))})
 
@@ -298,7 +302,7 @@ def measure_rss_subprocess(build_dir: Path, fmt: str, timeout: float = 300.0) ->
 
 
 def _rss_main(build_dir: str, fmt: str) -> None:
-    from ..record import load_report
+    from ..build.record import load_report
 
     folder = Path(build_dir)
     report = load_report(folder)

@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 
 if TYPE_CHECKING:
     import numpy as np
 
     from . import BenchOptions
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 GOALS = {  # served / in-process throughput, and ONNX / eager at batch 8
     "torchserve": 0.8,
@@ -63,7 +63,7 @@ def in_process_rows(
 
     torch_threads = ip.set_torch_threads(o.threads)
     threads = {"torch": torch_threads, "onnxruntime": o.threads or "default (one per physical core)"}
-    log(f"in-process: torch threads {torch_threads}, onnxruntime intra-op threads {threads['onnxruntime']}")
+    logger.debug(f"in-process: torch threads {torch_threads}, onnxruntime intra-op threads {threads['onnxruntime']}")
     t0 = time.perf_counter()
     module, eager_kind = ip.eager_module(folder, report)
     eager = ip.eager_runner(module)
@@ -75,7 +75,7 @@ def in_process_rows(
     onnx_load = time.perf_counter() - t0
     onnx_file = ip.served_onnx(report)
     arrays = ip.preprocessed(eager_handler, body)
-    log("in-process memory: a fresh process per runtime with the model loaded")
+    logger.debug("in-process memory: a fresh process per runtime with the model loaded")
     rss = {"eager": ip.measure_rss_subprocess(folder, "eager"), "onnx": ip.measure_rss_subprocess(folder, "onnx")}
     handler = ip.handler_file(report)
     work = f"decode + pre-process + model + post-process + JSON answer ({handler}, the TorchServe handler's own code)"
@@ -127,12 +127,12 @@ def in_process_rows(
         ),
     ]
     iterations = max(3, min(30, o.requests // max(o.batch, 1)))
-    log(f"eager vs ONNX at batch {o.batch} ({iterations} runs each)")
+    logger.info(f"eager vs ONNX at batch {o.batch} ({iterations} runs each)")
     batch = ip.batch_comparison(eager, onnx, arrays, o.batch, iterations, o.time_limit_s)
     batch["eager_runtime"] = eager_kind
     batch["threads"] = threads
     batch["load_average"] = round(os.getloadavg()[0], 2)
-    log(
+    logger.info(
         f"batch {o.batch}: eager {batch['eager']['items_per_s']} items/s, onnx {batch['onnx']['items_per_s']} items/s "
         f"({batch['onnx_over_eager']}x)"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 
 # `pack tune`'s settings (deploy option names) as the bench's own names for each server.
 TUNED_AS = {

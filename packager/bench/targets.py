@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 from .inprocess import process_tree, tree_rss_mb
 
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 
 if TYPE_CHECKING:
-    from ..validate import OutputCheck
+    from ..report.validate import OutputCheck
 
 Runner = Callable[[list[Any]], list[Any]]
 DEFAULT_FORMATS = ("torchscript", "onnx", "pt2")
@@ -46,7 +46,7 @@ class Outcome:
 
     @classmethod
     def from_checks(cls, file: str, checks: list[OutputCheck], info: dict[str, Any], what: str) -> Outcome:
-        from ..validate import first_failure  # numpy: imported when a format is gated, not when files are named
+        from ..report.validate import first_failure  # numpy: imported when a format is gated, not when files are named
 
         bad = first_failure(checks)
         if bad is None:
@@ -70,7 +70,7 @@ class Outcome:
         )
 
     def record(self) -> Any:
-        from ..report import FormatRecord
+        from ..report.build_report import FormatRecord
 
         return FormatRecord(self.status, self.file, self.reason, self.hint)
 

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..runners import torch_runner
+from ..build.runners import torch_runner
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FILE = "model.aoti.pt2"
 
@@ -41,7 +41,7 @@ def export(ctx: ExportContext) -> Outcome:
         )
     started = time.perf_counter()
     path = ctx.folder / FILE
-    log("aoti: compiling the AOTInductor package (this takes a while)")
+    logger.info("aoti: compiling the AOTInductor package (this takes a while)")
     try:
         with captured():
             torch._inductor.aoti_compile_and_package(ctx.program, package_path=str(path))

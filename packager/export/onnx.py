@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from ..validate import first_failure
+from ..report.validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain
 from .torchscript import test_harder
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FILE = "model.onnx"
 LEGACY_OPSET = 17
@@ -148,7 +148,7 @@ def export(ctx: ExportContext) -> Outcome:
         except Exception as exc:
             cause, fix = explain(exc, "onnx")
             rejected.append({"exporter": exporter, "reason": f"export failed: {cause}", "fix": fix})
-            log(f"onnx: the {exporter} exporter failed: {cause[:200]}")
+            logger.info(f"onnx: the {exporter} exporter failed: {cause[:200]}")
             continue
         try:
             _finish(proto, ctx, path)
@@ -168,13 +168,13 @@ def export(ctx: ExportContext) -> Outcome:
             outcome.info["rejected"] = rejected
             outcome.info["not_tried"] = [name for name, _ in attempts[position + 1 :]]
             if rejected:
-                log(
+                logger.info(
                     f"onnx: shipped the {exporter} exporter's file "
                     f"({'; '.join(r['exporter'] + ': ' + r['reason'][:120] for r in rejected)})"
                 )
             return outcome
         rejected.append({"exporter": exporter, "reason": _failure(outcome)})
-        log(f"onnx: the {exporter} export does not match eager; trying the next exporter")
+        logger.info(f"onnx: the {exporter} export does not match eager; trying the next exporter")
     path.unlink(missing_ok=True)
     reasons = "; ".join(f"{r['exporter']}: {r['reason']}" for r in rejected)
     fix = next((r["fix"] for r in rejected if r.get("fix")), "leave onnx out of --formats, or wrap the failing part")

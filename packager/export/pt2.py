@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..runners import torch_runner
+from ..build.runners import torch_runner
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FILE = "model.pt2"
 
@@ -75,7 +75,7 @@ def capture(module: Any, example: list[Any], inputs: list[Any]) -> tuple[Any, st
             program = torch.export.export(module, tuple(example), dynamic_shapes=dynamic_shapes(inputs), strict=False)
     except Exception as exc:
         cause, fix = explain(exc, "export")
-        log(f"torch.export failed: {cause}")
+        logger.info(f"torch.export failed: {cause}")
         return None, f"torch.export failed: {cause}; {fix}"
     fixed = _static_axes(program, inputs)
     if fixed:
@@ -83,9 +83,9 @@ def capture(module: Any, example: list[Any], inputs: list[Any]) -> tuple[Any, st
             f"torch.export made declared dynamic axes static: {', '.join(fixed)}; declare them static in the spec "
             "(`dynamic_axes`), or change the code that reads those sizes"
         )
-        log(error)
+        logger.info(error)
         return None, error
-    log(f"torch.export captured the program in {time.perf_counter() - started:.1f} s")
+    logger.info(f"torch.export captured the program in {time.perf_counter() - started:.1f} s")
     return program, None
 
 

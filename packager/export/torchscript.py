@@ -16,13 +16,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..runners import torch_runner
-from ..validate import first_failure
+from ..build.runners import torch_runner
+from ..report.validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
 from .capture import captured
 from .diagnose import explain, first_line
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FILE = "model.pt"
 EXTRA_FILE = "pack.json"
@@ -48,7 +48,7 @@ def script(ctx: ExportContext) -> Any:
     flow, and inputs and outputs stay those of every other format."""
     import torch
 
-    from ..modelio import export_module
+    from ..build.modelio import export_module
 
     with captured():
         scripted = torch.jit.script(ctx.model)
@@ -97,7 +97,7 @@ def _gate(ctx: ExportContext, module: Any, method: str, **info: Any) -> Outcome:
 
 
 def _scripted(ctx: ExportContext, why: str) -> Outcome:
-    log(f"torchscript: {why[:200]}; trying torch.jit.script")
+    logger.info(f"torchscript: {why[:200]}; trying torch.jit.script")
     try:
         module = script(ctx)
     except Exception as exc:

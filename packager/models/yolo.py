@@ -2,7 +2,7 @@
 
 The exported graph is the raw head output (N, 84, 8400): 4 box coordinates (cx, cy, w, h in input pixels) and 80
 class scores per anchor, without NMS; the handlers letterbox the image before and run NMS after. It is prepared for
-export like every ultralytics model (packager/families.py).
+export like every ultralytics model (packager/build/families.py).
 """
 
 import os

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 from .base import (
     DeployOptions,
     Endpoint,

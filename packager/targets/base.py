@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import UsageError
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 
 
 def cli_field(
@@ -208,7 +208,7 @@ class ServerTarget(Target):
         return dict(self._flow().status(opts))
 
     def undeploy(self, name: str, version: str | None, opts: Any) -> dict[str, Any]:
-        from ..names import check_name, check_version
+        from ..report.names import check_name, check_version
 
         checked = None if version is None else check_version(version)
         return dict(self._flow().undeploy(check_name(name), checked, opts))

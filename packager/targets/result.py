@@ -19,7 +19,7 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 from .base import Served
 
 REQUIRED = (

@@ -25,7 +25,7 @@ from ..errors import UsageError
 from .frontier import best, closest, frontier, public
 from .point import Window, run_point
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 TARGETS = ("triton", "torchserve")
 
@@ -81,10 +81,10 @@ def search(
 
 
 def run_tune(o: TuneOptions) -> dict[str, Any]:
-    from ..record import load_report
-    from ..store import find_build
+    from ..build.record import load_report
+    from ..cli.verify import require_intact
+    from ..report.store import find_build
     from ..targets import get_target
-    from ..verify import require_intact
 
     if o.target not in TARGETS:
         raise UsageError(f"pack tune cannot tune --target {o.target}", f"use {' or '.join(TARGETS)}")
@@ -96,7 +96,7 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
     request = _request(folder, report, o.target)
     scratch = Path(tempfile.mkdtemp(prefix="pack-tune-"))
     started = time.perf_counter()
-    log(f"tuning {report.name} v{report.version} on {o.target}: {_space_text(space)}; budget {o.budget_s:g} s")
+    logger.info(f"tuning {report.name} v{report.version} on {o.target}: {_space_text(space)}; budget {o.budget_s:g} s")
     try:
         points = search(
             space,
@@ -127,7 +127,7 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
         tuned = {**public(chosen), "p99_bound_ms": o.p99_ms, "concurrency": o.window.concurrency}
         tuned["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         written = target.adopt_settings(folder, report, chosen["settings"], tuned)  # type: ignore[attr-defined]
-        doc["written"] = [str(folder / rel) for rel in written]  # a signed build: see packager/trust.py
+        doc["written"] = [str(folder / rel) for rel in written]  # a signed build: see packager/report/trust.py
     return doc
 
 
@@ -148,7 +148,7 @@ def _stop(target: str, store: Path) -> None:
     try:
         chosen.stop(chosen.Options(store=store))
     except Exception as exc:  # never hide the search's own error behind a failed stop; say what is left
-        log(f"could not stop the tune's {target} server: {exc}")
+        logger.warning(f"could not stop the tune's {target} server: {exc}")
 
 
 def _space_text(space: dict[str, list[Any]]) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 STABLE_SPREAD = 0.10
 
@@ -109,9 +109,9 @@ def run_point(
         point["error"] = exc.message
     point["seconds"] = round(time.perf_counter() - started, 2)
     if point.get("error"):
-        log(f"  {_label(settings)}: failed ({point['error'][:160]})")
+        logger.info(f"  {_label(settings)}: failed ({point['error'][:160]})")
     else:
-        log(
+        logger.info(
             f"  {_label(settings)}: {point['throughput_rps']:.1f} req/s, p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms"
             + ("" if point["stable"] else f" (unstable: {point['spread_pct']}% apart)")
         )

@@ -7,7 +7,7 @@
     fp16           float16 weights and arithmetic (GPU only: skipped on a CPU)
 
 Each kind writes `variants/<kind>/model.onnx` from the build's ONNX export (packager/variants/kinds.py). Every
-variant then passes its own gate (packager/variants/judge.py): the parity gate of packager/validate.py with the
+variant then passes its own gate (packager/variants/judge.py): the parity gate of packager/report/validate.py with the
 kind's tolerances, a task-level agreement with the reference (packager/variants/agreement.py), and a side-by-side
 measurement against the base ONNX: it is kept only when it is at least `min_speedup` times faster.
 

@@ -1,6 +1,6 @@
 """Task-level agreement of a variant with the reference, over every row of the gate's cases.
 
-Which measure applies follows the build's serving task (packager/tasks.py, `Task.agreement`):
+Which measure applies follows the build's serving task (packager/serve/tasks.py, `Task.agreement`):
     top-k   classification: top-1 agreement (the same best class) and top-5 overlap (shared classes among the five
             best, as a fraction), on the first floating output's last axis
     boxes   YOLO-style detection (N, 4 + classes, anchors): of the reference's confident anchors (score >= 0.25, at

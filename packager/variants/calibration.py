@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..cases import Case, batch_cases, make_inputs
+from ..build.cases import Case, batch_cases, make_inputs
+from ..build.inputs import check_input
 from ..errors import UsageError, ValidationFailed
-from ..inputs import check_input
 from ..registry import TensorSpec
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 
 AGREEMENT_ROWS = 16  # an extra batch for the task-level agreement (classes flip on few rows)
 MAX_BYTES = 1 << 30  # a calibration file, on disk and each array inflated
@@ -65,7 +65,7 @@ def agreement_case(report: BuildReport, seed: int, run: Callable[[list[np.ndarra
 
 def optimize_cases(folder: Path, report: BuildReport, base: Callable[[list[np.ndarray]], list[np.ndarray]]) -> list[Case]:
     """The recorded sample (eager's outputs), the build's batch cases again (base ONNX outputs), an agreement batch."""
-    from ..samples import load_sample
+    from ..report.samples import load_sample
 
     cases = [load_sample(folder, report).case]
     batches = report.batch_sizes if report.inputs_batchable else [report.inputs[0].shape[0]]

@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ..cases import Case
+from ..build.cases import Case
+from ..build.measure import measure
 from ..errors import EnvironmentProblem, ValidationFailed
-from ..measure import measure
-from ..report import BuildReport
-from ..validate import OutputCheck, first_failure, validate_model_outputs
+from ..report.build_report import BuildReport
+from ..report.validate import OutputCheck, first_failure, validate_model_outputs
 from . import BASE, FILE, FOLDER, MakeContext, Skipped, VariantSettings, get_variant
 from .agreement import agreement
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 ROUNDS = 2  # interleaved measurements of base and variant; the better p50 of each counts
 MAX_ROUNDS = 5  # for a speed-up near the bound
 NEAR = 1.25
@@ -101,7 +101,7 @@ def judge(
 ) -> dict[str, Any]:
     """Make one variant and judge it; the report's record of it."""
     from ..export import runner_for
-    from ..tasks import task_for
+    from ..serve.tasks import task_for
 
     entry = get_variant(kind)
     rel = f"{FOLDER}/{kind}/{FILE}"
@@ -172,9 +172,9 @@ def run_variants(
         feeds, source = calibration_feeds(report, cases, settings)
         make = MakeContext(folder / base, folder, report.device, feeds, source)
         for kind in settings.kinds:
-            log(f"variant {kind}: making and judging it")
+            logger.debug(f"variant {kind}: making and judging it")
             record = judge(kind, folder, report, settings, cases, base_runner, make, iterations)
-            log(f"variant {kind}: {record['status']}" + (f" ({record['reason'][:200]})" if record["reason"] else ""))
+            logger.info(f"variant {kind}: {record['status']}" + (f" ({record['reason'][:200]})" if record["reason"] else ""))
             section["results"].append(record)
     section["served"] = _served(section["results"], settings)
     for record in section["results"]:

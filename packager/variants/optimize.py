@@ -4,7 +4,7 @@ packages; and the variants table both `pack build` and `pack optimize` print.
 The build is copied into a temporary folder beside it under the model's lock, the variants are judged and the
 targets re-packaged there, and the folder replaces the build only when everything succeeded: a failed or
 interrupted optimize leaves the build as it was. A signed build's signature is dropped from the copy and, with
-`--sign-key`, the copy is signed again before it replaces the build (packager/trust.py).
+`--sign-key`, the copy is signed again before it replaces the build (packager/report/trust.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 
 from ..console import table
 from ..errors import UsageError
-from ..report import BuildReport
+from ..report.build_report import BuildReport
 from . import FOLDER, VariantSettings
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 Packager = Callable[[Path, BuildReport], dict[str, Any]]
 REFERENCE = "the recorded sample (eager) and the build's cases run through the base ONNX export (gated against eager)"
@@ -34,10 +34,10 @@ def optimize(
     iterations: int,
     packagers: Mapping[str, Packager] | None = None,
 ) -> tuple[BuildReport, Path]:
+    from ..cli.verify import require_intact
     from ..export import runner_for
-    from ..store import AtomicVersion, find_build
-    from ..trust import current
-    from ..verify import require_intact
+    from ..report.store import AtomicVersion, find_build
+    from ..report.trust import current
     from .calibration import optimize_cases
     from .judge import run_variants
 
@@ -50,7 +50,7 @@ def optimize(
         require_intact(folder, report)
         if "onnx" not in report.artifacts:
             raise UsageError(f"the build {folder} has no ONNX export", "rebuild it with onnx among --formats")
-        log(f"copying {folder} to work on")
+        logger.debug(f"copying {folder} to work on")
         shutil.copytree(folder, tmp, dirs_exist_ok=True)
         shutil.rmtree(tmp / FOLDER, ignore_errors=True)  # variants of an earlier optimize are made again or dropped
         base = runner_for("onnx", tmp / report.artifacts["onnx"], report.device)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import ROOT
+from tests.helpers import ROOT
 
 PACK = [sys.executable, "-m", "packager.cli"]
 

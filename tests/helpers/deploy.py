@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import spawn_pack, wait_for_stderr
+from tests.helpers.cli import spawn_pack, wait_for_stderr
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import ROOT
+from tests.helpers import ROOT
 
 NAME = "kserve-inferenceservice-v1beta1.schema.json"
 SHARED = ROOT.parent / "shared" / "schemas" / NAME

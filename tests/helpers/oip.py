@@ -25,7 +25,7 @@ V2_TO_NUMPY = {
 
 def v2_infer(url: str, inputs: dict[str, np.ndarray], headers: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """POST the arrays to a v2 `/infer` URL; the answer's outputs by name (HTTP errors raise with the body)."""
-    from packager.oip import NUMPY_TO_V2
+    from packager.serve.oip import NUMPY_TO_V2
 
     body = {
         "inputs": [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packager.report import BuildReport
+from packager.report.build_report import BuildReport
 
 DEFAULTS: dict[str, Any] = {
     "pack_report": 2,

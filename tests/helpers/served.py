@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from packager.report import BuildReport
+from packager.report.build_report import BuildReport
 
 VARIANT = "variants/int8-dynamic/model.onnx"
 V2_TO_NUMPY = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32}

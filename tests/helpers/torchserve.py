@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ROOT
+from tests.helpers import ROOT
 
 HANDLER_MODULES = ("pack_runtime", "pack_images", "pack_torchserve", "pack_classifier", "pack_detector", "pack_tensors")
 

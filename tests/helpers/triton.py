@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from . import ROOT
+from tests.helpers import ROOT
 
 
 def triton_home() -> Path:

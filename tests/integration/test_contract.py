@@ -78,7 +78,7 @@ class Matrix:
         return self.builds[kind]
 
     def report(self, kind: str) -> Any:
-        from packager.report import BuildReport
+        from packager.report.build_report import BuildReport
 
         return BuildReport.load(self.builds[kind])
 
@@ -259,8 +259,8 @@ def test_a_failed_format_is_refused_with_the_reason_the_build_stated(matrix: Mat
 
 def _answers_like_its_file(build: Path, report: Any, doc: dict[str, Any]) -> None:
     from packager.export import runner_for
-    from packager.samples import load_sample
-    from packager.validate import first_failure
+    from packager.report.samples import load_sample
+    from packager.report.validate import first_failure
 
     sample = load_sample(build, report)
     headers = {}
@@ -275,7 +275,7 @@ def _answers_like_its_file(build: Path, report: Any, doc: dict[str, Any]) -> Non
 
 
 def _sha(path: Path) -> str:
-    from packager.report import sha256_file
+    from packager.report.build_report import sha256_file
 
     return sha256_file(path)
 

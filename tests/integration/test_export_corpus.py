@@ -34,7 +34,7 @@ def _needs(name: str) -> None:
 
 
 def _plan(name: str, formats: str | None = None):
-    from packager.plan import parse_input, resolve
+    from packager.build.plan import parse_input, resolve
 
     overrides = {"device": "cpu", **({"formats": formats} if formats else {})}
     if name in BUILTINS:
@@ -45,7 +45,7 @@ def _plan(name: str, formats: str | None = None):
 
 def _build(name: str, store: Path) -> tuple[dict, Path]:
     if name not in _BUILDS:
-        from packager.build import build
+        from packager.build.pipeline import build
 
         report, folder = build(_plan(name), store, force=False, iterations=0)
         _BUILDS[name] = (report.to_dict(), folder)
@@ -158,8 +158,8 @@ def test_every_shipped_file_matches_eager_at_a_shape_the_gate_never_used(name, s
     _needs(name)
     import torch
 
-    from packager.families import family_of
-    from packager.modelio import bind, export_module
+    from packager.build.families import family_of
+    from packager.build.modelio import bind, export_module
     from tests.integration import corpus_models as models
 
     report, folder = _build(name, store)
@@ -194,7 +194,7 @@ _PREPARED: dict = {}
 
 def _prepared(name: str):
     if name not in _PREPARED:
-        from packager.prepare import prepare
+        from packager.build.prepare import prepare
 
         _PREPARED[name] = prepare(_plan(name, formats="torchscript"))
     return _PREPARED[name]
@@ -206,9 +206,9 @@ def test_gate_fails_on_perturbed_weights(name):
     _needs(name)
     import torch
 
-    from packager.modelio import export_module
-    from packager.runners import torch_runner
-    from packager.validate import first_failure
+    from packager.build.modelio import export_module
+    from packager.build.runners import torch_runner
+    from packager.report.validate import first_failure
 
     prep = _prepared(name)
     perturbed = copy.deepcopy(prep.model)
@@ -225,7 +225,7 @@ def test_gate_fails_on_a_zeroed_output(name):
     """An export that returns zeros for one output fails, for every output that is not constant anyway (those
     the build reports as unverifiable; a model whose every output is constant is refused)."""
     _needs(name)
-    from packager.validate import first_failure
+    from packager.report.validate import first_failure
 
     prep = _prepared(name)
     checked = 0
@@ -262,7 +262,7 @@ def test_gate_fails_on_a_baked_in_size(name, tmp_path):
 
     from packager.export import runner_for
     from packager.export.pt2 import program_runner
-    from packager.validate import first_failure
+    from packager.report.validate import first_failure
 
     prep = _prepared(name)
     names = [i.name for i in prep.plan.inputs]

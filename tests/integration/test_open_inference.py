@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from packager.samples import load_sample
-from packager.validate import first_failure
+from packager.report.samples import load_sample
+from packager.report.validate import first_failure
 from tests.helpers.cli import pack_json, run_pack
 from tests.helpers.processes import tritonserver_pids_for
 from tests.helpers.triton import ensure_tritonserver, link_build
@@ -56,7 +56,7 @@ def _call(url: str, body: dict[str, Any] | None, headers: dict[str, str]) -> tup
 def v2_smoke(infer_url: str, metadata_url: str | None, headers: dict[str, str], build: Path) -> None:
     """The v2 smoke test every server must pass: metadata (where the server has it), the build's sample as a v2 body
     compared with the recorded eager output through the gate's comparison, and a malformed request refused."""
-    from packager.report import BuildReport
+    from packager.report.build_report import BuildReport
 
     report = BuildReport.load(build)
     sample = load_sample(build, report)
@@ -111,7 +111,7 @@ def test_deploy_prints_a_v2_curl_line_that_runs(served, target):
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     build = store / "tiny" / "1"
-    from packager.report import BuildReport
+    from packager.report.build_report import BuildReport
 
     [out] = answer["outputs"]
     got = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])

@@ -167,8 +167,8 @@ def test_triton_stop_ends_the_server_and_its_stubs_only(built, tmp_path):
 @pytest.fixture(scope="module")
 def tiny2(tmp_path_factory) -> Path:
     """A build of the tiny model under another name (`tiny2`), a second model to deploy beside `tiny`."""
-    from packager.build import build
-    from packager.plan import resolve
+    from packager.build.pipeline import build
+    from packager.build.plan import resolve
     from packager.targets import packagers
 
     store = tmp_path_factory.mktemp("tiny2")

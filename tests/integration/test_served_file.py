@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from packager.cases import Case
+from packager.build.cases import Case
 from packager.export import runner_for
 from packager.registry import Tolerance
-from packager.report import BuildReport
-from packager.samples import load_sample
+from packager.report.build_report import BuildReport
+from packager.report.samples import load_sample
+from packager.report.validate import first_failure, validate_model_outputs
 from packager.targets.result import problems
-from packager.validate import first_failure, validate_model_outputs
 from tests.helpers.cli import pack_json, run_pack
 from tests.helpers.served import v2_arrays
 from tests.helpers.torchserve import copy_build

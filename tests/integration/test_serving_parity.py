@@ -39,7 +39,7 @@ def distinct_weights(path: Path) -> None:
     import torch
 
     from packager.registry import get_entry
-    from packager.tasks import runtime_on_path, sample_image
+    from packager.serve.tasks import runtime_on_path, sample_image
 
     torch.manual_seed(0)
     entry = get_entry("yolov8n")
@@ -106,8 +106,8 @@ def parity_store(tmp_path_factory):
 
 
 def test_torchserve_and_triton_answer_the_same_detections(parity_store):
+    from packager.serve.tasks import sample_image
     from packager.targets.triton.deploy import detect
-    from packager.tasks import sample_image
 
     ts = pack_json("deploy", "yolov8n", "--target", "torchserve", "--store", str(parity_store))
     tr = pack_json("deploy", "yolov8n", "--target", "triton", "--store", str(parity_store))

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from packager.errors import UsageError
-from packager.store import AtomicVersion, StoreLock
+from packager.report.store import AtomicVersion, StoreLock
 from tests.helpers import ROOT
 from tests.helpers.cli import run_pack
 

@@ -1,4 +1,4 @@
-"""The task registry (packager/tasks.py) and the one serving runtime it ships: which handler, Triton steps and smoke
+"""The task registry (packager/serve/tasks.py) and the one serving runtime it ships: which handler, Triton steps and smoke
 sample each kind of build gets, a newly registered task taking effect everywhere, and the .mar and the Triton
 repository carrying byte-identical copies of the same runtime files (no server needed)."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from packager.report import BuildReport
+from packager.report.build_report import BuildReport
 from tests.helpers import ROOT
 from tests.helpers.reports import make_report
 
@@ -21,8 +21,8 @@ IMAGE_INPUT = [{"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32", "
 
 
 def test_builds_are_served_by_their_task():
-    from packager import tasks
     from packager.bench.inprocess import handler_file, is_image_model
+    from packager.serve import tasks
     from packager.targets.torchserve.mar import choose_handler
     from packager.targets.triton.repository import is_detection, model_names
 
@@ -54,8 +54,8 @@ def test_builds_are_served_by_their_task():
 
 def test_a_registered_task_takes_effect_in_every_target(monkeypatch):
     """Room for new tasks: one registered entry changes the .mar handler, the Triton entries and the bench sample."""
-    from packager import tasks
     from packager.bench.inprocess import is_image_model
+    from packager.serve import tasks
     from packager.targets.torchserve.mar import choose_handler
     from packager.targets.triton.repository import ENSEMBLES, model_names
 
@@ -83,7 +83,7 @@ def test_a_registered_task_takes_effect_in_every_target(monkeypatch):
 
 def test_the_registry_does_not_import_torch():
     code = (
-        "import sys, packager.tasks, packager.targets.torchserve.mar, packager.targets.triton.repository;"
+        "import sys, packager.serve.tasks, packager.targets.torchserve.mar, packager.targets.triton.repository;"
         " print('torch' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

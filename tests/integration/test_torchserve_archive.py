@@ -61,8 +61,8 @@ def test_manifest_has_the_fields_torch_model_archiver_writes(tiny_store: Path, t
 
 def test_archive_is_byte_reproducible(built: Callable[[str], Path], tmp_path: Path) -> None:
     """Two separate builds of the same model give byte-identical archives; SOURCE_DATE_EPOCH moves the dates."""
-    from packager.build import build
-    from packager.plan import resolve
+    from packager.build.pipeline import build
+    from packager.build.plan import resolve
 
     stores = [copy_build(built("tiny"), tmp_path / "a"), tmp_path / "b"]
     build(resolve("tiny", None, {"device": "cpu"}), stores[1], force=False, iterations=0)

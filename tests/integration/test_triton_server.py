@@ -220,7 +220,7 @@ def _runtime_images():
     imported here as the servers import it: a flat module from the runtime's folder."""
     import importlib
 
-    from packager.tasks import runtime_on_path
+    from packager.serve.tasks import runtime_on_path
 
     runtime_on_path()
     return importlib.import_module("pack_images")
@@ -232,8 +232,8 @@ def test_yolov8n_ensemble_with_image_bytes(built, tmp_path):
 
     from PIL import Image
 
+    from packager.serve.tasks import sample_image
     from packager.targets.triton.deploy import detect
-    from packager.tasks import sample_image
 
     ensure_tritonserver()
     store = tmp_path / "store"

@@ -76,8 +76,8 @@ def _target_of(module: str) -> str | None:
 
 
 def test_the_graph_was_read():
-    assert "packager.build" in MODULES and "packager.targets.triton.deploy" in MODULES
-    assert any(m.startswith("packager.targets") for m in MODULES["packager.cli_serve"])
+    assert "packager.build.pipeline" in MODULES and "packager.targets.triton.deploy" in MODULES
+    assert any(m.startswith("packager.targets") for m in MODULES["packager.cli.serve"])
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _area(m) in PIPELINE))

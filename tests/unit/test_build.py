@@ -88,7 +88,7 @@ def test_performance_is_recorded_per_format_and_batch(tiny: tuple[Path, dict]) -
 def test_measure_is_bounded_by_iterations_and_a_time_cap() -> None:
     import time
 
-    from packager.measure import measure
+    from packager.build.measure import measure
 
     calls: list[int] = []
 
@@ -114,8 +114,8 @@ def test_measure_all_is_time_boxed_and_says_what_is_stable(monkeypatch: pytest.M
     import itertools
     from types import SimpleNamespace
 
-    from packager import measure as measure_module
-    from packager.measure import Cell, measure_all
+    from packager.build import measure as measure_module
+    from packager.build.measure import Cell, measure_all
 
     clock = [0.0]
     monkeypatch.setattr(measure_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))

@@ -1,4 +1,4 @@
-"""The gate's validation cases (packager/cases.py): seeded inputs, named integer inputs, the second size of every
+"""The gate's validation cases (packager/build/cases.py): seeded inputs, named integer inputs, the second size of every
 dynamic axis, flipped values, and the case the exporters trace with."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from packager.cases import Case, batch_cases, export_case, flipped, larger, make_inputs, resized_cases
+from packager.build.cases import Case, batch_cases, export_case, flipped, larger, make_inputs, resized_cases
 from packager.registry import TensorSpec
 
 IMAGE = TensorSpec("input", (1, 3, 8, 8))

@@ -4,6 +4,7 @@ and how console.run turns failures into exit codes and one line."""
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,21 @@ def test_pack_error_hint_follows_the_message() -> None:
     assert UsageError("bad thing.", "do this").line() == "bad thing; do this"
     assert UsageError("bad thing").line() == "bad thing"
     assert ValidationFailed("x").exit_code == EXIT_VALIDATION == 3
+
+
+def test_log_levels_mean_something(built: Callable[[str], Path]) -> None:
+    """-v adds pack's own details (`pack: debug: ...`), the default shows its decisions and progress, -q only
+    warnings; a warning says so."""
+    import logging
+
+    build = str(built("tiny"))
+    verbose = invoke("verify", build, "--parity", "-v")
+    default = invoke("verify", build, "--parity")
+    quiet = invoke("verify", build, "--parity", "-q")
+    assert verbose.returncode == default.returncode == quiet.returncode == 0
+    assert "pack: debug: re-running the samples through onnx" in verbose.stderr
+    assert "debug:" not in default.stderr and quiet.stderr == ""
+    from packager.console import _Lines
+
+    record = logging.LogRecord("packager.x", logging.WARNING, __file__, 1, "something to know", None, None)
+    assert _Lines().format(record) == "pack: warning: something to know"

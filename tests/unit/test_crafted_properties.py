@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from packager.cli.verify import check_build
 from packager.errors import EXIT_INTERNAL, PackError
-from packager.report import BuildReport
+from packager.report.build_report import BuildReport
 from packager.targets.torchserve.marcheck import MANIFEST, check_mar, inspect_mar, read_manifest
 from packager.targets.triton.check import check_repository
-from packager.verify import check_build
 
 SETTINGS = settings(
     max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -153,7 +153,7 @@ INT_FIELDS = ("max_batch_size", "count", "dims", "max_queue_delay_microseconds",
 @pytest.fixture(scope="module")
 def triton_entry(built: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     """A checked onnxruntime repository entry of the tiny build, and its config.pbtxt."""
-    from packager.report import BuildReport as Report
+    from packager.report.build_report import BuildReport as Report
     from packager.targets.triton.repository import RepoOptions, generate
 
     build = built("tiny")

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from packager.report import BuildReport
+from packager.report.build_report import BuildReport
 from packager.targets import get_target, names
 from packager.targets.base import Served
 from packager.targets.result import REQUIRED, deploy_result, problems

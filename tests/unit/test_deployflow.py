@@ -1,4 +1,4 @@
-"""The deploy skeleton's decisions (packager/targets/deployflow.py), in-process with recording steps: the failures a
+"""The deploy skeleton's decisions (packager/serve/deployflow.py), in-process with recording steps: the failures a
 real server cannot be made to produce on demand (a rollback that fails, a commit that fails, a server that dies during
 the smoke test, Ctrl-C at each phase). The server tests (test_*_server.py, test_reliability_*.py) cover the same
 rules on real TorchServe and tritonserver processes."""
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from packager.errors import DeployFailed, EnvironmentProblem, UsageError
-from packager.http import ApiError, Unreachable
-from packager.targets.deployflow import Steps, run
+from packager.serve.deployflow import Steps, run
+from packager.serve.http import ApiError, Unreachable
 from tests.helpers.reports import make_report
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from packager.tasks import runtime_on_path
+from packager.serve.tasks import runtime_on_path
 
 runtime_on_path()
 import pack_runtime  # noqa: E402  (a flat module of the serving runtime, as on a server)

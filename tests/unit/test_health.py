@@ -1,4 +1,4 @@
-"""`pack status`'s health decisions (packager/targets/health.py), in-process with a real build and fake probes and
+"""`pack status`'s health decisions (packager/serve/health.py), in-process with a real build and fake probes and
 repairs (the real servers are in integration/test_reliability_health.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from packager.errors import DeployFailed
-from packager.http import Unreachable
-from packager.targets import health as h
+from packager.serve import health as h
+from packager.serve.http import Unreachable
 
 
 def _model(store: Path, version: str = "1") -> h.Deployed:

@@ -1,5 +1,5 @@
-"""The HTTP client base (packager/http.py) against a real HTTP server in this process, its one error mapping, and the
-store's one lock (packager/store.py StoreLock) as `pack build`, `pack archive` and `pack repo` meet it."""
+"""The HTTP client base (packager/serve/http.py) against a real HTTP server in this process, its one error mapping, and the
+store's one lock (packager/report/store.py StoreLock) as `pack build`, `pack archive` and `pack repo` meet it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from packager.errors import DeployFailed, EnvironmentProblem
-from packager.http import ApiError, ForeignAnswer, HttpClient, HttpError, Unreachable, pack_error, serving, translated
+from packager.serve.http import ApiError, ForeignAnswer, HttpClient, HttpError, Unreachable, pack_error, serving, translated
 
 TOKEN = "s3cr3t-token-value"
 
@@ -203,7 +203,7 @@ def test_a_web_page_on_the_recorded_port_is_not_the_launched_tritonserver(tmp_pa
     removed at the end so that nothing ever acts on it."""
     import os
 
-    from packager.targets import processes
+    from packager.serve import processes
     from packager.targets.triton import server
 
     ident = processes.identity(os.getpid())

@@ -16,7 +16,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def images() -> Any:
-    from packager.tasks import runtime_on_path
+    from packager.serve.tasks import runtime_on_path
 
     runtime_on_path()
     return importlib.import_module("pack_images")
@@ -148,7 +148,7 @@ def test_non_finite_answers_are_strict_json(images):
 
 
 def test_a_pixel_budget_that_is_not_a_positive_integer_is_refused_by_the_spec() -> None:
-    from packager import spec as spec_mod
+    from packager.build import spec as spec_mod
     from packager.errors import UsageError
 
     spec_mod.check({"name": "m", "preprocessing": {"max_pixels": 1000, "mean": [0.5]}}, "pack.yaml")

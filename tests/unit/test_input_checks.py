@@ -1,6 +1,6 @@
-"""What a declared input may be (packager/inputs.py), for `--input` and the spec alike, and the other build inputs
+"""What a declared input may be (packager/build/inputs.py), for `--input` and the spec alike, and the other build inputs
 resolved before any export (batch sizes, seed, labels file, strict spec types): each rule refuses in one line with
-exit 2, and what it accepts gives cases the gate can draw (packager/cases.py)."""
+exit 2, and what it accepts gives cases the gate can draw (packager/build/cases.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from packager.cases import batch_cases, flipped
+from packager.build.cases import batch_cases, flipped
+from packager.build.inputs import MAX_VALUES, parse_input
 from packager.errors import UsageError
-from packager.inputs import MAX_VALUES, parse_input
 from tests.helpers.cli import invoke
 from tests.helpers.store import model_file
 
@@ -160,7 +160,7 @@ def test_a_labels_file_is_read_before_the_export(tmp_path: Path, one: str, conte
 
 
 def test_the_labels_of_a_plan_are_its_file_lines(tmp_path: Path, one: str) -> None:
-    from packager.plan import resolve
+    from packager.build.plan import resolve
 
     (tmp_path / "labels.txt").write_text("cat\n\n dog \n")
     plan = resolve(one, None, {"inputs": [parse_input("x:2x8")], "labels": str(tmp_path / "labels.txt")})

@@ -24,9 +24,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from packager.cases import batch_cases, flipped, resized_cases
+from packager.build.cases import batch_cases, flipped, resized_cases
+from packager.build.inputs import parse_input
 from packager.errors import EXIT_INTERNAL, UsageError
-from packager.inputs import parse_input
 from packager.registry import DTYPES, TensorSpec
 from packager.variants.calibration import read_calibration
 from tests.helpers.cli import Invocation, invoke
@@ -184,7 +184,7 @@ def test_spec_documents_are_accepted_or_refused_in_one_line(scratch: Path, docum
     path = scratch / "pack.yaml"
     path.write_text(json.dumps(document) if raw else yaml.safe_dump(document, allow_unicode=True))  # JSON is YAML too
     if ACCEPTED in one_line_or_ok(build(scratch, "--spec", str(path))):
-        from packager.plan import resolve
+        from packager.build.plan import resolve
 
         check_plan(resolve(None, str(path), {}))
 
@@ -229,7 +229,7 @@ def test_every_number_in_a_spec_is_refused_or_usable(scratch: Path, field: str, 
     path = scratch / "numbers.yaml"
     path.write_text(yaml.safe_dump(put({"source": f"{scratch / 'm.py'}:build", **BASE_SPEC}, field, value)))
     if ACCEPTED in one_line_or_ok(build(scratch, "--spec", str(path))):
-        from packager.plan import resolve
+        from packager.build.plan import resolve
 
         check_plan(resolve(None, str(path), {}))
 

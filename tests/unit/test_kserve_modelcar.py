@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from packager.errors import UsageError
-from packager.http import is_loopback
+from packager.serve.http import is_loopback
 from packager.targets.kserve.modelcar import BUSYBOX_ENV, architecture, build_image, find_busybox
 from packager.targets.kserve.push import PASSWORD_ENV, USER_ENV, RegistryClient, parse_reference
 

@@ -1,10 +1,10 @@
-"""The Prometheus text pack reads for `pack status` (packager/metrics.py) and the v2 curl line `pack deploy` prints
-(packager/oip.py), offline."""
+"""The Prometheus text pack reads for `pack status` (packager/serve/metrics.py) and the v2 curl line `pack deploy` prints
+(packager/serve/oip.py), offline."""
 
 from __future__ import annotations
 
-from packager.metrics import Families, parse, per_model, summary_lines
-from packager.oip import curl_line
+from packager.serve.metrics import Families, parse, per_model, summary_lines
+from packager.serve.oip import curl_line
 
 TRITON_TEXT = """# HELP nv_inference_request_success Number of successful inference requests, all batch sizes
 # TYPE nv_inference_request_success counter

@@ -1,4 +1,4 @@
-"""How pack calls a model (packager/modelio.py): inputs bound to forward() by name or position, and outputs
+"""How pack calls a model (packager/build/modelio.py): inputs bound to forward() by name or position, and outputs
 flattened to stable names."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any, List, Optional  # noqa: UP035 - the annotations torchvis
 import numpy as np
 import pytest
 
+from packager.build.modelio import bind, export_module, flatten, output_names
 from packager.errors import UsageError
-from packager.modelio import bind, export_module, flatten, output_names
 
 
 class ByName:

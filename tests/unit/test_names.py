@@ -1,4 +1,4 @@
-"""The one gate for names and versions (packager/names.py), and every command that goes through it: build (--name,
+"""The one gate for names and versions (packager/report/names.py), and every command that goes through it: build (--name,
 --version, a spec), deploy, archive, repo, undeploy, bench and a report that names a bad model."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from packager.build.plan import resolve
 from packager.errors import UsageError
-from packager.names import VERSION_MAX, check_name, check_version
-from packager.plan import resolve
+from packager.report.names import VERSION_MAX, check_name, check_version
 from tests.helpers.cli import invoke
 
 BAD_NAMES = ["tiny\n", "a/b", "..", "../x", "a\\b", "x" * 65, "", "-x", "tiny\x00", "t\u00efny", "a b", "tiny\t", ".hidden"]

@@ -1,4 +1,4 @@
-"""Option values checked before a command runs (packager/cli_app.py): every float option is a finite number within its
+"""Option values checked before a command runs (packager/cli/app.py): every float option is a finite number within its
 bounds (`Number`; click's FloatRange alone let `nan` through), whatever click refuses is pack's one `error:` line with
 exit 2, and a --url that no URL parser reads is bad input, not a crash."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
-from packager.cli_app import SECONDS, Number
+from packager.cli.app import SECONDS, Number
 from tests.helpers.cli import invoke
 
 

@@ -1,4 +1,4 @@
-"""What to build (packager/plan.py): `--input` and `--formats` parsing, and merging a built-in entry, a spec and the
+"""What to build (packager/build/plan.py): `--input` and `--formats` parsing, and merging a built-in entry, a spec and the
 command line into one BuildPlan."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from packager.build.plan import DEFAULT_FORMATS, parse_formats, parse_input, resolve
 from packager.errors import UsageError
-from packager.plan import DEFAULT_FORMATS, parse_formats, parse_input, resolve
 from packager.registry import OutputSpec, TensorSpec, Tolerance
 
 

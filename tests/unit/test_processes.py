@@ -1,4 +1,4 @@
-"""The process identity pack records for a server it launched (packager/targets/processes.py), and `pack stop` on a
+"""The process identity pack records for a server it launched (packager/serve/processes.py), and `pack stop` on a
 state file whose pid is this very test process under another identity: nothing is signalled."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from packager.targets import processes
-from packager.targets.processes import ProcessIdentity, identity
+from packager.serve import processes
+from packager.serve.processes import ProcessIdentity, identity
 
 
 def test_identity_of_a_live_process_and_what_makes_it_another():
@@ -73,7 +73,7 @@ def test_store_lock_waits_for_the_holder_when_asked(tmp_path):
     import time
 
     from packager.errors import UsageError
-    from packager.store import StoreLock
+    from packager.report.store import StoreLock
 
     held = StoreLock(tmp_path).__enter__()
     t0 = time.monotonic()

@@ -1,5 +1,5 @@
-"""The build's record: JSON-safe values and sample files (packager/record.py), and the typed report
-(packager/report.py): digests, schema checks, migration of version 1."""
+"""The build's record: JSON-safe values and sample files (packager/build/record.py), and the typed report
+(packager/report/build_report.py): digests, schema checks, migration of version 1."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from packager.cases import Case
+from packager.build.cases import Case
+from packager.build.record import load_report, plain, write_samples
 from packager.errors import UsageError, ValidationFailed
-from packager.record import load_report, plain, write_samples
 from packager.registry import TensorSpec
-from packager.report import BuildReport, OutputRecord, SampleRecord, TensorRecord
+from packager.report.build_report import BuildReport, OutputRecord, SampleRecord, TensorRecord
 
 
 def test_plain_makes_any_report_valid_json() -> None:

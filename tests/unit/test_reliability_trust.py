@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from packager.report import BuildReport
+from packager.report.build_report import BuildReport
 from tests.helpers.cli import invoke
 
 KSERVE = ("deploy", "--target", "kserve")
@@ -130,7 +130,7 @@ def test_archive_records_only_the_digests_of_what_it_wrote(tiny_store: Path) -> 
 def test_archive_hashes_only_what_it_packs(tiny_store: Path) -> None:
     """`pack archive` of the ONNX export does not read the other exports (a changed TorchScript file is `pack verify`'s
     finding, not the archive's), and the archive's digest, taken while it was written, is the file's own."""
-    from packager.report import sha256_file
+    from packager.report.build_report import sha256_file
 
     build = tiny_store / "tiny" / "1"
     _flip(build / "model.pt")

@@ -1,4 +1,4 @@
-"""The recorded sample and its comparison through the gate (packager/samples.py), as verify --parity, the deploy
+"""The recorded sample and its comparison through the gate (packager/report/samples.py), as verify --parity, the deploy
 smoke tests and bench's eager check use it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from packager.registry import Tolerance
-from packager.report import BuildReport, OutputRecord, SampleRecord, TensorRecord
-from packager.samples import load_sample, verdict
+from packager.report.build_report import BuildReport, OutputRecord, SampleRecord, TensorRecord
+from packager.report.samples import load_sample, verdict
 
 
 def _build(folder: Path, dynamic_axes: list[int], out_tolerance: dict[str, float] | None = None) -> BuildReport:

@@ -273,9 +273,9 @@ def test_kserve_storage_carries_the_signature_and_is_signed_itself(signed: Path,
 def test_a_build_that_cannot_be_signed_is_not_kept(tiny_store: Path) -> None:
     """Signing runs inside the build's temporary folder, before the commit: when it fails, the build fails like any
     other, nothing is left beside the store, and the version it would have replaced (--force) is untouched."""
-    from packager.build import build
+    from packager.build.pipeline import build
+    from packager.build.plan import resolve
     from packager.errors import ValidationFailed
-    from packager.plan import resolve
 
     before = (tiny_store / "tiny" / "1" / "report.json").read_bytes()
     seen: list[Path] = []
@@ -293,7 +293,7 @@ def test_a_build_that_cannot_be_signed_is_not_kept(tiny_store: Path) -> None:
 
 
 def test_provenance_carries_the_variants_verdicts_when_the_report_has_them() -> None:
-    from packager.provenance import statement
+    from packager.report.provenance import statement
     from tests.helpers.reports import make_report
 
     report = make_report()

@@ -1,4 +1,4 @@
-"""pack.yaml (packager/spec.py and the plan it feeds): YAML and schema errors name the line or path, relative paths
+"""pack.yaml (packager/build/spec.py and the plan it feeds): YAML and schema errors name the line or path, relative paths
 are taken from the spec's folder, the command line overrides the spec, and spec-declared inputs and outputs are
 checked against the model before anything is written."""
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from packager import spec as spec_mod
+from packager.build import spec as spec_mod
+from packager.build.plan import resolve
 from packager.errors import UsageError
-from packager.plan import resolve
 from tests.helpers.cli import invoke
 from tests.helpers.specs import SPEC, write_spec
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from packager.report import BuildReport
+from packager.report.build_report import BuildReport
 from tests.helpers.cli import invoke
 from tests.helpers.torchserve import classifier_reference, copy_build, load_handler, png_bytes, unpack_mar
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from packager.errors import UsageError, ValidationFailed
-from packager.report import BuildReport
+from packager.report.build_report import BuildReport
 from packager.targets.triton import config as cfg
 from packager.targets.triton.repository import RepoOptions, io_names, model_config, model_names, serving_model, triton_version
 from tests.helpers.cli import invoke

@@ -64,7 +64,7 @@ def test_only_the_rule_saves_a_rewritten_report() -> None:
     found = [
         f"{p.relative_to(PACKAGE)}:{n}"
         for p in sorted(PACKAGE.rglob("*.py"))
-        if p.name not in ("build.py", "trust.py")
+        if p.relative_to(PACKAGE).as_posix() not in ("build/pipeline.py", "report/trust.py")
         for n, line in enumerate(p.read_text().splitlines(), 1)
         if re.search(r"\breport\.save\(", line)
     ]
@@ -91,9 +91,9 @@ def test_archive_with_a_key_signs_again(signed: Path, keys: dict[str, KeyPair]) 
 
 @pytest.mark.parametrize("target", ["triton", "torchserve"])
 def test_tune_adopt_signs_again_or_removes(signed: Path, keys: dict[str, KeyPair], target: str) -> None:
-    from packager.report import BuildReport
+    from packager.report.build_report import BuildReport
+    from packager.report.trust import rewriting
     from packager.targets import get_target
-    from packager.trust import rewriting
 
     chosen = get_target(target)
     space, start = chosen.tuning_space(BuildReport.load(signed))  # type: ignore[attr-defined]
@@ -118,7 +118,7 @@ def test_a_crafted_signature_is_removed_without_trusting_its_key_hint(signed: Pa
 
 
 def test_a_rewrite_killed_part_way_leaves_no_stale_signature(signed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from packager.trust import Rewrite
+    from packager.report.trust import Rewrite
 
     def killed(*args: Any, **kw: Any) -> None:
         raise KeyboardInterrupt
@@ -133,11 +133,11 @@ def test_a_failed_signing_after_the_report_keeps_the_files_the_report_names(
 ) -> None:
     """Signing comes after the rewrite's own all-or-nothing step (Triton's adopt puts the old repository back when
     that step fails): a key that fails then leaves an unsigned build whose files are the ones its report names."""
-    import packager.signing
+    import packager.report.signing
     from packager.errors import ValidationFailed
-    from packager.report import BuildReport
+    from packager.report.build_report import BuildReport
+    from packager.report.trust import rewriting
     from packager.targets import get_target
-    from packager.trust import rewriting
 
     def fails(*args: Any) -> None:
         raise ValidationFailed("cannot sign: disk gone")
@@ -145,7 +145,7 @@ def test_a_failed_signing_after_the_report_keeps_the_files_the_report_names(
     chosen = get_target("triton")
     _, start = chosen.tuning_space(BuildReport.load(signed))  # type: ignore[attr-defined]
     with rewriting("pack tune", str(keys["b"].private)):
-        monkeypatch.setattr(packager.signing, "sign_folder", fails)
+        monkeypatch.setattr(packager.report.signing, "sign_folder", fails)
         with pytest.raises(ValidationFailed):
             chosen.adopt_settings(signed, BuildReport.load(signed), {**start, "workers": 2}, {})  # type: ignore[attr-defined]
     assert _verify(signed).returncode == 0 and not (signed / "model.sig").exists()
@@ -154,8 +154,8 @@ def test_a_failed_signing_after_the_report_keeps_the_files_the_report_names(
 def test_without_hashing_the_signature_is_checked_against_every_digest_the_report_records(signed: Path) -> None:
     """What deploy and KServe use (the files were just checked against the report): files recorded after signing
     and files signed but no longer recorded are both named."""
-    from packager.report import BuildReport
-    from packager.trust import status
+    from packager.report.build_report import BuildReport
+    from packager.report.trust import status
 
     assert status(signed, BuildReport.load(signed), hash_files=False).state == "covers"
     report = BuildReport.load(signed)

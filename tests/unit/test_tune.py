@@ -55,7 +55,7 @@ def test_stability_is_two_windows_within_ten_percent() -> None:
 
 def test_bench_measures_a_tuned_build_at_its_tuned_settings() -> None:
     from packager.bench.settings import tuned_settings
-    from packager.report import BuildReport
+    from packager.report.build_report import BuildReport
 
     report = BuildReport.__new__(BuildReport)
     report.targets = {"triton": {"tuned": {"settings": {"workers": 2, "batch_size": 4, "max_batch_delay_ms": 0, "threads": 1}}}}

@@ -1,4 +1,4 @@
-"""The parity gate's comparison (packager/validate.py): shapes, exact dtypes, NaN/Inf, the scale-aware tolerance, the
+"""The parity gate's comparison (packager/report/validate.py): shapes, exact dtypes, NaN/Inf, the scale-aware tolerance, the
 overall rms bound, row matching for outputs without a batch axis, and running a format over every case."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from packager.cases import Case
+from packager.build.cases import Case
 from packager.registry import Tolerance
-from packager.validate import compare, constant_outputs, first_failure, summarise, validate_model_outputs
+from packager.report.validate import compare, constant_outputs, first_failure, summarise, validate_model_outputs
 
 TOL = Tolerance(atol=1e-4, rtol=1e-3)
 CASE = Case("batch 2", 2, [])

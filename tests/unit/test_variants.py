@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from packager import variants
-from packager.cases import Case
+from packager.build.cases import Case
 from packager.errors import UsageError
 from packager.registry import Tolerance
 from packager.variants import MakeContext, VariantKind, VariantSettings, parse_kinds, settings_from
@@ -76,7 +76,7 @@ def test_kinds_and_settings() -> None:
 
 
 def test_spec_schema_checks_the_variants_section() -> None:
-    from packager import spec as spec_mod
+    from packager.build import spec as spec_mod
 
     spec_mod.check({"variants": {"kinds": ["int8-dynamic"], "agreement": {"cosine": 0.999}}}, "pack.yaml")
     with pytest.raises(UsageError, match="variants.kinds"):
@@ -179,7 +179,7 @@ def test_cosine_over_cases_of_different_sizes() -> None:
 def test_servers_are_held_to_the_served_variants_tolerances(tmp_path: Path) -> None:
     """Deploy smoke tests and health probes compare a server's answer within the served variant's tolerances; verify
     and the bench's eager check keep the build's."""
-    from packager.samples import load_sample
+    from packager.report.samples import load_sample
 
     (tmp_path / "samples").mkdir()
     np.save(tmp_path / "samples" / "input.x.npy", np.ones((1, 3), np.float32))

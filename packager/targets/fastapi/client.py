@@ -1,4 +1,4 @@
-"""A client for pack's FastAPI server (handlers/pack_fastapi.py), on pack's HTTP client base (packager/http.py): health,
+"""A client for pack's FastAPI server (handlers/pack_fastapi.py), on pack's HTTP client base (packager/serve/http.py): health,
 what is served and where it runs, v2 inference and metadata."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from ...http import ApiError, HttpClient
+from ...serve.http import ApiError, HttpClient
 
 
 class FastAPIClient(HttpClient):

@@ -1,4 +1,4 @@
-"""`pack deploy --target fastapi`: the FastAPI server's steps of the one deploy skeleton (packager/targets/deployflow.py).
+"""`pack deploy --target fastapi`: the FastAPI server's steps of the one deploy skeleton (packager/serve/deployflow.py).
 
 The server serves a set of models, one version per name, loaded by every uvicorn worker at start. A deploy stages the
 new version's folder (pack.json, the export, labels), writes the new set and starts the server with it (a running
@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
-from ...oip import curl_line, sample_request, write_request
-from ...report import BuildReport
+from ...report.build_report import BuildReport
+from ...serve.deployflow import Steps, run
+from ...serve.oip import curl_line, sample_request, write_request
 from ..base import Served
-from ..deployflow import Steps, run
 from ..result import deploy_result, server_info, v2_infer_url
 from .client import FastAPIClient
 from .manage import status, stop, undeploy
 from .server import LocalServer
 from .smoke import smoke_test
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 __all__ = ["deploy", "status", "undeploy", "stop"]
 
@@ -38,7 +38,7 @@ def model_entry(build_dir: Path, report: BuildReport, served: Served, folder: Pa
     the TorchServe target gives its handler) and return the set's entry for it."""
     import json
 
-    from ...tasks import task_for
+    from ...serve.tasks import task_for
     from .. import get_target
 
     fmt = served.format
@@ -125,7 +125,7 @@ class FastAPISteps(Steps):
         self.client = FastAPIClient(self.started["url"], timeout=self.timeout)
 
     def smoke(self) -> dict[str, Any]:
-        log(f"smoke test: sample input -> /v2/models/{self.name}/versions/{self.version}/infer")
+        logger.debug(f"smoke test: sample input -> /v2/models/{self.name}/versions/{self.version}/infer")
         result = smoke_test(self.client, self.build_dir, self.report, self.timeout)
         self.timings["smoke_s"] = result["seconds"]
         return result

@@ -10,18 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
-from ...http import translated
-from ...metrics import Families, read, summary_lines
-from ...report import BuildReport
-from ...store import StoreLock
-from ..health import Deployed, check_and_repair, health_line
-from ..processes import stop_summary
+from ...report.build_report import BuildReport
+from ...report.store import StoreLock
+from ...serve.health import Deployed, check_and_repair, health_line
+from ...serve.http import translated
+from ...serve.metrics import Families, read, summary_lines
+from ...serve.processes import stop_summary
 from ..result import v2_infer_url
 from .client import FastAPIClient
 from .server import LocalServer
 from .smoke import smoke_test
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 METRICS = Families(
     success="pack_inference_requests_total",
@@ -108,7 +108,7 @@ def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
         if remaining:
             local.start(state["port"], int(state["workers"]), str(state.get("device") or "auto"), opts.timeout)
         shutil.rmtree(local.models_dir / name, ignore_errors=True)
-    log(f"removed {name} v{entry['version']}" + ("" if remaining else "; no model left, the server was stopped"))
+    logger.info(f"removed {name} v{entry['version']}" + ("" if remaining else "; no model left, the server was stopped"))
     return {
         "target": "fastapi",
         "model": name,

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem
-from ...http import HttpError
-from ..processes import ProcessIdentity, descendants, end_child, end_tree, free_ports, identity, read_state
+from ...serve.http import HttpError
+from ...serve.processes import ProcessIdentity, descendants, end_child, end_tree, free_ports, identity, read_state
 from .client import FastAPIClient
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 APP = "pack_fastapi:create_app"
 
@@ -133,7 +133,7 @@ class LocalServer:
         }
         cmd = [sys.executable, "-m", "uvicorn", APP, "--factory", "--app-dir", str(self.runtime), "--host", host]
         cmd += ["--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-        log(f"starting uvicorn ({workers} worker(s)) on {host}:{port}; log {self.log_path}")
+        logger.info(f"starting uvicorn ({workers} worker(s)) on {host}:{port}; log {self.log_path}")
         t0 = time.monotonic()
         with open(self.log_path, "ab") as out:
             out.write(f"\n=== pack: {' '.join(cmd)}\n".encode())
@@ -155,7 +155,7 @@ class LocalServer:
 
     def _lay_runtime(self) -> None:
         """The serving runtime's files the app imports (the app, every task's entry handler and what they import)."""
-        from ...tasks import list_tasks, read_runtime, shipped_files
+        from ...serve.tasks import list_tasks, read_runtime, shipped_files
 
         names = sorted({n for entry in ["pack_fastapi.py", *(t.handler for t in list_tasks())] for n in shipped_files(entry)})
         shutil.rmtree(self.runtime, ignore_errors=True)
@@ -199,7 +199,7 @@ class LocalServer:
                     "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
                 self._save(state)
-                log(f"the FastAPI server is healthy after {time.monotonic() - t0:.1f} s (pid {proc.pid})")
+                logger.info(f"the FastAPI server is healthy after {time.monotonic() - t0:.1f} s (pid {proc.pid})")
                 return state
             time.sleep(0.2)
         raise EnvironmentProblem(
@@ -223,5 +223,5 @@ class LocalServer:
                 f"FastAPI server processes {left} did not stop", f"kill them by pid (kill -9 {' '.join(map(str, left))})"
             )
         self.state_file.unlink(missing_ok=True)
-        log(f"stopped the FastAPI server (pids {', '.join(map(str, pids))})")
+        logger.info(f"stopped the FastAPI server (pids {', '.join(map(str, pids))})")
         return {"stopped": True, "pids": pids, "port": state.get("port")}

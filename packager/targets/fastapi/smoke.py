@@ -1,6 +1,6 @@
 """The FastAPI smoke test: the build's recorded sample sent as an Open Inference Protocol v2 request (the body
-packager/oip.py makes for every server), the answer compared with the recorded eager output through the gate's one
-comparison (packager/samples.py), within the served variant's tolerances when the build serves one. Deploy runs it
+packager/serve/oip.py makes for every server), the answer compared with the recorded eager output through the gate's one
+comparison (packager/report/samples.py), within the served variant's tolerances when the build serves one. Deploy runs it
 before a set goes live; `pack status` runs it on what is served."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ...http import HttpError
-from ...oip import NUMPY_TO_V2, sample_request
-from ...report import BuildReport
+from ...report.build_report import BuildReport
+from ...serve.http import HttpError
+from ...serve.oip import NUMPY_TO_V2, sample_request
 from .client import FastAPIClient
 
 V2_TO_NUMPY = {v: k for k, v in NUMPY_TO_V2.items()}
@@ -21,7 +21,7 @@ V2_TO_NUMPY = {v: k for k, v in NUMPY_TO_V2.items()}
 
 def smoke_test(client: FastAPIClient, build_dir: Path, report: BuildReport, timeout: float) -> dict[str, Any]:
     """{"passed", "reason" when not, "seconds", per-output errors}: the sample through /v2/models/<name>/.../infer."""
-    from ...samples import load_sample, verdict
+    from ...report.samples import load_sample, verdict
 
     sample = load_sample(build_dir, report, serving=True)  # a served int8 variant is held to its own tolerances
     t0 = time.monotonic()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 from ..base import DeployOptions, Endpoint, Request, ServerTarget, cli_field, register_target
 
 STATUS = ("status",)

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EnvironmentProblem, ValidationFailed
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 
 if TYPE_CHECKING:
     from .manifest import KServeOptions
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FOLDER = "kserve"
 MANIFEST = "inferenceservice.yaml"
@@ -62,7 +62,7 @@ def _modelcar(tmp: Path, report: BuildReport, kopts: KServeOptions, storage: dic
     ref = parse_reference(kopts.storage_uri, report.version)
     notes = {"org.opencontainers.image.title": report.name, "org.opencontainers.image.version": report.version}
     image = build_image(tmp / "storage", tmp / MODELCAR, ref.tag, {**notes, "pack.storage-sha256": storage["digest"]})
-    log(f"pushing the model-car {image.digest} to {ref.tagged()}")
+    logger.info(f"pushing the model-car {image.digest} to {ref.tagged()}")
     digest = push(image, ref, timeout)
     return dataclasses.replace(kopts, storage_uri=ref.pinned(digest))
 
@@ -101,7 +101,7 @@ def _apply(manifest: Path) -> bool:
     """`kubectl apply` when kubectl has a current context; False (and a note) when it has none."""
     kubectl = _kubectl_ready()
     if kubectl is None:
-        log("kubectl or a current context is missing: not applying; run the commands below")
+        logger.warning("kubectl or a current context is missing: not applying; run the commands below")
         return False
     proc = subprocess.run([kubectl, "apply", "-f", str(manifest)], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
@@ -125,7 +125,7 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         parse_reference(kopts.storage_uri, report.version)  # a bad reference is refused before anything is written
     signer = None
     if getattr(opts, "sign_key", None):
-        from ...signing import load_signing_key
+        from ...report.signing import load_signing_key
 
         signer = load_signing_key(opts.sign_key)  # a bad key is refused before anything is written
     out = Path(opts.store) / FOLDER / report.name / report.version / kopts.runtime

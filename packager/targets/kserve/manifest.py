@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UsageError
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 from .schemas import check
 
 RUNTIMES = {

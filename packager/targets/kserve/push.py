@@ -14,7 +14,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
-from ...http import ApiError, HttpClient, HttpError, is_loopback, pack_error
+from ...serve.http import ApiError, HttpClient, HttpError, is_loopback, pack_error
 from .modelcar import Blob, Image
 
 USER_ENV, PASSWORD_ENV = "PACK_REGISTRY_USERNAME", "PACK_REGISTRY_PASSWORD"

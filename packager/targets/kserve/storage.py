@@ -21,10 +21,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 from .manifest import KServeOptions
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 BUILD_SIGNATURE = "build.sig"
 
 
@@ -41,14 +41,14 @@ def _digest(folder: Path) -> str:
 def _carry_trust_files(build_dir: Path, report: BuildReport, dest: Path) -> list[str]:
     """A signed build's provenance and signature, copied beside the model files (files at the top of the storage
     folder: Triton reads only folders there as models, TorchServe only config/ and model-store/). A signature that
-    does not cover the build's files (packager/trust.py) is never carried, nor signed over."""
-    from ...provenance import FILE, SIGNATURE
-    from ...trust import status
+    does not cover the build's files (packager/report/trust.py) is never carried, nor signed over."""
+    from ...report.provenance import FILE, SIGNATURE
+    from ...report.trust import status
 
     found = status(build_dir, report, hash_files=False)  # the files were checked against the report before deploy
     if found.state != "covers":
         if found.state in ("stale", "broken"):
-            log(f"kserve: not carrying the build's signature: {found.words}")
+            logger.warning(f"kserve: not carrying the build's signature: {found.words}")
         return []
     carried = []
     for source, name in ((build_dir / FILE, FILE), (build_dir / SIGNATURE, BUILD_SIGNATURE)):
@@ -71,9 +71,9 @@ def write_storage(build_dir: Path, report: BuildReport, k: KServeOptions, dest: 
         "carried": _carry_trust_files(build_dir, report, dest),
     }
     if signer is not None:
-        from ...signing import sign_folder
+        from ...report.signing import sign_folder
 
-        log("kserve: signing the storage folder")
+        logger.info("kserve: signing the storage folder")
         out["signature"] = sign_folder(dest, signer)
     out["digest"] = _digest(dest)
     return out

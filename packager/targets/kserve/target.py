@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 from ..base import DeployOptions, Target, cli_field, register_target
 
 RUNTIME_CHOICES = ("triton", "torchserve")  # triton first: the default

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
-from ...report import BuildReport
-from ...store import StoreLock
+from ...report.build_report import BuildReport
+from ...report.store import StoreLock
 from .. import DeployOptions
 
 if TYPE_CHECKING:
     from .config import ServingSettings
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FOLDER = "torchserve"
 CONFIG = "config.properties"
@@ -66,7 +66,7 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     settings = settings_from(report)
     folder = build_dir / FOLDER
     folder.mkdir(exist_ok=True)
-    log(f"writing the TorchServe archive ({settings.format}, batch size {settings.batch_size})")
+    logger.info(f"writing the TorchServe archive ({settings.format}, batch size {settings.batch_size})")
     return _write_files(build_dir, report, settings, folder)[0]
 
 
@@ -98,9 +98,9 @@ def _swap_in(staging: Path, folder: Path, names: tuple[str, ...]) -> list[Path]:
 
 def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[str, Any]:
     """`pack archive`: (re)write the .mar and config.properties of a committed build, and its report.json entries."""
-    from ...report import sha256_file
-    from ...trust import current
-    from ...verify import require_intact
+    from ...cli.verify import require_intact
+    from ...report.build_report import sha256_file
+    from ...report.trust import current
     from .config import settings_from
     from .marcheck import read_manifest
 
@@ -126,7 +126,7 @@ def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[s
                     section, digest = _write_files(build_dir, report, settings, staging)
                 finally:
                     checked.result()
-            rule.drop(build_dir)  # the signature goes before the first file is replaced (packager/trust.py)
+            rule.drop(build_dir)  # the signature goes before the first file is replaced (packager/report/trust.py)
             old = _swap_in(staging, folder, (mar_path.name, CONFIG))
             tuned = (opts.extra or {}).get("tuned")  # `pack tune`: what was measured with these settings
             report.targets["torchserve"] = {**section, "tuned": tuned} if tuned else section
@@ -138,8 +138,8 @@ def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[s
             for leftover in staging.glob("*"):
                 leftover.unlink()
             staging.rmdir()
-        rule.seal(build_dir)  # under the lock, once the staging folder is gone (packager/trust.py)
-    log(f"wrote {mar_path} ({section['mar_bytes'] / 1e6:.1f} MB, {settings.format}, {section['handler']})")
+        rule.seal(build_dir)  # under the lock, once the staging folder is gone (packager/report/trust.py)
+    logger.info(f"wrote {mar_path} ({section['mar_bytes'] / 1e6:.1f} MB, {settings.format}, {section['handler']})")
     return {
         "target": "torchserve",
         "model": report.name,

@@ -1,4 +1,4 @@
-"""Clients for TorchServe's REST APIs (management and inference), on pack's HTTP client base (packager/http.py).
+"""Clients for TorchServe's REST APIs (management and inference), on pack's HTTP client base (packager/serve/http.py).
 
 Errors are the base's (Unreachable, ApiError); the token is sent as a bearer header and never shown.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from ...http import ApiError, HttpClient
+from ...serve.http import ApiError, HttpClient
 
 
 class _TorchServe(HttpClient):

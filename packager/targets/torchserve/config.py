@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 
 # Defaults when neither the command line nor the build says otherwise.
 DEFAULT_BATCH_SIZE = 4

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal, overload
 
 from ...errors import EnvironmentProblem, UsageError
-from ...http import translated
+from ...serve.http import translated
 from .. import DeployOptions
 from .client import InferenceClient, ManagementClient
 from .server import LocalServer, read_tokens

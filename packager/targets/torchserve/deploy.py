@@ -1,4 +1,4 @@
-"""`pack deploy --target torchserve`: TorchServe's steps of the one deploy skeleton (packager/targets/deployflow.py).
+"""`pack deploy --target torchserve`: TorchServe's steps of the one deploy skeleton (packager/serve/deployflow.py).
 
 A deploy registers the new version beside any version already serving, sets its workers, sends the build's sample
 input through the inference API and compares the answer with the recorded eager output within the build's tolerances.
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
-from ...http import ApiError, HttpError, is_loopback
-from ...oip import curl_line, sample_request, write_request
-from ...report import BuildReport
+from ...report.build_report import BuildReport
+from ...serve.deployflow import Steps, run
+from ...serve.http import ApiError, HttpError, is_loopback
+from ...serve.oip import curl_line, sample_request, write_request
 from .. import DeployOptions
 from ..base import get_target
-from ..deployflow import Steps, run
 from ..result import deploy_result, server_info, v2_infer_url
 from .config import settings_from
 from .connection import MODEL_STORE_ENV, Connection, connect
@@ -33,7 +33,7 @@ from .server import LocalServer, read_tokens
 from .smoke import smoke_test
 from .staging import serve_file, stage_mar, tempdir
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 __all__ = ["deploy", "status", "undeploy", "stop", "smoke_test", "connect", "Connection", "LocalServer", "read_tokens"]
 
@@ -73,7 +73,7 @@ class TorchServeSteps(Steps):
 
     def stage(self) -> None:
         if self.already:
-            log(f"{self.name} v{self.version} is already registered; checking it again")
+            logger.info(f"{self.name} v{self.version} is already registered; checking it again")
             return
         self.doing = f"staging the archive of {self.name} v{self.version}"
         store = self.conn.model_store
@@ -104,7 +104,7 @@ class TorchServeSteps(Steps):
         if not self.already:
             t0 = time.monotonic()
             self.doing = f"registering {self.name} v{self.version}"
-            log(f"{self.doing} (batch size {s.batch_size}, {s.min_workers} worker(s))")
+            logger.info(f"{self.doing} (batch size {s.batch_size}, {s.min_workers} worker(s))")
             with self._archive_url() as url:
                 self.sent = True
                 try:
@@ -122,7 +122,7 @@ class TorchServeSteps(Steps):
         self.timings["scale_s"] = round(time.monotonic() - t0, 2)
 
     def smoke(self) -> dict[str, Any]:
-        log(f"smoke test: sample input -> /predictions/{self.name}/{self.version}")
+        logger.debug(f"smoke test: sample input -> /predictions/{self.name}/{self.version}")
         smoke = smoke_test(self.conn, self.build_dir, self.report, self.version, self.timeout)
         self.timings["smoke_s"] = smoke["seconds"]
         return smoke
@@ -160,7 +160,7 @@ class TorchServeSteps(Steps):
                 return []  # it never got registered
             return [f"could not unregister {self.name} v{self.version}: {exc}"]
         self.unregistered = True
-        log(f"unregistered {self.name} v{self.version}")
+        logger.info(f"unregistered {self.name} v{self.version}")
         return []
 
     def stop_server(self) -> None:

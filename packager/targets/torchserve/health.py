@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..health import UNHEALTHY, UNKNOWN, Deployed, check_and_repair
+from ...serve.health import UNHEALTHY, UNKNOWN, Deployed, check_and_repair
 from .connection import Connection
 from .smoke import smoke_test
 
 
 def probe_all(conn: Connection, models: list[dict[str, Any]], store: Path, timeout: float, repair: bool) -> None:
-    """Add each model entry's `health` (see packager/targets/health.py), in place."""
+    """Add each model entry's `health` (see packager/serve/health.py), in place."""
     for entry in models:
         name, version = str(entry["model"]), str(entry["version"])
         workers = max(len(entry.get("workers") or []), int(entry.get("min_workers") or 0), 1)

@@ -7,17 +7,17 @@ import logging
 from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
-from ...http import translated
-from ...metrics import Families, read, summary_lines
+from ...serve.health import health_line
+from ...serve.http import translated
+from ...serve.metrics import Families, read, summary_lines
+from ...serve.processes import stop_summary
 from .. import DeployOptions
-from ..health import health_line
-from ..processes import stop_summary
 from ..result import v2_infer_url
 from .connection import connect
 from .health import probe_all
 from .server import LocalServer
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 METRICS = Families(
     success="ts_inference_requests_total",
@@ -127,7 +127,7 @@ def undeploy(name: str, version: str | None, opts: DeployOptions) -> dict[str, A
         with translated(f"unregistering {name} v{v}", hint):
             conn.management.unregister(name, v, timeout=opts.timeout)
         removed.append(v)
-        log(f"unregistered {name} v{v}")
+        logger.info(f"unregistered {name} v{v}")
         if conn.model_store is not None:
             (conn.model_store / f"{name}.v{v}.mar").unlink(missing_ok=True)
     remaining = [v for v in known if v not in removed]

@@ -2,7 +2,7 @@
 
 The archive holds what torch-model-archiver 0.12 would put there (MAR-INF/MANIFEST.json with the same fields, the
 serialized model, the handler and the modules of pack's serving runtime it imports (the `handlers` package, see
-packager/tasks.py), model-config.yaml, labels) plus pack.json, the model metadata the handlers read. It is written
+packager/serve/tasks.py), model-config.yaml, labels) plus pack.json, the model metadata the handlers read. It is written
 with `zipfile` directly:
 
 - entries in sorted order, every timestamp 1980-01-01 00:00:00 (or SOURCE_DATE_EPOCH when set), mode 0644, Unix;
@@ -32,8 +32,8 @@ from typing import Any
 
 from ...errors import UsageError
 from ...export import FILES
-from ...report import BuildReport, sha256_file
-from ...tasks import read_runtime, runtime_files, shipped_files, task_for
+from ...report.build_report import BuildReport, sha256_file
+from ...serve.tasks import read_runtime, runtime_files, shipped_files, task_for
 from .config import ServingSettings, handler_settings, model_config, model_config_yaml
 
 ARCHIVER_VERSION = "0.12.0"  # the torch-model-archiver release whose MANIFEST.json format this writes
@@ -53,7 +53,7 @@ def handlers_dir() -> Path:
 
 
 def choose_handler(report: BuildReport) -> str:
-    """The TorchServe entry handler file for a build's task (packager/tasks.py): image classification, YOLO-format
+    """The TorchServe entry handler file for a build's task (packager/serve/tasks.py): image classification, YOLO-format
     detection, or generic tensors."""
     return task_for(report).handler
 

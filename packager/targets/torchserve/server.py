@@ -23,12 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem
-from ...http import HttpError
-from ..processes import ProcessIdentity, descendants, end_tree, free_ports, identity, pid_alive, read_state, with_environment
+from ...serve.http import HttpError
+from ...serve.processes import (
+    ProcessIdentity,
+    descendants,
+    end_tree,
+    free_ports,
+    identity,
+    pid_alive,
+    read_state,
+    with_environment,
+)
 from .client import InferenceClient
 from .config import config_properties
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
 UNIX_PATH_MAX = 107  # bytes of a Unix socket path (sun_path is 108 with its NUL)
@@ -168,7 +177,7 @@ class LocalServer:
         except EnvironmentProblem:
             self.stop()
             raise
-        log(f"TorchServe is healthy after {time.monotonic() - started:.1f} s (pid {pid})")
+        logger.info(f"TorchServe is healthy after {time.monotonic() - started:.1f} s (pid {pid})")
         return state
 
     def _remove_stale_pid(self) -> None:
@@ -214,7 +223,7 @@ class LocalServer:
         }
         # Only what this launch writes counts when looking for "Address already in use".
         self._log_marks = {path: (path.stat().st_size if path.exists() else 0) for path in (self.launch_log, self.log_path())}
-        log(
+        logger.info(
             f"starting TorchServe on {host} (inference {ports['inference']}, management {ports['management']}); "
             f"logs in {self.logs}"
         )
@@ -346,7 +355,7 @@ class LocalServer:
                 f"TorchServe processes {left} did not stop", f"kill them by pid (kill -9 {' '.join(map(str, left))})"
             )
         self._forget()
-        log(f"stopped TorchServe (pids {', '.join(map(str, pids))})")
+        logger.info(f"stopped TorchServe (pids {', '.join(map(str, pids))})")
         return {"stopped": True, "pids": pids}
 
     def _forget(self) -> None:

@@ -1,5 +1,5 @@
 """The TorchServe smoke test: the build's sample input sent as tensor JSON, the answer compared with the recorded eager
-output through the gate's one comparison (packager/samples.py). Deploy runs it before a version goes live; health
+output through the gate's one comparison (packager/report/samples.py). Deploy runs it before a version goes live; health
 runs it on what is served."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from ...http import HttpError
-from ...report import BuildReport
+from ...report.build_report import BuildReport
+from ...serve.http import HttpError
 from .connection import Connection
 
 
 def smoke_test(conn: Connection, build_dir: Path, report: BuildReport, version: str, timeout: float) -> dict[str, Any]:
     """Send the build's sample input as generic tensor JSON and compare with the recorded eager output (the gate's
-    comparison, packager/samples.py)."""
-    from ...samples import load_sample, verdict
+    comparison, packager/report/samples.py)."""
+    from ...report.samples import load_sample, verdict
 
     sample = load_sample(build_dir, report, serving=True)
     inputs = [

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
-from ...http import serving
-from ...report import BuildReport
+from ...report.build_report import BuildReport
+from ...serve.http import serving
 from .config import ServingSettings
 from .mar import SERIALIZED, write_mar
 from .marcheck import read_manifest
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 
 def mar_file(build_dir: Path, report: BuildReport) -> Path:
@@ -32,7 +32,7 @@ def usable_build_mar(build_dir: Path, report: BuildReport, settings: ServingSett
     path = mar_file(build_dir, report)
     if not path.is_file():
         return None
-    from ...report import sha256_file
+    from ...report.build_report import sha256_file
 
     rel = str(path.relative_to(build_dir))
     recorded = report.sha256.get(rel)
@@ -61,7 +61,7 @@ def stage_mar(build_dir: Path, report: BuildReport, settings: ServingSettings, f
             except OSError:
                 shutil.copyfile(source, tmp)
         else:
-            log(f"writing a {settings.format} archive for {report.name} v{report.version}")
+            logger.debug(f"writing a {settings.format} archive for {report.name} v{report.version}")
             write_mar(build_dir, report, settings, tmp)
         os.replace(tmp, dest)
     finally:

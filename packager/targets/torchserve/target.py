@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 from ..base import SERVER, Endpoint, Request, Served, ServerOptions, ServerTarget, cli_field, register_target
 from .marcheck import check_mar, inspect_mar
 from .marcheck import checked as mar_checked
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 KSERVE_PORT = 8085  # TorchServe inside the predictor pod; KServe's wrapper serves 8080 in front of it
 KSERVE_MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri contents
@@ -162,7 +162,7 @@ class TorchServeTarget(ServerTarget):
         if built.is_file() and recorded == settings.to_dict():
             _link_or_copy(built, dest / "model-store" / mar_name)
         else:
-            log(f"kserve: writing {mar_name} ({settings.format})")
+            logger.info(f"kserve: writing {mar_name} ({settings.format})")
             (dest / "model-store").mkdir(parents=True)
             write_mar(build_dir, report, settings, dest / "model-store" / mar_name)
         (dest / "config").mkdir(parents=True)

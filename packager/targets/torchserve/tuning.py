@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 
 
 def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, Any]]:
@@ -38,7 +38,7 @@ def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, A
 
 
 def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned: dict[str, Any]) -> list[str]:
-    from ...targets import get_target
+    from .. import get_target
     from . import archive
 
     target = get_target("torchserve")

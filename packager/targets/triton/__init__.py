@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ...report import BuildReport
+from ...report.build_report import BuildReport
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 BUILD_FOLDER = "triton"
 STORE_FOLDER = "triton"
@@ -39,7 +39,7 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     section = generate(build_dir, report, RepoOptions(backend="python", fmt=fmt), dest)
     result = check_repository(dest)
     raise_on_errors(result)
-    log(f"triton: repository entries {', '.join(section['models'])} (python backend) pass the offline check")
+    logger.info(f"triton: repository entries {', '.join(section['models'])} (python backend) pass the offline check")
     return report_section(section, BUILD_FOLDER)
 
 

@@ -22,7 +22,7 @@ from .check_ensemble import check_ensemble
 from .check_model import EntryChecker, Problem
 from .check_ranges import check_ranges
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 CHECKED_KINDS = ("onnxruntime", "pytorch", "torch_aoti", "python", "ensemble")
 
@@ -240,7 +240,7 @@ def raise_on_errors(result: dict[str, Any], report_problems: bool = True) -> Non
     errors = [p for p in result["problems"] if p["severity"] == "error"]
     if report_problems:
         for p in result["problems"]:
-            log(f"{p['severity']}: {p['message']}")
+            logger.info(f"{p['severity']}: {p['message']}")
     if errors:
         more = f" (and {len(errors) - 1} more problem(s) above)" if len(errors) > 1 else ""
         raise ValidationFailed(f"{errors[0]['message']}{more}", "fix config.pbtxt or regenerate it with `pack repo`")

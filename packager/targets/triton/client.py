@@ -1,5 +1,5 @@
 """A client for Triton's HTTP health, metadata and repository APIs (KServe v2 protocol), on pack's HTTP client base
-(packager/http.py: timeouts on every call, one error tree). Inference goes through tritonclient (see smoke.py)."""
+(packager/serve/http.py: timeouts on every call, one error tree). Inference goes through tritonclient (see smoke.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from ...http import ApiError, ForeignAnswer, HttpClient, HttpError
+from ...serve.http import ApiError, ForeignAnswer, HttpClient, HttpError
 
 
 def missing_backend(exc: ApiError) -> bool:

@@ -1,4 +1,4 @@
-"""`pack deploy --target triton`: Triton's steps of the one deploy skeleton (packager/targets/deployflow.py).
+"""`pack deploy --target triton`: Triton's steps of the one deploy skeleton (packager/serve/deployflow.py).
 
 Deploy: generate the repository entries from the build, check them offline, copy them into the server's repository
 (keeping a backup of what was there), load them through the repository API, wait until ready, smoke-test with the
@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
-from ...http import ApiError, HttpError, translated
-from ...oip import curl_line, sample_request, write_request
-from ...report import BuildReport
-from ...store import StoreLock
-from ...tasks import sample_image
+from ...report.build_report import BuildReport
+from ...report.store import StoreLock
+from ...serve.deployflow import Steps, run
+from ...serve.http import ApiError, HttpError, translated
+from ...serve.oip import curl_line, sample_request, write_request
+from ...serve.tasks import sample_image
 from ..base import Served
-from ..deployflow import Steps, run
 from ..result import deploy_result, server_info, v2_infer_url
 from . import config as cfg
 from . import server as local
@@ -46,7 +46,7 @@ from .repository import (
 )
 from .smoke import detect, ensemble_smoke, smoke_test
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "deploy",
@@ -153,7 +153,7 @@ class TritonSteps(Steps):
         self.staged, self.section = self.stack.enter_context(
             staged_entries(self.build_dir, self.report, self.ropts, local.state_dir(self.store))
         )
-        log(f"repository entries for {self.name} v{self.version} ({self.ropts.backend} backend) pass the offline check")
+        logger.info(f"repository entries for {self.name} v{self.version} ({self.ropts.backend} backend) pass the offline check")
 
     def connect(self) -> None:
         if self.opts.url:
@@ -189,7 +189,7 @@ class TritonSteps(Steps):
 
     def load(self) -> None:
         self.doing = f"loading {', '.join(self.names)}"
-        log(f"{self.doing} on {self.client.url}")
+        logger.info(f"{self.doing} on {self.client.url}")
         t0 = time.perf_counter()
         for name in self.names:
             self.doing = f"loading {name}"
@@ -218,7 +218,7 @@ class TritonSteps(Steps):
             if not self.client.model_ready(name, self.version):
                 raise DeployFailed(f"{name} version {self.version} is not ready after loading", self.log_hint())
         self.timings["load_s"] = round(time.perf_counter() - t0, 3)
-        log(f"loaded in {self.timings['load_s']:.2f} s; smoke test")
+        logger.info(f"loaded in {self.timings['load_s']:.2f} s; smoke test")
 
     def smoke(self) -> dict[str, Any]:
         smoke = smoke_test(
@@ -268,7 +268,7 @@ class TritonSteps(Steps):
                 except HttpError as exc:
                     problems.append(f"could not reload previous {name}: {exc}")
         if (notes or problems) and not interrupted:  # after Ctrl-C the rollback is quiet
-            log("rollback: " + "; ".join(notes + problems))
+            logger.warning("rollback: " + "; ".join(notes + problems))
         return problems
 
     def stop_server(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..health import Deployed, check_and_repair
+from ...serve.health import Deployed, check_and_repair
 from .client import TritonHTTP
 from .repository import is_detection
 from .smoke import ensemble_smoke, smoke_test
@@ -27,7 +27,7 @@ def deployments(client: TritonHTTP, state: Any, store: Path) -> dict[str, dict[s
 
 
 def probe_all(client: TritonHTTP, state: Any, store: Path, timeout: float, repair: bool) -> dict[str, dict[str, Any]]:
-    """{deployment name: its health} (see packager/targets/health.py)."""
+    """{deployment name: its health} (see packager/serve/health.py)."""
     out = {}
     for name, record in sorted(deployments(client, state, store).items()):
         version = str(record.get("version", ""))

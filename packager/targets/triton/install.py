@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from ...errors import UsageError
-from ...store import StoreLock
+from ...report.store import StoreLock
 from . import config as cfg
 
 

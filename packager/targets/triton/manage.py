@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
-from ...http import translated
-from ...metrics import Families, read, summary_lines
-from ..health import health_line
+from ...serve.health import health_line
+from ...serve.http import translated
+from ...serve.metrics import Families, read, summary_lines
 from ..result import v2_infer_url
 from . import server
 from .client import TritonHTTP
 from .health import probe_all
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 METRICS = Families(
     success="nv_inference_request_success",
@@ -130,7 +130,7 @@ def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
         fresh = server.ServerState.load(Path(opts.store)) or state
         fresh.deployments.pop(name, None)
         fresh.save(Path(opts.store))
-    log(f"unloaded {', '.join(unloaded)}")
+    logger.info(f"unloaded {', '.join(unloaded)}")
     return {
         "target": "triton",
         "model": name,

@@ -3,7 +3,7 @@
 Layout: `<repo>/<model>/config.pbtxt`, `<repo>/<model>/warmup/<input>` (raw sample data for model_warmup) and
 `<repo>/<model>/<version>/model.onnx | model.pt | model.py (+ the model file it runs)`. Other versions already in the
 repository are kept. A python-backend model.py is a file of pack's serving runtime (the `handlers` package), copied
-with the runtime modules it imports beside it. Builds whose task has Triton steps (packager/tasks.py; YOLO detection)
+with the runtime modules it imports beside it. Builds whose task has Triton steps (packager/serve/tasks.py; YOLO detection)
 get three more entries: `<name>_preprocess` (image bytes -> letterboxed pixels), `<name>_postprocess` (NMS, boxes in
 original pixels) and the ensemble `<name>_ensemble` wiring them around the detector.
 
@@ -22,8 +22,8 @@ import numpy as np
 
 from ...errors import UsageError
 from ...export import FILES
-from ...report import BuildReport, TensorRecord
-from ...tasks import IMAGE, TRITON_MODEL, has_image_input, read_runtime, shipped_files, task_for
+from ...report.build_report import BuildReport, TensorRecord
+from ...serve.tasks import IMAGE, TRITON_MODEL, has_image_input, read_runtime, shipped_files, task_for
 from . import config as cfg
 from .install import link_or_copy
 
@@ -84,7 +84,7 @@ def serving_model(report: BuildReport) -> str:
 
 
 def triton_version(report: BuildReport) -> str:
-    from ...names import check_version
+    from ...report.names import check_version
 
     return check_version(report.version)
 
@@ -328,7 +328,7 @@ def ensemble_request(batched: bool) -> str:
     )
 
 
-# The ensemble layouts a task's Triton steps may name (packager/tasks.py TritonSteps.layout): configs of the steps and
+# The ensemble layouts a task's Triton steps may name (packager/serve/tasks.py TritonSteps.layout): configs of the steps and
 # of the ensemble around the model's own config.
 ENSEMBLES: dict[str, Callable[[BuildReport, Any, RepoOptions], dict[str, Any]]] = {"yolo": detection_configs}
 

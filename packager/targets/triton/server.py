@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
-from ...http import ForeignAnswer
-from ..processes import ProcessIdentity, end_child, end_tree, free_ports, identity
+from ...serve.http import ForeignAnswer
+from ...serve.processes import ProcessIdentity, end_child, end_tree, free_ports, identity
 from .client import TritonHTTP
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -207,7 +207,7 @@ def launch(store: Path, binary: Path, host: str, timeout: float, ports: tuple[in
         "--exit-timeout-secs=10",
         "--log-verbose=0",
     ]
-    log(f"starting {binary} on {host}:{http} (log {log_path})")
+    logger.info(f"starting {binary} on {host}:{http} (log {log_path})")
     t0 = time.perf_counter()
     with open(log_path, "ab") as fh:
         fh.write(f"\n=== pack: {' '.join(cmd)}\n".encode())
@@ -262,7 +262,7 @@ def _wait_ready(
         if ident is not None and client.ready():
             state.process = ident.record()
             state.save(store)
-            log(
+            logger.info(
                 f"tritonserver ready in {time.perf_counter() - t0:.2f} s "
                 f"(pid {proc.pid}, backends: {', '.join(state.backends) or 'unknown'})"
             )
@@ -292,7 +292,7 @@ def ensure(store: Path, binary_opt: str | None, host: str, timeout: float) -> tu
     stale = ServerState.load(store)
     old = stale.identity() if stale is not None else None
     if old is not None and old.current():
-        log(f"a tritonserver (pid {old.pid}) from an earlier run does not answer; stopping it")
+        logger.warning(f"a tritonserver (pid {old.pid}) from an earlier run does not answer; stopping it")
         end_tree(old, 10)
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError(f"pack launches tritonserver on loopback only, not {host}", "use --url for a server on another address")
@@ -319,7 +319,7 @@ def stop(store: Path) -> dict[str, Any]:
     (state_dir(store) / "state.json").unlink(missing_ok=True)
     _drop_link(state)
     summary = f"stopped tritonserver (pid {state.pid}, {state.url})" if was_alive else _stale(state)
-    log(summary)
+    logger.info(summary)
     return {"target": "triton", "stopped": was_alive, "pid": state.pid, "url": state.url, "log": state.log, "summary": summary}
 
 

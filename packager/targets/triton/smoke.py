@@ -1,5 +1,5 @@
 """Triton smoke tests through tritonclient: the build's sample input against its recorded eager output (the gate's
-comparison, packager/samples.py), and for detection builds a synthetic JPEG through the ensemble."""
+comparison, packager/report/samples.py), and for detection builds a synthetic JPEG through the ensemble."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeployFailed, EnvironmentProblem
-from ...report import BuildReport
-from ...tasks import sample_image
+from ...report.build_report import BuildReport
+from ...serve.tasks import sample_image
 from .client import TritonHTTP
 from .repository import io_names
 
@@ -30,10 +30,10 @@ def smoke_test(
     url: str, build_dir: Path, report: BuildReport, backend: str, model: str, version: str, timeout: float, runs: int = 5
 ) -> dict[str, Any]:
     """Send the build's sample input; compare with its recorded eager output through the gate's comparison
-    (packager/samples.py)."""
+    (packager/report/samples.py)."""
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-    from ...samples import load_sample, verdict
+    from ...report.samples import load_sample, verdict
 
     sample = load_sample(build_dir, report, serving=True)
     httpclient, client = _infer_client(url, timeout)

@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ...report import BuildReport
-from ...store import StoreLock
+from ...report.build_report import BuildReport
+from ...report.store import StoreLock
 
-log = logging.getLogger(__name__).info
+logger = logging.getLogger(__name__)
 
 FOLDER = "triton"
 
@@ -50,8 +50,8 @@ def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, A
 def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned: dict[str, Any]) -> list[str]:
     """Regenerate build_dir/triton/ with `settings`, check it offline, swap it in and record it (digests, the
     settings later deploys start from, and what was measured): all or nothing. Returns the files written."""
-    from ...trust import current
-    from ...verify import require_intact
+    from ...cli.verify import require_intact
+    from ...report.trust import current
     from .check import check_repository, raise_on_errors
     from .repository import RepoOptions, generate, report_section
 
@@ -76,7 +76,7 @@ def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned:
             raise_on_errors(check_repository(staging))
             recorded = report_section(section, FOLDER)
             files = recorded["files"]
-            rule.drop(build_dir)  # the signature goes before the first file is replaced (packager/trust.py)
+            rule.drop(build_dir)  # the signature goes before the first file is replaced (packager/report/trust.py)
             os.rename(build_dir / FOLDER, old)
             os.rename(staging, build_dir / FOLDER)
             report.sha256 = {k: v for k, v in report.sha256.items() if not k.startswith(f"{FOLDER}/")}
@@ -90,6 +90,6 @@ def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(old, ignore_errors=True)
-        rule.seal(build_dir)  # under the lock, once the old repository is gone (packager/trust.py)
-    log(f"wrote the tuned settings into {build_dir / FOLDER} (offline check passed)")
+        rule.seal(build_dir)  # under the lock, once the old repository is gone (packager/report/trust.py)
+    logger.info(f"wrote the tuned settings into {build_dir / FOLDER} (offline check passed)")
     return [f for f in files if f.endswith("config.pbtxt")]

@@ -1,0 +1,5 @@
+"""`python -m packager.cli`: the `pack` command line."""
+
+from . import main
+
+main()

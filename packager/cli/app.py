@@ -1,0 +1,390 @@
+"""The `pack` command group and its model commands (models, build, verify, inspect); the serving commands are in
+cli_serve.py and bench in cli_bench.py. Imports stay inside commands: `pack --help` and `pack models` never import
+torch. Option values are checked by their click type (every float option is a finite `Number`), and whatever click
+refuses is pack's one `error:` line with exit 2 (`PackGroup`)."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..console import emit_json, run, table
+from ..errors import EXIT_USAGE, UsageError
+
+
+class Number(click.FloatRange):
+    """A finite number within [min, max] (either bound open with min_open / max_open): the type of every float option.
+    click's FloatRange alone lets `nan` through (every comparison with nan is false) and `inf` when a bound is open."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+SECONDS = Number(0, 86400, min_open=True)  # a timeout or a wait: more than 0, at most a day
+
+
+class _ClickUsage(click.UsageError):
+    """What click refused (an option's value, an unknown option, a missing argument) as pack's one line, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        what = " ".join(self.format_message().split())
+        where = self.ctx.command_path if self.ctx is not None else "pack"
+        click.echo(f"error: {UsageError(what[:1].lower() + what[1:], f'see `{where} --help`').line()}", err=True)
+
+
+_HELP_ERRORS = tuple(e for e in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if e)  # `pack` alone: its help
+
+
+class PackGroup(click.Group):
+    """The command group whose parse errors (its own and every command's) are one `error:` line."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # parses the command's own options
+        except click.ClickException as exc:
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.ClickException) -> click.ClickException:
+    return exc if isinstance(exc, (_ClickUsage, *_HELP_ERRORS)) else _ClickUsage(exc.format_message(), getattr(exc, "ctx", None))
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--json, --debug, -v and -q on every command (they may also be given before the command name)."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs stay on stderr).")
+    @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+    @click.option("-v", "--verbose", count=True, help="More detail on stderr.")
+    @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, as_json: bool, debug: bool, verbose: int, quiet: bool, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        root = ctx.find_root().params
+        verbose += root.get("verbose", 0)
+        ctx.meta["pack.verbosity"] = -1 if quiet or root.get("quiet") else verbose
+        return fn(*args, as_json=as_json or root.get("as_json", False), debug=debug or root.get("debug", False), **kwargs)
+
+    return wrapper
+
+
+def ranged(flag: str, lo: float, hi: float, default: float, help: str) -> Callable[[Any], Any]:
+    """An option limited to [lo, hi] with its default shown: an integer range when the default is an int."""
+    kind = click.IntRange(int(lo), int(hi)) if isinstance(default, int) else Number(lo, hi)
+    return click.option(flag, type=kind, default=default, show_default=True, help=help)
+
+
+store_option = click.option(
+    "--store",
+    envvar="PACK_STORE",
+    default="model_store",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Model store folder (environment: PACK_STORE).",
+)
+
+
+sign_key_option = click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False),
+    help="Sign the build (model.sig, OpenSSF Model Signing) with this EC private key (PEM); passphrase: PACK_SIGN_KEY_PASSWORD.",
+)
+
+
+def rewrite_line(outcome: dict[str, Any]) -> str:
+    """The line a command that rewrote a build prints about its signature (packager/report/trust.py's outcome)."""
+    if outcome.get("signature"):
+        key = outcome["key_id"][:16]
+        return f"{outcome['status']}: the build's {outcome['signature']} ({outcome['files']} files, key {key})\n"
+    if outcome.get("status") == "removed":
+        return "unsigned: the build is no longer signed (its signature was removed: see the warning above)\n"
+    return ""
+
+
+def variant_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--variants, --min-speedup, --calibration and --serve-variant (pack build and pack optimize)."""
+    for option in reversed(
+        [
+            click.option(
+                "--variants",
+                help="Faster ONNX variants to make, each judged by its own gate and kept only when faster: "
+                "ort-optimized,slim,int8-dynamic,int8-static,fp16 (or all).",
+            ),
+            click.option(
+                "--min-speedup",
+                type=Number(min=0),
+                help="Keep a variant only this much faster than ONNX (default 1.1).",
+            ),
+            click.option(
+                "--calibration",
+                type=click.Path(dir_okay=False),
+                help="int8-static's inputs: a .npz with one array per input, named like it (a .npy for a one-input model).",
+            ),
+            click.option("--serve-variant", help="Serve this variant whatever its speed (it must pass its gate), or `base`."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+@click.group(cls=PackGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pack")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output for the command.")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def main(as_json: bool, debug: bool, verbose: int, quiet: bool) -> None:
+    """Package PyTorch models for serving: export, validate, archive, deploy.
+
+    \b
+    Exit codes: 0 ok, 1 internal error, 2 bad input, 3 parity failure,
+    4 deploy or smoke test failed, 5 environment (missing dependency or server),
+    6 not verified (verify of a .mar or repository without its build), 130 interrupted.
+    """
+
+
+@main.command("models")
+@common
+def models_cmd(as_json: bool, debug: bool) -> None:
+    """List the built-in models."""
+
+    def body(out: Any) -> None:
+        from ..registry import list_models
+
+        entries = list_models()
+        if as_json:
+            emit_json(
+                out,
+                [
+                    {
+                        "name": e.name,
+                        "task": e.task,
+                        "description": e.description,
+                        "inputs": [i.to_dict() for i in e.inputs],
+                        "outputs": [o.name for o in e.outputs],
+                        "requires": list(e.requires),
+                    }
+                    for e in entries
+                ],
+            )
+            return
+        rows = [[e.name, e.task, " ".join("x".join(map(str, i.shape)) for i in e.inputs), e.description] for e in entries]
+        out.write(table(rows, ["name", "task", "input", "description"]) + "\n")
+
+    run(debug, body)
+
+
+@main.command("build")
+@click.argument("model", required=False)
+@click.option("--spec", type=click.Path(dir_okay=False), help="A pack.yaml spec; options given here override it.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="state_dict / checkpoint file (ultralytics .pt for YOLO).")
+@click.option("--unsafe-load", is_flag=True, help="Allow pickled Python objects in weights (runs code from the file).")
+@click.option("--name", help="Model name in the store and on the servers (default: the model's name).")
+@click.option("--version", "version", help="Version number (default 1).")
+@store_option
+@click.option("--force", is_flag=True, help="Replace an existing version.")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]",
+    help="Input, e.g. input_ids:2x16:int64:dyn=0,1:range=0,1000 "
+    "(repeat per input; passed to the forward() parameter of that name).",
+)
+@click.option(
+    "--formats",
+    help="Formats that must each pass: torchscript,onnx,pt2,aoti (default: torchscript,onnx,pt2 are tried; one must pass).",
+)
+@click.option("--batch-sizes", help="Batch sizes to validate, comma-separated (default 1,4).")
+@click.option("--atol", type=Number(min=0), help="Absolute tolerance of the parity gate.")
+@click.option("--rtol", type=Number(min=0), help="Relative tolerance of the parity gate.")
+@click.option("--seed", type=int, help="Seed for random weights and example inputs (default 0; at most 2**32 - 1).")
+@click.option("--opset", type=click.IntRange(9, 23), help="ONNX opset (default: the exporter's own, 17 legacy / 18+ dynamo).")
+@click.option("--torchscript", type=click.Choice(["auto", "trace", "script"]), help="auto: trace, script when tracing is unsafe.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--slim", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
+@ranged("--iterations", 0, 10000, 20, "At most this many timed runs per format and batch size (0 skips measuring).")
+@ranged(
+    "--measure-budget",
+    0.1,
+    3600.0,
+    3.0,
+    "Seconds of latency measurement in all: each format and batch size runs until stable or its share ends.",
+)
+@sign_key_option
+@variant_options
+@common
+def build_cmd(
+    model: str | None,
+    spec: str | None,
+    store: str,
+    force: bool,
+    inputs: tuple[str, ...],
+    batch_sizes: str | None,
+    iterations: int,
+    measure_budget: float,
+    sign_key: str | None,
+    as_json: bool,
+    debug: bool,
+    **opts: Any,
+) -> None:
+    """Export MODEL (TorchScript, ONNX, torch.export, AOTInductor), validate against eager, measure, and record.
+
+    MODEL is a built-in name (see `pack models`), path/to/file.py:callable, or a TorchScript/pickled model file.
+    """
+
+    def body(out: Any) -> None:
+        from ..build.plan import parse_input, resolve
+        from ..errors import UsageError
+
+        overrides = dict(opts)
+        if inputs:
+            overrides["inputs"] = [parse_input(t) for t in inputs]
+        if batch_sizes:
+            try:
+                overrides["batch_sizes"] = [int(b) for b in batch_sizes.split(",") if b.strip()]
+            except ValueError:
+                raise UsageError(f"--batch-sizes {batch_sizes!r} is not a comma-separated list of integers") from None
+        plan = resolve(model, spec, overrides)
+        from .sign import build_signer
+
+        signer, signed = build_signer(sign_key)  # the key is checked before any work
+
+        from ..build.pipeline import build
+        from ..targets import packagers
+        from .summary import build_summary
+
+        report, folder = build(plan, Path(store), force, iterations, packagers(), measure_budget, sign=signer)
+        extra = {"signature": {**signed, "signature": str(folder / "model.sig")}} if signed else {}
+        if as_json:
+            emit_json(out, {**report.to_dict(), "path": str(folder.resolve()), **extra})
+        else:
+            out.write(build_summary(report, folder) + "\n")
+            if signed:
+                out.write(f"signed: {folder / 'model.sig'} ({signed['files']} files, key {signed['key_id'][:16]})\n")
+
+    run(debug, body)
+
+
+@main.command("verify")
+@click.argument("target", type=click.Path(exists=True))
+@click.option("--parity", is_flag=True, help="Also re-run the sample inputs through every export and compare.")
+@click.option(
+    "--signature",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[PATH]",
+    help="Check the build's OpenSSF model signature (default: its model.sig): every file signed, unchanged, none added.",
+)
+@click.option("--public-key", type=click.Path(dir_okay=False), help="EC public key (PEM) the signature must verify with.")
+@click.option(
+    "--certificate-chain",
+    "chain",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Trusted certificates (PEM) of a certificate signature (repeat per file).",
+)
+@common
+def verify_cmd(
+    target: str,
+    parity: bool,
+    signature: str | None,
+    public_key: str | None,
+    chain: tuple[str, ...],
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Check a build folder, .mar or Triton repository: digests, archive structure, provenance, the build's own
+    signature, optionally parity and the signature with a key (exit 3 on any difference). A .mar or repository
+    without its build is checked as far as it can be and exits 6: nothing tied it to a build's report."""
+
+    def body(out: Any) -> None:
+        from ..errors import NotVerified, ValidationFailed
+        from .verify import SignatureCheck, verify
+
+        check = None
+        if signature is not None or public_key or chain:
+            check = SignatureCheck(Path(signature) if signature else None, public_key, chain)
+        result = verify(Path(target), parity, check)
+        if as_json:
+            emit_json(out, result)
+        else:
+            for f in result["findings"]:
+                out.write(f"FAIL {f['path']}: {f['problem']}\n")
+            out.write(_signature_line(result))
+            verdict = "verified" if result["verified"] else "verification failed" if not result["passed"] else "NOT verified"
+            what = result["kind"] if result["kind"] == "build" else f"{result['kind']}: {result['checked']}"
+            out.write(f"{target}: {verdict} ({what})\n")
+        if not result["passed"]:
+            first = result["findings"][0]
+            raise ValidationFailed(
+                f"{len(result['findings'])} difference(s); first: {first['path']}: {first['problem']}",
+                "rebuild or re-download the artifacts; do not ship this folder",
+            )
+        if not result["verified"]:
+            raise NotVerified(
+                f"{target}: not verified: {result['checked']}",
+                "verify the build folder it came from (pack verify BUILD), whose report.json holds every digest",
+            )
+
+    run(debug, body)
+
+
+def _signature_line(result: dict[str, Any]) -> str:
+    """What the build's signature says: verified with the key, or (no key) whether it still lists every file."""
+    checked = result.get("signature")
+    if checked and checked.get("verified"):
+        signer = f"key {checked['key_id'][:16]}" if checked.get("key_id") else "certificate chain"
+        return f"signature: {checked['signature']} verified ({checked['files']} files, {signer})\n"
+    state = result.get("signature_status") or {}
+    if checked or state.get("state") in (None, "unsigned", "stale", "broken"):  # stale and broken are FAIL lines
+        return ""
+    if state["state"] == "covers" and result.get("signed"):
+        return f"signed: {state['words']} (who signed it: check with --signature --public-key KEY.pub)\n"
+    return f"{state['words']}\n" if state["state"] == "removed" else ""
+
+
+@main.command("inspect")
+@click.argument("target", type=click.Path(exists=True))
+@common
+def inspect_cmd(target: str, as_json: bool, debug: bool) -> None:
+    """Summarise a build folder, .mar or Triton repository: manifest, config, I/O, versions."""
+
+    def body(out: Any) -> None:
+        from .inspect import inspect
+
+        _print_result(out, inspect(Path(target)), as_json)
+
+    run(debug, body)
+
+
+def _print_result(out: Any, result: dict[str, Any], as_json: bool) -> None:
+    """JSON document with --json; otherwise the target's `summary` line(s), or key: value lines."""
+    if as_json:
+        emit_json(out, result)
+        return
+    summary = result.get("summary")
+    if summary:
+        out.write(summary.rstrip("\n") + "\n")
+        return
+    for key, value in result.items():
+        out.write(f"{key}: {value}\n")
