@@ -94,6 +94,10 @@ def load_model(
         return _onnx_runner(path, place, threads, input_names, output_names)
     import torch
 
+    try:  # a model calling torchvision's operators (nms, roi_align) loads only once torchvision registered them
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
     if threads:
         torch.set_num_threads(threads)
     target = place["device"]

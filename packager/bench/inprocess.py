@@ -126,7 +126,10 @@ def eager_module(build_dir: Path, report: BuildReport) -> tuple[Any, str]:
             "the eager model cannot be rebuilt from this build (weights or source file are not in the store); "
             "TorchScript stands in for it"
         )
+    from ..export.capture import extension_ops
+
     path = build_dir / report.artifacts.get("torchscript", "model.pt")
+    extension_ops()
     module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
     return module.eval(), "TorchScript (eager not rebuildable)"
 

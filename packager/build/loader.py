@@ -171,6 +171,9 @@ def _load_model_file(path: str, unsafe: bool) -> Any:
         with zipfile.ZipFile(path) as zf:
             is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
         if is_script:
+            from ..export.capture import extension_ops
+
+            extension_ops()  # a scripted detector calls torchvision's operators
             try:
                 return torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
             except RuntimeError as exc:

@@ -198,13 +198,16 @@ def archive_cmd(
 @click.argument("model")
 @click.option("--version", "version", help="Build version (default: the latest).")
 @click.option(
-    "--backend", type=click.Choice(["onnxruntime", "pytorch", "torch_aoti", "python"]), default="onnxruntime", show_default=True
+    "--backend",
+    type=click.Choice(["onnxruntime", "pytorch", "torch_aoti", "python"]),
+    help="Triton backend (default: the native backend of the served export: onnxruntime for ONNX, pytorch for "
+    "TorchScript, torch_aoti for AOTInductor; python for an ExportedProgram).",
 )
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]),
-    help="python backend: which export model.py runs.",
+    help="Which export to serve (default: ONNX when it passed); with --backend python, which export model.py runs.",
 )
 @click.option("--instances", type=int, default=1, show_default=True, help="instance_group count.")
 @click.option("--max-batch", type=int, help="max_batch_size (0 disables batching).")
@@ -214,7 +217,7 @@ def archive_cmd(
 def repo_cmd(
     model: str,
     version: str | None,
-    backend: str,
+    backend: str | None,
     fmt: str | None,
     instances: int,
     max_batch: int | None,

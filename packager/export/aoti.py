@@ -16,7 +16,7 @@ from typing import Any
 
 from ..build.runners import torch_runner
 from . import ExportContext, Format, Outcome, register_format
-from .capture import captured
+from .capture import captured, extension_ops
 from .diagnose import explain
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ def call_spec(path: Path) -> list[str]:
 def load(path: Path, device: str) -> Any:
     import torch
 
+    extension_ops()
     with captured():
         compiled = torch._inductor.aoti_load_package(str(path))
     return torch_runner(compiled, device)

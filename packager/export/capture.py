@@ -45,4 +45,12 @@ def captured() -> Iterator[None]:
                 sys.stderr.flush()
 
 
-__all__ = ["captured", "debugging"]
+def extension_ops() -> None:
+    """Make the custom operators a model may call through a library (torchvision's `nms`, `roi_align`...) known to
+    torch before a TorchScript or torch.export file is loaded: a file that uses them loads only in a process that
+    imported the library, which the build's process had (the user's model imported it) and a deploy's has not."""
+    with contextlib.suppress(ImportError):
+        import torchvision  # noqa: F401
+
+
+__all__ = ["captured", "debugging", "extension_ops"]

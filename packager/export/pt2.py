@@ -16,7 +16,7 @@ from typing import Any
 
 from ..build.runners import torch_runner
 from . import ExportContext, Format, Outcome, register_format
-from .capture import captured
+from .capture import captured, extension_ops
 from .diagnose import explain
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ def export(ctx: ExportContext) -> Outcome:
 def load(path: Path, device: str) -> Any:
     import torch
 
+    extension_ops()
     with captured():
         module = torch.export.load(str(path)).module()
     return torch_runner(module, device)

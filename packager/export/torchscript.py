@@ -19,7 +19,7 @@ from typing import Any
 from ..build.runners import torch_runner
 from ..report.validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
-from .capture import captured
+from .capture import captured, extension_ops
 from .diagnose import explain, first_line
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def save(module: Any, path: Path, metadata: dict[str, Any]) -> None:
 def load(path: Path, device: str) -> Any:
     import torch
 
+    extension_ops()
     with captured():
         module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
     module.eval()
@@ -79,6 +80,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
     import torch
 
     extra = {EXTRA_FILE: ""}
+    extension_ops()
     with captured():
         torch.jit.load(str(path), map_location="cpu", _extra_files=extra)  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
     metadata: dict[str, Any] = json.loads(extra[EXTRA_FILE] or "{}")

@@ -59,6 +59,15 @@ class Mlp(nn.Module):
         return self.net(x)
 
 
+def ssdlite() -> nn.Module:
+    """torchvision's SSDlite (MobileNetV3 320): only TorchScript passes (its boxes branch on values), and the file calls
+    torchvision's `nms`, which a process loads only after importing torchvision."""
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=5)
+
+
 def _seeded(cls: type[nn.Module]) -> nn.Module:
     torch.manual_seed(0)
     return cls()

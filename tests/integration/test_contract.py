@@ -3,7 +3,8 @@ every target. A cell is one test named `test_<command>[<kind>]`; it either works
 served file gives in-process, through the gate's comparison) or is refused with a reason `pack build` already stated.
 
 Kinds: one tensor out (tiny), dict outputs, integer inputs with a range and a dynamic length, a build with a failed
-optional format (pt2 of an LSTM tagger), a build serving a kept int8 variant, a signed build, a detector (yolov8n).
+optional format (pt2 of an LSTM tagger), a build serving a kept int8 variant, a signed build, a detector (yolov8n),
+and torchvision's SSDlite, which ships TorchScript only and calls torchvision's operators.
 The builds are made once into one store; each local server (Triton, TorchServe, FastAPI) is launched once by the
 first deploy into that store and serves every kind; commands that rewrite a build work on a private copy.
 """
@@ -63,6 +64,7 @@ KINDS = {
     ),
     "signed": Kind("signed_tiny", args=("tiny",), signed=True),
     "detector": Kind("yolov8n", session="yolov8n"),
+    "torchvision_detector": Kind("ssdlite", args=(f"{MODELS}:ssdlite", "--input", "images:1x3x320x320")),
 }
 SERVERS = ("triton", "torchserve", "fastapi")
 
@@ -123,6 +125,7 @@ def test_the_kinds_are_what_they_stand_for(matrix: Matrix) -> None:
     assert reports["kept_variant"].served_file("onnx") == "variants/int8-dynamic/model.onnx"
     assert (matrix.build("signed") / "model.sig").is_file()
     assert reports["detector"].task == "object-detection"
+    assert list(reports["torchvision_detector"].artifacts) == ["torchscript"]  # onnx and pt2 failed: served as model.pt
 
 
 # ---------------------------------------------------------------- offline commands
@@ -186,10 +189,18 @@ def test_sign(matrix: Matrix, kind: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bench(matrix: Matrix, kind: str) -> None:
+    """The in-process rows of the served runtime; a build without ONNX (the runtime bench compares everything with) is
+    refused in one line with the reason the build recorded."""
+    from tests.helpers.cli import one_error_line
+
     name = KINDS[kind].name
-    doc = pack_json(
-        "bench", name, "--store", str(matrix.store), "--targets", "inprocess", "--requests", "4", "--concurrency", "1"
-    )
+    args = ("bench", name, "--store", str(matrix.store), "--targets", "inprocess", "--requests", "4", "--concurrency", "1")
+    report = matrix.report(kind)
+    if "onnx" not in report.artifacts:
+        line = one_error_line(2, *_code_and_stderr(run_pack(*args)))
+        assert "no onnx export" in line and report.formats["onnx"].reason[:60] in line, line
+        return
+    doc = pack_json(*args)
     assert doc["rows"], doc
 
 
@@ -272,6 +283,10 @@ def _answers_like_its_file(build: Path, report: Any, doc: dict[str, Any]) -> Non
     assert sorted(served) == sorted(report.output_names), served.keys()
     bad = first_failure(in_process.check_outputs([served[n] for n in report.output_names]))
     assert bad is None, bad
+
+
+def _code_and_stderr(proc: Any) -> tuple[int, str]:
+    return proc.returncode, proc.stderr
 
 
 def _sha(path: Path) -> str:

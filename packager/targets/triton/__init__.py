@@ -45,12 +45,15 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
 
 def repo(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     """Write the build's entries into the store's repository `<store>/triton/`, atomically, keeping other versions."""
+    from ..base import get_target
     from .check import check_repository, raise_on_errors
     from .deploy import repo_options, staged_entries
     from .install import RepositoryLock, install
-    from .repository import model_names, triton_version
+    from .repository import NATIVE_FORMAT, model_names, triton_version
 
-    ropts = repo_options(opts, default_backend="onnxruntime", report=report)
+    native = {fmt: backend for backend, fmt in NATIVE_FORMAT.items()}  # the backend that loads each export natively
+    served = get_target("triton").served(report, opts.format) if opts.backend is None else None
+    ropts = repo_options(opts, default_backend=native.get(served.format, "python") if served else "python", report=report)
     force = bool(opts.extra.get("force"))
     repository = Path(opts.store) / STORE_FOLDER
     version = triton_version(report)

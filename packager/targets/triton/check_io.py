@@ -63,6 +63,9 @@ def torchscript_io(path: Path, config: Any) -> tuple[list[str], list[TensorInfo]
 
     import torch
 
+    from ...export.capture import extension_ops
+
+    extension_ops()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
@@ -101,8 +104,9 @@ def program_io(path: Path, config: Any, fmt: str) -> tuple[int, list[TensorInfo]
     import torch
     from torch.utils import _pytree
 
-    from ...export.capture import captured
+    from ...export.capture import captured, extension_ops
 
+    extension_ops()
     module: Any  # an AOTInductor runner or the ExportedProgram's GraphModule: both are called like the model
     with captured():
         if fmt == "aoti":
