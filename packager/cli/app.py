@@ -264,7 +264,7 @@ def build_cmd(
             except ValueError:
                 raise UsageError(f"--batch-sizes {batch_sizes!r} is not a comma-separated list of integers") from None
         plan = resolve(model, spec, overrides)
-        from .sign import build_signer
+        from ..report.signing import build_signer
 
         signer, signed = build_signer(sign_key)  # the key is checked before any work
 

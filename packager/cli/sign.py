@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +10,6 @@ import click
 
 from ..console import emit_json, log, run
 from .app import common, main, store_option
-
-
-def build_signer(sign_key: str | None) -> tuple[Callable[[Path], object] | None, dict[str, Any]]:
-    """For `pack build --sign-key`: the key read and checked now (exit 2 before any work), the step that signs the
-    finished folder, and the dict that step fills with what it signed."""
-    if not sign_key:
-        return None, {}
-    from ..report.signing import load_signing_key, sign_folder
-
-    key = load_signing_key(sign_key)
-    signed: dict[str, Any] = {}
-
-    def sign(folder: Path) -> None:
-        signed.update(sign_folder(folder, key))
-
-    return sign, signed
 
 
 def build_folder(ref: str, store: str, version: str | None) -> Path:

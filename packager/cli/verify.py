@@ -90,7 +90,7 @@ def check_build(folder: Path) -> tuple[list[Finding], BuildReport | None]:
     findings += _digest_findings(folder, listed)
     findings += _link_findings(folder)
     findings += _unlisted_findings(folder, listed)
-    findings += [Finding(p, problem) for p, problem in provenance.findings(folder, report)]
+    findings += [Finding(p, problem) for p, problem in provenance.findings(folder, report.to_dict())]
     for fmt, rel in report.artifacts.items():
         if not (folder / rel).is_file():
             findings.append(Finding(str(folder / rel), f"the {fmt} artifact is missing"))

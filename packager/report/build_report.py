@@ -9,9 +9,7 @@ the binding of inputs, and the weights' state_dict digest. Version 1 (pack 0.1) 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,25 +19,11 @@ from typing import Any
 
 from ..errors import UsageError, ValidationFailed
 from ..safeio import load_json
+from .files import plain, sha256_file
 
 FILE = "report.json"
 VERSION = 2
 MAX_BYTES = 64 * 1024 * 1024  # a report is kilobytes; a larger file is not one of pack's
-
-
-def plain(value: Any) -> Any:
-    """JSON-safe: NaN/Inf become null (valid JSON), numpy scalars Python numbers, anything else its string."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar (numpy is not imported here)
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 @dataclass
@@ -226,7 +210,7 @@ class BuildReport:
                 if p.is_file() and p.name != FILE and (rel := p.relative_to(folder).as_posix()) not in provenance.NOT_SUBJECTS
             }
         data = self.check()  # before any file is written: a report pack could not read back is never saved
-        provenance.write(folder, self)  # the statement of these digests, kept in step with the report
+        provenance.write(folder, data, self.sha256)  # the statement of these digests, kept in step with the report
         self.record_files(folder, [provenance.FILE])
         data["sha256"] = self.sha256
         text = json.dumps(data, indent=2, sort_keys=False) + "\n"
@@ -250,14 +234,6 @@ def _check_identity(data: dict[str, Any], where: str) -> None:
         check_version(data["version"])
     except UsageError as exc:
         raise ValidationFailed(f"{where}: {exc.message}", "rebuild with `pack build`") from None
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fields(cls: type, data: Any) -> dict[str, Any]:

@@ -14,10 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .build_report import BuildReport
+from typing import Any
 
 FILE = "provenance.json"
 SIGNATURE = "model.sig"  # the name OpenSSF Model Signing uses; never a subject, never in the report
@@ -27,16 +24,16 @@ BUILD_TYPE = "urn:pack-models:build:v1"
 NOT_SUBJECTS = frozenset({"report.json", FILE, SIGNATURE})
 
 
-def _dependencies(report: BuildReport) -> list[dict[str, Any]]:
+def _dependencies(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The inputs the build resolved, with the digests the report recorded (loader.py and record.py computed them)."""
     deps: list[dict[str, Any]] = []
-    source = report.source
+    source = report["source"]
     if source.get("sha256"):
         deps.append({"name": source.get("ref", ""), "digest": {"sha256": source["sha256"]}, "annotations": {"role": "source"}})
     elif source.get("kind") == "builtin":
-        pack = report.versions.get("pack", "")
+        pack = report["versions"].get("pack", "")
         deps.append({"name": f"pack-models=={pack}", "uri": f"pkg:pypi/pack-models@{pack}", "annotations": {"role": "source"}})
-    weights = report.weights
+    weights = report["weights"]
     if weights.get("sha256"):
         deps.append(
             {"name": weights.get("file", "weights"), "digest": {"sha256": weights["sha256"]}, "annotations": {"role": "weights"}}
@@ -52,50 +49,54 @@ def _dependencies(report: BuildReport) -> list[dict[str, Any]]:
     return deps
 
 
-def _gate(report: BuildReport) -> dict[str, Any]:
+def _gate(report: dict[str, Any]) -> dict[str, Any]:
     """Per format: its outcome and, when it was compared with eager, the gate's verdict and worst errors."""
     out: dict[str, Any] = {}
-    for fmt, record in report.formats.items():
-        entry: dict[str, Any] = {"status": record.status, "file": record.file}
-        summary = report.validation.get(fmt) or {}
+    for fmt, record in report["formats"].items():
+        entry: dict[str, Any] = {"status": record["status"], "file": record.get("file")}
+        summary = (report.get("validation") or {}).get(fmt) or {}
         for key in ("passed", "max_abs_error", "max_rel_error"):
             if key in summary:
                 entry[key] = summary[key]
-        if record.reason:
-            entry["reason"] = record.reason
+        if record.get("reason"):
+            entry["reason"] = record["reason"]
         out[fmt] = entry
     return out
 
 
-def statement(report: BuildReport, digests: dict[str, str]) -> dict[str, Any]:
-    """The statement for a build whose files have `digests` (relative path -> sha256)."""
-    from .build_report import plain
+def statement(report: dict[str, Any], digests: dict[str, str]) -> dict[str, Any]:
+    """The statement for a build whose report.json holds `report` and whose files have `digests` (relative path ->
+    sha256): a function of the report's document alone."""
+    from .files import plain
 
     byproducts: list[dict[str, Any]] = [{"name": "parity-gate", "annotations": _gate(report)}]
-    variants = getattr(report, "variants", None)  # a report section of newer builds; absent before
+    variants = report.get("variants")  # a report section of newer builds; absent before
     if variants:  # annotations are a map: a list of verdicts goes under one key
         byproducts.append({"name": "variants", "annotations": variants if isinstance(variants, dict) else {"verdicts": variants}})
     spec = {
-        "task": report.task,
-        "inputs": [{"name": i.name, "shape": i.shape, "dtype": i.dtype, "dynamic_axes": i.dynamic_axes} for i in report.inputs],
-        "formats": list(report.formats),
-        "batch_sizes": report.batch_sizes,
-        "tolerance": report.tolerance,
-        "seed": report.seed,
-        "device": report.device,
+        "task": report["task"],
+        "inputs": [
+            {"name": i["name"], "shape": i["shape"], "dtype": i["dtype"], "dynamic_axes": i.get("dynamic_axes", [0])}
+            for i in report["inputs"]
+        ],
+        "formats": list(report["formats"]),
+        "batch_sizes": report["batch_sizes"],
+        "tolerance": report["tolerance"],
+        "seed": report["seed"],
+        "device": report["device"],
     }
     predicate = {
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {
-                "model": {"name": report.name, "version": report.version, "source": report.source},
+                "model": {"name": report["name"], "version": str(report["version"]), "source": report["source"]},
                 "spec": spec,
             },
-            "internalParameters": {"versions": report.versions},
+            "internalParameters": {"versions": report["versions"]},
             "resolvedDependencies": _dependencies(report),
         },
         "runDetails": {
-            "builder": {"id": f"urn:pack-models:pack@{report.versions.get('pack', '')}", "version": report.versions},
+            "builder": {"id": f"urn:pack-models:pack@{report['versions'].get('pack', '')}", "version": report["versions"]},
             "byproducts": byproducts,
         },
     }
@@ -106,21 +107,22 @@ def statement(report: BuildReport, digests: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-def write(folder: Path, report: BuildReport) -> None:
-    """Write provenance.json for the digests `report.sha256` holds (atomically: a temporary name, then a rename)."""
-    text = json.dumps(statement(report, report.sha256), indent=2) + "\n"
+def write(folder: Path, report: dict[str, Any], digests: dict[str, str]) -> None:
+    """Write provenance.json of the report's document for the files' `digests` (atomically: a temporary name, then a
+    rename)."""
+    text = json.dumps(statement(report, digests), indent=2) + "\n"
     tmp = folder / f".{FILE}.{os.getpid()}.tmp"
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, folder / FILE)
 
 
-def findings(folder: Path, report: BuildReport) -> list[tuple[str, str]]:
+def findings(folder: Path, report: dict[str, Any]) -> list[tuple[str, str]]:
     """(path, problem) where provenance.json disagrees with the build: a subject whose digest is not the file's (or
     names no file), a build file it leaves out, or any statement field that is not what report.json says.
     A build written before provenance existed has none: no finding (its report does not list the file)."""
     from ..errors import PackError
     from ..safeio import load_json, read_file, utf8
-    from .build_report import sha256_file
+    from .files import sha256_file
 
     path = folder / FILE
     if not path.exists():  # a build from before provenance (or, when the report lists it, verify says `missing`)
@@ -138,9 +140,10 @@ def findings(folder: Path, report: BuildReport) -> list[tuple[str, str]]:
             problems.append((str(path), f"subject {name!r} names no file of the build"))
         elif sha256_file(target) != digest:
             problems.append((str(path), f"subject {name!r}: sha256 differs from the file"))
-    for rel in sorted(set(report.sha256) - set(listed) - NOT_SUBJECTS):
+    digests: dict[str, str] = report.get("sha256") or {}
+    for rel in sorted(set(digests) - set(listed) - NOT_SUBJECTS):
         problems.append((str(path), f"leaves out {rel!r} (listed in report.json)"))
-    expected = statement(report, report.sha256)
+    expected = statement(report, digests)
     if not problems and found != expected:
         problems.append((str(path), f"{_first_difference(found, expected)} differs from report.json"))
     return problems

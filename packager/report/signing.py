@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -349,9 +349,24 @@ def verify_signature(
     return [], {**summary, "verified": True, "files": len(_resources(statement))}
 
 
+def build_signer(sign_key: str | None) -> tuple[Callable[[Path], object] | None, dict[str, Any]]:
+    """For `pack build --sign-key`: the key read and checked now (exit 2 before any work), the step that signs the
+    finished folder, and the dict that step fills with what it signed."""
+    if not sign_key:
+        return None, {}
+    key = load_signing_key(sign_key)
+    signed: dict[str, Any] = {}
+
+    def sign(folder: Path) -> None:
+        signed.update(sign_folder(folder, key))
+
+    return sign, signed
+
+
 __all__ = [
     "PASSWORD_ENV",
     "SigningKey",
+    "build_signer",
     "coverage",
     "load_signing_key",
     "sign_folder",

@@ -297,8 +297,8 @@ def test_provenance_carries_the_variants_verdicts_when_the_report_has_them() -> 
     from tests.helpers.reports import make_report
 
     report = make_report()
-    names = [b["name"] for b in statement(report, {})["predicate"]["runDetails"]["byproducts"]]
+    names = [b["name"] for b in statement(report.to_dict(), {})["predicate"]["runDetails"]["byproducts"]]
     assert names == ["parity-gate"]  # a report without a variants section
-    report.variants = {"int8": {"verdict": "passed", "max_abs_error": 0.01}}  # type: ignore[attr-defined]
-    byproducts = statement(report, {"model.onnx": "0" * 64})["predicate"]["runDetails"]["byproducts"]
+    report.variants = {"int8": {"verdict": "passed", "max_abs_error": 0.01}}
+    byproducts = statement(report.to_dict(), {"model.onnx": "0" * 64})["predicate"]["runDetails"]["byproducts"]
     assert byproducts[1] == {"name": "variants", "annotations": {"int8": {"verdict": "passed", "max_abs_error": 0.01}}}
