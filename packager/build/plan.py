@@ -106,9 +106,8 @@ def _checked_source(source: str) -> str:
     """The kind of a model argument (builtin | python | file); UsageError when it names nothing usable."""
     kind = _classify_source(source)
     if kind == "unknown":
-        near = registry.suggest(source)
-        hint = f"did you mean {', '.join(near)}?" if near else "run `pack models` for the built-in names"
-        raise UsageError(f"unknown model {source!r}", f"{hint} (or give path/to/file.py:callable)")
+        unknown = registry.MODELS.unknown(source)
+        raise UsageError(unknown.message, f"{unknown.hint} (or give path/to/file.py:callable)")
     if kind == "python":
         file_part, _, attr = source.rpartition(":") if ".py:" in source else (source, "", "")
         if not attr:
