@@ -45,9 +45,7 @@ class DeployOptions:
     options for it (`cli_field`)."""
 
     store: Path
-    format: str | None = cli_field(
-        None, "--format", "Which export to serve (default: onnx when it passed).", choices=("onnx", "torchscript", "pt2", "aoti")
-    )
+    format: str | None = cli_field(None, "--format", "Which export to serve (default: onnx when it passed).")
     url: str | None = None
     timeout: float = 180.0
     workers: int | None = None
