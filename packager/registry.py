@@ -1,4 +1,11 @@
-"""Registry of built-in models, in the style of timm: one decorated factory per model.
+"""One registry helper for every named table of pack (models, export formats, variant kinds, serving tasks, targets),
+and the registry of built-in models on it, in the style of timm: one decorated factory per model.
+
+A `Registry` is filled by `register` (a call, or a decorator where the decorated object is the entry) and read by
+`get` (a one-line UsageError naming near names), `names` (the declared order, then registration order) and `entries`.
+Every name table of the command line and the spec schema is derived from one: click choices, help texts, enums.
+A registry whose entries live in other modules imports them (`load`) before its first lookup, never before, so
+listing stays cheap.
 
 Registering a model records its metadata (inputs, outputs, task, pre/post-processing, tolerances) without importing
 torch; the factory itself imports what it needs when `create_model` calls it. `pack models` and `pack --help` only
@@ -8,9 +15,83 @@ read this metadata, so they stay fast.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
+
+from .errors import UsageError
+
+
+class Named(Protocol):
+    """What a registry holds: anything with a name."""
+
+    @property
+    def name(self) -> str: ...
+
+
+E = TypeVar("E", bound=Named)
+
+
+class Registry(Generic[E]):
+    """Entries of one kind by name. `order`: names listed first, in this order (the rest follow in registration
+    order); `load`: modules that register the entries, imported before the first lookup; `see`: what to do when a
+    name is unknown and none is near (default: the list of names)."""
+
+    def __init__(self, kind: str, *, order: Sequence[str] = (), load: Sequence[str] = (), see: str | None = None) -> None:
+        self.kind = kind
+        self._order = tuple(order)
+        self._load = tuple(load)
+        self._see = see
+        self._entries: dict[str, E] = {}
+
+    def register(self, entry: E) -> E:
+        """Add `entry` under its name and return it (so `@registry.register` decorates); twice is a bug in pack."""
+        if entry.name in self._entries:
+            raise ValueError(f"{self.kind} {entry.name!r} is registered twice")
+        self._entries[entry.name] = entry
+        return entry
+
+    def _ready(self) -> None:
+        for module in self._load:  # an import that fails is tried again at the next lookup
+            importlib.import_module(module)
+        self._load = ()
+
+    def names(self) -> list[str]:
+        self._ready()
+        declared = [n for n in self._order if n in self._entries]
+        return declared + [n for n in self._entries if n not in self._order]
+
+    def entries(self) -> list[E]:
+        return [self._entries[n] for n in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        self._ready()
+        return name in self._entries
+
+    def find(self, name: str) -> E | None:
+        self._ready()
+        return self._entries.get(name)
+
+    def near(self, name: str, also: Sequence[str] = ()) -> list[str]:
+        """The registered names (and `also`) that look like `name`, closest first."""
+        return difflib.get_close_matches(name, [*self.names(), *also], n=3, cutoff=0.5)
+
+    def unknown(self, name: str, where: str = "", also: Sequence[str] = ()) -> UsageError:
+        """The one line for a name that is not registered (`also`: other words the caller accepts, e.g. `all`)."""
+        near = self.near(name, also)
+        if near:
+            hint = f"did you mean {' or '.join(near)}?"
+        else:
+            hint = self._see or f"use one of {', '.join([*self.names(), *also])}"
+        return UsageError(f"unknown {self.kind} {name!r}{where}", hint)
+
+    def get(self, name: str) -> E:
+        entry = self.find(name)
+        if entry is None:
+            raise self.unknown(name)
+        return entry
+
 
 DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
@@ -72,7 +153,7 @@ class ModelEntry:
     prepare: Callable[[Any], Any] | None = None  # applied after weights load, before export (e.g. fuse)
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+MODELS: Registry[ModelEntry] = Registry("model", load=("packager.models",), see="run `pack models` for the built-in names")
 
 
 def register_model(
@@ -85,43 +166,30 @@ def register_model(
     """Decorator: register the decorated zero-argument factory as the built-in model `name`."""
 
     def wrap(factory: Callable[[], Any]) -> Callable[[], Any]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(
-            name=name,
-            factory=factory,
-            inputs=tuple(inputs),
-            outputs=tuple(outputs),
-            description=meta.pop("description", (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""),
-            **meta,
+        MODELS.register(
+            ModelEntry(
+                name=name,
+                factory=factory,
+                inputs=tuple(inputs),
+                outputs=tuple(outputs),
+                description=meta.pop("description", (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""),
+                **meta,
+            )
         )
         return factory
 
     return wrap
 
 
-def _load_builtins() -> None:
-    from . import models  # noqa: F401  (registers the built-in entries)
-
-
 def list_models() -> list[ModelEntry]:
-    _load_builtins()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
-
-
-def suggest(name: str) -> list[str]:
-    _load_builtins()
-    return difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    """The built-in models, by name (what `pack models` lists)."""
+    return sorted(MODELS.entries(), key=lambda e: e.name)
 
 
 def get_entry(name: str) -> ModelEntry | None:
-    _load_builtins()
-    return _REGISTRY.get(name)
+    return MODELS.find(name)
 
 
 def create_model(name: str) -> Any:
     """Build the built-in model `name` with its seeded random initialisation, in eval mode."""
-    entry = get_entry(name)
-    if entry is None:
-        raise KeyError(name)
-    return entry.factory()
+    return MODELS.get(name).factory()

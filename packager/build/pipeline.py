@@ -18,7 +18,7 @@ from typing import Any
 
 from ..console import elapsed
 from ..errors import EnvironmentProblem, ValidationFailed
-from ..export import ORDER, Outcome, get_format
+from ..export import FORMATS, Outcome, get_format
 from ..report.build_report import BuildReport
 from ..report.store import AtomicVersion
 from .measure import MEASURE_BUDGET_S, measure_all
@@ -54,7 +54,7 @@ def _required(plan: BuildPlan) -> set[str]:
 
 def _judge(outcomes: dict[str, Outcome], required: set[str]) -> list[str]:
     """Raise for a required format that did not pass, or when none passed; return warnings for the others."""
-    for name in ORDER:
+    for name in FORMATS.names():
         outcome = outcomes.get(name)
         if outcome is None or outcome.status == "passed" or name not in required:
             continue
@@ -110,7 +110,7 @@ def build(
         prep = prepare(plan)
         ctx = prep.context(tmp)
         ref, names, device = prep.ref, prep.names, prep.device
-        for name in [f for f in ORDER if f in plan.formats]:
+        for name in [f for f in FORMATS.names() if f in plan.formats]:
             logger.info(f"exporting {name}")
             started_format = time.perf_counter()
             outcome = ctx.outcomes[name] = get_format(name).export(ctx)

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import registry
 from ..errors import UsageError
+from ..export import DEFAULT_FORMATS, FORMATS
 from ..registry import ModelEntry, OutputSpec, TensorSpec, Tolerance
 from ..report.names import check_name, check_version
 from ..variants import settings_from as variant_settings
@@ -21,8 +22,6 @@ from .inputs import MAX_VALUES, check_input, parse_input
 
 DEFAULT_BATCH_SIZES = (1, 4)
 DEFAULT_SEED = 0
-FORMAT_NAMES = ("torchscript", "onnx", "pt2", "aoti")
-DEFAULT_FORMATS = ("torchscript", "onnx", "pt2")
 MAX_SEED = 2**32 - 1
 MAX_LABELS_BYTES = 16 << 20
 
@@ -64,11 +63,9 @@ class BuildPlan:
 
 def parse_formats(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
-    unknown = [f for f in names if f not in FORMAT_NAMES]
+    unknown = [f for f in names if f not in FORMATS]
     if unknown or not names:
-        raise UsageError(
-            f"unknown format {unknown[0] if unknown else text!r} in --formats", f"use some of {', '.join(FORMAT_NAMES)}"
-        )
+        raise FORMATS.unknown(unknown[0] if unknown else text, " in --formats")
     return names
 
 
@@ -106,9 +103,8 @@ def _checked_source(source: str) -> str:
     """The kind of a model argument (builtin | python | file); UsageError when it names nothing usable."""
     kind = _classify_source(source)
     if kind == "unknown":
-        near = registry.suggest(source)
-        hint = f"did you mean {', '.join(near)}?" if near else "run `pack models` for the built-in names"
-        raise UsageError(f"unknown model {source!r}", f"{hint} (or give path/to/file.py:callable)")
+        unknown = registry.MODELS.unknown(source)
+        raise UsageError(unknown.message, f"{unknown.hint} (or give path/to/file.py:callable)")
     if kind == "python":
         file_part, _, attr = source.rpartition(":") if ".py:" in source else (source, "", "")
         if not attr:

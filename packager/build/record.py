@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..export import ORDER
+from ..export import FORMATS
 from ..report.build_report import FILE as REPORT
 from ..report.build_report import BuildReport, OutputRecord, SampleRecord, TensorRecord, plain, sha256_file
 from ..report.validate import RMS_FRACTION
@@ -111,7 +111,7 @@ def assemble(
         )
     if weights.get("random"):
         warnings.insert(0, f"random weights (seed {plan.seed}): outputs are meaningless; pass --weights for a real model")
-    ordered = [n for n in ORDER if n in outcomes]
+    ordered = [n for n in FORMATS.names() if n in outcomes]
     return BuildReport(
         name=plan.name,
         version=plan.version,

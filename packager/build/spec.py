@@ -20,8 +20,32 @@ from ..errors import UsageError
 PATH_KEYS = ("weights", "labels")
 
 
-def schema() -> dict[str, Any]:
+def enums() -> dict[str, list[str]]:
+    """The schema's name tables (its `$defs`), from the registries that own them: the shipped file restates them for
+    editors and readers, and pack checks specs against these."""
+    from ..export import FORMATS
+    from ..registry import DTYPES
+    from ..variants import BASE, VARIANTS
+
+    return {
+        "dtype": list(DTYPES),
+        "format": FORMATS.names(),
+        "variant_kind": VARIANTS.names(),
+        "served_variant": [*VARIANTS.names(), BASE],
+    }
+
+
+def shipped_schema() -> dict[str, Any]:
+    """packager/schemas/spec.schema.json as shipped."""
     loaded: dict[str, Any] = json.loads((files("packager") / "schemas" / "spec.schema.json").read_text())
+    return loaded
+
+
+def schema() -> dict[str, Any]:
+    """The spec's JSON schema, its name tables filled from the registries."""
+    loaded = shipped_schema()
+    for name, values in enums().items():
+        loaded["$defs"][name]["enum"] = values
     return loaded
 
 

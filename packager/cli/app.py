@@ -1,7 +1,8 @@
 """The `pack` command group and its model commands (models, build, verify, inspect); the serving commands are in
 cli_serve.py and bench in cli_bench.py. Imports stay inside commands: `pack --help` and `pack models` never import
 torch. Option values are checked by their click type (every float option is a finite `Number`), and whatever click
-refuses is pack's one `error:` line with exit 2 (`PackGroup`)."""
+refuses is pack's one `error:` line with exit 2 (`PackGroup`). An option several commands take is declared once here
+(`store_option`, `version_option`, `format_option`, ...), its choices and help derived from the registries."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import click
 from .. import __version__
 from ..console import emit_json, run, table
 from ..errors import EXIT_USAGE, UsageError
+from ..export import DEFAULT_FORMATS, FORMATS
+from ..variants import ALL, VARIANTS
 
 
 class Number(click.FloatRange):
@@ -92,6 +95,8 @@ def ranged(flag: str, lo: float, hi: float, default: float, help: str) -> Callab
     return click.option(flag, type=kind, default=default, show_default=True, help=help)
 
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
 store_option = click.option(
     "--store",
     envvar="PACK_STORE",
@@ -107,6 +112,28 @@ sign_key_option = click.option(
     type=click.Path(dir_okay=False),
     help="Sign the build (model.sig, OpenSSF Model Signing) with this EC private key (PEM); passphrase: PACK_SIGN_KEY_PASSWORD.",
 )
+
+
+def version_option(help: str = "Build version (default: the latest).") -> Decorator:
+    """--version of a command that reads a build of the store."""
+    return click.option("--version", "version", help=help)
+
+
+def format_option(help: str, dest: str = "fmt") -> Decorator:
+    """--format: one of the export formats (packager/export/'s registry)."""
+    return click.option("--format", dest, type=click.Choice(FORMATS.names()), help=help)
+
+
+def public_key_option(help: str = "EC public key (PEM) the signature must verify with.") -> Decorator:
+    return click.option("--public-key", type=click.Path(dir_okay=False), help=help)
+
+
+def chain_option(help: str) -> Decorator:
+    """--certificate-chain: certificates (PEM), repeated per file."""
+    return click.option("--certificate-chain", "chain", multiple=True, type=click.Path(dir_okay=False), help=help)
+
+
+SHARED: dict[str, Callable[[str, str], Decorator]] = {"--format": format_option}  # flag -> its one declaration
 
 
 def rewrite_line(outcome: dict[str, Any]) -> str:
@@ -126,7 +153,7 @@ def variant_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--variants",
                 help="Faster ONNX variants to make, each judged by its own gate and kept only when faster: "
-                "ort-optimized,slim,int8-dynamic,int8-static,fp16 (or all).",
+                f"{','.join(VARIANTS.names())} (or {ALL}).",
             ),
             click.option(
                 "--min-speedup",
@@ -198,7 +225,7 @@ def models_cmd(as_json: bool, debug: bool) -> None:
 @click.option("--weights", type=click.Path(dir_okay=False), help="state_dict / checkpoint file (ultralytics .pt for YOLO).")
 @click.option("--unsafe-load", is_flag=True, help="Allow pickled Python objects in weights (runs code from the file).")
 @click.option("--name", help="Model name in the store and on the servers (default: the model's name).")
-@click.option("--version", "version", help="Version number (default 1).")
+@version_option("Version number (default 1).")
 @store_option
 @click.option("--force", is_flag=True, help="Replace an existing version.")
 @click.option(
@@ -211,7 +238,8 @@ def models_cmd(as_json: bool, debug: bool) -> None:
 )
 @click.option(
     "--formats",
-    help="Formats that must each pass: torchscript,onnx,pt2,aoti (default: torchscript,onnx,pt2 are tried; one must pass).",
+    help=f"Formats that must each pass: {','.join(FORMATS.names())} "
+    f"(default: {','.join(DEFAULT_FORMATS)} are tried; one must pass).",
 )
 @click.option("--batch-sizes", help="Batch sizes to validate, comma-separated (default 1,4).")
 @click.option("--atol", type=Number(min=0), help="Absolute tolerance of the parity gate.")
@@ -295,14 +323,8 @@ def build_cmd(
     metavar="[PATH]",
     help="Check the build's OpenSSF model signature (default: its model.sig): every file signed, unchanged, none added.",
 )
-@click.option("--public-key", type=click.Path(dir_okay=False), help="EC public key (PEM) the signature must verify with.")
-@click.option(
-    "--certificate-chain",
-    "chain",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Trusted certificates (PEM) of a certificate signature (repeat per file).",
-)
+@public_key_option()
+@chain_option("Trusted certificates (PEM) of a certificate signature (repeat per file).")
 @common
 def verify_cmd(
     target: str,

@@ -9,18 +9,14 @@ from typing import Any
 import click
 
 from ..console import emit_json, run
-from .app import SECONDS, common, main, ranged, store_option
+from .app import SECONDS, common, format_option, main, ranged, store_option, version_option
 
 logger = logging.getLogger(__name__)
 
 
 @main.command("bench")
 @click.argument("model")
-@click.option(
-    "--version",
-    "version",
-    help="Build version (default: the latest; a built-in model missing from the store is built into a temporary store).",
-)
+@version_option("Build version (default: the latest; a built-in model missing from the store is built into a temporary store).")
 @store_option
 @click.option(
     "--targets",
@@ -38,9 +34,7 @@ logger = logging.getLogger(__name__)
 @click.option("--workers", type=click.IntRange(1, 64), help="TorchServe workers (bench default 1).")
 @click.option("--batch-size", type=click.IntRange(1, 256), help="TorchServe batch size (bench default 1).")
 @click.option("--max-batch-delay", type=click.IntRange(0, 10000), help="TorchServe max batch delay, ms (bench default 0).")
-@click.option(
-    "--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]), help="What TorchServe serves (default onnx)."
-)
+@format_option("What TorchServe serves (default onnx).")
 @click.option("--instances", type=click.IntRange(1, 64), help="Triton instance count (bench default 1).")
 @click.option("--max-batch", type=click.IntRange(0, 256), help="Triton max_batch_size (bench default 8).")
 @click.option("--max-queue-delay", type=click.IntRange(0, 10000), help="Triton dynamic batching delay, ms (bench default 1).")

@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from ..console import emit_json, run
-from .app import common, main, ranged, rewrite_line, sign_key_option, store_option, variant_options
+from .app import common, main, ranged, rewrite_line, sign_key_option, store_option, variant_options, version_option
 
 
 @main.command("optimize")
 @click.argument("model")
-@click.option("--version", "version", help="The build's version (default: the highest).")
+@version_option("The build's version (default: the highest).")
 @store_option
 @ranged("--iterations", 1, 10000, 10, "Timed runs per runner and batch size in each side-by-side round.")
 @variant_options

@@ -12,7 +12,20 @@ import click
 
 from ..console import log, run
 from ..targets.base import all_targets, cli_fields, get_target, make_options, names
-from .app import SECONDS, _print_result, common, main, rewrite_line, sign_key_option, store_option
+from .app import (
+    SECONDS,
+    SHARED,
+    _print_result,
+    chain_option,
+    common,
+    format_option,
+    main,
+    public_key_option,
+    rewrite_line,
+    sign_key_option,
+    store_option,
+    version_option,
+)
 
 DEFAULT_TARGET = "triton"  # TorchServe stays fully supported with --target torchserve (README "Serving")
 
@@ -43,6 +56,9 @@ def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
         for name, (f, owners) in reversed(list(seen.items())):
             meta = f.metadata["cli"]
             scope = "" if len(owners) == len(all_targets()) else f" [{', '.join(owners)}]"
+            if meta["flag"] in SHARED:  # an option other commands take too: its one declaration
+                fn = SHARED[meta["flag"]](meta["help"] + scope, name)(fn)
+                continue
             kwargs: dict[str, Any] = {"help": meta["help"] + scope}
             if meta["is_flag"]:
                 kwargs["is_flag"] = True
@@ -60,7 +76,7 @@ def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
 
 @main.command("deploy")
 @click.argument("model")
-@click.option("--version", "version", help="Build version to deploy (default: the latest).")
+@version_option("Build version to deploy (default: the latest).")
 @store_option
 @target_options("deploy")
 @click.option(
@@ -68,14 +84,8 @@ def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
     is_flag=True,
     help="Refuse (exit 3) a build whose model.sig does not verify with --public-key or --certificate-chain.",
 )
-@click.option("--public-key", type=click.Path(dir_okay=False), help="With --require-signature: the signer's EC public key (PEM).")
-@click.option(
-    "--certificate-chain",
-    "chain",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="With --require-signature: trusted certificates (PEM) of a certificate signature (repeat per file).",
-)
+@public_key_option("With --require-signature: the signer's EC public key (PEM).")
+@chain_option("With --require-signature: trusted certificates (PEM) of a certificate signature (repeat per file).")
 @common
 def deploy_cmd(
     model: str,
@@ -124,7 +134,7 @@ def status_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any
 
 @main.command("undeploy")
 @click.argument("model")
-@click.option("--version", "version", help="Only this version (default: every version).")
+@version_option("Only this version (default: every version).")
 @store_option
 @target_options("undeploy")
 @common
@@ -154,8 +164,8 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any) 
 
 @main.command("archive")
 @click.argument("model")
-@click.option("--version", "version", help="Build version (default: the latest).")
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]), help="Which export the .mar serves.")
+@version_option()
+@format_option("Which export the .mar serves.")
 @click.option("--batch-size", type=int, help="batch_size in model-config.yaml.")
 @click.option("--max-batch-delay", "max_batch_delay_ms", type=int, help="max_batch_delay in model-config.yaml (ms).")
 @click.option("--workers", type=int, help="minWorkers/maxWorkers in model-config.yaml.")
@@ -196,19 +206,14 @@ def archive_cmd(
 
 @main.command("repo")
 @click.argument("model")
-@click.option("--version", "version", help="Build version (default: the latest).")
+@version_option()
 @click.option(
     "--backend",
     type=click.Choice(["onnxruntime", "pytorch", "torch_aoti", "python"]),
     help="Triton backend (default: the native backend of the served export: onnxruntime for ONNX, pytorch for "
     "TorchScript, torch_aoti for AOTInductor; python for an ExportedProgram).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["onnx", "torchscript", "pt2", "aoti"]),
-    help="Which export to serve (default: ONNX when it passed); with --backend python, which export model.py runs.",
-)
+@format_option("Which export to serve (default: ONNX when it passed); with --backend python, which export model.py runs.")
 @click.option("--instances", type=int, default=1, show_default=True, help="instance_group count.")
 @click.option("--max-batch", type=int, help="max_batch_size (0 disables batching).")
 @click.option("--force", is_flag=True, help="Replace an existing repository entry.")

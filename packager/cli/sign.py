@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..console import emit_json, log, run
-from .app import common, main, store_option
+from .app import chain_option, common, main, store_option, version_option
 
 
 def build_folder(ref: str, store: str, version: str | None) -> Path:
@@ -30,7 +30,7 @@ def build_folder(ref: str, store: str, version: str | None) -> Path:
 
 @main.command("sign")
 @click.argument("build")
-@click.option("--version", "version", help="Build version when BUILD is a model name (default: the latest).")
+@version_option("Build version when BUILD is a model name (default: the latest).")
 @store_option
 @click.option(
     "--key",
@@ -41,13 +41,7 @@ def build_folder(ref: str, store: str, version: str | None) -> Path:
 @click.option(
     "--certificate", type=click.Path(dir_okay=False), help="The key's signing certificate (PEM): a certificate signature."
 )
-@click.option(
-    "--certificate-chain",
-    "chain",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="With --certificate: the certificates (PEM) that issued it, intermediates and CA, carried in the signature.",
-)
+@chain_option("With --certificate: the certificates (PEM) that issued it, intermediates and CA, carried in the signature.")
 @common
 def sign_cmd(
     build: str,

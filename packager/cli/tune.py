@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from ..console import emit_json, run, terminate_interrupts
-from .app import Number, common, main, ranged, rewrite_line, sign_key_option, store_option
+from .app import Number, common, main, ranged, rewrite_line, sign_key_option, store_option, version_option
 
 
 @main.command("tune")
 @click.argument("model")
-@click.option("--version", "version", help="Build version (default: the latest).")
+@version_option()
 @click.option("--target", type=click.Choice(["triton", "torchserve"]), default="triton", show_default=True)
 @click.option("--p99-ms", type=Number(0.001, 3_600_000), help="Latency bound: the best setting has p99 at most this.")
 @ranged("--budget-s", 10, 7200, 240.0, "Seconds the search may take (deploys included); it stops at the last point that fits.")

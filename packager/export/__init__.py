@@ -1,13 +1,19 @@
-"""Export formats, one registered entry each (like timm's model registry): how the file is written, how it is run back.
+"""Export formats, one registered entry each in `FORMATS` (packager/registry.py's Registry): how the file is written,
+how it is run back.
 
     torchscript   model.pt        torch.jit.trace, or torch.jit.script when the gate shows the trace is wrong
     onnx          model.onnx      torch.onnx.export: the dynamo exporter from the ExportedProgram, else the legacy one
     pt2           model.pt2       torch.export.save of the ExportedProgram
     aoti          model.aoti.pt2  torch._inductor.aoti_compile_and_package of the ExportedProgram (CPU or CUDA)
 
-A format module defines `export(ctx) -> Outcome` and `load(path, device) -> Runner` and registers them with
-`register_format`. `export` writes its file into `ctx.folder`, runs it back through `ctx.check` (the parity gate) and
-says what happened; it never decides whether the build fails: the pipeline does, from the outcomes.
+An entry says everything the rest of pack reads about a format (its file, whether `pack build` tries it by default,
+its place in the order a target picks what to serve): the report order, --formats, the spec schema's enum, the CLI's
+--format choices and the defaults are derived from it. No torch and no numpy here: listing formats is cheap.
+
+The format's module (packager/export/<name>.py) defines `export(ctx) -> Outcome` and `load(path, device) -> Runner`,
+imported when the format is first built or loaded. `export` writes its file into `ctx.folder`, runs it back through
+`ctx.check` (the parity gate) and says what happened; it never decides whether the build fails: the pipeline does,
+from the outcomes.
 """
 
 from __future__ import annotations
@@ -16,18 +22,15 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from ..registry import Registry
 from ..report.build_report import BuildReport
 
 if TYPE_CHECKING:
     from ..report.validate import OutputCheck
 
 Runner = Callable[[list[Any]], list[Any]]
-DEFAULT_FORMATS = ("torchscript", "onnx", "pt2")
-ORDER = ("torchscript", "onnx", "pt2", "aoti")  # report order
-SERVE_PREFERENCE = ("onnx", "torchscript", "aoti", "pt2")  # what a target serves when the user does not say
-FILES = {"torchscript": "model.pt", "onnx": "model.onnx", "pt2": "model.pt2", "aoti": "model.aoti.pt2"}
 
 
 @dataclass
@@ -75,16 +78,6 @@ class Outcome:
         return FormatRecord(self.status, self.file, self.reason, self.hint)
 
 
-@dataclass(frozen=True)
-class Format:
-    name: str
-    file: str
-    description: str
-    export: Callable[[ExportContext], Outcome]
-    load: Callable[[Path, str], Runner]
-    needs_program: bool = False
-
-
 @dataclass
 class ExportContext:
     """Everything an exporter needs; built once per build by the pipeline."""
@@ -124,21 +117,49 @@ class ExportContext:
         return self._program()[1]
 
 
-_FORMATS: dict[str, Format] = {}
+class Exporter(Protocol):
+    """What a format's module (packager/export/<name>.py) defines."""
+
+    def export(self, ctx: ExportContext) -> Outcome: ...
+
+    def load(self, path: Path, device: str) -> Runner: ...
 
 
-def register_format(fmt: Format) -> Format:
-    if fmt.name in _FORMATS:
-        raise ValueError(f"format {fmt.name!r} is registered twice")
-    _FORMATS[fmt.name] = fmt
-    return fmt
+@dataclass(frozen=True)
+class Format:
+    """One export format. `serve_rank`: its place in the order a target picks what to serve when the user does not
+    say (lower first); `built_by_default`: `pack build` tries it when --formats is not given; `needs_program`: its
+    exporter works from the ExportedProgram."""
+
+    name: str
+    file: str
+    description: str
+    serve_rank: int
+    built_by_default: bool = True
+    needs_program: bool = False
+
+    def _module(self) -> Exporter:
+        return cast(Exporter, importlib.import_module(f"{__name__}.{self.name}"))
+
+    def export(self, ctx: ExportContext) -> Outcome:
+        return self._module().export(ctx)
+
+    def load(self, path: Path, device: str) -> Runner:
+        return self._module().load(path, device)
 
 
-def get_format(name: str) -> Format:
-    if name not in _FORMATS:
-        for module in ORDER:
-            importlib.import_module(f"{__name__}.{module}")
-    return _FORMATS[name]
+FORMATS: Registry[Format] = Registry("format")  # registration order is the report order
+FORMATS.register(Format("torchscript", "model.pt", "TorchScript (torch.jit.trace / script)", serve_rank=1))
+FORMATS.register(Format("onnx", "model.onnx", "ONNX (dynamo or legacy exporter)", serve_rank=0))
+FORMATS.register(Format("pt2", "model.pt2", "torch.export ExportedProgram", serve_rank=3, needs_program=True))
+FORMATS.register(
+    Format("aoti", "model.aoti.pt2", "AOTInductor package", serve_rank=2, built_by_default=False, needs_program=True)
+)
+
+DEFAULT_FORMATS = tuple(f.name for f in FORMATS.entries() if f.built_by_default)
+SERVE_PREFERENCE = tuple(f.name for f in sorted(FORMATS.entries(), key=lambda f: f.serve_rank))
+FILES = {f.name: f.file for f in FORMATS.entries()}
+get_format = FORMATS.get
 
 
 def served_format(report: BuildReport, requested: str | None = None, supported: tuple[str, ...] = SERVE_PREFERENCE) -> str:
@@ -175,13 +196,13 @@ def runner_for(name: str, path: Path, device: str = "cpu") -> Runner:
 __all__ = [
     "DEFAULT_FORMATS",
     "FILES",
-    "ORDER",
+    "FORMATS",
     "SERVE_PREFERENCE",
     "ExportContext",
+    "Exporter",
     "Format",
     "Outcome",
     "get_format",
-    "register_format",
     "runner_for",
     "served_format",
 ]

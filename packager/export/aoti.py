@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..build.runners import torch_runner
-from . import ExportContext, Format, Outcome, register_format
+from . import FILES, ExportContext, Outcome
 from .capture import captured, extension_ops
 from .diagnose import explain
 
 logger = logging.getLogger(__name__)
 
-FILE = "model.aoti.pt2"
+FILE = FILES["aoti"]
 
 
 def compiler() -> str | None:
@@ -79,6 +79,3 @@ def load(path: Path, device: str) -> Any:
     with captured():
         compiled = torch._inductor.aoti_load_package(str(path))
     return torch_runner(compiled, device)
-
-
-register_format(Format("aoti", FILE, "AOTInductor package", export, load, needs_program=True))

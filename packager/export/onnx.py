@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 
 from ..report.validate import first_failure
-from . import ExportContext, Format, Outcome, register_format
+from . import FILES, ExportContext, Outcome
 from .capture import captured
 from .diagnose import explain
 from .torchscript import test_harder
 
 logger = logging.getLogger(__name__)
 
-FILE = "model.onnx"
+FILE = FILES["onnx"]
 LEGACY_OPSET = 17
 
 
@@ -227,6 +227,3 @@ def read_metadata(path: Path) -> dict[str, Any]:
             except json.JSONDecodeError:
                 out[prop.key[5:]] = prop.value
     return out
-
-
-register_format(Format("onnx", FILE, "ONNX (dynamo or legacy exporter)", export, load))

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..build.runners import torch_runner
-from . import ExportContext, Format, Outcome, register_format
+from . import FILES, ExportContext, Outcome
 from .capture import captured, extension_ops
 from .diagnose import explain
 
 logger = logging.getLogger(__name__)
 
-FILE = "model.pt2"
+FILE = FILES["pt2"]
 
 
 def dynamic_shapes(inputs: list[Any]) -> tuple[Any, ...]:
@@ -119,6 +119,3 @@ def load(path: Path, device: str) -> Any:
     with captured():
         module = torch.export.load(str(path)).module()
     return torch_runner(module, device)
-
-
-register_format(Format("pt2", FILE, "torch.export ExportedProgram", export, load, needs_program=True))

@@ -18,13 +18,13 @@ from typing import Any
 
 from ..build.runners import torch_runner
 from ..report.validate import first_failure
-from . import ExportContext, Format, Outcome, register_format
+from . import FILES, ExportContext, Outcome
 from .capture import captured, extension_ops
 from .diagnose import explain, first_line
 
 logger = logging.getLogger(__name__)
 
-FILE = "model.pt"
+FILE = FILES["torchscript"]
 EXTRA_FILE = "pack.json"
 BRANCH_WARNING = "Python boolean"
 
@@ -181,6 +181,3 @@ def export(ctx: ExportContext) -> Outcome:
     bad = first_failure(outcome.checks)  # the gate failed, so a check did
     reason = bad.reason if bad is not None else outcome.reason or ""
     return _scripted(ctx, f"the trace does not match eager ({reason[:160]})")
-
-
-register_format(Format("torchscript", FILE, "TorchScript (torch.jit.trace / script)", export, load))

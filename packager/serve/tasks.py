@@ -1,4 +1,4 @@
-"""Registry of serving tasks, in the style of timm's model registry: one small registered entry per task.
+"""Registry of serving tasks (`TASKS`, packager/registry.py's Registry): one small registered entry per task.
 
 A build's task decides how it is served: which TorchServe entry handler its .mar ships, which Triton python-backend
 steps surround the model (joined by an ensemble), and what a smoke or benchmark request sends (encoded image bytes,
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import EnvironmentProblem, UsageError
+from ..errors import EnvironmentProblem
+from ..registry import Registry
 from ..report.build_report import BuildReport
 
 RUNTIME_PACKAGE = "handlers"
@@ -67,42 +68,32 @@ class Task:
         return [f"{name}_preprocess", name, f"{name}_postprocess", f"{name}_ensemble"]
 
 
-_TASKS: dict[str, Task] = {}
-GENERIC = "generic"
+TASKS: Registry[Task] = Registry("serving task")  # lookups try the tasks in registration order
+GENERIC = "generic"  # the fallback: every build that no other task serves
 
 
 def register_task(task: Task) -> Task:
     """Register `task`; lookups try the registered tasks in order and fall back to the generic one."""
-    if task.name in _TASKS:
-        raise ValueError(f"task {task.name!r} is registered twice")
     if task.sample not in (IMAGE, TENSORS):
         raise ValueError(f"task {task.name!r}: sample must be {IMAGE!r} or {TENSORS!r}")
-    _TASKS[task.name] = task
-    return task
+    return TASKS.register(task)
 
 
-def list_tasks() -> list[Task]:
-    return list(_TASKS.values())
-
-
-def get_task(name: str) -> Task:
-    try:
-        return _TASKS[name]
-    except KeyError:
-        raise UsageError(f"unknown serving task {name!r}", f"use one of {', '.join(_TASKS)}") from None
+list_tasks = TASKS.entries
+get_task = TASKS.get
 
 
 def task_for(report: BuildReport) -> Task:
     """The registered task that serves this build (its report or plan metadata); the generic one when none fits."""
-    for task in _TASKS.values():
+    for task in TASKS.entries():
         if task.name != GENERIC and task.matches(report):
             return task
-    return _TASKS[GENERIC]
+    return TASKS.get(GENERIC)
 
 
 def task_of_handler(handler: str) -> Task | None:
     """The task whose TorchServe entry handler is `handler` (a file name), if any."""
-    return next((t for t in _TASKS.values() if t.handler == handler), None)
+    return next((t for t in TASKS.entries() if t.handler == handler), None)
 
 
 def has_image_input(report: BuildReport) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import UsageError
+from ..registry import Registry
 from ..report.build_report import BuildReport
 
 
@@ -44,9 +45,7 @@ class DeployOptions:
     options for it (`cli_field`)."""
 
     store: Path
-    format: str | None = cli_field(
-        None, "--format", "Which export to serve (default: onnx when it passed).", choices=("onnx", "torchscript", "pt2", "aoti")
-    )
+    format: str | None = cli_field(None, "--format", "Which export to serve (default: onnx when it passed).")
     url: str | None = None
     timeout: float = 180.0
     workers: int | None = None
@@ -180,10 +179,6 @@ class Target:
         raise self._unsupported("KServe storage")
 
 
-_TARGETS: dict[str, Target] = {}
-ORDER = ("triton", "torchserve", "fastapi", "kserve")  # the order targets are listed and packaged in
-
-
 class ServerTarget(Target):
     """A target that runs on a server: deploy, status, undeploy and stop are the functions of its package's `deploy`
     module, and the build-time `package` that of the package itself, each imported only when it runs (listing targets
@@ -217,34 +212,17 @@ class ServerTarget(Target):
         return dict(self._flow().stop(opts))
 
 
+ROOMS = ("triton", "torchserve", "fastapi", "kserve")  # the order targets are listed and packaged in
+TARGETS: Registry[Target] = Registry("target", order=ROOMS, load=[f"{__package__}.{room}.target" for room in ROOMS])
+get_target = TARGETS.get
+names = TARGETS.names
+all_targets = TARGETS.entries
+
+
 def register_target(cls: type[Target]) -> type[Target]:
-    if cls.name in _TARGETS:
-        raise ValueError(f"target {cls.name!r} is registered twice")
-    _TARGETS[cls.name] = cls()
+    """Class decorator: register one instance of the target `cls` (its module is one of TARGETS' `load`)."""
+    TARGETS.register(cls())
     return cls
-
-
-def _load() -> None:
-    from .fastapi import target as _fastapi  # noqa: F401  (each module registers its Target)
-    from .kserve import target as _kserve  # noqa: F401
-    from .torchserve import target as _torchserve  # noqa: F401
-    from .triton import target as _triton  # noqa: F401
-
-
-def get_target(name: str) -> Target:
-    _load()
-    if name not in _TARGETS:
-        raise UsageError(f"unknown target {name!r}", f"use one of {', '.join(names())}")
-    return _TARGETS[name]
-
-
-def names() -> list[str]:
-    _load()
-    return [n for n in ORDER if n in _TARGETS] + sorted(n for n in _TARGETS if n not in ORDER)
-
-
-def all_targets() -> list[Target]:
-    return [_TARGETS[n] for n in names()]
 
 
 def cli_fields(options: type) -> list[dataclasses.Field[Any]]:
@@ -272,6 +250,7 @@ def make_options(target: Target, command: str, store: Path, given: dict[str, Any
 
 __all__ = [
     "SERVER",
+    "TARGETS",
     "DeployOptions",
     "Endpoint",
     "Request",

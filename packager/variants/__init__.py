@@ -1,4 +1,5 @@
-"""Faster artifacts behind the same gate: a registry of ONNX variant kinds, one small registered entry per kind.
+"""Faster artifacts behind the same gate: a registry of ONNX variant kinds (`VARIANTS`, packager/registry.py's
+Registry), one small registered entry per kind; --variants, its help and the spec schema's enums are derived from it.
 
     ort-optimized  onnxruntime's graph optimisations saved offline (for the provider and CPU it was made on)
     slim           onnxslim's graph simplification
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..registry import Tolerance
+from ..registry import Registry, Tolerance
 
 FOLDER = "variants"
 FILE = "model.onnx"
@@ -63,23 +64,10 @@ class VariantKind:
         return self.tolerance
 
 
-_KINDS: dict[str, VariantKind] = {}
-ORDER = ("ort-optimized", "slim", "int8-dynamic", "int8-static", "fp16")
-
-
-def register_variant(kind: VariantKind) -> VariantKind:
-    if kind.name in _KINDS:
-        raise ValueError(f"variant kind {kind.name!r} is registered twice")
-    _KINDS[kind.name] = kind
-    return kind
-
-
-def get_variant(name: str) -> VariantKind:
-    from . import kinds  # noqa: F401  # registers the kinds
-
-    if name not in _KINDS:
-        raise UsageError(f"unknown variant kind {name!r}", f"use some of {', '.join(ORDER)}")
-    return _KINDS[name]
+VARIANTS: Registry[VariantKind] = Registry("variant kind", load=(f"{__name__}.kinds",))  # registration order: kinds.py's
+register_variant = VARIANTS.register
+get_variant = VARIANTS.get
+ALL = "all"  # --variants all: every kind
 
 
 @dataclass
@@ -100,12 +88,12 @@ class VariantSettings:
 def parse_kinds(text: str | list[str]) -> list[str]:
     """`ort-optimized,int8-dynamic` (or `all`) -> the kinds in registry order; UsageError naming an unknown one."""
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    if names == ["all"]:
-        return list(ORDER)
-    unknown = [n for n in names if n not in ORDER]
+    if names == [ALL]:
+        return VARIANTS.names()
+    unknown = [n for n in names if n not in VARIANTS]
     if unknown or not names:
-        raise UsageError(f"unknown variant kind {unknown[0] if unknown else text!r}", f"use some of {', '.join(ORDER)} (or all)")
-    return [n for n in ORDER if n in names]
+        raise VARIANTS.unknown(unknown[0] if unknown else str(text), also=(ALL,))
+    return [n for n in VARIANTS.names() if n in names]
 
 
 def settings_from(spec: dict[str, Any], overrides: dict[str, Any]) -> VariantSettings:
@@ -128,8 +116,8 @@ def settings_from(spec: dict[str, Any], overrides: dict[str, Any]) -> VariantSet
         )
     serve = overrides.get("serve_variant") or section.get("serve")
     if serve is not None and serve != BASE:
-        if serve not in ORDER:
-            raise UsageError(f"unknown variant kind {serve!r} for --serve-variant", f"use one of {', '.join(ORDER)} or base")
+        if serve not in VARIANTS:
+            raise VARIANTS.unknown(serve, " for --serve-variant", also=(BASE,))
         if settings.kinds and serve not in settings.kinds:
             settings.kinds = parse_kinds([*settings.kinds, serve])
     settings.serve = serve
@@ -139,12 +127,13 @@ def settings_from(spec: dict[str, Any], overrides: dict[str, Any]) -> VariantSet
 
 
 __all__ = [
+    "ALL",
     "BASE",
     "DEFAULT_AGREEMENT",
     "DEFAULT_MIN_SPEEDUP",
     "FILE",
     "FOLDER",
-    "ORDER",
+    "VARIANTS",
     "MakeContext",
     "Skipped",
     "VariantKind",

@@ -59,7 +59,7 @@ def test_a_registered_task_takes_effect_in_every_target(monkeypatch):
     from packager.targets.torchserve.mar import choose_handler
     from packager.targets.triton.repository import ENSEMBLES, model_names
 
-    monkeypatch.setattr(tasks, "_TASKS", dict(tasks._TASKS))
+    monkeypatch.setattr(tasks.TASKS, "_entries", dict(tasks.TASKS._entries))
     segmenter = tasks.register_task(
         tasks.Task(
             name="yolo-segmentation",

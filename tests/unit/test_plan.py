@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from packager.build.plan import DEFAULT_FORMATS, parse_formats, parse_input, resolve
+from packager.build.plan import parse_formats, parse_input, resolve
 from packager.errors import UsageError
+from packager.export import DEFAULT_FORMATS
 from packager.registry import OutputSpec, TensorSpec, Tolerance
 
 

@@ -59,7 +59,7 @@ def test_boxes_match_by_class_and_iou() -> None:
 
 def test_kinds_and_settings() -> None:
     assert parse_kinds("int8-static,slim") == ["slim", "int8-static"]  # registry order
-    assert parse_kinds("all") == list(variants.ORDER)
+    assert parse_kinds("all") == ["ort-optimized", "slim", "int8-dynamic", "int8-static", "fp16"]
     with pytest.raises(UsageError, match="unknown variant kind 'int4'"):
         parse_kinds("int4")
     pinned = settings_from({}, {"serve_variant": "int8-dynamic"})
@@ -155,7 +155,9 @@ def test_a_variant_below_its_agreement_bound_is_rejected(tmp_path: Path, monkeyp
         _linear_onnx(ctx.out, weight, negate=True)
         return {}
 
-    monkeypatch.setitem(variants._KINDS, "negated", VariantKind("negated", "broken on purpose", broken, Tolerance(100, 100)))
+    monkeypatch.setitem(
+        variants.VARIANTS._entries, "negated", VariantKind("negated", "broken on purpose", broken, Tolerance(100, 100))
+    )
     report = make_report(outputs=[{"name": "y", "shape": [1, 5], "dtype": "float32", "dynamic_axes": [0]}])
     cases = []
     for batch in (1, 4):
@@ -224,7 +226,7 @@ def test_a_failing_tool_is_a_failed_variant_and_leaves_no_file(tmp_path: Path, m
         ctx.out.write_bytes(b"half a model")
         raise RuntimeError("the quantizer fell over\nsecond line")
 
-    monkeypatch.setitem(variants._KINDS, "crashes", VariantKind("crashes", "fails on purpose", crashes))
+    monkeypatch.setitem(variants.VARIANTS._entries, "crashes", VariantKind("crashes", "fails on purpose", crashes))
     x = RNG.standard_normal((1, 3)).astype(np.float32)
     section = run_variants(
         tmp_path, make_report(), VariantSettings(kinds=["crashes"]), [Case("batch 1", 1, [x], [x])], "eager", 3
