@@ -299,6 +299,6 @@ def test_provenance_carries_the_variants_verdicts_when_the_report_has_them() -> 
     report = make_report()
     names = [b["name"] for b in statement(report, {})["predicate"]["runDetails"]["byproducts"]]
     assert names == ["parity-gate"]  # a report without a variants section
-    report.variants = {"int8": {"verdict": "passed", "max_abs_error": 0.01}}  # type: ignore[attr-defined]
+    report.variants = {"int8": {"verdict": "passed", "max_abs_error": 0.01}}
     byproducts = statement(report, {"model.onnx": "0" * 64})["predicate"]["runDetails"]["byproducts"]
     assert byproducts[1] == {"name": "variants", "annotations": {"int8": {"verdict": "passed", "max_abs_error": 0.01}}}
