@@ -92,6 +92,18 @@ def ranged(flag: str, lo: float, hi: float, default: float, help: str) -> Callab
     return click.option(flag, type=kind, default=default, show_default=True, help=help)
 
 
+def setting_option(name: str, *also: str, scope: str = "") -> Callable[[Any], Any]:
+    """The option of one server setting with the flag, help and range it is declared with (packager/serve/settings.py;
+    the range is checked where the one rule resolves it); `also`: another spelling a command keeps; `scope`: the
+    targets or rows it applies to."""
+    from ..serve.settings import SETTINGS
+
+    setting = SETTINGS[name]
+    return click.option(
+        setting.flag, *also, name, type=int, default=None, help=setting.describe() + (f" [{scope}]" if scope else "")
+    )
+
+
 store_option = click.option(
     "--store",
     envvar="PACK_STORE",

@@ -18,16 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..report.build_report import BuildReport
-
 if TYPE_CHECKING:
     from ..report.validate import OutputCheck
 
 Runner = Callable[[list[Any]], list[Any]]
 DEFAULT_FORMATS = ("torchscript", "onnx", "pt2")
 ORDER = ("torchscript", "onnx", "pt2", "aoti")  # report order
-SERVE_PREFERENCE = ("onnx", "torchscript", "aoti", "pt2")  # what a target serves when the user does not say
-FILES = {"torchscript": "model.pt", "onnx": "model.onnx", "pt2": "model.pt2", "aoti": "model.aoti.pt2"}
 
 
 @dataclass
@@ -141,32 +137,6 @@ def get_format(name: str) -> Format:
     return _FORMATS[name]
 
 
-def served_format(report: BuildReport, requested: str | None = None, supported: tuple[str, ...] = SERVE_PREFERENCE) -> str:
-    """The export a target serves: the one asked for, else the first in SERVE_PREFERENCE that passed and it runs."""
-    from ..errors import UsageError
-
-    artifacts = report.artifacts
-    if requested:
-        if requested not in supported:
-            raise UsageError(
-                f"format {requested!r} cannot be served here", f"use one of {', '.join(f for f in supported if f in artifacts)}"
-            )
-        if requested not in artifacts:
-            why = report.formats[requested].reason if requested in report.formats else "it was not built"
-            raise UsageError(
-                f"the build has no {requested} export ({why[:200]})",
-                f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild",
-            )
-        return requested
-    for name in SERVE_PREFERENCE:
-        if name in supported and name in artifacts:
-            return name
-    raise UsageError(
-        f"the build has none of the exports this target serves ({', '.join(supported)})",
-        "rebuild with --formats including one of them",
-    )
-
-
 def runner_for(name: str, path: Path, device: str = "cpu") -> Runner:
     """Load a saved file of format `name` and return a callable: numpy inputs -> numpy outputs."""
     return get_format(name).load(path, device)
@@ -174,14 +144,11 @@ def runner_for(name: str, path: Path, device: str = "cpu") -> Runner:
 
 __all__ = [
     "DEFAULT_FORMATS",
-    "FILES",
     "ORDER",
-    "SERVE_PREFERENCE",
     "ExportContext",
     "Format",
     "Outcome",
     "get_format",
     "register_format",
     "runner_for",
-    "served_format",
 ]

@@ -22,15 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from ..console import captured
+from ..report.formats import FILES
 from ..report.validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
-from .capture import captured
 from .diagnose import explain
 from .torchscript import test_harder
 
 logger = logging.getLogger(__name__)
 
-FILE = "model.onnx"
+FILE = FILES["onnx"]
 LEGACY_OPSET = 17
 
 
@@ -211,7 +212,6 @@ def load(path: Path, device: str) -> Any:
     def run(arrays: list[np.ndarray]) -> list[np.ndarray]:  # an input the exporter pruned as unused is not fed
         return list(session.run(None, {n: a for n, a in zip(order, arrays, strict=False) if n in names}))
 
-    run.providers = session.get_providers()  # type: ignore[attr-defined]  # a function attribute: the providers the session chose
     return run
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..build.runners import torch_runner
+from ..console import captured
+from ..report.formats import FILES
 from . import ExportContext, Format, Outcome, register_format
-from .capture import captured
 from .diagnose import explain
 
 logger = logging.getLogger(__name__)
 
-FILE = "model.pt2"
+FILE = FILES["pt2"]
 
 
 def dynamic_shapes(inputs: list[Any]) -> tuple[Any, ...]:

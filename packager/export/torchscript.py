@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from ..build.runners import torch_runner
+from ..console import captured
+from ..report.formats import FILES
 from ..report.validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
-from .capture import captured
 from .diagnose import explain, first_line
 
 logger = logging.getLogger(__name__)
 
-FILE = "model.pt"
+FILE = FILES["torchscript"]
 EXTRA_FILE = "pack.json"
 BRANCH_WARNING = "Python boolean"
 

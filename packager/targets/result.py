@@ -20,7 +20,7 @@ from importlib.resources import files
 from typing import Any
 
 from ..report.build_report import BuildReport
-from .base import Served
+from ..report.formats import Served
 
 REQUIRED = (
     "target",

@@ -31,11 +31,11 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     dest = build_dir / BUILD_FOLDER
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
-    from ..base import get_target
+    from ...report.formats import served
     from .check import check_repository, raise_on_errors
     from .repository import RepoOptions, generate, report_section
 
-    fmt = get_target("triton").served(report).format
+    fmt = served(report).format
     section = generate(build_dir, report, RepoOptions(backend="python", fmt=fmt), dest)
     result = check_repository(dest)
     raise_on_errors(result)

@@ -101,7 +101,7 @@ def program_io(path: Path, config: Any, fmt: str) -> tuple[int, list[TensorInfo]
     import torch
     from torch.utils import _pytree
 
-    from ...export.capture import captured
+    from ...console import captured
 
     module: Any  # an AOTInductor runner or the ExportedProgram's GraphModule: both are called like the model
     with captured():

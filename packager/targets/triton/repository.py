@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import UsageError
-from ...export import FILES
 from ...report.build_report import BuildReport, TensorRecord
+from ...report.formats import FILES
+from ...report.formats import served as serve_of
 from ...serve.tasks import IMAGE, TRITON_MODEL, has_image_input, read_runtime, shipped_files, task_for
 from . import config as cfg
 from .install import link_or_copy
@@ -348,10 +349,8 @@ def report_section(section: dict[str, Any], folder: str) -> dict[str, Any]:
 
 def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Path) -> dict[str, Any]:
     """Write every repository entry of the build into `dest` (a fresh folder); return a description."""
-    from ..base import get_target
-
     version = triton_version(report)
-    served = get_target("triton").served(report, ropts.fmt).file  # a kept ONNX variant's file, else the export
+    served = serve_of(report, ropts.fmt).file  # a kept ONNX variant's file, else the export
     detector, warmup = model_config(report, ropts, build_dir)
     configs: dict[str, Any] = {detector.name: detector}
     steps = task_for(report).triton
