@@ -107,7 +107,7 @@ def launch(
         cold_start={
             "launch_s": timings.get("server_start_s"),
             "load_s": load,
-            "smoke_s": timings.get("smoke_s"),
+            **({"smoke_s": timings["smoke_s"]} if "smoke_s" in timings else {}),  # where the deploy times one
             "total_s": round(total, 2),
         },
         settings={**options, **{k: result[k] for k in (*options, "placement") if k in result}},  # as deployed

@@ -93,15 +93,12 @@ def ranged(flag: str, lo: float, hi: float, default: float, help: str) -> Callab
 
 
 def setting_option(name: str, *also: str, scope: str = "") -> Callable[[Any], Any]:
-    """The option of one server setting with the flag, help and range it is declared with (packager/serve/settings.py;
-    the range is checked where the one rule resolves it); `also`: another spelling a command keeps; `scope`: the
-    targets or rows it applies to."""
+    """A server setting's option as it is declared (packager/serve/settings.py, whose rule checks its range); `also`:
+    another spelling a command keeps; `scope`: the targets or rows it applies to."""
     from ..serve.settings import SETTINGS
 
-    setting = SETTINGS[name]
-    return click.option(
-        setting.flag, *also, name, type=int, default=None, help=setting.describe() + (f" [{scope}]" if scope else "")
-    )
+    setting, where = SETTINGS[name], f" [{scope}]" if scope else ""
+    return click.option(setting.flag, *also, name, type=int, default=None, help=setting.describe() + where)
 
 
 store_option = click.option(

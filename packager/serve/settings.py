@@ -26,7 +26,7 @@ class Setting:
 
     def describe(self) -> str:
         """The option's help: what the setting is, and its range."""
-        return f"{self.help} {self.low} to {self.high}."
+        return f"{self.help} ({self.low} to {self.high})."
 
     def check(self, value: int) -> int:
         """`value` when it lies in the setting's range; one line naming the flag otherwise (exit 2)."""
@@ -38,15 +38,11 @@ class Setting:
 SETTINGS = {
     s.name: s
     for s in (
-        Setting("workers", "--workers", 1, 256, "Worker processes (TorchServe, uvicorn) or model instances (Triton)."),
-        Setting("batch_size", "--batch-size", 0, 1 << 16, "Server-side batch size (Triton: max_batch_size, 0 for no batching)."),
-        Setting("max_batch_delay_ms", "--max-batch-delay", 0, 60_000, "Milliseconds to wait to fill a batch."),
+        Setting("workers", "--workers", 1, 256, "Worker processes, or model instances, serving the model"),
+        Setting("batch_size", "--batch-size", 0, 1 << 16, "Server-side batch size; 0: no batching, where the server has that"),
+        Setting("max_batch_delay_ms", "--max-batch-delay", 0, 60_000, "Milliseconds to wait to fill a batch"),
         Setting(
-            "threads",
-            "--threads",
-            0,
-            1024,
-            "onnxruntime intra-op (or torch) threads per worker or instance; 0: the library's default.",
+            "threads", "--threads", 0, 1024, "onnxruntime intra-op (or torch) threads per worker or instance; 0: its default"
         ),
     )
 }
