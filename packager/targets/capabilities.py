@@ -20,7 +20,7 @@ outside its own package and the registry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeGuard, TypeVar, runtime_checkable
 
@@ -83,7 +83,7 @@ class KServeRuntime:
     runtime: str
     protocols: tuple[str, ...]
     ready: dict[str, str]
-    args: tuple[str, ...] = field(default=())
+    args: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- the capabilities

@@ -48,6 +48,35 @@ def test_each_capability_is_found_in_the_registry_in_its_order(capability: Capab
     assert all(capable(capability)[n] is get_target(n) for n in targets)
 
 
+def test_each_target_has_its_capabilities_as_typed() -> None:
+    """mypy holds each target class against the protocols it has (a changed signature fails the type check)."""
+    from packager.targets.capabilities import (
+        Archiver,
+        Benchable,
+        ManifestChecker,
+        RepositoryChecker,
+        RepositoryWriter,
+        StorageLayout,
+        Tunable,
+    )
+    from packager.targets.fastapi.target import FastAPITarget
+    from packager.targets.kserve.target import KServeTarget
+    from packager.targets.torchserve.target import TorchServeTarget
+    from packager.targets.triton.target import TritonTarget
+
+    triton: tuple[Tunable, RepositoryWriter, RepositoryChecker, StorageLayout, Benchable] = (TritonTarget(),) * 5
+    torchserve: tuple[Tunable, Archiver, StorageLayout, Benchable] = (TorchServeTarget(),) * 4
+    fastapi: Benchable = FastAPITarget()
+    kserve: ManifestChecker = KServeTarget()
+    claimed = [
+        *zip(triton, (Tunable, RepositoryWriter, RepositoryChecker, StorageLayout, Benchable), strict=True),
+        *zip(torchserve, (Tunable, Archiver, StorageLayout, Benchable), strict=True),
+        (fastapi, Benchable),
+        (kserve, ManifestChecker),
+    ]
+    assert all(isinstance(target, protocol) for target, protocol in claimed)  # and at run time, as the registry asks
+
+
 def test_a_target_without_a_capability_is_refused_in_one_line() -> None:
     assert require(TUNABLE, get_target("triton")) is get_target("triton")
     with pytest.raises(UsageError) as caught:
