@@ -139,7 +139,6 @@ def classification_tensor(image: Any, pre: dict[str, Any]) -> np.ndarray:
 
     The same arithmetic as torchvision's Resize(int) + CenterCrop + ToTensor + Normalize on a PIL image.
     """
-    from PIL import Image
 
     height, width = pre.get("image_size", [224, 224])
     resize = pre.get("resize")
@@ -151,9 +150,9 @@ def classification_tensor(image: Any, pre: dict[str, Any]) -> np.ndarray:
         new_short, new_long = int(resize), int(int(resize) * long / short)
         size = (new_short, new_long) if w <= h else (new_long, new_short)
         if size != (w, h):
-            image = image.resize(size, Image.BILINEAR)  # type: ignore[attr-defined]  # typed only as Image.Resampling.BILINEAR; the alias works on every Pillow a server has
+            image = image.resize(size, _bilinear())
     else:
-        image = image.resize((width, height), Image.BILINEAR)  # type: ignore[attr-defined]  # typed only as Image.Resampling.BILINEAR; the alias works on every Pillow a server has
+        image = image.resize((width, height), _bilinear())
     w, h = image.size
     top = int(round((h - crop_h) / 2.0))
     left = int(round((w - crop_w) / 2.0))
@@ -163,6 +162,14 @@ def classification_tensor(image: Any, pre: dict[str, Any]) -> np.ndarray:
     std = np.asarray(pre.get("std", [1.0, 1.0, 1.0]), dtype=np.float32)
     arr = (arr - mean) / std
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[None].astype(np.float32))
+
+
+def _bilinear() -> Any:
+    """PIL's bilinear filter: `Image.Resampling.BILINEAR` (Pillow 9.1 and later), else the older alias of the same
+    name on `Image`, which every Pillow a server may have knows."""
+    from PIL import Image
+
+    return getattr(Image, "Resampling", Image).BILINEAR
 
 
 def letterbox(
@@ -176,7 +183,7 @@ def letterbox(
     r = min(height / h0, width / w0)
     new_w, new_h = int(round(w0 * r)), int(round(h0 * r))
     if (new_w, new_h) != (w0, h0):
-        image = image.resize((new_w, new_h), Image.BILINEAR)  # type: ignore[attr-defined]  # typed only as Image.Resampling.BILINEAR; the alias works on every Pillow a server has
+        image = image.resize((new_w, new_h), _bilinear())
     dw, dh = (width - new_w) / 2, (height - new_h) / 2
     left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
     canvas = Image.new("RGB", (width, height), (pad_value,) * 3)

@@ -5,7 +5,8 @@ warnings (something the user should know: a failed optional format, a signature 
 stop) at WARNING, pack's decisions and progress at INFO, details at DEBUG. The CLI sends the `packager` logger to
 stderr as `pack: <message>` (`pack: warning: ...`), at INFO by default, DEBUG with -v and WARNING with -q. Inside
 `elapsed()` (a build) each line also says how many seconds into it it was written. Library use (no CLI) configures
-nothing: only warnings reach stderr, through Python's default handler.
+nothing: only warnings reach stderr, through Python's default handler. Libraries' own chatter (exporters' progress
+lines, C++ warnings, IR dumps) is kept off the terminal by `captured()`, and replayed with --debug.
 """
 
 from __future__ import annotations
@@ -97,6 +98,50 @@ def quiet_stdout() -> Iterator[Any]:
         os.close(saved)
 
 
+def debugging() -> bool:
+    return os.environ.get("PACK_DEBUG") == "1"
+
+
+@contextlib.contextmanager
+def captured() -> Iterator[None]:
+    """Send file descriptor 2 and Python warnings to a temporary file while a noisy library runs (an exporter, an
+    ONNX tool, a TorchScript load). With --debug (PACK_DEBUG=1) the text is replayed on stderr afterwards; otherwise
+    it is dropped: pack reports what happened in one line of its own."""
+    import tempfile
+    import warnings
+
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (embedded use): only silence Python warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if debugging():
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode("utf-8", "replace"))
+                sys.stderr.flush()
+
+
+def extension_ops() -> None:
+    """Make the custom operators a model may call through a library (torchvision's `nms`, `roi_align`...) known to
+    torch before a TorchScript or torch.export file is loaded: a file that uses them loads only in a process that
+    imported the library, which the build's process had (the user's model imported it) and a deploy's has not."""
+    with contextlib.suppress(ImportError):
+        import torchvision  # noqa: F401
+
+
 @contextlib.contextmanager
 def terminate_interrupts() -> Iterator[None]:
     """In the main thread, make SIGTERM interrupt the block like Ctrl-C, so the servers a command launched for itself
@@ -124,7 +169,7 @@ def run(debug: bool, body: Callable[[Any], None]) -> None:
 
     setup_logging(click.get_current_context().meta.get("pack.verbosity", 0) if click.get_current_context(silent=True) else 0)
     if debug:
-        os.environ["PACK_DEBUG"] = "1"  # exporters' own output is replayed (packager/export/capture.py)
+        os.environ["PACK_DEBUG"] = "1"  # libraries' own output is replayed (`captured`)
     try:
         with quiet_stdout() as out:
             body(out)

@@ -1,15 +1,16 @@
-"""`pack bench`: the same build served in-process, by TorchServe and by Triton, measured side by side.
+"""`pack bench`: the same build served in-process and by every server pack deploys to, measured side by side.
 
 Rows (see docs/bench.md):
     inprocess-eager        pack's TorchServe handler code in this process, eager PyTorch model, image bytes in
-    inprocess-onnx         the same handler code with onnxruntime (the runtime TorchServe serves by default)
+    inprocess-onnx         the same handler code with onnxruntime (the runtime the servers serve by default)
     inprocess-onnx-tensor  onnxruntime alone on the pre-processed tensor
-    torchserve             image bytes (or tensor JSON) to a TorchServe launched by the bench   (vs inprocess-eager)
-    fastapi                the same body to pack's handler code behind FastAPI + uvicorn       (vs inprocess-onnx)
-    triton                 the pre-processed tensor to a tritonserver launched by the bench     (vs inprocess-onnx-tensor)
-plus an eager-vs-ONNX comparison at one batch size. With a fastapi row, the other servers' rows are also compared with
-it (`vs_http_baseline`): what the server costs beyond plain HTTP. Servers run from a temporary store and are stopped at the end,
-also on errors and Ctrl-C.
+    <target>               one per target with the `Benchable` capability (packager/targets/capabilities.py),
+                           deployed by the bench and sent what its profile says (TorchServe and FastAPI: the end
+                           user's request; Triton: the pre-processed tensor), compared with the in-process row its
+                           endpoint names
+plus an eager-vs-ONNX comparison at one batch size. With the HTTP baseline's row (FastAPI's), the other servers' rows
+are also compared with it (`vs_http_baseline`): what the server costs beyond plain HTTP. Servers run from a temporary
+store and are stopped at the end, also on errors and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -29,17 +30,23 @@ from typing import TYPE_CHECKING, Any
 from ..console import terminate_interrupts
 from ..errors import UsageError
 from ..report.build_report import BuildReport
+from ..serve.settings import SETTINGS
 from .rows import goals, in_process_rows, make_row, ratios
-from .settings import tuned_settings
+from .settings import profiles, row_settings
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .targets import Served
+    from .targets import Launched
 
 logger = logging.getLogger(__name__)
 
-TARGETS = ("inprocess", "torchserve", "triton", "fastapi")
+INPROCESS = "inprocess"  # the in-process rows; every other row is a target's
+
+
+def bench_targets() -> list[str]:
+    """What --targets may name: the in-process rows, then every target with a bench profile, in the registry's order."""
+    return [INPROCESS, *profiles()]
 
 
 @dataclass
@@ -47,22 +54,16 @@ class BenchOptions:
     model: str
     version: str | None = None
     store: Path = Path("model_store")
-    targets: list[str] = field(default_factory=lambda: list(TARGETS))
+    targets: list[str] = field(default_factory=bench_targets)
     concurrency: list[int] = field(default_factory=lambda: [1, 8, 32])
     requests: int = 200
     time_limit_s: float = 120.0
     warmup: int = 2
-    threads: int = 0  # in-process torch / onnxruntime intra-op threads; 0: the libraries' defaults
+    threads: int | None = None  # intra-op threads in-process and in every server that has the setting; None: defaults
     batch: int = 8
     timeout: float = 180.0
-    torchserve: dict[str, Any] = field(default_factory=dict)
-    triton: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # server settings given (deploy option names; None: not given)
     command: str = ""
-
-
-# Server settings the bench uses unless told otherwise (see docs/bench.md for why).
-TORCHSERVE_DEFAULTS = {"workers": 1, "batch_size": 1, "max_batch_delay_ms": 0, "format": "onnx"}
-TRITON_DEFAULTS = {"instances": 1, "max_batch": 8, "max_queue_delay_ms": 1}
 
 
 def parse_list(text: str, what: str, cast: Callable[[str], Any] = str) -> list[Any]:
@@ -76,9 +77,13 @@ def parse_list(text: str, what: str, cast: Callable[[str], Any] = str) -> list[A
 
 
 def check_options(o: BenchOptions) -> None:
-    unknown = [t for t in o.targets if t not in TARGETS]
+    known = bench_targets()
+    unknown = [t for t in o.targets if t not in known]
     if unknown:
-        raise UsageError(f"unknown bench target {unknown[0]!r}", f"use {', '.join(TARGETS)}")
+        raise UsageError(f"unknown bench target {unknown[0]!r}", f"use {', '.join(known)}")
+    for name, value in {**o.settings, "threads": o.threads}.items():  # before anything is built or launched
+        if name in SETTINGS and value is not None:
+            SETTINGS[name].check(value)
     if any(c < 1 or c > 256 for c in o.concurrency):
         raise UsageError("--concurrency values must be between 1 and 256")
     if o.requests < 1:
@@ -118,16 +123,12 @@ def _host() -> dict[str, Any]:
 
 
 def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
-    from ..build.record import load_report
     from ..report.store import find_build, versions
 
     if versions(o.store, o.model) or o.version is not None:
-        from ..cli.verify import require_intact
+        from ..report.integrity import intact_build
 
-        folder = find_build(o.store, o.model, o.version)
-        report = load_report(folder)
-        require_intact(folder, report)  # bench deploys it: only a build that matches its report
-        return folder, report
+        return intact_build(o.store, o.model, o.version)  # bench deploys it: only a build that matches its report
     from ..registry import get_entry
 
     if get_entry(o.model) is None:
@@ -181,7 +182,7 @@ class _Servers:
 
     store: Path
     launched: list[str] = field(default_factory=list)
-    served: dict[str, Served] = field(default_factory=dict)
+    served: dict[str, Launched] = field(default_factory=dict)
     stopped: list[dict[str, Any]] = field(default_factory=list)
 
     def _stop(self, target: str) -> None:
@@ -243,7 +244,7 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
         },
         "rows": rows,
         "batch_comparison": batch,
-        "goals": goals(rows, batch, report.name),
+        "goals": goals(rows, batch, report.name, profiles()),
         "servers_stopped": servers.stopped,
         "notes": notes,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -261,12 +262,13 @@ def _measured_rows(
     prepared: list[tuple[dict[str, Any], Any]] = []
     extra: dict[str, Any] = {"rss": {}, "batch": None}
     arrays = None
-    if "inprocess" in o.targets:
+    known = profiles()
+    if INPROCESS in o.targets:
         prepared, arrays, extra = in_process_rows(folder, report, o, body, payload)
-    elif "triton" in o.targets:
+    elif any(known[t].tensors for t in o.targets if t in known):
         arrays = ip.preprocessed(ip.handler_instance(folder, report, lambda a: a, "onnx"), body)
     sent = _Payload(body, content_type, payload, arrays)
-    for target in [t for t in o.targets if t != "inprocess"]:  # deployed one after the other: cold starts do not overlap
+    for target in [t for t in o.targets if t != INPROCESS]:  # deployed one after the other: cold starts do not overlap
         prepared.append(_server_row(o, folder, report, servers, target, sent, extra))
     # Every row at one concurrency, then the next concurrency: rows compared with each other are measured minutes
     # apart at most, so a change in the machine's load moves them together.
@@ -282,60 +284,47 @@ def _server_row(
     folder: Path,
     report: BuildReport,
     servers: _Servers,
-    target: str,
+    name: str,
     sent: _Payload,
     extra: dict[str, Any],
 ) -> tuple[dict[str, Any], Any]:
-    """Launch `target` in the bench's store, deploy the build to it; its row, ready to run."""
-    from . import targets as tg
+    """Launch the target `name` in the bench's store and deploy the build to it, with its settings (the flag, else
+    the tuned value, else its bench default); its row, ready to run."""
+    from ..targets import Request, get_target
+    from .targets import launch, runtime
 
-    servers.launched.append(target)
-    tuned = tuned_settings(report, target)
-    if target == "torchserve":
-        settings = {**TORCHSERVE_DEFAULTS, **tuned, **{k: v for k, v in o.torchserve.items() if v is not None}}
-        onnx = settings["format"] == "onnx"
-        server = tg.torchserve(folder, report, servers.store, sent.body, sent.content_type, sent.description, settings, o.timeout)
-        runtime = "onnxruntime in TorchServe workers" if onnx else "TorchScript in TorchServe workers"
-        work = "the same handler code as the in-process rows, behind TorchServe's frontend"
-        same = "inprocess-onnx" if onnx else None
-        rss_key = "onnx" if onnx else "eager"
-    elif target == "fastapi":
-        server = tg.fastapi(folder, report, servers.store, sent.body, sent.content_type, sent.description, o.timeout)
-        settings = server.settings
-        runtime = "onnxruntime in uvicorn workers"
-        work = "the same handler code as the in-process rows, behind FastAPI + uvicorn (no batching)"
-        same = None
-        rss_key = "onnx"
-    else:
-        if sent.arrays is None:  # _measured_rows() makes them whenever triton is a target
-            raise RuntimeError("the bench has no pre-processed tensors to send to Triton")
-        settings = {**TRITON_DEFAULTS, **tuned, **{k: v for k, v in o.triton.items() if v is not None}}
-        server = tg.triton(folder, report, servers.store, sent.arrays, settings, o.timeout)
-        runtime = "onnxruntime in Triton's python backend"
-        work = "model only (tensor in, raw outputs back)"
-        same = None
-        rss_key = "onnx"
-    servers.served[target] = server
-    with_baselines = "inprocess" in o.targets
-    base_mb = (extra["rss"].get(rss_key) or {}).get("rss_mb")
+    known = profiles()
+    profile = known[name]
+    if profile.tensors and sent.arrays is None:  # _measured_rows() makes them whenever such a target is benched
+        raise RuntimeError(f"the bench has no pre-processed tensors to send to {name}")
+    settings, tuned = row_settings(report, name, profile, {**o.settings, "threads": o.threads})
+    servers.launched.append(name)
+    request = Request(sent.body, sent.content_type, sent.description, sent.arrays or [])
+    server = launch(get_target(name), folder, report, servers.store, request, o.timeout, settings)
+    servers.served[name] = server
+    with_baselines = INPROCESS in o.targets
+    onnx = server.deploy.get("format") == "onnx"
+    base_mb = (extra["rss"].get("onnx" if onnx else "eager") or {}).get("rss_mb")
     row = make_row(
-        target,
-        target,
-        runtime,
+        name,
+        name,
+        runtime(server, profile),
         server.payload,
-        work,
+        profile.work,
         server.compare_with if with_baselines else None,
         server.cold_start,
         {"rss_mb": None, "rss_after_deploy_mb": server.memory_mb(), "inprocess_rss_mb": base_mb, "overhead_mb": None},
-        server.settings,
+        {**server.settings, **({"tuned": True} if tuned else {})},
         server.deploy["served_file"],  # what the deploy says it serves (the in-process rows run the same file)
     )
+    same = profile.same_runtime if onnx and profile.same_runtime != server.compare_with else None
     row["same_runtime_baseline"] = same if with_baselines else None
-    row["http_baseline"] = "fastapi" if target != "fastapi" and "fastapi" in o.targets else None
+    http = next((t for t in o.targets if t in known and known[t].http_baseline), None)
+    row["http_baseline"] = http if http != name else None
     return row, server.make_caller(max(o.timeout, 60.0))
 
 
-def _server_memory(prepared: list[tuple[dict[str, Any], Any]], served: dict[str, Served]) -> None:
+def _server_memory(prepared: list[tuple[dict[str, Any], Any]], served: dict[str, Launched]) -> None:
     """Each server row's memory after the load: the larger of its figures after deploy and now, and its overhead
     over the in-process row with the same runtime."""
     for target, server in served.items():
@@ -350,7 +339,7 @@ def _server_memory(prepared: list[tuple[dict[str, Any], Any]], served: dict[str,
 
 def _notes(o: BenchOptions) -> list[str]:
     notes = []
-    if "inprocess" not in o.targets:
+    if INPROCESS not in o.targets:
         notes.append("no in-process rows (add inprocess to --targets): no ratios, no memory overhead")
     cpus = os.cpu_count()
     if cpus and max(o.concurrency) > 4 * cpus:
@@ -359,9 +348,10 @@ def _notes(o: BenchOptions) -> list[str]:
 
 
 def _stop(target: str, store: Path, pids: Callable[[], list[int]]) -> dict[str, Any]:
+    from ..targets import get_target
     from .targets import stop
 
-    result = stop(target, store)
+    result = stop(get_target(target), store)
     left = [p for p in pids() if _alive(p)]
     return {"target": target, "stopped": bool(result.get("stopped")), "processes_left": left}
 

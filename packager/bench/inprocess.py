@@ -126,7 +126,7 @@ def eager_module(build_dir: Path, report: BuildReport) -> tuple[Any, str]:
             "the eager model cannot be rebuilt from this build (weights or source file are not in the store); "
             "TorchScript stands in for it"
         )
-    from ..export.capture import extension_ops
+    from ..console import extension_ops
 
     path = build_dir / report.artifacts.get("torchscript", "model.pt")
     extension_ops()
@@ -152,11 +152,11 @@ def eager_runner(module: Any) -> Runner:
 
 
 def served_onnx(report: BuildReport) -> str:
-    """The build-relative ONNX file the in-process rows run: the one the targets serve (`Target.served`: a kept
-    variant's, else the export), asked of TorchServe, whose worker code these rows run."""
-    from ..targets import get_target
+    """The build-relative ONNX file the in-process rows run: the one every target serves (`report.formats.served`: a
+    kept variant's, else the export)."""
+    from ..report.formats import served
 
-    return get_target("torchserve").served(report, "onnx").file
+    return served(report, "onnx").file
 
 
 def onnx_runner(build_dir: Path, report: BuildReport, threads: int = 0) -> Runner:
@@ -180,8 +180,9 @@ def _handler_module(name: str) -> Any:
 
 
 def handler_instance(build_dir: Path, report: BuildReport, runner: Runner, fmt: str) -> Any:
-    """pack's TorchServe handler for this build, set up as a worker would set it up, running `runner`."""
-    from ..targets import get_target
+    """pack's TorchServe handler for this build, set up as a worker would set it up (the worker settings every server
+    gives it, packager/serve/worker.py), running `runner`."""
+    from ..serve.worker import worker_settings
 
     base = _handler_module("pack_torchserve").PackHandler
     hfile = handler_file(report)
@@ -190,7 +191,7 @@ def handler_instance(build_dir: Path, report: BuildReport, runner: Runner, fmt: 
     labels = report.labels
     if labels and not (build_dir / labels).is_file():
         labels = None
-    meta = get_target("torchserve").worker_settings(report, fmt, Path(labels).name if labels else None)  # type: ignore[attr-defined]  # TorchServe's own method
+    meta = worker_settings(report, fmt, Path(labels).name if labels else None)
     meta["labels"] = [line.strip() for line in (build_dir / labels).read_text().splitlines() if line.strip()] if labels else None
     handler = cls()
     handler.settings = meta
@@ -266,13 +267,6 @@ def rss_bytes(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its live descendants (through the parent links in /proc, as `pack stop` finds them)."""
-    from ..serve.processes import descendants
-
-    return sorted({pid, *(child.pid for child in descendants(pid))})
 
 
 def tree_rss_mb(pids: list[int]) -> float | None:

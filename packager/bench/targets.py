@@ -1,14 +1,12 @@
-"""The servers a bench launches, and one request to each over keep-alive loopback HTTP.
+"""The servers a bench (or a tune point) launches, and one request to each over keep-alive loopback HTTP.
 
-* TorchServe: `pack deploy --target torchserve` into the bench's own store (a temporary folder), then
-  `POST /predictions/<name>` with the body an end user sends (JPEG bytes for image models, so the server decodes and
-  pre-processes; tensor JSON otherwise), with the inference token from the server's key file.
-* FastAPI (the HTTP baseline): `pack deploy --target fastapi`, then `POST /predict/<name>` with the same body as
-  TorchServe gets: pack's handler code behind FastAPI + uvicorn, without TorchServe's frontend and batching.
-* Triton: `pack deploy --target triton` (python backend running the ONNX export), then the KServe v2
-  `POST /v2/models/<name>/infer` with the pre-processed tensor in Triton's binary-data extension (what tritonclient
-  sends with binary_data=True). For detection builds the detector itself is called with the letterboxed tensor, not
-  the ensemble with image bytes.
+Every server is a target with the `Benchable` capability (packager/targets/capabilities.py), deployed with `pack
+deploy --target NAME`'s own code into the bench's own store (a temporary folder), with its bench profile's defaults
+under the settings the bench was given. The target says how a client calls what it deployed (`endpoint`): TorchServe
+and FastAPI are sent what an end user sends (JPEG bytes for image models, so the server decodes and pre-processes;
+tensor JSON otherwise), Triton the pre-processed tensor in its binary-data extension (for detection builds the
+detector itself, not the ensemble). One request is checked before the load: the bench must be talking to the model
+correctly.
 
 Each caller thread keeps its own connection (http.client), so connection set-up is not part of a request's latency.
 """
@@ -21,16 +19,17 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..report.build_report import BuildReport
-from .inprocess import process_tree, tree_rss_mb
+from .inprocess import tree_rss_mb
+
+if TYPE_CHECKING:
+    from ..targets import BenchProfile, Request, Target
 
 
 @dataclass
-class Served:
+class Launched:
     """A server the bench launched and deployed the build to."""
 
     target: str
@@ -76,134 +75,57 @@ class Served:
         return factory
 
 
-# ---------------------------------------------------------------- the servers, through the Target interface
+# ---------------------------------------------------------------- the servers, through the registry
+
+
+RUNTIMES = {"onnx": "onnxruntime", "torchscript": "TorchScript"}  # what runs each served format, in a row's words
 
 
 def launch(
-    name: str,
-    build_dir: Path,
-    report: BuildReport,
-    store: Path,
-    request: Any,
-    timeout: float,
-    cold_start: Callable[[dict[str, Any]], dict[str, Any]],
-    settings: Callable[[dict[str, Any]], dict[str, Any]],
-    **options: Any,
-) -> Served:
-    """Deploy the build with `pack deploy --target NAME`'s own code, timed, and describe the endpoint it gives."""
-    from ..targets import get_target
+    target: Target, build_dir: Path, report: BuildReport, store: Path, request: Request, timeout: float, settings: dict[str, Any]
+) -> Launched:
+    """Deploy the build with `pack deploy`'s own code, timed, with `settings` over the target's bench defaults, check
+    one request, and describe the endpoint and what the deploy says it serves."""
+    from ..targets import BENCHABLE, require
 
-    target = get_target(name)
+    benchable = require(BENCHABLE, target)
+    profile = benchable.bench
+    options = {**profile.defaults, **settings}
     t0 = time.perf_counter()
     result = target.deploy(build_dir, report, target.Options(store=store, timeout=timeout, **options))
     total = time.perf_counter() - t0
-    endpoint = target.endpoint(result, report, store, request)
-    return Served(
-        target=name,
+    endpoint = benchable.endpoint(result, report, store, request)
+    timings = result.get("timings") or {}
+    load = round(sum(timings.get(k) or 0.0 for k in profile.load_timings), 2) if profile.load_timings else None
+    launched = Launched(
+        target=target.name,
         base_url=endpoint.base_url,
         path=endpoint.path,
         headers=endpoint.headers,
         body=endpoint.body,
         deploy=result,
-        cold_start={**cold_start(result.get("timings") or {}), "total_s": round(total, 2)},
-        settings=settings(result),
+        cold_start={
+            "launch_s": timings.get("server_start_s"),
+            "load_s": load,
+            **({"smoke_s": timings["smoke_s"]} if "smoke_s" in timings else {}),  # where the deploy times one
+            "total_s": round(total, 2),
+        },
+        settings={**options, **{k: result[k] for k in (*options, "placement") if k in result}},  # as deployed
         payload=endpoint.payload,
         compare_with=endpoint.compare_with,
         pids=endpoint.pids,
     )
+    _check_answer(launched, timeout)
+    return launched
 
 
-def torchserve(
-    build_dir: Path,
-    report: BuildReport,
-    store: Path,
-    body: bytes,
-    content_type: str,
-    payload: str,
-    settings: dict[str, Any],
-    timeout: float,
-) -> Served:
-    from ..targets import Request
-
-    return launch(
-        "torchserve",
-        build_dir,
-        report,
-        store,
-        Request(body, content_type, payload, []),
-        timeout,
-        lambda t: {
-            "launch_s": t.get("server_start_s"),
-            "load_s": round(sum(t.get(k) or 0.0 for k in ("register_s", "scale_s")), 2),
-            "smoke_s": t.get("smoke_s"),
-        },
-        lambda r: {
-            **settings,
-            "workers": r.get("workers", settings["workers"]),
-            "batch_size": r.get("batch_size"),
-            "max_batch_delay_ms": r.get("max_batch_delay_ms"),
-        },
-        workers=settings["workers"],
-        batch_size=settings["batch_size"],
-        max_batch_delay_ms=settings["max_batch_delay_ms"],
-        threads=settings.get("threads"),
-        format=settings["format"],
-    )
+def runtime(launched: Launched, profile: BenchProfile) -> str:
+    """What runs the model in a server row: the served format's runtime, in the target's workers or backend."""
+    fmt = str(launched.deploy.get("format"))
+    return f"{RUNTIMES.get(fmt, fmt)} in {profile.runtime}"
 
 
-FASTAPI_DEFAULTS = {"workers": 1, "format": "onnx"}
-
-
-def fastapi(
-    build_dir: Path, report: BuildReport, store: Path, body: bytes, content_type: str, payload: str, timeout: float
-) -> Served:
-    from ..targets import Request
-
-    settings = dict(FASTAPI_DEFAULTS)
-    served = launch(
-        "fastapi",
-        build_dir,
-        report,
-        store,
-        Request(body, content_type, payload, []),
-        timeout,
-        lambda t: {"launch_s": t.get("server_start_s"), "load_s": None, "smoke_s": t.get("smoke_s")},
-        lambda r: {**settings, "workers": r.get("workers", settings["workers"]), "placement": r.get("placement")},
-        workers=settings["workers"],
-        format=settings["format"],
-    )
-    _check_answer(served, timeout)
-    return served
-
-
-def triton(
-    build_dir: Path, report: BuildReport, store: Path, arrays: list[np.ndarray], settings: dict[str, Any], timeout: float
-) -> Served:
-    from ..targets import Request
-
-    served = launch(
-        "triton",
-        build_dir,
-        report,
-        store,
-        Request(b"", "", "", arrays),
-        timeout,
-        lambda t: {"launch_s": t.get("server_start_s"), "load_s": t.get("load_s")},
-        lambda r: {**settings, "backend": "python", "format": "onnx", "max_batch": r.get("max_batch_size")},
-        workers=settings["instances"],
-        batch_size=settings["max_batch"],
-        max_batch_delay_ms=settings["max_queue_delay_ms"],
-        threads=settings.get("threads"),
-        backend="python",
-        format="onnx",
-    )
-    roots = served.pids
-    served.pids = lambda: sorted({p for root in roots() for p in process_tree(root)})
-    _check_answer(served, timeout)
-    return served
-
-
-def _check_answer(served: Served, timeout: float) -> None:
+def _check_answer(served: Launched, timeout: float) -> None:
     """One request before the load: the bench must be talking to the model correctly."""
     from ..errors import DeployFailed
 
@@ -221,8 +143,5 @@ def _check_answer(served: Served, timeout: float) -> None:
         )
 
 
-def stop(target: str, store: Path) -> dict[str, Any]:
-    from ..targets import get_target
-
-    chosen = get_target(target)
-    return chosen.stop(chosen.Options(store=store))
+def stop(target: Target, store: Path) -> dict[str, Any]:
+    return target.stop(target.Options(store=store))

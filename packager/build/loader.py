@@ -171,7 +171,7 @@ def _load_model_file(path: str, unsafe: bool) -> Any:
         with zipfile.ZipFile(path) as zf:
             is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
         if is_script:
-            from ..export.capture import extension_ops
+            from ..console import extension_ops
 
             extension_ops()  # a scripted detector calls torchvision's operators
             try:

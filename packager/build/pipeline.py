@@ -18,7 +18,7 @@ from typing import Any
 
 from ..console import elapsed
 from ..errors import EnvironmentProblem, ValidationFailed
-from ..export import FORMATS, Outcome, get_format
+from ..export import FILES, FORMATS, Outcome, exporter, runner_for
 from ..report.build_report import BuildReport
 from ..report.store import AtomicVersion
 from .measure import MEASURE_BUDGET_S, measure_all
@@ -84,7 +84,7 @@ def _measure(
     logger.info(f"measuring (a {budget_s:g} s budget)")
     runners = {"eager": prep.run}
     for name, outcome in passed.items():
-        runners[name] = outcome.runner or get_format(name).load(folder / str(outcome.file), device)
+        runners[name] = outcome.runner or runner_for(name, folder / str(outcome.file), device)
     cells = [(name, c.batch, runner, c.inputs) for c in prep.ref.cases if not c.resized for name, runner in runners.items()]
     return measure_all(cells, budget_s, iterations, warm=set(runners))
 
@@ -113,7 +113,7 @@ def build(
         for name in [f for f in FORMATS.names() if f in plan.formats]:
             logger.info(f"exporting {name}")
             started_format = time.perf_counter()
-            outcome = ctx.outcomes[name] = get_format(name).export(ctx)
+            outcome = ctx.outcomes[name] = exporter(name).export(ctx)
             outcome.info["seconds"] = round(time.perf_counter() - started_format, 3)  # export, save and gate
             level = logging.INFO if outcome.status == "passed" else logging.WARNING
             logger.log(level, f"{name}: {outcome.status}" + (f" ({outcome.reason[:240]})" if outcome.reason else ""))
@@ -122,7 +122,7 @@ def build(
         warnings = _judge(ctx.outcomes, _required(plan))
         passed = {n: o for n, o in ctx.outcomes.items() if o.status == "passed"}
         for name in ctx.outcomes.keys() - passed.keys():  # nothing the gate refused stays beside what it passed
-            (tmp / get_format(name).file).unlink(missing_ok=True)
+            (tmp / FILES[name]).unlink(missing_ok=True)
 
         performance: dict[str, Any] = {}
         if iterations > 0:

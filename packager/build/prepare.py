@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..export import ExportContext, get_format
+from ..export import FORMATS, ExportContext
 from ..export.pt2 import capture, program_runner
 from ..registry import TensorSpec
 from ..report.validate import OutputCheck, validate_model_outputs
@@ -149,7 +149,7 @@ def prepare(plan: BuildPlan) -> Prepared:
     cases = run_batches(run, plan, plan.inputs)
     example = [torch.from_numpy(a).to(device) for a in export_case(cases).inputs]
     program, program_error, started = None, None, time.perf_counter()
-    if any(get_format(f).needs_program for f in plan.formats):  # else captured only if the dynamo ONNX export runs
+    if any(FORMATS.get(f).needs_program for f in plan.formats):  # else captured only if the dynamo ONNX export runs
         logger.info("capturing the program with torch.export")
         program, program_error = capture(module, example, plan.inputs)
     capture_seconds = round(time.perf_counter() - started, 3)

@@ -97,6 +97,16 @@ def ranged(flag: str, lo: float, hi: float, default: float, help: str) -> Callab
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
+
+def setting_option(name: str, *also: str, scope: str = "") -> Callable[[Any], Any]:
+    """A server setting's option as it is declared (packager/serve/settings.py, whose rule checks its range); `also`:
+    another spelling a command keeps; `scope`: the targets or rows it applies to."""
+    from ..serve.settings import SETTINGS
+
+    setting, where = SETTINGS[name], f" [{scope}]" if scope else ""
+    return click.option(setting.flag, *also, name, type=int, default=None, help=setting.describe() + where)
+
+
 store_option = click.option(
     "--store",
     envvar="PACK_STORE",

@@ -1,4 +1,6 @@
-"""`pack bench`: the server comparison for one model (in-process baselines, TorchServe, Triton); see docs/bench.md."""
+"""`pack bench`: the server comparison for one model (in-process baselines and every server pack deploys to); see
+docs/bench.md. Its rows and their server settings come from the registry: the targets with a bench profile, and the
+settings their profiles say a flag may set (each flag declared once, packager/serve/settings.py)."""
 
 from __future__ import annotations
 
@@ -8,36 +10,37 @@ from typing import Any
 
 import click
 
+from ..bench import INPROCESS, bench_targets
+from ..bench.settings import profiles
 from ..console import emit_json, run
-from .app import SECONDS, common, format_option, main, ranged, store_option, version_option
+from .app import SECONDS, common, format_option, main, ranged, setting_option, store_option, version_option
 
 logger = logging.getLogger(__name__)
+
+ROWS = bench_targets()  # what --targets may name: the in-process rows, then every target with a bench profile
+
+
+def _scope(setting: str) -> str:
+    """The rows a setting's flag applies to (the in-process rows run at --threads too)."""
+    return ", ".join([INPROCESS] * (setting == "threads") + [n for n, p in profiles().items() if setting in p.settings])
 
 
 @main.command("bench")
 @click.argument("model")
 @version_option("Build version (default: the latest; a built-in model missing from the store is built into a temporary store).")
 @store_option
-@click.option(
-    "--targets",
-    default="inprocess,fastapi,triton,torchserve",
-    show_default=True,
-    help="Rows to measure: inprocess, fastapi, triton, torchserve.",
-)
+@click.option("--targets", default=",".join(ROWS), show_default=True, help=f"Rows to measure: {', '.join(ROWS)}.")
 @click.option("--concurrency", default="1,8,32", show_default=True, help="Concurrent callers per run, comma-separated.")
 @ranged("--requests", 1, 100000, 200, "Timed requests per run (per row and concurrency).")
 @ranged("--time-limit", 1, 3600, 120.0, "Seconds a run may take; it stops early past it.")
 @ranged("--warmup", 0, 100, 2, "Untimed requests per caller before each run.")
-@ranged("--threads", 0, 256, 0, "In-process torch/onnxruntime threads (0: the libraries' defaults).")
+@setting_option("threads", scope=_scope("threads"))
 @ranged("--batch", 1, 256, 8, "Batch size of the in-process eager-vs-ONNX comparison.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG: latency vs throughput per row.")
-@click.option("--workers", type=click.IntRange(1, 64), help="TorchServe workers (bench default 1).")
-@click.option("--batch-size", type=click.IntRange(1, 256), help="TorchServe batch size (bench default 1).")
-@click.option("--max-batch-delay", type=click.IntRange(0, 10000), help="TorchServe max batch delay, ms (bench default 0).")
-@format_option("What TorchServe serves (default onnx).")
-@click.option("--instances", type=click.IntRange(1, 64), help="Triton instance count (bench default 1).")
-@click.option("--max-batch", type=click.IntRange(0, 256), help="Triton max_batch_size (bench default 8).")
-@click.option("--max-queue-delay", type=click.IntRange(0, 10000), help="Triton dynamic batching delay, ms (bench default 1).")
+@setting_option("workers", scope=_scope("workers"))
+@setting_option("batch_size", scope=_scope("batch_size"))
+@setting_option("max_batch_delay_ms", scope=_scope("max_batch_delay_ms"))
+@format_option(f"Which export a server serves (bench default onnx). [{_scope('format')}]")
 @click.option("--timeout", type=SECONDS, default=180.0, show_default=True, help="Seconds to wait for a server and its model.")
 @common
 def bench_cmd(
@@ -49,23 +52,20 @@ def bench_cmd(
     requests: int,
     time_limit: float,
     warmup: int,
-    threads: int,
+    threads: int | None,
     batch: int,
     plot_path: str | None,
-    workers: int | None,
-    batch_size: int | None,
-    max_batch_delay: int | None,
     fmt: str | None,
-    instances: int | None,
-    max_batch: int | None,
-    max_queue_delay: int | None,
     timeout: float,
     as_json: bool,
     debug: bool,
+    **settings: Any,
 ) -> None:
-    """Measure MODEL in-process and behind TorchServe and Triton: cold start, memory, throughput, latency.
+    """Measure MODEL in-process and behind every server pack deploys to: cold start, memory, throughput, latency.
 
-    Servers are launched from a temporary store and stopped at the end. See docs/bench.md.
+    Servers are launched from a temporary store and stopped at the end. A server setting given applies to every row
+    whose server has it; otherwise a row runs at what `pack tune` chose for the build, else the bench's default for
+    that server. See docs/bench.md.
     """
 
     def body(out: Any) -> None:
@@ -86,8 +86,7 @@ def bench_cmd(
             threads=threads,
             batch=batch,
             timeout=timeout,
-            torchserve={"workers": workers, "batch_size": batch_size, "max_batch_delay_ms": max_batch_delay, "format": fmt},
-            triton={"instances": instances, "max_batch": max_batch, "max_queue_delay_ms": max_queue_delay},
+            settings={**settings, "format": fmt},
             command="pack " + " ".join(sys.argv[1:]),
         )
         result = run_bench(options)

@@ -1,6 +1,8 @@
-"""The serving commands: deploy, status, undeploy, stop (every target), archive (TorchServe), repo and check-repo
-(Triton), check-manifest (KServe). Their target options are built from the targets' own option dataclasses
-(packager/targets/base.py), so a flag lives with the target it belongs to and a flag of another target is refused."""
+"""The serving commands: deploy, status, undeploy, stop (every target), and the commands of one capability each,
+run by the one target that has it (packager/targets/capabilities.py): archive, repo, check-repo, check-manifest.
+Their target options are built from the targets' own option dataclasses (packager/targets/base.py), so a flag lives
+with the target it belongs to and a flag of another target is refused; a server setting's flag is declared once
+(packager/serve/settings.py). No target is named here: the choices and the default come from the registry."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from typing import Any
 import click
 
 from ..console import log, run
-from ..targets.base import all_targets, cli_fields, get_target, make_options, names
+from ..targets import ARCHIVER, MANIFEST_CHECKER, REPOSITORY_CHECKER, REPOSITORY_WRITER, DeployOptions, sole
+from ..targets.base import all_targets, get_target, make_options, names
+from ..targets.options import cli_fields
 from .app import (
     SECONDS,
     SHARED,
@@ -22,26 +26,11 @@ from .app import (
     main,
     public_key_option,
     rewrite_line,
+    setting_option,
     sign_key_option,
     store_option,
     version_option,
 )
-
-DEFAULT_TARGET = "triton"  # TorchServe stays fully supported with --target torchserve (README "Serving")
-
-
-def _load_build(store: str, model: str, version: str | None, verify: bool = True) -> tuple[Path, Any]:
-    """The build and its report; checked against its digests unless the command checks it itself (`pack archive`,
-    under the store lock, reading only the export it packs)."""
-    from ..report.build_report import BuildReport
-    from ..report.store import find_build
-    from .verify import require_intact
-
-    folder = find_build(store, model, version)
-    report = BuildReport.load(folder)
-    if verify:
-        require_intact(folder, report)  # nothing unverified reaches a server, an archive or a repository
-    return folder, report
 
 
 def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -63,12 +52,13 @@ def target_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
             if meta["is_flag"]:
                 kwargs["is_flag"] = True
             elif meta["choices"]:
-                kwargs["type"] = click.Choice(list(meta["choices"]))
+                choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]  # from the registry
+                kwargs["type"] = click.Choice(list(choices))
             elif meta["type"] is not None:
                 kwargs["type"] = SECONDS if meta["type"] is float else meta["type"]  # the targets' floats are seconds
             fn = click.option(meta["flag"], name, default=None, **kwargs)(fn)
         return click.option(
-            "--target", type=click.Choice(names()), default=DEFAULT_TARGET, show_default=True, help="Where to serve."
+            "--target", type=click.Choice(names()), default=names()[0], show_default=True, help="Where to serve."
         )(fn)
 
     return decorate
@@ -107,11 +97,12 @@ def deploy_cmd(
     """
 
     def body(out: Any) -> None:
+        from ..report.integrity import intact_build
         from ..report.trust import deploy_check
 
         chosen = get_target(target)
         opts = make_options(chosen, "deploy", Path(store), given)
-        folder, report = _load_build(store, model, version)
+        folder, report = intact_build(store, model, version)
         deploy_check(folder, report, require_signature, public_key, chain)  # once, before any target runs
         _print_result(out, chosen.deploy(folder, report, opts), as_json)
 
@@ -165,11 +156,11 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any) 
 @main.command("archive")
 @click.argument("model")
 @version_option()
-@format_option("Which export the .mar serves.")
-@click.option("--batch-size", type=int, help="batch_size in model-config.yaml.")
-@click.option("--max-batch-delay", "max_batch_delay_ms", type=int, help="max_batch_delay in model-config.yaml (ms).")
-@click.option("--workers", type=int, help="minWorkers/maxWorkers in model-config.yaml.")
-@click.option("--threads", type=int, help="onnxruntime intra-op (or torch) threads per worker; 0: the library's default.")
+@format_option("Which export the archive serves.")
+@setting_option("workers")
+@setting_option("batch_size")
+@setting_option("max_batch_delay_ms")
+@setting_option("threads")
 @click.option("--force", is_flag=True, help="Replace an existing archive.")
 @store_option
 @sign_key_option
@@ -185,19 +176,18 @@ def archive_cmd(
     debug: bool,
     **kw: Any,
 ) -> None:
-    """(Re)write the TorchServe .mar and config.properties of an existing build. A signed build is signed again with
-    --sign-key; without it, its signature is removed and a warning says so."""
+    """(Re)write the server archive (TorchServe's .mar and config.properties) of an existing build. A signed build is
+    signed again with --sign-key; without it, its signature is removed and a warning says so."""
 
     def body(out: Any) -> None:
+        from ..report.build_report import BuildReport
+        from ..report.store import find_build
         from ..report.trust import rewriting
 
-        chosen = get_target("torchserve")
         with rewriting("pack archive", sign_key) as rule:  # the key is checked before any work
-            folder, report = _load_build(store, model, version, verify=False)  # archive() checks what it reads, locked
-            opts = chosen.Options(
-                store=Path(store), format=fmt, extra={"force": force}, **{k: v for k, v in kw.items() if v is not None}
-            )
-            result = chosen.archive(folder, report, opts)  # type: ignore[attr-defined]  # TorchServe's own command
+            folder = find_build(store, model, version)  # the archive checks what it reads, under the model's lock
+            opts = DeployOptions(store=Path(store), format=fmt, extra={"force": force}, **kw)
+            result = sole(ARCHIVER).archive(folder, BuildReport.load(folder), opts)
         summary = "\n".join(filter(None, [result.get("summary", ""), rewrite_line(rule.outcome).rstrip()]))
         _print_result(out, {**result, "signature": rule.outcome, "summary": summary}, as_json)
 
@@ -214,8 +204,10 @@ def archive_cmd(
     "TorchScript, torch_aoti for AOTInductor; python for an ExportedProgram).",
 )
 @format_option("Which export to serve (default: ONNX when it passed); with --backend python, which export model.py runs.")
-@click.option("--instances", type=int, default=1, show_default=True, help="instance_group count.")
-@click.option("--max-batch", type=int, help="max_batch_size (0 disables batching).")
+@setting_option("workers", "--instances")
+@setting_option("batch_size", "--max-batch")
+@setting_option("max_batch_delay_ms")
+@setting_option("threads")
 @click.option("--force", is_flag=True, help="Replace an existing repository entry.")
 @store_option
 @common
@@ -224,22 +216,20 @@ def repo_cmd(
     version: str | None,
     backend: str | None,
     fmt: str | None,
-    instances: int,
-    max_batch: int | None,
     force: bool,
     store: str,
     as_json: bool,
     debug: bool,
+    **settings: Any,
 ) -> None:
-    """Write a Triton model repository entry for a build."""
+    """Write a build's entries into the store's model repository (Triton's), checked offline."""
 
     def body(out: Any) -> None:
-        chosen = get_target("triton")
-        folder, report = _load_build(store, model, version)
-        opts = chosen.Options(
-            store=Path(store), backend=backend, format=fmt, extra={"instances": instances, "max_batch": max_batch, "force": force}
-        )
-        _print_result(out, chosen.repo(folder, report, opts), as_json)  # type: ignore[attr-defined]  # Triton's own command
+        from ..report.integrity import intact_build
+
+        folder, report = intact_build(store, model, version)
+        opts = DeployOptions(store=Path(store), backend=backend, format=fmt, extra={"force": force}, **settings)
+        _print_result(out, sole(REPOSITORY_WRITER).repo(folder, report, opts), as_json)
 
     run(debug, body)
 
@@ -248,12 +238,12 @@ def repo_cmd(
 @click.argument("repository", type=click.Path(file_okay=False))
 @common
 def check_repo_cmd(repository: str, as_json: bool, debug: bool) -> None:
-    """Check a Triton model repository offline: every config.pbtxt against its model files."""
+    """Check a model repository (Triton's) offline: every config.pbtxt against its model files."""
 
     def body(out: Any) -> None:
         from ..errors import ValidationFailed
 
-        result = get_target("triton").check_repo(Path(repository))  # type: ignore[attr-defined]  # Triton's own command
+        result = sole(REPOSITORY_CHECKER).check_repo(Path(repository))
         _print_result(out, result, as_json)
         for problem in result["problems"]:
             log(f"{problem['severity']}: {problem['message']}")
@@ -275,7 +265,7 @@ def check_manifest_cmd(manifest: str, as_json: bool, debug: bool) -> None:
     def body(out: Any) -> None:
         from ..errors import ValidationFailed
 
-        result = get_target("kserve").check_manifest(Path(manifest))  # type: ignore[attr-defined]  # KServe's own command
+        result = sole(MANIFEST_CHECKER).check_manifest(Path(manifest))
         _print_result(out, result, as_json)
         problems = [(d, p) for d in result["documents"] for p in d["problems"]]
         if problems:

@@ -8,13 +8,16 @@ from typing import Any
 import click
 
 from ..console import emit_json, run, terminate_interrupts
+from ..targets import TUNABLE, capable
 from .app import Number, common, main, ranged, rewrite_line, sign_key_option, store_option, version_option
+
+TUNABLE_TARGETS = list(capable(TUNABLE))  # the registry's targets that `pack tune` can tune, in order
 
 
 @main.command("tune")
 @click.argument("model")
 @version_option()
-@click.option("--target", type=click.Choice(["triton", "torchserve"]), default="triton", show_default=True)
+@click.option("--target", type=click.Choice(TUNABLE_TARGETS), default=TUNABLE_TARGETS[0], show_default=True)
 @click.option("--p99-ms", type=Number(0.001, 3_600_000), help="Latency bound: the best setting has p99 at most this.")
 @ranged("--budget-s", 10, 7200, 240.0, "Seconds the search may take (deploys included); it stops at the last point that fits.")
 @ranged("--concurrency", 1, 256, 8, "Concurrent callers (closed loop) while a point is measured.")

@@ -12,28 +12,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, ValidationFailed
 from ..report import provenance, trust
 from ..report.build_report import FILE as REPORT
-from ..report.build_report import sha256_file
+from ..report.integrity import Finding, digest_findings, link_findings
 
 if TYPE_CHECKING:
     from ..report.build_report import BuildReport
     from ..targets import Target
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Finding:
-    path: str
-    problem: str
-
-    def line(self) -> str:
-        return f"{self.path}: {self.problem}"
 
 
 def owner_of(target: Path) -> Target | None:
@@ -70,11 +61,6 @@ def _target_findings(path: Path, by: Target) -> list[Finding]:
     return [Finding(p, problem) for p, problem in by.verify(path)]
 
 
-def _inside(folder: Path, rel: str) -> bool:
-    p = PurePosixPath(rel)
-    return not p.is_absolute() and ".." not in p.parts
-
-
 def check_build(folder: Path) -> tuple[list[Finding], BuildReport | None]:
     """Findings of a build folder against its report.json, and the report (None when it does not load)."""
     from ..report.build_report import BuildReport
@@ -87,8 +73,8 @@ def check_build(folder: Path) -> tuple[list[Finding], BuildReport | None]:
     findings: list[Finding] = []
     if not listed:
         findings.append(Finding(str(folder / REPORT), "lists no sha256 digests"))
-    findings += _digest_findings(folder, listed)
-    findings += _link_findings(folder)
+    findings += digest_findings(folder, listed)
+    findings += link_findings(folder)
     findings += _unlisted_findings(folder, listed)
     findings += [Finding(p, problem) for p, problem in provenance.findings(folder, report.to_dict())]
     for fmt, rel in report.artifacts.items():
@@ -99,57 +85,6 @@ def check_build(folder: Path) -> tuple[list[Finding], BuildReport | None]:
         if by is not None:  # a folder or other non-archive named *.mar: no target's artifact to check
             findings += _target_findings(mar, by)
     return findings, report
-
-
-def _digest_findings(folder: Path, listed: dict[str, str]) -> list[Finding]:
-    """Every file the report lists: inside the folder, a plain file, with the recorded digest."""
-    findings: list[Finding] = []
-    for rel, digest in sorted(listed.items()):
-        if not _inside(folder, rel):
-            findings.append(Finding(rel, "the report names a path outside the build folder"))
-            continue
-        path = folder / rel
-        if path.is_symlink():
-            findings.append(Finding(str(path), "is a symbolic link"))
-        elif not path.is_file():
-            findings.append(Finding(str(path), "sample missing" if rel.startswith("samples/") else "missing"))
-        elif sha256_file(path) != digest:
-            findings.append(
-                Finding(str(path), f"sha256 differs from the report ({sha256_file(path)[:12]}... != {digest[:12]}...)")
-            )
-    return findings
-
-
-def _link_findings(folder: Path) -> list[Finding]:
-    """Every symbolic link in the build, to a file or a folder: a build holds its own files, pack follows no link."""
-    return [
-        Finding(str(p), "is a symbolic link (pack never follows links in a build)")
-        for p in sorted(folder.rglob("*"))
-        if p.is_symlink()
-    ]
-
-
-def require_intact(folder: Path, report: BuildReport, skip: set[str] | None = None) -> None:
-    """Raise ValidationFailed (exit 3) naming the first file of the build that does not match report.json (a changed
-    digest, a missing file or sample, a link), before deploy, archive or repo uses the build: nothing unverified is
-    served or packed. The same checks as `pack verify` (its digest and link findings). `skip` names recorded files
-    the command does not read (`pack archive` packing the ONNX export skips the TorchScript and
-    pt2 files and the other targets' copies): they are not hashed, so packing 100 MB does not read 300 MB more."""
-    listed = {rel: d for rel, d in report.sha256.items() if not skip or rel not in skip}
-    findings = _digest_findings(folder, listed) + _link_findings(folder)
-    findings += [
-        Finding(str(folder / rel), f"the {fmt} export has no digest in the report")
-        for fmt, rel in report.artifacts.items()
-        if rel not in report.sha256 and not (skip and rel in skip)
-    ]
-    if not report.sha256:
-        findings.insert(0, Finding(str(folder / REPORT), "lists no sha256 digests"))
-    if findings:
-        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
-        raise ValidationFailed(
-            f"{findings[0].line()}{more}",
-            f"the build changed after `pack build`: see `pack verify {folder}`, then rebuild it (pack build ... --force)",
-        )
 
 
 def _unlisted_findings(folder: Path, listed: dict[str, str]) -> list[Finding]:

@@ -1,5 +1,6 @@
-"""Export formats, one registered entry each in `FORMATS` (packager/registry.py's Registry): how the file is written,
-how it is run back.
+"""Export formats: how each file is written and how it is run back. The table of formats (`FORMATS`, one registered
+entry each: file, default, serve order) is torch-free data in packager/report/formats.py, which the serving targets
+read too; here each format's module does the work.
 
     torchscript   model.pt        torch.jit.trace, or torch.jit.script when the gate shows the trace is wrong
     onnx          model.onnx      torch.onnx.export: the dynamo exporter from the ExportedProgram, else the legacy one
@@ -24,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ..registry import Registry
-from ..report.build_report import BuildReport
+from ..report.formats import DEFAULT_FORMATS, FILES, FORMATS, SERVE_PREFERENCE, Format
 
 if TYPE_CHECKING:
     from ..report.validate import OutputCheck
@@ -125,72 +125,15 @@ class Exporter(Protocol):
     def load(self, path: Path, device: str) -> Runner: ...
 
 
-@dataclass(frozen=True)
-class Format:
-    """One export format. `serve_rank`: its place in the order a target picks what to serve when the user does not
-    say (lower first); `built_by_default`: `pack build` tries it when --formats is not given; `needs_program`: its
-    exporter works from the ExportedProgram."""
-
-    name: str
-    file: str
-    description: str
-    serve_rank: int
-    built_by_default: bool = True
-    needs_program: bool = False
-
-    def _module(self) -> Exporter:
-        return cast(Exporter, importlib.import_module(f"{__name__}.{self.name}"))
-
-    def export(self, ctx: ExportContext) -> Outcome:
-        return self._module().export(ctx)
-
-    def load(self, path: Path, device: str) -> Runner:
-        return self._module().load(path, device)
-
-
-FORMATS: Registry[Format] = Registry("format")  # registration order is the report order
-FORMATS.register(Format("torchscript", "model.pt", "TorchScript (torch.jit.trace / script)", serve_rank=1))
-FORMATS.register(Format("onnx", "model.onnx", "ONNX (dynamo or legacy exporter)", serve_rank=0))
-FORMATS.register(Format("pt2", "model.pt2", "torch.export ExportedProgram", serve_rank=3, needs_program=True))
-FORMATS.register(
-    Format("aoti", "model.aoti.pt2", "AOTInductor package", serve_rank=2, built_by_default=False, needs_program=True)
-)
-
-DEFAULT_FORMATS = tuple(f.name for f in FORMATS.entries() if f.built_by_default)
-SERVE_PREFERENCE = tuple(f.name for f in sorted(FORMATS.entries(), key=lambda f: f.serve_rank))
-FILES = {f.name: f.file for f in FORMATS.entries()}
-get_format = FORMATS.get
-
-
-def served_format(report: BuildReport, requested: str | None = None, supported: tuple[str, ...] = SERVE_PREFERENCE) -> str:
-    """The export a target serves: the one asked for, else the first in SERVE_PREFERENCE that passed and it runs."""
-    from ..errors import UsageError
-
-    artifacts = report.artifacts
-    if requested:
-        if requested not in supported:
-            raise UsageError(
-                f"format {requested!r} cannot be served here", f"use one of {', '.join(f for f in supported if f in artifacts)}"
-            )
-        if requested not in artifacts:
-            why = report.formats[requested].reason if requested in report.formats else "it was not built"
-            raise UsageError(
-                f"the build has no {requested} export ({why[:200]})",
-                f"serve one of {', '.join(artifacts) or 'nothing'}, or rebuild",
-            )
-        return requested
-    for name in SERVE_PREFERENCE:
-        if name in supported and name in artifacts:
-            return name
-    raise UsageError(
-        f"the build has none of the exports this target serves ({', '.join(supported)})",
-        "rebuild with --formats including one of them",
-    )
+def exporter(name: str) -> Exporter:
+    """The module of format `name` (packager/export/<name>.py), imported when the format is first built or loaded."""
+    FORMATS.get(name)  # one line for a name the table does not hold
+    return cast(Exporter, importlib.import_module(f"{__name__}.{name}"))
 
 
 def runner_for(name: str, path: Path, device: str = "cpu") -> Runner:
     """Load a saved file of format `name` and return a callable: numpy inputs -> numpy outputs."""
-    return get_format(name).load(path, device)
+    return exporter(name).load(path, device)
 
 
 __all__ = [
@@ -202,7 +145,6 @@ __all__ = [
     "Exporter",
     "Format",
     "Outcome",
-    "get_format",
+    "exporter",
     "runner_for",
-    "served_format",
 ]

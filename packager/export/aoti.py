@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..build.runners import torch_runner
-from . import FILES, ExportContext, Outcome
-from .capture import captured, extension_ops
+from ..console import captured, extension_ops
+from ..report.formats import FILES
+from . import ExportContext, Outcome
 from .diagnose import explain
 
 logger = logging.getLogger(__name__)

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from ..console import captured
+from ..report.formats import FILES
 from ..report.validate import first_failure
-from . import FILES, ExportContext, Outcome
-from .capture import captured
+from . import ExportContext, Outcome
 from .diagnose import explain
 from .torchscript import test_harder
 
@@ -211,7 +212,6 @@ def load(path: Path, device: str) -> Any:
     def run(arrays: list[np.ndarray]) -> list[np.ndarray]:  # an input the exporter pruned as unused is not fed
         return list(session.run(None, {n: a for n, a in zip(order, arrays, strict=False) if n in names}))
 
-    run.providers = session.get_providers()  # type: ignore[attr-defined]  # a function attribute: the providers the session chose
     return run
 
 

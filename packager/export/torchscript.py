@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..build.runners import torch_runner
+from ..console import captured, extension_ops
+from ..report.formats import FILES
 from ..report.validate import first_failure
-from . import FILES, ExportContext, Outcome
-from .capture import captured, extension_ops
+from . import ExportContext, Outcome
 from .diagnose import explain, first_line
 
 logger = logging.getLogger(__name__)

@@ -160,7 +160,7 @@ def current(command: str) -> Rewrite:
 def deploy_check(folder: Path, report: BuildReport, require: bool, public_key: str | None, chain: Sequence[str]) -> None:
     """Before any target runs: with `require`, the build's own signature must verify with the key (exit 3 otherwise);
     without, a stale, broken or removed signature is a warning line. The build's files were checked against its report
-    just before (verify.require_intact)."""
+    just before (report.integrity.intact_build)."""
     if not require:
         if public_key or chain:
             raise UsageError("--public-key and --certificate-chain go with --require-signature", "add --require-signature")

@@ -1,116 +1,25 @@
-"""The one interface every serving target implements, its typed options, and the registry (one registered class per
-target, like timm's model registry).
+"""The one interface every serving target implements, and the registry (one registered class per target, like timm's
+model registry) with its capability queries.
 
 A target is one room: it alone reads and writes its file formats (a .mar, a config.pbtxt, a manifest). The build
-pipeline, the CLI, bench, verify, inspect and the KServe target reach TorchServe and Triton only through `Target`.
-Options are dataclasses whose fields carry their command-line flag (`cli_field`); the CLI builds its options from
-them, so a target's flags live with the target.
+pipeline, the CLI, bench, tune, verify, inspect and the KServe target reach a target only through the registry:
+`Target` for what every target does, and `capable` / `require` for what only some do (the protocols of
+capabilities.py). A target's options are a dataclass of options.py's, whose fields carry their command-line flags.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ..errors import UsageError
 from ..registry import Registry
 from ..report.build_report import BuildReport
+from .capabilities import Capability
+from .options import DeployOptions, cli_fields
 
-
-def cli_field(
-    default: Any,
-    flag: str,
-    help: str,
-    *,
-    type: Any = None,
-    choices: tuple[str, ...] | None = None,
-    is_flag: bool = False,
-    commands: tuple[str, ...] = ("deploy",),
-) -> Any:
-    """A dataclass field that is also a command-line option of the given commands."""
-    meta = {"flag": flag, "help": help, "type": type, "choices": choices, "is_flag": is_flag, "commands": commands}
-    return field(default=default, metadata={"cli": meta})
-
-
-SERVER = ("deploy", "status", "undeploy")  # the commands that talk to a server
-
-
-@dataclass
-class DeployOptions:
-    """What every target's commands may read; each target's own options (a subclass) say which are command-line
-    options for it (`cli_field`)."""
-
-    store: Path
-    format: str | None = cli_field(None, "--format", "Which export to serve (default: onnx when it passed).")
-    url: str | None = None
-    timeout: float = 180.0
-    workers: int | None = None
-    batch_size: int | None = None
-    max_batch_delay_ms: int | None = None
-    threads: int | None = None
-    token_file: str | None = None
-    server_binary: str | None = None
-    backend: str | None = None
-    host: str = "127.0.0.1"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ServerOptions(DeployOptions):
-    """Options of a target that launches or talks to a server."""
-
-    url: str | None = cli_field(None, "--url", "Use a running server at this URL instead of launching one.", commands=SERVER)
-    timeout: float = cli_field(180.0, "--timeout", "Seconds to wait for the server and the model.", type=float, commands=SERVER)
-    workers: int | None = cli_field(None, "--workers", "Workers (TorchServe) or model instances (Triton).", type=int)
-    batch_size: int | None = cli_field(None, "--batch-size", "Server-side batch size (Triton: max_batch_size).", type=int)
-    max_batch_delay_ms: int | None = cli_field(None, "--max-batch-delay", "Milliseconds to wait to fill a batch.", type=int)
-    threads: int | None = cli_field(
-        None, "--threads", "onnxruntime intra-op (or torch) threads per worker or instance; 0: the library's default.", type=int
-    )
-    repair: bool = cli_field(
-        False,
-        "--repair",
-        "Reload every deployed model whose build sample is answered wrong or not at all, then probe it again.",
-        is_flag=True,
-        commands=("status",),
-    )
-
-
-@dataclass
-class Request:
-    """One request in the two forms a target may take: what an end user sends (`body`: image bytes or tensor JSON)
-    and the model's own input tensors (what a tensor-level API such as Triton's v2 infer takes)."""
-
-    body: bytes
-    content_type: str
-    description: str
-    tensors: list[Any]
-
-
-@dataclass(frozen=True)
-class Served:
-    """What a target serves of a build: the export format and its file, relative to the build folder (the kept ONNX
-    variant's file when the build serves one). `Target.served` is the one place it is decided."""
-
-    format: str
-    file: str
-
-
-@dataclass
-class Endpoint:
-    """One request to a deployed model as an HTTP client sends it (what `pack bench` replays under load)."""
-
-    base_url: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    payload: str  # what the body is, for the report
-    compare_with: str  # the in-process row it is compared with
-    pids: Callable[[], list[int]] = lambda: []
+C = TypeVar("C")
 
 
 class Target:
@@ -124,17 +33,6 @@ class Target:
 
     def _unsupported(self, what: str) -> UsageError:
         return UsageError(f"the {self.name} target does not support {what}")
-
-    def served(self, report: BuildReport, requested: str | None = None, supported: tuple[str, ...] | None = None) -> Served:
-        """What this target serves of `report`: the `requested` format (else the first of SERVE_PREFERENCE that
-        passed) and the file the report names for it (`BuildReport.served_file`: a kept ONNX variant's, else the
-        export); `supported`: the formats this use of the target can load. Every target's archive, repository, model
-        folder, KServe storage and deploy result, and bench's in-process rows, take their file from here; nothing else
-        picks one."""
-        from ..export import served_format
-
-        fmt = served_format(report, requested, *([supported] if supported else []))  # one of report.artifacts, or one line
-        return Served(fmt, report.served_file(fmt) or report.artifacts[fmt])
 
     def package(self, build_dir: Path, report: BuildReport) -> dict[str, Any]:
         """Write the target's artifacts under build_dir/<target>/ during `pack build`; the report section."""
@@ -166,17 +64,6 @@ class Target:
 
     def inspect(self, path: Path) -> dict[str, Any]:
         raise self._unsupported("inspect")
-
-    def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
-        """How a client sends `request` to the model that `deploy` returned (`pack bench` replays it under load)."""
-        raise self._unsupported("bench")
-
-    def kserve_storage(
-        self, build_dir: Path, report: BuildReport, dest: Path, protocol: str, fmt: str | None, gpus: int
-    ) -> tuple[str, Served]:
-        """Lay out this server's files under `dest` as KServe's runtime for it mounts them; the model a client calls
-        and what it serves (`served`)."""
-        raise self._unsupported("KServe storage")
 
 
 class ServerTarget(Target):
@@ -225,8 +112,33 @@ def register_target(cls: type[Target]) -> type[Target]:
     return cls
 
 
-def cli_fields(options: type) -> list[dataclasses.Field[Any]]:
-    return [f for f in dataclasses.fields(options) if "cli" in f.metadata]
+def capable(capability: Capability[C]) -> dict[str, C]:
+    """The registered targets that have `capability` (packager/targets/capabilities.py), by name, in order."""
+    found: dict[str, C] = {}
+    for target in all_targets():
+        name = target.name
+        if capability.holds(target):
+            found[name] = target
+    return found
+
+
+def require(capability: Capability[C], target: Target) -> C:
+    """`target` as having `capability`; one line (exit 2) naming the targets that have it when it does not."""
+    if not capability.holds(target):
+        raise UsageError(
+            f"the {target.name} target does not support {capability.what}", f"use {' or '.join(capable(capability))}"
+        )
+    return target
+
+
+def sole(capability: Capability[C]) -> C:
+    """The one registered target that has `capability`: the target of a command that is one target's own (`pack
+    archive`, `pack repo`, `pack check-repo`, `pack check-manifest`). A second target with it would need that command
+    to take --target; until then this fails loudly (a bug in pack, not the user's input)."""
+    found = list(capable(capability).values())
+    if len(found) != 1:
+        raise RuntimeError(f"{len(found)} registered targets support {capability.what}; the command needs --target")
+    return found[0]
 
 
 def make_options(target: Target, command: str, store: Path, given: dict[str, Any]) -> Any:
@@ -249,20 +161,15 @@ def make_options(target: Target, command: str, store: Path, given: dict[str, Any
 
 
 __all__ = [
-    "SERVER",
     "TARGETS",
-    "DeployOptions",
-    "Endpoint",
-    "Request",
-    "Served",
-    "ServerOptions",
     "ServerTarget",
     "Target",
     "all_targets",
-    "cli_field",
-    "cli_fields",
+    "capable",
     "get_target",
     "make_options",
     "names",
     "register_target",
+    "require",
+    "sole",
 ]

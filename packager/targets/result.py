@@ -2,7 +2,7 @@
 "pack deploy --json"): the keys every target fills with the same meaning, built here and nowhere else, then the
 target's own extras under their own names.
 
-- `target`, `model`, `version`; `format` and `served_file`: what `Target.served` chose (the build-relative file);
+- `target`, `model`, `version`; `format` and `served_file`: what `report.formats.served` chose (the build-relative file);
 - `url`: the server's base URL; `infer_url`: the full Open Inference Protocol v2 infer endpoint of this model and
   version under it (TorchServe 0.12 has no version routes: its model's route, which serves the version the deploy
   made the default); `v2_curl`: a ready-to-run request of the build's sample to it. All three are null where no server
@@ -20,7 +20,7 @@ from importlib.resources import files
 from typing import Any
 
 from ..report.build_report import BuildReport
-from .base import Served
+from ..report.formats import Served
 
 REQUIRED = (
     "target",

@@ -2,12 +2,14 @@
 
     pack tune MODEL --target triton|torchserve [--p99-ms N] [--budget-s N] [--concurrency N]
 
-The target says which settings it has and their candidate values (`Target.tuning_space`: instances or workers,
-server-side batch size, batching delay, onnxruntime threads). The search starts from the settings the build serves
-now and walks one setting at a time (coordinate search), each candidate deployed for real into a private store and
+The tunable targets are those the registry finds with the `Tunable` capability (packager/targets/capabilities.py);
+each is deployed and measured as `pack bench` measures it (its bench profile). The target says which settings it has
+and their candidate values (`Tunable.tuning_space`: workers, server-side batch size, batching delay, onnxruntime
+threads, by the deploy options' names). The search starts from the settings the build serves now and walks one
+setting at a time (coordinate search), each candidate deployed for real into a private store and
 measured under closed-loop load (packager/tune/point.py), until no step improves or the budget is spent. Every point
 on the frontier was loaded, smoke-tested and served. The best point under the bound is written into the build by
-the target (`Target.adopt_settings`: config.pbtxt, model-config.yaml), through the same offline checks as a build,
+the target (`Tunable.adopt_settings`: config.pbtxt, model-config.yaml), through the same offline checks as a build,
 and recorded in report.json; later deploys use it.
 """
 
@@ -19,21 +21,21 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
 from .frontier import best, closest, frontier, public
 from .point import Window, run_point
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ..targets import Target
 
-TARGETS = ("triton", "torchserve")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TuneOptions:
     model: str
-    target: str = "triton"
+    target: str  # one of the tunable targets (`capable(TUNABLE)`)
     version: str | None = None
     store: Path = Path("model_store")
     p99_ms: float | None = None
@@ -81,19 +83,14 @@ def search(
 
 
 def run_tune(o: TuneOptions) -> dict[str, Any]:
-    from ..build.record import load_report
-    from ..cli.verify import require_intact
-    from ..report.store import find_build
-    from ..targets import get_target
+    from ..report.integrity import intact_build
+    from ..targets import BENCHABLE, TUNABLE, get_target, require
 
-    if o.target not in TARGETS:
-        raise UsageError(f"pack tune cannot tune --target {o.target}", f"use {' or '.join(TARGETS)}")
-    folder = find_build(o.store, o.model, o.version)
-    report = load_report(folder)
-    require_intact(folder, report)  # only a build that matches its report is served
-    target = get_target(o.target)
-    space, start = target.tuning_space(report)  # type: ignore[attr-defined]  # the tunable targets' own method
-    request = _request(folder, report, o.target)
+    server = get_target(o.target)
+    target, profile = require(TUNABLE, server), require(BENCHABLE, server).bench  # measured as the bench measures it
+    folder, report = intact_build(o.store, o.model, o.version)  # only a build that matches its report is served
+    space, start = target.tuning_space(report)
+    request = _request(folder, report, profile.tensors)
     scratch = Path(tempfile.mkdtemp(prefix="pack-tune-"))
     started = time.perf_counter()
     logger.info(f"tuning {report.name} v{report.version} on {o.target}: {_space_text(space)}; budget {o.budget_s:g} s")
@@ -101,12 +98,12 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
         points = search(
             space,
             start,
-            lambda s: run_point(o.target, folder, report, scratch / "store", s, request, o.window),
+            lambda s: run_point(server, folder, report, scratch / "store", s, request, o.window),
             o.budget_s,
             o.p99_ms,
         )
     finally:
-        _stop(o.target, scratch / "store")
+        _stop(server, scratch / "store")
         shutil.rmtree(scratch, ignore_errors=True)
     chosen = best(points, o.p99_ms)
     doc: dict[str, Any] = {
@@ -126,33 +123,31 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
     if chosen and o.write:
         tuned = {**public(chosen), "p99_bound_ms": o.p99_ms, "concurrency": o.window.concurrency}
         tuned["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        written = target.adopt_settings(folder, report, chosen["settings"], tuned)  # type: ignore[attr-defined]
+        written = target.adopt_settings(folder, report, chosen["settings"], tuned)
         doc["written"] = [str(folder / rel) for rel in written]  # a signed build: see packager/report/trust.py
     return doc
 
 
-def _request(folder: Path, report: Any, target: str) -> Any:
-    """What each point is sent: the end user's request (TorchServe), the pre-processed tensors (Triton), as bench."""
+def _request(folder: Path, report: Any, tensors: bool) -> Any:
+    """What each point is sent, as the bench sends it: the end user's request, or the pre-processed tensors for a
+    target whose bench profile says so."""
     from ..bench import inprocess as ip
     from ..targets import Request
 
     body, content_type, description = ip.request_payload(folder, report)
-    arrays = ip.preprocessed(ip.handler_instance(folder, report, lambda a: a, "onnx"), body) if target == "triton" else []
+    arrays = ip.preprocessed(ip.handler_instance(folder, report, lambda a: a, "onnx"), body) if tensors else []
     return Request(body, content_type, description, arrays)
 
 
-def _stop(target: str, store: Path) -> None:
-    from ..targets import get_target
-
-    chosen = get_target(target)
+def _stop(target: Target, store: Path) -> None:
     try:
-        chosen.stop(chosen.Options(store=store))
+        target.stop(target.Options(store=store))
     except Exception as exc:  # never hide the search's own error behind a failed stop; say what is left
-        logger.warning(f"could not stop the tune's {target} server: {exc}")
+        logger.warning(f"could not stop the tune's {target.name} server: {exc}")
 
 
 def _space_text(space: dict[str, list[Any]]) -> str:
     return ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in space.items())
 
 
-__all__ = ["TARGETS", "TuneOptions", "Window", "run_tune", "search"]
+__all__ = ["TuneOptions", "Window", "run_tune", "search"]

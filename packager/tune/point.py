@@ -11,11 +11,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..report.build_report import BuildReport
+
+if TYPE_CHECKING:
+    from ..targets import Target
 
 logger = logging.getLogger(__name__)
 
@@ -74,27 +77,23 @@ def measure_point(make_caller: Any, w: Window) -> dict[str, Any]:
 
 
 def deploy_point(
-    target_name: str, build_dir: Path, report: BuildReport, store: Path, settings: dict[str, Any], request: Any, timeout: float
+    target: Target, build_dir: Path, report: BuildReport, store: Path, settings: dict[str, Any], request: Any, timeout: float
 ) -> Any:
-    """Deploy with `settings` (deploy option names) into the tune's own store, as the bench deploys (the bench's
-    Served: an endpoint and a caller factory). A version deployed before is taken down first, so the new settings
-    load."""
+    """Deploy with `settings` (deploy option names) over the target's bench defaults, into the tune's own store, as the
+    bench deploys (the bench's `Launched`: an endpoint and a caller factory). A version deployed before is taken down
+    first, so the new settings load."""
     from ..bench.targets import launch
     from ..errors import PackError
-    from ..targets import get_target
 
-    target = get_target(target_name)
     try:
         target.undeploy(report.name, report.version, target.Options(store=store, timeout=timeout))
     except PackError:  # nothing deployed yet (the first point): nothing to take down
         pass
-    backend = {"backend": "python"} if target_name == "triton" else {}
-    options = {"format": "onnx", **backend, **settings}
-    return launch(target_name, build_dir, report, store, request, timeout, lambda t: {}, lambda r: settings, **options)
+    return launch(target, build_dir, report, store, request, timeout, settings)
 
 
 def run_point(
-    target_name: str, build_dir: Path, report: BuildReport, store: Path, settings: dict[str, Any], request: Any, w: Window
+    target: Target, build_dir: Path, report: BuildReport, store: Path, settings: dict[str, Any], request: Any, w: Window
 ) -> dict[str, Any]:
     """Deploy and measure one point; a point that cannot be deployed or served is recorded with its error."""
     from ..errors import PackError
@@ -102,7 +101,7 @@ def run_point(
     started = time.perf_counter()
     point: dict[str, Any] = {"settings": dict(settings)}
     try:
-        server = deploy_point(target_name, build_dir, report, store, settings, request, w.timeout)
+        server = deploy_point(target, build_dir, report, store, settings, request, w.timeout)
         point["deploy_s"] = server.cold_start["total_s"]
         point.update(measure_point(server.make_caller(w.timeout), w))
     except PackError as exc:

@@ -1,7 +1,7 @@
 """The variant kinds, one registered builder each: read the base ONNX file, write `ctx.out`, say what was done.
 
 Quantization and graph tools print warnings of their own (the root logger, stderr): they are kept off the terminal
-like the exporters' (packager/export/capture.py), and shown with --debug.
+like the exporters' (`console.captured`), and shown with --debug.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..export.capture import captured
+from ..console import captured
 from ..registry import Tolerance
 from . import MakeContext, Skipped, VariantKind, register_variant
 

@@ -34,8 +34,8 @@ def optimize(
     iterations: int,
     packagers: Mapping[str, Packager] | None = None,
 ) -> tuple[BuildReport, Path]:
-    from ..cli.verify import require_intact
     from ..export import runner_for
+    from ..report.integrity import require_intact
     from ..report.store import AtomicVersion, find_build
     from ..report.trust import current
     from .calibration import optimize_cases

@@ -1,6 +1,8 @@
 """The house's walls, checked on the import graph (every import statement in packager/, module-level or inside a
-function): the build pipeline imports no target; a target never imports another target's modules; everything else
-reaches a target only through packager.targets (its registry and the Target interface)."""
+function) and on the code's own words: the build pipeline imports no target; a target never imports another target's
+modules, nor the pipeline (export/, build/) nor the commands (cli/); everything else reaches a target only through
+packager.targets (its registry, the Target interface and the capabilities' protocols), never by a target's name; and
+the only import cycle among the targets is the registry's lazy registration."""
 
 from __future__ import annotations
 
@@ -98,6 +100,126 @@ def test_a_target_never_imports_another_targets_modules(module):
 def test_everything_else_reaches_targets_through_the_interface(module):
     inside = sorted(m for m in MODULES[module] if _target_of(m))
     assert not inside, f"{module} imports target internals {inside}"
+
+
+NOT_FOR_TARGETS = ("packager.export", "packager.build", "packager.cli")  # the pipeline and the commands
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _area(m) == "targets"))
+def test_a_target_never_imports_the_pipeline_or_the_commands(module):
+    """What a target needs of a build comes from BuildReport and report/ (the served file: report.formats; the
+    integrity check: report.integrity), what it shares with the other servers from serve/, and noisy libraries are
+    silenced by console.captured; the command that hands it a build checked the build first."""
+    reached = sorted(m for m in MODULES[module] if m.startswith(NOT_FOR_TARGETS))
+    assert not reached, f"{module} imports {reached}"
+
+
+def _source(module: str) -> Path:
+    path = PACKAGE.parent / module.replace(".", "/")
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _words(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every string constant in the file's code (docstrings are prose, and left out)."""
+    tree = ast.parse(path.read_text(), str(path))
+    prose = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in prose
+    ]
+
+
+REGISTRY = "packager.targets.base"  # where the targets' order is written
+OTHER_WORDS = {  # a target's name that is another thing's own word where it stands
+    ("packager.targets.torchserve.target", "kserve"): "TorchServe's service_envelope value for KServe's v1 protocol",
+}
+
+
+def test_the_registry_knows_every_target_room():
+    from packager.targets import names
+
+    assert set(names()) == TARGET_ROOMS
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_target_is_named_outside_its_own_room_and_the_registry(module):
+    """Choices, rows, defaults and runtimes are derived from the registry (`names()`, `capable(...)`): code that
+    writes a target's name picks that target around the registry, and a new target would be missed there."""
+    from packager.targets import names
+
+    named = [
+        f"{module}:{line} {word!r}"
+        for line, word in _words(_source(module))
+        if word in names() and module != REGISTRY and _target_of(module) != word and (module, word) not in OTHER_WORDS
+    ]
+    assert not named, named
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_target_is_fetched_by_a_name_written_in_the_code(module):
+    """`get_target` takes the name a user gave (`--target`); a constant there is a call around the registry's
+    discovery, and inside a target's own room it is the import cycle this file forbids below."""
+    path = _source(module)
+    calls = [
+        f"{module}:{n.lineno}"
+        for n in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(n, ast.Call)
+        and (n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")) == "get_target"
+        and n.args
+        and isinstance(n.args[0], ast.Constant)
+    ]
+    assert not calls, calls
+
+
+def _arrows(path: Path) -> set[str]:
+    """The modules of packager `path` imports, as the loops of an import graph count them: `from pkg import name` is
+    an arrow to pkg.name when that is a module (pkg itself is loaded already, by whoever imported `path`), else to
+    pkg."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module or ""
+            found.update(f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names)
+    return {m for m in found if m in MODULES}
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), set()) - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The loops of the graph: each set of modules that all reach each other (more than one module)."""
+    reach = {m: _reach(graph, m) for m in graph}
+    loops = {frozenset(n for n in reach[m] if m in reach.get(n, set())) | {m} for m in graph if m in reach[m]}
+    return [set(loop) for loop in sorted(loops, key=sorted) if len(loop) > 1]
+
+
+def test_no_cycle_among_the_targets():
+    """The registry loads each target's target.py by name when first asked (packager/registry.py), so no module of
+    the targets imports one that imports it back: a target's module that asks the registry for a target, or imports
+    the commands that import the registry, would make a cycle."""
+    graph = {m: _arrows(_source(m)) for m in MODULES if _area(m) == "targets"}
+    assert _cycles(graph) == []
+    assert all(REGISTRY in graph[f"packager.targets.{room}.target"] for room in TARGET_ROOMS)  # the graph was read
 
 
 def test_every_server_target_has_its_whole_deploy_flow():

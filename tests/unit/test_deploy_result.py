@@ -1,4 +1,4 @@
-"""Every target serves the file the report names (`Target.served`, the one place it is decided), and every deploy
+"""Every target serves the file the report names (`report.formats.served`, the one place it is decided), and every deploy
 result has one shape (packager/schemas/deploy.schema.json): each target's result builder, run in-process on a build
 that serves a kept variant, with fakes only for the server it would talk to. The real servers:
 tests/integration/test_served_file.py."""
@@ -14,8 +14,8 @@ from typing import Any, cast
 import pytest
 
 from packager.report.build_report import BuildReport
-from packager.targets import get_target, names
-from packager.targets.base import Served
+from packager.report.formats import Served, served
+from packager.targets import get_target
 from packager.targets.result import REQUIRED, deploy_result, problems
 from tests.helpers.cli import invoke
 from tests.helpers.reports import make_report
@@ -36,23 +36,22 @@ def variant_build(tiny_store: Path) -> Path:
 # ---------------------------------------------------------------- what is served
 
 
-def test_every_target_serves_the_file_the_report_names() -> None:
+def test_the_served_file_is_the_one_the_report_names() -> None:
     section = {"served": "int8-dynamic", "results": [{"kind": "int8-dynamic", "status": "kept", "file": VARIANT}]}
     variant = make_report(variants=section, artifacts={"onnx": "model.onnx", "torchscript": "model.pt"})
     plain = make_report(artifacts={"onnx": "model.onnx", "torchscript": "model.pt"})
-    for name in names():
-        target = get_target(name)
-        assert target.served(variant) == Served("onnx", VARIANT), name
-        assert target.served(variant, "onnx") == Served("onnx", VARIANT), name
-        assert target.served(variant, "torchscript") == Served("torchscript", "model.pt"), name  # variants are ONNX
-        assert target.served(plain) == Served("onnx", "model.onnx"), name
+    assert served(variant) == Served("onnx", VARIANT)
+    assert served(variant, "onnx") == Served("onnx", VARIANT)
+    assert served(variant, "torchscript") == Served("torchscript", "model.pt")  # variants are ONNX
+    assert served(plain) == Served("onnx", "model.onnx")
+    assert served(plain, supported=("torchscript",)) == Served("torchscript", "model.pt")
 
 
 def test_a_format_the_build_lacks_is_one_line() -> None:
     from packager.errors import UsageError
 
     with pytest.raises(UsageError, match="the build has no pt2 export"):
-        get_target("fastapi").served(make_report(), "pt2")
+        served(make_report(), "pt2")
 
 
 def _calls(path: Path) -> list[str]:
@@ -66,18 +65,18 @@ def _calls(path: Path) -> list[str]:
     return found
 
 
-def test_nothing_but_target_served_picks_a_served_file() -> None:
-    """`BuildReport.served_file` and `served_format` are called in Target.served alone: a target, bench or any other
-    module asks Target.served, so no two of them can serve different files of one build."""
+def test_nothing_but_served_picks_a_served_file() -> None:
+    """`BuildReport.served_file` and `served_format` are called in `report.formats.served` alone: a target, bench or
+    any other module asks it, so no two of them can serve different files of one build."""
     calls = [c for p in sorted(PACKAGE.rglob("*.py")) for c in _calls(p)]
-    assert calls and all(c.startswith("packager/targets/base.py:") for c in calls), calls
+    assert calls and all(c.startswith("packager/report/formats.py:") for c in calls), calls
 
 
 def test_the_fastapi_model_folder_holds_the_served_file(variant_build: Path, tmp_path: Path) -> None:
     from packager.targets.fastapi.deploy import model_entry
 
     report = BuildReport.load(variant_build)
-    entry = model_entry(variant_build, report, get_target("fastapi").served(report), tmp_path / "m")
+    entry = model_entry(variant_build, report, served(report), tmp_path / "m")
     assert (tmp_path / "m" / "model.onnx").read_bytes() == (variant_build / VARIANT).read_bytes()
     assert (variant_build / VARIANT).read_bytes() != (variant_build / "model.onnx").read_bytes()
     assert entry["served_file"] == VARIANT and entry["sha256"] == report.sha256[VARIANT]

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from packager.errors import UsageError
+from packager.targets import STORAGE_LAYOUT, capable
 from packager.targets.kserve.manifest import KServeOptions, inference_service, service_name, validate
 from packager.targets.kserve.target import KServeDeployOptions
 from tests.helpers.cli import invoke
@@ -153,10 +154,11 @@ def test_model_names_become_dns_labels() -> None:
 
 REPORT = make_report(name="bert_base", version="3")
 STORAGE = {"served_model": "bert_base", "digest": "0" * 64}
+RUNTIMES = {name: layout.kserve for name, layout in capable(STORAGE_LAYOUT).items()}  # what KServe can run
 
 
 def _options(**extra: Any) -> KServeOptions:
-    return KServeOptions.from_deploy(KServeDeployOptions(store=Path("."), storage_uri="s3://b/bert/", **extra), REPORT)
+    return KServeOptions.from_deploy(KServeDeployOptions(store=Path("."), storage_uri="s3://b/bert/", **extra), REPORT, RUNTIMES)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
+from packager.targets import STORAGE_LAYOUT, capable
 from packager.targets.kserve.manifest import KServeOptions, inference_service, validate
 from packager.targets.kserve.schemas import close, raw_schema
 from packager.targets.kserve.target import KServeDeployOptions
@@ -23,11 +24,12 @@ from tests.helpers.reports import make_report
 
 REPORT = make_report(name="bert_base", version="3")
 STORAGE = {"served_model": "bert_base", "digest": "0" * 64}
+RUNTIMES = {name: layout.kserve for name, layout in capable(STORAGE_LAYOUT).items()}  # what KServe can run
 
 
 def _manifest(**extra: Any) -> dict[str, Any]:
     opts = KServeDeployOptions(store=Path("."), storage_uri="s3://b/bert", **extra)
-    return inference_service(REPORT, KServeOptions.from_deploy(opts, REPORT), STORAGE)
+    return inference_service(REPORT, KServeOptions.from_deploy(opts, REPORT, RUNTIMES), STORAGE)
 
 
 def _at(doc: dict[str, Any], path: str) -> Any:

@@ -93,17 +93,17 @@ def test_archive_with_a_key_signs_again(signed: Path, keys: dict[str, KeyPair]) 
 def test_tune_adopt_signs_again_or_removes(signed: Path, keys: dict[str, KeyPair], target: str) -> None:
     from packager.report.build_report import BuildReport
     from packager.report.trust import rewriting
-    from packager.targets import get_target
+    from packager.targets import TUNABLE, get_target, require
 
-    chosen = get_target(target)
-    space, start = chosen.tuning_space(BuildReport.load(signed))  # type: ignore[attr-defined]
+    chosen = require(TUNABLE, get_target(target))
+    space, start = chosen.tuning_space(BuildReport.load(signed))
     tuned = {"settings": start, "throughput_rps": 1.0}
     with rewriting("pack tune", str(keys["b"].private)) as rule:
-        chosen.adopt_settings(signed, BuildReport.load(signed), {**start, "workers": 2}, tuned)  # type: ignore[attr-defined]
+        chosen.adopt_settings(signed, BuildReport.load(signed), {**start, "workers": 2}, tuned)
     assert rule.outcome["status"] == "re-signed"
     _resigned(signed, "pack tune", keys)
     with rewriting("pack tune", None) as rule:
-        chosen.adopt_settings(signed, BuildReport.load(signed), {**start, "workers": 1}, tuned)  # type: ignore[attr-defined]
+        chosen.adopt_settings(signed, BuildReport.load(signed), {**start, "workers": 1}, tuned)
     assert rule.outcome["status"] == "removed" and "pack tune" in rule.outcome["warning"]
     _removed(signed, "pack tune", keys)
 
@@ -137,17 +137,17 @@ def test_a_failed_signing_after_the_report_keeps_the_files_the_report_names(
     from packager.errors import ValidationFailed
     from packager.report.build_report import BuildReport
     from packager.report.trust import rewriting
-    from packager.targets import get_target
+    from packager.targets import TUNABLE, get_target, require
 
     def fails(*args: Any) -> None:
         raise ValidationFailed("cannot sign: disk gone")
 
-    chosen = get_target("triton")
-    _, start = chosen.tuning_space(BuildReport.load(signed))  # type: ignore[attr-defined]
+    chosen = require(TUNABLE, get_target("triton"))
+    _, start = chosen.tuning_space(BuildReport.load(signed))
     with rewriting("pack tune", str(keys["b"].private)):
         monkeypatch.setattr(packager.report.signing, "sign_folder", fails)
         with pytest.raises(ValidationFailed):
-            chosen.adopt_settings(signed, BuildReport.load(signed), {**start, "workers": 2}, {})  # type: ignore[attr-defined]
+            chosen.adopt_settings(signed, BuildReport.load(signed), {**start, "workers": 2}, {})
     assert _verify(signed).returncode == 0 and not (signed / "model.sig").exists()
 
 

@@ -54,11 +54,22 @@ def test_stability_is_two_windows_within_ten_percent() -> None:
 
 
 def test_bench_measures_a_tuned_build_at_its_tuned_settings() -> None:
-    from packager.bench.settings import tuned_settings
+    """One name per setting from tune to bench: a row runs at the settings `pack tune` recorded, by the same names,
+    over the target's bench defaults; a flag wins over both, and applies only to a target that has the setting."""
+    import pytest
+
+    from packager.bench.settings import profiles, row_settings
+    from packager.errors import UsageError
     from packager.report.build_report import BuildReport
 
     report = BuildReport.__new__(BuildReport)
-    report.targets = {"triton": {"tuned": {"settings": {"workers": 2, "batch_size": 4, "max_batch_delay_ms": 0, "threads": 1}}}}
-    expected = {"instances": 2, "max_batch": 4, "max_queue_delay_ms": 0, "threads": 1, "tuned": True}
-    assert tuned_settings(report, "triton") == expected
-    assert tuned_settings(report, "torchserve") == {}
+    tuned = {"workers": 2, "batch_size": 4, "max_batch_delay_ms": 0, "threads": 1}
+    report.targets = {"triton": {"tuned": {"settings": tuned}}}
+    triton, torchserve = profiles()["triton"], profiles()["torchserve"]
+    assert row_settings(report, "triton", triton, {}) == ({**triton.defaults, **tuned}, True)
+    given = {"workers": 3, "format": "torchscript", "threads": None}  # Triton's bench row serves ONNX whatever --format says
+    assert row_settings(report, "triton", triton, given) == ({**triton.defaults, **tuned, "workers": 3}, True)
+    assert row_settings(report, "torchserve", torchserve, {}) == (torchserve.defaults, False)
+    assert row_settings(report, "torchserve", torchserve, {"format": "torchscript"})[0]["format"] == "torchscript"
+    with pytest.raises(UsageError, match="--workers 0 is out of range"):
+        row_settings(report, "triton", triton, {"workers": 0})

@@ -19,9 +19,11 @@ from typing import Any
 
 from ...errors import UsageError
 from ...report.build_report import BuildReport
+from ...report.formats import Served
+from ...report.formats import served as serve_of
 from ...serve.deployflow import Steps, run
 from ...serve.oip import curl_line, sample_request, write_request
-from ..base import Served
+from ...serve.settings import SETTINGS
 from ..result import deploy_result, server_info, v2_infer_url
 from .client import FastAPIClient
 from .manage import status, stop, undeploy
@@ -34,16 +36,16 @@ __all__ = ["deploy", "status", "undeploy", "stop"]
 
 
 def model_entry(build_dir: Path, report: BuildReport, served: Served, folder: Path) -> dict[str, Any]:
-    """Lay out `folder` as a TorchServe worker's model folder (pack.json, the served file, labels: the worker settings
-    the TorchServe target gives its handler) and return the set's entry for it."""
+    """Lay out `folder` as a worker of the serving runtime reads it (pack.json, the served file, labels: the worker
+    settings every server gives pack's handler, packager/serve/worker.py) and return the set's entry for it."""
     import json
 
     from ...serve.tasks import task_for
-    from .. import get_target
+    from ...serve.worker import worker_settings
 
     fmt = served.format
     labels = report.labels if report.labels and (build_dir / report.labels).is_file() else None
-    meta = get_target("torchserve").worker_settings(report, fmt, Path(labels).name if labels else None)  # type: ignore[attr-defined]  # TorchServe's own method: the same settings its workers read
+    meta = worker_settings(report, fmt, Path(labels).name if labels else None)
     folder.mkdir(parents=True)
     _link_or_copy(build_dir / served.file, folder / meta["serialized_file"])
     if labels:
@@ -73,13 +75,11 @@ class FastAPISteps(Steps):
     server = "the FastAPI server"
 
     def prepare(self) -> None:
-        from .. import get_target
-
         o = self.opts
-        self.served = get_target("fastapi").served(self.report, o.format)
+        self.served = serve_of(self.report, o.format)
         self.fmt = self.served.format
-        if o.workers is not None and not 1 <= int(o.workers) <= 64:
-            raise UsageError(f"--workers {o.workers} is out of range", "use 1 to 64")
+        if o.workers is not None:
+            SETTINGS["workers"].check(o.workers)
         if o.device is not None and not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,2})?", o.device):
             raise UsageError(f"--device {o.device!r} is not a device", "use auto, cpu or cuda:N")
         if o.port is not None and not 1 <= int(o.port) <= 65535:

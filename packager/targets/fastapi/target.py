@@ -1,6 +1,6 @@
-"""The FastAPI target behind the one Target interface: its options, and the request a client sends to it (for
-`pack bench`). The server runs pack's own handler code (handlers/pack_fastapi.py) under uvicorn: the HTTP baseline
-the other servers are compared with."""
+"""The FastAPI target behind the one Target interface: its options, and its bench profile and the request a client
+sends to it (`pack bench`). The server runs pack's own handler code (handlers/pack_fastapi.py) under uvicorn: the
+HTTP baseline the other servers are compared with."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ...report.build_report import BuildReport
-from ..base import DeployOptions, Endpoint, Request, ServerTarget, cli_field, register_target
+from ..base import ServerTarget, register_target
+from ..capabilities import BenchProfile, Endpoint, Request
+from ..options import DeployOptions, cli_field, setting_field
 
 STATUS = ("status",)
 
@@ -21,7 +23,7 @@ class FastAPIOptions(DeployOptions):
     timeout: float = cli_field(
         180.0, "--timeout", "Seconds to wait for the server and the model.", type=float, commands=("deploy", "status", "undeploy")
     )
-    workers: int | None = cli_field(None, "--workers", "Workers (TorchServe, uvicorn) or model instances (Triton).", type=int)
+    workers: int | None = setting_field("workers")
     port: int | None = cli_field(None, "--port", "Port on 127.0.0.1 (default: the running server's, else a free one).", type=int)
     device: str | None = cli_field(None, "--device", "Where the models run: auto (a GPU when there is one), cpu, or cuda:N.")
     repair: bool = cli_field(
@@ -38,6 +40,13 @@ class FastAPITarget(ServerTarget):
     name = "fastapi"
     Options = FastAPIOptions
     description = "FastAPI + uvicorn running pack's handler code (the HTTP baseline; no auth, loopback only)"
+    bench = BenchProfile(
+        runtime="uvicorn workers",
+        work="the same handler code as the in-process rows, behind FastAPI + uvicorn (no batching)",
+        defaults={"workers": 1, "format": "onnx"},
+        settings=("workers",),
+        http_baseline=True,
+    )
 
     def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
         """What an end user sends (image bytes, or tensor JSON) to the deploy's `predict_url`: the body TorchServe gets."""

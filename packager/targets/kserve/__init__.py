@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from ...errors import EnvironmentProblem, ValidationFailed
 from ...report.build_report import BuildReport
 
 if TYPE_CHECKING:
+    from ..capabilities import StorageLayout
     from .manifest import KServeOptions
 
 logger = logging.getLogger(__name__)
@@ -112,12 +114,13 @@ def _apply(manifest: Path) -> bool:
     return True
 
 
-def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
+def deploy(build_dir: Path, report: BuildReport, opts: Any, runtimes: Mapping[str, StorageLayout]) -> dict[str, Any]:
+    """`pack deploy --target kserve` with the runtimes KServe can run: the targets that lay out its storage folder."""
     from .manifest import KServeOptions, inference_service
     from .storage import write_storage
 
     started = time.perf_counter()
-    kopts = KServeOptions.from_deploy(opts, report)
+    kopts = KServeOptions.from_deploy(opts, report, {name: layout.kserve for name, layout in runtimes.items()})
     oci = kopts.storage_uri.startswith("oci://")
     if oci:
         from .push import parse_reference
@@ -134,7 +137,7 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        storage = write_storage(build_dir, report, kopts, tmp / "storage", signer)
+        storage = write_storage(build_dir, report, kopts, tmp / "storage", runtimes[kopts.runtime], signer)
         if oci:
             kopts = _modelcar(tmp, report, kopts, storage, opts.timeout)
         manifest = inference_service(report, kopts, storage)

@@ -1,22 +1,20 @@
 """The InferenceService manifest (serving.kserve.io/v1beta1) for a build, and its strict check against the CRD schema
-(schemas.py)."""
+(schemas.py). How KServe runs each serving runtime (its modelFormat, ClusterServingRuntime, protocols, readiness) is
+that runtime's own target's word (`StorageLayout.kserve`): the runtimes are the targets that lay out a KServe storage
+folder, in the registry's order, the first the default."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UsageError
 from ...report.build_report import BuildReport
+from ..capabilities import KServeRuntime
 from .schemas import check
 
-RUNTIMES = {
-    # runtime: (modelFormat name, protocols it speaks, KServe's ClusterServingRuntime name)
-    "triton": ("triton", ("v2",), "kserve-tritonserver"),
-    "torchserve": ("pytorch", ("v1", "v2"), "kserve-torchserve"),
-}
-DEFAULT_RUNTIME = "triton"
 # --deployment-mode: KServe's names since v0.16 (Standard: Deployment + HPA; Knative: a Knative Service), and the
 # older names it still reads, written as the new ones
 DEPLOYMENT_MODES = {"Standard": "Standard", "Knative": "Knative", "RawDeployment": "Standard", "Serverless": "Knative"}
@@ -34,6 +32,7 @@ HTTP_PORT = 8080  # both KServe runtimes serve HTTP on 8080 in the predictor con
 @dataclass
 class KServeOptions:
     runtime: str
+    kind: KServeRuntime  # how KServe runs that runtime
     storage_uri: str
     protocol: str
     deployment_mode: str = DEFAULT_DEPLOYMENT_MODE
@@ -55,15 +54,16 @@ class KServeOptions:
         return SCALING[self.deployment_mode][1] if self.scale_target is None else self.scale_target
 
     @classmethod
-    def from_deploy(cls, opts: Any, report: BuildReport) -> KServeOptions:
-        """From `pack deploy --target kserve` options (packager/targets/kserve/target.py)."""
-        runtime = opts.runtime or DEFAULT_RUNTIME
-        if runtime not in RUNTIMES:
-            raise UsageError(f"unknown KServe runtime {runtime!r}", f"use one of {', '.join(RUNTIMES)}")
+    def from_deploy(cls, opts: Any, report: BuildReport, runtimes: Mapping[str, KServeRuntime]) -> KServeOptions:
+        """From `pack deploy --target kserve` options (packager/targets/kserve/target.py), with the runtimes KServe
+        can run (the first: the default)."""
+        runtime = opts.runtime or next(iter(runtimes))
+        if runtime not in runtimes:
+            raise UsageError(f"unknown KServe runtime {runtime!r}", f"use one of {', '.join(runtimes)}")
         mode = opts.deployment_mode or DEFAULT_DEPLOYMENT_MODE
         if mode not in DEPLOYMENT_MODES:
             raise UsageError(f"unknown KServe deployment mode {mode!r}", f"use one of {', '.join(DEPLOYMENT_MODES)}")
-        protocols = RUNTIMES[runtime][1]
+        protocols = runtimes[runtime].protocols
         protocol = opts.protocol or protocols[0]
         if protocol not in protocols:
             raise UsageError(f"the {runtime} runtime does not speak protocol {protocol}", f"use {' or '.join(protocols)}")
@@ -74,6 +74,7 @@ class KServeOptions:
         }
         out = cls(
             runtime=runtime,
+            kind=runtimes[runtime],
             storage_uri=_storage_uri(opts.storage_uri, report),
             protocol=protocol,
             deployment_mode=DEPLOYMENT_MODES[mode],
@@ -120,15 +121,9 @@ def service_name(name: str) -> str:
     return out[:45].rstrip("-")
 
 
-def _readiness(runtime: str, protocol: str, model: str) -> dict[str, Any]:
-    if runtime == "triton":
-        path = "/v2/health/ready"
-    elif protocol == "v2":
-        path = f"/v2/models/{model}/ready"
-    else:
-        path = f"/v1/models/{model}"
+def _readiness(kind: KServeRuntime, protocol: str, model: str) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": HTTP_PORT},
+        "httpGet": {"path": kind.ready[protocol].format(model=model), "port": HTTP_PORT},
         "initialDelaySeconds": 10,
         "periodSeconds": 10,
         "timeoutSeconds": 5,
@@ -137,7 +132,6 @@ def _readiness(runtime: str, protocol: str, model: str) -> dict[str, Any]:
 
 
 def inference_service(report: BuildReport, k: KServeOptions, storage: dict[str, Any]) -> dict[str, Any]:
-    fmt, _, runtime_name = RUNTIMES[k.runtime]
     name = service_name(report.name)
     requests: dict[str, Any] = {"cpu": k.cpu, "memory": k.memory}
     limits: dict[str, Any] = {"cpu": k.cpu, "memory": k.memory}
@@ -145,15 +139,15 @@ def inference_service(report: BuildReport, k: KServeOptions, storage: dict[str, 
         requests["nvidia.com/gpu"] = str(k.gpus)
         limits["nvidia.com/gpu"] = str(k.gpus)
     model: dict[str, Any] = {
-        "modelFormat": {"name": fmt},
-        "runtime": runtime_name,
+        "modelFormat": {"name": k.kind.model_format},
+        "runtime": k.kind.runtime,
         "protocolVersion": k.protocol,
         "storageUri": k.storage_uri,
         "resources": {"requests": requests, "limits": limits},
-        "readinessProbe": _readiness(k.runtime, k.protocol, storage["served_model"]),
+        "readinessProbe": _readiness(k.kind, k.protocol, storage["served_model"]),
     }
-    if k.runtime == "triton":
-        model["args"] = ["--strict-model-config=true", "--log-info=true"]
+    if k.kind.args:
+        model["args"] = list(k.kind.args)
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",

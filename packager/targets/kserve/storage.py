@@ -4,7 +4,7 @@
   `model-store/<name>.mar`, as KServe's TorchServe runtime reads them from /mnt/models.
 - triton: a Triton model repository (native onnxruntime backend, as NVIDIA's server images have it; python-backend
   pre/post-processing around it for detection models).
-Each layout is written by the runtime's own target (`Target.kserve_storage`); this module only digests it, and
+Each layout is written by the runtime's own target (`StorageLayout.kserve_storage`); this module only digests it, and
 carries the build's own trust files beside the model files: for a signed build its provenance statement
 (`provenance.json`) and its signature (`build.sig`, the OpenSSF model signature of the build folder the storage came
 from; not `model.sig`, which model-signing would take for a signature of the storage folder itself), only while that
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ...report.build_report import BuildReport
+from ..capabilities import StorageLayout
 from .manifest import KServeOptions
 
 logger = logging.getLogger(__name__)
@@ -58,13 +59,14 @@ def _carry_trust_files(build_dir: Path, report: BuildReport, dest: Path) -> list
     return carried
 
 
-def write_storage(build_dir: Path, report: BuildReport, k: KServeOptions, dest: Path, signer: Any = None) -> dict[str, Any]:
-    """The runtime's own target lays out its files (it alone knows their formats); pack records what to call, carries
-    a signed build's trust files and, with a `signer` (signing.SigningKey), signs the whole storage folder."""
-    from ..base import get_target
-
+def write_storage(
+    build_dir: Path, report: BuildReport, k: KServeOptions, dest: Path, layout: StorageLayout, signer: Any = None
+) -> dict[str, Any]:
+    """The runtime's own target (`layout`) lays out its files (it alone knows their formats); pack records what to
+    call, carries a signed build's trust files and, with a `signer` (signing.SigningKey), signs the whole storage
+    folder."""
     dest.mkdir(parents=True)
-    served_model, served = get_target(k.runtime).kserve_storage(build_dir, report, dest, k.protocol, k.format, k.gpus)
+    served_model, served = layout.kserve_storage(build_dir, report, dest, k.protocol, k.format, k.gpus)
     out: dict[str, Any] = {
         "served_model": served_model,
         "served": served,

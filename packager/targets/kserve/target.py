@@ -1,5 +1,6 @@
 """The KServe target behind the one Target interface: its options (the flags of `pack deploy --target kserve`) and
-its one command; the storage layout inside comes from the runtime's own target."""
+its capability `pack check-manifest`. Its runtimes are the targets that lay out a KServe storage folder (the
+`StorageLayout` capability), found in the registry: the storage inside comes from the runtime's own target."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from ...report.build_report import BuildReport
-from ..base import DeployOptions, Target, cli_field, register_target
+from ..base import Target, capable, register_target
+from ..capabilities import STORAGE_LAYOUT
+from ..options import DeployOptions, cli_field
 
-RUNTIME_CHOICES = ("triton", "torchserve")  # triton first: the default
+
+def runtimes() -> tuple[str, ...]:
+    """The KServe runtimes: the targets with a KServe storage layout, in the registry's order (the first: the default)."""
+    return tuple(capable(STORAGE_LAYOUT))
 
 
 @dataclass
 class KServeDeployOptions(DeployOptions):
     runtime: str | None = cli_field(
-        None, "--runtime", "KServe: the serving runtime, named in the manifest (default triton).", choices=RUNTIME_CHOICES
+        None, "--runtime", "KServe: the serving runtime, named in the manifest (default: the first).", choices=runtimes
     )
     storage_uri: str | None = cli_field(
         None,
@@ -62,7 +68,7 @@ class KServeTarget(Target):
     def deploy(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from . import deploy
 
-        return deploy(build_dir, report, opts)
+        return deploy(build_dir, report, opts, capable(STORAGE_LAYOUT))
 
     def check_manifest(self, path: Path) -> dict[str, Any]:
         """`pack check-manifest`: every document of a YAML file against the strict KServe CRD schema of its kind."""

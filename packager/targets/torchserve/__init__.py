@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import UsageError
 from ...report.build_report import BuildReport
 from ...report.store import StoreLock
-from .. import DeployOptions
+from ..options import DeployOptions
 
 if TYPE_CHECKING:
     from .config import ServingSettings
@@ -74,9 +74,9 @@ def _unread(report: BuildReport, fmt: str) -> set[str]:
     """The build's recorded files an archive of export `fmt` is not made of: the other exports, and the files in
     other folders than samples/ (the other targets' copies, this target's own old files). The file it packs (the
     served variant's or the export), the labels and the samples are checked."""
-    from ..base import get_target
+    from ...report.formats import served
 
-    packed = get_target("torchserve").served(report, fmt).file
+    packed = served(report, fmt).file
     return {
         rel
         for rel in report.sha256
@@ -98,8 +98,8 @@ def _swap_in(staging: Path, folder: Path, names: tuple[str, ...]) -> list[Path]:
 
 def archive(build_dir: Path, report: BuildReport, opts: DeployOptions) -> dict[str, Any]:
     """`pack archive`: (re)write the .mar and config.properties of a committed build, and its report.json entries."""
-    from ...cli.verify import require_intact
     from ...report.build_report import sha256_file
+    from ...report.integrity import require_intact
     from ...report.trust import current
     from .config import settings_from
     from .marcheck import read_manifest

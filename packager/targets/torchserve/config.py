@@ -45,49 +45,38 @@ def settings_from(
     workers: int | None = None,
     threads: int | None = None,
 ) -> ServingSettings:
-    """Settings for a build: explicit options first, then what the build's report recorded, then the defaults."""
+    """Settings for a build (packager/serve/settings.py's one rule): each option when given, else what the build's
+    report recorded, else the defaults."""
     from ...errors import UsageError
-    from ..base import get_target
+    from ...report.formats import served
+    from ...serve.settings import resolve
 
     recorded = report.target("torchserve").get("settings") or {}
     batchable = all(0 in i.dynamic_axes for i in report.inputs)
-    fmt = get_target("torchserve").served(report, fmt or recorded.get("format")).format
-    size = batch_size if batch_size is not None else recorded.get("batch_size", DEFAULT_BATCH_SIZE if batchable else 1)
-    delay = (
-        max_batch_delay_ms if max_batch_delay_ms is not None else recorded.get("max_batch_delay_ms", DEFAULT_MAX_BATCH_DELAY_MS)
-    )
-    count = workers if workers is not None else recorded.get("min_workers", DEFAULT_WORKERS)
-    nthreads = threads if threads is not None else recorded.get("threads", 0)
-    checked = (("--batch-size", size, 1), ("--max-batch-delay", delay, 0), ("--workers", count, 1), ("--threads", nthreads, 0))
-    for label, value, low in checked:
-        if int(value) < low:
-            raise UsageError(f"{label} {value} is out of range", f"use a value of at least {low}")
+    fmt = served(report, fmt or recorded.get("format")).format
+    given = {"batch_size": batch_size, "max_batch_delay_ms": max_batch_delay_ms, "workers": workers, "threads": threads}
+    mine = {**recorded, "workers": recorded.get("min_workers")}  # the archive records minWorkers = maxWorkers
+    defaults = {
+        "batch_size": DEFAULT_BATCH_SIZE if batchable else 1,
+        "max_batch_delay_ms": DEFAULT_MAX_BATCH_DELAY_MS,
+        "workers": DEFAULT_WORKERS,
+        "threads": 0,
+    }
+    values = resolve(given, {k: mine.get(k) for k in defaults}, defaults)
+    size = int(values["batch_size"])
+    if size < 1:  # TorchServe batches at least one request; 0 (Triton's "no batching") is 1 here
+        raise UsageError(f"--batch-size {size} is out of range", "use a value of at least 1")
     if size > 1 and not batchable:
         raise UsageError(f"--batch-size {size}: the model's inputs have no dynamic batch axis", "use --batch-size 1")
     return ServingSettings(
         format=fmt,
-        batch_size=int(size),
-        max_batch_delay_ms=int(delay),
-        min_workers=int(count),
-        max_workers=int(count),
+        batch_size=size,
+        max_batch_delay_ms=int(values["max_batch_delay_ms"]),
+        min_workers=int(values["workers"]),
+        max_workers=int(values["workers"]),
         response_timeout_s=int(recorded.get("response_timeout_s", DEFAULT_RESPONSE_TIMEOUT_S)),
-        threads=int(nthreads),
+        threads=int(values["threads"]),
     )
-
-
-def handler_settings(report: BuildReport, handler_file: str, labels_file: str | None) -> dict[str, Any]:
-    """The `handler:` section of model-config.yaml: what the handler reads at start (thresholds, top-k, labels)."""
-    post = report.postprocessing
-    section: dict[str, Any] = {}
-    if handler_file == "pack_classifier.py":
-        section["top_k"] = int(post.get("top_k", 5))
-    elif handler_file == "pack_detector.py":
-        section["conf_threshold"] = float(post.get("conf_threshold", 0.25))
-        section["iou_threshold"] = float(post.get("iou_threshold", 0.45))
-        section["max_detections"] = int(post.get("max_detections", 300))
-    if labels_file:
-        section["labels_file"] = labels_file
-    return section
 
 
 def model_config(settings: ServingSettings, handler: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Literal, overload
 
 from ...errors import EnvironmentProblem, UsageError
 from ...serve.http import translated
-from .. import DeployOptions
+from ..options import DeployOptions
 from .client import InferenceClient, ManagementClient
 from .server import LocalServer, read_tokens
 

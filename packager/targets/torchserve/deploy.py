@@ -19,11 +19,11 @@ from typing import Any
 
 from ...errors import UsageError
 from ...report.build_report import BuildReport
+from ...report.formats import served
 from ...serve.deployflow import Steps, run
 from ...serve.http import ApiError, HttpError, is_loopback
 from ...serve.oip import curl_line, sample_request, write_request
-from .. import DeployOptions
-from ..base import get_target
+from ..options import DeployOptions
 from ..result import deploy_result, server_info, v2_infer_url
 from .config import settings_from
 from .connection import MODEL_STORE_ENV, Connection, connect
@@ -52,7 +52,7 @@ class TorchServeSteps(Steps):
     def prepare(self) -> None:
         o = self.opts
         self.settings = settings_from(self.report, o.format, o.batch_size, o.max_batch_delay_ms, o.workers, o.threads)
-        self.served = get_target("torchserve").served(self.report, self.settings.format)  # what the archive packs
+        self.served = served(self.report, self.settings.format)  # what the archive packs
         self.file_name = f"{self.name}.v{self.version}.mar"
         self.staged: Path | None = None  # the archive this command put into the server's model store
         self.local_copy: Path | None = None  # --url without a shared model store: served over loopback HTTP

@@ -11,7 +11,7 @@ from ...serve.health import health_line
 from ...serve.http import translated
 from ...serve.metrics import Families, read, summary_lines
 from ...serve.processes import stop_summary
-from .. import DeployOptions
+from ..options import DeployOptions
 from ..result import v2_infer_url
 from .connection import connect
 from .health import probe_all

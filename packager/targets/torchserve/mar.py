@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
-from ...export import FILES
 from ...report.build_report import BuildReport, sha256_file
+from ...report.formats import FILES, served
 from ...serve.tasks import read_runtime, runtime_files, shipped_files, task_for
-from .config import ServingSettings, handler_settings, model_config, model_config_yaml
+from ...serve.worker import handler_settings, metadata
+from .config import ServingSettings, model_config, model_config_yaml
 
 ARCHIVER_VERSION = "0.12.0"  # the torch-model-archiver release whose MANIFEST.json format this writes
 Date = tuple[int, int, int, int, int, int]  # year, month, day, hour, minute, second (zip's date_time)
@@ -92,23 +93,6 @@ def manifest(name: str, version: str, serialized: str, handler: str, date: Date)
     }
 
 
-def metadata(report: BuildReport, fmt: str, serialized: str, labels: str | None) -> dict[str, Any]:
-    """pack.json: what the handlers need to know about the model (inputs, outputs, pre/post-processing)."""
-    return {
-        "pack_metadata": 1,
-        "name": report.name,
-        "version": report.version,
-        "task": report.task,
-        "format": fmt,
-        "serialized_file": serialized,
-        "inputs": report.to_dict()["inputs"],
-        "outputs": [o.name for o in report.outputs],
-        "preprocessing": report.preprocessing,
-        "postprocessing": report.postprocessing,
-        "labels_file": labels,
-    }
-
-
 @dataclass
 class Entry:
     name: str
@@ -139,11 +123,9 @@ def plan_entries(
     build_dir: Path, report: BuildReport, settings: ServingSettings, handler: str | None = None
 ) -> tuple[list[Entry], dict[str, Any]]:
     """Every entry of the archive (sorted) and a description of it for the report."""
-    from ..base import get_target
-
     fmt = settings.format
     serialized = SERIALIZED[fmt]
-    model_path = build_dir / get_target("torchserve").served(report, fmt).file  # a kept ONNX variant's, else the export
+    model_path = build_dir / served(report, fmt).file  # a kept ONNX variant's, else the export
     if not model_path.is_file():
         raise UsageError(f"the build has no {fmt} export ({model_path})", "rebuild it with `pack build`")
     handler = handler or choose_handler(report)

@@ -1,5 +1,6 @@
 """The TorchServe target behind the one Target interface: options, build-time archive, deploy and friends, the
-.mar's own checks and summary, the request a client sends, and the storage layout of KServe's TorchServe runtime."""
+.mar's own checks and summary; and its capabilities: `pack archive`, `pack tune`, the bench's profile and the request
+a client sends, and the storage layout of KServe's TorchServe runtime."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ...report.build_report import BuildReport
-from ..base import SERVER, Endpoint, Request, Served, ServerOptions, ServerTarget, cli_field, register_target
+from ...report.formats import Served, served
+from ..base import ServerTarget, register_target
+from ..capabilities import BenchProfile, Endpoint, KServeRuntime, Request
+from ..options import SERVER, ServerOptions, cli_field
 from .marcheck import check_mar, inspect_mar
 from .marcheck import checked as mar_checked
 
@@ -88,21 +92,26 @@ class TorchServeTarget(ServerTarget):
     description = "TorchServe 0.12 (archived upstream; pinned, token auth on)"
     packaged_by_build = True
     artifact = "mar"
+    bench = BenchProfile(
+        runtime="TorchServe workers",
+        work="the same handler code as the in-process rows, behind TorchServe's frontend",
+        defaults={"workers": 1, "batch_size": 1, "max_batch_delay_ms": 0, "format": "onnx"},
+        settings=("workers", "batch_size", "max_batch_delay_ms", "threads", "format"),
+        load_timings=("register_s", "scale_s"),
+        goal=0.8,
+        same_runtime="inprocess-onnx",
+    )
+    kserve = KServeRuntime(
+        model_format="pytorch",
+        runtime="kserve-torchserve",
+        protocols=("v1", "v2"),
+        ready={"v1": "/v1/models/{model}", "v2": "/v2/models/{model}/ready"},
+    )
 
     def archive(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from . import archive
 
         return archive(build_dir, report, opts)
-
-    def worker_settings(self, report: BuildReport, fmt: str, labels: str | None) -> dict[str, Any]:
-        """What a worker of this build's archive reads at start-up (pack.json plus model-config.yaml's handler
-        section), for running the same handler in-process (`pack bench`)."""
-        from .config import handler_settings
-        from .mar import SERIALIZED, choose_handler, metadata
-
-        meta = metadata(report, fmt, SERIALIZED[fmt], labels)
-        meta["handler"] = handler_settings(report, choose_handler(report), labels)
-        return meta
 
     def tuning_space(self, report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, Any]]:
         """`pack tune`: the settings it may change (deploy option names) with their candidates, and where to start."""
@@ -167,4 +176,4 @@ class TorchServeTarget(ServerTarget):
             write_mar(build_dir, report, settings, dest / "model-store" / mar_name)
         (dest / "config").mkdir(parents=True)
         (dest / "config" / "config.properties").write_text(kserve_properties(report, mar_name, settings, protocol))
-        return str(report.name), self.served(report, settings.format)
+        return str(report.name), served(report, settings.format)

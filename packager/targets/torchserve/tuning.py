@@ -38,12 +38,17 @@ def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, A
 
 
 def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned: dict[str, Any]) -> list[str]:
-    from .. import get_target
+    from ..options import DeployOptions
     from . import archive
 
-    target = get_target("torchserve")
-    opts = target.Options(store=build_dir.parent.parent, format=settings.get("format"), extra={"force": True, "tuned": tuned})
-    opts.workers, opts.batch_size = int(settings["workers"]), int(settings["batch_size"])
-    opts.max_batch_delay_ms, opts.threads = int(settings["max_batch_delay_ms"]), int(settings["threads"])
+    opts = DeployOptions(
+        store=build_dir.parent.parent,
+        format=settings.get("format"),
+        workers=int(settings["workers"]),
+        batch_size=int(settings["batch_size"]),
+        max_batch_delay_ms=int(settings["max_batch_delay_ms"]),
+        threads=int(settings["threads"]),
+        extra={"force": True, "tuned": tuned},
+    )
     result = archive(build_dir, report, opts)
     return [result["mar"], result["config"]]

@@ -31,11 +31,11 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
     dest = build_dir / BUILD_FOLDER
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
-    from ..base import get_target
+    from ...report.formats import served
     from .check import check_repository, raise_on_errors
     from .repository import RepoOptions, generate, report_section
 
-    fmt = get_target("triton").served(report).format
+    fmt = served(report).format
     section = generate(build_dir, report, RepoOptions(backend="python", fmt=fmt), dest)
     result = check_repository(dest)
     raise_on_errors(result)
@@ -45,15 +45,15 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
 
 def repo(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     """Write the build's entries into the store's repository `<store>/triton/`, atomically, keeping other versions."""
-    from ..base import get_target
+    from ...report.formats import served
     from .check import check_repository, raise_on_errors
     from .deploy import repo_options, staged_entries
     from .install import RepositoryLock, install
     from .repository import NATIVE_FORMAT, model_names, triton_version
 
     native = {fmt: backend for backend, fmt in NATIVE_FORMAT.items()}  # the backend that loads each export natively
-    served = get_target("triton").served(report, opts.format) if opts.backend is None else None
-    ropts = repo_options(opts, default_backend=native.get(served.format, "python") if served else "python", report=report)
+    chosen = served(report, opts.format).format if opts.backend is None else None
+    ropts = repo_options(opts, default_backend=native.get(chosen, "python") if chosen else "python", report=report)
     force = bool(opts.extra.get("force"))
     repository = Path(opts.store) / STORE_FOLDER
     version = triton_version(report)

@@ -63,7 +63,7 @@ def torchscript_io(path: Path, config: Any) -> tuple[list[str], list[TensorInfo]
 
     import torch
 
-    from ...export.capture import extension_ops
+    from ...console import extension_ops
 
     extension_ops()
     with warnings.catch_warnings():
@@ -104,7 +104,7 @@ def program_io(path: Path, config: Any, fmt: str) -> tuple[int, list[TensorInfo]
     import torch
     from torch.utils import _pytree
 
-    from ...export.capture import captured, extension_ops
+    from ...console import captured, extension_ops
 
     extension_ops()
     module: Any  # an AOTInductor runner or the ExportedProgram's GraphModule: both are called like the model

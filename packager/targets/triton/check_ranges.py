@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...serve.settings import SETTINGS
 from .check_model import EntryChecker
 
-MAX_INSTANCES = 256  # instance_group count: model copies in one server process
-MAX_BATCH = 1 << 16  # max_batch_size and preferred_batch_size
+# the server settings' own ranges (packager/serve/settings.py), in config.pbtxt's units
+MAX_INSTANCES = SETTINGS["workers"].high  # instance_group count: model copies in one server process
+MAX_BATCH = SETTINGS["batch_size"].high  # max_batch_size and preferred_batch_size
 MAX_DIM = (1 << 31) - 1  # a tensor dimension (Triton reads int64; no real tensor comes near)
-MAX_DELAY_US = 60_000_000  # dynamic batching delays: a minute of queueing is already no service
-MAX_THREADS = 1024  # onnxruntime intra-op / torch threads per model instance
+MAX_DELAY_US = SETTINGS["max_batch_delay_ms"].high * 1000  # dynamic batching delays: a minute of queueing is no service
+MAX_THREADS = SETTINGS["threads"].high  # onnxruntime intra-op / torch threads per model instance
 MAX_PRIORITY = 1 << 16
 
 

@@ -21,12 +21,13 @@ from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...report.build_report import BuildReport
+from ...report.formats import Served, served
 from ...report.store import StoreLock
 from ...serve.deployflow import Steps, run
 from ...serve.http import ApiError, HttpError, translated
 from ...serve.oip import curl_line, sample_request, write_request
+from ...serve.settings import resolve
 from ...serve.tasks import sample_image
-from ..base import Served
 from ..result import deploy_result, server_info, v2_infer_url
 from . import config as cfg
 from . import server as local
@@ -45,6 +46,7 @@ from .repository import (
     triton_version,
 )
 from .smoke import detect, ensemble_smoke, smoke_test
+from .tuning import settings_of
 
 logger = logging.getLogger(__name__)
 
@@ -63,27 +65,35 @@ __all__ = [
 
 
 def repo_options(opts: Any, default_backend: str = "python", report: BuildReport | None = None) -> RepoOptions:
-    from ..base import get_target
-
+    """The repository options of a deploy or `pack repo`: each server setting by the one rule (serve/settings.py):
+    the option, else what the build recorded for that backend (`pack tune` writes the best it measured there), else
+    the default."""
     backend = opts.backend or default_backend
     native = NATIVE_FORMAT.get(backend)
     if native and opts.format and opts.format != native:
         raise UsageError(
             f"--backend {backend} serves the {native} export, not {opts.format}", "use --backend python to serve any export"
         )
-    fmt = native or (get_target("triton").served(report, opts.format).format if report is not None else opts.format or "onnx")
-    # What is not given comes from the settings the build recorded (`pack tune` writes the best it measured there).
+    fmt = native or (served(report, opts.format).format if report is not None else opts.format or "onnx")
     section = report.target("triton") if report is not None else {}
     recorded = (section.get("settings") or {}) if section.get("backend", "python") == backend else {}  # that backend's
-    delay = opts.max_batch_delay_ms
-    max_batch = opts.extra.get("max_batch") if opts.extra.get("max_batch") is not None else opts.batch_size
+    values = resolve(
+        {
+            "workers": opts.workers,
+            "batch_size": opts.batch_size,
+            "max_batch_delay_ms": opts.max_batch_delay_ms,
+            "threads": opts.threads,
+        },
+        settings_of(recorded),
+        {"workers": 1, "max_batch_delay_ms": 1, "threads": 0},  # batch_size: RepoOptions' default (8 when the model batches)
+    )
     return RepoOptions(
         backend=backend,
         fmt=fmt,
-        instances=int(opts.extra.get("instances") or opts.workers or recorded.get("instances") or 1),
-        max_batch=max_batch if max_batch is not None else recorded.get("max_batch"),
-        max_queue_delay_us=int(delay) * 1000 if delay is not None else int(recorded.get("max_queue_delay_us", 1000)),
-        threads=int(opts.threads if opts.threads is not None else recorded.get("threads", 0)),
+        instances=int(values["workers"]),
+        max_batch=values.get("batch_size"),
+        max_queue_delay_us=int(values["max_batch_delay_ms"]) * 1000,
+        threads=int(values["threads"]),
     )
 
 

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import UsageError
-from ...export import FILES
 from ...report.build_report import BuildReport, TensorRecord
+from ...report.formats import FILES
+from ...report.formats import served as serve_of
 from ...serve.tasks import IMAGE, TRITON_MODEL, has_image_input, read_runtime, shipped_files, task_for
 from . import config as cfg
 from .install import link_or_copy
@@ -52,16 +53,12 @@ class RepoOptions:
             raise UsageError(f"unknown format {self.fmt!r}", f"use one of {', '.join(FILES)}")
         if self.backend in NATIVE_FORMAT:
             self.fmt = NATIVE_FORMAT[self.backend]
-        from .check_ranges import MAX_BATCH, MAX_DELAY_US, MAX_INSTANCES, MAX_THREADS
+        from ...serve.settings import SETTINGS  # the settings' one range, whatever gave the value (a flag, the build, tune)
 
-        if not 1 <= self.instances <= MAX_INSTANCES:
-            raise UsageError(f"--instances {self.instances}: must be 1 to {MAX_INSTANCES}")
-        if self.max_batch is not None and not 0 <= self.max_batch <= MAX_BATCH:
-            raise UsageError(f"--max-batch {self.max_batch}: must be 0 (no batching) to {MAX_BATCH}")
-        if not 0 <= self.max_queue_delay_us <= MAX_DELAY_US:
-            raise UsageError(f"--max-batch-delay {self.max_queue_delay_us // 1000} ms: must be 0 to {MAX_DELAY_US // 1000}")
-        if not 0 <= self.threads <= MAX_THREADS:
-            raise UsageError(f"--threads {self.threads}: must be 0 (the library's default) to {MAX_THREADS}")
+        SETTINGS["workers"].check(self.instances)
+        SETTINGS["batch_size"].check(0 if self.max_batch is None else self.max_batch)
+        SETTINGS["max_batch_delay_ms"].check(self.max_queue_delay_us // 1000)
+        SETTINGS["threads"].check(self.threads)
 
 
 def has_gpu() -> bool:
@@ -348,10 +345,8 @@ def report_section(section: dict[str, Any], folder: str) -> dict[str, Any]:
 
 def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Path) -> dict[str, Any]:
     """Write every repository entry of the build into `dest` (a fresh folder); return a description."""
-    from ..base import get_target
-
     version = triton_version(report)
-    served = get_target("triton").served(report, ropts.fmt).file  # a kept ONNX variant's file, else the export
+    served = serve_of(report, ropts.fmt).file  # a kept ONNX variant's file, else the export
     detector, warmup = model_config(report, ropts, build_dir)
     configs: dict[str, Any] = {detector.name: detector}
     steps = task_for(report).triton

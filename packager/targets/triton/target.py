@@ -1,6 +1,6 @@
-"""The Triton target behind the one Target interface: options, build-time repository entries, `pack repo` and
-`check-repo`, deploy and friends, a repository's checks and summary, the v2 request a client sends, and the
-repository KServe's Triton runtime serves."""
+"""The Triton target behind the one Target interface: options, build-time repository entries, deploy and friends, a
+repository's checks and summary; and its capabilities: `pack repo` and `check-repo`, `pack tune`, the bench's profile
+and the v2 request a client sends, and the repository KServe's Triton runtime serves."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...report.build_report import BuildReport
-from ..base import SERVER, Endpoint, Request, Served, ServerOptions, ServerTarget, cli_field, register_target
+from ...report.formats import Served, served
+from ..base import ServerTarget, register_target
+from ..capabilities import BenchProfile, Endpoint, KServeRuntime, Request
+from ..options import SERVER, ServerOptions, cli_field
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,6 +78,13 @@ def inspect_repository(repo: Path) -> dict[str, Any]:
     return {"kind": "repository", "path": str(repo), "models": models, "summary": "\n".join(lines)}
 
 
+def _tree(pid: int) -> list[int]:
+    """tritonserver and its python-backend stubs: the process and its live descendants."""
+    from ...serve.processes import descendants
+
+    return sorted({pid, *(child.pid for child in descendants(pid))})
+
+
 @register_target
 class TritonTarget(ServerTarget):
     name = "triton"
@@ -82,6 +92,23 @@ class TritonTarget(ServerTarget):
     description = "Triton Inference Server (repository API, explicit model control)"
     packaged_by_build = True
     artifact = "repository"
+    bench = BenchProfile(
+        runtime="Triton's python backend",
+        work="model only (tensor in, raw outputs back)",
+        defaults={"workers": 1, "batch_size": 8, "max_batch_delay_ms": 1, "backend": "python", "format": "onnx"},
+        settings=("workers", "batch_size", "max_batch_delay_ms", "threads"),
+        tensors=True,  # the PyPI tritonserver has no image decoding: it is sent what the handler makes of the image
+        load_timings=("load_s",),
+        goal=0.9,
+        same_runtime="inprocess-onnx-tensor",
+    )
+    kserve = KServeRuntime(
+        model_format="triton",
+        runtime="kserve-tritonserver",
+        protocols=("v2",),
+        ready={"v2": "/v2/health/ready"},
+        args=("--strict-model-config=true", "--log-info=true"),
+    )
 
     def repo(self, build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
         from . import repo
@@ -132,7 +159,7 @@ class TritonTarget(ServerTarget):
             body=body,
             payload=f"pre-processed tensor {list(arrays[0].shape)} {arrays[0].dtype} (v2 binary data, {len(body)} bytes)",
             compare_with="inprocess-onnx-tensor",
-            pids=(lambda: [pid]) if pid else (lambda: []),
+            pids=(lambda: _tree(pid)) if pid else (lambda: []),
         )
 
     def kserve_storage(
@@ -145,7 +172,7 @@ class TritonTarget(ServerTarget):
         from .repository import NATIVE_FORMAT, RepoOptions, generate, serving_model
 
         backends = {f: b for b, f in NATIVE_FORMAT.items()}
-        fmt = self.served(report, fmt, tuple(backends)).format  # one line naming the build's reason when it lacks it
+        fmt = served(report, fmt, tuple(backends)).format  # one line naming the build's reason when it lacks it
         section = generate(build_dir, report, RepoOptions(backend=backends[fmt], fmt=fmt, gpu=gpus > 0), dest)
         raise_on_errors(check_repository(dest))
         return serving_model(report), Served(section["format"], section["served_file"])

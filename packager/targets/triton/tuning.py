@@ -1,4 +1,5 @@
-"""What `pack tune` may change on Triton, and writing the chosen settings into the build's repository.
+"""Triton's server settings as a build's repository records them, what `pack tune` may change of them, and writing
+the chosen settings into the build's repository.
 
 The settings are deploy options (`--workers` = instance_group count, `--batch-size` = max_batch_size, `--max-batch-delay`
 = dynamic batching's max_queue_delay, `--threads` = onnxruntime intra-op threads per instance). onnxruntime's
@@ -25,19 +26,27 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def settings_of(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The settings a repository section of report.json records (config.pbtxt's words), in the settings' own names
+    (None: not recorded)."""
+    delay_us = recorded.get("max_queue_delay_us")
+    return {
+        "workers": recorded.get("instances"),
+        "batch_size": recorded.get("max_batch"),
+        "max_batch_delay_ms": None if delay_us is None else int(delay_us) // 1000,
+        "threads": recorded.get("threads"),
+    }
+
+
 def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     """({setting: candidate values in search order}, the start: what the build serves now)."""
+    from ...serve.settings import resolve
     from .repository import DEFAULT_MAX_BATCH, _batchable
 
-    recorded = report.target("triton").get("settings") or {}
     cpus = _cpus()
     batchable = _batchable(report)
-    start = {
-        "workers": int(recorded.get("instances", 1)),
-        "batch_size": int(recorded.get("max_batch", DEFAULT_MAX_BATCH if batchable else 0)),
-        "max_batch_delay_ms": int(recorded.get("max_queue_delay_us", 1000)) // 1000,
-        "threads": int(recorded.get("threads", 0)),
-    }
+    defaults = {"workers": 1, "batch_size": DEFAULT_MAX_BATCH if batchable else 0, "max_batch_delay_ms": 1, "threads": 0}
+    start = {k: int(v) for k, v in resolve({}, settings_of(report.target("triton").get("settings") or {}), defaults).items()}
     space: dict[str, list[Any]] = {
         "batch_size": [1, 4, 8, 16] if batchable else [0],
         "workers": sorted({1, 2, min(4, cpus)}),
@@ -50,7 +59,7 @@ def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, A
 def adopt(build_dir: Path, report: BuildReport, settings: dict[str, Any], tuned: dict[str, Any]) -> list[str]:
     """Regenerate build_dir/triton/ with `settings`, check it offline, swap it in and record it (digests, the
     settings later deploys start from, and what was measured): all or nothing. Returns the files written."""
-    from ...cli.verify import require_intact
+    from ...report.integrity import require_intact
     from ...report.trust import current
     from .check import check_repository, raise_on_errors
     from .repository import RepoOptions, generate, report_section

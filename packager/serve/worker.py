@@ -1,0 +1,56 @@
+"""What a worker of pack's serving runtime reads at start-up, whichever server runs it: `pack.json` (the model's
+inputs, outputs, pre- and post-processing: `metadata`) and the entry handler's own settings (thresholds, top-k,
+labels: `handler_settings`, model-config.yaml's `handler:` section in a TorchServe archive). TorchServe's archive, the
+FastAPI server's model folders and bench's in-process handler all take them from here (`worker_settings`), so each
+runs the handler with the same settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..report.build_report import BuildReport
+from ..report.formats import FILES
+from .tasks import task_for
+
+
+def metadata(report: BuildReport, fmt: str, serialized: str, labels: str | None) -> dict[str, Any]:
+    """pack.json: what the handlers need to know about the model (inputs, outputs, pre/post-processing)."""
+    return {
+        "pack_metadata": 1,
+        "name": report.name,
+        "version": report.version,
+        "task": report.task,
+        "format": fmt,
+        "serialized_file": serialized,
+        "inputs": report.to_dict()["inputs"],
+        "outputs": [o.name for o in report.outputs],
+        "preprocessing": report.preprocessing,
+        "postprocessing": report.postprocessing,
+        "labels_file": labels,
+    }
+
+
+def handler_settings(report: BuildReport, handler_file: str, labels_file: str | None) -> dict[str, Any]:
+    """The handler's settings: what it reads at start (thresholds, top-k, labels)."""
+    post = report.postprocessing
+    section: dict[str, Any] = {}
+    if handler_file == "pack_classifier.py":
+        section["top_k"] = int(post.get("top_k", 5))
+    elif handler_file == "pack_detector.py":
+        section["conf_threshold"] = float(post.get("conf_threshold", 0.25))
+        section["iou_threshold"] = float(post.get("iou_threshold", 0.45))
+        section["max_detections"] = int(post.get("max_detections", 300))
+    if labels_file:
+        section["labels_file"] = labels_file
+    return section
+
+
+def worker_settings(report: BuildReport, fmt: str, labels: str | None) -> dict[str, Any]:
+    """pack.json for the build's `fmt` export, with the handler's settings under `handler` (what a worker reads)."""
+    meta = metadata(report, fmt, FILES[fmt], labels)
+    meta["handler"] = handler_settings(report, task_for(report).handler, labels)
+    return meta
+
+
+__all__ = ["handler_settings", "metadata", "worker_settings"]
