@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...report.build_report import BuildReport
+from ...report.store import link_or_copy
 from ..base import SERVER, Endpoint, Request, Served, ServerOptions, ServerTarget, cli_field, register_target
 from .marcheck import check_mar, inspect_mar
 from .marcheck import checked as mar_checked
@@ -70,17 +71,6 @@ def kserve_properties(report: BuildReport, mar_name: str, settings: Any, protoco
     return "\n".join(lines) + "\n"
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    import os
-    import shutil
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 @register_target
 class TorchServeTarget(ServerTarget):
     name = "torchserve"
@@ -134,7 +124,7 @@ class TorchServeTarget(ServerTarget):
         server's key file."""
         import urllib.parse
 
-        from .server import LocalServer, read_tokens
+        from .server import TorchServeServer, read_tokens
 
         body, content_type, payload = request.body, request.content_type, request.description
         token = read_tokens(Path(deployed["token_file"]))["inference"]
@@ -145,7 +135,7 @@ class TorchServeTarget(ServerTarget):
             body=body,
             payload=payload,
             compare_with="inprocess-eager",
-            pids=LocalServer(store).processes,
+            pids=TorchServeServer(store).processes,
         )
 
     def kserve_storage(
@@ -160,7 +150,7 @@ class TorchServeTarget(ServerTarget):
         built = build_dir / "torchserve" / mar_name
         recorded = report.target("torchserve").get("settings")
         if built.is_file() and recorded == settings.to_dict():
-            _link_or_copy(built, dest / "model-store" / mar_name)
+            link_or_copy(built, dest / "model-store" / mar_name)
         else:
             logger.info(f"kserve: writing {mar_name} ({settings.format})")
             (dest / "model-store").mkdir(parents=True)
