@@ -7,6 +7,8 @@ each test ends whatever it started. The real servers' own parts are tested in te
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import signal
 import subprocess
@@ -253,3 +255,17 @@ def test_what_a_taken_port_looks_like_and_loopback_only() -> None:
     require_loopback("127.0.0.1", "x")
     with pytest.raises(UsageError, match="loopback only, not 0.0.0.0"):
         require_loopback("0.0.0.0", "x")
+
+
+def test_every_server_a_target_launches_is_a_local_server_that_starts_and_signals_nothing_itself() -> None:
+    """One base for every server: a target's server module holds its own parts only (no process of its own)."""
+    servers = sorted((Path(__file__).resolve().parents[2] / "packager" / "targets").glob("*/server.py"))
+    assert len(servers) >= 3
+    for path in servers:
+        tree = ast.parse(path.read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        called = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        assert not imported & {"subprocess", "signal"} and not called & {"kill", "killpg", "Popen"}, path
+        module = importlib.import_module(f"packager.targets.{path.parent.name}.server")
+        assert any(isinstance(c, type) and issubclass(c, LocalServer) and c is not LocalServer for c in vars(module).values())
