@@ -185,7 +185,9 @@ class LocalServer:
         marker = uuid.uuid4().hex
         child: subprocess.Popen[bytes] | None = None
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.launch_log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.launch_log, "ab") as out:
+                out.write(f"\n=== pack: {' '.join(launch.command)}\n".encode())
             marks = {path: (path.stat().st_size if path.exists() else 0) for path in {self.launch_log, self.log_path}}
             started = time.monotonic()
             child = self._run(launch, marker, timeout)
@@ -203,10 +205,7 @@ class LocalServer:
         ports = ", ".join(f"{name} {port}" for name, port in launch.ports.items())
         logger.info(f"starting {self.title} on {launch.host} ({ports}); log {self.log_path}")
         env = {**os.environ, **launch.env, LAUNCH_ENV: marker}
-        self.launch_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.launch_log, "ab") as out:
-            out.write(f"\n=== pack: {' '.join(launch.command)}\n".encode())
-            out.flush()
             try:
                 child = subprocess.Popen(
                     launch.command,
