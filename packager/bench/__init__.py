@@ -348,17 +348,10 @@ def _notes(o: BenchOptions) -> list[str]:
 
 
 def _stop(target: str, store: Path, pids: Callable[[], list[int]]) -> dict[str, Any]:
+    from ..serve.processes import pid_alive
     from ..targets import get_target
     from .targets import stop
 
     result = stop(get_target(target), store)
-    left = [p for p in pids() if _alive(p)]
+    left = [p for p in pids() if pid_alive(p)]
     return {"target": target, "stopped": bool(result.get("stopped")), "processes_left": left}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

@@ -27,6 +27,16 @@ def version_dir(store: str | Path, name: str, version: str) -> Path:
     return Path(store) / name / str(version)
 
 
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Place a build's file elsewhere (a server's model folder, a repository, a storage layout): a hard link where
+    both are on one filesystem, else a copy. Its parent folder is made when missing."""
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def os_error(exc: OSError, what: str) -> PackError:
     """Map a filesystem error to the one-line error the user sees."""
     if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):

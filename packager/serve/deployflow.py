@@ -52,7 +52,7 @@ class Steps:
 
     def connect(self) -> None:
         """Reach the server (--url) or start/reuse the local one; set `launched`. A server start that Ctrl-C cuts
-        short is the server module's to stop."""
+        short leaves no server (packager/serve/local.py)."""
         raise NotImplementedError
 
     def observe(self) -> None:

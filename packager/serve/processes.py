@@ -1,6 +1,6 @@
-"""Process and port helpers shared by the targets that launch a local server: free ports, and the identity of a
-process pack started (pid, start time, executable), so that a pid read back from a state file is signalled only while
-it is still that process, together with its own descendants (found through /proc parent links)."""
+"""Processes and ports under every local server (packager/serve/local.py): free ports, and the identity of a process
+pack started (pid, start time, executable), so that a pid read back from a state file is signalled only while it is
+still that process, together with its own descendants (found through /proc parent links)."""
 
 from __future__ import annotations
 
@@ -32,19 +32,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
 def pid_alive(pid: int | None) -> bool:
     """True while the process exists and is not a zombie (exited, not yet reaped)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    return pid is not None and pid > 0 and _live_fields(pid) is not None
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -53,6 +41,12 @@ def _stat_fields(pid: int) -> list[str] | None:
         return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _live_fields(pid: int) -> list[str] | None:
+    """`_stat_fields` of a live process; None when it is gone, cannot be read, or is a zombie (the one zombie rule)."""
+    fields = _stat_fields(pid)
+    return fields if fields and fields[0] != "Z" else None
 
 
 @dataclass(frozen=True)
@@ -87,8 +81,8 @@ def identity(pid: int | None) -> ProcessIdentity | None:
     """The identity of a live process, or None when it is gone, a zombie, or cannot be read."""
     if not pid or pid <= 0:
         return None
-    fields = _stat_fields(pid)
-    if not fields or len(fields) < 20 or fields[0] == "Z":
+    fields = _live_fields(pid)
+    if not fields or len(fields) < 20:
         return None
     try:
         exe = os.readlink(PROC / str(pid) / "exe")
@@ -196,30 +190,3 @@ def with_environment(entry: str) -> list[ProcessIdentity]:
         if ident is not None:
             found.append(ident)
     return found
-
-
-def read_state(path: Path) -> dict[str, Any] | None:
-    """A server's state file (a JSON object), or None when it is missing or unreadable."""
-    import json
-
-    try:
-        state = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) else None
-
-
-def stop_summary(result: dict[str, Any], target: str, server: str, store: Any) -> dict[str, Any]:
-    """`pack stop`'s result for a server kept by a state file: the target, and one line for what stopping found
-    (`stopped`, a `stale` state whose pid now names another process, or no server)."""
-    result["target"] = target
-    if result["stopped"]:
-        result["summary"] = f"stopped the {server} of store {store}"
-    elif result.get("stale"):
-        result["summary"] = (
-            f"stale state for store {store}: its pid is no longer the {server} pack started (another process has it "
-            "now); nothing was signalled; state cleared"
-        )
-    else:
-        result["summary"] = f"no {server} launched by pack is running for store {store}"
-    return result

@@ -124,9 +124,9 @@ def test_a_port_held_by_another_process_is_one_line(built, tmp_path):
 
 def test_stop_leaves_no_process(served):
     store, _ = served
-    from packager.targets.fastapi.server import LocalServer
+    from packager.targets.fastapi.server import FastAPIServer
 
-    pids = LocalServer(store).processes()
+    pids = FastAPIServer(store).processes()
     assert pids
     doc = pack_json("stop", "--target", "fastapi", "--store", str(store))
     assert doc["stopped"] and sorted(doc["pids"]) == sorted(pids)

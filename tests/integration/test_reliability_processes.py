@@ -333,7 +333,7 @@ def test_triton_deploy_into_a_store_path_with_a_space_and_non_ascii(built, tmp_p
         doc = json.loads(proc.stdout)
         assert doc["smoke_test"]["passed"]
         state = json.loads((store / ".servers" / "triton" / "state.json").read_text())
-        link = Path(state["repository_link"])
+        link = Path((store / ".servers" / "triton" / "repository-link").read_text())  # the private link (serve/local.py)
         assert " " not in str(link) and link.resolve() == Path(state["repository"]), state
     finally:
         run_pack("stop", "--target", "triton", "--store", str(store))

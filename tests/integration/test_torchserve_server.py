@@ -282,7 +282,7 @@ def test_port_taken_and_never_healthy(tmp_path, monkeypatch):
 
     if not shutil.which("java"):
         pytest.skip("java is not installed")
-    local = server_module.LocalServer(tmp_path / "store")
+    local = server_module.TorchServeServer(tmp_path / "store")
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen(1)
@@ -298,7 +298,7 @@ def test_port_taken_and_never_healthy(tmp_path, monkeypatch):
     assert processes_under(local.root) == []
     monkeypatch.setattr(server_module, "free_ports", real)
     try:
-        with pytest.raises(EnvironmentProblem, match=r"did not become healthy within 0 s; see its log .*ts_log.log"):
+        with pytest.raises(EnvironmentProblem, match=r"did not become ready within 0 s; see its log .*ts_log.log"):
             local.start(0.2)
     finally:
         local.stop()

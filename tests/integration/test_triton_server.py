@@ -179,6 +179,7 @@ def test_missing_binary_and_taken_port(tmp_path, built):
     assert proc.returncode == 5 and "no tritonserver found" in proc.stderr and "setup-triton.sh" in proc.stderr
 
     from packager.errors import EnvironmentProblem
+    from packager.serve.processes import free_ports
     from packager.targets.triton import server
 
     binary = ensure_tritonserver()
@@ -187,13 +188,8 @@ def test_missing_binary_and_taken_port(tmp_path, built):
         taken.listen(1)
         port = taken.getsockname()[1]
         with pytest.raises(EnvironmentProblem, match="address already in use"):
-            server.launch(
-                store,
-                binary,
-                "127.0.0.1",
-                60,
-                ports=(port, server.free_port("127.0.0.1"), server.free_port("127.0.0.1")),
-            )
+            local = server.TritonServer(store)
+            local.launch(lambda: local.plan(binary, (port, *free_ports(2))), 60)
     assert tritonserver_pids_for(store) == []
 
 

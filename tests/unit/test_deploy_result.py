@@ -165,7 +165,7 @@ def test_the_torchserve_result(variant_build: Path) -> None:
         ),
         token_file="/s/key_file.json",
         local=SimpleNamespace(
-                state=lambda: {"pid": 42, "metrics_url": "http://127.0.0.1:8082"}, log_path=lambda: Path("/s/logs/ts_log.log")
+                state=lambda: {"pid": 42, "metrics_url": "http://127.0.0.1:8082"}, log_path=Path("/s/logs/ts_log.log")
             ),
     ))  # fmt: skip
     steps.launched, steps.already, steps.previous_default = False, False, None

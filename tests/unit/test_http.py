@@ -210,15 +210,14 @@ def test_a_web_page_on_the_recorded_port_is_not_the_launched_tritonserver(tmp_pa
     assert ident is not None
     with _server() as url:
         port = int(url.rsplit(":", 1)[1])
-        state = server.ServerState(
-            os.getpid(), port, 1, 2, "127.0.0.1", "tritonserver", "log", str(tmp_path / "repo"), process=ident.record()
-        )
-        state.save(tmp_path)
+        local = server.TritonServer(tmp_path)
+        state = {"pid": os.getpid(), "process": ident.record(), "http_port": port, "grpc_port": 1, "metrics_port": 2}
+        local.save(state | {"host": "127.0.0.1", "binary": "tritonserver", "log": "log", "repository": str(tmp_path / "repo")})
         try:
-            assert server.ServerState.load(tmp_path).alive()  # type: ignore[union-attr]
-            assert server.running(tmp_path) is None
+            assert local.alive() == ident
+            assert local.running() is None and local.current() is None
         finally:
-            (server.state_dir(tmp_path) / "state.json").unlink()
+            local.state_file.unlink()
 
 
 def test_torchserve_paths_of_a_model_named_token_never_hold_slash_token():

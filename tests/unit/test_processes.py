@@ -46,25 +46,25 @@ def _stale_record() -> dict:
 def test_triton_stop_of_a_stale_state_signals_nothing(tmp_path, no_signals):
     from packager.targets.triton import server
 
-    folder = server.state_dir(tmp_path)
+    folder = server.TritonServer(tmp_path).root
     folder.mkdir(parents=True)
     state = {"pid": os.getpid(), "http_port": 1, "grpc_port": 2, "metrics_port": 3, "host": "127.0.0.1", "binary": "b"}
     state |= {"log": "l", "repository": "r", "process": _stale_record()}
     (folder / "state.json").write_text(json.dumps(state))
-    result = server.stop(tmp_path)
+    result = server.TritonServer(tmp_path).stop()
     assert result["stopped"] is False and "stale state" in result["summary"] and no_signals == []
     assert not (folder / "state.json").exists()
 
 
 def test_torchserve_stop_of_a_stale_state_signals_nothing(tmp_path, no_signals):
-    from packager.targets.torchserve.server import LocalServer
+    from packager.targets.torchserve.server import TorchServeServer
 
-    local = LocalServer(tmp_path)
+    local = TorchServeServer(tmp_path)
     local.tmp.mkdir(parents=True)
     local.state_file.write_text(json.dumps({"pid": os.getpid(), "process": _stale_record()}))
     assert local.running() is None and local.processes() == []
     result = local.stop()
-    assert result == {"stopped": False, "pids": [], "stale": True} and no_signals == []
+    assert (result["stopped"], result["pids"], result["stale"]) == (False, [], True) and no_signals == []
     assert not local.state_file.exists()
 
 
@@ -88,7 +88,7 @@ def test_store_lock_waits_for_the_holder_when_asked(tmp_path):
 def test_torchserve_worker_sockets_get_a_short_folder_even_when_tmpdir_is_long(tmp_path, monkeypatch):
     """A store deep enough that `$TMPDIR/.ts.sock.NNNNN` passes the 107-byte socket limit gets a short private link,
     made under /tmp even when TMPDIR is itself a long path (as under a test runner's or a CI job's workspace)."""
-    from packager.targets.torchserve.server import LocalServer
+    from packager.targets.torchserve.server import TorchServeServer
 
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     monkeypatch.setenv("TMPDIR", str(deep))
@@ -96,11 +96,11 @@ def test_torchserve_worker_sockets_get_a_short_folder_even_when_tmpdir_is_long(t
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", None)  # Python caches the folder it read from TMPDIR
-    server = LocalServer(deep / "store")
+    server = TorchServeServer(deep / "store")
     server.tmp.mkdir(parents=True)
     link = server.short_tmp()
     try:
-        assert link.is_symlink() and link.resolve() == server.tmp and str(link).startswith("/tmp/pack-ts-")
+        assert link.is_symlink() and link.resolve() == server.tmp and str(link).startswith("/tmp/pack-torchserve-")
         assert len(str(link)) + len("/.ts.sock.65535") <= 107
     finally:
         link.unlink()

@@ -14,5 +14,5 @@ def test_launch_refuses_a_non_loopback_address(tmp_path: Path) -> None:
 
     for host in ("0.0.0.0", "192.168.1.10"):
         with pytest.raises(UsageError, match="loopback only"):
-            server.ensure(tmp_path / "store", None, host, 5)
+            server.TritonServer(tmp_path / "store").start(None, host, 5)
     assert not (tmp_path / "store" / ".servers" / "triton" / "state.json").exists()

@@ -21,13 +21,14 @@ from ...errors import UsageError
 from ...report.build_report import BuildReport
 from ...report.formats import Served
 from ...report.formats import served as serve_of
+from ...report.store import link_or_copy
 from ...serve.deployflow import Steps, run
 from ...serve.oip import curl_line, sample_request, write_request
 from ...serve.settings import SETTINGS
 from ..result import deploy_result, server_info, v2_infer_url
 from .client import FastAPIClient
 from .manage import status, stop, undeploy
-from .server import LocalServer
+from .server import FastAPIServer
 from .smoke import smoke_test
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,9 @@ def model_entry(build_dir: Path, report: BuildReport, served: Served, folder: Pa
     labels = report.labels if report.labels and (build_dir / report.labels).is_file() else None
     meta = worker_settings(report, fmt, Path(labels).name if labels else None)
     folder.mkdir(parents=True)
-    _link_or_copy(build_dir / served.file, folder / meta["serialized_file"])
+    link_or_copy(build_dir / served.file, folder / meta["serialized_file"])
     if labels:
-        _link_or_copy(build_dir / labels, folder / Path(labels).name)
+        link_or_copy(build_dir / labels, folder / Path(labels).name)
     (folder / "pack.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return {
         "name": report.name,
@@ -62,13 +63,6 @@ def model_entry(build_dir: Path, report: BuildReport, served: Served, folder: Pa
         "handler_settings": meta.get("handler") or {},
         "outputs": [{"name": o.name, "dtype": o.dtype, "shape": list(o.shape)} for o in report.outputs],
     }
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 class FastAPISteps(Steps):
@@ -84,7 +78,7 @@ class FastAPISteps(Steps):
             raise UsageError(f"--device {o.device!r} is not a device", "use auto, cpu or cuda:N")
         if o.port is not None and not 1 <= int(o.port) <= 65535:
             raise UsageError(f"--port {o.port} is out of range", "use 1 to 65535")
-        self.local = LocalServer(Path(o.store))
+        self.local = FastAPIServer(Path(o.store))
         self.staged: Path | None = None  # the new version's folder this command made
         self.started: dict[str, Any] | None = None
 

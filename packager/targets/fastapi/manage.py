@@ -15,10 +15,9 @@ from ...report.store import StoreLock
 from ...serve.health import Deployed, check_and_repair, health_line
 from ...serve.http import translated
 from ...serve.metrics import Families, read, summary_lines
-from ...serve.processes import stop_summary
 from ..result import v2_infer_url
 from .client import FastAPIClient
-from .server import LocalServer
+from .server import FastAPIServer
 from .smoke import smoke_test
 
 logger = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ METRICS = Families(
 
 
 def status(opts: Any) -> dict[str, Any]:
-    local = LocalServer(Path(opts.store))
+    local = FastAPIServer(Path(opts.store))
     state = None if opts.url else local.running()
     if state is None and not opts.url:
         return {
@@ -91,7 +90,7 @@ def status(opts: Any) -> dict[str, Any]:
 
 
 def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
-    local = LocalServer(Path(opts.store))
+    local = FastAPIServer(Path(opts.store))
     with StoreLock(Path(opts.store) / ".servers", wait=opts.timeout):
         state = local.running()
         if state is None:
@@ -121,4 +120,4 @@ def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
 
 
 def stop(opts: Any) -> dict[str, Any]:
-    return stop_summary(LocalServer(Path(opts.store)).stop(), "fastapi", "FastAPI server", opts.store)
+    return FastAPIServer(Path(opts.store)).stop()

@@ -50,7 +50,7 @@ class FastAPITarget(ServerTarget):
 
     def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
         """What an end user sends (image bytes, or tensor JSON) to the deploy's `predict_url`: the body TorchServe gets."""
-        from .server import LocalServer
+        from .server import FastAPIServer
 
         return Endpoint(
             base_url=deployed["url"],
@@ -59,5 +59,5 @@ class FastAPITarget(ServerTarget):
             body=request.body,
             payload=request.description,
             compare_with="inprocess-onnx" if deployed.get("format") == "onnx" else "inprocess-eager",
-            pids=LocalServer(store).processes,
+            pids=FastAPIServer(store).processes,
         )

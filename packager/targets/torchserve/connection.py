@@ -18,7 +18,7 @@ from ...errors import EnvironmentProblem, UsageError
 from ...serve.http import translated
 from ..options import DeployOptions
 from .client import InferenceClient, ManagementClient
-from .server import LocalServer, read_tokens
+from .server import TorchServeServer, read_tokens
 
 MODEL_STORE_ENV = "PACK_TORCHSERVE_MODEL_STORE"  # with --url: a folder that is the server's model store
 INFERENCE_URL_ENV = "PACK_TORCHSERVE_INFERENCE_URL"  # with --url: the inference API (as --inference-url)
@@ -29,7 +29,7 @@ class Connection:
     management: ManagementClient
     inference_client: InferenceClient | None  # None: --url without --inference-url (deploy refuses)
     token_file: str | None
-    local: LocalServer | None
+    local: TorchServeServer | None
     model_store: Path | None
     server_seconds: float = 0.0
     launched: bool = False  # this command started the server
@@ -45,7 +45,7 @@ class Connection:
         return self.inference_client
 
     def where_logs(self) -> str:
-        return f"see the server log {self.local.log_path()}" if self.local else "see the server's logs"
+        return f"see the server log {self.local.log_path}" if self.local else "see the server's logs"
 
 
 def _inference_url(management_url: str, opts: DeployOptions) -> str | None:
@@ -54,7 +54,7 @@ def _inference_url(management_url: str, opts: DeployOptions) -> str | None:
     given = getattr(opts, "inference_url", None) or (opts.extra or {}).get("inference_url") or os.environ.get(INFERENCE_URL_ENV)
     if given:
         return str(given).rstrip("/")
-    state = LocalServer(opts.store).running()  # the server pack launched for this store, reached through --url
+    state = TorchServeServer(opts.store).running()  # the server pack launched for this store, reached through --url
     if state and state["management_url"].rstrip("/") == management_url.rstrip("/"):
         url: str = state["inference_url"]
         return url
@@ -90,18 +90,14 @@ def connect(opts: DeployOptions, start: bool) -> Connection | None:
         )
         _check_reachable(conn)
         return conn
-    local = LocalServer(opts.store)
+    local = TorchServeServer(opts.store)
     state = local.running()
     if state is None and not start:
         return None
     t0 = time.monotonic()
     launched = state is None
     if state is None:
-        try:
-            state = local.start(opts.timeout)
-        except KeyboardInterrupt:  # Ctrl-C while it starts: leave no server behind
-            local.stop()
-            raise
+        state = local.start(opts.timeout)  # a start that fails or that Ctrl-C cuts short leaves no server (serve/local.py)
     tokens = local.tokens()
     conn = Connection(
         ManagementClient(state["management_url"], tokens["management"], timeout=opts.timeout),

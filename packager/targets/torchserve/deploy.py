@@ -29,13 +29,13 @@ from .config import settings_from
 from .connection import MODEL_STORE_ENV, Connection, connect
 from .manage import status, stop, undeploy
 from .mar import choose_handler
-from .server import LocalServer, read_tokens
+from .server import TorchServeServer, read_tokens
 from .smoke import smoke_test
 from .staging import serve_file, stage_mar, tempdir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["deploy", "status", "undeploy", "stop", "smoke_test", "connect", "Connection", "LocalServer", "read_tokens"]
+__all__ = ["deploy", "status", "undeploy", "stop", "smoke_test", "connect", "Connection", "TorchServeServer", "read_tokens"]
 
 
 class TorchServeSteps(Steps):
@@ -164,7 +164,7 @@ class TorchServeSteps(Steps):
         return []
 
     def stop_server(self) -> None:
-        LocalServer(self.opts.store).stop()
+        TorchServeServer(self.opts.store).stop()
 
     def server_gone(self) -> bool:
         return self.conn.local is not None and self.conn.local.running() is None
@@ -195,7 +195,7 @@ class TorchServeSteps(Steps):
         workers = len(info.get("workers", []))
         batch_size = info.get("batchSize", s.batch_size)
         state = (conn.local.state() or {}) if conn.local else {}
-        server = server_info(self.launched, state.get("pid"), str(conn.local.log_path()) if conn.local else None)
+        server = server_info(self.launched, state.get("pid"), str(conn.local.log_path) if conn.local else None)
         auth = " (token in " + conn.token_file + ")" if conn.token_file else ""
         summary = (
             f"deployed {name} v{version} ({self.served.file}) to TorchServe: POST {predictions_url}{auth}\n"

@@ -10,12 +10,11 @@ from ...errors import EnvironmentProblem, UsageError
 from ...serve.health import health_line
 from ...serve.http import translated
 from ...serve.metrics import Families, read, summary_lines
-from ...serve.processes import stop_summary
 from ..options import DeployOptions
 from ..result import v2_infer_url
 from .connection import connect
 from .health import probe_all
-from .server import LocalServer
+from .server import TorchServeServer
 
 logger = logging.getLogger(__name__)
 
@@ -142,4 +141,4 @@ def undeploy(name: str, version: str | None, opts: DeployOptions) -> dict[str, A
 
 
 def stop(opts: DeployOptions) -> dict[str, Any]:
-    return stop_summary(LocalServer(opts.store).stop(), "torchserve", "TorchServe", opts.store)
+    return TorchServeServer(opts.store).stop()

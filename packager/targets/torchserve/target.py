@@ -13,6 +13,7 @@ from typing import Any
 
 from ...report.build_report import BuildReport
 from ...report.formats import Served, served
+from ...report.store import link_or_copy
 from ..base import ServerTarget, register_target
 from ..capabilities import BenchProfile, Endpoint, KServeRuntime, Request
 from ..options import SERVER, ServerOptions, cli_field
@@ -74,17 +75,6 @@ def kserve_properties(report: BuildReport, mar_name: str, settings: Any, protoco
     return "\n".join(lines) + "\n"
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    import os
-    import shutil
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 @register_target
 class TorchServeTarget(ServerTarget):
     name = "torchserve"
@@ -143,7 +133,7 @@ class TorchServeTarget(ServerTarget):
         server's key file."""
         import urllib.parse
 
-        from .server import LocalServer, read_tokens
+        from .server import TorchServeServer, read_tokens
 
         body, content_type, payload = request.body, request.content_type, request.description
         token = read_tokens(Path(deployed["token_file"]))["inference"]
@@ -154,7 +144,7 @@ class TorchServeTarget(ServerTarget):
             body=body,
             payload=payload,
             compare_with="inprocess-eager",
-            pids=LocalServer(store).processes,
+            pids=TorchServeServer(store).processes,
         )
 
     def kserve_storage(
@@ -169,7 +159,7 @@ class TorchServeTarget(ServerTarget):
         built = build_dir / "torchserve" / mar_name
         recorded = report.target("torchserve").get("settings")
         if built.is_file() and recorded == settings.to_dict():
-            _link_or_copy(built, dest / "model-store" / mar_name)
+            link_or_copy(built, dest / "model-store" / mar_name)
         else:
             logger.info(f"kserve: writing {mar_name} ({settings.format})")
             (dest / "model-store").mkdir(parents=True)

@@ -4,7 +4,7 @@ a local tritonserver (or --url) through the repository API.
     package(build_dir, report)       pack build: build_dir/triton/, a python-backend repository of the build
     repo(build_dir, report, opts)    pack repo: <store>/triton/<model>/..., any backend, versions kept
     check_repo(path)                 pack check-repo: every config.pbtxt against its model files
-    deploy / status / undeploy / stop     pack deploy|status|undeploy|stop --target triton
+    deploy / status / undeploy / stop     pack deploy|status|undeploy|stop --target triton (deploy.py, manage.py)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 BUILD_FOLDER = "triton"
 STORE_FOLDER = "triton"
 
-__all__ = ["package", "repo", "check_repo", "stop"]
+__all__ = ["package", "repo", "check_repo"]
 
 
 def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
@@ -87,9 +87,3 @@ def check_repo(path: Path) -> dict[str, Any]:
     from .check import check_repository
 
     return check_repository(Path(path))
-
-
-def stop(opts: Any) -> dict[str, Any]:
-    from . import server
-
-    return server.stop(Path(opts.store))

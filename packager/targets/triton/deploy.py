@@ -30,7 +30,6 @@ from ...serve.settings import resolve
 from ...serve.tasks import sample_image
 from ..result import deploy_result, server_info, v2_infer_url
 from . import config as cfg
-from . import server as local
 from .check import check_repository, raise_on_errors
 from .client import TritonHTTP, missing_backend
 from .install import drop_backups, install, restore
@@ -45,6 +44,7 @@ from .repository import (
     serving_model,
     triton_version,
 )
+from .server import ServerState, TritonServer
 from .smoke import detect, ensemble_smoke, smoke_test
 from .tuning import settings_of
 
@@ -151,7 +151,7 @@ def refuse_collisions(names: list[str], base: str, index: set[str], url: str) ->
 
 class TritonSteps(Steps):
     server = "Triton"
-    state: local.ServerState | None = None  # the local server (None with --url)
+    state: ServerState | None = None  # the local server (None with --url)
 
     def prepare(self) -> None:
         self.ropts = repo_options(self.opts, report=self.report)
@@ -159,9 +159,10 @@ class TritonSteps(Steps):
         self.names = model_names(self.report)
         self.serving = serving_model(self.report)
         self.store = Path(self.opts.store)
+        self.local = TritonServer(self.store)
         self.backups: dict[str, Path | None] = {}
         self.staged, self.section = self.stack.enter_context(
-            staged_entries(self.build_dir, self.report, self.ropts, local.state_dir(self.store))
+            staged_entries(self.build_dir, self.report, self.ropts, self.local.root)
         )
         logger.info(f"repository entries for {self.name} v{self.version} ({self.ropts.backend} backend) pass the offline check")
 
@@ -174,7 +175,7 @@ class TritonSteps(Steps):
                 )
             return
         t0 = time.perf_counter()
-        self.state, self.launched = local.ensure(self.store, self.opts.server_binary, self.opts.host, self.timeout)
+        self.state, self.launched = self.local.start(self.opts.server_binary, self.opts.host, self.timeout)
         if self.launched:
             self.timings["server_start_s"] = round(time.perf_counter() - t0, 3)
         self.client = TritonHTTP(self.state.url, timeout=self.timeout)
@@ -243,14 +244,10 @@ class TritonSteps(Steps):
 
     def commit(self) -> None:
         if self.state:
-            fresh = local.ServerState.load(self.store) or self.state
-            fresh.deployments[self.name] = {
-                "version": self.version,
-                "models": self.names,
-                "backend": self.ropts.backend,
-                "serving_model": self.serving,
-            }
-            fresh.save(self.store)
+            self.local.record_deployment(
+                self.name,
+                {"version": self.version, "models": self.names, "backend": self.ropts.backend, "serving_model": self.serving},
+            )
         drop_backups(self.backups)
         self.backups = {}
 
@@ -282,10 +279,10 @@ class TritonSteps(Steps):
         return problems
 
     def stop_server(self) -> None:
-        local.stop(self.store)
+        self.local.stop()
 
     def server_gone(self) -> bool:
-        return self.state is not None and not self.state.alive()
+        return self.state is not None and self.local.alive() is None
 
     def log_hint(self) -> str:
         return f"see the server log {self.state.log}" if self.state else "see the server's log"

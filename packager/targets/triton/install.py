@@ -12,15 +12,8 @@ import shutil
 from pathlib import Path
 
 from ...errors import UsageError
-from ...report.store import StoreLock
+from ...report.store import StoreLock, link_or_copy
 from . import config as cfg
-
-
-def link_or_copy(src: str | Path, dst: str | Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 class RepositoryLock(StoreLock):

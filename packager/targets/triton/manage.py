@@ -12,9 +12,9 @@ from ...serve.health import health_line
 from ...serve.http import translated
 from ...serve.metrics import Families, read, summary_lines
 from ..result import v2_infer_url
-from . import server
 from .client import TritonHTTP
 from .health import probe_all
+from .server import TritonServer
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +30,14 @@ METRICS = Families(
 def _client_for(opts: Any) -> tuple[TritonHTTP | None, Any]:
     if opts.url:
         return TritonHTTP(opts.url, timeout=min(opts.timeout, 30)), None
-    state = server.running(Path(opts.store))
+    state = TritonServer(Path(opts.store)).current()
     if state is None:
         return None, None
     return TritonHTTP(state.url, timeout=min(opts.timeout, 30)), state
 
 
 def stop(opts: Any) -> dict[str, Any]:
-    return server.stop(Path(opts.store))
+    return TritonServer(Path(opts.store)).stop()
 
 
 def status(opts: Any) -> dict[str, Any]:
@@ -127,9 +127,7 @@ def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
             )
         unloaded.append(n)
     if state:
-        fresh = server.ServerState.load(Path(opts.store)) or state
-        fresh.deployments.pop(name, None)
-        fresh.save(Path(opts.store))
+        TritonServer(Path(opts.store)).record_deployment(name, None)
     logger.info(f"unloaded {', '.join(unloaded)}")
     return {
         "target": "triton",

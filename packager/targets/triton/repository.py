@@ -24,9 +24,9 @@ from ...errors import UsageError
 from ...report.build_report import BuildReport, TensorRecord
 from ...report.formats import FILES
 from ...report.formats import served as serve_of
+from ...report.store import link_or_copy
 from ...serve.tasks import IMAGE, TRITON_MODEL, has_image_input, read_runtime, shipped_files, task_for
 from . import config as cfg
-from .install import link_or_copy
 
 BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
 NATIVE_FORMAT = {"onnxruntime": "onnx", "pytorch": "torchscript", "torch_aoti": "aoti"}  # what each native backend loads
