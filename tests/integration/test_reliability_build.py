@@ -1,6 +1,7 @@
 """Issue 7, build side: data-dependent control flow, wrong input dtype, a failed rebuild leaves the good version,
-security defaults of builds and archives. (More build cases live in test_build_errors.py, test_spec.py and
-test_verify_inspect.py of both tiers, and in tests/unit/test_reliability_build.py; docs/reliability.md lists them all.)"""
+security defaults of builds and archives. (More build cases live in tests/unit/test_build_input_errors.py,
+tests/unit/test_spec.py, tests/unit/test_verify_inspect.py, tests/unit/test_reliability_rebuild.py and in this tier's
+test_build_errors.py, test_spec_builds.py and test_verify.py; docs/reliability.md lists them all.)"""
 
 from __future__ import annotations
 
