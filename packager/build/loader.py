@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..export.capture import on_purpose
 from ..registry import ModelEntry, get_entry
 from ..report.build_report import sha256_file
 from .plan import BuildPlan
@@ -172,7 +173,8 @@ def _load_model_file(path: str, unsafe: bool) -> Any:
             is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
         if is_script:
             try:
-                return torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
+                with on_purpose("torch.jit.load"):  # a TorchScript file the user brings
+                    return torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
             except RuntimeError as exc:
                 raise UsageError(f"{path} is a damaged TorchScript file ({_first_line(exc)})") from exc
     obj = torch_load(path, unsafe)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..report.validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
-from .capture import captured
+from .capture import LEGACY_ONNX, captured, on_purpose
 from .diagnose import explain
 from .torchscript import test_harder
 
@@ -65,8 +65,8 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
     import torch
 
     buffer = io.BytesIO()
-    with captured(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with captured(), on_purpose(*LEGACY_ONNX), warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", category=torch.jit.TracerWarning)  # every one, to report it
         with torch.no_grad():
             torch.onnx.export(
                 module,

@@ -19,7 +19,7 @@ from typing import Any
 from ..build.runners import torch_runner
 from ..report.validate import first_failure
 from . import ExportContext, Format, Outcome, register_format
-from .capture import captured
+from .capture import captured, on_purpose
 from .diagnose import explain, first_line
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
 
     import torch
 
-    with captured(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with captured(), on_purpose("torch.jit.trace"), warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", category=torch.jit.TracerWarning)  # every one, to report it
         with torch.no_grad():
             traced = torch.jit.trace(module, tuple(example), strict=False, check_trace=False)  # type: ignore[no-untyped-call]  # torch.jit.trace is unannotated
     notes = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
@@ -50,7 +50,7 @@ def script(ctx: ExportContext) -> Any:
 
     from ..build.modelio import export_module
 
-    with captured():
+    with captured(), on_purpose("torch.jit.script"):
         scripted = torch.jit.script(ctx.model)
     traced, _ = trace(export_module(scripted, ctx.binding), ctx.example)
     return traced
@@ -61,7 +61,7 @@ def save(module: Any, path: Path, metadata: dict[str, Any]) -> None:
     import torch
 
     buffer = io.BytesIO()
-    with captured():
+    with captured(), on_purpose("torch.jit.save"):
         torch.jit.save(module, buffer, _extra_files={EXTRA_FILE: json.dumps(metadata, sort_keys=True)})
     path.write_bytes(buffer.getbuffer())
 
@@ -69,7 +69,7 @@ def save(module: Any, path: Path, metadata: dict[str, Any]) -> None:
 def load(path: Path, device: str) -> Any:
     import torch
 
-    with captured():
+    with captured(), on_purpose("torch.jit.load"):
         module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
     module.eval()
     return torch_runner(module, device)
@@ -79,7 +79,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
     import torch
 
     extra = {EXTRA_FILE: ""}
-    with captured():
+    with captured(), on_purpose("torch.jit.load"):
         torch.jit.load(str(path), map_location="cpu", _extra_files=extra)  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
     metadata: dict[str, Any] = json.loads(extra[EXTRA_FILE] or "{}")
     return metadata

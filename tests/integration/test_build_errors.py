@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from packager.export.capture import on_purpose
 from packager.registry import DTYPES
 from tests.helpers import ROOT
 from tests.helpers.cli import PACK, one_error_line, run_pack, spawn, spawn_pack, wait_for_stderr
@@ -98,7 +99,8 @@ def test_model_files_as_source(tmp_path: Path) -> None:
     from packager.registry import create_model
 
     model = create_model("tiny").eval()
-    torch.jit.trace(model, torch.zeros(1, 3, 32, 32)).save(str(tmp_path / "scripted.pt"))
+    with on_purpose("torch.jit.trace"):  # a TorchScript file as users bring one
+        torch.jit.trace(model, torch.zeros(1, 3, 32, 32)).save(str(tmp_path / "scripted.pt"))
     torch.save(model, tmp_path / "pickled.pt")
     store = str(tmp_path / "s")
     scripted, pickled = str(tmp_path / "scripted.pt"), str(tmp_path / "pickled.pt")

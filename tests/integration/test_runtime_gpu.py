@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from packager.export.capture import on_purpose
 from packager.serve.tasks import runtime_on_path
 from tests.helpers.onnx_build import identity_onnx
 
@@ -30,8 +31,9 @@ def _cuda() -> bool:
 def test_on_a_gpu_the_runtime_really_runs_there(tmp_path: Path) -> None:
     import torch
 
-    module = torch.jit.trace(torch.nn.Linear(2, 3).eval(), torch.zeros(1, 2))
-    torch.jit.save(module, str(tmp_path / "model.pt"))
+    with on_purpose("torch.jit.trace", "torch.jit.save"):
+        module = torch.jit.trace(torch.nn.Linear(2, 3).eval(), torch.zeros(1, 2))
+        torch.jit.save(module, str(tmp_path / "model.pt"))
     x = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
     on_gpu = pack_runtime.load_model(str(tmp_path / "model.pt"), "torchscript", "cuda:0")
     on_cpu = pack_runtime.load_model(str(tmp_path / "model.pt"), "torchscript", "cpu")
