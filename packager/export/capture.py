@@ -80,6 +80,8 @@ def on_purpose(*apis: str) -> Iterator[None]:
         yield
 
 
-LEGACY_ONNX = ("torch.onnx.export(dynamo=False)", "torch.onnx.export(dynamo=False) internals")
+# The legacy ONNX exporter traces the model, and the tracer scripts what a model marks @torch.jit.script_if_tracing
+# (torchvision's detection models), as torch.jit.trace does (packager/export/torchscript.py)
+LEGACY_ONNX = ("torch.onnx.export(dynamo=False)", "torch.onnx.export(dynamo=False) internals", "torch.jit.script")
 
 __all__ = ["LEGACY_ONNX", "ON_PURPOSE", "captured", "debugging", "on_purpose"]

@@ -35,7 +35,8 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
 
     import torch
 
-    with captured(), on_purpose("torch.jit.trace"), warnings.catch_warnings(record=True) as caught:
+    # the tracer scripts what a model marks @torch.jit.script_if_tracing (torchvision's detection models)
+    with captured(), on_purpose("torch.jit.trace", "torch.jit.script"), warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("always", category=torch.jit.TracerWarning)  # every one, to report it
         with torch.no_grad():
             traced = torch.jit.trace(module, tuple(example), strict=False, check_trace=False)  # type: ignore[no-untyped-call]  # torch.jit.trace is unannotated
