@@ -1,5 +1,7 @@
-"""Fixtures of both tiers: the session store where each built-in model is built at most once, private copies of the
-tiny build, the tier markers, and the session-wide stop of every process (servers included) the suite started.
+"""Fixtures of both tiers: the session store, with each built-in model built at most once per run (shared by the
+pytest-xdist workers), private copies of the tiny build, the tier markers, and the session-wide stop of every process
+(servers included) the suite started. The unit tier replaces `built` with a build made without an exporter
+(tests/unit/conftest.py).
 
 Plain helpers live in tests/helpers/ and are imported normally; nothing imports this file."""
 
