@@ -9,13 +9,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV" >&2
   "$PY" -m venv "$VENV"
 fi
-stamp="$VENV/.pack-setup-$(cat setup.cfg scripts/setup*.sh | sha256sum | cut -c1-16)"
+stamp="$VENV/.pack-setup-$(cat setup.cfg constraints.txt scripts/setup*.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing pack and its dependencies into $VENV (first run: a few minutes)" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  # torch/torchvision pinned to the releases this machine kind carries locally (see README, "Environment").
-  "$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" >&2
-  "$VENV/bin/python" -m pip install -q -e '.[all]' >&2
+  # torch/torchvision first, at the releases constraints.txt pins; every install after it keeps them
+  "$VENV/bin/python" -m pip install -q -c constraints.txt torch torchvision >&2
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[all]' >&2
   for extra in scripts/setup-*.sh; do
     [ -f "$extra" ] && bash "$extra" >&2
   done

@@ -1,5 +1,7 @@
-"""Fixtures of both tiers: the session store where each built-in model is built at most once, private copies of the
-tiny build, the tier markers, and the session-wide stop of every process (servers included) the suite started.
+"""Fixtures of both tiers: the session store, with each built-in model built at most once per run (shared by the
+pytest-xdist workers), private copies of the tiny build, the tier markers, and the session-wide stop of every process
+(servers included) the suite started. The unit tier replaces `built` with a build made without an exporter
+(tests/unit/conftest.py).
 
 Plain helpers live in tests/helpers/ and are imported normally; nothing imports this file."""
 
@@ -100,20 +102,46 @@ def session_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("store")
 
 
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every process of this run sees: under pytest-xdist, the parent of the workers' own temporary folders;
+    else the session's temporary folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _build_once(name: str, shared: Path) -> Path:
+    """The version folder of `name` in the run's shared store, built in-process by whichever process asks first
+    (2 timed iterations); the others wait on its lock and take what it built."""
+    import fcntl
+
+    from packager.build.pipeline import build
+    from packager.build.plan import resolve
+    from packager.targets import packagers
+
+    store = shared / "built-store"
+    store.mkdir(exist_ok=True)
+    with open(shared / f"built-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        folder = store / name / "1"
+        if not folder.is_dir():  # committed atomically: a folder is a whole build
+            _, folder = build(resolve(name, None, {"device": "cpu"}), store, force=False, iterations=2, packagers=packagers())
+        return folder
+
+
 @pytest.fixture(scope="session")
-def built(session_store: Path) -> Callable[[str], Path]:
-    """built(name) -> the version folder of a build of `name` in the session store (built in-process, once per
-    session, with 2 timed iterations). Tests must not change it: copy it first (`tiny_store`)."""
+def built(session_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """built(name) -> the version folder of a build of `name` in the session store. Each model is built once per run,
+    in-process, and shared by the pytest-xdist workers: each worker's session store holds its own copy, which servers
+    this session launches may serve. Tests must not change it: copy it first (`tiny_store`)."""
+    shared = _shared_root(tmp_path_factory)
     folders: dict[str, Path] = {}
 
     def get(name: str) -> Path:
         if name not in folders:
-            from packager.build.pipeline import build
-            from packager.build.plan import resolve
-            from packager.targets import packagers
-
-            plan = resolve(name, None, {"device": "cpu"})
-            _, folders[name] = build(plan, session_store, force=False, iterations=2, packagers=packagers())
+            source = _build_once(name, shared)
+            folders[name] = session_store / name / source.name
+            if source != folders[name]:
+                shutil.copytree(source, folders[name])
         return folders[name]
 
     return get

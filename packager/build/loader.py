@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ..console import on_purpose
 from ..errors import UsageError
 from ..registry import ModelEntry, get_entry
 from ..report.build_report import sha256_file
@@ -175,7 +176,8 @@ def _load_model_file(path: str, unsafe: bool) -> Any:
 
             extension_ops()  # a scripted detector calls torchvision's operators
             try:
-                return torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
+                with on_purpose("torch.jit.load"):  # a TorchScript file the user brings
+                    return torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
             except RuntimeError as exc:
                 raise UsageError(f"{path} is a damaged TorchScript file ({_first_line(exc)})") from exc
     obj = torch_load(path, unsafe)

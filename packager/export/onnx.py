@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..console import captured
+from ..console import LEGACY_ONNX, captured, on_purpose
 from ..report.formats import FILES
 from ..report.validate import first_failure
 from . import ExportContext, Outcome
@@ -66,8 +66,8 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
     import torch
 
     buffer = io.BytesIO()
-    with captured(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with captured(), on_purpose(*LEGACY_ONNX), warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", category=torch.jit.TracerWarning)  # every one, to report it
         with torch.no_grad():
             torch.onnx.export(
                 module,

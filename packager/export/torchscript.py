@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..build.runners import torch_runner
-from ..console import captured, extension_ops
+from ..console import captured, extension_ops, on_purpose
 from ..report.formats import FILES
 from ..report.validate import first_failure
 from . import ExportContext, Outcome
@@ -36,8 +36,9 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
 
     import torch
 
-    with captured(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    # the tracer scripts what a model marks @torch.jit.script_if_tracing (torchvision's detection models)
+    with captured(), on_purpose("torch.jit.trace", "torch.jit.script"), warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", category=torch.jit.TracerWarning)  # every one, to report it
         with torch.no_grad():
             traced = torch.jit.trace(module, tuple(example), strict=False, check_trace=False)  # type: ignore[no-untyped-call]  # torch.jit.trace is unannotated
     notes = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
@@ -51,7 +52,7 @@ def script(ctx: ExportContext) -> Any:
 
     from ..build.modelio import export_module
 
-    with captured():
+    with captured(), on_purpose("torch.jit.script"):
         scripted = torch.jit.script(ctx.model)
     traced, _ = trace(export_module(scripted, ctx.binding), ctx.example)
     return traced
@@ -62,7 +63,7 @@ def save(module: Any, path: Path, metadata: dict[str, Any]) -> None:
     import torch
 
     buffer = io.BytesIO()
-    with captured():
+    with captured(), on_purpose("torch.jit.save"):
         torch.jit.save(module, buffer, _extra_files={EXTRA_FILE: json.dumps(metadata, sort_keys=True)})
     path.write_bytes(buffer.getbuffer())
 
@@ -71,7 +72,7 @@ def load(path: Path, device: str) -> Any:
     import torch
 
     extension_ops()
-    with captured():
+    with captured(), on_purpose("torch.jit.load"):
         module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
     module.eval()
     return torch_runner(module, device)
@@ -82,7 +83,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
     extra = {EXTRA_FILE: ""}
     extension_ops()
-    with captured():
+    with captured(), on_purpose("torch.jit.load"):
         torch.jit.load(str(path), map_location="cpu", _extra_files=extra)  # type: ignore[no-untyped-call]  # torch.jit.load is unannotated
     metadata: dict[str, Any] = json.loads(extra[EXTRA_FILE] or "{}")
     return metadata

@@ -105,7 +105,10 @@ def run_in_process(folder: Path, arrays: list[np.ndarray], fmt: str = "onnx") ->
         return list(session.run(None, dict(zip(names, arrays, strict=True))))
     import torch
 
-    module = torch.jit.load(str(folder / "model.pt"), map_location="cpu").eval()
+    from packager.console import on_purpose
+
+    with on_purpose("torch.jit.load"):
+        module = torch.jit.load(str(folder / "model.pt"), map_location="cpu").eval()
     with torch.inference_mode():
         out = module(*[torch.from_numpy(a) for a in arrays])
     return [(out if isinstance(out, torch.Tensor) else out[0]).numpy()]

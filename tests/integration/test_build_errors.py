@@ -1,5 +1,7 @@
 """Build failures that need a whole build, a second process, a signal or a resource limit: the documented exit
-code, one readable line, nothing half-written. (Inputs refused before any export: tests/unit/test_build_errors.py.)"""
+code, one readable line, nothing half-written; and a few real builds of `--input` strings the plan accepts
+(hypothesis): built, or refused by the gate in one line, never exit 1. (Inputs refused before any export:
+tests/unit/test_build_input_errors.py and tests/unit/test_input_properties.py.)"""
 
 from __future__ import annotations
 
@@ -10,10 +12,17 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from packager.console import on_purpose
+from packager.registry import DTYPES
 from tests.helpers import ROOT
 from tests.helpers.cli import PACK, one_error_line, run_pack, spawn, spawn_pack, wait_for_stderr
 from tests.helpers.store import model_file, no_leftovers
@@ -90,7 +99,8 @@ def test_model_files_as_source(tmp_path: Path) -> None:
     from packager.registry import create_model
 
     model = create_model("tiny").eval()
-    torch.jit.trace(model, torch.zeros(1, 3, 32, 32)).save(str(tmp_path / "scripted.pt"))
+    with on_purpose("torch.jit.trace"):  # a TorchScript file as users bring one
+        torch.jit.trace(model, torch.zeros(1, 3, 32, 32)).save(str(tmp_path / "scripted.pt"))
     torch.save(model, tmp_path / "pickled.pt")
     store = str(tmp_path / "s")
     scripted, pickled = str(tmp_path / "scripted.pt"), str(tmp_path / "pickled.pt")
@@ -165,3 +175,56 @@ def test_ctrl_c_leaves_no_partial_version(tmp_path: Path) -> None:
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     proc = run_pack("build", "tiny", "--input", "input:1x4x32x32", "--store", str(tmp_path), "--debug")
     assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+# --- inputs the plan accepts, built for real (the plan's own checks: tests/unit/test_input_properties.py) ------------
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("accepted-inputs")
+
+
+SUM = """
+import torch
+from torch import nn
+
+class Sum(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x):
+        return (x.to(torch.float32) * self.w).sum(-1, keepdim=True)
+
+def build():
+    return Sum()
+"""
+INT_DTYPES = {"int64": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1), "int8": (-128, 127), "uint8": (0, 255)}
+
+
+@st.composite
+def declared_input(draw: Callable[..., Any]) -> str:
+    """A well-formed `--input` with any dtype, 1 to 3 small axes and, sometimes, any range its dtype accepts."""
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = "x".join(map(str, draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))))
+    if dtype in INT_DTYPES and draw(st.booleans()):
+        least, most = INT_DTYPES[dtype]
+        low = draw(st.integers(least, most))
+        return f"x:{shape}:{dtype}:range={low},{draw(st.integers(low + 1, most + 1))}"
+    if dtype.startswith("float") and draw(st.booleans()):
+        low, high = sorted(draw(st.lists(st.floats(-1e4, 1e4), min_size=2, max_size=2, unique=True)))
+        return f"x:{shape}:{dtype}:range={low},{high}"
+    return f"x:{shape}:{dtype}"
+
+
+@settings(max_examples=4, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=declared_input())
+def test_accepted_inputs_build_or_fail_in_one_line(scratch: Path, text: str) -> None:
+    """A handful of real builds (TorchScript only, nothing measured): an input the plan accepts is built, or refused
+    by the gate in one line (exit 3: an int64 range can overflow float32 arithmetic), never exit 1."""
+    (scratch / "sum.py").write_text(SUM)
+    args = ["build", f"{scratch / 'sum.py'}:build", "--input", text, "--formats", "torchscript", "--iterations", "0"]
+    proc = run_pack(*args, "--store", str(scratch / "built"), "--force")
+    if proc.returncode != 0:
+        one_error_line(3, proc.returncode, proc.stderr)

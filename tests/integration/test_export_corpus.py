@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from packager.console import LEGACY_ONNX, on_purpose
 from tests.helpers.cli import run_pack
 from tests.helpers.reports import rerecord
 from tests.integration.corpus_models import CORPUS
@@ -147,7 +148,8 @@ def _run_file(fmt: str, path: Path, arrays: list[np.ndarray]) -> list[np.ndarray
         names = [i.name for i in session.get_inputs()]
         return session.run(None, dict(zip(names, arrays, strict=True)))
     tensors = [torch.from_numpy(a) for a in arrays]
-    module = torch.jit.load(str(path)) if fmt == "torchscript" else torch.export.load(str(path)).module()
+    with on_purpose("torch.jit.load"):
+        module = torch.jit.load(str(path)) if fmt == "torchscript" else torch.export.load(str(path)).module()
     with torch.inference_mode():
         out = module(*tensors)
     return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
@@ -271,7 +273,7 @@ def test_gate_fails_on_a_baked_in_size(name, tmp_path):
         runner = program_runner(torch.export.export(prep.module, tuple(prep.example), dynamic_shapes=shapes, strict=False), "cpu")
     except Exception:  # noqa: BLE001 - torchvision detection: data-dependent, not capturable
         buffer = io.BytesIO()
-        with torch.no_grad():
+        with torch.no_grad(), on_purpose(*LEGACY_ONNX):
             torch.onnx.export(
                 prep.module,
                 tuple(prep.example),

@@ -3,8 +3,9 @@ before it is committed, `pack verify --signature --public-key` passes on it and 
 byte, and a key that cannot be used stops the build before any work (exit 2) without a byte of it in any output.
 A signed build that `pack optimize` rewrites is signed again with --sign-key, or loses its signature with a warning,
 a record in report.json, words in `pack verify` and a warning (or, with --require-signature, a refusal) from deploy.
-`pack verify` of a .mar without its build never says verified: exit 6, or exit 3 for a swapped model file.
-(Every other case, in-process: tests/unit/test_signing.py and tests/unit/test_trust.py.)"""
+`pack verify` of a .mar without its build never says verified: exit 6, or exit 3 for a swapped model file. A build
+whose signing fails (in-process: the signing step made to fail) is not kept.
+(Every other case, in-process: tests/unit/test_sign_verify.py and tests/unit/test_trust.py.)"""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from packager.console import on_purpose
 from tests.helpers.cli import one_error_line, run_pack
 from tests.helpers.keys import PASSPHRASE, KeyPair, ec_pair
 
@@ -134,7 +136,8 @@ def test_verify_of_a_mar_with_a_swapped_model_file_is_exit_3(tiny_store: Path, t
     intact = run_pack("verify", str(mar))
     assert "not verified: structure, and every member" in one_error_line(6, intact.returncode, intact.stderr)
     other = tmp_path / "other.pt"
-    torch.jit.script(torch.nn.Linear(3, 10)).save(str(other))  # any TorchScript, in place of the build's
+    with on_purpose("torch.jit.script"):
+        torch.jit.script(torch.nn.Linear(3, 10)).save(str(other))  # any TorchScript, in place of the build's
     swapped = tmp_path / "swapped.mar"
     with zipfile.ZipFile(mar) as zin, zipfile.ZipFile(swapped, "w") as zout:
         for info in zin.infolist():
@@ -160,3 +163,25 @@ def test_verify_of_a_foreign_mar_says_structure_only(tiny_build: Path, tmp_path:
     assert "not verified: structure only: no report to check digests against" in line
     doc = json.loads(proc.stdout)
     assert doc["passed"] is True and doc["verified"] is False and doc["findings"] == []
+
+
+def test_a_build_that_cannot_be_signed_is_not_kept(tiny_store: Path) -> None:
+    """Signing runs inside the build's temporary folder, before the commit: when it fails, the build fails like any
+    other, nothing is left beside the store, and the version it would have replaced (--force) is untouched."""
+    from packager.build.pipeline import build
+    from packager.build.plan import resolve
+    from packager.errors import ValidationFailed
+
+    before = (tiny_store / "tiny" / "1" / "report.json").read_bytes()
+    seen: list[Path] = []
+
+    def sign(folder: Path) -> None:
+        seen.append(folder)
+        assert (folder / "report.json").is_file() and (folder / "provenance.json").is_file()  # everything is written
+        raise ValidationFailed("cannot sign: disk gone")
+
+    with pytest.raises(ValidationFailed):
+        build(resolve("tiny", None, {"device": "cpu"}), tiny_store, force=True, iterations=0, sign=sign)
+    assert seen and not seen[0].exists()
+    assert (tiny_store / "tiny" / "1" / "report.json").read_bytes() == before
+    assert sorted(p.name for p in (tiny_store / "tiny").iterdir()) == [".lock", "1"]

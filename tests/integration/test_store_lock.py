@@ -28,7 +28,7 @@ def test_store_lock_is_one_lock_for_builds_archives_and_repositories(tmp_path):
         )
         # another process is refused as well, at once
         code = (
-            f"import sys; sys.path.insert(0, {str(ROOT)!r}); from packager.store import StoreLock\n"
+            f"import sys; sys.path.insert(0, {str(ROOT)!r}); from packager.report.store import StoreLock\n"
             f"try:\n    StoreLock({str(model_dir)!r}).__enter__()\nexcept Exception as e:\n    print(type(e).__name__)"
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()

@@ -1,5 +1,5 @@
 """`pack bench` pieces that need no server: the bounded load generator, and option errors before anything starts.
-(Real runs against TorchServe and Triton: tests/integration/test_bench.py.)"""
+(Real runs against TorchServe and Triton: tests/integration/test_bench_servers.py.)"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The command line in-process (click's CliRunner): listing models, usage errors and their hints, the global flags,
-and how console.run turns failures into exit codes and one line."""
+and how console.run turns failures into exit codes and one line. (In real subprocesses: tests/integration/test_cli_process.py.)"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The serving runtime's one device decision (pack_runtime.placement) with fakes of what onnxruntime and torch report,
-the real thing on a GPU where there is one, pack's FastAPI app in-process (starlette's test client: no server), and the
-bench's ratio against the HTTP baseline."""
+"""The serving runtime's one device decision (pack_runtime.placement) with fakes of what onnxruntime and torch report
+(the real thing on a GPU where there is one: tests/integration/test_runtime_gpu.py), pack's FastAPI app in-process
+(starlette's test client: no server), and the bench's ratio against the HTTP baseline."""
 
 from __future__ import annotations
 
@@ -13,25 +13,12 @@ import pytest
 import torch
 
 from packager.serve.tasks import runtime_on_path
+from tests.helpers.onnx_build import identity_onnx
 
 runtime_on_path()
 import pack_runtime  # noqa: E402  (a flat module of the serving runtime, as on a server)
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
-
-
-def identity_onnx(path: Path) -> Path:
-    import onnx
-    import onnx.helper as h
-
-    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 2])
-    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 2])
-    model = h.make_model(
-        h.make_graph([h.make_node("Identity", ["x"], ["y"])], "g", [x], [y]), opset_imports=[h.make_opsetid("", 17)]
-    )
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.fixture
@@ -83,25 +70,6 @@ def test_a_cuda_provider_that_does_not_start_is_reported_as_cpu(tmp_path, provid
     assert "could not start CUDAExecutionProvider" in model.placement["reason"]
     x = np.ones((3, 2), np.float32)
     assert np.array_equal(model([x])[0], x)
-
-
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA GPU on this machine: the GPU placement is checked with fakes above"
-)
-def test_on_a_gpu_the_runtime_really_runs_there(tmp_path):
-    module = torch.jit.trace(torch.nn.Linear(2, 3).eval(), torch.zeros(1, 2))
-    torch.jit.save(module, str(tmp_path / "model.pt"))
-    x = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
-    on_gpu = pack_runtime.load_model(str(tmp_path / "model.pt"), "torchscript", "cuda:0")
-    on_cpu = pack_runtime.load_model(str(tmp_path / "model.pt"), "torchscript", "cpu")
-    assert on_gpu.placement["device"] == "cuda:0"
-    np.testing.assert_allclose(on_gpu([x])[0], on_cpu([x])[0], rtol=1e-3, atol=1e-4)
-    import onnxruntime
-
-    if CUDA in onnxruntime.get_available_providers():  # onnxruntime-gpu installed: the ONNX session runs on CUDA too
-        model = pack_runtime.load_model(str(identity_onnx(tmp_path / "m.onnx")), "onnx", "cuda:0")
-        assert model.placement["provider"] == CUDA, model.placement
-        assert np.array_equal(model([x[:, :2]])[0], x[:, :2])
 
 
 # ---------------------------------------------------------------- pack's FastAPI app, in-process

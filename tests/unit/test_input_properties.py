@@ -1,11 +1,11 @@
 """Property-based inputs (hypothesis) to the command line, run in-process: `--input` strings, value ranges, pack.yaml
 documents (valid and not), calibration files (.npz and .npy with any names, dtypes and shapes, some corrupted) and
 manifests and reports of any nesting. Whatever the input, `pack` exits 0 or with a documented code other than 1, and a
-failure is exactly one `error:` line with no traceback. Builds stop before any export (but for four real builds at
-the end): they name a weights file that does not exist, the last thing the plan checks, so an input the plan accepts
-ends on that line; what it accepted is then checked to be usable (numbers finite, integers whole, and cases the gate
-can draw: finite, of the input's dtype, inside its range). Examples are few (`max_examples` 4 to 60) to keep the
-unit tier fast (about 6 s for this file)."""
+failure is exactly one `error:` line with no traceback. Builds stop before any export: they name a weights file that
+does not exist, the last thing the plan checks, so an input the plan accepts ends on that line; what it accepted is
+then checked to be usable (numbers finite, integers whole, and cases the gate can draw: finite, of the input's dtype,
+inside its range). Examples are few (`max_examples` 4 to 60) to keep the unit tier fast (about 6 s for this file).
+(Real builds of accepted inputs: tests/integration/test_build_errors.py.)"""
 
 from __future__ import annotations
 
@@ -334,48 +334,3 @@ def test_zip_members_named_like_paths_are_never_extracted(scratch: Path) -> None
         zf.writestr("../x.npy", b"\x93NUMPY")
     with pytest.raises(UsageError, match="has no array 'x'"):
         read_calibration(path, INPUTS[:1])
-
-
-# --- a few real builds ----------------------------------------------------------------------------------------------
-
-SUM = """
-import torch
-from torch import nn
-
-class Sum(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(0.5))
-
-    def forward(self, x):
-        return (x.to(torch.float32) * self.w).sum(-1, keepdim=True)
-
-def build():
-    return Sum()
-"""
-INT_DTYPES = {"int64": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1), "int8": (-128, 127), "uint8": (0, 255)}
-
-
-@st.composite
-def declared_input(draw: Callable[..., Any]) -> str:
-    """A well-formed `--input` with any dtype, 1 to 3 small axes and, sometimes, any range its dtype accepts."""
-    dtype = draw(st.sampled_from(DTYPES))
-    shape = "x".join(map(str, draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))))
-    if dtype in INT_DTYPES and draw(st.booleans()):
-        least, most = INT_DTYPES[dtype]
-        low = draw(st.integers(least, most))
-        return f"x:{shape}:{dtype}:range={low},{draw(st.integers(low + 1, most + 1))}"
-    if dtype.startswith("float") and draw(st.booleans()):
-        low, high = sorted(draw(st.lists(st.floats(-1e4, 1e4), min_size=2, max_size=2, unique=True)))
-        return f"x:{shape}:{dtype}:range={low},{high}"
-    return f"x:{shape}:{dtype}"
-
-
-@settings(max_examples=4, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=declared_input())
-def test_accepted_inputs_build_or_fail_in_one_line(scratch: Path, text: str) -> None:
-    """A handful of real builds (TorchScript only, nothing measured): an input the plan accepts is built, or refused
-    by the gate in one line (exit 3: an int64 range can overflow float32 arithmetic), never exit 1."""
-    (scratch / "sum.py").write_text(SUM)
-    args = ["build", f"{scratch / 'sum.py'}:build", "--input", text, "--formats", "torchscript", "--iterations", "0"]
-    one_line_or_ok(invoke(*args, "--store", str(scratch / "built"), "--force"), codes=(3,))

@@ -1,5 +1,5 @@
 """KServe in-process: storage folders as the runtimes expect them, InferenceService manifests valid against the CRD
-schema, options and names. (`--apply` through a stand-in kubectl: tests/integration/test_kserve.py.)"""
+schema, options and names. (`--apply` through a stand-in kubectl: tests/integration/test_kserve_apply.py.)"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The model-car image in-process: a byte-reproducible OCI layout whose shell layer holds a static busybox as sh, ln
 and sleep, and whose models layer holds the storage folder under models/, with safe, normalised tar entries; registry
 references and where they are pushed. (Against a real registry, read back with skopeo:
-tests/integration/test_kserve_modelcar.py.)"""
+tests/integration/test_kserve_modelcar_registry.py.)"""
 
 from __future__ import annotations
 

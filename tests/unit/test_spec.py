@@ -1,6 +1,6 @@
 """pack.yaml (packager/build/spec.py and the plan it feeds): YAML and schema errors name the line or path, relative paths
 are taken from the spec's folder, the command line overrides the spec, and spec-declared inputs and outputs are
-checked against the model before anything is written."""
+checked against the model before anything is written. (Builds from a pack.yaml: tests/integration/test_spec_builds.py.)"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The TorchServe archive and configuration files written in-process, and the handlers run as TorchServe's worker
-loads them (no server). (Against torch-model-archiver, byte reproducibility across builds: tests/integration.)"""
+loads them (no server). (Real exports: the TorchScript archive and the handlers on a batch of malformed requests;
+torch-model-archiver and byte reproducibility across builds: tests/integration/test_torchserve_archiver.py.)"""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import yaml
 
 from packager.report.build_report import BuildReport
 from tests.helpers.cli import invoke
-from tests.helpers.torchserve import classifier_reference, copy_build, load_handler, png_bytes, unpack_mar
+from tests.helpers.torchserve import copy_build, load_handler, unpack_mar
 
 
 def sha(path: Path) -> str:
@@ -112,68 +112,6 @@ def test_archive_refuses_to_overwrite_a_good_mar_but_replaces_a_bad_one(tiny_sto
     pack_json("archive", "tiny", "--store", str(tiny_store))
     assert mar.read_bytes() == good
     assert not list(mar.parent.glob(".tmp-*")) and not list(mar.parent.parent.glob(".report.json.*"))
-
-
-def test_archive_torchscript_and_options(tiny_store):
-    doc = pack_json(
-        "archive",
-        "tiny",
-        "--store",
-        str(tiny_store),
-        "--force",
-        "--format",
-        "torchscript",
-        "--batch-size",
-        "8",
-        "--workers",
-        "2",
-        "--max-batch-delay",
-        "5",
-    )
-    assert doc["format"] == "torchscript"
-    with zipfile.ZipFile(tiny_store / "tiny" / "1" / "torchserve" / "tiny.mar") as zf:
-        assert "model.pt" in zf.namelist() and "model.onnx" not in zf.namelist()
-        assert zf.getinfo("model.pt").compress_type == zipfile.ZIP_STORED
-        cfg = yaml.safe_load(zf.read("model-config.yaml"))
-    assert (cfg["batchSize"], cfg["maxBatchDelay"], cfg["minWorkers"], cfg["maxWorkers"]) == (8, 5, 2, 2)
-    assert "--batch-size" in invoke("archive", "tiny", "--store", str(tiny_store), "--force", "--batch-size", "0").error(2)
-
-
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_handler_batch_isolates_malformed_requests(built, tmp_path, fmt):
-    """The real handler code, loaded as TorchServe loads it, on one batch with good and malformed requests."""
-    store = copy_build(built("tiny"), tmp_path / "store")
-    pack_json("archive", "tiny", "--store", str(store), "--force", "--format", fmt)
-    folder = store / "tiny" / "1"
-    model_dir = unpack_mar(folder / "torchserve" / "tiny.mar", tmp_path / "unpacked")
-    handle, context = load_handler(model_dir, batch_size=6)
-    sample = np.load(folder / "samples" / "input.input.npy")
-    expected = np.load(folder / "samples" / "output.logits.npy")
-    image = png_bytes(40, 56, seed=1)
-    batch = [
-        {"body": bytearray(image)},
-        {"body": {"image": "%%% not base64 %%%"}},
-        {"body": bytearray(b"these bytes are no image")},
-        {"body": {"inputs": [{"name": "input", "shape": [1, 3, 31, 32], "dtype": "float32", "data": [0.0] * (3 * 31 * 32)}]}},
-        {"body": {"inputs": [{"name": "input", "shape": list(sample.shape), "dtype": "float32", "data": sample.tolist()}]}},
-        {"data": bytearray(image), "top_k": bytearray(b"2")},  # multipart: the image and a form field
-        {"garbage text": None},  # `curl -d 'garbage text'`: a form whose only field has no value
-    ]
-    answers = [json.loads(a) for a in handle(batch, context)]
-    codes = [context.get_response_status(i)[0] for i in range(len(batch))]
-    assert codes[1] == codes[2] == codes[3] == codes[6] == 400
-    assert answers[6]["error"].startswith("not an image (first bytes b'garbage text'")
-    assert answers[1]["error"].startswith("not an image (first bytes b'%%% not base64 %%%'; text that is not base64)")
-    assert answers[2]["error"].startswith("not an image (first bytes b'these bytes are no image'")
-    assert "shape" in answers[3]["error"]
-    assert codes[0] in (None, 200) and codes[4] in (None, 200) and codes[5] in (None, 200)
-    got = np.asarray(answers[4]["outputs"][0]["data"], dtype=np.float32)
-    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
-    ref = classifier_reference(folder, image, fmt)
-    assert [p["class_id"] for p in answers[0]["predictions"]] == ref["class_ids"][:5]
-    np.testing.assert_allclose([p["score"] for p in answers[0]["predictions"]], ref["scores"][:5], atol=1e-5)
-    assert answers[0]["predictions"][0]["label"] == f"class_{ref['class_ids'][0]}"
-    assert len(answers[5]["predictions"]) == 2
 
 
 def test_zip_is_valid_and_the_zip64_path_holds_the_same_entries(built, tmp_path, monkeypatch):

@@ -209,22 +209,6 @@ def test_onnxruntime_config_from_build_io(store: Path) -> None:
     assert doc["ok"] and doc["models"][0]["name"] == "tiny" and doc["models"][0]["kind"] == "onnxruntime"
 
 
-def test_pytorch_config_checked_by_a_torchscript_run(store: Path) -> None:
-    repo = fresh_repo(store, "--backend", "pytorch")
-    config = read_config(repo / "tiny" / "config.pbtxt")
-    assert config.platform == "pytorch_libtorch"
-    assert [i.name for i in config.input] == ["input__0"] and [o.name for o in config.output] == ["logits__0"]
-    assert (repo / "tiny" / "1" / "model.pt").is_file()
-    assert invoke("check-repo", str(repo)).returncode == 0
-    # a wrong output dim is only visible by running the TorchScript
-    config.output[0].dims[:] = [11]
-    write_config(config, repo / "tiny" / "config.pbtxt")
-    line = invoke("check-repo", str(repo)).error(3)
-    assert (
-        "model 'tiny' version 1: output 'logits__0' dims: config.pbtxt says [11], a TorchScript run of model.pt has [10]" in line
-    )
-
-
 def test_python_backend_and_no_batching(store: Path) -> None:
     repo = fresh_repo(store, "--backend", "python", "--max-batch", "0")
     config = read_config(repo / "tiny" / "config.pbtxt")

@@ -1,4 +1,4 @@
-"""`pack tune`'s search and frontier logic on made-up measurements (the real servers: tests/integration/test_tune.py)."""
+"""`pack tune`'s search and frontier logic on made-up measurements (the real servers: tests/integration/test_tune_servers.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Variants (packager/variants/): the task-level agreement measures, the settings from the command line and the
 spec, the served-file resolution every target uses, calibration files read without pickles, and the judge rejecting
-a variant whose agreement is below its bound even when its elementwise gate is loose enough to pass."""
+a variant whose agreement is below its bound even when its elementwise gate is loose enough to pass. (Variants of
+real builds: tests/integration/test_variant_builds.py.)"""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def _fails_naming(result: Invocation, needle: str) -> Invocation:
 def test_verify_passes_on_a_fresh_build_with_parity(tiny_build: Path) -> None:
     doc = invoke("verify", str(tiny_build), "--parity", "--json").json()
     assert doc["passed"] and doc["kind"] == "build" and doc["files_checked"] >= 5
-    assert {f: doc["parity"][f]["passed"] for f in doc["parity"]} == {"torchscript": True, "onnx": True, "pt2": True}
+    assert {f: doc["parity"][f]["passed"] for f in doc["parity"]} == {"onnx": True}  # every export of the build
 
 
 def test_verify_catches_a_flipped_byte(tiny_build: Path) -> None:

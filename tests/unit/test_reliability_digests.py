@@ -127,21 +127,6 @@ def test_archive_records_only_the_digests_of_what_it_wrote(tiny_store: Path) -> 
     assert "model.onnx: sha256 differs" in invoke("verify", str(build)).error(3)
 
 
-def test_archive_hashes_only_what_it_packs(tiny_store: Path) -> None:
-    """`pack archive` of the ONNX export does not read the other exports (a changed TorchScript file is `pack verify`'s
-    finding, not the archive's), and the archive's digest, taken while it was written, is the file's own."""
-    from packager.report.build_report import sha256_file
-
-    build = tiny_store / "tiny" / "1"
-    _flip(build / "model.pt")
-    result = invoke("archive", "tiny", "--force", "--format", "onnx", "--store", str(tiny_store))
-    assert result.returncode == 0, result.stderr
-    report = BuildReport.load(build)
-    mar = build / "torchserve" / "tiny.mar"
-    assert report.sha256["torchserve/tiny.mar"] == sha256_file(mar)
-    assert "model.pt: sha256 differs" in invoke("verify", str(build)).error(3)
-
-
 def test_archive_refuses_an_export_the_report_has_no_digest_for(tiny_store: Path) -> None:
     build = tiny_store / "tiny" / "1"
     data = json.loads((build / "report.json").read_text())

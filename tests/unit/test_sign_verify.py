@@ -270,28 +270,6 @@ def test_kserve_storage_carries_the_signature_and_is_signed_itself(signed: Path,
     assert "PACK_SIGN_KEY_PASSWORD" in invoke(*args, "--sign-key", str(keys["enc"].private)).error(2)
 
 
-def test_a_build_that_cannot_be_signed_is_not_kept(tiny_store: Path) -> None:
-    """Signing runs inside the build's temporary folder, before the commit: when it fails, the build fails like any
-    other, nothing is left beside the store, and the version it would have replaced (--force) is untouched."""
-    from packager.build.pipeline import build
-    from packager.build.plan import resolve
-    from packager.errors import ValidationFailed
-
-    before = (tiny_store / "tiny" / "1" / "report.json").read_bytes()
-    seen: list[Path] = []
-
-    def sign(folder: Path) -> None:
-        seen.append(folder)
-        assert (folder / "report.json").is_file() and (folder / "provenance.json").is_file()  # everything is written
-        raise ValidationFailed("cannot sign: disk gone")
-
-    with pytest.raises(ValidationFailed):
-        build(resolve("tiny", None, {"device": "cpu"}), tiny_store, force=True, iterations=0, sign=sign)
-    assert seen and not seen[0].exists()
-    assert (tiny_store / "tiny" / "1" / "report.json").read_bytes() == before
-    assert sorted(p.name for p in (tiny_store / "tiny").iterdir()) == [".lock", "1"]
-
-
 def test_provenance_carries_the_variants_verdicts_when_the_report_has_them() -> None:
     from packager.report.provenance import statement
     from tests.helpers.reports import make_report
