@@ -54,8 +54,8 @@ def runners(model: str, report: dict, folder: Path) -> dict:
 
 
 def inputs_for(report: dict, batch: int) -> list:
-    from packager.build.cases import make_inputs
     from packager.registry import TensorSpec
+    from packager.report.cases import make_inputs
 
     specs = [
         TensorSpec(

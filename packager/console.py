@@ -239,6 +239,19 @@ def emit_json(out: Any, document: Any) -> None:
     out.flush()
 
 
+def print_result(out: Any, result: dict[str, Any], as_json: bool) -> None:
+    """JSON document with --json; otherwise the target's `summary` line(s), or key: value lines."""
+    if as_json:
+        emit_json(out, result)
+        return
+    summary = result.get("summary")
+    if summary:
+        out.write(summary.rstrip("\n") + "\n")
+        return
+    for key, value in result.items():
+        out.write(f"{key}: {value}\n")
+
+
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]

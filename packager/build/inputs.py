@@ -1,5 +1,5 @@
 """What a declared model input may be (`--input NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]` or a spec's
-`inputs:` entry): one rule for both, `check_input`, so the cases the gate draws from an input (packager/build/cases.py)
+`inputs:` entry): one rule for both, `check_input`, so the cases the gate draws from an input (packager/report/cases.py)
 can always be made.
 
 - a name of 1 to 64 ASCII letters, digits or `_`, not starting with a digit (a forward() parameter, a file name);

@@ -18,8 +18,8 @@ from ..errors import UsageError
 from ..export import FORMATS, ExportContext
 from ..export.pt2 import capture, program_runner
 from ..registry import TensorSpec
+from ..report.cases import export_case
 from ..report.validate import OutputCheck, validate_model_outputs
-from .cases import export_case
 from .loader import load_module
 from .modelio import Binding, bind, export_module
 from .plan import BuildPlan

@@ -20,8 +20,8 @@ import numpy as np
 from ..errors import UsageError, ValidationFailed
 from ..export.diagnose import first_line
 from ..registry import OutputSpec, Tolerance
+from ..report.cases import Case, batch_cases, flipped, resized_cases
 from ..report.validate import compare, constant_outputs
-from .cases import Case, batch_cases, flipped, resized_cases
 from .modelio import output_names
 
 logger = logging.getLogger(__name__)

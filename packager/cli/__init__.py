@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import bench, optimize, serve, sign, tune  # noqa: F401  (register their commands on the group)
+from . import bench, check, optimize, serve, sign, tune  # noqa: F401  (register their commands on the group)
 from .app import main
 
 __all__ = ["main"]

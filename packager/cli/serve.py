@@ -12,14 +12,13 @@ from typing import Any
 
 import click
 
-from ..console import log, run
+from ..console import log, print_result, run
 from ..targets import ARCHIVER, MANIFEST_CHECKER, REPOSITORY_CHECKER, REPOSITORY_WRITER, DeployOptions, sole
 from ..targets.base import all_targets, get_target, make_options, names
 from ..targets.options import cli_fields
 from .app import (
     SECONDS,
     SHARED,
-    _print_result,
     chain_option,
     common,
     format_option,
@@ -104,7 +103,7 @@ def deploy_cmd(
         opts = make_options(chosen, "deploy", Path(store), given)
         folder, report = intact_build(store, model, version)
         deploy_check(folder, report, require_signature, public_key, chain)  # once, before any target runs
-        _print_result(out, chosen.deploy(folder, report, opts), as_json)
+        print_result(out, chosen.deploy(folder, report, opts), as_json)
 
     run(debug, body)
 
@@ -118,7 +117,7 @@ def status_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any
 
     def body(out: Any) -> None:
         chosen = get_target(target)
-        _print_result(out, chosen.status(make_options(chosen, "status", Path(store), given)), as_json)
+        print_result(out, chosen.status(make_options(chosen, "status", Path(store), given)), as_json)
 
     run(debug, body)
 
@@ -134,7 +133,7 @@ def undeploy_cmd(model: str, version: str | None, target: str, store: str, as_js
 
     def body(out: Any) -> None:
         chosen = get_target(target)
-        _print_result(out, chosen.undeploy(model, version, make_options(chosen, "undeploy", Path(store), given)), as_json)
+        print_result(out, chosen.undeploy(model, version, make_options(chosen, "undeploy", Path(store), given)), as_json)
 
     run(debug, body)
 
@@ -148,7 +147,7 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any) 
 
     def body(out: Any) -> None:
         chosen = get_target(target)
-        _print_result(out, chosen.stop(make_options(chosen, "stop", Path(store), given)), as_json)
+        print_result(out, chosen.stop(make_options(chosen, "stop", Path(store), given)), as_json)
 
     run(debug, body)
 
@@ -189,7 +188,7 @@ def archive_cmd(
             opts = DeployOptions(store=Path(store), format=fmt, extra={"force": force}, **kw)
             result = sole(ARCHIVER).archive(folder, BuildReport.load(folder), opts)
         summary = "\n".join(filter(None, [result.get("summary", ""), rewrite_line(rule.outcome).rstrip()]))
-        _print_result(out, {**result, "signature": rule.outcome, "summary": summary}, as_json)
+        print_result(out, {**result, "signature": rule.outcome, "summary": summary}, as_json)
 
     run(debug, body)
 
@@ -229,7 +228,7 @@ def repo_cmd(
 
         folder, report = intact_build(store, model, version)
         opts = DeployOptions(store=Path(store), backend=backend, format=fmt, extra={"force": force}, **settings)
-        _print_result(out, sole(REPOSITORY_WRITER).repo(folder, report, opts), as_json)
+        print_result(out, sole(REPOSITORY_WRITER).repo(folder, report, opts), as_json)
 
     run(debug, body)
 
@@ -244,7 +243,7 @@ def check_repo_cmd(repository: str, as_json: bool, debug: bool) -> None:
         from ..errors import ValidationFailed
 
         result = sole(REPOSITORY_CHECKER).check_repo(Path(repository))
-        _print_result(out, result, as_json)
+        print_result(out, result, as_json)
         for problem in result["problems"]:
             log(f"{problem['severity']}: {problem['message']}")
         errors = [p for p in result["problems"] if p["severity"] == "error"]
@@ -266,7 +265,7 @@ def check_manifest_cmd(manifest: str, as_json: bool, debug: bool) -> None:
         from ..errors import ValidationFailed
 
         result = sole(MANIFEST_CHECKER).check_manifest(Path(manifest))
-        _print_result(out, result, as_json)
+        print_result(out, result, as_json)
         problems = [(d, p) for d in result["documents"] for p in d["problems"]]
         if problems:
             doc, first = problems[0]

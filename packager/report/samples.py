@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..build.cases import Case
 from ..registry import Tolerance
 from .build_report import BuildReport
+from .cases import Case
 from .validate import OutputCheck, first_failure, validate_model_outputs
 
 

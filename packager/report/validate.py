@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..build.cases import Case
 from ..registry import Tolerance
+from .cases import Case
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 RMS_FRACTION = 0.1  # the overall rms error allowed, as a fraction of rtol

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..build.cases import Case, batch_cases, make_inputs
 from ..build.inputs import check_input
 from ..errors import UsageError, ValidationFailed
 from ..registry import TensorSpec
 from ..report.build_report import BuildReport
+from ..report.cases import Case, batch_cases, make_inputs
 
 AGREEMENT_ROWS = 16  # an extra batch for the task-level agreement (classes flip on few rows)
 MAX_BYTES = 1 << 30  # a calibration file, on disk and each array inflated

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..build.cases import Case
 from ..build.measure import measure
 from ..errors import EnvironmentProblem, ValidationFailed
 from ..report.build_report import BuildReport
+from ..report.cases import Case
 from ..report.validate import OutputCheck, first_failure, validate_model_outputs
 from . import BASE, FILE, FOLDER, MakeContext, Skipped, VariantSettings, get_variant
 from .agreement import agreement

@@ -73,7 +73,6 @@ def make_tiny_build(store: Path) -> Path:
     """Write `<store>/tiny/1` and return it: a checked build of the tiny entry serving model.onnx."""
     import onnx
 
-    from packager.build.cases import batch_cases
     from packager.build.modelio import Binding
     from packager.build.plan import resolve
     from packager.build.record import assemble, write_samples
@@ -81,6 +80,7 @@ def make_tiny_build(store: Path) -> Path:
     from packager.export import Outcome
     from packager.export.onnx import FILE, load
     from packager.registry import OutputSpec
+    from packager.report.cases import batch_cases
     from packager.report.store import AtomicVersion
     from packager.report.validate import validate_model_outputs
     from packager.targets import packagers

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from packager.build.cases import Case
 from packager.export import runner_for
 from packager.registry import Tolerance
 from packager.report.build_report import BuildReport
+from packager.report.cases import Case
 from packager.report.samples import load_sample
 from packager.report.validate import first_failure, validate_model_outputs
 from packager.targets.result import problems

@@ -2,7 +2,8 @@
 function) and on the code's own words: the build pipeline imports no target; a target never imports another target's
 modules, nor the pipeline (export/, build/) nor the commands (cli/); everything else reaches a target only through
 packager.targets (its registry, the Target interface and the capabilities' protocols), never by a target's name; and
-the only import cycle among the targets is the registry's lazy registration."""
+the only import cycle among the targets is the registry's lazy registration; and report/ and serve/, the lower
+packages, import nothing above them."""
 
 from __future__ import annotations
 
@@ -102,7 +103,14 @@ def test_everything_else_reaches_targets_through_the_interface(module):
     assert not inside, f"{module} imports target internals {inside}"
 
 
-NOT_FOR_TARGETS = ("packager.export", "packager.build", "packager.cli")  # the pipeline and the commands
+NOT_FOR_TARGETS = (
+    "packager.export",
+    "packager.build",
+    "packager.variants",
+    "packager.cli",
+    "packager.bench",
+    "packager.tune",
+)  # the pipeline and the commands
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _area(m) == "targets"))
@@ -234,3 +242,37 @@ def test_every_server_target_has_its_whole_deploy_flow():
         flow = target._flow()
         missing = [f for f in ("deploy", "status", "undeploy", "stop") if not callable(getattr(flow, f, None))]
         assert not missing, f"{target.name}: {flow.__name__} lacks {missing}"
+
+
+TOP_LEVEL = {"packager", "packager.registry", "packager.errors", "packager.console", "packager.safeio", "packager.archive"}
+LAYERS = {  # what each lower package may import besides itself and the top-level modules: the arrows only go down
+    "report": set(),
+    "serve": {"report"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _area(m) in LAYERS))
+def test_the_lower_packages_import_nothing_above_them(module):
+    """report/ (a build folder as data) and serve/ (what every server shares) sit under the pipeline, the targets and
+    the commands: an arrow from them up is a cycle waiting to happen, and would pull torch or a server into readers
+    that need neither."""
+    area = _area(module)
+    allowed = {area} | LAYERS[area]
+    assert not _above(MODULES[module], allowed), f"{module} imports {_above(MODULES[module], allowed)}"
+
+
+def _above(imported: set[str], allowed: set[str]) -> list[str]:
+    """The imported names outside the top-level modules and the allowed packages (`from x import y` gives x.y too)."""
+    return sorted(m for m in imported if ".".join(m.split(".")[:2]) not in TOP_LEVEL and m.split(".")[1] not in allowed)
+
+
+def test_a_target_importing_the_pipeline_fails_the_wall():
+    """The wall holds with a made-up arrow from a target to export/, and a report module reaching into build/."""
+    tried = {
+        **MODULES,
+        "packager.targets.triton.repository": MODULES["packager.targets.triton.repository"] | {"packager.export.onnx"},
+    }
+    assert [m for m in tried["packager.targets.triton.repository"] if m.startswith(NOT_FOR_TARGETS)] == ["packager.export.onnx"]
+    assert _above(MODULES["packager.report.validate"] | {"packager.build.cases.Case"}, {"report"}) == [
+        "packager.build.cases.Case"
+    ]

@@ -1,4 +1,4 @@
-"""The gate's validation cases (packager/build/cases.py): seeded inputs, named integer inputs, the second size of every
+"""The gate's validation cases (packager/report/cases.py): seeded inputs, named integer inputs, the second size of every
 dynamic axis, flipped values, and the case the exporters trace with."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from packager.build.cases import Case, batch_cases, export_case, flipped, larger, make_inputs, resized_cases
 from packager.registry import TensorSpec
+from packager.report.cases import Case, batch_cases, export_case, flipped, larger, make_inputs, resized_cases
 
 IMAGE = TensorSpec("input", (1, 3, 8, 8))
 TOKENS = TensorSpec("input_ids", (2, 16), "int64", (0, 1), (0, 1000))

@@ -1,6 +1,6 @@
 """What a declared input may be (packager/build/inputs.py), for `--input` and the spec alike, and the other build inputs
 resolved before any export (batch sizes, seed, labels file, strict spec types): each rule refuses in one line with
-exit 2, and what it accepts gives cases the gate can draw (packager/build/cases.py)."""
+exit 2, and what it accepts gives cases the gate can draw (packager/report/cases.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from packager.build.cases import batch_cases, flipped
 from packager.build.inputs import MAX_VALUES, parse_input
 from packager.errors import UsageError
+from packager.report.cases import batch_cases, flipped
 from tests.helpers.cli import invoke
 from tests.helpers.store import model_file
 

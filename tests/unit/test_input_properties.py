@@ -24,10 +24,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from packager.build.cases import batch_cases, flipped, resized_cases
 from packager.build.inputs import parse_input
 from packager.errors import EXIT_INTERNAL, UsageError
 from packager.registry import DTYPES, TensorSpec
+from packager.report.cases import batch_cases, flipped, resized_cases
 from packager.variants.calibration import read_calibration
 from tests.helpers.cli import Invocation, invoke
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from packager.build.cases import Case
 from packager.build.record import load_report, plain, write_samples
 from packager.errors import UsageError, ValidationFailed
 from packager.registry import TensorSpec
 from packager.report.build_report import BuildReport, OutputRecord, SampleRecord, TensorRecord
+from packager.report.cases import Case
 
 
 def test_plain_makes_any_report_valid_json() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from packager.build.cases import Case
 from packager.registry import Tolerance
+from packager.report.cases import Case
 from packager.report.validate import compare, constant_outputs, first_failure, summarise, validate_model_outputs
 
 TOL = Tolerance(atol=1e-4, rtol=1e-3)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from packager import variants
-from packager.build.cases import Case
 from packager.errors import UsageError
 from packager.registry import Tolerance
+from packager.report.cases import Case
 from packager.variants import MakeContext, VariantKind, VariantSettings, parse_kinds, settings_from
 from packager.variants.agreement import agreement, boxes, cosine, top_k
 from packager.variants.calibration import read_calibration
