@@ -11,6 +11,7 @@ kubectl and a current context exist, and otherwise prints the commands to run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -145,6 +146,9 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any, runtimes: Mapping[st
         _replace(tmp, out, kopts.runtime)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in (out.parent, out.parent.parent):  # a failed first deploy of this version leaves no empty folders
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return _result(out, report, kopts, manifest, storage, {"write_s": round(time.perf_counter() - started, 3)})
 
 
