@@ -42,23 +42,28 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Absolute names of every module `path` imports (relative imports resolved; `from x import y` gives x and x.y)."""
+def _statements(path: Path) -> list[tuple[str, list[str]]]:
+    """Every import statement of `path` as (absolute module, the names taken from it: none for `import x`), relative
+    imports resolved against the file's package."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    found: set[str] = set()
+    found: list[tuple[str, list[str]]] = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.extend((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")
-            if node.level:
-                base = base[: len(base) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            found.add(module)
-            found.update(f"{module}.{alias.name}" for alias in node.names)
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module or ""
+            found.append((module, [alias.name for alias in node.names]))
+    return found
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of every module `path` imports (relative imports resolved; `from x import y` gives x and x.y)."""
+    found: set[str] = set()
+    for module, taken in _statements(path):
+        found.add(module)
+        found.update(f"{module}.{name}" for name in taken)
     return {m for m in found if m.startswith("packager")}
 
 
@@ -191,16 +196,11 @@ def _arrows(path: Path) -> set[str]:
     """The modules of packager `path` imports, as the loops of an import graph count them: `from pkg import name` is
     an arrow to pkg.name when that is a module (pkg itself is loaded already, by whoever imported `path`), else to
     pkg."""
-    name = _module_name(path)
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
-            module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module or ""
-            found.update(f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names)
+    for module, taken in _statements(path):
+        if not taken:  # `import x`
+            found.add(module)
+        found.update(f"{module}.{n}" if f"{module}.{n}" in MODULES else module for n in taken)
     return {m for m in found if m in MODULES}
 
 
