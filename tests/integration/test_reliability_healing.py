@@ -59,7 +59,8 @@ class Client(threading.Thread):
 
     def __init__(self, ask: Callable[[], bool]):
         super().__init__(daemon=True)
-        self.ask, self.answers, self.halt = ask, [], threading.Event()
+        self.ask, self.halt = ask, threading.Event()
+        self.answers: list[tuple[float, bool]] = []
 
     def run(self) -> None:
         while not self.halt.is_set():
