@@ -204,6 +204,10 @@ class Backoff:
         return [f"{k} (retry in {self.due[k] - now:.0f} s)" for k in sorted(self.due) if self.due[k] > now]
 
 
+def _line(exc: Exception) -> str:
+    return exc.line() if isinstance(exc, PackError) else str(exc)
+
+
 def _unhealthy(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {key: health for key, health in each_health(doc).items() if health.get("health") == UNHEALTHY}
 
@@ -231,6 +235,7 @@ class Loop:
         self.check, self.watcher, self.lock, self.clock = check, watcher, lock, clock
         self.backoff = Backoff()
         self.errors = 0  # rounds in a row whose probe itself failed
+        self.deferred = False  # the last repair waited for the lock (said once, not at every round)
 
     def round(self) -> float:
         """Probe every model; repair the unhealthy ones that are due. Returns the seconds to the next round."""
@@ -239,7 +244,7 @@ class Loop:
         except (PackError, OSError) as exc:  # the server does not answer its API: say so once, then less often
             self.errors += 1
             if self.errors == 1 or self.errors % 20 == 0:
-                logger.warning(f"{_now()} probe failed: {exc.line() if isinstance(exc, PackError) else exc}")
+                logger.warning(f"{_now()} probe failed: {_line(exc)}")
             self.watcher.note(last_check=_now(), last_error=str(exc))
             return min(BACKOFF_S[1], PERIOD_S * min(self.errors, 10))
         self.errors = 0
@@ -254,9 +259,12 @@ class Loop:
         try:
             with self.lock():  # a deploy or an undeploy under way holds it: repair at a later round
                 after = each_health(self.check(True))
-        except PackError as exc:
-            logger.info(f"{_now()} repair of {', '.join(sorted(due))} deferred: {exc.line()}")
+        except (PackError, OSError) as exc:
+            if not self.deferred:
+                logger.info(f"{_now()} repair of {', '.join(sorted(due))} deferred: {_line(exc)}")
+            self.deferred = True
             return
+        self.deferred = False
         for key in sorted(due):
             healed, line = _repair_line(key, after[key]) if key in after else (True, f"{key} is no longer served")
             if not healed:
@@ -269,7 +277,11 @@ def run(check: Check, watcher: Watcher, server: ProcessIdentity, sleep: Callable
     """Watch until the server is gone; 0 then."""
     loop = Loop(check, watcher, lambda: StoreLock(servers_root(watcher.store), wait=0))
     while server.current():
-        wait = loop.round()
+        try:
+            wait = loop.round()
+        except Exception:  # a bug in pack: logged with its traceback; the watcher goes on, slower
+            logger.exception(f"{_now()} a round of the watcher failed")
+            wait = BACKOFF_S[1] / 10
         end = time.monotonic() + wait
         while server.current() and time.monotonic() < end:
             sleep(min(0.5, max(0.0, end - time.monotonic())))

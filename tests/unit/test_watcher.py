@@ -102,14 +102,19 @@ def test_the_back_off_is_capped():
     assert waits[:4] == [5.0, 10.0, 20.0, 40.0] and max(waits) == w.BACKOFF_S[1] == 300.0
 
 
-def test_a_repair_waits_while_a_deploy_holds_the_lock(tmp_path):
+def test_a_repair_waits_while_a_deploy_holds_the_lock(tmp_path, caplog):
     def held() -> Any:
         raise UsageError("another pack process is writing .servers (lock .servers/.lock)")
 
     check = Failing()
     loop, _ = _loop(tmp_path, check, held)
-    loop.round()
+    with caplog.at_level("INFO", logger=w.__name__):
+        loop.round()
+        loop.round()
     assert check.repairs == 0 and loop.backoff.failures == {}  # deferred, not counted as a failed repair
+    assert [r.message.split(" ", 1)[1] for r in caplog.records] == [
+        "repair of tiny v1 deferred: another pack process is writing .servers (lock .servers/.lock)"
+    ]  # said once, not at every round
 
 
 def test_a_probe_that_fails_waits_longer_each_time_and_the_loop_goes_on(tmp_path):
@@ -189,3 +194,30 @@ def test_the_watcher_exits_once_its_server_is_gone(tmp_path):
 
     assert w.run(never, watcher, gone) == 0
     assert watcher.state() is None and watcher.last()["exited"]
+
+
+class Alive:
+    """A server process that is there for `rounds` looks, then gone (the loop's own exit is tested above)."""
+
+    pid = 1
+
+    def __init__(self, rounds: int):
+        self.rounds = rounds
+
+    def current(self) -> bool:
+        self.rounds -= 1
+        return self.rounds >= 0
+
+
+def test_a_bug_in_a_round_is_logged_and_the_watcher_goes_on(tmp_path, caplog):
+    calls = []
+
+    def buggy(repair: bool) -> dict[str, Any]:
+        calls.append(repair)
+        raise RuntimeError("a bug in a target's status")
+
+    watcher = w.Watcher(tmp_path / "store", "sleeper")
+    with caplog.at_level("INFO", logger=w.__name__):
+        assert w.run(buggy, watcher, Alive(4), sleep=lambda s: None) == 0
+    failed = [r for r in caplog.records if "a round of the watcher failed" in r.message]
+    assert calls == [False] and len(failed) == 1 and failed[0].exc_info is not None
