@@ -10,6 +10,8 @@ A target supplies its own steps as a `Steps` subclass (TorchServe: torchserve/de
   failed and was rolled back); a server that died meanwhile is said so, with its log;
 - deploys into one store run one at a time: `run` holds the store's server lock (`<store>/.servers/.lock`) from the
   server's launch to the end of the registration, so two deploys into a fresh store share one launched server;
+- a deploy that succeeded on a server pack launched makes sure that server's watcher runs (it heals the models with
+  no command run; `PACK_WATCH=0` at the server's launch turns it off);
 - Ctrl-C: the files are put back; a server this command started is stopped; on a server that ran before, a
   half-registered new version is removed and the previous one restored; then the interrupt goes on (exit 130).
 """
@@ -75,6 +77,9 @@ class Steps:
     def result(self, smoke: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def watch(self) -> None:
+        """After a deploy that succeeded: the watcher of a server pack launched runs (packager/serve/watcher.py)."""
+
     # --- undo
     def undo_files(self) -> None:
         """Put the files this command staged back as they were (idempotent)."""
@@ -114,6 +119,7 @@ def run(steps: Steps) -> dict[str, Any]:
             steps.connect()
             steps.observe()
             smoke = _install(steps)
+            steps.watch()
         except KeyboardInterrupt:
             if steps.launched:
                 steps.stop_server()
@@ -188,6 +194,15 @@ def _undo_server(steps: Steps, interrupted: bool) -> list[str]:
         return steps.undo_server(interrupted)
     except HttpError as exc:  # a hook's own undo call failed: say so, never hide the first failure
         return [f"could not undo on {steps.server}: {exc}"]
+
+
+def server_lock(opts: Any) -> contextlib.AbstractContextManager[Any]:
+    """The store's server lock for a command that changes a server pack launched (an undeploy; a deploy holds it
+    through `run`), waited for up to --timeout: it never runs while a deploy or the watcher's repair is under way."""
+    store = getattr(opts, "store", None)
+    if store is None or getattr(opts, "url", None):
+        return contextlib.nullcontext()
+    return StoreLock(Path(store) / ".servers", wait=float(opts.timeout))
 
 
 def _join(*parts: str | None) -> str | None:

@@ -88,3 +88,17 @@ def health_line(name: str, version: str, health: dict[str, Any]) -> str:
     if repair:
         line += f"; not repaired: {repair.get('reason') or 'still failing ' + str(repair['seconds']) + ' s after the reload'}"
     return line
+
+
+def each_health(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"NAME vVERSION": health} of a `pack status` document, whichever target wrote it: a `health` map by deployment
+    (with each one's version), or a `health` in each entry of `models` (named `model` or `name`)."""
+    found: dict[str, dict[str, Any]] = {}
+    by_name = status.get("health")
+    for name, health in (by_name or {}).items() if isinstance(by_name, dict) else []:
+        found[f"{name} v{health.get('version')}"] = health
+    for entry in status.get("models") or []:
+        health = entry.get("health") if isinstance(entry, dict) else None
+        if isinstance(health, dict):
+            found[f"{entry.get('model') or entry.get('name')} v{entry.get('version')}"] = health
+    return found

@@ -7,7 +7,9 @@ unhealthy, `--repair` loads the model again and it answers. TorchServe: a worker
 itself (the probe waits for it and says healthy); a worker frozen (SIGSTOP: alive, READY, never answering) is found
 unhealthy and `--repair` scales the workers to zero and back.
 
-Each server is stopped in its fixture's teardown, which checks that no process of it is left.
+The servers are launched with PACK_WATCH=0 (no watcher): what is tested here is what `pack status` sees before any
+repair (tests/integration/test_reliability_healing.py tests the watcher). Each server is stopped in its fixture's
+teardown, which checks that no process of it is left.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def _wait(predicate, seconds: float, step: float = 0.2) -> bool:
 
 
 @pytest.fixture
-def triton(built, tmp_path):
+def triton(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("PACK_WATCH", "0")  # no watcher: the killed stub stays dead until `pack status --repair`
     ensure_tritonserver()
     store = tmp_path / "store"
     copy_build(built("tiny"), store)
@@ -138,7 +141,8 @@ def test_triton_dead_stub_is_reported_unhealthy_and_repaired(triton, built):
 
 
 @pytest.fixture
-def torchserve(built, tmp_path):
+def torchserve(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("PACK_WATCH", "0")  # no watcher: the frozen worker stays frozen until `pack status --repair`
     if not shutil.which("java"):
         pytest.skip("java is not installed (run scripts/setup-torchserve.sh)")
     store = tmp_path / "store"

@@ -80,6 +80,9 @@ class Recorder(Steps):
     def stop_server(self) -> None:
         self.calls.append("stop_server")
 
+    def watch(self) -> None:
+        self.calls.append("watch")
+
     def server_gone(self) -> bool:
         return self.gone
 
@@ -97,7 +100,8 @@ def _after(steps: Recorder, name: str) -> list[str]:
 def test_success_commits_and_undoes_nothing():
     steps = Recorder()
     assert run(steps) == {"smoke_test": {"passed": True}}
-    assert steps.calls == ["prepare", "connect", "observe", "stage", "load", "smoke", "commit", "closed"]
+    # the watcher is made sure of once the deploy succeeded (every failure path below lists no "watch")
+    assert steps.calls == ["prepare", "connect", "observe", "stage", "load", "smoke", "commit", "watch", "closed"]
 
 
 def test_smoke_failure_rolls_back_and_says_what_serves():

@@ -25,6 +25,7 @@ from ...serve.http import ApiError, HttpError, is_loopback
 from ...serve.oip import curl_line, sample_request, write_request
 from ..options import DeployOptions
 from ..result import deploy_result, server_info, v2_infer_url
+from ..watch import start as start_watcher
 from .config import settings_from
 from .connection import MODEL_STORE_ENV, Connection, connect
 from .manage import status, stop, undeploy
@@ -165,6 +166,10 @@ class TorchServeSteps(Steps):
 
     def stop_server(self) -> None:
         TorchServeServer(self.opts.store).stop()
+
+    def watch(self) -> None:
+        if self.conn.local is not None:
+            start_watcher(self.conn.local, "torchserve", self.launched)
 
     def server_gone(self) -> bool:
         return self.conn.local is not None and self.conn.local.running() is None

@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 from ...errors import EnvironmentProblem, UsageError
+from ...serve import watcher
+from ...serve.deployflow import server_lock
 from ...serve.health import health_line
 from ...serve.http import translated
 from ...serve.metrics import Families, read, summary_lines
@@ -94,6 +96,8 @@ def status(opts: DeployOptions) -> dict[str, Any]:
     metrics_url = (conn.local.state() or {}).get("metrics_url") if conn.local else None
     metrics = read(f"{metrics_url}/metrics", METRICS) if metrics_url else None
     result["metrics"] = metrics
+    watching = watcher.describe(conn.local) if conn.local else None
+    result["watcher"] = watching
     where = url or conn.management.base_url
     head = f"TorchServe at {where} (management {conn.management.base_url})"
     result["summary"] = "\n".join(
@@ -102,12 +106,18 @@ def status(opts: DeployOptions) -> dict[str, Any]:
             table(rows, ["model", "version", "default", "batch", "ready workers"]) if rows else "no models registered",
             *(["health (each version's build sample):"] + [health_line(m["model"], m["version"], m["health"]) for m in models]),
             *(summary_lines(metrics) if metrics else ["metrics: unknown for a server given by --url"]),
+            *([watcher.status_line(watching)] if watching else []),
         ]
     )
     return result
 
 
 def undeploy(name: str, version: str | None, opts: DeployOptions) -> dict[str, Any]:
+    with server_lock(opts):  # never while a deploy or the watcher's repair changes the server
+        return _undeploy(name, version, opts)
+
+
+def _undeploy(name: str, version: str | None, opts: DeployOptions) -> dict[str, Any]:
     conn = connect(opts, start=False)
     if conn is None:
         raise UsageError(f"no TorchServe launched by pack for store {opts.store}", "nothing to undeploy (or pass --url)")
@@ -141,4 +151,4 @@ def undeploy(name: str, version: str | None, opts: DeployOptions) -> dict[str, A
 
 
 def stop(opts: DeployOptions) -> dict[str, Any]:
-    return TorchServeServer(opts.store).stop()
+    return watcher.stop_with(TorchServeServer(opts.store))

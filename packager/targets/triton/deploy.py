@@ -29,6 +29,7 @@ from ...serve.oip import curl_line, sample_request, write_request
 from ...serve.settings import resolve
 from ...serve.tasks import sample_image
 from ..result import deploy_result, server_info, v2_infer_url
+from ..watch import start as start_watcher
 from . import config as cfg
 from .check import check_repository, raise_on_errors
 from .client import TritonHTTP, missing_backend
@@ -280,6 +281,10 @@ class TritonSteps(Steps):
 
     def stop_server(self) -> None:
         self.local.stop()
+
+    def watch(self) -> None:
+        if self.state:
+            start_watcher(self.local, "triton", self.launched)
 
     def server_gone(self) -> bool:
         return self.state is not None and self.local.alive() is None

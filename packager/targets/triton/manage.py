@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
+from ...serve import watcher
+from ...serve.deployflow import server_lock
 from ...serve.health import health_line
 from ...serve.http import translated
 from ...serve.metrics import Families, read, summary_lines
@@ -37,7 +39,7 @@ def _client_for(opts: Any) -> tuple[TritonHTTP | None, Any]:
 
 
 def stop(opts: Any) -> dict[str, Any]:
-    return TritonServer(Path(opts.store)).stop()
+    return watcher.stop_with(TritonServer(Path(opts.store)))
 
 
 def status(opts: Any) -> dict[str, Any]:
@@ -80,6 +82,8 @@ def status(opts: Any) -> dict[str, Any]:
         lines.append("  (no deployment of pack's to probe)")
     metrics = read(f"http://{state.host}:{state.metrics_port}/metrics", METRICS) if state else None
     lines += summary_lines(metrics) if metrics else ["metrics: unknown for a server given by --url (Triton serves them on :8002)"]
+    watching = watcher.describe(TritonServer(Path(opts.store))) if state else None
+    lines += [watcher.status_line(watching)] if watching else []
     return {
         "target": "triton",
         "running": True,
@@ -91,11 +95,17 @@ def status(opts: Any) -> dict[str, Any]:
         "deployments": state.deployments if state else None,
         "health": health,
         "metrics": metrics,
+        "watcher": watching,
         "summary": "\n".join(lines),
     }
 
 
 def undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
+    with server_lock(opts):  # never while a deploy or the watcher's repair changes the server
+        return _undeploy(name, version, opts)
+
+
+def _undeploy(name: str, version: str | None, opts: Any) -> dict[str, Any]:
     client, state = _client_for(opts)
     if client is None:
         raise UsageError(
