@@ -269,7 +269,7 @@ def test_rebuilt_registered_version_is_refused_and_the_old_keeps_serving(ts):
     archive = _root(store) / "model-store" / "tiny.v1.mar"
     original = _with_other_model_digest(archive)
     try:
-        proc = run_pack("deploy", "tiny", "--target", "torchserve", "--store", str(store))
+        proc = run_pack("deploy", "tiny", "--version", "1", "--target", "torchserve", "--store", str(store))
         line = _one_line(proc.stderr)
         assert proc.returncode == 4, proc.stderr[-2000:]
         assert "changed since it was registered" in line and "keeps serving" in line
@@ -280,7 +280,7 @@ def test_rebuilt_registered_version_is_refused_and_the_old_keeps_serving(ts):
         tmp = archive.with_name(".restored.tmp")
         tmp.write_bytes(original)
         os.replace(tmp, archive)
-    assert run_pack("deploy", "tiny", "--target", "torchserve", "--store", str(store)).returncode == 0
+    assert run_pack("deploy", "tiny", "--version", "1", "--target", "torchserve", "--store", str(store)).returncode == 0
 
 
 def test_server_killed_during_registration_is_one_line(ts):
