@@ -1,5 +1,6 @@
 """Issue 7 on a real TorchServe launched by pack: loopback sockets, token hygiene, malformed and huge requests, a
-killed worker, Ctrl-C during start and registration, the server killed while registering.
+killed worker, Ctrl-C during start and registration, a registered version whose build changed (issue 20), the server
+killed while registering.
 
 One server per module (its own store); teardown stops it and checks that no process of it is left.
 """
@@ -14,6 +15,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +244,43 @@ def test_ctrl_c_during_registration_leaves_the_running_version(ts):
     assert [(m["version"], m["default"]) for m in doc["models"] if m["model"] == "tiny"] == [("1", True)]
     assert sorted(p.name for p in (_root(store) / "model-store").iterdir()) == ["tiny.v1.mar"]
     assert _post(_predict_url(ts), png_bytes(32, 32), _keys(store)["inference"], "image/png")[0] == 200
+
+
+def _with_other_model_digest(archive: Path) -> bytes:
+    """Rewrite the registered archive (a new file: the build's .mar may be a hard link to it) as if it had been
+    registered from another build: pack.json records another sha256 for the model. Returns the original bytes."""
+    original = archive.read_bytes()
+    tmp = archive.with_name(".rewritten.tmp")
+    with zipfile.ZipFile(io.BytesIO(original)) as src, zipfile.ZipFile(tmp, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "pack.json":
+                meta = json.loads(data)
+                meta["members_sha256"]["model.onnx"] = "0" * 64
+                data = json.dumps(meta).encode()
+            dst.writestr(info, data)
+    os.replace(tmp, archive)
+    return original
+
+
+def test_rebuilt_registered_version_is_refused_and_the_old_keeps_serving(ts):
+    """Issue 20 item 5: a version registered with other files than its build is never reported deployed."""
+    store = ts["store"]
+    archive = _root(store) / "model-store" / "tiny.v1.mar"
+    original = _with_other_model_digest(archive)
+    try:
+        proc = run_pack("deploy", "tiny", "--version", "1", "--target", "torchserve", "--store", str(store))
+        line = _one_line(proc.stderr)
+        assert proc.returncode == 4, proc.stderr[-2000:]
+        assert "changed since it was registered" in line and "keeps serving" in line
+        assert "pack undeploy tiny --version 1 --target torchserve && pack deploy tiny --version 1" in line
+        assert proc.stdout == ""
+        assert _post(_predict_url(ts), png_bytes(32, 32), _keys(store)["inference"], "image/png")[0] == 200
+    finally:
+        tmp = archive.with_name(".restored.tmp")
+        tmp.write_bytes(original)
+        os.replace(tmp, archive)
+    assert run_pack("deploy", "tiny", "--version", "1", "--target", "torchserve", "--store", str(store)).returncode == 0
 
 
 def test_server_killed_during_registration_is_one_line(ts):

@@ -30,6 +30,7 @@ from .config import settings_from
 from .connection import MODEL_STORE_ENV, Connection, connect
 from .manage import status, stop, undeploy
 from .mar import choose_handler
+from .rollout import refuse_if_changed, replacing_command
 from .server import TorchServeServer, read_tokens
 from .smoke import smoke_test
 from .staging import serve_file, stage_mar, tempdir
@@ -71,6 +72,9 @@ class TorchServeSteps(Steps):
         described = self.conn.management.versions(self.name)
         self.previous_default = self.conn.management.default_version(self.name) if described else None
         self.already = any(str(d.get("modelVersion")) == self.version for d in described)
+        if self.already and self.conn.model_store is not None:  # a rebuilt version is refused, never reported deployed
+            archive = self.conn.model_store / self.file_name
+            refuse_if_changed(archive, self.build_dir, self.report, self.settings.format, self.served.file)
 
     def stage(self) -> None:
         if self.already:
@@ -180,7 +184,10 @@ class TorchServeSteps(Steps):
     def still_serving(self) -> str:
         parts = ["it was unregistered"] if self.unregistered else []
         if self.already:
-            parts.append(f"v{self.version} was registered before and stays as it was")
+            parts.append(
+                f"v{self.version} was registered before and stays as it was "
+                f"(to replace it with this build: {replacing_command(self.name, self.version)})"
+            )
         if self.previous_default and self.previous_default != self.version:
             parts.append(f"v{self.previous_default} is still the default")
         return "; ".join(parts)
