@@ -1,7 +1,7 @@
 """Archive speed, whole commands: `pack archive` against torch-model-archiver 0.12 and a plain copy, process start to
 exit.
 
-    python benchmarks/archive_speed.py [--model resnet50] [--store DIR] [--repeat 7] [--json out.json]
+    python benchmarks/archive_speed.py [--model resnet50] [--store DIR] [--repeat 7] [--json out.json] [--smoke]
 
 Builds MODEL once into --store when it is not there yet (random weights; the ONNX export of resnet50 is about
 100 MB), then times each command as a separate process, on the same input files (the ONNX model, the handler and its
@@ -159,7 +159,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--store", type=Path, default=ROOT / "benchmarks" / "out" / "store")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "archive_speed.json")
-    return parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="tiny, one round: checks the script runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.model, args.repeat = "tiny", 1
+    return args
 
 
 def main() -> int:

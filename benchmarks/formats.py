@@ -2,7 +2,7 @@
 run; and the time each format's export (with its gate) took.
 
     .venv/bin/python benchmarks/formats.py [--models tiny,resnet18,resnet50,mobilenet_v3_small,yolov8n]
-        [--batches 1,8] [--rounds 5] [--out benchmarks/results/formats_cpu.json]
+        [--batches 1,8] [--rounds 5] [--out benchmarks/results/formats_cpu.json] [--smoke]
 
 Each model is built once with `--formats torchscript,onnx,pt2,aoti` into a temporary store (the export seconds come
 from its report). The formats are then timed in rounds: every round runs each format once per batch size, in turn,
@@ -18,23 +18,27 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 FORMATS = ("torchscript", "onnx", "pt2", "aoti")
 
 
 def build(model: str, store: Path) -> tuple[dict, Path]:
-    from packager.build.pipeline import build as run_build
-    from packager.build.plan import resolve
-
-    plan = resolve(model, None, {"device": "cpu", "formats": ",".join(FORMATS), "batch_sizes": [1, 8]})
-    report, folder = run_build(plan, store, force=True, log=lambda m: print(f"  {m}", file=sys.stderr), iterations=0)
-    return report.to_dict(), folder
+    """`pack build MODEL` with every format, as a user runs it (its progress on stderr); the report and its folder."""
+    command = [sys.executable, "-m", "packager.cli", "build", model, "--store", str(store), "--force", "--json"]
+    command += ["--formats", ",".join(FORMATS), "--batch-sizes", "1,8", "--device", "cpu", "--iterations", "0"]
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"error: pack build {model} exited {done.returncode}; see its line above")
+    report = json.loads(done.stdout)
+    return report, Path(report["path"])
 
 
 def runners(model: str, report: dict, folder: Path) -> dict:
@@ -87,7 +91,10 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/formats_cpu.json")
+    parser.add_argument("--smoke", action="store_true", help="tiny at batch 1, one round: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.models, args.batches, args.rounds = "tiny", "1", 1
     batches = [int(b) for b in args.batches.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

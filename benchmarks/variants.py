@@ -1,7 +1,7 @@
 """Each ONNX variant's speed-up over the base ONNX export and its agreement with eager, per model, side by side.
 
     .venv/bin/python benchmarks/variants.py [--models tiny,resnet50,encoder] [--iterations 20]
-        [--out benchmarks/results/variants_cpu.json]
+        [--out benchmarks/results/variants_cpu.json] [--smoke]
 
 Each model is built once with `pack build --formats onnx --batch-sizes 1,8 --variants all` into a temporary store:
 the build's own variant step makes every variant, gates it against eager (the kind's tolerances and the task's
@@ -83,7 +83,10 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,resnet50,encoder")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "variants_cpu.json"))
+    parser.add_argument("--smoke", action="store_true", help="tiny, two iterations: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.models, args.iterations = "tiny", 2
     rows: list[dict] = []
     served = {}
     load_before = os.getloadavg()[0]

@@ -1,0 +1,72 @@
+"""The benchmark scripts run: each one's `--smoke` mode (tiny, one round) prints its table and writes its JSON, so a
+change to pack that breaks a benchmark fails here, not when its figures are next needed. (benchmarks/soak.py runs in
+tests/integration/test_reliability_soak.py.) Timings are not checked: only that every row was measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+
+def _run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_formats_measures_every_format_against_eager(tmp_path: Path) -> None:
+    out = tmp_path / "formats.json"
+    done = _run("formats.py", "--out", str(out))
+    doc = json.loads(out.read_text())
+    (row,) = doc["rows"]
+    assert row["model"] == "tiny" and row["batch"] == 1 and row["eager_ms"] > 0
+    for fmt in ("torchscript", "onnx", "pt2", "aoti"):
+        assert row[f"{fmt}_ms"] > 0 and row[f"{fmt}_x"] > 0, fmt
+        assert row["export_seconds"][fmt] > 0, fmt
+    assert done.stdout.splitlines()[0].split()[:3] == ["model", "batch", "eager"]
+
+
+def test_variants_gates_and_times_each_variant(tmp_path: Path) -> None:
+    out = tmp_path / "variants.json"
+    done = _run("variants.py", "--out", str(out))
+    doc = json.loads(out.read_text())
+    assert doc["rows"] and {r["model"] for r in doc["rows"]} == {"tiny"}
+    assert {r["status"] for r in doc["rows"]} <= {"kept", "rejected", "failed", "skipped"}, doc["rows"]
+    measured = [r for r in doc["rows"] if r["status"] in ("kept", "rejected")]
+    assert measured and all(r["speedup"] > 0 and r["p50_ms"] for r in measured), doc["rows"]
+    assert "| model | variant |" in done.stdout
+
+
+def test_archive_speed_times_pack_against_the_archiver(tmp_path: Path) -> None:
+    out = tmp_path / "archive.json"
+    done = _run("archive_speed.py", "--store", str(tmp_path / "store"), "--json", str(out))
+    doc = json.loads(out.read_text())
+    assert set(doc["results"]) == {"pack archive", "tma zip-store", "tma default", "cp"}
+    assert all(r["median_s"] > 0 and r["bytes"] > 0 for r in doc["results"].values())
+    assert "pack archive takes" in done.stdout
+
+
+@pytest.mark.slow
+def test_build_speed_compares_pack_with_ultralytics(tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics")
+    out = tmp_path / "build.json"
+    done = _run("build_speed.py", "--out", str(out), timeout=600)
+    doc = json.loads(out.read_text())
+    commands = {r["command"]: r for r in doc["rows"]}
+    assert set(commands) == {"pack build --formats torchscript,onnx --iterations 0", "ultralytics export onnx+torchscript"}
+    assert all(r["median_s"] > 0 for r in commands.values())
+    assert doc["timeline_of_the_last_default_build"], "the build's own log gave no phases"
+    assert "x ultralytics" in done.stdout
