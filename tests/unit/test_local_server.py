@@ -92,6 +92,17 @@ def _gone(pids: list[int], seconds: float = 5.0) -> bool:
     return not any(pid_alive(p) for p in pids)
 
 
+def _environ_after_exec(pid: int, seconds: float = 5.0) -> bytes:
+    """The process's environment once it runs its own program: `ensure` returns as soon as the (test's) health check
+    says ready, which can be before the child's exec, when /proc shows an empty or the parent's environment."""
+    end = time.monotonic() + seconds
+    while True:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        if f"{TOKEN}=".encode() in environ or time.monotonic() > end:
+            return environ
+        time.sleep(0.01)
+
+
 def test_launch_records_the_process_detached_marked_and_logged_and_stop_ends_it(sleeper: Sleeper) -> None:
     state, launched = sleeper.ensure(sleeper.plan, 10)
     pid = state["pid"]
@@ -105,7 +116,7 @@ def test_launch_records_the_process_detached_marked_and_logged_and_stop_ends_it(
     }
     assert sleeper.state() == state and not list(sleeper.root.glob("*.tmp"))  # written whole, by a rename
     assert os.getsid(pid) == pid  # a session of its own: a Ctrl-C at the terminal reaches pack, not the server
-    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    environ = _environ_after_exec(pid)
     assert f"{LAUNCH_ENV}=".encode() in environ and f"{TOKEN}={sleeper.token}".encode() in environ
     assert "=== pack: sleep 60" in sleeper.log_path.read_text()
     assert sleeper.running() == state and sleeper.processes() == [pid]
