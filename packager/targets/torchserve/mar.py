@@ -99,6 +99,7 @@ class Entry:
     data: bytes | None = None
     path: Path | None = None
     store: bool = False
+    sha256: str | None = None  # the file's digest as the build recorded it (checked beside the packing: not re-read)
 
     def file(self) -> Path:
         """The file an entry without in-memory data copies."""
@@ -116,7 +117,9 @@ class Entry:
 def member_digests(entries: list[Entry]) -> dict[str, str]:
     """The sha256 of every member (all but pack.json, which records them): `pack verify` of an archive without its
     build checks each member against them, so a model file swapped inside the archive is caught."""
-    return {e.name: hashlib.sha256(e.data).hexdigest() if e.data is not None else sha256_file(e.file()) for e in entries}
+    return {
+        e.name: e.sha256 or (hashlib.sha256(e.data).hexdigest() if e.data is not None else sha256_file(e.file())) for e in entries
+    }
 
 
 def plan_entries(
@@ -125,7 +128,8 @@ def plan_entries(
     """Every entry of the archive (sorted) and a description of it for the report."""
     fmt = settings.format
     serialized = SERIALIZED[fmt]
-    model_path = build_dir / served(report, fmt).file  # a kept ONNX variant's, else the export
+    packed = served(report, fmt).file  # a kept ONNX variant's, else the export
+    model_path = build_dir / packed
     if not model_path.is_file():
         raise UsageError(f"the build has no {fmt} export ({model_path})", "rebuild it with `pack build`")
     handler = handler or choose_handler(report)
@@ -140,12 +144,12 @@ def plan_entries(
             "MAR-INF/MANIFEST.json",
             data=(json.dumps(manifest(report.name, report.version, serialized, handler, date), indent=2) + "\n").encode(),
         ),
-        Entry(serialized, path=model_path, store=True),
+        Entry(serialized, path=model_path, store=True, sha256=report.sha256.get(packed)),
         Entry(CONFIG_FILE, data=model_config_yaml(config).encode()),
     ]
     entries += [Entry(f, data=read_runtime(f)) for f in helper_files(handler)]
     if labels:
-        entries.append(Entry(Path(labels).name, path=build_dir / labels))
+        entries.append(Entry(Path(labels).name, path=build_dir / labels, sha256=report.sha256.get(labels)))
     meta = {**metadata(report, fmt, serialized, labels), MEMBER_DIGESTS: member_digests(entries)}
     entries.append(Entry(METADATA_FILE, data=(json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()))
     entries.sort(key=lambda e: e.name)
