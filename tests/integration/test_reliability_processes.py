@@ -287,7 +287,7 @@ def _undeploy_under_load(target: str, store: Path, url: str, body: bytes, token:
 def _verdict(outcomes: list[str]) -> None:
     unanswered = [o for o in outcomes if o.startswith("unanswered")]
     counts = collections.Counter(o.split(":")[0] for o in outcomes)
-    assert unanswered == [], f"{len(unanswered)} of {len(outcomes)} requests got no answer: {sorted(set(unanswered))[:5]} {counts}"
+    assert unanswered == [], f"{len(unanswered)} of {len(outcomes)} got no answer: {sorted(set(unanswered))[:5]} {counts}"
     assert "ok" in outcomes and any(o.startswith("refused 4") for o in outcomes), sorted(set(outcomes))
 
 
