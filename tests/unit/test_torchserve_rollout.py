@@ -78,7 +78,7 @@ class FakeManagement:
     def _call(self, what: str, name: str) -> None:
         self.calls.append((what, name))
         if (what, name) in self.fail:
-            raise ApiError(500, f"{what} {name} failed", "TorchServe", "http://127.0.0.1:1")
+            raise ApiError("TorchServe", 500, f"{what} {name} failed", "http://127.0.0.1:1")
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         return [{"modelVersion": v} for v in sorted(self.registered.get(name, ()))]
@@ -103,7 +103,7 @@ class FakeManagement:
     def unregister(self, name: str, version: str, timeout: float = 60.0) -> str:
         self._call("unregister", name)
         if version not in self.registered.get(name, set()):
-            raise ApiError(404, "not found", "TorchServe", "http://127.0.0.1:1")
+            raise ApiError("TorchServe", 404, "not found", "http://127.0.0.1:1")
         self.registered[name].discard(version)
         return "ok"
 
