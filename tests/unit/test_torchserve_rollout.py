@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -114,7 +114,7 @@ def rollout(tmp_path: Path, mgmt: FakeManagement, tiny_report: BuildReport) -> R
     (store / "tiny.v1.mar").write_bytes(b"old archive")
     (store / "tiny.v1.next.mar").write_bytes(b"new archive")
     settings = settings_from(tiny_report, None)
-    return Rollout(mgmt, store, "tiny", "1", settings, 5.0, tmp_path / "drain", True)  # type: ignore[arg-type]
+    return Rollout(cast(Any, mgmt), store, "tiny", "1", settings, 5.0, tmp_path / "drain", True)
 
 
 @pytest.fixture
