@@ -32,6 +32,10 @@ from pack_runtime import (
 )
 
 METADATA_FILE = "pack.json"
+# The drain folder of a TorchServe that pack launched (packager/targets/torchserve/drain.py): a file `<name>.v<version>`
+# in it makes every worker of that version answer 503 with Retry-After, so nothing is queued when it is unregistered.
+DRAIN_ENV = "PACK_DRAIN_DIR"
+RETRY_AFTER_S = "1"
 # Per-request settings a multipart request may send as form fields beside the payload.
 OPTION_NAMES = frozenset({"top_k", "conf_threshold", "iou_threshold", "max_detections", "output_encoding"})
 
@@ -255,6 +259,31 @@ def entry_point(handler_class: type[PackHandler]) -> Callable[[Any, Any], Any]:
             holder["service"] = service
         if data is None:
             return None
+        if draining(context):
+            return refuse_all(data, context)
         return service.handle(data, context)
 
     return handle
+
+
+def draining(context: Any) -> bool:
+    """Whether pack asked the workers of this registered name and version to stop taking requests."""
+    folder = os.environ.get(DRAIN_ENV)
+    if not folder:
+        return False
+    name = getattr(context, "model_name", None)  # the registered name (a rollout registers under another one)
+    version = ((getattr(context, "manifest", None) or {}).get("model") or {}).get("modelVersion")
+    return bool(name) and os.path.exists(os.path.join(folder, f"{name}.v{version}"))
+
+
+def refuse_all(data: list[Any], context: Any) -> list[Any]:
+    """Every request of the batch: 503 with Retry-After, while the version drains before it is unregistered."""
+    message = "this model version is being removed; retry shortly"
+    for index in range(len(data)):
+        PackHandler.error(context, index, 503, message)
+        try:
+            context.set_response_header(index, "Retry-After", RETRY_AFTER_S)
+            context.set_response_content_type(index, "application/json")
+        except Exception:  # contexts without per-request headers
+            pass
+    return [json_text({"error": message, "code": 503}) for _ in data]

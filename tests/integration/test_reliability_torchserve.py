@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -263,24 +264,54 @@ def _with_other_model_digest(archive: Path) -> bytes:
     return original
 
 
-def test_rebuilt_registered_version_is_refused_and_the_old_keeps_serving(ts):
-    """Issue 20 item 5: a version registered with other files than its build is never reported deployed."""
+def test_rebuilt_registered_version_rolls_out_while_clients_are_answered(ts):
+    """Issue 20 item 5: a version registered with other files than its build is replaced (registered and smoke-tested
+    under a temporary name, then switched), while a client sending throughout always gets an answer."""
+    from packager.report.build_report import BuildReport
+    from packager.targets.torchserve.rollout import registered_digest
+
     store = ts["store"]
     archive = _root(store) / "model-store" / "tiny.v1.mar"
-    original = _with_other_model_digest(archive)
+    _with_other_model_digest(archive)
+    url, token = _predict_url(ts), _keys(store)["inference"]
+    outcomes: list[int | str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                req = urllib.request.Request(url, data=png_bytes(32, 32), method="POST")
+                req.add_header("Authorization", f"Bearer {token}")
+                req.add_header("Content-Type", "image/png")
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    resp.read()
+                    outcomes.append(resp.status)
+            except urllib.error.HTTPError as exc:
+                exc.read()
+                outcomes.append(exc.code)
+                if exc.headers.get("Retry-After"):
+                    time.sleep(float(exc.headers["Retry-After"]))
+            except OSError as exc:
+                outcomes.append(f"unanswered {exc}")
+
+    thread = threading.Thread(target=client)
+    thread.start()
     try:
-        proc = run_pack("deploy", "tiny", "--version", "1", "--target", "torchserve", "--store", str(store))
-        line = _one_line(proc.stderr)
-        assert proc.returncode == 4, proc.stderr[-2000:]
-        assert "changed since it was registered" in line and "keeps serving" in line
-        assert "pack undeploy tiny --version 1 --target torchserve && pack deploy tiny --version 1" in line
-        assert proc.stdout == ""
-        assert _post(_predict_url(ts), png_bytes(32, 32), _keys(store)["inference"], "image/png")[0] == 200
+        proc = run_pack("deploy", "tiny", "--version", "1", "--target", "torchserve", "--store", str(store), "--json")
     finally:
-        tmp = archive.with_name(".restored.tmp")
-        tmp.write_bytes(original)
-        os.replace(tmp, archive)
-    assert run_pack("deploy", "tiny", "--version", "1", "--target", "torchserve", "--store", str(store)).returncode == 0
+        stop.set()
+        thread.join(60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["rolled_out"] is True and "was replaced (its files changed since)" in doc["summary"]
+    report = BuildReport.load(store / "tiny" / "1")
+    assert registered_digest(archive, "model.onnx") == report.sha256["model.onnx"]  # the build's files serve now
+    assert sorted(p.name for p in archive.parent.iterdir()) == ["tiny.v1.mar"]  # no temporary archive, no kept copy
+    status = json.loads(run_pack("status", "--target", "torchserve", "--store", str(store), "--json").stdout)
+    assert [(m["model"], m["version"], m["default"]) for m in status["models"]] == [("tiny", "1", True)]
+    assert [o for o in outcomes if isinstance(o, str)] == [], outcomes
+    assert 200 in outcomes and set(outcomes) <= {200, 503, 404}, sorted(set(map(str, outcomes)))
+    assert _post(url, png_bytes(32, 32), token, "image/png")[0] == 200
 
 
 def test_server_killed_during_registration_is_one_line(ts):

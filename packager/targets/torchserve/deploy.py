@@ -3,7 +3,8 @@
 A deploy registers the new version beside any version already serving, sets its workers, sends the build's sample
 input through the inference API and compares the answer with the recorded eager output within the build's tolerances.
 Only then does the new version become the default; when anything fails, the new version is unregistered again and the
-previous default keeps serving (exit 4).
+previous default keeps serving (exit 4). A version registered already whose build changed since is rolled out
+(rollout.py): the new archive is registered and smoke-tested under a temporary name, then replaces the old one.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .config import settings_from
 from .connection import MODEL_STORE_ENV, Connection, connect
 from .manage import status, stop, undeploy
 from .mar import choose_handler
-from .rollout import refuse_if_changed, replacing_command
+from .rollout import Rollout, changed, refuse_default_with_others, replacing_command
 from .server import TorchServeServer, read_tokens
 from .smoke import smoke_test
 from .staging import serve_file, stage_mar, tempdir
@@ -60,6 +61,7 @@ class TorchServeSteps(Steps):
         self.local_copy: Path | None = None  # --url without a shared model store: served over loopback HTTP
         self.sent = False  # a registration request was sent
         self.unregistered = False
+        self.rollout: Rollout | None = None  # a registered version whose build changed: replaced (rollout.py)
 
     def connect(self) -> None:
         conn = connect(self.opts, start=True)
@@ -72,9 +74,24 @@ class TorchServeSteps(Steps):
         described = self.conn.management.versions(self.name)
         self.previous_default = self.conn.management.default_version(self.name) if described else None
         self.already = any(str(d.get("modelVersion")) == self.version for d in described)
-        if self.already and self.conn.model_store is not None:  # a rebuilt version is refused, never reported deployed
-            archive = self.conn.model_store / self.file_name
-            refuse_if_changed(archive, self.build_dir, self.report, self.settings.format, self.served.file)
+        store = self.conn.model_store
+        if self.already and store is not None:  # a rebuilt version is rolled out, never reported deployed as it was
+            if changed(store / self.file_name, self.build_dir, self.report, self.settings.format, self.served.file):
+                versions = [str(d.get("modelVersion")) for d in described]
+                refuse_default_with_others(self.name, self.version, self.previous_default, versions)
+                local = self.conn.local
+                self.rollout = Rollout(
+                    self.conn.management,
+                    store,
+                    self.name,
+                    self.version,
+                    self.settings,
+                    self.timeout,
+                    local.drain_dir if local else None,
+                    self.previous_default == self.version,
+                )
+                self.already = False
+                logger.info(f"{self.name} v{self.version} changed since it was registered: rolling it out")
 
     def stage(self) -> None:
         if self.already:
@@ -82,6 +99,11 @@ class TorchServeSteps(Steps):
             return
         self.doing = f"staging the archive of {self.name} v{self.version}"
         store = self.conn.model_store
+        if self.rollout is not None and store is not None:  # beside the registered archive, which keeps serving
+            self.rollout.clear_leftover()
+            self.staged = store / self.rollout.next_file
+            stage_mar(self.build_dir, self.report, self.settings, store, self.rollout.next_file)
+            return
         if store is not None:
             self.staged = store / self.file_name  # recorded first: an interrupted copy is removed too
             stage_mar(self.build_dir, self.report, self.settings, store, self.file_name)
@@ -96,9 +118,16 @@ class TorchServeSteps(Steps):
             self.build_dir, self.report, self.settings, folder, f"{self.name}.v{self.version}.{os.getpid()}.mar"
         )
 
+    @property
+    def registered_name(self) -> str:
+        """The name the new archive is registered and smoke-tested under (a rollout's temporary one)."""
+        return self.rollout.temp_name if self.rollout else self.name
+
     @contextlib.contextmanager
     def _archive_url(self) -> Iterator[str]:
-        if self.local_copy is None:
+        if self.rollout is not None:
+            yield self.rollout.next_file
+        elif self.local_copy is None:
             yield self.file_name  # a file of the server's model store
         else:
             with serve_file(self.local_copy, "127.0.0.1") as url:
@@ -113,9 +142,8 @@ class TorchServeSteps(Steps):
             with self._archive_url() as url:
                 self.sent = True
                 try:
-                    mgmt.register(
-                        url, self.name, s.batch_size, s.max_batch_delay_ms, s.min_workers, s.response_timeout_s, self.timeout
-                    )
+                    name, timeout = self.registered_name, self.timeout
+                    mgmt.register(url, name, s.batch_size, s.max_batch_delay_ms, s.min_workers, s.response_timeout_s, timeout)
                 except ApiError as exc:
                     if exc.status == 409:  # this very version was there already: nothing of ours to remove
                         self.sent = False
@@ -123,16 +151,21 @@ class TorchServeSteps(Steps):
             self.timings["register_s"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
         self.doing = f"setting {s.min_workers} worker(s) for {self.name} v{self.version}"
-        mgmt.scale(self.name, self.version, s.min_workers, self.timeout)
+        mgmt.scale(self.registered_name, self.version, s.min_workers, self.timeout)
         self.timings["scale_s"] = round(time.monotonic() - t0, 2)
 
     def smoke(self) -> dict[str, Any]:
-        logger.debug(f"smoke test: sample input -> /predictions/{self.name}/{self.version}")
-        smoke = smoke_test(self.conn, self.build_dir, self.report, self.version, self.timeout)
+        logger.debug(f"smoke test: sample input -> /predictions/{self.registered_name}/{self.version}")
+        smoke = smoke_test(self.conn, self.build_dir, self.report, self.version, self.timeout, self.registered_name)
         self.timings["smoke_s"] = smoke["seconds"]
         return smoke
 
     def commit(self) -> None:
+        if self.rollout is not None:
+            self.doing = f"replacing the registered {self.name} v{self.version} with the new archive"
+            self.rollout.switch()
+            self.staged = None  # the rollout's own files are its to remove
+            return
         self.doing = f"making {self.name} v{self.version} the default"
         self.conn.management.set_default(self.name, self.version)
 
@@ -143,6 +176,8 @@ class TorchServeSteps(Steps):
             self.staged = None
 
     def undo_server(self, interrupted: bool) -> list[str]:
+        if self.rollout is not None:
+            return self.rollout.undo()
         if self.already or not self.sent:
             return []  # nothing of this command's is registered
         mgmt = self.conn.management
@@ -182,6 +217,8 @@ class TorchServeSteps(Steps):
         return self._conn.where_logs() if self._conn else None
 
     def still_serving(self) -> str:
+        if self.rollout is not None:
+            return f"the registered v{self.version} keeps serving (its previous files)"
         parts = ["it was unregistered"] if self.unregistered else []
         if self.already:
             parts.append(
@@ -215,6 +252,7 @@ class TorchServeSteps(Steps):
             f"(max abs error {max((f['max_abs_error'] for f in smoke['outputs']), default=0.0):.3g}); "
             f"{workers} worker(s), batch size {batch_size}"
             + (f"; v{previous} stays registered" if previous and previous != version else "")
+            + (f"; the registered v{version} was replaced (its files changed since)" if self.rollout else "")
             + f"\nv2 request (the build's sample): {v2_curl}"
         )
         return deploy_result(
@@ -234,6 +272,7 @@ class TorchServeSteps(Steps):
             handler=choose_handler(self.report),
             metrics_url=f"{state['metrics_url']}/metrics" if state.get("metrics_url") else None,
             already_registered=self.already,
+            rolled_out=self.rollout is not None,
             default_version=version,
             previous_default=previous,
             batch_size=batch_size,

@@ -1,5 +1,5 @@
 """`pack status / undeploy / stop --target torchserve`: what is registered and how healthy it is (probed with each
-build's sample, repaired on --repair: health.py), unregister, stop the launched server."""
+build's sample, repaired on --repair: health.py), unregister (each version drained first: drain.py), stop the launched server."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ...serve.metrics import Families, read, summary_lines
 from ..options import DeployOptions
 from ..result import v2_infer_url
 from .connection import connect
+from .drain import drain_then
 from .health import probe_all
 from .server import TorchServeServer
 
@@ -131,10 +132,11 @@ def _undeploy(name: str, version: str | None, opts: DeployOptions) -> dict[str, 
         raise UsageError(f"{name!r} has no version {version} registered (registered: {', '.join(known)})")
     targets = [str(version)] if version is not None else sorted(known, key=lambda v: v == default)  # the default last
     removed = []
+    drain_dir = conn.local.drain_dir if conn.local else None
     for v in targets:
         hint = "undeploy the other versions first, or deploy another version to make it the default" if v == default else None
         with translated(f"unregistering {name} v{v}", hint):
-            conn.management.unregister(name, v, timeout=opts.timeout)
+            drain_then(conn.management, drain_dir, name, v, opts.timeout)
         removed.append(v)
         logger.info(f"unregistered {name} v{v}")
         if conn.model_store is not None:

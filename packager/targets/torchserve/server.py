@@ -24,6 +24,7 @@ from ...serve.local import Launch, LocalServer
 from ...serve.processes import free_ports, pid_alive
 from .client import InferenceClient
 from .config import config_properties
+from .drain import DRAIN_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class TorchServeServer(LocalServer):
         self.tmp = self.root / "tmp"
         self.logs = self.root / "logs"
         self.key_file = self.root / "key_file.json"
+        self.drain_dir = self.root / "drain"  # drain files its workers read (drain.py)
         self.pid_file = self.tmp / ".model_server.pid"
 
     def tokens(self) -> dict[str, str]:
@@ -144,6 +146,7 @@ class TorchServeServer(LocalServer):
                 "TEMP": tmp,
                 "LOG_LOCATION": str(self.logs),
                 "METRICS_LOCATION": str(self.logs),
+                DRAIN_ENV: str(self.drain_dir),
                 "PATH": os.pathsep.join([str(Path(torchserve).parent), str(Path(java).parent), os.environ.get("PATH", "")]),
             },
             record={

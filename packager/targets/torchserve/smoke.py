@@ -17,9 +17,11 @@ from ...serve.http import HttpError
 from .connection import Connection
 
 
-def smoke_test(conn: Connection, build_dir: Path, report: BuildReport, version: str, timeout: float) -> dict[str, Any]:
-    """Send the build's sample input as generic tensor JSON and compare with the recorded eager output (the gate's
-    comparison, packager/report/samples.py)."""
+def smoke_test(
+    conn: Connection, build_dir: Path, report: BuildReport, version: str, timeout: float, model: str | None = None
+) -> dict[str, Any]:
+    """Send the build's sample input as generic tensor JSON to `model` (the build's name unless a rollout registered
+    it under another) and compare with the recorded eager output (the gate's comparison, packager/report/samples.py)."""
     from ...report.samples import load_sample, verdict
 
     sample = load_sample(build_dir, report, serving=True)
@@ -36,7 +38,7 @@ def smoke_test(conn: Connection, build_dir: Path, report: BuildReport, version: 
     body = json.dumps({"inputs": inputs, "output_encoding": "base64"}).encode()
     t0 = time.monotonic()
     try:
-        _, data = conn.inference.predict(report.name, body, "application/json", version=version, timeout=timeout)
+        _, data = conn.inference.predict(model or report.name, body, "application/json", version=version, timeout=timeout)
     except HttpError as exc:
         return {"passed": False, "reason": f"the sample request failed: {exc}", "seconds": round(time.monotonic() - t0, 3)}
     seconds = round(time.monotonic() - t0, 3)
