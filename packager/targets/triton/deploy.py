@@ -215,7 +215,7 @@ class TritonSteps(Steps):
                         name, config_json=cfg.to_json(config), files=_files_of(self.staged / name), timeout=self.timeout
                     )
             except ApiError as exc:
-                if missing_backend(exc):
+                if missing_backend(exc, self.ropts.backend):
                     listing = (
                         f"it has: {', '.join(self.state.backends)}"
                         if self.state and self.state.backends
