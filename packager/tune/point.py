@@ -95,8 +95,10 @@ def deploy_point(
 def run_point(
     target: Target, build_dir: Path, report: BuildReport, store: Path, settings: dict[str, Any], request: Any, w: Window
 ) -> dict[str, Any]:
-    """Deploy and measure one point; a point that cannot be deployed or served is recorded with its error."""
-    from ..errors import PackError
+    """Deploy and measure one point; a point that cannot be deployed or served is recorded with its error. An
+    environment problem (no server, no backend for the build: no setting changes it) ends the search, with its own
+    line and exit code."""
+    from ..errors import EnvironmentProblem, PackError
 
     started = time.perf_counter()
     point: dict[str, Any] = {"settings": dict(settings)}
@@ -104,6 +106,8 @@ def run_point(
         server = deploy_point(target, build_dir, report, store, settings, request, w.timeout)
         point["deploy_s"] = server.cold_start["total_s"]
         point.update(measure_point(server.make_caller(w.timeout), w))
+    except EnvironmentProblem:
+        raise
     except PackError as exc:
         point["error"] = exc.message
     point["seconds"] = round(time.perf_counter() - started, 2)
