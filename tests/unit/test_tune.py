@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from packager.tune import search
+from packager.tune import search, settle
 from packager.tune.frontier import best, dominates, frontier
 from packager.tune.point import throughput_spread
 
@@ -45,6 +45,37 @@ def test_search_stops_at_the_budget() -> None:
 
     points = search({"batch": [1, 2, 4]}, {"batch": 1}, slow, budget_s=50, p99_ms=None)
     assert len(points) == 1  # the first point took longer than what is left: no second one starts
+
+
+def test_an_unstable_best_is_measured_again_until_it_is_stable() -> None:
+    """The best point marked stable: false is measured again; the new figures replace it (counted), and a stable best
+    ends it with no warning."""
+    unstable = {**_point(300, 20, w=2), "stable": False, "spread_pct": 36.0, "seconds": 10.0}
+    points = [_point(100, 10, w=1), unstable]
+    figures = [{**_point(280, 21, w=2), "stable": False, "spread_pct": 20.0, "seconds": 10.0}, _point(260, 22, w=2)]
+    asked: list[dict[str, Any]] = []
+
+    def measure(settings: dict[str, Any]) -> dict[str, Any]:
+        asked.append(settings)
+        return {**figures[len(asked) - 1], "seconds": 10.0}
+
+    chosen, warnings = settle(points, measure, None, seconds_left=100)
+    assert asked == [{"w": 2}, {"w": 2}] and warnings == []
+    assert chosen is not None and chosen["stable"] and chosen["throughput_rps"] == 260 and chosen["remeasured"] == 2
+    assert points[1] is chosen and len(points) == 2  # replaced, not added
+
+
+def test_a_best_still_unstable_when_the_budget_ends_comes_with_a_warning() -> None:
+    def measure(settings: dict[str, Any]) -> dict[str, Any]:
+        return {**_point(300, 20, **settings), "stable": False, "spread_pct": 30.0, "seconds": 10.0}
+
+    points = [{**_point(300, 20, w=2), "stable": False, "spread_pct": 36.0, "seconds": 10.0}]
+    chosen, warnings = settle(points, measure, None, seconds_left=25)  # room for two more measurements
+    assert chosen is not None and chosen["remeasured"] == 2 and not chosen["stable"]
+    assert len(warnings) == 1 and "is not stable" in warnings[0] and "30.0% apart after 2 re-measurements" in warnings[0]
+    nothing_left = [{**_point(300, 20, w=2), "stable": False, "spread_pct": 36.0, "seconds": 10.0}]
+    chosen, warnings = settle(nothing_left, measure, None, seconds_left=5)
+    assert chosen is not None and "remeasured" not in chosen and "after 0 re-measurements" in warnings[0]
 
 
 def test_stability_is_two_windows_within_ten_percent() -> None:
