@@ -97,7 +97,7 @@ def settle(
         cost = max(float(chosen.get("seconds") or 0.0), 1.0)
         if cost > seconds_left:
             break
-        logger.info(f"re-measuring the best point, {describe(chosen['settings'])}: not stable ({chosen.get('spread_pct')}% apart)")
+        logger.info(f"re-measuring the best, {describe(chosen['settings'])}: not stable ({chosen.get('spread_pct')}% apart)")
         again = dict(measure(chosen["settings"]))
         again["remeasured"] = int(chosen.get("remeasured", 0)) + 1
         points[points.index(chosen)] = again

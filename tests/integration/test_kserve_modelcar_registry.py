@@ -133,9 +133,7 @@ def test_an_unreachable_registry_writes_nothing(tiny_store: Path) -> None:
 
 
 @pytest.mark.parametrize("credentials", [{}, {"PACK_REGISTRY_USERNAME": "pack", "PACK_REGISTRY_PASSWORD": "wrong-secret"}])
-def test_a_registry_that_refuses_the_credentials_is_exit_5(
-    tiny_store: Path, tmp_path: Path, credentials: dict[str, str]
-) -> None:
+def test_a_registry_that_refuses_the_credentials_is_exit_5(tiny_store: Path, tmp_path: Path, credentials: dict[str, str]) -> None:
     """A refused credential (HTTP 401) is the user's setup, as an unreachable registry is: exit 5, with advice that
     fits (set them, or check the ones given), the password never printed, nothing written."""
     folder = tmp_path / "registry"

@@ -134,7 +134,8 @@ def push(image: Image, ref: Reference, timeout: float) -> str:
         )
     except ApiError as exc:
         if exc.status in (401, 403):  # the credentials are the user's setup: exit 5, like an unreachable registry
-            raise EnvironmentProblem(f"{doing}: the registry refused access (HTTP {exc.status}: {exc.message})", _credentials_advice()) from None
+            refused = f"{doing}: the registry refused access (HTTP {exc.status}: {exc.message})"
+            raise EnvironmentProblem(refused, _credentials_advice()) from None
         raise pack_error(exc, doing, "check the repository name and the registry", refused=DeployFailed) from None
     except HttpError as exc:
         raise pack_error(exc, doing, "check that the registry runs and the host and port are right") from None
