@@ -66,6 +66,19 @@ def test_tune_triton_writes_the_best_setting_into_the_build(built: Callable[[str
     assert run_pack("verify", str(build)).returncode == 0  # the new files are recorded
     assert wait_until_empty(lambda: processes_under(tmp_path), seconds=10) == []  # the tune stopped its servers
 
+    # `pack bench` at the written settings: the server runs exactly what the tune measured (Triton's own model config,
+    # read back after the load), and the run at the tuned concurrency is set against the tuned figures
+    bench = pack_json(
+        "bench", "tiny", "--store", str(store), "--targets", "triton", "--concurrency", "4", "--requests", "20", env=env
+    )
+    row = bench["rows"][0]
+    measured = next(p for p in doc["points"] if p["settings"] == best)
+    assert row["settings"]["tuned"] is True and row["tuned"]["settings"] == best and row["tuned"]["concurrency"] == 4
+    assert {k: row["settings"][k] for k in best} == best
+    assert {k: row["settings"].get(k) for k in measured["applied"]} == measured["applied"]
+    assert set(row["runs"][0]["vs_tuned"]) == {"throughput", "p99"} and row["runs"][0]["vs_tuned"]["throughput"] > 0
+    assert wait_until_empty(lambda: processes_under(tmp_path), seconds=10) == []
+
 
 def test_tune_torchserve_writes_the_archive(built: Callable[[str], Path], tmp_path: Path) -> None:
     if not shutil.which("java"):

@@ -104,3 +104,30 @@ def test_bench_measures_a_tuned_build_at_its_tuned_settings() -> None:
     assert row_settings(report, "torchserve", torchserve, {"format": "torchscript"})[0]["format"] == "torchscript"
     with pytest.raises(UsageError, match="--workers 0 is out of range"):
         row_settings(report, "triton", triton, {"workers": 0})
+
+
+def test_a_bench_row_is_set_against_the_tune_only_at_exactly_its_settings_and_concurrency() -> None:
+    from packager.bench.settings import tuned_figures, vs_tuned
+    from packager.report.build_report import BuildReport
+
+    report = BuildReport.__new__(BuildReport)
+    tuned = {"workers": 1, "batch_size": 8}
+    report.targets = {"triton": {"tuned": {"settings": tuned, "throughput_rps": 50.0, "p99_ms": 200.0, "concurrency": 8}}}
+    figures = tuned_figures(report, "triton", {**tuned, "threads": 0, "format": "onnx"})
+    assert figures is not None and figures["throughput_rps"] == 50.0
+    assert tuned_figures(report, "triton", {**tuned, "workers": 2}) is None  # a flag changed a setting: no comparison
+    assert vs_tuned({"concurrency": 8, "throughput_rps": 45.0, "p99_ms": 220.0}, figures) == {"throughput": 0.9, "p99": 1.1}
+    assert vs_tuned({"concurrency": 32, "throughput_rps": 45.0, "p99_ms": 220.0}, figures) is None
+
+
+def test_the_settings_triton_reports_for_a_loaded_model_in_the_deploy_options_names() -> None:
+    from packager.targets.triton.tuning import served_settings
+
+    config = {
+        "max_batch_size": 16,
+        "instance_group": [{"count": 2, "kind": "KIND_CPU"}],
+        "dynamic_batching": {"max_queue_delay_microseconds": "4000"},  # uint64: a string in Triton's JSON
+        "parameters": {"pack_threads": {"string_value": "1"}},
+    }
+    assert served_settings(config) == {"batch_size": 16, "workers": 2, "max_batch_delay_ms": 4, "threads": 1}
+    assert served_settings({"max_batch_size": 0}) == {"batch_size": 0, "max_batch_delay_ms": 0}
