@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/tune_repro.py [--model resnet18] [--targets triton,torchserve] [--budget-s 90]
         [--concurrency 8] [--requests 200] [--benches 2] [--store benchmarks/out/store]
 
-Results: benchmarks/results/tune_repro_<model>.json. Not a test: timings depend on the machine and its load.
+Results: benchmarks/results/tune_repro_<model>[_<tag>].json. Not a test: timings depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("--concurrency", default="8")
     parser.add_argument("--requests", default="200")
     parser.add_argument("--benches", type=int, default=2)
+    parser.add_argument("--tag", default="", help="results in tune_repro_<model>_<tag>.json")
     parser.add_argument("--store", default=str(Path(__file__).resolve().parent / "out" / "store"))
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -38,6 +39,7 @@ def main() -> int:
     for target in args.targets.split(","):
         common = ("--store", args.store, "--concurrency", args.concurrency)
         tune = pack("tune", args.model, "--target", target, "--budget-s", args.budget_s, *common)
+        tune_load = [round(x, 2) for x in os.getloadavg()]  # the machine's load as the tune ended (1, 5, 15 min)
         for _ in range(args.benches):
             bench = pack("bench", args.model, "--targets", target, "--requests", args.requests, *common)
             run = bench["rows"][0]["runs"][0]
@@ -46,6 +48,7 @@ def main() -> int:
                     "target": target,
                     "settings": tune["best"]["settings"],
                     "tuned": {k: tune["best"][k] for k in ("throughput_rps", "p99_ms", "stable")},
+                    "tune_load_average": tune_load,
                     "warnings": tune.get("warnings", []),
                     "bench": {k: run[k] for k in ("throughput_rps", "p99_ms", "load_average")},
                     "vs_tuned": run.get("vs_tuned"),
@@ -53,7 +56,7 @@ def main() -> int:
             )
             print(json.dumps(rows[-1]), flush=True)
     doc = {"model": args.model, "concurrency": int(args.concurrency), "rows": rows, "load_average": os.getloadavg()}
-    (RESULTS / f"tune_repro_{args.model}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (RESULTS / f"tune_repro_{args.model}{'_' + args.tag if args.tag else ''}.json").write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 
