@@ -32,7 +32,7 @@ from ..errors import UsageError
 from ..report.build_report import BuildReport
 from ..serve.settings import SETTINGS
 from .rows import goals, in_process_rows, make_row, ratios
-from .settings import profiles, row_settings
+from .settings import profiles, row_settings, tuned_figures, vs_tuned
 
 if TYPE_CHECKING:
     import numpy as np
@@ -149,10 +149,11 @@ def _locate(o: BenchOptions, scratch: Path) -> tuple[Path, BuildReport]:
 
 def _run_one(name: str, make_caller: Any, c: int, o: BenchOptions) -> dict[str, Any]:
     from .gpu import GpuSampler
-    from .load import run_load
+    from .load import run_load, warm_up
 
+    warm_up(make_caller, c, o.warmup)  # as `pack tune` warms each point
     with GpuSampler() as gpu:
-        result = run_load(make_caller, o.requests, c, o.time_limit_s, warmup=o.warmup)
+        result = run_load(make_caller, o.requests, c, o.time_limit_s)
     summary = result.summary()
     summary["gpu_util_pct"] = gpu.mean_util_pct
     summary["load_average"] = round(os.getloadavg()[0], 2)
@@ -224,7 +225,7 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
         shutil.rmtree(scratch, ignore_errors=True)
     ratios(rows)
     batch = extra.get("batch")
-    notes = _notes(o)
+    notes = _notes(o, rows)
     host["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return {
         "bench": 1,
@@ -274,7 +275,11 @@ def _measured_rows(
     # apart at most, so a change in the machine's load moves them together.
     for c in o.concurrency:
         for row, make_caller in prepared:
-            row["runs"].append(_run_one(row["name"], make_caller, c, o))
+            run = _run_one(row["name"], make_caller, c, o)
+            figures = vs_tuned(run, row.get("tuned"))
+            if figures:
+                run["vs_tuned"] = figures
+            row["runs"].append(run)
     _server_memory(prepared, servers.served)
     return prepared, extra
 
@@ -317,6 +322,7 @@ def _server_row(
         {**server.settings, **({"tuned": True} if tuned else {})},
         server.deploy["served_file"],  # what the deploy says it serves (the in-process rows run the same file)
     )
+    row["tuned"] = tuned_figures(report, name, server.settings)  # what a run at its concurrency should reproduce
     same = profile.same_runtime if onnx and profile.same_runtime != server.compare_with else None
     row["same_runtime_baseline"] = same if with_baselines else None
     http = next((t for t in o.targets if t in known and known[t].http_baseline), None)
@@ -337,8 +343,15 @@ def _server_memory(prepared: list[tuple[dict[str, Any], Any]], served: dict[str,
             memory["overhead_mb"] = round(memory["rss_mb"] - memory["inprocess_rss_mb"], 1)
 
 
-def _notes(o: BenchOptions) -> list[str]:
+def _notes(o: BenchOptions, rows: list[dict[str, Any]]) -> list[str]:
     notes = []
+    for row in rows:
+        tuned = row.get("tuned")
+        if tuned and tuned.get("concurrency") not in o.concurrency:
+            notes.append(
+                f"{row['name']} runs at the settings pack tune chose, measured there at concurrency {tuned['concurrency']}: "
+                f"add {tuned['concurrency']} to --concurrency to compare (vs_tuned)"
+            )
     if INPROCESS not in o.targets:
         notes.append("no in-process rows (add inprocess to --targets): no ratios, no memory overhead")
     cpus = os.cpu_count()

@@ -56,6 +56,17 @@ class LoadResult:
         }
 
 
+WARMUP_S = 1.0  # seconds of untimed load before every measurement, by `pack bench` and `pack tune` alike
+
+
+def warm_up(make_caller: Callable[[], Caller], concurrency: int, per_caller: int) -> None:
+    """The untimed load before a measurement, one rule for `pack bench` and `pack tune` (so a bench at the tuned
+    settings measures a server as warm as the tune did): `per_caller` requests from each of `concurrency` callers,
+    then WARMUP_S seconds of closed-loop load at that concurrency. `per_caller` 0: none at all."""
+    if per_caller > 0:
+        run_load(make_caller, requests=10**9, concurrency=concurrency, time_limit_s=WARMUP_S, warmup=per_caller)
+
+
 def run_load(
     make_caller: Callable[[], Caller], requests: int, concurrency: int, time_limit_s: float, warmup: int = 0
 ) -> LoadResult:

@@ -31,4 +31,29 @@ def row_settings(report: BuildReport, target: str, profile: BenchProfile, given:
     return resolve(mine, {k: v for k, v in tuned.items() if k in profile.settings}, profile.defaults), bool(tuned)
 
 
-__all__ = ["profiles", "row_settings", "tuned_settings"]
+def tuned_figures(report: BuildReport, target: str, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """What `pack tune` measured for `target`, when a row runs at exactly the settings it wrote (no flag changed one):
+    the figures the row's run at the tuned concurrency should reproduce. None otherwise."""
+    record = report.target(target).get("tuned") or {}
+    chosen = record.get("settings") or {}
+    if not chosen or any(settings.get(k) != v for k, v in chosen.items()):
+        return None
+    keys = ("settings", "throughput_rps", "p50_ms", "p99_ms", "stable", "concurrency", "measured_at")
+    return {k: record.get(k) for k in keys}
+
+
+def vs_tuned(run: dict[str, Any], figures: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run at the tuned concurrency against the tuned figures: bench / tune for throughput and p99 (1.0: the same)."""
+    if not figures or run.get("concurrency") != figures.get("concurrency"):
+        return None
+
+    def ratio(a: Any, b: Any) -> float | None:
+        return round(float(a) / float(b), 3) if a and b else None
+
+    return {
+        "throughput": ratio(run.get("throughput_rps"), figures.get("throughput_rps")),
+        "p99": ratio(run.get("p99_ms"), figures.get("p99_ms")),
+    }
+
+
+__all__ = ["profiles", "row_settings", "tuned_figures", "tuned_settings", "vs_tuned"]

@@ -33,7 +33,7 @@ def _scope(setting: str) -> str:
 @click.option("--concurrency", default="1,8,32", show_default=True, help="Concurrent callers per run, comma-separated.")
 @ranged("--requests", 1, 100000, 200, "Timed requests per run (per row and concurrency).")
 @ranged("--time-limit", 1, 3600, 120.0, "Seconds a run may take; it stops early past it.")
-@ranged("--warmup", 0, 100, 2, "Untimed requests per caller before each run.")
+@ranged("--warmup", 0, 100, 2, "Untimed requests per caller before each run, then 1 s of untimed load (as pack tune); 0: none.")
 @setting_option("threads", scope=_scope("threads"))
 @ranged("--batch", 1, 256, 8, "Batch size of the in-process eager-vs-ONNX comparison.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG: latency vs throughput per row.")

@@ -1,5 +1,6 @@
 """One point of `pack tune`: deploy the build with one set of server settings (the real server, through the target's
-own deploy, smoke test included), warm it up, then measure windows of closed-loop load until two in a row agree.
+own deploy, smoke test included), warm it up as `pack bench` does (packager/bench/load.py's `warm_up`), then measure
+windows of closed-loop load (the bench's load generator, request and client) until two in a row agree.
 
 Stable: the throughputs of the last two windows differ by under 10% of their mean. After `max_windows` windows a
 point that never settled is kept with `stable: false`.
@@ -28,7 +29,7 @@ STABLE_SPREAD = 0.10
 @dataclass
 class Window:
     seconds: float = 2.0  # one measurement window
-    warmup_s: float = 1.0
+    warmup: int = 2  # untimed requests per caller before the warm-up second (bench.load.warm_up, as `pack bench --warmup`)
     max_windows: int = 4
     concurrency: int = 8
     timeout: float = 180.0
@@ -44,9 +45,9 @@ def throughput_spread(values: list[float]) -> float | None:
 
 def measure_point(make_caller: Any, w: Window) -> dict[str, Any]:
     """Warm-up, then windows until stable or `max_windows`; figures from the stable windows' pooled latencies."""
-    from ..bench.load import run_load
+    from ..bench.load import run_load, warm_up
 
-    run_load(make_caller, requests=10**9, concurrency=w.concurrency, time_limit_s=w.warmup_s, warmup=1)
+    warm_up(make_caller, w.concurrency, w.warmup)
     rates: list[float] = []
     latencies: list[list[float]] = []
     errors, samples = 0, []
@@ -95,15 +96,20 @@ def deploy_point(
 def run_point(
     target: Target, build_dir: Path, report: BuildReport, store: Path, settings: dict[str, Any], request: Any, w: Window
 ) -> dict[str, Any]:
-    """Deploy and measure one point; a point that cannot be deployed or served is recorded with its error."""
-    from ..errors import PackError
+    """Deploy and measure one point; a point that cannot be deployed or served is recorded with its error. An
+    environment problem (no server, no backend for the build: no setting changes it) ends the search, with its own
+    line and exit code."""
+    from ..errors import EnvironmentProblem, PackError
 
     started = time.perf_counter()
     point: dict[str, Any] = {"settings": dict(settings)}
     try:
         server = deploy_point(target, build_dir, report, store, settings, request, w.timeout)
         point["deploy_s"] = server.cold_start["total_s"]
+        point["applied"] = server.settings  # what the deploy (the server, where it says) applied: the bench's row shows the same
         point.update(measure_point(server.make_caller(w.timeout), w))
+    except EnvironmentProblem:
+        raise
     except PackError as exc:
         point["error"] = exc.message
     point["seconds"] = round(time.perf_counter() - started, 2)

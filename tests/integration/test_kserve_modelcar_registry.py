@@ -34,8 +34,8 @@ def registry(tmp_path: Path) -> Iterator[str]:
         yield address
 
 
-def _deploy(store: Path, uri: str, *args: str) -> dict[str, Any]:
-    return dict(pack_json("deploy", "tiny", "--target", "kserve", "--store", str(store), "--storage-uri", uri, *args))
+def _deploy(store: Path, uri: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    return dict(pack_json("deploy", "tiny", "--target", "kserve", "--store", str(store), "--storage-uri", uri, *args, env=env))
 
 
 def _layers(layout: Path) -> list[Path]:
@@ -130,3 +130,24 @@ def test_an_unreachable_registry_writes_nothing(tiny_store: Path) -> None:
     left = list(version.iterdir()) if version.exists() else []
     assert not [p for p in left if p.name.startswith(".tmp")]
     assert left or not version.exists()  # no empty folder: what an earlier deploy of this version wrote stays, alone
+
+
+@pytest.mark.parametrize("credentials", [{}, {"PACK_REGISTRY_USERNAME": "pack", "PACK_REGISTRY_PASSWORD": "wrong-secret"}])
+def test_a_registry_that_refuses_the_credentials_is_exit_5(tiny_store: Path, tmp_path: Path, credentials: dict[str, str]) -> None:
+    """A refused credential (HTTP 401) is the user's setup, as an unreachable registry is: exit 5, with advice that
+    fits (set them, or check the ones given), the password never printed, nothing written."""
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    with running_registry(folder, users={"pack": "right-secret"}) as address:
+        env = {"PACK_REGISTRY_USERNAME": "", "PACK_REGISTRY_PASSWORD": "", **credentials}
+        uri = f"oci://{address}/models/tiny:v1"
+        proc = run_pack("deploy", "tiny", "--target", "kserve", "--store", str(tiny_store), "--storage-uri", uri, env=env)
+        line = one_error_line(5, proc.returncode, proc.stderr)
+        assert "the registry refused access (HTTP 401" in line
+        assert ("check PACK_REGISTRY_USERNAME" if credentials else "set PACK_REGISTRY_USERNAME") in line
+        assert "secret" not in proc.stderr + proc.stdout
+        version = tiny_store / "kserve" / "tiny" / "1"
+        assert not [p for p in (version.iterdir() if version.exists() else []) if p.name.startswith(".tmp")]
+        with_right = {**env, "PACK_REGISTRY_USERNAME": "pack", "PACK_REGISTRY_PASSWORD": "right-secret"}
+        doc = _deploy(tiny_store, uri, env=with_right)  # the same push with the right credentials goes through
+        assert doc["storage_uri"].startswith(f"oci://{address}/models/tiny@sha256:")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from packager.targets.result import problems
-from tests.helpers.cli import pack_json, run_pack
+from tests.helpers.cli import one_error_line, pack_json, run_pack
 from tests.helpers.processes import pid_gone, tritonserver_pids_for
 from tests.helpers.reports import rerecord
 from tests.helpers.triton import ensure_tritonserver, link_build, read_config, write_config
@@ -312,3 +312,8 @@ def test_exported_program_and_aoti_package_served_by_the_python_backend(server_s
     assert doc["check"]["ok"] and doc["max_batch_size"] == 0
     config = (Path(doc["repository"]) / "tiny" / "config.pbtxt").read_text()
     assert 'platform: "torch_aoti"' in config and 'name: "INPUT__0"' in config and 'name: "OUTPUT__0"' in config
+    # Issue 20: this tritonserver does not know the torch_aoti platform: exit 5 with the missing backends' advice
+    args = ("deploy", "tiny", "--version", "7", "--target", "triton", "--store", str(server_store), "--backend", "torch_aoti")
+    proc = run_pack(*args)
+    line = one_error_line(5, proc.returncode, proc.stderr)
+    assert line.startswith("error: this tritonserver has no torch_aoti backend (it has: python;") and "--backend python" in line

@@ -66,6 +66,19 @@ def test_tune_triton_writes_the_best_setting_into_the_build(built: Callable[[str
     assert run_pack("verify", str(build)).returncode == 0  # the new files are recorded
     assert wait_until_empty(lambda: processes_under(tmp_path), seconds=10) == []  # the tune stopped its servers
 
+    # `pack bench` at the written settings: the server runs exactly what the tune measured (Triton's own model config,
+    # read back after the load), and the run at the tuned concurrency is set against the tuned figures
+    bench = pack_json(
+        "bench", "tiny", "--store", str(store), "--targets", "triton", "--concurrency", "4", "--requests", "20", env=env
+    )
+    row = bench["rows"][0]
+    measured = next(p for p in doc["points"] if p["settings"] == best)
+    assert row["settings"]["tuned"] is True and row["tuned"]["settings"] == best and row["tuned"]["concurrency"] == 4
+    assert {k: row["settings"][k] for k in best} == best
+    assert {k: row["settings"].get(k) for k in measured["applied"]} == measured["applied"]
+    assert set(row["runs"][0]["vs_tuned"]) == {"throughput", "p99"} and row["runs"][0]["vs_tuned"]["throughput"] > 0
+    assert wait_until_empty(lambda: processes_under(tmp_path), seconds=10) == []
+
 
 def test_tune_torchserve_writes_the_archive(built: Callable[[str], Path], tmp_path: Path) -> None:
     if not shutil.which("java"):
@@ -81,3 +94,17 @@ def test_tune_torchserve_writes_the_archive(built: Callable[[str], Path], tmp_pa
     assert config["maxBatchDelay"] == best["max_batch_delay_ms"] and config["handler"].get("threads", 0) == best["threads"]
     assert run_pack("verify", str(build)).returncode == 0
     assert wait_until_empty(lambda: processes_under(tmp_path), seconds=10) == []  # the tune stopped its servers
+
+
+def test_tune_stops_at_the_first_point_without_a_server(built: Callable[[str], Path], tmp_path: Path) -> None:
+    """No tritonserver installed: no setting can change that, so the tune stops at its first point with that reason
+    (exit 5, the install advice), not after every point with advice to raise --p99-ms; the build is left as it was."""
+    store = _store(built, tmp_path)
+    before = (store / "tiny" / "1" / "report.json").read_bytes()
+    env = {"TMPDIR": str(tmp_path), "PACK_TRITON_HOME": str(tmp_path / "no-triton"), "PACK_TRITONSERVER": ""}
+    proc = run_pack("tune", "tiny", "--store", str(store), *QUICK, "--p99-ms", "1000", env=env)
+    line = one_error_line(5, proc.returncode, proc.stderr)
+    assert line.startswith("error: no tritonserver found") and "setup-triton.sh" in line
+    assert "--p99-ms" not in line and proc.stderr.count("failed (") <= 1  # one point tried at most
+    assert (store / "tiny" / "1" / "report.json").read_bytes() == before
+    assert not list(tmp_path.glob("pack-tune-*"))  # its scratch folder is gone

@@ -111,6 +111,13 @@ def _header(headers: dict[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
 
 
+def _credentials_advice() -> str:
+    """What to do about a refused push: set the credentials, or correct the ones given (never printed)."""
+    if os.environ.get(USER_ENV) and os.environ.get(PASSWORD_ENV):
+        return f"check {USER_ENV} and {PASSWORD_ENV} (the registry refused them) and that the account may push there"
+    return f"set {USER_ENV} and {PASSWORD_ENV} for a registry that takes basic auth"
+
+
 def push(image: Image, ref: Reference, timeout: float) -> str:
     """Push `image` to `ref`; the digest the registry stored (the image's own, checked)."""
     client = RegistryClient(ref.base_url, timeout=timeout)
@@ -126,11 +133,9 @@ def push(image: Image, ref: Reference, timeout: float) -> str:
             content_type=image.manifest.media_type,
         )
     except ApiError as exc:
-        if exc.status in (401, 403):
-            raise EnvironmentProblem(
-                f"{doing}: the registry refused access (HTTP {exc.status}: {exc.message})",
-                f"set {USER_ENV} and {PASSWORD_ENV} for a registry that takes basic auth",
-            ) from None
+        if exc.status in (401, 403):  # the credentials are the user's setup: exit 5, like an unreachable registry
+            refused = f"{doing}: the registry refused access (HTTP {exc.status}: {exc.message})"
+            raise EnvironmentProblem(refused, _credentials_advice()) from None
         raise pack_error(exc, doing, "check the repository name and the registry", refused=DeployFailed) from None
     except HttpError as exc:
         raise pack_error(exc, doing, "check that the registry runs and the host and port are right") from None

@@ -11,9 +11,14 @@ from urllib.parse import quote, urlparse
 from ...serve.http import ApiError, ForeignAnswer, HttpClient, HttpError
 
 
-def missing_backend(exc: ApiError) -> bool:
-    """Triton refused a load because it has no library for the model's backend."""
-    return "unable to find backend library" in exc.message or "unable to find 'libtriton_" in exc.message
+def missing_backend(exc: ApiError, backend: str) -> bool:
+    """Triton refused a load because it has no library for the model's backend. A platform this Triton does not know
+    at all (`torch_aoti` before the pytorch backend had it) fails earlier, while the repository is polled, with only
+    "failed to poll" in the answer (the reason is in its log): for torch_aoti, whose config pack's offline checks
+    passed, that is the same missing backend."""
+    if "unable to find backend library" in exc.message or "unable to find 'libtriton_" in exc.message:
+        return True
+    return backend == "torch_aoti" and "failed to poll from model repository" in exc.message
 
 
 class TritonHTTP(HttpClient):

@@ -47,7 +47,7 @@ from .repository import (
 )
 from .server import ServerState, TritonServer
 from .smoke import detect, ensemble_smoke, smoke_test
-from .tuning import settings_of
+from .tuning import served_settings, settings_of
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class TritonSteps(Steps):
                         name, config_json=cfg.to_json(config), files=_files_of(self.staged / name), timeout=self.timeout
                     )
             except ApiError as exc:
-                if missing_backend(exc):
+                if missing_backend(exc, self.ropts.backend):
                     listing = (
                         f"it has: {', '.join(self.state.backends)}"
                         if self.state and self.state.backends
@@ -302,6 +302,14 @@ class TritonSteps(Steps):
         body = sample_request(self.build_dir, self.report, names)
         return curl_line(model_url, write_request(self.store, "triton", self.report, body))
 
+    def applied(self) -> dict[str, Any]:
+        """The settings the server reports for the loaded model (workers, batch size, delay, threads): what it runs,
+        which `pack bench` and `pack tune` record; empty when it does not say."""
+        try:
+            return served_settings(self.client.model_config(self.name))
+        except (HttpError, ValueError, TypeError, AttributeError):
+            return {}
+
     def result(self, smoke: dict[str, Any]) -> dict[str, Any]:
         url, version, state, serving = self.client.url, self.version, self.state, self.serving
         model_url = v2_infer_url(url, self.name, version)
@@ -336,6 +344,7 @@ class TritonSteps(Steps):
             models=self.names,
             backend=self.ropts.backend,
             max_batch_size=self.section["max_batch_size"],
+            **self.applied(),
             grpc_url=f"{state.host}:{state.grpc_port}" if state else None,
             metrics_url=f"http://{state.host}:{state.metrics_port}/metrics" if state else None,
         )

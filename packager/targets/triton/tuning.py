@@ -38,6 +38,27 @@ def settings_of(recorded: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def served_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a running Triton reports for a loaded model (its model config, as JSON), in the deploy options'
+    names: what it applied, whatever was asked (a setting it does not report is left out)."""
+    out: dict[str, Any] = {}
+    if "max_batch_size" in config:
+        out["batch_size"] = int(config["max_batch_size"])
+    groups = config.get("instance_group") or []
+    if groups:
+        out["workers"] = sum(int(g.get("count", 1)) for g in groups)
+    delay = (config.get("dynamic_batching") or {}).get("max_queue_delay_microseconds")
+    if delay is not None:
+        out["max_batch_delay_ms"] = int(delay) // 1000
+    elif "max_batch_size" in config:
+        out["max_batch_delay_ms"] = 0
+    parameters = config.get("parameters") or {}
+    threads = (parameters.get("pack_threads") or parameters.get("intra_op_thread_count") or {}).get("string_value")
+    if threads is not None and str(threads).lstrip("-").isdigit():
+        out["threads"] = int(threads)
+    return out
+
+
 def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     """({setting: candidate values in search order}, the start: what the build serves now)."""
     from ...serve.settings import resolve
