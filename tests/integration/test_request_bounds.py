@@ -3,7 +3,7 @@ fastapi`) answers a body over 128 MiB with 413 before reading it (from its Conte
 the limit), checks values against the declared dtype (INT64 data `1.5` is a 400, not truncated), a batch against what
 the build validated, and says what is wrong in one line without an object repr; TorchServe runs the same handler code
 on a v2 request; Triton refuses a v2 request over its max_batch_size. The in-process rules: tests/unit/
-test_request_bounds.py."""
+test_bounded_requests.py."""
 
 from __future__ import annotations
 
