@@ -2,11 +2,13 @@
 fastapi`) answers a body over 128 MiB with 413 before reading it (from its Content-Length; a chunked one once it passes
 the limit), checks values against the declared dtype (INT64 data `1.5` is a 400, not truncated), a batch against what
 the build validated, and says what is wrong in one line without an object repr; TorchServe runs the same handler code
-on a v2 request; Triton refuses a v2 request over its max_batch_size. The in-process rules: tests/unit/
+on a v2 request; Triton refuses a v2 request over its max_batch_size; yolov8n on FastAPI refuses max_detections past
+the build's. The in-process rules: tests/unit/
 test_bounded_requests.py."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import select
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.cli import pack_json, run_pack
-from tests.helpers.torchserve import copy_build, post
+from tests.helpers.torchserve import copy_build, jpeg_bytes, post
 from tests.helpers.triton import ensure_tritonserver, link_build
 
 pytestmark = pytest.mark.server
@@ -181,3 +183,27 @@ def test_triton_refuses_a_v2_request_over_its_max_batch_size(built, tmp_path):
         assert status == 200 and answer["outputs"][0]["shape"] == [8, 10]
     finally:
         run_pack("stop", "--target", "triton", "--store", str(store))
+
+
+def test_fastapi_caps_a_yolo_requests_max_detections_at_the_builds(built, tmp_path):
+    pytest.importorskip("fastapi", reason="pip install 'pack-models[fastapi]'")
+    store = copy_build(built("yolov8n"), tmp_path / "store")
+    try:
+        url = pack_json("deploy", "yolov8n", "--target", "fastapi", "--store", str(store), timeout=300)["predict_url"]
+        image = base64.b64encode(jpeg_bytes(96, 128)).decode()
+
+        def detect(max_detections: Any) -> tuple[int, dict[str, Any]]:
+            body = json.dumps({"image": image, "conf_threshold": 0.0001, "max_detections": max_detections}).encode()
+            return post(url, body, None, "application/json")
+
+        status, answer = detect(10**9)  # was accepted: 8,400 boxes, 4x the time, from a 12 KB request
+        assert (status, answer["error"]) == (
+            400,
+            "max_detections=1000000000 is out of range: this model answers 1 to 300 detections per image (the build's "
+            "postprocessing.max_detections); send a value in that range",
+        )
+        assert detect(2.5) == (400, {"error": "max_detections=2.5 is not a valid whole number", "code": 400})
+        status, answer = detect(300)
+        assert status == 200 and 0 < len(answer["detections"]) <= 300, answer
+    finally:
+        run_pack("stop", "--target", "fastapi", "--store", str(store))
