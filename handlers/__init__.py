@@ -5,7 +5,8 @@ Every file here is a flat module, imported by its file name: TorchServe unpacks 
 python-backend model.py pack writes puts its own version folder first on sys.path. So the files import each other as
 `pack_runtime`, never as `handlers.pack_runtime`, and this package itself is not imported on a server.
 
-  pack_runtime.py       model loading (onnx, torchscript, pt2, aoti), output flattening, generic tensor JSON, batching
+  pack_runtime.py       model loading (onnx, torchscript, pt2, aoti), output flattening, strict JSON, batching
+  pack_requests.py      generic tensor JSON, v2 tensors, and a request's bounds (body size, dtype, shape, batch, counts)
   pack_images.py        image decoding, classification transforms and normalisation, letterbox, YOLO decoding, NMS
   pack_torchserve.py    the TorchServe handler base: settings, request bodies, per-request options
   pack_classifier.py    TorchServe entry handler: image classification

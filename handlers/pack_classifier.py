@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from pack_images import classification_tensor, image_bytes, max_pixels, open_rgb
+from pack_requests import whole_number
 from pack_torchserve import PackHandler, entry_point, request_param
 
 
@@ -24,7 +25,7 @@ class ImageClassifier(PackHandler):
         self.labels = self.settings.get("labels")
 
     def preprocess_one(self, request: dict[str, Any], body: Any, doc: Any) -> tuple[list[np.ndarray], Any]:
-        top_k = request_param(request, doc, "top_k", int, self.top_k)
+        top_k = request_param(request, doc, "top_k", whole_number, self.top_k)
         pre = self.settings.get("preprocessing") or {}
         image = open_rgb(image_bytes(body, doc), max_pixels(pre))
         return [classification_tensor(image, pre)], top_k

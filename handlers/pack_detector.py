@@ -4,8 +4,9 @@ Request: JPEG/PNG bytes (raw body or multipart), or JSON {"image": "<base64>", "
 Steps: letterbox to the model size, run, confidence filter, class-aware NMS, boxes scaled back to the original image.
 Answer: {"detections": [{"label", "class_id", "score", "box": [x1, y1, x2, y2]}], "image_size": [w, h]}.
 Thresholds come from model-config.yaml (`handler:` conf_threshold, iou_threshold, max_detections) and can be
-overridden per request (a JSON field, or a multipart form field beside the image). Generic tensor JSON returns the raw
-head output.
+overridden per request (a JSON field, or a multipart form field beside the image); a request's max_detections is at
+most the build's (postprocessing.max_detections, 300 by default): more is a 400, never 8,400 boxes. Generic tensor
+JSON returns the raw head output.
 Letterbox and decoding are pack_images' functions, the same ones the Triton ensemble runs (pack_triton_yolo_*.py).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from pack_images import image_bytes, letterbox, max_pixels, open_rgb, yolov8_detections
+from pack_requests import whole_number
 from pack_runtime import RequestError
 from pack_torchserve import PackHandler, entry_point, request_param
 
@@ -47,10 +49,13 @@ class YoloDetector(PackHandler):
         options = {
             "conf_threshold": request_param(request, doc, "conf_threshold", _fraction, self.conf),
             "iou_threshold": request_param(request, doc, "iou_threshold", _fraction, self.iou),
-            "max_detections": request_param(request, doc, "max_detections", int, self.max_det),
+            "max_detections": request_param(request, doc, "max_detections", whole_number, self.max_det),
         }
-        if options["max_detections"] < 1:
-            raise RequestError("max_detections must be at least 1")
+        if not 1 <= options["max_detections"] <= self.max_det:
+            raise RequestError(
+                f"max_detections={options['max_detections']} is out of range: this model answers 1 to {self.max_det} "
+                "detections per image (the build's postprocessing.max_detections); send a value in that range"
+            )
         image = open_rgb(image_bytes(body, doc), self.max_pixels)
         tensor, geometry = letterbox(image, self.size, self.pad, self.scale)
         return [tensor], (geometry, options)

@@ -14,6 +14,9 @@ Routes:
   Open Inference Protocol v2:      GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{name}[/versions/{v}][/ready],
                                    POST /v2/models/{name}[/versions/{v}]/infer (JSON tensors)
 PACK_FASTAPI_DEVICE: auto (a GPU when the machine has one; the default), cpu, or cuda:N.
+
+A request body is at most MAX_REQUEST_BYTES (128 MiB, TorchServe's max_request_size as pack configures it): a larger
+Content-Length is answered 413 before any of the body is read, a chunked body 413 as soon as it passes the limit.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations (Request) at run time.
@@ -23,7 +26,8 @@ import os
 import time
 from typing import Any
 
-from pack_runtime import NUMPY_TO_V2, is_v2_request, json_text
+from pack_requests import MAX_REQUEST_BYTES, NUMPY_TO_V2, is_v2_request
+from pack_runtime import json_text
 from pack_torchserve import PackHandler, as_json, load_settings
 
 MODELS_ENV = "PACK_FASTAPI_MODELS"
@@ -209,6 +213,17 @@ class Routes:
         self.metrics.observe(model.name, model.version, 400, time.perf_counter() - start)  # a failed request of this model
         return self.error(400, problem)
 
+    def too_large(self, name: str | None, version: str | None = None) -> Any:
+        """The 413 of a body over MAX_REQUEST_BYTES, counted as a failed request of the model it names."""
+        model = self.find(name, version)
+        if isinstance(model, Served):
+            self.metrics.observe(model.name, model.version, 413, 0.0)
+        return self.error(
+            413,
+            f"request body over {MAX_REQUEST_BYTES:,} bytes ({MAX_REQUEST_BYTES >> 20} MiB), this server's limit; "
+            "send a smaller body (fewer rows or a smaller image per request)",
+        )
+
     def metadata(self, name: str, version: str | None = None) -> Any:
         model = self.find(name, version)
         return model.metadata() if isinstance(model, Served) else model
@@ -235,6 +250,22 @@ class Routes:
         return Response(data, media_type=content_type)
 
 
+async def bounded_body(request: Any) -> bytes | None:
+    """The request's body, or None when it is over MAX_REQUEST_BYTES: refused from its Content-Length before any of it
+    is read, else (a chunked body) as soon as what was read passes the limit; the rest is never read."""
+    limit = MAX_REQUEST_BYTES
+    length = request.headers.get("content-length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def create_app(models: dict[str, Served] | None = None) -> Any:
     """The FastAPI application (uvicorn's --factory): the models of PACK_FASTAPI_MODELS, or `models` (tests)."""
     from fastapi import FastAPI, Request
@@ -244,10 +275,12 @@ def create_app(models: dict[str, Served] | None = None) -> Any:
     app = FastAPI(title="pack", docs_url=None, redoc_url=None, openapi_url=None)
 
     async def predict(request: Request, name: str | None = None) -> Any:
-        return await routes.predict(await request.body(), name)
+        body = await bounded_body(request)
+        return routes.too_large(name) if body is None else await routes.predict(body, name)
 
     async def infer(request: Request, name: str, version: str | None = None) -> Any:
-        return await routes.infer(await request.body(), name, version)
+        body = await bounded_body(request)
+        return routes.too_large(name, version) if body is None else await routes.infer(body, name, version)
 
     def get(path: str, endpoint: Any) -> None:
         app.add_api_route(path, endpoint, methods=["GET"], response_model=None)

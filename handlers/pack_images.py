@@ -16,7 +16,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from pack_runtime import RequestError
+from pack_runtime import RequestError, without_reprs
 
 IMAGE_KEYS = ("image", "data", "b64", "instances")
 
@@ -130,6 +130,7 @@ def not_an_image(data: bytes, why: str = "") -> str:
     """The one message for a body that does not decode as an image: its first bytes, what the decoder said."""
     head = bytes(data[:24])
     shown = f"first bytes {head!r}" if head else "an empty body"
+    why = without_reprs(why)  # Pillow names its file object ("cannot identify image file <_io.BytesIO object ...>")
     detail = f"; {why[:120]}" if why and head else ""
     return f'not an image ({shown}{detail}): send the bytes of a JPEG or PNG file, or JSON {{"image": "<base64>"}}'
 

@@ -1,5 +1,6 @@
-"""pack's serving runtime, the part every server shares: model loading, output flattening, generic tensor JSON and
-batching. numpy only at import; onnxruntime or torch when a model of that format is loaded; never captum.
+"""pack's serving runtime, the part every server shares: model loading, output flattening, strict JSON answers,
+client errors (RequestError) and batching. numpy only at import; onnxruntime or torch when a model of that format is
+loaded; never captum. A request's decoding and bounds are pack_requests.py's (the handler servers').
 
 Shipped as a flat module beside the server's entry file: inside every .mar (TorchServe puts the unpacked archive on
 sys.path) and in every Triton python-backend version folder pack writes (model.py puts its own folder first on
@@ -9,15 +10,13 @@ servers run the same code on the same numbers.
 
 from __future__ import annotations
 
-import base64
+import json
+import re
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from typing import TypeGuard  # Python 3.10+; the servers' Python may be older, and annotations are not evaluated
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 FORMATS = ("onnx", "torchscript", "pt2", "aoti")
@@ -29,6 +28,14 @@ TORCHSCRIPT_LOAD_DEPRECATION = (FutureWarning, r"`torch\.jit\.load` is deprecate
 
 class RequestError(ValueError):
     """One request is malformed: answered with a client error and this message; the rest of the batch goes on."""
+
+
+OBJECT_REPR = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def without_reprs(message: str) -> str:
+    """`message` without Python's object reprs (`<_io.BytesIO object at 0x7f...>`): an address tells a client nothing."""
+    return OBJECT_REPR.sub("", message).strip()
 
 
 # ---------------------------------------------------------------- models
@@ -159,77 +166,9 @@ def flatten(out: Any) -> list[Any]:
     return [out]
 
 
-# ---------------------------------------------------------------- generic tensors
-
-
-def is_tensor_request(doc: Any) -> TypeGuard[dict[str, Any]]:
-    return isinstance(doc, dict) and isinstance(doc.get("inputs"), list)
-
-
-def decode_tensors(doc: dict[str, Any], specs: list[dict[str, Any]]) -> list[np.ndarray]:
-    """{"inputs": [{"name", "shape", "dtype", "data"}]} -> arrays in the model's input order, checked against specs.
-
-    `data` is a (nested) list of numbers, or a base64 string of the raw little-endian bytes with "encoding": "base64".
-    """
-    given = doc["inputs"]
-    if len(given) != len(specs):
-        raise RequestError(f"expected {len(specs)} input(s) ({', '.join(s['name'] for s in specs)}), got {len(given)}")
-    by_name = {item.get("name"): item for item in given if isinstance(item, dict)}
-    arrays = []
-    for position, spec in enumerate(specs):
-        item = by_name.get(spec["name"], given[position])
-        if not isinstance(item, dict) or "data" not in item:
-            raise RequestError(f"input {spec['name']!r}: each input needs name, shape, dtype and data")
-        dtype = np.dtype(spec["dtype"])
-        if item.get("dtype") not in (None, spec["dtype"]):
-            raise RequestError(f"input {spec['name']!r}: dtype {item['dtype']} given, the model takes {spec['dtype']}")
-        try:
-            if item.get("encoding") == "base64":
-                arr = np.frombuffer(base64.b64decode(item["data"], validate=True), dtype=dtype.newbyteorder("<")).astype(dtype)
-            else:
-                arr = np.asarray(item["data"], dtype=dtype)
-        except (ValueError, TypeError) as exc:
-            raise RequestError(f"input {spec['name']!r}: data does not decode as {spec['dtype']}: {exc}") from None
-        if "shape" in item:
-            try:
-                shape = tuple(int(d) for d in item["shape"])
-                arr = arr.reshape(shape)
-            except (ValueError, TypeError):
-                raise RequestError(f"input {spec['name']!r}: {arr.size} values do not fill shape {item['shape']}") from None
-        check_shape(arr, spec)
-        arrays.append(np.ascontiguousarray(arr))
-    return arrays
-
-
-def check_shape(arr: np.ndarray, spec: dict[str, Any]) -> None:
-    expected = spec["shape"]
-    dynamic = set(spec.get("dynamic_axes", [0]))
-    ok = arr.ndim == len(expected) and all(i in dynamic or arr.shape[i] == d for i, d in enumerate(expected))
-    if not ok:
-        want = ["N" if i in dynamic else d for i, d in enumerate(expected)]
-        raise RequestError(f"input {spec['name']!r}: shape {list(arr.shape)} does not fit the model's {want}")
-
-
-def encode_tensors(names: list[str], arrays: list[np.ndarray], encoding: str | None = None) -> dict[str, Any]:
-    outputs = []
-    for name, arr in zip(names, arrays):  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
-        item: dict[str, Any] = {"name": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
-        if encoding == "base64":
-            item["encoding"] = "base64"
-            item["data"] = base64.b64encode(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()).decode(
-                "ascii"
-            )
-        else:
-            item["data"] = arr.tolist()
-        outputs.append(item)
-    return {"outputs": outputs}
-
-
 def json_text(answer: Any) -> str:
     """`answer` as strict JSON: a NaN or an infinity (a model can answer one) becomes null, never the bare `NaN` /
     `Infinity` tokens that JSON parsers refuse."""
-    import json
-
     try:
         return json.dumps(answer, separators=(",", ":"), allow_nan=False)
     except ValueError:
@@ -245,71 +184,6 @@ def finite_or_null(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_or_null(v) for v in value]
     return value
-
-
-# ---------------------------------------------------------------- Open Inference Protocol (KServe v2) tensors
-
-V2_TO_NUMPY = {
-    "BOOL": "bool",
-    "UINT8": "uint8",
-    "UINT16": "uint16",
-    "UINT32": "uint32",
-    "UINT64": "uint64",
-    "INT8": "int8",
-    "INT16": "int16",
-    "INT32": "int32",
-    "INT64": "int64",
-    "FP16": "float16",
-    "FP32": "float32",
-    "FP64": "float64",
-}
-NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
-
-
-def is_v2_input(item: Any) -> bool:
-    """One tensor of an Open Inference Protocol v2 request: {"name", "shape", "datatype", "data"}."""
-    return isinstance(item, dict) and "datatype" in item and "shape" in item and "name" in item
-
-
-def is_v2_request(doc: Any) -> TypeGuard[dict[str, Any]]:
-    """A v2 inference request body, {"inputs": [{"name", "shape", "datatype", "data"}]}; pack's own tensor JSON says
-    "dtype" where v2 says "datatype"."""
-    return is_tensor_request(doc) and bool(doc["inputs"]) and all(is_v2_input(i) for i in doc["inputs"])
-
-
-def decode_v2(items: list[dict[str, Any]], specs: list[dict[str, Any]]) -> list[np.ndarray]:
-    """v2 input tensors (flat or nested row-major `data`) -> arrays in the model's input order, checked against specs."""
-    converted = []
-    for item in items:
-        datatype = str(item.get("datatype"))
-        if datatype not in V2_TO_NUMPY:
-            raise RequestError(
-                f"input {item.get('name')!r}: datatype {datatype} is not supported (use one of {', '.join(V2_TO_NUMPY)})"
-            )
-        converted.append({"name": item["name"], "shape": item["shape"], "dtype": V2_TO_NUMPY[datatype], "data": item.get("data")})
-    for item, spec in zip(converted, specs):  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
-        if item["dtype"] != spec["dtype"] and item["name"] == spec["name"]:
-            raise RequestError(
-                f"input {spec['name']!r}: datatype {NUMPY_TO_V2.get(item['dtype'], item['dtype'])} given, "
-                f"the model takes {NUMPY_TO_V2.get(spec['dtype'], spec['dtype'])}"
-            )
-    return decode_tensors({"inputs": converted}, specs)
-
-
-def encode_v2(names: list[str], arrays: list[np.ndarray], wanted: list[str] | None = None) -> list[dict[str, Any]]:
-    """v2 output tensors (row-major flat `data`), all of them or the `wanted` names in their order."""
-    by_name = dict(zip(names, arrays))  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
-    unknown = [n for n in wanted or [] if n not in by_name]
-    if unknown:
-        raise RequestError(f"output {unknown[0]!r} is not one of the model's outputs ({', '.join(names)})")
-    outputs = []
-    for name in wanted or names:
-        arr = np.asarray(by_name[name])
-        datatype = NUMPY_TO_V2.get(str(arr.dtype))
-        if datatype is None:
-            raise RequestError(f"output {name!r}: dtype {arr.dtype} has no v2 datatype")
-        outputs.append({"name": name, "shape": list(arr.shape), "datatype": datatype, "data": arr.reshape(-1).tolist()})
-    return outputs
 
 
 # ---------------------------------------------------------------- batching

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from pack_runtime import (
-    RequestError,
+from pack_requests import (
+    check_batch,
     decode_tensors,
     decode_v2,
     encode_tensors,
@@ -26,10 +26,8 @@ from pack_runtime import (
     is_tensor_request,
     is_v2_input,
     is_v2_request,
-    json_text,
-    load_model,
-    run_batched,
 )
+from pack_runtime import RequestError, json_text, load_model, run_batched, without_reprs
 
 METADATA_FILE = "pack.json"
 # The drain folder of a TorchServe that pack launched (packager/targets/torchserve/drain.py): a file `<name>.v<version>`
@@ -157,6 +155,7 @@ class PackHandler:
         self.model = settings_model(model_dir, settings, device)
         self.placement = dict(getattr(self.model, "placement", None) or {"device": "cpu"})
         self.batchable = all(0 in i.get("dynamic_axes", [0]) for i in self.inputs)
+        self.max_batch = int(settings["handler"].get("max_batch") or 0)  # 0: not recorded (an older archive)
         self.model_name = name or settings.get("name") or ""
         self.model_version = str(version or settings.get("version") or "")
         where = self.placement.get("provider") or self.placement.get("device")
@@ -207,9 +206,13 @@ class PackHandler:
         doc = as_json(body)
         if is_v2_request(doc):
             wanted = [o.get("name") for o in doc.get("outputs") or [] if isinstance(o, dict)] or None
-            return decode_v2(doc["inputs"], self.inputs), ("v2", (doc.get("id"), wanted))
+            arrays = decode_v2(doc["inputs"], self.inputs)
+            check_batch(arrays, self.inputs, self.max_batch)
+            return arrays, ("v2", (doc.get("id"), wanted))
         if is_tensor_request(doc):
-            return decode_tensors(doc, self.inputs), ("tensors", doc.get("output_encoding"))
+            arrays = decode_tensors(doc, self.inputs)
+            check_batch(arrays, self.inputs, self.max_batch)
+            return arrays, ("tensors", doc.get("output_encoding"))
         arrays, task_state = self.preprocess_one(request, body, doc)
         return arrays, ("task", task_state)
 
@@ -235,11 +238,14 @@ class PackHandler:
         """Under TorchServe's kservev2 envelope: `tensors` are one v2 request's inputs, unpacked by the envelope,
         which answers item i under the name of input i (its own rule); so the outputs come back in order, as many
         as the request had inputs. Errors are raised: the envelope has no per-request status."""
-        outputs = self.model(decode_v2(tensors, self.inputs))
+        arrays = decode_v2(tensors, self.inputs)
+        check_batch(arrays, self.inputs, self.max_batch)
+        outputs = self.model(arrays)
         return [np.asarray(o).tolist() for o in outputs[: len(tensors)]]
 
     @staticmethod
     def error(context: Any, index: int, code: int, message: str) -> dict[str, Any]:
+        message = without_reprs(message)
         try:
             context.set_response_status(code=code, phrase=message[:200], idx=index)
         except Exception:  # older contexts, or tests without one

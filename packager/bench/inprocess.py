@@ -199,6 +199,7 @@ def handler_instance(build_dir: Path, report: BuildReport, runner: Runner, fmt: 
     handler.output_names = meta["outputs"]
     handler.model = runner
     handler.batchable = all(0 in i.get("dynamic_axes", [0]) for i in handler.inputs)
+    handler.max_batch = int(meta["handler"].get("max_batch") or 0)
     handler.setup()
     handler.initialized = True
     return handler
@@ -218,10 +219,10 @@ def pipeline(handler: Any, body: bytes) -> Callable[[int], Any]:
 
 def preprocessed(handler: Any, body: bytes) -> list[np.ndarray]:
     """The model inputs the handler makes from the request (what a tensor-serving server is sent)."""
-    runtime = _handler_module("pack_runtime")
+    requests = _handler_module("pack_requests")
     doc = _handler_module("pack_torchserve").as_json(body)
-    if runtime.is_tensor_request(doc):
-        decoded: list[np.ndarray] = runtime.decode_tensors(doc, handler.inputs)
+    if requests.is_tensor_request(doc):
+        decoded: list[np.ndarray] = requests.decode_tensors(doc, handler.inputs)
         return decoded
     arrays, _ = handler.preprocess_one({"body": body}, body, doc)
     return [np.ascontiguousarray(a) for a in arrays]

@@ -1,8 +1,8 @@
 """What a worker of pack's serving runtime reads at start-up, whichever server runs it: `pack.json` (the model's
 inputs, outputs, pre- and post-processing: `metadata`) and the entry handler's own settings (thresholds, top-k,
-labels: `handler_settings`, model-config.yaml's `handler:` section in a TorchServe archive). TorchServe's archive, the
-FastAPI server's model folders and bench's in-process handler all take them from here (`worker_settings`), so each
-runs the handler with the same settings.
+labels, and the request bounds the build sets: `handler_settings`, model-config.yaml's `handler:` section in a TorchServe
+archive). TorchServe's archive, the FastAPI server's model folders and bench's in-process handler all take them from
+here (`worker_settings`), so each runs the handler with the same settings.
 """
 
 from __future__ import annotations
@@ -32,9 +32,12 @@ def metadata(report: BuildReport, fmt: str, serialized: str, labels: str | None)
 
 
 def handler_settings(report: BuildReport, handler_file: str, labels_file: str | None) -> dict[str, Any]:
-    """The handler's settings: what it reads at start (thresholds, top-k, labels)."""
+    """The handler's settings: what it reads at start (thresholds, top-k, labels) and the bounds of a request:
+    `max_batch`, the largest batch size the build validated (a tensor or v2 request with more rows is a 400)."""
     post = report.postprocessing
     section: dict[str, Any] = {}
+    if report.batch_sizes:
+        section["max_batch"] = max(report.batch_sizes)
     if handler_file == "pack_classifier.py":
         section["top_k"] = int(post.get("top_k", 5))
     elif handler_file == "pack_detector.py":

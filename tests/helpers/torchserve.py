@@ -17,7 +17,15 @@ import numpy as np
 
 from tests.helpers import ROOT
 
-HANDLER_MODULES = ("pack_runtime", "pack_images", "pack_torchserve", "pack_classifier", "pack_detector", "pack_tensors")
+HANDLER_MODULES = (
+    "pack_runtime",
+    "pack_requests",
+    "pack_images",
+    "pack_torchserve",
+    "pack_classifier",
+    "pack_detector",
+    "pack_tensors",
+)
 
 
 def copy_build(folder: Path, store: Path, version: str | None = None) -> Path:

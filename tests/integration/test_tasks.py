@@ -111,7 +111,7 @@ def test_torchserve_and_triton_ship_the_same_runtime_files(built, tmp_path):
     with zipfile.ZipFile(mar) as zf:
         shipped = {n: zf.read(n) for n in zf.namelist() if n.endswith(".py")}
         assert json.loads(zf.read("MAR-INF/MANIFEST.json"))["model"]["handler"] == "pack_detector.py"
-    assert sorted(shipped) == ["pack_detector.py", "pack_images.py", "pack_runtime.py", "pack_torchserve.py"]
+    assert sorted(shipped) == ["pack_detector.py", "pack_images.py", "pack_requests.py", "pack_runtime.py", "pack_torchserve.py"]
 
     repo = tmp_path / "repo"
     generate(build, report, RepoOptions(backend="python"), repo)

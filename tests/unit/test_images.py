@@ -135,7 +135,8 @@ def test_bad_bytes_and_a_truncated_image_are_request_errors(images):
 
 def test_non_finite_answers_are_strict_json(images):
     runtime = importlib.import_module("pack_runtime")
-    answer = runtime.encode_tensors(["y"], [np.asarray([[np.nan, 1.5, np.inf, -np.inf]], np.float32)])
+    requests = importlib.import_module("pack_requests")
+    answer = requests.encode_tensors(["y"], [np.asarray([[np.nan, 1.5, np.inf, -np.inf]], np.float32)])
     text = runtime.json_text({**answer, "score": float("nan")})
     assert "NaN" not in text and "Infinity" not in text
 
