@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..console import log, print_result, run
+from ..errors import Unhealthy
 from ..targets import ARCHIVER, MANIFEST_CHECKER, REPOSITORY_CHECKER, REPOSITORY_WRITER, DeployOptions, sole
 from ..targets.base import all_targets, get_target, make_options, names
 from ..targets.options import cli_fields
@@ -117,9 +118,27 @@ def status_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any
 
     def body(out: Any) -> None:
         chosen = get_target(target)
-        print_result(out, chosen.status(make_options(chosen, "status", Path(store), given)), as_json)
+        result = chosen.status(make_options(chosen, "status", Path(store), given))
+        print_result(out, result, as_json)  # the whole document first, then the exit code says its health
+        sick = unhealthy(result)
+        if sick:
+            raise health_failure(sick, bool(given.get("repair")))
 
     run(debug, body)
+
+
+def unhealthy(result: dict[str, Any]) -> list[str]:
+    """The deployments ("name vN") a status document reports unhealthy."""
+    from ..serve.health import UNHEALTHY, each_health
+
+    return [key for key, health in each_health(result).items() if health.get("health") == UNHEALTHY]
+
+
+def health_failure(sick: list[str], repaired: bool) -> Unhealthy:
+    """The one line (exit 7) of a status whose document reports an unhealthy deployment."""
+    if repaired:
+        return Unhealthy(f"not repaired: {', '.join(sick)}", "see the server's log, then redeploy (pack deploy MODEL --force)")
+    return Unhealthy(f"unhealthy: {', '.join(sick)}", "run `pack status --repair`, or see the server's log")
 
 
 @main.command("undeploy")
