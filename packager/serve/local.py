@@ -3,17 +3,18 @@
 Everything of one server lives in `<store>/.servers/<kind>/`: `state.json`, the server's log, and whatever the server
 keeps of its own. The base does, once for every server:
 
-* the state file: read, written atomically once the server answers (its pid, the identity of that process, host,
-  ports, URL, log, start time, and the server's own fields), and whether the process it records is still the one
-  pack started (start time and executable: a pid reused by another process is never signalled);
+* the state file: read, and written atomically twice: `starting` right after the server's process exists (pid,
+  identity, ports, URL, log, the launch marker, the launching pack), `ready` once it answers; whether the process it
+  records is still the one pack started (start time and executable, or while starting, start time and marker: a pid
+  reused by another process is never signalled). A `starting` server whose pack is gone (killed) is adopted once it
+  answers, else stopped by the next launch;
 * launch: the server's command run detached (a session of its own, so a Ctrl-C at the terminal reaches pack, not the
   server; stdin closed; output appended to its log; a fresh launch marker in its environment), waited for until it
   answers its health check. A port already taken, an exit while starting or no answer in time is one
   EnvironmentProblem; a launch that fails or is interrupted ends every process it started and leaves no state;
 * stop: SIGTERM to the recorded process, SIGKILL after a grace period, to it and its own descendants only (each
   checked again right before its signal), and one summary (stopped, stale state, or nothing running);
-* private links: a short or plain path to a folder of the server, from a fresh private folder (mode 0700) under /tmp,
-  for what a server cannot take at its real path (Unix socket paths, spaces), removed when the server stops.
+* private links (packager/serve/links.py), removed when the server stops.
 
 A server subclasses `LocalServer` with its own parts only: `kind` and `title`, a plan (its folders, config files,
 ports, command line, environment and what its state records: a `Launch`, passed to `ensure` or `launch`) and
