@@ -32,7 +32,7 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, PackError
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, PackError
 
 ROOT_LOGGER = "packager"
 _STARTED: list[float] = []  # the start of each `elapsed()` block, innermost last
@@ -179,10 +179,15 @@ def extension_ops() -> None:
         import torchvision  # noqa: F401
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt: every cleanup that handles Ctrl-C handles it too."""
+
+
 @contextlib.contextmanager
 def terminate_interrupts() -> Iterator[None]:
-    """In the main thread, make SIGTERM interrupt the block like Ctrl-C, so the servers a command launched for itself
-    (bench, tune) are stopped by its own cleanup; the previous handler is put back after."""
+    """In the main thread, make SIGTERM interrupt the block like Ctrl-C (as `Terminated`), so whatever the block
+    started or half-wrote is rolled back by the same cleanup; the previous handler is put back after. `run` wraps
+    every command in it."""
     import signal
     import threading
 
@@ -191,7 +196,7 @@ def terminate_interrupts() -> Iterator[None]:
         return
 
     def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt()
+        raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
@@ -208,16 +213,17 @@ def run(debug: bool, body: Callable[[Any], None]) -> None:
     if debug:
         os.environ["PACK_DEBUG"] = "1"  # libraries' own output is replayed (`captured`)
     try:
-        with quiet_stdout() as out:
+        with terminate_interrupts(), quiet_stdout() as out:
             body(out)
     except PackError as exc:
         if debug:
             traceback.print_exc()
         click.echo(f"error: {exc.line()}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted; nothing half-written was kept", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        signal_name = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        click.echo(f"error: {signal_name}; nothing half-written was kept, run the command again", err=True)
+        sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
     except OSError as exc:
         if debug:
             traceback.print_exc()

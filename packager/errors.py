@@ -7,7 +7,9 @@ EXIT_VALIDATION = 3  # an export does not match the eager model (parity gate)
 EXIT_DEPLOY = 4  # deploy or smoke test failed; what was serving before is left serving
 EXIT_ENVIRONMENT = 5  # a missing dependency or a server that cannot be started or reached
 EXIT_UNVERIFIED = 6  # `pack verify` checked only what it could (a .mar or repository without its build's report)
-EXIT_INTERRUPTED = 130
+EXIT_UNHEALTHY = 7  # `pack status`: a served model is unhealthy or was not repaired
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): what the command started or half-wrote was rolled back
+EXIT_TERMINATED = 143  # SIGTERM (timeout, a CI cancel, systemd): the same rollback as Ctrl-C
 
 
 class PackError(Exception):
@@ -48,6 +50,13 @@ class NotVerified(PackError):
     Triton repository): a code of its own, so that a release job cannot take it for a verified build."""
 
     exit_code = EXIT_UNVERIFIED
+
+
+class Unhealthy(PackError):
+    """`pack status` reported its whole document, and a served model in it is unhealthy (or `--repair` did not repair
+    it): a code of its own, so that a cron job or a CI gate can tell."""
+
+    exit_code = EXIT_UNHEALTHY
 
 
 class SignatureFailed(ValidationFailed):

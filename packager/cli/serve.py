@@ -6,6 +6,7 @@ with the target it belongs to and a flag of another target is refused; a server 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import click
 
 from ..console import log, print_result, run
+from ..errors import Unhealthy
+from ..report.store import leftover_scratch
 from ..targets import ARCHIVER, MANIFEST_CHECKER, REPOSITORY_CHECKER, REPOSITORY_WRITER, DeployOptions, sole
 from ..targets.base import all_targets, get_target, make_options, names
 from ..targets.options import cli_fields
@@ -117,9 +120,40 @@ def status_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any
 
     def body(out: Any) -> None:
         chosen = get_target(target)
-        print_result(out, chosen.status(make_options(chosen, "status", Path(store), given)), as_json)
+        result = chosen.status(make_options(chosen, "status", Path(store), given))
+        left = [chosen.status(make_options(chosen, "status", f / "store", given)) for f in leftover_scratch(store)]
+        result = with_leftovers(result, [doc for doc in left if doc.get("running")], "running")
+        print_result(out, result, as_json)  # the whole document first, then the exit code says its health
+        sick = unhealthy(result)
+        if sick:
+            raise health_failure(sick, bool(given.get("repair")))
 
     run(debug, body)
+
+
+def with_leftovers(result: dict[str, Any], left: list[dict[str, Any]], verb: str) -> dict[str, Any]:
+    """A status or stop result with the servers of a killed `pack tune` (its scratch store under the store's
+    `.scratch/`), listed under `leftovers` and in the summary."""
+    if not left:
+        return result
+    lines = [f"left by a killed pack: {verb}: {doc.get('url') or '?'} (pid {doc.get('pid')})" for doc in left]
+    if verb == "running":
+        lines.append("  `pack stop` with the same --target and --store stops it")
+    return {**result, "leftovers": left, "summary": "\n".join([str(result.get("summary") or ""), *lines])}
+
+
+def unhealthy(result: dict[str, Any]) -> list[str]:
+    """The deployments ("name vN") a status document reports unhealthy."""
+    from ..serve.health import UNHEALTHY, each_health
+
+    return [key for key, health in each_health(result).items() if health.get("health") == UNHEALTHY]
+
+
+def health_failure(sick: list[str], repaired: bool) -> Unhealthy:
+    """The one line (exit 7) of a status whose document reports an unhealthy deployment."""
+    if repaired:
+        return Unhealthy(f"not repaired: {', '.join(sick)}", "see the server's log, then redeploy (pack deploy MODEL --force)")
+    return Unhealthy(f"unhealthy: {', '.join(sick)}", "run `pack status --repair`, or see the server's log")
 
 
 @main.command("undeploy")
@@ -147,7 +181,12 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any) 
 
     def body(out: Any) -> None:
         chosen = get_target(target)
-        print_result(out, chosen.stop(make_options(chosen, "stop", Path(store), given)), as_json)
+        result = chosen.stop(make_options(chosen, "stop", Path(store), given))
+        left = []
+        for folder in leftover_scratch(store):  # the servers and files of a killed `pack tune`
+            left.append(chosen.stop(make_options(chosen, "stop", folder / "store", given)))
+            shutil.rmtree(folder, ignore_errors=True)
+        print_result(out, with_leftovers(result, [doc for doc in left if doc.get("stopped")], "stopped"), as_json)
 
     run(debug, body)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..console import emit_json, run, terminate_interrupts
+from ..console import emit_json, run
 from ..targets import TUNABLE, capable
 from .app import Number, common, main, ranged, rewrite_line, sign_key_option, store_option, version_option
 
@@ -59,7 +59,7 @@ def tune_cmd(
 
         window = Window(seconds=window_s, concurrency=concurrency, timeout=timeout)
         options = TuneOptions(model, target, version, Path(store), p99_ms, budget_s, window, not no_write)
-        with terminate_interrupts(), rewriting("pack tune", sign_key) as rule:  # SIGTERM stops the servers like Ctrl-C
+        with rewriting("pack tune", sign_key) as rule:
             doc = run_tune(options)
         doc["signature"] = rule.outcome
         if plot_path:

@@ -27,6 +27,46 @@ def version_dir(store: str | Path, name: str, version: str) -> Path:
     return Path(store) / name / str(version)
 
 
+def remove_leftovers(folder: Path, *prefixes: str) -> list[Path]:
+    """Remove the temporary folders `<folder>/<prefix>...-<pid>` (a build's `.tmp-V-PID`, a deploy's `.staging-PID`,
+    a tune's `tune-PID`) whose process is gone: what a killed pack left. Those of live processes are left alone."""
+    removed = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        pid = entry.name.rsplit("-", 1)[-1]
+        if entry.name.startswith(prefixes) and pid.isdigit() and not _pid_exists(int(pid)) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True
+
+
+def scratch_store(store: str | Path, kind: str) -> Path:
+    """A fresh private folder `<store>/.scratch/<kind>-<pid>` for a command's own servers and files (pack tune's),
+    where the next such command, `pack status` and `pack stop` find it when this pack was killed."""
+    root = Path(store) / ".scratch"
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / f"{kind}-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def leftover_scratch(store: str | Path) -> list[Path]:
+    """The scratch folders of a store whose pack is gone (killed): their servers are to be stopped, then removed."""
+    root = Path(store) / ".scratch"
+    entries = sorted(root.iterdir()) if root.is_dir() else []
+    return [e for e in entries if e.name.rsplit("-", 1)[-1].isdigit() and not _pid_exists(int(e.name.rsplit("-", 1)[-1]))]
+
+
 def link_or_copy(src: str | Path, dst: str | Path) -> None:
     """Place a build's file elsewhere (a server's model folder, a repository, a storage layout): a hard link where
     both are on one filesystem, else a copy. Its parent folder is made when missing."""
@@ -124,6 +164,7 @@ class AtomicVersion:
         self._lock.__enter__()
         try:
             self.check_free()
+            remove_leftovers(self.model_dir, ".tmp-", ".old-")  # of builds whose pack was killed
             shutil.rmtree(self.tmp, ignore_errors=True)
             try:
                 self.tmp.mkdir()

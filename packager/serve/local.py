@@ -3,17 +3,18 @@
 Everything of one server lives in `<store>/.servers/<kind>/`: `state.json`, the server's log, and whatever the server
 keeps of its own. The base does, once for every server:
 
-* the state file: read, written atomically once the server answers (its pid, the identity of that process, host,
-  ports, URL, log, start time, and the server's own fields), and whether the process it records is still the one
-  pack started (start time and executable: a pid reused by another process is never signalled);
+* the state file: read, and written atomically twice: `starting` right after the server's process exists (pid,
+  identity, ports, URL, log, the launch marker, the launching pack), `ready` once it answers; whether the process it
+  records is still the one pack started (start time and executable, or while starting, start time and marker: a pid
+  reused by another process is never signalled). A `starting` server whose pack is gone (killed) is adopted once it
+  answers, else stopped by the next launch;
 * launch: the server's command run detached (a session of its own, so a Ctrl-C at the terminal reaches pack, not the
   server; stdin closed; output appended to its log; a fresh launch marker in its environment), waited for until it
   answers its health check. A port already taken, an exit while starting or no answer in time is one
   EnvironmentProblem; a launch that fails or is interrupted ends every process it started and leaves no state;
 * stop: SIGTERM to the recorded process, SIGKILL after a grace period, to it and its own descendants only (each
   checked again right before its signal), and one summary (stopped, stale state, or nothing running);
-* private links: a short or plain path to a folder of the server, from a fresh private folder (mode 0700) under /tmp,
-  for what a server cannot take at its real path (Unix socket paths, spaces), removed when the server stops.
+* private links (packager/serve/links.py), removed when the server stops.
 
 A server subclasses `LocalServer` with its own parts only: `kind` and `title`, a plan (its folders, config files,
 ports, command line, environment and what its state records: a `Launch`, passed to `ensure` or `launch`) and
@@ -24,12 +25,10 @@ ports, command line, environment and what its state records: a `Launch`, passed 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -38,13 +37,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import EnvironmentProblem, UsageError
+from .links import PrivateLinks
 from .processes import ProcessIdentity, descendants, end_child, end_tree, identity, with_environment
 
 logger = logging.getLogger(__name__)
 
 LAUNCH_ENV = "PACK_SERVER_LAUNCH"  # a fresh random value per launch: finds what an interrupted launch started
-LINK_SUFFIX = "-link"  # `<root>/<name>-link` holds the path of a private link (LocalServer.private_link)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+STARTING, READY = "starting", "ready"  # a state's `phase`: recorded before the server can take work, then once it answers
 
 
 def servers_root(store: Path) -> Path:
@@ -82,7 +82,7 @@ class Launch:
     umask: int = -1  # e.g. 0o077: files the server writes (a key file) are owner-only from their first byte
 
 
-class LocalServer:
+class LocalServer(PrivateLinks):
     """The server of one kind that pack launched for one store (at most one per store and kind)."""
 
     kind: ClassVar[str]  # its folder under <store>/.servers/, and `target` in a stop's result
@@ -120,13 +120,7 @@ class LocalServer:
     def forget(self) -> None:
         """Remove what a server leaves once it is stopped: its state and its private links (a server adds its own)."""
         self.state_file.unlink(missing_ok=True)
-        for record in self.root.glob(f"*{LINK_SUFFIX}") if self.root.is_dir() else []:
-            link = self.private_path(record.name.removesuffix(LINK_SUFFIX))
-            if link is not None and link.is_symlink() and link.parent.name.startswith("pack-"):
-                link.unlink()  # the link pack made, never what it points to
-                with contextlib.suppress(OSError):
-                    link.parent.rmdir()
-            record.unlink(missing_ok=True)
+        self.forget_links()
 
     # ------------------------------------------------------------ state
     def state(self) -> dict[str, Any] | None:
@@ -146,18 +140,37 @@ class LocalServer:
         ident = ProcessIdentity.from_record((state or {}).get("process"))
         return ident if ident is not None and ident.pid == (state or {}).get("pid") else None
 
+    def owned(self, state: dict[str, Any] | None) -> ProcessIdentity | None:
+        """The live process `state` records while it is the one pack started: its identity, or for a server recorded
+        while `starting`, its pid and start time with that launch's marker (a wrapper may have exec'd the server)."""
+        ident = self.recorded(state)
+        if state is None or ident is None:
+            return None
+        if ident.current():
+            return ident
+        marker = state.get("marker")
+        return ident.launched(f"{LAUNCH_ENV}={marker}") if state.get("phase") == STARTING and marker else None
+
     def alive(self) -> ProcessIdentity | None:
         """The recorded process while it is still the one pack started (whether it answers or not)."""
-        ident = self.recorded(self.state())
-        return ident if ident is not None and ident.current() else None
+        return self.owned(self.state())
 
     def running(self) -> dict[str, Any] | None:
-        """The state of the live server launched here, else None (a stale state is ignored)."""
+        """The state of the live server launched here, else None (a stale state is ignored). A server recorded while
+        starting by a pack that is gone (killed during the wait) is adopted once it answers: its state is completed."""
         state = self.state()
-        ident = self.recorded(state)
-        if state is None or ident is None or not ident.current():
+        ident = self.owned(state)
+        if state is None or ident is None or not self.answers(state):
             return None
-        return state if self.answers(state) else None
+        if state.get("phase") != STARTING:
+            return state
+        if _launching(state) or not self.healthy(state):
+            return None  # a launch still in progress, or one that never answered
+        adopted = {**state, "pid": ident.pid, "process": ident.record(), "phase": READY}
+        adopted.pop("launcher", None)
+        self.save(adopted)
+        logger.info(f"adopted the {self.title} (pid {ident.pid}) that an interrupted pack launched for this store")
+        return adopted
 
     def processes(self) -> list[int]:
         """The process pack started (while it is still that process) and its descendants (workers, stubs)."""
@@ -171,11 +184,27 @@ class LocalServer:
         state = self.running()
         if state is not None:
             return state, False
+        state = self.state()
+        if state is not None and state.get("phase") == STARTING and _launching(state):
+            raise EnvironmentProblem(
+                f"another pack (pid {state['launcher']['pid']}) is starting the {self.title} of store {self.store}",
+                "wait for it to finish, then run the command again",
+            )
         mute = self.alive()
         if mute is not None:
             logger.warning(f"a {self.title} (pid {mute.pid}) from an earlier run does not answer; stopping it")
             end_tree(mute, 10)
+        self._end_marked(state)
         return self.launch(plan, timeout), True
+
+    def _end_marked(self, state: dict[str, Any] | None) -> list[int]:
+        """End every process of the launch a `starting` state records (found by its marker: before its server's pid
+        was known, e.g. TorchServe's), and return their pids."""
+        marker = (state or {}).get("marker") if (state or {}).get("phase") == STARTING else None
+        found = with_environment(f"{LAUNCH_ENV}={marker}") if marker else []
+        for ident in found:
+            end_tree(ident, 10)
+        return [ident.pid for ident in found]
 
     def launch(self, plan: Callable[[], Launch], timeout: float) -> dict[str, Any]:
         """Plan, run and wait for a new server; its state once it answers. On any failure or Ctrl-C after the plan,
@@ -191,7 +220,8 @@ class LocalServer:
             marks = {path: (path.stat().st_size if path.exists() else 0) for path in {self.launch_log, self.log_path}}
             started = time.monotonic()
             child = self._run(launch, marker, timeout)
-            return self._wait_ready(launch, child, marks, started, timeout)
+            self.save(self._state(launch, None if launch.detaches else identity(child.pid), marker, STARTING))
+            return self._wait_ready(launch, child, marks, started, timeout, marker)
         except BaseException:
             if child is not None and child.returncode is None:
                 end_child(child, 5)
@@ -234,7 +264,13 @@ class LocalServer:
         return child
 
     def _wait_ready(
-        self, launch: Launch, child: subprocess.Popen[bytes], marks: dict[Path, int], started: float, timeout: float
+        self,
+        launch: Launch,
+        child: subprocess.Popen[bytes],
+        marks: dict[Path, int],
+        started: float,
+        timeout: float,
+        marker: str,
     ) -> dict[str, Any]:
         pid = None if launch.detaches else child.pid
         while True:
@@ -245,7 +281,9 @@ class LocalServer:
                 raise EnvironmentProblem(
                     f"{self.title} (pid {pid}) exited while starting", f"see its log {self.log_path} and {self.launch_log}"
                 )
-            state = self._state(launch, ident) if ident is not None else None
+            if ident is not None and (self.state() or {}).get("pid") != ident.pid:  # a launcher's server, once known
+                self.save(self._state(launch, ident, marker, STARTING))
+            state = self._state(launch, ident, marker, READY) if ident is not None else None
             if state is not None and self.healthy(state):
                 self.save(state)
                 logger.info(f"{self.title} is ready after {time.monotonic() - started:.1f} s (pid {state['pid']})")
@@ -270,15 +308,20 @@ class LocalServer:
             last = (self.log_tail().strip().splitlines() or ["(empty log)"])[-1][:300]
             raise EnvironmentProblem(f"{self.title} exited with code {code} while starting: {last}", f"see {self.log_path}")
 
-    def _state(self, launch: Launch, ident: ProcessIdentity) -> dict[str, Any]:
+    def _state(self, launch: Launch, ident: ProcessIdentity | None, marker: str, phase: str) -> dict[str, Any]:
+        """What the state file records of a launch; while `starting`, also the pack that launches it (`launcher`)."""
+        launcher = identity(os.getpid()) if phase == STARTING else None
         return {
-            "pid": ident.pid,
-            "process": ident.record(),
+            "pid": ident.pid if ident else None,
+            "process": ident.record() if ident else None,
             "host": launch.host,
             "ports": launch.ports,
             "url": launch.url,
             "log": str(self.log_path),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "marker": marker,
+            "phase": phase,
+            **({"launcher": launcher.record()} if launcher else {}),
             **launch.record,
         }
 
@@ -307,15 +350,16 @@ class LocalServer:
         """Stop the process pack started and its descendants; nothing else is signalled. A state whose pid is gone or
         now names another process is stale: it is removed, and the summary says so."""
         state = self.state()
-        ident = self.recorded(state)
+        ident = self.owned(state)
         pids: list[int] = []
-        if ident is not None and ident.current():
+        if ident is not None:
             pids = [ident.pid, *(d.pid for d in descendants(ident.pid))]
             left = end_tree(ident, self.stop_grace)
             if left:
                 raise EnvironmentProblem(
                     f"{self.title} processes {left} did not stop", f"kill them by pid (kill -9 {' '.join(map(str, left))})"
                 )
+        pids += [pid for pid in self._end_marked(state) if pid not in pids]
         self.forget()
         result = self._summary(state, pids)
         logger.info(result["summary"])
@@ -347,34 +391,8 @@ class LocalServer:
             "summary": summary,
         }
 
-    # ------------------------------------------------------------ private links
-    def private_path(self, name: str) -> Path | None:
-        """The private link `name` recorded for this server, if any."""
-        try:
-            return Path((self.root / f"{name}{LINK_SUFFIX}").read_text().strip() or "-")
-        except OSError:
-            return None
 
-    def private_link(self, name: str, target: Path, fits: Callable[[str], bool], problem: tuple[str, str]) -> Path:
-        """`target`, or when its path does not `fit` what the server takes, a symlink `name` to it from a fresh
-        private folder (mode 0700, a name no one else can take) under /tmp, recorded in `<root>/<name>-link` and
-        removed by `forget`. `problem` (what, what to do) is raised when even that path does not fit."""
-        if fits(str(target)):
-            return target
-        known = self.private_path(name)
-        if known is not None and known.is_symlink() and known.resolve() == target.resolve():
-            return known
-        link = Path(tempfile.mkdtemp(prefix=f"pack-{self.kind}-", dir=_short_temp_root())) / name
-        if not fits(str(link)):
-            link.parent.rmdir()
-            raise EnvironmentProblem(*problem)
-        link.symlink_to(target, target_is_directory=True)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / f"{name}{LINK_SUFFIX}").write_text(str(link))
-        return link
-
-
-def _short_temp_root() -> str | None:
-    """Where private folders go: the system's /tmp when it is a writable folder (TMPDIR may itself be the long path,
-    as under a test runner or a CI workspace), else Python's temporary folder."""
-    return "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK | os.X_OK) else None
+def _launching(state: dict[str, Any]) -> bool:
+    """The pack that recorded a `starting` state is still running (its launch is in progress, not interrupted)."""
+    launcher = ProcessIdentity.from_record(state.get("launcher"))
+    return launcher is not None and launcher.current()

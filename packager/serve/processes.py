@@ -76,6 +76,19 @@ class ProcessIdentity:
         now = identity(self.pid)
         return now is not None and now == self
 
+    def launched(self, entry: str) -> ProcessIdentity | None:
+        """The live process now, while it is the one recorded before it answered: the same pid and start time, with
+        `entry` ("NAME=value", a launch's fresh marker) in its environment; its executable may have changed since (a
+        wrapper script that execs the server)."""
+        now = identity(self.pid)
+        if now is None or now.start_time != self.start_time:
+            return None
+        try:
+            environ = (PROC / str(self.pid) / "environ").read_bytes()
+        except OSError:
+            return None
+        return now if entry.encode() + b"\0" in environ else None
+
 
 def identity(pid: int | None) -> ProcessIdentity | None:
     """The identity of a live process, or None when it is gone, a zombie, or cannot be read."""

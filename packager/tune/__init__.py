@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +113,7 @@ def settle(
 
 def run_tune(o: TuneOptions) -> dict[str, Any]:
     from ..report.integrity import intact_build
+    from ..report.store import leftover_scratch, scratch_store
     from ..targets import BENCHABLE, TUNABLE, get_target, require
 
     server = get_target(o.target)
@@ -121,7 +121,10 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
     folder, report = intact_build(o.store, o.model, o.version)  # only a build that matches its report is served
     space, start = target.tuning_space(report)
     request = _request(folder, report, profile.tensors)
-    scratch = Path(tempfile.mkdtemp(prefix="pack-tune-"))
+    for left in leftover_scratch(o.store):  # what a killed tune left: its servers, then its folder
+        _stop(server, left / "store")
+        shutil.rmtree(left, ignore_errors=True)
+    scratch = scratch_store(o.store, "tune")
     started = time.perf_counter()
     logger.info(f"tuning {report.name} v{report.version} on {o.target}: {_space_text(space)}; budget {o.budget_s:g} s")
     try:

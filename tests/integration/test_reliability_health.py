@@ -1,5 +1,6 @@
 """Issue 11, item 4 on real servers: `pack status` probes every deployed model with its build's sample and says
-`unhealthy` with the reason where the server's own readiness says all is well; `pack status --repair` reloads it.
+`unhealthy` with the reason where the server's own readiness says all is well, and exits 7 (issue 20, item 3: its
+`--json` document first); `pack status --repair` reloads it (exit 0 once repaired).
 
 Triton: the python-backend stub of a model killed (SIGKILL; found as a child of the tritonserver pack launched,
 through /proc): `/v2/health/ready` stays 200 and the index says READY, every request fails, `pack status` says
@@ -34,8 +35,13 @@ from tests.helpers.triton import ensure_tritonserver
 pytestmark = pytest.mark.server
 
 
-def _status(store: Path, target: str, *extra: str) -> dict:
-    return pack_json("status", "--target", target, "--store", str(store), *extra)
+def _status(store: Path, target: str, *extra: str, code: int = 0) -> dict:
+    """`pack status --json`: its whole document on stdout whatever its exit code (7: a model is unhealthy)."""
+    proc = run_pack("status", "--target", target, "--store", str(store), *extra, "--json")
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-3000:])
+    if code == 7:
+        assert proc.stderr.strip().splitlines()[-1].startswith("error: unhealthy: tiny v1; run `pack status --repair`")
+    return json.loads(proc.stdout)
 
 
 def _wait(predicate, seconds: float, step: float = 0.2) -> bool:
@@ -117,14 +123,12 @@ def test_triton_dead_stub_is_reported_unhealthy_and_repaired(triton, built):
     assert _wait(lambda: pid_gone(stub), 10)
     assert _triton_answer(store, sample, expected) >= 500  # every request fails ...
     assert _ready(store) == 200  # ... while the server says it is ready
-    doc = _status(store, "triton")
+    doc = _status(store, "triton", code=7)  # the exit code says it too (a cron job, a CI gate)
     assert [m["state"] for m in doc["models"] if m["name"] == "tiny"] == ["READY"]
     health = doc["health"]["tiny"]
     assert health["health"] == "unhealthy" and "not healthy" in health["reason"], health
-    assert (
-        "tiny v1: unhealthy (inference failed: Stub process"
-        in run_pack("status", "--target", "triton", "--store", str(store)).stdout
-    )
+    text = run_pack("status", "--target", "triton", "--store", str(store))
+    assert "tiny v1: unhealthy (inference failed: Stub process" in text.stdout and text.returncode == 7
     repaired = _status(store, "triton", "--repair")["health"]["tiny"]
     assert repaired["health"] == "healthy" and repaired["repair"]["repaired"], repaired
     assert "not healthy" in repaired["repair"]["was"]
@@ -160,8 +164,8 @@ def torchserve(built, tmp_path, monkeypatch):
         assert wait_until_empty(lambda: processes_under(root), 30) == [], "TorchServe processes left after pack stop"
 
 
-def _workers(store: Path, *extra: str) -> tuple[list[int], dict]:
-    doc = _status(store, "torchserve", *extra)
+def _workers(store: Path, *extra: str, code: int = 0) -> tuple[list[int], dict]:
+    doc = _status(store, "torchserve", *extra, code=code)
     [entry] = [m for m in doc["models"] if m["model"] == "tiny"]
     return [w["pid"] for w in entry["workers"]], entry
 
@@ -180,7 +184,7 @@ def test_torchserve_killed_worker_is_restarted_and_a_frozen_one_repaired(torchse
     os.kill(worker, signal.SIGSTOP)  # alive and READY to TorchServe, answering nothing
     frozen.append(worker)
     stopped = time.monotonic()
-    _, entry = _workers(store, "--timeout", "5")
+    _, entry = _workers(store, "--timeout", "5", code=7)
     assert entry["health"]["health"] == "unhealthy" and "no answer within 5 s" in entry["health"]["reason"], entry
     pids, entry = _workers(store, "--repair", "--timeout", "20")
     repair = entry["health"].get("repair") or {}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from packager import __version__
+from packager.console import Terminated
 from tests.helpers.cli import invoke
 
 
@@ -68,6 +69,7 @@ def test_store_comes_from_the_environment(tmp_path: Path) -> None:
     [
         (RuntimeError("boom\nsecond line"), 1, "error: internal error RuntimeError: boom (rerun with --debug"),
         (KeyboardInterrupt(), 130, "error: interrupted; nothing half-written was kept"),
+        (Terminated(), 143, "error: terminated (SIGTERM); nothing half-written was kept"),
         (
             OSError(errno.ENOSPC, "No space left on device", "/s/x"),
             5,
@@ -88,6 +90,24 @@ def test_failures_become_exit_codes_and_one_line(
 
     monkeypatch.setattr("packager.registry.list_models", fail)
     assert invoke("models").error(code).startswith(expected)
+
+
+def test_sigterm_takes_the_ctrl_c_path_in_every_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """console.run turns a real SIGTERM into the Ctrl-C path (exit 143), for any command's body."""
+    import os
+    import signal
+    import time
+
+    def terminated() -> None:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            raise RuntimeError("SIGTERM would end the process with no cleanup")  # never signal the test runner
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr("packager.registry.list_models", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert invoke("models").error(143).startswith("error: terminated (SIGTERM)")
+    assert signal.getsignal(signal.SIGTERM) == before  # put back after the command
 
 
 def test_debug_prints_the_traceback_in_process(monkeypatch: pytest.MonkeyPatch) -> None:

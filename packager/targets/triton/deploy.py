@@ -22,7 +22,7 @@ from typing import Any
 from ...errors import DeployFailed, EnvironmentProblem, UsageError
 from ...report.build_report import BuildReport
 from ...report.formats import Served, served
-from ...report.store import StoreLock
+from ...report.store import StoreLock, remove_leftovers
 from ...serve.deployflow import Steps, run
 from ...serve.http import ApiError, HttpError, translated
 from ...serve.oip import curl_line, sample_request, write_request
@@ -106,6 +106,7 @@ def staged_entries(
     (folder, description) and removes the folder afterwards, whatever happened."""
     parent.mkdir(parents=True, exist_ok=True)
     staged = parent / f".staging-{os.getpid()}"
+    remove_leftovers(parent, ".staging-")  # of deploys whose pack was killed
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir()
     try:

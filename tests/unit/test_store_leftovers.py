@@ -1,0 +1,44 @@
+"""Temporary folders a killed pack left (issue 20, item 1; packager/report/store.py): a build's `<model>/.tmp-V-PID`,
+a deploy's `.staging-PID`, a tune's `<store>/.scratch/tune-PID` are removed by the next command that owns them once
+their pid is gone; those of a live process are left alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from packager.report.store import AtomicVersion, leftover_scratch, remove_leftovers, scratch_store
+
+
+def _gone_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()  # reaped: the pid names no process now
+    return child.pid
+
+
+def test_only_folders_of_gone_processes_are_removed(tmp_path: Path) -> None:
+    dead, live = tmp_path / f".staging-{_gone_pid()}", tmp_path / f".staging-{os.getpid()}"
+    other = tmp_path / f"keep-{_gone_pid()}"
+    for folder in (dead, live, other):
+        folder.mkdir()
+    assert remove_leftovers(tmp_path, ".staging-") == [dead]
+    assert not dead.exists() and live.is_dir() and other.is_dir()
+
+
+def test_the_next_build_removes_what_a_killed_build_left(tmp_path: Path) -> None:
+    left = tmp_path / "tiny" / f".tmp-1-{_gone_pid()}"
+    old = tmp_path / "tiny" / f".old-1-{_gone_pid()}"
+    for folder in (left, old):
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"half")
+    with AtomicVersion(tmp_path, "tiny", "1") as tmp:
+        assert not left.exists() and not old.exists() and tmp.is_dir()
+
+
+def test_a_scratch_store_is_found_once_its_pack_is_gone(tmp_path: Path) -> None:
+    mine = scratch_store(tmp_path, "tune")
+    assert mine == tmp_path / ".scratch" / f"tune-{os.getpid()}" and oct(mine.stat().st_mode & 0o777) == "0o700"
+    killed = tmp_path / ".scratch" / f"tune-{_gone_pid()}"
+    killed.mkdir()
+    assert leftover_scratch(tmp_path) == [killed]
