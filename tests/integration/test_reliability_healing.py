@@ -72,12 +72,13 @@ class Client(threading.Thread):
             time.sleep(0.1)
 
     def healed_after(self, since: float, seconds: float) -> float | None:
-        """Seconds from `since` to the first right answer after a wrong one (or to the first right one)."""
+        """Seconds from `since` to the first right answer after a wrong one (an answer sent before the kill took
+        effect can still be right: it says nothing of healing)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             after = [(t, ok) for t, ok in list(self.answers) if t > since]
             failed = [t for t, ok in after if not ok]
-            healed = [t for t, ok in after if ok and (not failed or t > failed[0])]
+            healed = [t for t, ok in after if ok and failed and t > failed[0]]
             if healed:
                 return healed[0] - since
             time.sleep(0.2)

@@ -5,7 +5,6 @@ real builds: tests/integration/test_variant_builds.py.)"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -237,21 +236,19 @@ def test_a_failing_tool_is_a_failed_variant_and_leaves_no_file(tmp_path: Path, m
     assert not (tmp_path / "variants").exists() and section["served"] is None
 
 
-def test_a_speed_up_near_the_bound_is_measured_longer() -> None:
-    from packager.variants.judge import MAX_ROUNDS, ROUNDS, side_by_side
+def test_a_speed_up_near_the_bound_is_measured_longer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from packager.variants import judge
 
-    calls = {"base": 0, "variant": 0}
+    timed: list[str] = []
 
-    def runner(name: str) -> object:
-        def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
-            calls[name] += 1
-            time.sleep(0.002)  # both equally fast: a speed-up of about 1
-            return arrays
+    def measure(runner: object, inputs: object, batch: int, iterations: int) -> dict[str, float]:
+        timed.append(str(runner))
+        return {"p50_ms": 2.0}  # base and variant equally fast: a speed-up of 1 (no clock: load cannot move it)
 
-        return run
-
+    monkeypatch.setattr(judge, "measure", measure)
     case = Case("batch 1", 1, [np.zeros((1, 3), np.float32)], [])
-    near = side_by_side(runner("base"), runner("variant"), [case], iterations=3, bound=1.0)  # about 1x: near the bound
-    assert near["rounds"] == MAX_ROUNDS and set(near["p50_ms"]) == {"1"}
-    clear = side_by_side(runner("base"), runner("variant"), [case], iterations=3, bound=100.0)  # far below the bound
-    assert clear["rounds"] == ROUNDS
+    near = judge.side_by_side("base", "variant", [case], iterations=3, bound=1.0)  # 1x: at the bound
+    assert near["rounds"] == judge.MAX_ROUNDS and set(near["p50_ms"]) == {"1"} and near["speedup"] == 1.0
+    assert timed == ["base", "variant"] * judge.MAX_ROUNDS  # in alternation
+    clear = judge.side_by_side("base", "variant", [case], iterations=3, bound=100.0)  # far below the bound
+    assert clear["rounds"] == judge.ROUNDS
