@@ -15,12 +15,12 @@ store and are stopped at the end, also on errors and Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..console import terminate_interrupts
 from ..errors import UsageError
 from ..report.build_report import BuildReport
+from ..report.store import drop_scratch, leftover_scratch, scratch_store
 from ..serve.settings import SETTINGS
 from .rows import goals, in_process_rows, make_row, ratios
 from .settings import profiles, row_settings, tuned_figures, vs_tuned
@@ -212,7 +213,10 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
         logger.warning(
             f"the machine is busy (load average {host['load_average'][0]}); timings will be lower than on a quiet machine"
         )
-    scratch = Path(tempfile.mkdtemp(prefix="pack-bench-"))
+    fresh = not Path(o.store).exists()  # a bench of a model built on the fly leaves no empty store behind
+    for left in leftover_scratch(o.store):  # a killed tune's or bench's folder whose servers are all stopped
+        drop_scratch(left)
+    scratch = scratch_store(o.store, "bench")  # where `pack status` and `pack stop` find its servers if pack is killed
     servers = _Servers(scratch / "store")
     try:
         with terminate_interrupts():  # SIGTERM stops the bench's servers like Ctrl-C does
@@ -223,6 +227,9 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
     finally:
         servers.stop_left()
         shutil.rmtree(scratch, ignore_errors=True)
+        if drop_scratch(scratch) and fresh:
+            with contextlib.suppress(OSError):
+                Path(o.store).rmdir()  # made for the scratch folder only: removed when empty
     ratios(rows)
     batch = extra.get("batch")
     notes = _notes(o, rows)

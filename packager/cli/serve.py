@@ -6,7 +6,6 @@ with the target it belongs to and a flag of another target is refused; a server 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import click
 
 from ..console import log, print_result, run
 from ..errors import Unhealthy
-from ..report.store import leftover_scratch
+from ..report.store import drop_scratch, leftover_scratch
 from ..targets import ARCHIVER, MANIFEST_CHECKER, REPOSITORY_CHECKER, REPOSITORY_WRITER, DeployOptions, sole
 from ..targets.base import all_targets, get_target, make_options, names
 from ..targets.options import cli_fields
@@ -132,7 +131,7 @@ def status_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any
 
 
 def with_leftovers(result: dict[str, Any], left: list[dict[str, Any]], verb: str) -> dict[str, Any]:
-    """A status or stop result with the servers of a killed `pack tune` (its scratch store under the store's
+    """A status or stop result with the servers of a killed `pack tune` or `pack bench` (its scratch store under the store's
     `.scratch/`), listed under `leftovers` and in the summary."""
     if not left:
         return result
@@ -183,9 +182,9 @@ def stop_cmd(target: str, store: str, as_json: bool, debug: bool, **given: Any) 
         chosen = get_target(target)
         result = chosen.stop(make_options(chosen, "stop", Path(store), given))
         left = []
-        for folder in leftover_scratch(store):  # the servers and files of a killed `pack tune`
+        for folder in leftover_scratch(store):  # the servers and files of a killed `pack tune` or `pack bench`
             left.append(chosen.stop(make_options(chosen, "stop", folder / "store", given)))
-            shutil.rmtree(folder, ignore_errors=True)
+            drop_scratch(folder)  # once no server of another target is left in it
         print_result(out, with_leftovers(result, [doc for doc in left if doc.get("stopped")], "stopped"), as_json)
 
     run(debug, body)

@@ -67,6 +67,20 @@ def leftover_scratch(store: str | Path) -> list[Path]:
     return [e for e in entries if e.name.rsplit("-", 1)[-1].isdigit() and not _pid_exists(int(e.name.rsplit("-", 1)[-1]))]
 
 
+def drop_scratch(folder: Path) -> bool:
+    """Remove a scratch folder once no server of it is recorded any more (a stopped server's state file is gone; a
+    killed bench may have left servers of several targets, each stopped by its own `pack stop --target`), and the
+    store's `.scratch/` when it is left empty. True when the folder went."""
+    if any(folder.rglob("state.json")):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:
+        pass  # another command's scratch folder is there
+    return True
+
+
 def link_or_copy(src: str | Path, dst: str | Path) -> None:
     """Place a build's file elsewhere (a server's model folder, a repository, a storage layout): a hard link where
     both are on one filesystem, else a copy. Its parent folder is made when missing."""

@@ -113,7 +113,7 @@ def settle(
 
 def run_tune(o: TuneOptions) -> dict[str, Any]:
     from ..report.integrity import intact_build
-    from ..report.store import leftover_scratch, scratch_store
+    from ..report.store import drop_scratch, leftover_scratch, scratch_store
     from ..targets import BENCHABLE, TUNABLE, get_target, require
 
     server = get_target(o.target)
@@ -121,9 +121,9 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
     folder, report = intact_build(o.store, o.model, o.version)  # only a build that matches its report is served
     space, start = target.tuning_space(report)
     request = _request(folder, report, profile.tensors)
-    for left in leftover_scratch(o.store):  # what a killed tune left: its servers, then its folder
+    for left in leftover_scratch(o.store):  # what a killed tune or bench left: its servers, then its folder
         _stop(server, left / "store")
-        shutil.rmtree(left, ignore_errors=True)
+        drop_scratch(left)
     scratch = scratch_store(o.store, "tune")
     started = time.perf_counter()
     logger.info(f"tuning {report.name} v{report.version} on {o.target}: {_space_text(space)}; budget {o.budget_s:g} s")
@@ -137,6 +137,7 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
     finally:
         _stop(server, scratch / "store")
         shutil.rmtree(scratch, ignore_errors=True)
+        drop_scratch(scratch)  # and `.scratch/` when it is empty
     doc: dict[str, Any] = {
         "tune": 1,
         "model": report.name,

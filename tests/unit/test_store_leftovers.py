@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from packager.report.store import AtomicVersion, leftover_scratch, remove_leftovers, scratch_store
+from packager.report.store import AtomicVersion, drop_scratch, leftover_scratch, remove_leftovers, scratch_store
 
 
 def _gone_pid() -> int:
@@ -42,3 +42,17 @@ def test_a_scratch_store_is_found_once_its_pack_is_gone(tmp_path: Path) -> None:
     killed = tmp_path / ".scratch" / f"tune-{_gone_pid()}"
     killed.mkdir()
     assert leftover_scratch(tmp_path) == [killed]
+
+
+def test_a_scratch_folder_goes_only_when_none_of_its_servers_is_recorded(tmp_path: Path) -> None:
+    """A killed bench leaves servers of several targets in one folder: `pack stop --target triton` must not delete the
+    state of the TorchServe beside it (it would run on, invisible); the last stop removes the folder and `.scratch/`."""
+    left = tmp_path / ".scratch" / f"bench-{_gone_pid()}"
+    triton, torchserve = (left / "store" / ".servers" / kind for kind in ("triton", "torchserve"))
+    for server in (triton, torchserve):
+        server.mkdir(parents=True)
+        (server / "state.json").write_text("{}")
+    (triton / "state.json").unlink()  # stopped
+    assert not drop_scratch(left) and (torchserve / "state.json").is_file()
+    (torchserve / "state.json").unlink()
+    assert drop_scratch(left) and not (tmp_path / ".scratch").exists() and tmp_path.is_dir()
