@@ -105,6 +105,7 @@ class TensorSpec:
     dtype: str = "float32"
     dynamic_axes: tuple[int, ...] = (0,)
     range: tuple[float, float] | None = None
+    fill: str | None = None  # zeros | ones | random: the spec's override of the rule that fills examples (report/cases.py)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -115,6 +116,8 @@ class TensorSpec:
         }
         if self.range is not None:
             out["range"] = list(self.range)
+        if self.fill is not None:
+            out["fill"] = self.fill
         return out
 
 

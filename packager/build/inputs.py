@@ -14,6 +14,7 @@ No torch or numpy here: the command line stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import sys
@@ -98,7 +99,7 @@ def check_input(spec: TensorSpec) -> TensorSpec:
         raise UsageError(f"{what}: dynamic axes {list(spec.dynamic_axes)} name an axis twice", "name each axis once")
     if spec.range is None:
         return spec
-    return TensorSpec(spec.name, spec.shape, spec.dtype, spec.dynamic_axes, _checked_range(what, spec.dtype, spec.range))
+    return dataclasses.replace(spec, range=_checked_range(what, spec.dtype, spec.range))
 
 
 def _checked_range(what: str, dtype: str, rng: tuple[float, float]) -> tuple[float, float]:

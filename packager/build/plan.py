@@ -72,7 +72,14 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def _tensor_from_spec(item: dict[str, Any]) -> TensorSpec:
     rng = tuple(item["range"]) if "range" in item else None
     return check_input(
-        TensorSpec(item["name"], tuple(item["shape"]), item.get("dtype", "float32"), tuple(item.get("dynamic_axes", [0])), rng)
+        TensorSpec(
+            item["name"],
+            tuple(item["shape"]),
+            item.get("dtype", "float32"),
+            tuple(item.get("dynamic_axes", [0])),
+            rng,
+            item.get("fill"),
+        )
     )
 
 

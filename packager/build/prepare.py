@@ -7,6 +7,7 @@ Also the entry point for checks that need the gate outside a build (the fault-in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -50,9 +51,7 @@ def _list_inputs(plan: BuildPlan, binding: Any) -> None:
     """An input that forward() takes as a list of tensors is split along its first axis: the list length is fixed."""
     for i, (spec, listed) in enumerate(zip(list(plan.inputs), binding.as_list, strict=True)):
         if listed and 0 in spec.dynamic_axes:
-            plan.inputs[i] = TensorSpec(
-                spec.name, spec.shape, spec.dtype, tuple(a for a in spec.dynamic_axes if a != 0), spec.range
-            )
+            plan.inputs[i] = dataclasses.replace(spec, dynamic_axes=tuple(a for a in spec.dynamic_axes if a != 0))
             logger.info(
                 f"{spec.name} goes to forward() as a list of {spec.shape[0]} tensor(s): its first axis (the list length) is fixed"
             )

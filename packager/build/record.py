@@ -15,7 +15,8 @@ import numpy as np
 from .. import __version__
 from ..export import FORMATS
 from ..report.build_report import FILE as REPORT
-from ..report.build_report import BuildReport, OutputRecord, SampleRecord, TensorRecord, plain, sha256_file
+from ..report.build_report import BuildReport, InputRecord, OutputRecord, SampleRecord, plain, sha256_file
+from ..report.cases import fill_rule
 from ..report.validate import RMS_FRACTION
 
 LABELS_FILE = "labels.txt"
@@ -41,6 +42,11 @@ def versions() -> dict[str, str]:
     except ImportError:
         pass
     return out
+
+
+def _fill(spec: Any) -> dict[str, str]:
+    values, rule = fill_rule(spec)
+    return {"values": values, "rule": rule}
 
 
 def write_samples(folder: Path, inputs: list[Any], names: list[str], case: Any) -> SampleRecord:
@@ -121,7 +127,7 @@ def assemble(
         versions=versions(),
         device=device,
         inputs=[
-            TensorRecord(i.name, list(i.shape), i.dtype, list(i.dynamic_axes), list(i.range) if i.range else None)
+            InputRecord(i.name, list(i.shape), i.dtype, list(i.dynamic_axes), list(i.range) if i.range else None, _fill(i))
             for i in plan.inputs
         ],
         binding=binding.describe(),

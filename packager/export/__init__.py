@@ -19,8 +19,9 @@ from the outcomes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -131,6 +132,23 @@ def exporter(name: str) -> Exporter:
     return cast(Exporter, importlib.import_module(f"{__name__}.{name}"))
 
 
+@contextlib.contextmanager
+def export_mode() -> Iterator[None]:
+    """PyTorch's fused attention fast path off (restored after): in eval mode `nn.TransformerEncoder` and
+    `nn.MultiheadAttention` otherwise run `aten::_transformer_encoder_layer_fwd` and nested tensors, which the legacy
+    ONNX exporter cannot convert, the trace records as one opaque operator, and the dynamo exporter turns into NaN.
+    The same math without it; the build's eager reference and every export run inside, so the gate compares like
+    with like."""
+    import torch
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
 def runner_for(name: str, path: Path, device: str = "cpu") -> Runner:
     """Load a saved file of format `name` and return a callable: numpy inputs -> numpy outputs."""
     return exporter(name).load(path, device)
@@ -145,6 +163,7 @@ __all__ = [
     "Exporter",
     "Format",
     "Outcome",
+    "export_mode",
     "exporter",
     "runner_for",
 ]

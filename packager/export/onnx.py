@@ -123,8 +123,10 @@ def _attempts(ctx: ExportContext) -> list[tuple[str, Any]]:
     ts = ctx.outcomes.get("torchscript")
     passed = ts if ts is not None and ts.status == "passed" else None
     if passed is not None and passed.info.get("method") == "trace":
-        # the legacy exporter traces the module itself; a trace that already passed the gate saves it the work
+        # the legacy exporter traces the module itself; a trace that already passed the gate saves it the work, but
+        # carries no shapes (an exporter step that needs a tensor's rank fails on it): then it traces the model again
         out.insert(0, ("legacy", lambda: (_legacy(ctx, passed.module)[0], passed.info.get("tracer_warnings", []))))
+        out.append(("legacy-retrace", lambda: _legacy(ctx, ctx.module)))
     else:
         out.append(("legacy", lambda: _legacy(ctx, ctx.module)))
     if passed is not None and passed.info.get("method") == "script":
@@ -178,10 +180,19 @@ def export(ctx: ExportContext) -> Outcome:
         logger.info(f"onnx: the {exporter} export does not match eager; trying the next exporter")
     path.unlink(missing_ok=True)
     reasons = "; ".join(f"{r['exporter']}: {r['reason']}" for r in rejected)
-    fix = next((r["fix"] for r in rejected if r.get("fix")), "leave onnx out of --formats, or wrap the failing part")
     return Outcome(
-        "failed", reason=f"no ONNX exporter produced a file that passes ({reasons})", hint=fix, info={"rejected": rejected}
+        "failed",
+        reason=f"no ONNX exporter produced a file that passes ({reasons})",
+        hint=_fixes(rejected),
+        info={"rejected": rejected},
     )
+
+
+def _fixes(rejected: list[dict[str, str]]) -> str:
+    """Each exporter's own fix, named after it (a fix for the dynamo exporter's capture does not apply to the legacy
+    one); an exporter whose file did not match eager has none of its own."""
+    fixes = [f"{r['exporter']}: {r['fix']}" for r in rejected if r.get("fix")]
+    return "; ".join(fixes) if fixes else "leave onnx out of --formats, or replace the part of the model that differs"
 
 
 def _failure(outcome: Outcome) -> str:
@@ -202,8 +213,9 @@ def load(path: Path, device: str) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=providers(device))
+    options.log_severity_level = 4  # fatal only: a failed run raises with its message, which the gate reports
+    with captured():  # ONNX Runtime's own log (graph warnings, coloured) goes to the build's captured output
+        session = ort.InferenceSession(str(path), options, providers=providers(device))
     names = [i.name for i in session.get_inputs()]
     order = [i["name"] for i in read_metadata(path).get("inputs", [])]
     if not order or not set(names) <= set(order):  # a file pack did not write: inputs in file order

@@ -38,6 +38,11 @@ class TensorRecord:
 
 
 @dataclass
+class InputRecord(TensorRecord):
+    fill: dict[str, str] | None = None  # the example values and the rule that chose them (report/cases.py)
+
+
+@dataclass
 class OutputRecord(TensorRecord):
     atol: float = 1e-4
     rtol: float = 1e-3
@@ -68,7 +73,7 @@ class BuildReport:
     weights: dict[str, Any]
     versions: dict[str, str]
     device: str
-    inputs: list[TensorRecord]
+    inputs: list[InputRecord]
     outputs: list[OutputRecord]
     batch_sizes: list[int]
     seed: int
@@ -132,8 +137,9 @@ class BuildReport:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = plain(dataclasses.asdict(self))
         for tensor in [*data["inputs"], *data["outputs"]]:
-            if tensor.get("range") is None:
-                tensor.pop("range", None)  # only inputs with a declared value range carry one
+            for key in ("range", "fill"):
+                if key in tensor and tensor[key] is None:
+                    del tensor[key]  # only inputs with a declared value range carry one; reports before 0.3 no fill
         for record in data["formats"].values():
             if record.get("file") is None:
                 record.pop("file", None)  # a format that did not pass has no file
@@ -166,7 +172,7 @@ class BuildReport:
         _check_identity(data, where)
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["inputs"] = [TensorRecord(**_fields(TensorRecord, i)) for i in data["inputs"]]
+        values["inputs"] = [InputRecord(**_fields(InputRecord, i)) for i in data["inputs"]]
         values["outputs"] = [OutputRecord(**_fields(OutputRecord, o)) for o in data["outputs"]]
         values["formats"] = {k: FormatRecord(**_fields(FormatRecord, v)) for k, v in (data.get("formats") or {}).items()}
         values["samples"] = SampleRecord(**_fields(SampleRecord, data["samples"]))
@@ -300,6 +306,8 @@ __all__ = [
     "VERSION",
     "BuildReport",
     "FormatRecord",
+    "InputRecord",
+    "InputRecord",
     "OutputRecord",
     "SampleRecord",
     "TensorRecord",

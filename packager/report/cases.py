@@ -2,8 +2,13 @@
 
 Inputs come from numpy's PCG64 seeded with (seed, batch), so they are the same on every machine and torch version.
 Floats are standard normal (uniform in `range` when given); integers are uniform in `range` (default [0, 10)).
-Integer or bool inputs named like a mask (`attention_mask`) are all ones and `token_type_ids` all zeros unless a
-`range` is given: random values there would make the model's outputs meaningless (or NaN).
+Integer or bool inputs whose name says what their values mean are filled by that meaning unless a `range` is given
+(random values there would make the model's outputs meaningless, or NaN), one rule per input, recorded in the report:
+  * padding masks (named like `*padding_mask`, PyTorch's `src_key_padding_mask`: True marks padding): all zeros
+    (False), nothing padded;
+  * other masks (`attention_mask`, Hugging Face's: 1 = attend): all ones;
+  * `token_type_ids`: all zeros (one segment).
+A spec's `fill:` (zeros, ones or random) overrides the rule for its input.
 
 Every dynamic axis other than the batch axis is validated at a second size too, so an export that baked in a sequence
 length or an image size fails the gate. The second size is half the example size when the model (and the captured
@@ -64,14 +69,30 @@ def _shape(spec: TensorSpec, batch: int, resize: Resize | None = None) -> tuple[
     return tuple(shape)
 
 
-def _fill(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+FILLS = ("zeros", "ones", "random")  # what a spec's `fill:` may say
+
+
+def fill_rule(spec: TensorSpec) -> tuple[str, str]:
+    """(values, why): the values an input is filled with (one of FILLS) and the rule that chose them."""
+    if spec.fill is not None:
+        return spec.fill, "the spec's `fill`"
     dtype = np.dtype(spec.dtype)
     lowered = spec.name.lower()
     if spec.range is None and (dtype == np.bool_ or np.issubdtype(dtype, np.integer)):
+        if lowered.endswith("padding_mask"):
+            return "zeros", "padding mask (named like *padding_mask; True marks padding): nothing padded"
         if "mask" in lowered:
-            return np.ones(shape, dtype=dtype)
+            return "ones", "attention mask (named like a mask; 1 = attend): every position attended"
         if lowered == "token_type_ids":
-            return np.zeros(shape, dtype=dtype)
+            return "zeros", "token_type_ids: one segment"
+    return "random", "uniform in `range`" if spec.range is not None else "random values of the dtype"
+
+
+def _fill(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    dtype = np.dtype(spec.dtype)
+    values, _ = fill_rule(spec)
+    if values != "random":
+        return (np.ones if values == "ones" else np.zeros)(shape, dtype=dtype)
     if dtype == np.bool_:
         return rng.random(shape) < 0.5
     if np.issubdtype(dtype, np.integer):
@@ -111,9 +132,10 @@ def flipped(specs: Sequence[TensorSpec], case: Case) -> Case:
     Used to test a trace that converted tensors to Python bools."""
     arrays = []
     for spec, arr in zip(specs, case.inputs, strict=True):
-        if "mask" in spec.name.lower() and arr.ndim >= 2 and spec.range is None:
-            padded = arr.copy()
-            padded[..., arr.shape[-1] // 2 + 1 :] = 0
+        values, _ = fill_rule(spec)
+        if values != "random" and "mask" in spec.name.lower() and arr.ndim >= 2:
+            padded = arr.copy()  # the right half padded: False/0 for an attention mask, True/1 for a padding mask
+            padded[..., arr.shape[-1] // 2 + 1 :] = 1 if values == "zeros" else 0
             arrays.append(padded)
         elif arr.dtype == np.bool_:
             arrays.append(~arr)
@@ -132,4 +154,4 @@ def export_case(cases: Sequence[Case]) -> Case:
     return next((c for c in declared if c.batch >= 2), declared[0])
 
 
-__all__ = ["Case", "batch_cases", "export_case", "flipped", "make_inputs", "resized_cases"]
+__all__ = ["FILLS", "Case", "batch_cases", "fill_rule", "export_case", "flipped", "make_inputs", "resized_cases"]

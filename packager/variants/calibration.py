@@ -40,7 +40,10 @@ def specs(report: BuildReport) -> list[TensorSpec]:
     report.json edited by hand cannot make the cases fail to generate."""
     try:
         return [
-            check_input(TensorSpec(i.name, tuple(i.shape), i.dtype, tuple(i.dynamic_axes), _pair(i.range))) for i in report.inputs
+            check_input(
+                TensorSpec(i.name, tuple(i.shape), i.dtype, tuple(i.dynamic_axes), _pair(i.range), (i.fill or {}).get("values"))
+            )
+            for i in report.inputs
         ]
     except UsageError as exc:
         raise ValidationFailed(f"report.json: {exc.message}", "rebuild with pack build") from None
