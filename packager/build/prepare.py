@@ -18,7 +18,6 @@ from typing import Any
 from ..errors import UsageError
 from ..export import FORMATS, ExportContext
 from ..export.pt2 import capture, program_runner
-from ..registry import TensorSpec
 from ..report.cases import export_case
 from ..report.validate import OutputCheck, validate_model_outputs
 from .loader import load_module
@@ -73,6 +72,7 @@ class Prepared:
     program: Any = None
     program_error: str | None = None
     capture_seconds: float = 0.0  # torch.export, shared by pt2, the dynamo ONNX export and aoti
+    capture_attempts: list[dict[str, str]] = field(default_factory=list)  # what torch.export tried (export/pt2.py)
     _flipped: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -98,7 +98,7 @@ class Prepared:
         if self.program is None and self.program_error is None:
             started = time.perf_counter()
             logger.info("capturing the program with torch.export")
-            self.program, self.program_error = capture(self.module, self.example, self.plan.inputs)
+            self.program, self.program_error = capture(self.module, self.example, self.plan.inputs, self.capture_attempts)
             self.capture_seconds = round(time.perf_counter() - started, 3)
         return self.program, self.program_error
 
@@ -130,6 +130,7 @@ class Prepared:
             check=self.gate,
             check_flipped=self.check_flipped,
             capture=self.captured,
+            capture_attempts=self.capture_attempts,
         )
 
 
@@ -148,13 +149,16 @@ def prepare(plan: BuildPlan) -> Prepared:
     cases = run_batches(run, plan, plan.inputs)
     example = [torch.from_numpy(a).to(device) for a in export_case(cases).inputs]
     program, program_error, started = None, None, time.perf_counter()
+    attempts: list[dict[str, str]] = []
     if any(FORMATS.get(f).needs_program for f in plan.formats):  # else captured only if the dynamo ONNX export runs
         logger.info("capturing the program with torch.export")
-        program, program_error = capture(module, example, plan.inputs)
+        program, program_error = capture(module, example, plan.inputs, attempts)
     capture_seconds = round(time.perf_counter() - started, 3)
     add_resized(run, cases, plan, plan.inputs, program_runner(program, device) if program is not None else None)
     ref = finish(run, cases, plan, model, binding, plan.inputs, device)
-    return Prepared(plan, model, weights, binding, module, device, run, ref, example, program, program_error, capture_seconds)
+    return Prepared(
+        plan, model, weights, binding, module, device, run, ref, example, program, program_error, capture_seconds, attempts
+    )
 
 
 __all__ = ["Prepared", "prepare"]

@@ -59,8 +59,8 @@ class Outcome:
             hint = "declare only the axes the model can vary as dynamic (`dynamic_axes`, dyn= in --input)"
             if "Guard failed" in bad.reason:
                 hint = (
-                    "torch.export derived this bound on the size from the model's code; use an example size inside "
-                    "the range you serve, or declare the axis static"
+                    "torch.export specialised a size the model's code reads (the report's export.pt2.attempts says "
+                    "what was tried); declare that axis static for pt2 and aoti, or serve torchscript or onnx"
                 )
             return cls("failed", None, checks, info, f"{what} cannot run at {bad.case}: {bad.reason[15:]}", hint)
         where = f"output {bad.output!r} " if bad.output != "*" else ""
@@ -99,6 +99,7 @@ class ExportContext:
     check: Callable[[Runner], list[OutputCheck]]  # the parity gate over every case
     check_flipped: Callable[[Runner], list[OutputCheck] | None]  # the gate on inputs with flipped values (None: n/a)
     capture: Callable[[], tuple[Any, str | None]] = lambda: (None, "torch.export was not run")  # (program, error), once
+    capture_attempts: list[dict[str, str]] = field(default_factory=list)  # what torch.export tried, and why each failed
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # formats done so far
     _captured: tuple[Any, str | None] | None = None
 
