@@ -12,8 +12,9 @@ import re
 # (the legacy exporter's aten operators), then any `ns::op`; a module path (`torchvision.models.alexnet`) is no operator
 _OPERATOR = (
     re.compile(r"operator '?((?:aten|prim|torchvision|quantized|onnx)::[A-Za-z0-9_.]+)'?"),
-    re.compile(r"(?:export|conversion) of (?:operator )?([A-Za-z_][A-Za-z0-9_]*)\b"),
-    re.compile(r"\b((?:aten|torchvision|quantized)::[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)"),
+    re.compile(r"(?:export|conversion) of (?:operator )?(?!(?:an?|the|operator)\b)([A-Za-z_][A-Za-z0-9_]*)\b"),
+    re.compile(r"\b((?:aten|prim|torchvision|quantized)::[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)"),
+    re.compile(r"\b((?:aten|prim)\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)"),  # torch.export's spelling
 )
 
 # (exporter kinds, pattern in the message, cause, fix); {op} is the operator the message names, {line} its first line.
@@ -92,6 +93,8 @@ def operator(text: str) -> str | None:
         found = pattern.search(text)
         if found:
             name = found.group(1)
+            if name.startswith(("aten.", "prim.")):
+                return name.replace(".", "::", 1)
             return name if "::" in name else f"aten::{name}"
     return None
 
