@@ -149,19 +149,37 @@ def _tied_order(expected: np.ndarray, actual: np.ndarray) -> np.ndarray | None:
 def _match_batched(
     case: Case, actual: list[np.ndarray], checks: list[OutputCheck], tolerances: Sequence[Tolerance], names: Sequence[str]
 ) -> None:
-    """Failed outputs of rows `(N, K, ...)` compared again with tied rows matched at each batch index."""
-    for i, (e, c) in enumerate(zip(case.outputs, checks, strict=True)):
-        a = np.asarray(actual[i])
-        if c.passed or e.ndim < 3 or e.shape[1] < 2 or a.shape != e.shape:
+    """Failed outputs of rows `(N, K, ...)` compared again with tied rows matched at each batch index; outputs with the
+    same (N, K) (a detector's boxes, scores and labels) are matched together, as one row each."""
+    heads = {e.shape[:2] for e, c in zip(case.outputs, checks, strict=True) if not c.passed and e.ndim >= 2 and e.shape[1] > 1}
+    for head in heads:
+        group = [i for i, e in enumerate(case.outputs) if e.shape[:2] == head and np.shape(actual[i]) == e.shape]
+        if not any(case.outputs[i].ndim >= 3 for i in group):  # rows of values (boxes, a top-k's entries), not logits
             continue
-        orders = [_tied_order(e[b], a[b]) for b in range(e.shape[0])]
+        rows = [
+            (
+                np.concatenate([case.outputs[i][b].reshape(head[1], -1) for i in group], axis=1),
+                np.concatenate([np.asarray(actual[i])[b].reshape(head[1], -1) for i in group], axis=1),
+            )
+            for b in range(head[0])
+        ]
+        orders = [_tied_order(e, a) for e, a in rows]
         if any(o is None for o in orders):
             continue
-        matched = np.stack([a[b][o] for b, o in enumerate(orders)])
-        again = compare(e, matched, tolerances[i], case, names[i])
-        if again.passed:
-            again.note = "tied rows matched to eager's at each batch index"
-            checks[i] = again
+        again = [
+            compare(
+                case.outputs[i],
+                np.stack([np.asarray(actual[i])[b][o] for b, o in enumerate(orders)]),
+                tolerances[i],
+                case,
+                names[i],
+            )
+            for i in group
+        ]
+        if all(c.passed for c in again):
+            for i, c in zip(group, again, strict=True):
+                c.note = "tied rows matched to eager's at each batch index"
+                checks[i] = c
 
 
 def _compare_case(

@@ -165,3 +165,17 @@ def test_untied_rows_out_of_order_and_wrong_values_still_fail() -> None:
     wrong[1, [0, 1]] = expected[1, [1, 0]]
     wrong[1, 0, 0] += 1.0  # tied rows swapped, and a box moved: matching does not excuse it
     assert not validate_model_outputs(lambda _: [wrong], [case], ["detections"], [TOL])[0].passed
+
+
+def test_tied_rows_split_over_boxes_scores_and_labels_are_matched_together() -> None:
+    detections = _top_k()
+    boxes, scores, labels = detections[..., :4], detections[..., 4], detections[..., 5].astype(np.int64)
+    case = Case("batch 2", 2, [np.zeros((2, 3), np.float32)], [boxes, scores, labels])
+    order = [1, 0, 2, 3]  # the tied rows 0 and 1 swapped at batch index 0
+    swapped = [boxes.copy(), scores.copy(), labels.copy()]
+    for out in swapped:
+        out[0] = out[0][order]
+    checks = validate_model_outputs(lambda _: swapped, [case], ["boxes", "scores", "labels"], [TOL] * 3)
+    assert all(c.passed for c in checks), [c.reason for c in checks]
+    swapped[2][0, 0] = 7  # a wrong label stays wrong
+    assert not validate_model_outputs(lambda _: swapped, [case], ["boxes", "scores", "labels"], [TOL] * 3)[2].passed
