@@ -60,11 +60,11 @@ def _judge(outcomes: dict[str, Outcome], required: set[str]) -> list[str]:
             continue
         error = EnvironmentProblem if outcome.status == "skipped" else ValidationFailed
         raise error(f"{name}: {outcome.reason}", outcome.hint or f"leave {name} out of --formats")
-    if not any(o.status == "passed" for o in outcomes.values()):
-        first = next(iter(outcomes.items()))
+    if not any(o.status == "passed" for o in outcomes.values()):  # every format's cause, each with its own fix
+        fixes = [f"{name}: {o.hint}" for name, o in outcomes.items() if o.hint]
         raise ValidationFailed(
-            f"no format passed; {first[0]}: {first[1].reason}",
-            first[1].hint or "rerun with --debug for the exporters' messages",
+            "no format passed (" + "; ".join(f"{name}: {o.reason}" for name, o in outcomes.items()) + ")",
+            "; ".join(fixes) or "rerun with --debug for the exporters' messages",
         )
     warnings = []
     for name, outcome in outcomes.items():
