@@ -141,6 +141,12 @@ def capture(
     return None, f"torch.export failed ({summary}); {fixes[-1] if len(set(fixes)) == 1 else fixes[0]}"
 
 
+def failed_capture(ctx: ExportContext) -> Outcome:
+    """The outcome of a format built from the program when torch.export failed: its cause, its fix and the attempts."""
+    reason, _, fix = (ctx.program_error or "torch.export failed").rpartition("; ")
+    return Outcome("failed", reason=reason or fix, hint=fix if reason else "", info={"attempts": ctx.capture_attempts})
+
+
 def program_runner(program: Any, device: str) -> Any:
     """Run the captured program in memory (before it is saved): used to pick sizes its guards accept."""
     with captured():
@@ -152,8 +158,7 @@ def export(ctx: ExportContext) -> Outcome:
     import torch
 
     if ctx.program is None:
-        reason, _, fix = (ctx.program_error or "torch.export failed").rpartition("; ")
-        return Outcome("failed", reason=reason or fix, hint=fix if reason else "", info={"attempts": ctx.capture_attempts})
+        return failed_capture(ctx)
     buffer = io.BytesIO()  # serialised in memory, written with Python I/O: a full disk is an OSError
     with captured():
         torch.export.save(ctx.program, buffer)
