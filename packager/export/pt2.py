@@ -88,9 +88,11 @@ def _at_batch_1(program: Any, example: list[Any], inputs: list[Any]) -> str | No
     """Why the program does not run at batch 1 (None: it does, or the batch is not dynamic)."""
     if not any(0 in spec.dynamic_axes for spec in inputs) or all(t.shape[0] == 1 for t in example):
         return None
+    import torch
+
     one = [t[:1] if 0 in spec.dynamic_axes else t for t, spec in zip(example, inputs, strict=True)]
     try:
-        with captured():
+        with captured(), torch.no_grad():
             program.module()(*one)
     except Exception as exc:
         return f"the program does not run at batch 1 ({first_line(exc)[:200]})"
