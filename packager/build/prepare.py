@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from ..export import FORMATS, ExportContext
 from ..export.pt2 import capture, program_runner
-from ..registry import TensorSpec
 from ..report.cases import export_case
 from ..report.validate import OutputCheck, validate_model_outputs
 from .loader import load_module
@@ -50,8 +49,10 @@ def _list_inputs(plan: BuildPlan, binding: Any) -> None:
     """An input that forward() takes as a list of tensors is split along its first axis: the list length is fixed."""
     for i, (spec, listed) in enumerate(zip(list(plan.inputs), binding.as_list, strict=True)):
         if listed and 0 in spec.dynamic_axes:
-            plan.inputs[i] = TensorSpec(
-                spec.name, spec.shape, spec.dtype, tuple(a for a in spec.dynamic_axes if a != 0), spec.range
+            plan.inputs[i] = replace(
+                spec,
+                dynamic_axes=tuple(a for a in spec.dynamic_axes if a != 0),
+                dim_names=tuple((a, n) for a, n in spec.dim_names if a != 0),
             )
             logger.info(
                 f"{spec.name} goes to forward() as a list of {spec.shape[0]} tensor(s): its first axis (the list length) is fixed"
@@ -83,7 +84,7 @@ class Prepared:
     @property
     def unordered(self) -> bool:
         """No batch axis: rows of variable-length outputs may tie and swap (see packager/report/validate.py)."""
-        return not all(0 in i.dynamic_axes for i in self.plan.inputs)
+        return not all(i.batch_axis is not None for i in self.plan.inputs)
 
     def gate(self, runner: Any) -> list[OutputCheck]:
         return validate_model_outputs(runner, self.ref.cases, self.names, self.ref.tolerances, self.unordered)
@@ -121,7 +122,7 @@ class Prepared:
             example=self.example,
             inputs=plan.inputs,
             output_names=self.names,
-            output_axes=[o.dynamic_axes for o in self.ref.outputs],
+            output_axes=[tuple(sorted({*o.dynamic_axes, *o.variable})) for o in self.ref.outputs],
             folder=folder,
             device=self.device,
             opset=plan.opset,

@@ -35,10 +35,13 @@ FILE = FILES["onnx"]
 LEGACY_OPSET = 17
 
 
-def _axes(names: list[str], axes: list[tuple[int, ...]]) -> dict[str, dict[int, str]]:
-    return {
-        name: {d: ("batch" if d == 0 else f"{name}_dim{d}") for d in dims} for name, dims in zip(names, axes, strict=True) if dims
-    }
+def _input_axes(inputs: list[Any]) -> dict[str, dict[int, str]]:
+    """Each input's dynamic axes by dimension name: axes of one name are one ONNX dimension."""
+    return {spec.name: {a: spec.axis_name(a) for a in spec.dynamic_axes} for spec in inputs if spec.dynamic_axes}
+
+
+def _output_axes(names: list[str], axes: list[tuple[int, ...]]) -> dict[str, dict[int, str]]:
+    return {name: {d: f"{name}_dim{d}" for d in dims} for name, dims in zip(names, axes, strict=True) if dims}
 
 
 def _dynamo(ctx: ExportContext) -> Any:
@@ -77,10 +80,7 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
                 opset_version=ctx.opset or LEGACY_OPSET,
                 input_names=[i.name for i in ctx.inputs],
                 output_names=list(ctx.output_names),
-                dynamic_axes={
-                    **_axes([i.name for i in ctx.inputs], [i.dynamic_axes for i in ctx.inputs]),
-                    **_axes(list(ctx.output_names), list(ctx.output_axes)),
-                },
+                dynamic_axes={**_input_axes(ctx.inputs), **_output_axes(list(ctx.output_names), list(ctx.output_axes))},
                 do_constant_folding=True,
             )
     notes = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
@@ -88,12 +88,15 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
 
 
 def _readable_dims(proto: Any, ctx: ExportContext) -> None:
-    """Name the dynamic dimensions after the inputs (`batch`, `input_ids_dim1`) instead of the exporter's symbols."""
+    """Name the dynamic dimensions after the inputs' dimension names (`batch`, `seq`, `input_ids_dim1`) instead of the
+    exporter's symbols."""
     names: dict[str, str] = {}
-    for value, spec in zip(proto.graph.input, ctx.inputs, strict=False):  # the graph may have pruned an unused input
+    by_name = {spec.name: spec for spec in ctx.inputs}
+    for value in proto.graph.input:  # the graph may have pruned an unused input
+        spec = by_name.get(value.name)
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
-            if dim.dim_param and dim.dim_param not in names:
-                names[dim.dim_param] = "batch" if axis == 0 and 0 in spec.dynamic_axes else f"{spec.name}_dim{axis}"
+            if spec is not None and dim.dim_param and dim.dim_param not in names and axis in spec.dynamic_axes:
+                names[dim.dim_param] = spec.axis_name(axis)
     for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in names:
