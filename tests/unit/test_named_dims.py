@@ -57,11 +57,11 @@ def test_the_spec_takes_named_axes_too() -> None:
     from packager.build.plan import _tensor_from_spec
     from packager.build.spec import check
 
-    spec = {"source": "m.py:f", "inputs": [{"name": "h0", "shape": [1, 2, 8], "dynamic_axes": ["batch@1"]}]}
-    check(spec, "pack.yaml")
+    entry: dict[str, Any] = {"name": "h0", "shape": [1, 2, 8], "dynamic_axes": ["batch@1"]}
+    check({"source": "m.py:f", "inputs": [entry]}, "pack.yaml")
     with pytest.raises(UsageError, match="dynamic_axes"):
-        check({**spec, "inputs": [{**spec["inputs"][0], "dynamic_axes": ["batch:1"]}]}, "pack.yaml")
-    assert _tensor_from_spec(spec["inputs"][0]) == H0
+        check({"source": "m.py:f", "inputs": [{**entry, "dynamic_axes": ["batch:1"]}]}, "pack.yaml")
+    assert _tensor_from_spec(entry) == H0
 
 
 def test_cases_put_the_batch_on_its_axis_and_move_tied_axes_together() -> None:
@@ -126,7 +126,7 @@ def test_triton_dims_are_minus_one_where_the_size_depends_on_the_data() -> None:
 
 
 def test_triton_batches_only_when_every_input_has_its_batch_on_axis_0() -> None:
-    lstm = {
+    lstm: dict[str, Any] = {
         "name": "lstm",
         "version": "1",
         "batch_sizes": [1, 4],
