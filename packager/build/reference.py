@@ -81,7 +81,8 @@ def add_resized(run: Run, cases: list[Case], plan: Any, inputs: list[Any], progr
     if chosen is None:
         raise UsageError(
             f"the model fails at a second size of its declared dynamic axes ({'; '.join(errors)[:400]})",
-            "declare only the axes the model can vary as dynamic (`dynamic_axes`, or dyn= in --input)",
+            "declare only the axes the model can vary as dynamic (`dynamic_axes`, or dyn= in --input), and give axes "
+            "that must stay equal one name (dyn=batch@1: the batch on axis 1)",
         )
     cases.append(chosen)
     logger.debug(f"eager reference at {chosen.label}")

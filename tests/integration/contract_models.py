@@ -87,32 +87,3 @@ def tagger() -> nn.Module:
 
 def mlp() -> nn.Module:
     return _seeded(Mlp)
-
-
-class StatefulLstm(nn.Module):
-    """An LSTM that takes its state (`h0`, `c0`: layers x batch x hidden, the batch on axis 1) beside the tokens and
-    returns the new state: its inputs tie the batch across axes 0 and 1 (`dyn=batch@1`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(50, 8)
-        self.lstm = nn.LSTM(8, 8, batch_first=True)
-        self.head = nn.Linear(8, 3)
-
-    def forward(self, chars: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x, (h, c) = self.lstm(self.embed(chars), (h0, c0))
-        return self.head(x), h, c
-
-
-def stateful_lstm() -> nn.Module:
-    return _seeded(StatefulLstm)
-
-
-def fasterrcnn() -> nn.Module:
-    """torchvision's Faster R-CNN (MobileNetV3 320) with random weights: a variable number of detections per image."""
-    import torchvision
-
-    torch.manual_seed(0)
-    return torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
-        weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64, box_score_thresh=0.9
-    )

@@ -1,0 +1,47 @@
+"""Models whose shapes are the point (tests/integration/test_shapes.py, the serving-parity test): small, random seeded
+weights, a few seconds to build each.
+
+- `stateful_lstm`: an LSTM that takes its state (`h0`, `c0`: layers x batch x hidden) beside the tokens, so its batch
+  is axis 0 of one input and axis 1 of two others (`dyn=batch@1`);
+- `fasterrcnn` / `fasterrcnn_empty`: torchvision's Faster R-CNN (MobileNetV3 320 FPN) at 64 pixels, answering about
+  20 detections, or none (a score threshold no random box reaches): outputs whose length depends on the data.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class StatefulLstm(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, chars: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, (h, c) = self.lstm(self.embed(chars), (h0, c0))
+        return self.head(x), h, c
+
+
+def stateful_lstm() -> nn.Module:
+    torch.manual_seed(0)
+    return StatefulLstm()
+
+
+def _fasterrcnn(threshold: float) -> nn.Module:
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64, box_score_thresh=threshold
+    )
+
+
+def fasterrcnn() -> nn.Module:
+    return _fasterrcnn(0.05)  # torchvision's default threshold
+
+
+def fasterrcnn_empty() -> nn.Module:
+    return _fasterrcnn(0.99)
