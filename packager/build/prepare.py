@@ -22,7 +22,7 @@ from ..report.validate import OutputCheck, validate_model_outputs
 from .loader import load_module
 from .modelio import Binding, bind, export_module
 from .plan import BuildPlan
-from .reference import Reference, add_resized, finish, flipped_case, run_batches
+from .reference import Reference, add_resized, finish, flipped_case, is_detector, run_batches
 from .runners import pick_device, torch_runner
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,8 @@ def prepare(plan: BuildPlan) -> Prepared:
     device = pick_device(plan.device)
     model = model.to(device)
     binding = bind(model, [i.name for i in plan.inputs])
+    if is_detector(model) and binding.as_list and not binding.as_list[0]:  # torchvision's RetinaNet leaves it unannotated
+        binding = replace(binding, as_list=(True, *binding.as_list[1:]))
     _list_inputs(plan, binding)
     module = export_module(model, binding)
     run = torch_runner(module, device)

@@ -163,6 +163,13 @@ def finish(run: Run, cases: list[Case], plan: Any, model: Any, binding: Any, inp
     names, dropped, returns = output_names(model, binding, [torch.from_numpy(a).to(device) for a in cases[0].inputs])
     if not names:
         raise UsageError("the model returns no tensors", "return a tensor, or a tuple/dict of tensors, from forward()")
+    for case in cases[1:]:
+        if len(case.outputs) != len(names):
+            raise UsageError(
+                f"the model returns {len(names)} tensor(s) at {cases[0].label} but {len(case.outputs)} at {case.label} "
+                "(a list or dict per example?), so its outputs have no fixed names",
+                "return one tensor (or a fixed tuple/dict of tensors) per call, or pass --batch-sizes 1",
+            )
     outputs = _name(plan, names, cases, all(i.batch_axis is not None for i in inputs), is_detector(model))
     tolerances = [plan.output_tolerance(i) for i in range(len(outputs))]
     for case in cases:

@@ -45,3 +45,45 @@ def fasterrcnn() -> nn.Module:
 
 def fasterrcnn_empty() -> nn.Module:
     return _fasterrcnn(0.99)
+
+
+def _resnet18_fpn(p6p7: bool) -> nn.Module:
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    extra = LastLevelP6P7(256, 256) if p6p7 else None
+    layers = [2, 3, 4] if p6p7 else [1, 2, 3, 4]
+    return resnet_fpn_backbone(
+        backbone_name="resnet18", weights=None, trainable_layers=5, returned_layers=layers, extra_blocks=extra
+    )
+
+
+SMALL = {"num_classes": 3, "min_size": 64, "max_size": 64}
+
+
+def retinanet() -> nn.Module:
+    from torchvision.models.detection import RetinaNet
+
+    torch.manual_seed(0)
+    return RetinaNet(_resnet18_fpn(True), **SMALL)
+
+
+def fcos() -> nn.Module:
+    from torchvision.models.detection import FCOS
+
+    torch.manual_seed(0)
+    return FCOS(_resnet18_fpn(True), **SMALL)
+
+
+def maskrcnn() -> nn.Module:
+    from torchvision.models.detection import MaskRCNN
+
+    torch.manual_seed(0)
+    return MaskRCNN(_resnet18_fpn(False), **SMALL)
+
+
+def ssdlite() -> nn.Module:
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3)

@@ -144,3 +144,33 @@ def test_triton_batches_only_when_every_input_has_its_batch_on_axis_0() -> None:
         model_config(report, RepoOptions(backend="onnxruntime", max_batch=4, gpu=False))
     moved = {**lstm, "inputs": [lstm["inputs"][0], {**lstm["inputs"][1], "dynamic_axes": [0], "dim_names": {}}]}
     assert make_report(**moved).batchable
+
+
+def test_a_model_whose_output_count_follows_the_batch_is_a_usage_error() -> None:
+    """A model that answers a list per example (torchvision's detectors fed a batch) has no fixed output names: exit 2,
+    not a crash in the gate."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from packager.build.modelio import bind
+    from packager.build.reference import finish
+
+    class PerRow(nn.Module):
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            return [row * 2 for row in x]
+
+    model = PerRow()
+    spec = parse_input("x:1x3")
+    binding = bind(model, ["x"])
+
+    def run(arrays: list[Any]) -> list[Any]:
+        return [np.asarray(t) for t in model(torch.from_numpy(arrays[0]))]
+
+    cases = batch_cases([spec], [1, 2], 0)
+    for case in cases:
+        case.outputs = run(case.inputs)
+    plan = type("Plan", (), {"outputs": [], "output_tolerance": lambda self, i: None})()
+    with pytest.raises(UsageError, match=r"returns 1 tensor\(s\) at batch 1 but 2 at batch 2") as info:
+        finish(run, cases, plan, model, binding, [spec], "cpu")
+    assert info.value.exit_code == 2
