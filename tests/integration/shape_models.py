@@ -83,7 +83,16 @@ def maskrcnn() -> nn.Module:
 
 
 def ssdlite() -> nn.Module:
+    """SSDlite with its batch-norm statistics taken from one seeded batch: untrained, its features vanish before the
+    head and every box scores the same, so ties alone would decide its NMS (and which boxes an export keeps)."""
     import torchvision
 
     torch.manual_seed(0)
-    return torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3)
+    model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = 1.0
+    model.backbone.train()
+    with torch.no_grad():
+        model.backbone(torch.rand(2, 3, 320, 320))
+    return model.eval()

@@ -2,7 +2,8 @@
 dimensions shared across inputs: the cases move them together, every format passes, the ONNX file and the Triton
 config say so), the same LSTM with the state's batch left unnamed (refused: the second-size check moves it alone), and
 a torchvision detector that answers no detections (it builds; its outputs are marked variable, served as -1, and the
-report says the gate saw only empty answers)."""
+report says the gate saw only empty answers), and torchvision's other detection and segmentation families (RetinaNet,
+FCOS, Mask R-CNN, SSDlite), each format's outcome asserted."""
 
 from __future__ import annotations
 
@@ -75,3 +76,23 @@ def test_a_detector_that_finds_nothing_builds_with_variable_outputs(store: Path)
     assert any("empty at every validation case" in w for w in doc["warnings"])
     config = read_config(Path(doc["path"]) / "triton" / "empty" / "config.pbtxt")
     assert {o.name: list(o.dims) for o in config.output} == {"boxes": [-1, 4], "labels": [-1], "scores": [-1]}
+
+
+FAMILIES = {  # factory: (example images, outputs)
+    "retinanet": ("1x3x64x64", ["boxes", "scores", "labels"]),
+    "fcos": ("1x3x64x64", ["boxes", "scores", "labels"]),
+    "maskrcnn": ("1x3x64x64", ["boxes", "labels", "scores", "masks"]),
+    "ssdlite": ("1x3x320x320", ["boxes", "scores", "labels"]),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_torchvision_detectors_build_onnx_and_torchscript(store: Path, family: str) -> None:
+    """Every family ships ONNX and TorchScript, its outputs marked variable on the detection axis; pt2 fails with the
+    reason (torch.export cannot capture the data-dependent branches of their post-processing)."""
+    shape, names = FAMILIES[family]
+    doc = _build(store, f"{MODELS}:{family}", "--name", family, "--input", f"images:{shape}")
+    formats = doc["formats"]
+    assert formats["torchscript"]["status"] == "passed" and formats["onnx"]["status"] == "passed", formats
+    assert formats["pt2"]["status"] == "failed" and "data-dependent control flow" in formats["pt2"]["reason"]
+    assert [(o["name"], o["variable"]) for o in doc["outputs"]] == [(n, [0]) for n in names]
