@@ -4,7 +4,9 @@ weights, a few seconds to build each.
 - `stateful_lstm`: an LSTM that takes its state (`h0`, `c0`: layers x batch x hidden) beside the tokens, so its batch
   is axis 0 of one input and axis 1 of two others (`dyn=batch@1`);
 - `fasterrcnn` / `fasterrcnn_empty`: torchvision's Faster R-CNN (MobileNetV3 320 FPN) at 64 pixels, answering about
-  20 detections, or none (a score threshold no random box reaches): outputs whose length depends on the data.
+  20 detections, or none (a score threshold no random box reaches): outputs whose length depends on the data;
+- `fcos`, `maskrcnn` (ResNet-18 FPN backbones, 64 pixels) and `ssdlite` (MobileNetV3, 320 pixels): torchvision's other
+  detection and instance segmentation families.
 """
 
 from __future__ import annotations
@@ -59,13 +61,6 @@ def _resnet18_fpn(p6p7: bool) -> nn.Module:
 
 
 SMALL = {"num_classes": 3, "min_size": 64, "max_size": 64}
-
-
-def retinanet() -> nn.Module:
-    from torchvision.models.detection import RetinaNet
-
-    torch.manual_seed(0)
-    return RetinaNet(_resnet18_fpn(True), **SMALL)
 
 
 def fcos() -> nn.Module:

@@ -2,8 +2,9 @@
 dimensions shared across inputs: the cases move them together, every format passes, the ONNX file and the Triton
 config say so), the same LSTM with the state's batch left unnamed (refused: the second-size check moves it alone), and
 a torchvision detector that answers no detections (it builds; its outputs are marked variable, served as -1, and the
-report says the gate saw only empty answers), and torchvision's other detection and segmentation families (RetinaNet,
-FCOS, Mask R-CNN, SSDlite), each format's outcome asserted."""
+report says the gate saw only empty answers), and torchvision's other detection and segmentation families (FCOS, Mask
+R-CNN, SSDlite; RetinaNet is the corpus's `tv_detection`, tests/integration/test_export_corpus.py), each format's
+outcome asserted."""
 
 from __future__ import annotations
 
@@ -79,7 +80,6 @@ def test_a_detector_that_finds_nothing_builds_with_variable_outputs(store: Path)
 
 
 FAMILIES = {  # factory: (example images, outputs)
-    "retinanet": ("1x3x64x64", ["boxes", "scores", "labels"]),
     "fcos": ("1x3x64x64", ["boxes", "scores", "labels"]),
     "maskrcnn": ("1x3x64x64", ["boxes", "labels", "scores", "masks"]),
     "ssdlite": ("1x3x320x320", ["boxes", "scores", "labels"]),
