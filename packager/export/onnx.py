@@ -40,8 +40,13 @@ def _input_axes(inputs: list[Any]) -> dict[str, dict[int, str]]:
     return {spec.name: {a: spec.axis_name(a) for a in spec.dynamic_axes} for spec in inputs if spec.dynamic_axes}
 
 
-def _output_axes(names: list[str], axes: list[tuple[int, ...]]) -> dict[str, dict[int, str]]:
-    return {name: {d: f"{name}_dim{d}" for d in dims} for name, dims in zip(names, axes, strict=True) if dims}
+def _output_axes(names: list[str], axes: list[tuple[int, ...]], batched: bool) -> dict[str, dict[int, str]]:
+    """Axis 0 of a model whose every input has a batch axis is `batch`; any other (a detector's count) its own name."""
+    return {
+        name: {d: ("batch" if d == 0 and batched else f"{name}_dim{d}") for d in dims}
+        for name, dims in zip(names, axes, strict=True)
+        if dims
+    }
 
 
 def _dynamo(ctx: ExportContext) -> Any:
@@ -80,11 +85,18 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
                 opset_version=ctx.opset or LEGACY_OPSET,
                 input_names=[i.name for i in ctx.inputs],
                 output_names=list(ctx.output_names),
-                dynamic_axes={**_input_axes(ctx.inputs), **_output_axes(list(ctx.output_names), list(ctx.output_axes))},
+                dynamic_axes={
+                    **_input_axes(ctx.inputs),
+                    **_output_axes(list(ctx.output_names), list(ctx.output_axes), _batched(ctx)),
+                },
                 do_constant_folding=True,
             )
     notes = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
     return onnx.load_from_string(buffer.getvalue()), notes
+
+
+def _batched(ctx: ExportContext) -> bool:
+    return all(spec.batch_axis is not None for spec in ctx.inputs)
 
 
 def _readable_dims(proto: Any, ctx: ExportContext) -> None:

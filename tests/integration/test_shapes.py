@@ -47,6 +47,7 @@ def test_an_lstm_state_ties_its_batch_on_axis_1(store: Path) -> None:
     graph = onnx.load(str(folder / "model.onnx")).graph
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
     assert dims == {"chars": ["batch", 6], "h0": [1, "batch", 8], "c0": [1, "batch", 8]}  # one ONNX dimension
+    assert [d.dim_param or d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == ["batch", 6, 3]
     assert (
         doc["export"]["pt2"]["dynamic_shapes"]["h0"][1]["symbol"] == doc["export"]["pt2"]["dynamic_shapes"]["chars"][0]["symbol"]
     )
