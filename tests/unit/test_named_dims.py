@@ -174,3 +174,16 @@ def test_a_model_whose_output_count_follows_the_batch_is_a_usage_error() -> None
     with pytest.raises(UsageError, match=r"returns 1 tensor\(s\) at batch 1 but 2 at batch 2") as info:
         finish(run, cases, plan, model, binding, [spec], "cpu")
     assert info.value.exit_code == 2
+
+
+def test_empty_passes_only_against_empty() -> None:
+    """A detector that found nothing: an export that answers boxes there fails the gate; empty against empty passes."""
+    import numpy as np
+
+    from packager.registry import Tolerance
+    from packager.report.validate import compare
+
+    case = _case(1, (0, 4))
+    assert compare(np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32), Tolerance(), case, "boxes").passed
+    found = compare(np.zeros((0, 4), np.float32), np.ones((3, 4), np.float32), Tolerance(), case, "boxes")
+    assert not found.passed and found.reason.startswith("3 rows, eager has 0")
