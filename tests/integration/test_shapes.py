@@ -8,6 +8,7 @@ outcome asserted."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ def test_an_lstm_state_ties_its_batch_on_axis_1(store: Path) -> None:
     assert (
         doc["export"]["pt2"]["dynamic_shapes"]["h0"][1]["symbol"] == doc["export"]["pt2"]["dynamic_shapes"]["chars"][0]["symbol"]
     )
+    statement = json.loads((folder / "provenance.json").read_text())
+    spec = statement["predicate"]["buildDefinition"]["externalParameters"]["spec"]
+    assert [i.get("dim_names") for i in spec["inputs"]] == [None, {"1": "batch"}, {"1": "batch"}]  # in what is signed
     config = read_config(folder / "triton" / "lstm" / "config.pbtxt")
     assert config.max_batch_size == 0  # the state's batch is not axis 0: Triton cannot stack requests
     assert [list(i.dims) for i in config.input] == [[-1, 6], [1, -1, 8], [1, -1, 8]]
