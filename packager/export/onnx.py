@@ -107,8 +107,8 @@ def _readable_dims(proto: Any, ctx: ExportContext) -> None:
     for value in proto.graph.input:  # the graph may have pruned an unused input
         spec = by_name.get(value.name)
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
-            if spec is not None and dim.dim_param and dim.dim_param not in names and axis in spec.dynamic_axes:
-                names[dim.dim_param] = spec.axis_name(axis)
+            if spec is not None and dim.dim_param and dim.dim_param not in names:
+                names[dim.dim_param] = spec.axis_name(axis) if axis in spec.dynamic_axes else f"{spec.name}_dim{axis}"
     for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in names:
