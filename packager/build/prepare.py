@@ -7,11 +7,10 @@ Also the entry point for checks that need the gate outside a build (the fault-in
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from ..report.validate import OutputCheck, validate_model_outputs
 from .loader import load_module
 from .modelio import Binding, bind, export_module
 from .plan import BuildPlan
-from .reference import Reference, add_resized, finish, flipped_case, run_batches
+from .reference import Reference, add_resized, finish, flipped_case, is_detector, run_batches
 from .runners import pick_device, torch_runner
 
 logger = logging.getLogger(__name__)
@@ -50,7 +49,11 @@ def _list_inputs(plan: BuildPlan, binding: Any) -> None:
     """An input that forward() takes as a list of tensors is split along its first axis: the list length is fixed."""
     for i, (spec, listed) in enumerate(zip(list(plan.inputs), binding.as_list, strict=True)):
         if listed and 0 in spec.dynamic_axes:
-            plan.inputs[i] = dataclasses.replace(spec, dynamic_axes=tuple(a for a in spec.dynamic_axes if a != 0))
+            plan.inputs[i] = replace(
+                spec,
+                dynamic_axes=tuple(a for a in spec.dynamic_axes if a != 0),
+                dim_names=tuple((a, n) for a, n in spec.dim_names if a != 0),
+            )
             logger.info(
                 f"{spec.name} goes to forward() as a list of {spec.shape[0]} tensor(s): its first axis (the list length) is fixed"
             )
@@ -82,7 +85,7 @@ class Prepared:
     @property
     def unordered(self) -> bool:
         """No batch axis: rows of variable-length outputs may tie and swap (see packager/report/validate.py)."""
-        return not all(0 in i.dynamic_axes for i in self.plan.inputs)
+        return not all(i.batch_axis is not None for i in self.plan.inputs)
 
     def gate(self, runner: Any) -> list[OutputCheck]:
         return validate_model_outputs(runner, self.ref.cases, self.names, self.ref.tolerances, self.unordered)
@@ -120,7 +123,7 @@ class Prepared:
             example=self.example,
             inputs=plan.inputs,
             output_names=self.names,
-            output_axes=[o.dynamic_axes for o in self.ref.outputs],
+            output_axes=[tuple(sorted({*o.dynamic_axes, *o.variable})) for o in self.ref.outputs],
             folder=folder,
             device=self.device,
             opset=plan.opset,
@@ -143,6 +146,8 @@ def prepare(plan: BuildPlan) -> Prepared:
     device = pick_device(plan.device)
     model = model.to(device)
     binding = bind(model, [i.name for i in plan.inputs])
+    if is_detector(model) and binding.as_list and not binding.as_list[0]:  # torchvision's RetinaNet leaves it unannotated
+        binding = replace(binding, as_list=(True, *binding.as_list[1:]))
     _list_inputs(plan, binding)
     module = export_module(model, binding)
     run = torch_runner(module, device)

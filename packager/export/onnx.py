@@ -35,9 +35,17 @@ FILE = FILES["onnx"]
 LEGACY_OPSET = 17
 
 
-def _axes(names: list[str], axes: list[tuple[int, ...]]) -> dict[str, dict[int, str]]:
+def _input_axes(inputs: list[Any]) -> dict[str, dict[int, str]]:
+    """Each input's dynamic axes by dimension name: axes of one name are one ONNX dimension."""
+    return {spec.name: {a: spec.axis_name(a) for a in spec.dynamic_axes} for spec in inputs if spec.dynamic_axes}
+
+
+def _output_axes(names: list[str], axes: list[tuple[int, ...]], batched: bool) -> dict[str, dict[int, str]]:
+    """Axis 0 of a model whose every input has a batch axis is `batch`; any other (a detector's count) its own name."""
     return {
-        name: {d: ("batch" if d == 0 else f"{name}_dim{d}") for d in dims} for name, dims in zip(names, axes, strict=True) if dims
+        name: {d: ("batch" if d == 0 and batched else f"{name}_dim{d}") for d in dims}
+        for name, dims in zip(names, axes, strict=True)
+        if dims
     }
 
 
@@ -78,8 +86,8 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
                 input_names=[i.name for i in ctx.inputs],
                 output_names=list(ctx.output_names),
                 dynamic_axes={
-                    **_axes([i.name for i in ctx.inputs], [i.dynamic_axes for i in ctx.inputs]),
-                    **_axes(list(ctx.output_names), list(ctx.output_axes)),
+                    **_input_axes(ctx.inputs),
+                    **_output_axes(list(ctx.output_names), list(ctx.output_axes), _batched(ctx)),
                 },
                 do_constant_folding=True,
             )
@@ -87,13 +95,20 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
     return onnx.load_from_string(buffer.getvalue()), notes
 
 
+def _batched(ctx: ExportContext) -> bool:
+    return all(spec.batch_axis is not None for spec in ctx.inputs)
+
+
 def _readable_dims(proto: Any, ctx: ExportContext) -> None:
-    """Name the dynamic dimensions after the inputs (`batch`, `input_ids_dim1`) instead of the exporter's symbols."""
+    """Name the dynamic dimensions after the inputs' dimension names (`batch`, `seq`, `input_ids_dim1`) instead of the
+    exporter's symbols."""
     names: dict[str, str] = {}
-    for value, spec in zip(proto.graph.input, ctx.inputs, strict=False):  # the graph may have pruned an unused input
+    by_name = {spec.name: spec for spec in ctx.inputs}
+    for value in proto.graph.input:  # the graph may have pruned an unused input
+        spec = by_name.get(value.name)
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
-            if dim.dim_param and dim.dim_param not in names:
-                names[dim.dim_param] = "batch" if axis == 0 and 0 in spec.dynamic_axes else f"{spec.name}_dim{axis}"
+            if spec is not None and dim.dim_param and dim.dim_param not in names:
+                names[dim.dim_param] = spec.axis_name(axis) if axis in spec.dynamic_axes else f"{spec.name}_dim{axis}"
     for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in names:

@@ -35,9 +35,15 @@ FILE = FILES["pt2"]
 
 
 def dynamic_shapes(inputs: list[Any]) -> tuple[Any, ...]:
+    """Per input, per dynamic axis: one `Dim` per dimension name that several axes share (they are one size), else
+    `Dim.AUTO` (torch.export finds how the axis relates to the others)."""
+    from collections import Counter
+
     from torch.export import Dim
 
-    per_input = tuple({axis: Dim.AUTO for axis in spec.dynamic_axes} or None for spec in inputs)
+    uses = Counter(spec.axis_name(a) for spec in inputs for a in spec.dynamic_axes)
+    shared = {name: Dim(name) for name, count in uses.items() if count > 1}
+    per_input = tuple({axis: shared.get(spec.axis_name(axis), Dim.AUTO) for axis in spec.dynamic_axes} or None for spec in inputs)
     return (per_input,)  # the ExportModule takes *args
 
 

@@ -35,6 +35,20 @@ class TensorRecord:
     dtype: str
     dynamic_axes: list[int] = field(default_factory=lambda: [0])
     range: list[float] | None = None
+    dim_names: dict[str, str] = field(default_factory=dict, kw_only=True)  # declared names of dynamic axes
+    variable: list[int] = field(default_factory=list, kw_only=True)  # output axes whose size depends on the data
+
+    @property
+    def batch_axis(self) -> int | None:
+        """The dynamic axis named `batch` (axis 0 unless a name says otherwise), or None."""
+        named = {a: self.dim_names.get(str(a)) or ("batch" if a == 0 else "") for a in self.dynamic_axes}
+        return next((a for a, n in named.items() if n == "batch"), None)
+
+    def served_dims(self) -> list[int]:
+        """The shape a server declares: -1 on every dynamic axis and every axis whose size depends on the data, never
+        one sample's size there (a detector with no boxes in its sample still serves boxes)."""
+        free = {*self.dynamic_axes, *self.variable}
+        return [-1 if axis in free else int(size) for axis, size in enumerate(self.shape)]
 
 
 @dataclass
@@ -110,12 +124,13 @@ class BuildReport:
 
     @property
     def batchable(self) -> bool:
-        """Every input and output has a dynamic first axis: requests can be batched together."""
-        return all(0 in t.dynamic_axes for t in [*self.inputs, *self.outputs])
+        """Every input's batch is its first axis and every output's first axis is dynamic: requests can be batched
+        together (stacked on axis 0)."""
+        return self.inputs_batchable and all(0 in t.dynamic_axes for t in self.outputs)
 
     @property
     def inputs_batchable(self) -> bool:
-        return all(0 in t.dynamic_axes for t in self.inputs)
+        return all(t.batch_axis == 0 for t in self.inputs)
 
     def served_variant(self) -> dict[str, Any] | None:
         """The record of the ONNX variant the targets serve (packager/variants/), or None: they serve the export."""
@@ -140,6 +155,9 @@ class BuildReport:
             for key in ("range", "fill"):
                 if key in tensor and tensor[key] is None:
                     del tensor[key]  # only inputs with a declared value range carry one; reports before 0.3 no fill
+            for key in ("dim_names", "variable"):
+                if not tensor.get(key):
+                    tensor.pop(key, None)  # written where declared (inputs) or found (outputs)
         for record in data["formats"].values():
             if record.get("file") is None:
                 record.pop("file", None)  # a format that did not pass has no file
@@ -306,7 +324,6 @@ __all__ = [
     "VERSION",
     "BuildReport",
     "FormatRecord",
-    "InputRecord",
     "InputRecord",
     "OutputRecord",
     "SampleRecord",

@@ -10,8 +10,9 @@ Integer or bool inputs whose name says what their values mean are filled by that
   * `token_type_ids`: all zeros (one segment).
 A spec's `fill:` (zeros, ones or random) overrides the rule for its input.
 
-Every dynamic axis other than the batch axis is validated at a second size too, so an export that baked in a sequence
-length or an image size fails the gate. The second size is half the example size when the model (and the captured
+The batch axis is the one named `batch` (axis 0 unless declared elsewhere). Every other dynamic axis is validated at
+a second size too (axes that share a name, one dimension, together), so an export that baked in a sequence length or
+an image size fails the gate. The second size is half the example size when the model (and the captured
 ExportedProgram, whose guards may bound a size) accepts it, else one step up (the example plus its largest power-of-two
 factor, at most 32: 16 -> 32, 224 -> 256, 4 -> 8), else one less.
 """
@@ -57,12 +58,15 @@ RESIZE_RULES: tuple[tuple[str, Resize], ...] = (("half", smaller), ("one step up
 
 
 def _shape(spec: TensorSpec, batch: int, resize: Resize | None = None) -> tuple[int, ...]:
+    """The input's shape in a case: the batch axis at `batch`; with a rule, every other dynamic axis at its second
+    size (axes of one name have one example size, so a rule moves them together)."""
     shape = list(spec.shape)
-    if 0 in spec.dynamic_axes:
-        shape[0] = batch
+    batch_axis = spec.batch_axis
+    if batch_axis is not None:
+        shape[batch_axis] = batch
     if resize is not None:
         for axis in spec.dynamic_axes:
-            if axis != 0:
+            if axis != batch_axis:
                 size = resize(shape[axis])
                 if size is not None:  # resized_cases() uses a rule only where it gives every moved axis a size
                     shape[axis] = size
@@ -116,7 +120,7 @@ def batch_cases(specs: Sequence[TensorSpec], batch_sizes: Sequence[int], seed: i
 
 def resized_cases(specs: Sequence[TensorSpec], batch: int, seed: int) -> list[Case]:
     """Candidates for the second-size case, in order of preference (empty when only the batch axis is dynamic)."""
-    moved = [(s, a) for s in specs for a in s.dynamic_axes if a != 0]
+    moved = [(s, a) for s in specs for a in s.dynamic_axes if a != s.batch_axis]
     out = []
     for _, rule in RESIZE_RULES:
         if not moved or any(rule(s.shape[a]) is None for s, a in moved):

@@ -41,7 +41,15 @@ def specs(report: BuildReport) -> list[TensorSpec]:
     try:
         return [
             check_input(
-                TensorSpec(i.name, tuple(i.shape), i.dtype, tuple(i.dynamic_axes), _pair(i.range), (i.fill or {}).get("values"))
+                TensorSpec(
+                    i.name,
+                    tuple(i.shape),
+                    i.dtype,
+                    tuple(i.dynamic_axes),
+                    _pair(i.range),
+                    (i.fill or {}).get("values"),
+                    tuple((int(a), n) for a, n in sorted(i.dim_names.items(), key=lambda kv: int(kv[0]))),
+                )
             )
             for i in report.inputs
         ]
