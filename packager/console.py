@@ -113,30 +113,40 @@ def debugging() -> bool:
 
 @contextlib.contextmanager
 def captured() -> Iterator[None]:
-    """Send file descriptor 2 (Python warnings included) to a temporary file while a noisy library runs (an
-    exporter, an ONNX tool, a TorchScript load). With --debug (PACK_DEBUG=1) the text is replayed on stderr
-    afterwards; otherwise it is dropped: pack reports what happened in one line of its own. The warning filters are
-    left alone: where they make a warning an error (the test suite does for every deprecation), it is one."""
+    """Send file descriptors 1 and 2 (Python warnings included) to a temporary file while a noisy library runs (an
+    exporter printing its graph, ONNX Runtime's log, a TorchScript load). With --debug (PACK_DEBUG=1) the text is
+    replayed on stderr afterwards; otherwise it stays out of the terminal (a -v line says how much was kept out):
+    pack reports what happened in one line of its own. The warning filters are left alone: where they make a warning
+    an error (the test suite does for every deprecation), it is one."""
     import tempfile
 
+    sys.stdout.flush()
     sys.stderr.flush()
     try:
-        saved = os.dup(2)
-    except OSError:  # no real stderr (embedded use): nothing to capture
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no real stdout or stderr (embedded use): nothing to capture
         yield
         return
     with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
             yield
         finally:
+            sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in enumerate(saved, start=1):
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
             if debugging():
-                sink.seek(0)
-                sys.stderr.write(sink.read().decode("utf-8", "replace"))
+                sys.stderr.write(text)
                 sys.stderr.flush()
+            elif text.strip():
+                logging.getLogger(f"{ROOT_LOGGER}.console").debug(
+                    f"{text.count(chr(10)) or 1} line(s) of the libraries' own output kept off the terminal (--debug shows them)"
+                )
 
 
 # api -> (category, the start of the message, the module the warning is attributed to): what torch 2.14 says

@@ -96,15 +96,33 @@ class Registry(Generic[E]):
 DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
 
+BATCH = "batch"  # the name of the batch dimension
+
+
 @dataclass(frozen=True)
 class TensorSpec:
-    """One forward() input: its name, an example shape (batch first), dtype, dynamic axes and value range."""
+    """One forward() input: its name, an example shape, dtype, dynamic axes and value range.
+
+    Each dynamic axis is a named dimension: the declared name (`dim_names`, axis -> name), else `batch` for axis 0,
+    else `<input>_dim<axis>`. Axes of the same name are one dimension, in every input; the axis named `batch` is the
+    batch axis (axis 0 unless declared elsewhere, e.g. an LSTM state's axis 1)."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
     dynamic_axes: tuple[int, ...] = (0,)
     range: tuple[float, float] | None = None
+    fill: str | None = None  # zeros | ones | random: the spec's override of the rule that fills examples (report/cases.py)
+    dim_names: tuple[tuple[int, str], ...] = ()  # declared names of dynamic axes, (axis, name) in axis order
+
+    def axis_name(self, axis: int) -> str:
+        declared = dict(self.dim_names)
+        return declared.get(axis) or (BATCH if axis == 0 else f"{self.name}_dim{axis}")
+
+    @property
+    def batch_axis(self) -> int | None:
+        """The dynamic axis named `batch`, or None (no batch axis: the declared shape is the only batch)."""
+        return next((a for a in self.dynamic_axes if self.axis_name(a) == BATCH), None)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -115,6 +133,10 @@ class TensorSpec:
         }
         if self.range is not None:
             out["range"] = list(self.range)
+        if self.fill is not None:
+            out["fill"] = self.fill
+        if self.dim_names:
+            out["dim_names"] = {str(a): n for a, n in self.dim_names}
         return out
 
 
@@ -126,6 +148,7 @@ class OutputSpec:
     dynamic_axes: tuple[int, ...] = (0,)
     atol: float | None = None
     rtol: float | None = None
+    variable: tuple[int, ...] = ()  # axes whose size depends on the data (a detector's count of boxes)
 
 
 @dataclass(frozen=True)

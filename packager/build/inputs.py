@@ -1,10 +1,15 @@
 """What a declared model input may be (`--input NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]` or a spec's
 `inputs:` entry): one rule for both, `check_input`, so the cases the gate draws from an input (packager/report/cases.py)
-can always be made.
+can always be made; `check_dims` holds the rules across inputs.
+
+A dynamic axis is `AXIS` or `NAME@AXIS` (`dyn=0,seq@1`; a spec's `dynamic_axes: [0, "seq@1"]`): axes that share a name
+are one dimension in every input (an LSTM's `h0` and `c0` take the batch on axis 1: `dyn=batch@1`). Unnamed, axis 0 is
+`batch` and another axis `<input>_dim<axis>`.
 
 - a name of 1 to 64 ASCII letters, digits or `_`, not starting with a digit (a forward() parameter, a file name);
 - a dtype of registry.DTYPES; 1 to MAX_AXES axes, each at least 1; at most MAX_VALUES values at the declared shape;
-- dynamic axes that exist, each named once;
+- dynamic axes that exist, each named once; dimension names like input names, `batch` on one axis at most;
+- across inputs (`check_dims`): axes of one name have one example size, and one batch example size for all inputs;
 - a range of two finite numbers with low < high. Integer dtypes draw from low to high - 1: the bounds must be whole
   numbers and those values must fit the dtype (an integer range always holds at least one integer). Float (and bool)
   ranges must fit the dtype, and their width a float64.
@@ -14,6 +19,7 @@ No torch or numpy here: the command line stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import sys
@@ -21,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import UsageError
-from ..registry import DTYPES, TensorSpec
+from ..registry import BATCH, DTYPES, TensorSpec
 
 INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # as spec.schema.json says
 MAX_AXES = 32
@@ -51,13 +57,33 @@ def parse_input(text: str) -> TensorSpec:
         if key in fields:
             raise UsageError(f"--input {text!r}: {key} is given twice", "give each field once")
         fields[key] = value
-    axes = tuple(_numbers(text, "dyn", fields["dyn"], int)) if "dyn" in fields else (0,)
+    axes, names = parse_axes(f"--input {text!r}", fields["dyn"].split(",")) if "dyn" in fields else ((0,), ())
     rng = _numbers(text, "range", fields["range"], _number) if "range" in fields else None
     if rng is not None and len(rng) != 2:
         raise UsageError(
             f"--input {text!r}: 'range={fields['range']}' is not range=numbers LOW,HIGH", "write it like range=0,1000"
         )
-    return check_input(TensorSpec(parts[0], shape, fields.get("dtype", "float32"), axes, (rng[0], rng[1]) if rng else None))
+    dtype = fields.get("dtype", "float32")
+    return check_input(TensorSpec(parts[0], shape, dtype, axes, (rng[0], rng[1]) if rng else None, dim_names=names))
+
+
+def parse_axes(what: str, items: list[Any]) -> tuple[tuple[int, ...], tuple[tuple[int, str], ...]]:
+    """Dynamic axes as written (`0`, `"1"` or `"seq@1"`) -> (axes, declared (axis, name) pairs)."""
+    axes: list[int] = []
+    names: list[tuple[int, str]] = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        name, at, axis = text.rpartition("@")
+        try:
+            number = int(axis)
+        except ValueError:
+            raise UsageError(f"{what}: dynamic axis {text!r} is not AXIS or NAME@AXIS", "write it like dyn=0,seq@1") from None
+        axes.append(number)
+        if at:
+            names.append((number, name))
+    return tuple(axes), tuple(sorted(names))
 
 
 def _numbers(text: str, key: str, value: str, kind: Callable[[str], Any]) -> list[Any]:
@@ -96,9 +122,39 @@ def check_input(spec: TensorSpec) -> TensorSpec:
         raise UsageError(f"{what}: dynamic axis {bad[0]} is out of range for shape {list(spec.shape)}")
     if len(set(spec.dynamic_axes)) != len(spec.dynamic_axes):
         raise UsageError(f"{what}: dynamic axes {list(spec.dynamic_axes)} name an axis twice", "name each axis once")
+    _check_names(what, spec)
     if spec.range is None:
         return spec
-    return TensorSpec(spec.name, spec.shape, spec.dtype, spec.dynamic_axes, _checked_range(what, spec.dtype, spec.range))
+    return dataclasses.replace(spec, range=_checked_range(what, spec.dtype, spec.range))
+
+
+def _check_names(what: str, spec: TensorSpec) -> None:
+    for axis, name in spec.dim_names:
+        if not isinstance(name, str) or not INPUT_NAME.fullmatch(name):
+            raise UsageError(
+                f"{what}: dimension name {name!r} must be 1 to 64 ASCII letters, digits or _, not starting with a digit",
+                "write it like dyn=batch@1",
+            )
+        if axis not in spec.dynamic_axes:
+            raise UsageError(f"{what}: named axis {axis} is not one of its dynamic axes", "write it like dyn=batch@1")
+    batch = [a for a in spec.dynamic_axes if spec.axis_name(a) == BATCH]
+    if len(batch) > 1:
+        raise UsageError(f"{what}: axes {batch} are all named {BATCH}", "an input has one batch axis; name the others")
+
+
+def check_dims(specs: list[TensorSpec]) -> None:
+    """Axes that share a name have one example size across inputs (they are one dimension)."""
+    seen: dict[str, tuple[str, int, int]] = {}
+    for spec in specs:
+        for axis in spec.dynamic_axes:
+            name, size = spec.axis_name(axis), spec.shape[axis]
+            first = seen.setdefault(name, (spec.name, axis, size))
+            if first[2] != size:
+                raise UsageError(
+                    f"dimension {name!r} is {first[2]} in input {first[0]!r} (axis {first[1]}) but {size} in input "
+                    f"{spec.name!r} (axis {axis})",
+                    "give the axes of one dimension the same example size, or name them apart",
+                )
 
 
 def _checked_range(what: str, dtype: str, rng: tuple[float, float]) -> tuple[float, float]:
@@ -134,4 +190,14 @@ def _short(value: float) -> str:
     return text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
 
 
-__all__ = ["FLOAT_MAX", "INPUT_NAME", "INT_BOUNDS", "MAX_AXES", "MAX_VALUES", "check_input", "parse_input"]
+__all__ = [
+    "FLOAT_MAX",
+    "INPUT_NAME",
+    "INT_BOUNDS",
+    "MAX_AXES",
+    "MAX_VALUES",
+    "check_dims",
+    "check_input",
+    "parse_axes",
+    "parse_input",
+]

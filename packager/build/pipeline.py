@@ -18,7 +18,7 @@ from typing import Any
 
 from ..console import elapsed
 from ..errors import EnvironmentProblem, ValidationFailed
-from ..export import FILES, FORMATS, Outcome, exporter, runner_for
+from ..export import FILES, FORMATS, Outcome, export_mode, exporter, runner_for
 from ..report.build_report import BuildReport
 from ..report.store import AtomicVersion
 from .measure import MEASURE_BUDGET_S, measure_all
@@ -60,11 +60,11 @@ def _judge(outcomes: dict[str, Outcome], required: set[str]) -> list[str]:
             continue
         error = EnvironmentProblem if outcome.status == "skipped" else ValidationFailed
         raise error(f"{name}: {outcome.reason}", outcome.hint or f"leave {name} out of --formats")
-    if not any(o.status == "passed" for o in outcomes.values()):
-        first = next(iter(outcomes.items()))
+    if not any(o.status == "passed" for o in outcomes.values()):  # every format's cause, each with its own fix
+        fixes = [f"{name}: {o.hint}" for name, o in outcomes.items() if o.hint]
         raise ValidationFailed(
-            f"no format passed; {first[0]}: {first[1].reason}",
-            first[1].hint or "rerun with --debug for the exporters' messages",
+            "no format passed (" + "; ".join(f"{name}: {o.reason}" for name, o in outcomes.items()) + ")",
+            "; ".join(fixes) or "rerun with --debug for the exporters' messages",
         )
     warnings = []
     for name, outcome in outcomes.items():
@@ -107,16 +107,17 @@ def build(
     atomic = AtomicVersion(store, plan.name, plan.version, force)
     atomic.check_free()  # fail before any work when the version exists
     with atomic as tmp, elapsed():  # every log line says how far into the build it is
-        prep = prepare(plan)
-        ctx = prep.context(tmp)
+        with export_mode():  # the eager reference and every export without PyTorch's fused attention fast path
+            prep = prepare(plan)
+            ctx = prep.context(tmp)
+            for name in [f for f in FORMATS.names() if f in plan.formats]:
+                logger.info(f"exporting {name}")
+                started_format = time.perf_counter()
+                outcome = ctx.outcomes[name] = exporter(name).export(ctx)
+                outcome.info["seconds"] = round(time.perf_counter() - started_format, 3)  # export, save and gate
+                level = logging.INFO if outcome.status == "passed" else logging.WARNING
+                logger.log(level, f"{name}: {outcome.status}" + (f" ({outcome.reason[:240]})" if outcome.reason else ""))
         ref, names, device = prep.ref, prep.names, prep.device
-        for name in [f for f in FORMATS.names() if f in plan.formats]:
-            logger.info(f"exporting {name}")
-            started_format = time.perf_counter()
-            outcome = ctx.outcomes[name] = exporter(name).export(ctx)
-            outcome.info["seconds"] = round(time.perf_counter() - started_format, 3)  # export, save and gate
-            level = logging.INFO if outcome.status == "passed" else logging.WARNING
-            logger.log(level, f"{name}: {outcome.status}" + (f" ({outcome.reason[:240]})" if outcome.reason else ""))
         if "pt2" in ctx.outcomes:
             ctx.outcomes["pt2"].info["capture_seconds"] = prep.capture_seconds
         warnings = _judge(ctx.outcomes, _required(plan))

@@ -6,6 +6,7 @@ declares (`--input` or the spec's `inputs:`) passes inputs.check_input.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..registry import ModelEntry, OutputSpec, TensorSpec, Tolerance
 from ..report.names import check_name, check_version
 from ..variants import settings_from as variant_settings
 from . import spec as spec_mod
-from .inputs import MAX_VALUES, check_input, parse_input
+from .inputs import MAX_VALUES, check_dims, check_input, parse_axes, parse_input
 
 DEFAULT_BATCH_SIZES = (1, 4)
 DEFAULT_SEED = 0
@@ -71,9 +72,9 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 def _tensor_from_spec(item: dict[str, Any]) -> TensorSpec:
     rng = tuple(item["range"]) if "range" in item else None
-    return check_input(
-        TensorSpec(item["name"], tuple(item["shape"]), item.get("dtype", "float32"), tuple(item.get("dynamic_axes", [0])), rng)
-    )
+    axes, names = parse_axes(f"input {item['name']!r}", list(item.get("dynamic_axes", [0])))
+    spec = TensorSpec(item["name"], tuple(item["shape"]), item.get("dtype", "float32"), axes, rng)
+    return check_input(dataclasses.replace(spec, fill=item.get("fill"), dim_names=names))
 
 
 def _output_from_spec(item: dict[str, Any]) -> OutputSpec:
@@ -138,6 +139,7 @@ def _inputs(entry: ModelEntry | None, spec: dict[str, Any], overrides: dict[str,
         inputs = []  # the model's family may know them (checked once the model is loaded)
     if len({i.name for i in inputs}) != len(inputs):
         raise UsageError("input names must be unique")
+    check_dims(inputs)
     return inputs
 
 
@@ -180,21 +182,23 @@ def _batch_sizes(inputs: list[TensorSpec], given: list[int] | None) -> list[int]
     if len(set(batch_sizes)) != len(batch_sizes):
         raise UsageError(f"batch sizes {batch_sizes} name a size twice", "name each batch size once")
     for spec in inputs:
-        batched = max(batch_sizes) * math.prod(spec.shape[1:]) if 0 in spec.dynamic_axes else math.prod(spec.shape)
+        axis = spec.batch_axis
+        values = math.prod(spec.shape)
+        batched = values // spec.shape[axis] * max(batch_sizes) if axis is not None else values
         if batched > MAX_VALUES:
             raise UsageError(
                 f"input {spec.name!r} at batch size {max(batch_sizes)} holds more than {MAX_VALUES:,d} values",
                 "validate smaller batch sizes (--batch-sizes) or declare a smaller example",
             )
-    if not inputs or all(0 in i.dynamic_axes for i in inputs):
+    if not inputs or all(i.batch_axis is not None for i in inputs):
         return batch_sizes
     if not given:
         batch_sizes = [inputs[0].shape[0]]  # a static first axis: the declared shape is the only batch
     if batch_sizes != [inputs[0].shape[0]]:
-        static = [i.name for i in inputs if 0 not in i.dynamic_axes][0]
+        static = [i.name for i in inputs if i.batch_axis is None][0]
         raise UsageError(
             f"input {static!r} has no dynamic batch axis, so only batch size {inputs[0].shape[0]} can be validated",
-            f"pass --batch-sizes {inputs[0].shape[0]} or add 0 to its dynamic_axes",
+            f"pass --batch-sizes {inputs[0].shape[0]} or add 0 (or batch@AXIS) to its dynamic_axes",
         )
     return batch_sizes
 

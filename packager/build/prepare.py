@@ -10,20 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from ..export import FORMATS, ExportContext
 from ..export.pt2 import capture, program_runner
-from ..registry import TensorSpec
 from ..report.cases import export_case
 from ..report.validate import OutputCheck, validate_model_outputs
 from .loader import load_module
 from .modelio import Binding, bind, export_module
 from .plan import BuildPlan
-from .reference import Reference, add_resized, finish, flipped_case, run_batches
+from .reference import Reference, add_resized, finish, flipped_case, is_detector, run_batches
 from .runners import pick_device, torch_runner
 
 logger = logging.getLogger(__name__)
@@ -50,8 +49,10 @@ def _list_inputs(plan: BuildPlan, binding: Any) -> None:
     """An input that forward() takes as a list of tensors is split along its first axis: the list length is fixed."""
     for i, (spec, listed) in enumerate(zip(list(plan.inputs), binding.as_list, strict=True)):
         if listed and 0 in spec.dynamic_axes:
-            plan.inputs[i] = TensorSpec(
-                spec.name, spec.shape, spec.dtype, tuple(a for a in spec.dynamic_axes if a != 0), spec.range
+            plan.inputs[i] = replace(
+                spec,
+                dynamic_axes=tuple(a for a in spec.dynamic_axes if a != 0),
+                dim_names=tuple((a, n) for a, n in spec.dim_names if a != 0),
             )
             logger.info(
                 f"{spec.name} goes to forward() as a list of {spec.shape[0]} tensor(s): its first axis (the list length) is fixed"
@@ -74,6 +75,7 @@ class Prepared:
     program: Any = None
     program_error: str | None = None
     capture_seconds: float = 0.0  # torch.export, shared by pt2, the dynamo ONNX export and aoti
+    capture_attempts: list[dict[str, str]] = field(default_factory=list)  # what torch.export tried (export/pt2.py)
     _flipped: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -83,7 +85,7 @@ class Prepared:
     @property
     def unordered(self) -> bool:
         """No batch axis: rows of variable-length outputs may tie and swap (see packager/report/validate.py)."""
-        return not all(0 in i.dynamic_axes for i in self.plan.inputs)
+        return not all(i.batch_axis is not None for i in self.plan.inputs)
 
     def gate(self, runner: Any) -> list[OutputCheck]:
         return validate_model_outputs(runner, self.ref.cases, self.names, self.ref.tolerances, self.unordered)
@@ -99,7 +101,7 @@ class Prepared:
         if self.program is None and self.program_error is None:
             started = time.perf_counter()
             logger.info("capturing the program with torch.export")
-            self.program, self.program_error = capture(self.module, self.example, self.plan.inputs)
+            self.program, self.program_error = capture(self.module, self.example, self.plan.inputs, self.capture_attempts)
             self.capture_seconds = round(time.perf_counter() - started, 3)
         return self.program, self.program_error
 
@@ -121,7 +123,7 @@ class Prepared:
             example=self.example,
             inputs=plan.inputs,
             output_names=self.names,
-            output_axes=[o.dynamic_axes for o in self.ref.outputs],
+            output_axes=[tuple(sorted({*o.dynamic_axes, *o.variable})) for o in self.ref.outputs],
             folder=folder,
             device=self.device,
             opset=plan.opset,
@@ -131,6 +133,7 @@ class Prepared:
             check=self.gate,
             check_flipped=self.check_flipped,
             capture=self.captured,
+            capture_attempts=self.capture_attempts,
         )
 
 
@@ -143,19 +146,24 @@ def prepare(plan: BuildPlan) -> Prepared:
     device = pick_device(plan.device)
     model = model.to(device)
     binding = bind(model, [i.name for i in plan.inputs])
+    if is_detector(model) and binding.as_list and not binding.as_list[0]:  # torchvision's RetinaNet leaves it unannotated
+        binding = replace(binding, as_list=(True, *binding.as_list[1:]))
     _list_inputs(plan, binding)
     module = export_module(model, binding)
     run = torch_runner(module, device)
     cases = run_batches(run, plan, plan.inputs)
     example = [torch.from_numpy(a).to(device) for a in export_case(cases).inputs]
     program, program_error, started = None, None, time.perf_counter()
+    attempts: list[dict[str, str]] = []
     if any(FORMATS.get(f).needs_program for f in plan.formats):  # else captured only if the dynamo ONNX export runs
         logger.info("capturing the program with torch.export")
-        program, program_error = capture(module, example, plan.inputs)
+        program, program_error = capture(module, example, plan.inputs, attempts)
     capture_seconds = round(time.perf_counter() - started, 3)
     add_resized(run, cases, plan, plan.inputs, program_runner(program, device) if program is not None else None)
     ref = finish(run, cases, plan, model, binding, plan.inputs, device)
-    return Prepared(plan, model, weights, binding, module, device, run, ref, example, program, program_error, capture_seconds)
+    return Prepared(
+        plan, model, weights, binding, module, device, run, ref, example, program, program_error, capture_seconds, attempts
+    )
 
 
 __all__ = ["Prepared", "prepare"]

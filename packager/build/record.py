@@ -15,7 +15,8 @@ import numpy as np
 from .. import __version__
 from ..export import FORMATS
 from ..report.build_report import FILE as REPORT
-from ..report.build_report import BuildReport, OutputRecord, SampleRecord, TensorRecord, plain, sha256_file
+from ..report.build_report import BuildReport, InputRecord, OutputRecord, SampleRecord, plain, sha256_file
+from ..report.cases import fill_rule
 from ..report.validate import RMS_FRACTION
 
 LABELS_FILE = "labels.txt"
@@ -43,6 +44,11 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _fill(spec: Any) -> dict[str, str]:
+    values, rule = fill_rule(spec)
+    return {"values": values, "rule": rule}
+
+
 def write_samples(folder: Path, inputs: list[Any], names: list[str], case: Any) -> SampleRecord:
     """The first case's inputs and eager outputs as .npy files (what verify --parity and smoke tests re-run)."""
     (folder / "samples").mkdir()
@@ -63,6 +69,8 @@ def _gate_limits(ref: Any, index: int) -> dict[str, Any]:
     tol = ref.tolerances[index]
     values = [np.abs(c.outputs[index].astype(np.float64)) for c in ref.cases if c.outputs[index].size]
     values = [v[np.isfinite(v)] for v in values]
+    if not any(c.outputs[index].size for c in ref.cases):
+        return {"exact": True, "constant": ref.outputs[index].name in ref.constant, "empty": True}
     if not values or ref.cases[0].outputs[index].dtype.kind in "biu":
         return {"exact": True, "constant": ref.outputs[index].name in ref.constant}
     scale = max(float(v.max(initial=0.0)) for v in values)
@@ -109,6 +117,12 @@ def assemble(
             f"outputs {', '.join(ref.constant)} are the same for every validation input: "
             "the gate checks them exactly but cannot see through them"
         )
+    empty = [o.name for i, o in enumerate(ref.outputs) if not any(c.outputs[i].size for c in ref.cases)]
+    if empty:
+        warnings.append(
+            f"outputs {', '.join(empty)} are empty at every validation case (the model found nothing; random weights do "
+            "this): the gate checked only that every format answers empty there too"
+        )
     if weights.get("random"):
         warnings.insert(0, f"random weights (seed {plan.seed}): outputs are meaningless; pass --weights for a real model")
     ordered = [n for n in FORMATS.names() if n in outcomes]
@@ -121,13 +135,29 @@ def assemble(
         versions=versions(),
         device=device,
         inputs=[
-            TensorRecord(i.name, list(i.shape), i.dtype, list(i.dynamic_axes), list(i.range) if i.range else None)
+            InputRecord(
+                i.name,
+                list(i.shape),
+                i.dtype,
+                list(i.dynamic_axes),
+                list(i.range) if i.range else None,
+                _fill(i),
+                dim_names={str(a): n for a, n in i.dim_names},
+            )
             for i in plan.inputs
         ],
         binding=binding.describe(),
         outputs=[
             OutputRecord(
-                o.name, list(arr.shape), str(arr.dtype), list(o.dynamic_axes), None, tol.atol, tol.rtol, _gate_limits(ref, i)
+                o.name,
+                list(arr.shape),
+                str(arr.dtype),
+                list(o.dynamic_axes),
+                None,
+                tol.atol,
+                tol.rtol,
+                _gate_limits(ref, i),
+                variable=list(o.variable),
             )
             for i, (o, arr, tol) in enumerate(zip(ref.outputs, first, ref.tolerances, strict=True))
         ],

@@ -81,7 +81,8 @@ def add_resized(run: Run, cases: list[Case], plan: Any, inputs: list[Any], progr
     if chosen is None:
         raise UsageError(
             f"the model fails at a second size of its declared dynamic axes ({'; '.join(errors)[:400]})",
-            "declare only the axes the model can vary as dynamic (`dynamic_axes`, or dyn= in --input)",
+            "declare only the axes the model can vary as dynamic (`dynamic_axes`, or dyn= in --input), and give axes "
+            "that must stay equal one name (dyn=batch@1: the batch on axis 1)",
         )
     cases.append(chosen)
     logger.debug(f"eager reference at {chosen.label}")
@@ -118,15 +119,41 @@ def _output_axes(cases: list[Case], index: int, batched: bool) -> tuple[int, ...
     return tuple(axes)
 
 
-def _name(plan: Any, names: list[str], cases: list[Case], batched: bool) -> list[OutputSpec]:
-    if plan.outputs:
-        if len(plan.outputs) != len(names):
-            raise UsageError(
-                f"the spec names {len(plan.outputs)} outputs but the model returns {len(names)} ({', '.join(names)})",
-                "list one `outputs:` entry per returned tensor, or leave `outputs:` out to use these names",
-            )
-        return [OutputSpec(o.name, _output_axes(cases, i, batched), o.atol, o.rtol) for i, o in enumerate(plan.outputs)]
-    return [OutputSpec(n, _output_axes(cases, i, batched)) for i, n in enumerate(names)]
+def _variable_axes(cases: list[Case], index: int, batched: bool, detector: bool) -> tuple[int, ...]:
+    """Axes whose size depends on the data, not on the input shapes: empty in some case, or of another size in two
+    cases whose inputs differ only in the batch (and not the batch size itself); axis 0 of every output of a detector
+    (its count of detections)."""
+    shapes = [c.outputs[index].shape for c in cases]
+    if len({len(s) for s in shapes}) != 1:
+        return ()
+    rank = len(shapes[0])
+    declared = [(s, c.batch) for s, c in zip(shapes, cases, strict=True) if not c.resized]
+    found = {a for a in range(rank) if any(s[a] == 0 for s in shapes)}
+    for a in range(rank):
+        follows_batch = batched and all(s[a] == b for s, b in declared)  # the batch axis, wherever it is
+        if not follows_batch and len({s[a] for s, _ in declared}) > 1:
+            found.add(a)
+    if detector and rank:
+        found.add(0)
+    return tuple(sorted(found))
+
+
+def is_detector(model: Any) -> bool:
+    """A torchvision detection or instance segmentation model: it answers a variable number of detections per image."""
+    return any(t.__module__.startswith("torchvision.models.detection") for t in type(model).__mro__)
+
+
+def _name(plan: Any, names: list[str], cases: list[Case], batched: bool, detector: bool) -> list[OutputSpec]:
+    if plan.outputs and len(plan.outputs) != len(names):
+        raise UsageError(
+            f"the spec names {len(plan.outputs)} outputs but the model returns {len(names)} ({', '.join(names)})",
+            "list one `outputs:` entry per returned tensor, or leave `outputs:` out to use these names",
+        )
+    declared = plan.outputs or [OutputSpec(n) for n in names]
+    return [
+        OutputSpec(o.name, _output_axes(cases, i, batched), o.atol, o.rtol, _variable_axes(cases, i, batched, detector))
+        for i, o in enumerate(declared)
+    ]
 
 
 def finish(run: Run, cases: list[Case], plan: Any, model: Any, binding: Any, inputs: list[Any], device: str) -> Reference:
@@ -136,7 +163,14 @@ def finish(run: Run, cases: list[Case], plan: Any, model: Any, binding: Any, inp
     names, dropped, returns = output_names(model, binding, [torch.from_numpy(a).to(device) for a in cases[0].inputs])
     if not names:
         raise UsageError("the model returns no tensors", "return a tensor, or a tuple/dict of tensors, from forward()")
-    outputs = _name(plan, names, cases, batched=all(0 in i.dynamic_axes for i in inputs))
+    for case in cases[1:]:
+        if len(case.outputs) != len(names):
+            raise UsageError(
+                f"the model returns {len(names)} tensor(s) at {cases[0].label} but {len(case.outputs)} at {case.label} "
+                "(a list or dict per example?), so its outputs have no fixed names",
+                "return one tensor (or a fixed tuple/dict of tensors) per call, or pass --batch-sizes 1",
+            )
+    outputs = _name(plan, names, cases, all(i.batch_axis is not None for i in inputs), is_detector(model))
     tolerances = [plan.output_tolerance(i) for i in range(len(outputs))]
     for case in cases:
         for spec, arr in zip(outputs, case.outputs, strict=False):  # a case that returns another count fails the gate

@@ -244,8 +244,9 @@ def models_cmd(as_json: bool, debug: bool) -> None:
     "inputs",
     multiple=True,
     metavar="NAME:SHAPE[:DTYPE][:dyn=AXES][:range=LOW,HIGH]",
-    help="Input, e.g. input_ids:2x16:int64:dyn=0,1:range=0,1000 "
-    "(repeat per input; passed to the forward() parameter of that name).",
+    help="Input, e.g. input_ids:2x16:int64:dyn=0,seq@1:range=0,1000 "
+    "(repeat per input; passed to the forward() parameter of that name). A dynamic axis is AXIS or NAME@AXIS: "
+    "axes of one name are one dimension across inputs; the axis named batch is the batch (h0:1x2x16:dyn=batch@1).",
 )
 @click.option(
     "--formats",

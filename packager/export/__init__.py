@@ -19,8 +19,9 @@ from the outcomes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -58,8 +59,8 @@ class Outcome:
             hint = "declare only the axes the model can vary as dynamic (`dynamic_axes`, dyn= in --input)"
             if "Guard failed" in bad.reason:
                 hint = (
-                    "torch.export derived this bound on the size from the model's code; use an example size inside "
-                    "the range you serve, or declare the axis static"
+                    "torch.export specialised a size the model's code reads (the report's export.pt2.attempts says "
+                    "what was tried); declare that axis static for pt2 and aoti, or serve torchscript or onnx"
                 )
             return cls("failed", None, checks, info, f"{what} cannot run at {bad.case}: {bad.reason[15:]}", hint)
         where = f"output {bad.output!r} " if bad.output != "*" else ""
@@ -98,6 +99,7 @@ class ExportContext:
     check: Callable[[Runner], list[OutputCheck]]  # the parity gate over every case
     check_flipped: Callable[[Runner], list[OutputCheck] | None]  # the gate on inputs with flipped values (None: n/a)
     capture: Callable[[], tuple[Any, str | None]] = lambda: (None, "torch.export was not run")  # (program, error), once
+    capture_attempts: list[dict[str, str]] = field(default_factory=list)  # what torch.export tried, and why each failed
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # formats done so far
     _captured: tuple[Any, str | None] | None = None
 
@@ -131,6 +133,23 @@ def exporter(name: str) -> Exporter:
     return cast(Exporter, importlib.import_module(f"{__name__}.{name}"))
 
 
+@contextlib.contextmanager
+def export_mode() -> Iterator[None]:
+    """PyTorch's fused attention fast path off (restored after): in eval mode `nn.TransformerEncoder` and
+    `nn.MultiheadAttention` otherwise run `aten::_transformer_encoder_layer_fwd` and nested tensors, which the legacy
+    ONNX exporter cannot convert, the trace records as one opaque operator, and the dynamo exporter turns into NaN.
+    The same math without it; the build's eager reference and every export run inside, so the gate compares like
+    with like."""
+    import torch
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
 def runner_for(name: str, path: Path, device: str = "cpu") -> Runner:
     """Load a saved file of format `name` and return a callable: numpy inputs -> numpy outputs."""
     return exporter(name).load(path, device)
@@ -145,6 +164,7 @@ __all__ = [
     "Exporter",
     "Format",
     "Outcome",
+    "export_mode",
     "exporter",
     "runner_for",
 ]

@@ -19,6 +19,7 @@ from ..console import captured, extension_ops
 from ..report.formats import FILES
 from . import ExportContext, Outcome
 from .diagnose import explain
+from .pt2 import failed_capture
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def export(ctx: ExportContext) -> Outcome:
     import torch
 
     if ctx.program is None:
-        return Outcome("failed", reason=ctx.program_error or "torch.export failed", hint="")
+        return failed_capture(ctx)
     if ctx.device == "cpu" and compiler() is None:
         return Outcome(
             "skipped",

@@ -8,10 +8,29 @@ from __future__ import annotations
 
 import re
 
-_OPERATOR = re.compile(r"(aten|prim|torchvision|quantized)(::|\.)([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)")
+# where an exporter names the operator it failed on, most explicit first: a quoted `ns::op`, "export of operator op"
+# (the legacy exporter's aten operators), then any `ns::op`; a module path (`torchvision.models.alexnet`) is no operator
+_OPERATOR = (
+    re.compile(r"operator '?((?:aten|prim|torchvision|quantized|onnx)::[A-Za-z0-9_.]+)'?"),
+    re.compile(r"(?:export|conversion) of (?:operator )?(?!(?:an?|the|operator)\b)([A-Za-z_][A-Za-z0-9_]*)\b"),
+    re.compile(r"\b((?:aten|prim|torchvision|quantized)::[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)"),
+    re.compile(r"\b((?:aten|prim)\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)"),  # torch.export's spelling
+)
 
 # (exporter kinds, pattern in the message, cause, fix); {op} is the operator the message names, {line} its first line.
 _RULES: list[tuple[str, str, str, str]] = [
+    (
+        "onnx",
+        r"adaptive_(?:avg|max)_pool\w*, input size not accessible|adaptive_(?:avg|max)_pool\w*.*(?:dynamic|symbolic)",
+        "operator {op} with a dynamic input size has no ONNX conversion (ONNX has no adaptive pooling)",
+        "declare the height and width static (dyn= without those axes), or serve torchscript or pt2, which keep them dynamic",
+    ),
+    (
+        "onnx",
+        r"_transformer_encoder_layer_fwd|_native_multi_head_attention",
+        "operator {op} (PyTorch's fused attention fast path) has no ONNX conversion",
+        "export with torch.backends.mha.set_fastpath_enabled(False), as pack's own builds do, or leave onnx out of --formats",
+    ),
     (
         "onnx",
         r"is not supported|Unsupported: ONNX export of|No ONNX function found|no symbolic function|not implemented for ONNX",
@@ -68,8 +87,16 @@ def first_line(exc: BaseException) -> str:
 
 
 def operator(text: str) -> str | None:
-    found = _OPERATOR.search(text)
-    return f"{found.group(1)}::{found.group(3)}" if found else None
+    """The operator an exporter's message names (`aten::adaptive_avg_pool2d`), never a module's path."""
+    text = re.split(r"Torch IR graph at exception|\[Caused by", text, maxsplit=1)[0]  # a graph dump names every operator
+    for pattern in _OPERATOR:
+        found = pattern.search(text)
+        if found:
+            name = found.group(1)
+            if name.startswith(("aten.", "prim.")):
+                return name.replace(".", "::", 1)
+            return name if "::" in name else f"aten::{name}"
+    return None
 
 
 def explain(exc: BaseException, kind: str) -> tuple[str, str]:
@@ -78,8 +105,9 @@ def explain(exc: BaseException, kind: str) -> tuple[str, str]:
     line = first_line(exc)
     for kinds, pattern, cause, fix in _RULES:
         if kind in kinds.split() and re.search(pattern, text[:20000]):
-            op = operator(text[:20000]) or "(unnamed)"
-            return cause.format(op=op, line=line[:160]), fix
+            op = operator(text[:20000])
+            template = cause if op else cause.replace("operator {op}", "an operator")
+            return template.format(op=op, line=line[:160]), fix
     return line, "rerun with --debug for the exporter's full message"
 
 

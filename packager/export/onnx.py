@@ -35,9 +35,17 @@ FILE = FILES["onnx"]
 LEGACY_OPSET = 17
 
 
-def _axes(names: list[str], axes: list[tuple[int, ...]]) -> dict[str, dict[int, str]]:
+def _input_axes(inputs: list[Any]) -> dict[str, dict[int, str]]:
+    """Each input's dynamic axes by dimension name: axes of one name are one ONNX dimension."""
+    return {spec.name: {a: spec.axis_name(a) for a in spec.dynamic_axes} for spec in inputs if spec.dynamic_axes}
+
+
+def _output_axes(names: list[str], axes: list[tuple[int, ...]], batched: bool) -> dict[str, dict[int, str]]:
+    """Axis 0 of a model whose every input has a batch axis is `batch`; any other (a detector's count) its own name."""
     return {
-        name: {d: ("batch" if d == 0 else f"{name}_dim{d}") for d in dims} for name, dims in zip(names, axes, strict=True) if dims
+        name: {d: ("batch" if d == 0 and batched else f"{name}_dim{d}") for d in dims}
+        for name, dims in zip(names, axes, strict=True)
+        if dims
     }
 
 
@@ -78,8 +86,8 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
                 input_names=[i.name for i in ctx.inputs],
                 output_names=list(ctx.output_names),
                 dynamic_axes={
-                    **_axes([i.name for i in ctx.inputs], [i.dynamic_axes for i in ctx.inputs]),
-                    **_axes(list(ctx.output_names), list(ctx.output_axes)),
+                    **_input_axes(ctx.inputs),
+                    **_output_axes(list(ctx.output_names), list(ctx.output_axes), _batched(ctx)),
                 },
                 do_constant_folding=True,
             )
@@ -87,13 +95,20 @@ def _legacy(ctx: ExportContext, module: Any) -> tuple[Any, list[str]]:
     return onnx.load_from_string(buffer.getvalue()), notes
 
 
+def _batched(ctx: ExportContext) -> bool:
+    return all(spec.batch_axis is not None for spec in ctx.inputs)
+
+
 def _readable_dims(proto: Any, ctx: ExportContext) -> None:
-    """Name the dynamic dimensions after the inputs (`batch`, `input_ids_dim1`) instead of the exporter's symbols."""
+    """Name the dynamic dimensions after the inputs' dimension names (`batch`, `seq`, `input_ids_dim1`) instead of the
+    exporter's symbols."""
     names: dict[str, str] = {}
-    for value, spec in zip(proto.graph.input, ctx.inputs, strict=False):  # the graph may have pruned an unused input
+    by_name = {spec.name: spec for spec in ctx.inputs}
+    for value in proto.graph.input:  # the graph may have pruned an unused input
+        spec = by_name.get(value.name)
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
-            if dim.dim_param and dim.dim_param not in names:
-                names[dim.dim_param] = "batch" if axis == 0 and 0 in spec.dynamic_axes else f"{spec.name}_dim{axis}"
+            if spec is not None and dim.dim_param and dim.dim_param not in names:
+                names[dim.dim_param] = spec.axis_name(axis) if axis in spec.dynamic_axes else f"{spec.name}_dim{axis}"
     for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in names:
@@ -123,8 +138,10 @@ def _attempts(ctx: ExportContext) -> list[tuple[str, Any]]:
     ts = ctx.outcomes.get("torchscript")
     passed = ts if ts is not None and ts.status == "passed" else None
     if passed is not None and passed.info.get("method") == "trace":
-        # the legacy exporter traces the module itself; a trace that already passed the gate saves it the work
+        # the legacy exporter traces the module itself; a trace that already passed the gate saves it the work, but
+        # carries no shapes (an exporter step that needs a tensor's rank fails on it): then it traces the model again
         out.insert(0, ("legacy", lambda: (_legacy(ctx, passed.module)[0], passed.info.get("tracer_warnings", []))))
+        out.append(("legacy-retrace", lambda: _legacy(ctx, ctx.module)))
     else:
         out.append(("legacy", lambda: _legacy(ctx, ctx.module)))
     if passed is not None and passed.info.get("method") == "script":
@@ -178,10 +195,19 @@ def export(ctx: ExportContext) -> Outcome:
         logger.info(f"onnx: the {exporter} export does not match eager; trying the next exporter")
     path.unlink(missing_ok=True)
     reasons = "; ".join(f"{r['exporter']}: {r['reason']}" for r in rejected)
-    fix = next((r["fix"] for r in rejected if r.get("fix")), "leave onnx out of --formats, or wrap the failing part")
     return Outcome(
-        "failed", reason=f"no ONNX exporter produced a file that passes ({reasons})", hint=fix, info={"rejected": rejected}
+        "failed",
+        reason=f"no ONNX exporter produced a file that passes ({reasons})",
+        hint=_fixes(rejected),
+        info={"rejected": rejected},
     )
+
+
+def _fixes(rejected: list[dict[str, str]]) -> str:
+    """Each exporter's own fix, named after it (a fix for the dynamo exporter's capture does not apply to the legacy
+    one); an exporter whose file did not match eager has none of its own."""
+    fixes = [f"{r['exporter']}: {r['fix']}" for r in rejected if r.get("fix")]
+    return "; ".join(fixes) if fixes else "leave onnx out of --formats, or replace the part of the model that differs"
 
 
 def _failure(outcome: Outcome) -> str:
@@ -202,8 +228,9 @@ def load(path: Path, device: str) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=providers(device))
+    options.log_severity_level = 4  # fatal only: a failed run raises with its message, which the gate reports
+    with captured():  # ONNX Runtime's own log (graph warnings, coloured) goes to the build's captured output
+        session = ort.InferenceSession(str(path), options, providers=providers(device))
     names = [i.name for i in session.get_inputs()]
     order = [i["name"] for i in read_metadata(path).get("inputs", [])]
     if not order or not set(names) <= set(order):  # a file pack did not write: inputs in file order

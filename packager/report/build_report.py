@@ -35,6 +35,25 @@ class TensorRecord:
     dtype: str
     dynamic_axes: list[int] = field(default_factory=lambda: [0])
     range: list[float] | None = None
+    dim_names: dict[str, str] = field(default_factory=dict, kw_only=True)  # declared names of dynamic axes
+    variable: list[int] = field(default_factory=list, kw_only=True)  # output axes whose size depends on the data
+
+    @property
+    def batch_axis(self) -> int | None:
+        """The dynamic axis named `batch` (axis 0 unless a name says otherwise), or None."""
+        named = {a: self.dim_names.get(str(a)) or ("batch" if a == 0 else "") for a in self.dynamic_axes}
+        return next((a for a, n in named.items() if n == "batch"), None)
+
+    def served_dims(self) -> list[int]:
+        """The shape a server declares: -1 on every dynamic axis and every axis whose size depends on the data, never
+        one sample's size there (a detector with no boxes in its sample still serves boxes)."""
+        free = {*self.dynamic_axes, *self.variable}
+        return [-1 if axis in free else int(size) for axis, size in enumerate(self.shape)]
+
+
+@dataclass
+class InputRecord(TensorRecord):
+    fill: dict[str, str] | None = None  # the example values and the rule that chose them (report/cases.py)
 
 
 @dataclass
@@ -68,7 +87,7 @@ class BuildReport:
     weights: dict[str, Any]
     versions: dict[str, str]
     device: str
-    inputs: list[TensorRecord]
+    inputs: list[InputRecord]
     outputs: list[OutputRecord]
     batch_sizes: list[int]
     seed: int
@@ -105,12 +124,13 @@ class BuildReport:
 
     @property
     def batchable(self) -> bool:
-        """Every input and output has a dynamic first axis: requests can be batched together."""
-        return all(0 in t.dynamic_axes for t in [*self.inputs, *self.outputs])
+        """Every input's batch is its first axis and every output's first axis is dynamic: requests can be batched
+        together (stacked on axis 0)."""
+        return self.inputs_batchable and all(0 in t.dynamic_axes for t in self.outputs)
 
     @property
     def inputs_batchable(self) -> bool:
-        return all(0 in t.dynamic_axes for t in self.inputs)
+        return all(t.batch_axis == 0 for t in self.inputs)
 
     def served_variant(self) -> dict[str, Any] | None:
         """The record of the ONNX variant the targets serve (packager/variants/), or None: they serve the export."""
@@ -132,8 +152,12 @@ class BuildReport:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = plain(dataclasses.asdict(self))
         for tensor in [*data["inputs"], *data["outputs"]]:
-            if tensor.get("range") is None:
-                tensor.pop("range", None)  # only inputs with a declared value range carry one
+            for key in ("range", "fill"):
+                if key in tensor and tensor[key] is None:
+                    del tensor[key]  # only inputs with a declared value range carry one; reports before 0.3 no fill
+            for key in ("dim_names", "variable"):
+                if not tensor.get(key):
+                    tensor.pop(key, None)  # written where declared (inputs) or found (outputs)
         for record in data["formats"].values():
             if record.get("file") is None:
                 record.pop("file", None)  # a format that did not pass has no file
@@ -166,7 +190,7 @@ class BuildReport:
         _check_identity(data, where)
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["inputs"] = [TensorRecord(**_fields(TensorRecord, i)) for i in data["inputs"]]
+        values["inputs"] = [InputRecord(**_fields(InputRecord, i)) for i in data["inputs"]]
         values["outputs"] = [OutputRecord(**_fields(OutputRecord, o)) for o in data["outputs"]]
         values["formats"] = {k: FormatRecord(**_fields(FormatRecord, v)) for k, v in (data.get("formats") or {}).items()}
         values["samples"] = SampleRecord(**_fields(SampleRecord, data["samples"]))
@@ -300,6 +324,7 @@ __all__ = [
     "VERSION",
     "BuildReport",
     "FormatRecord",
+    "InputRecord",
     "OutputRecord",
     "SampleRecord",
     "TensorRecord",

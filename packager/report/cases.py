@@ -2,11 +2,17 @@
 
 Inputs come from numpy's PCG64 seeded with (seed, batch), so they are the same on every machine and torch version.
 Floats are standard normal (uniform in `range` when given); integers are uniform in `range` (default [0, 10)).
-Integer or bool inputs named like a mask (`attention_mask`) are all ones and `token_type_ids` all zeros unless a
-`range` is given: random values there would make the model's outputs meaningless (or NaN).
+Integer or bool inputs whose name says what their values mean are filled by that meaning unless a `range` is given
+(random values there would make the model's outputs meaningless, or NaN), one rule per input, recorded in the report:
+  * padding masks (named like `*padding_mask`, PyTorch's `src_key_padding_mask`: True marks padding): all zeros
+    (False), nothing padded;
+  * other masks (`attention_mask`, Hugging Face's: 1 = attend): all ones;
+  * `token_type_ids`: all zeros (one segment).
+A spec's `fill:` (zeros, ones or random) overrides the rule for its input.
 
-Every dynamic axis other than the batch axis is validated at a second size too, so an export that baked in a sequence
-length or an image size fails the gate. The second size is half the example size when the model (and the captured
+The batch axis is the one named `batch` (axis 0 unless declared elsewhere). Every other dynamic axis is validated at
+a second size too (axes that share a name, one dimension, together), so an export that baked in a sequence length or
+an image size fails the gate. The second size is half the example size when the model (and the captured
 ExportedProgram, whose guards may bound a size) accepts it, else one step up (the example plus its largest power-of-two
 factor, at most 32: 16 -> 32, 224 -> 256, 4 -> 8), else one less.
 """
@@ -52,26 +58,45 @@ RESIZE_RULES: tuple[tuple[str, Resize], ...] = (("half", smaller), ("one step up
 
 
 def _shape(spec: TensorSpec, batch: int, resize: Resize | None = None) -> tuple[int, ...]:
+    """The input's shape in a case: the batch axis at `batch`; with a rule, every other dynamic axis at its second
+    size (axes of one name have one example size, so a rule moves them together)."""
     shape = list(spec.shape)
-    if 0 in spec.dynamic_axes:
-        shape[0] = batch
+    batch_axis = spec.batch_axis
+    if batch_axis is not None:
+        shape[batch_axis] = batch
     if resize is not None:
         for axis in spec.dynamic_axes:
-            if axis != 0:
+            if axis != batch_axis:
                 size = resize(shape[axis])
                 if size is not None:  # resized_cases() uses a rule only where it gives every moved axis a size
                     shape[axis] = size
     return tuple(shape)
 
 
-def _fill(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+FILLS = ("zeros", "ones", "random")  # what a spec's `fill:` may say
+
+
+def fill_rule(spec: TensorSpec) -> tuple[str, str]:
+    """(values, why): the values an input is filled with (one of FILLS) and the rule that chose them."""
+    if spec.fill is not None:
+        return spec.fill, "the spec's `fill`"
     dtype = np.dtype(spec.dtype)
     lowered = spec.name.lower()
     if spec.range is None and (dtype == np.bool_ or np.issubdtype(dtype, np.integer)):
+        if lowered.endswith("padding_mask"):
+            return "zeros", "padding mask (named like *padding_mask; True marks padding): nothing padded"
         if "mask" in lowered:
-            return np.ones(shape, dtype=dtype)
+            return "ones", "attention mask (named like a mask; 1 = attend): every position attended"
         if lowered == "token_type_ids":
-            return np.zeros(shape, dtype=dtype)
+            return "zeros", "token_type_ids: one segment"
+    return "random", "uniform in `range`" if spec.range is not None else "random values of the dtype"
+
+
+def _fill(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    dtype = np.dtype(spec.dtype)
+    values, _ = fill_rule(spec)
+    if values != "random":
+        return (np.ones if values == "ones" else np.zeros)(shape, dtype=dtype)
     if dtype == np.bool_:
         return rng.random(shape) < 0.5
     if np.issubdtype(dtype, np.integer):
@@ -95,7 +120,7 @@ def batch_cases(specs: Sequence[TensorSpec], batch_sizes: Sequence[int], seed: i
 
 def resized_cases(specs: Sequence[TensorSpec], batch: int, seed: int) -> list[Case]:
     """Candidates for the second-size case, in order of preference (empty when only the batch axis is dynamic)."""
-    moved = [(s, a) for s in specs for a in s.dynamic_axes if a != 0]
+    moved = [(s, a) for s in specs for a in s.dynamic_axes if a != s.batch_axis]
     out = []
     for _, rule in RESIZE_RULES:
         if not moved or any(rule(s.shape[a]) is None for s, a in moved):
@@ -111,9 +136,10 @@ def flipped(specs: Sequence[TensorSpec], case: Case) -> Case:
     Used to test a trace that converted tensors to Python bools."""
     arrays = []
     for spec, arr in zip(specs, case.inputs, strict=True):
-        if "mask" in spec.name.lower() and arr.ndim >= 2 and spec.range is None:
-            padded = arr.copy()
-            padded[..., arr.shape[-1] // 2 + 1 :] = 0
+        values, _ = fill_rule(spec)
+        if values != "random" and "mask" in spec.name.lower() and arr.ndim >= 2:
+            padded = arr.copy()  # the right half padded: False/0 for an attention mask, True/1 for a padding mask
+            padded[..., arr.shape[-1] // 2 + 1 :] = 1 if values == "zeros" else 0
             arrays.append(padded)
         elif arr.dtype == np.bool_:
             arrays.append(~arr)
@@ -132,4 +158,4 @@ def export_case(cases: Sequence[Case]) -> Case:
     return next((c for c in declared if c.batch >= 2), declared[0])
 
 
-__all__ = ["Case", "batch_cases", "export_case", "flipped", "make_inputs", "resized_cases"]
+__all__ = ["FILLS", "Case", "batch_cases", "fill_rule", "export_case", "flipped", "make_inputs", "resized_cases"]

@@ -76,7 +76,13 @@ def statement(report: dict[str, Any], digests: dict[str, str]) -> dict[str, Any]
     spec = {
         "task": report["task"],
         "inputs": [
-            {"name": i["name"], "shape": i["shape"], "dtype": i["dtype"], "dynamic_axes": i.get("dynamic_axes", [0])}
+            {
+                "name": i["name"],
+                "shape": i["shape"],
+                "dtype": i["dtype"],
+                "dynamic_axes": i.get("dynamic_axes", [0]),
+                **({"dim_names": i["dim_names"]} if i.get("dim_names") else {}),  # declared names only
+            }
             for i in report["inputs"]
         ],
         "formats": list(report["formats"]),

@@ -14,6 +14,9 @@ Each check records the smallest error it would have caught (`detectable_abs_erro
 Variable-length outputs of a model without a batch axis (a detector's boxes, scores and labels) must have the same
 number of rows as eager; rows that tie (equal scores) may come in another order, so when a case fails as it comes,
 the rows of every output with that many rows are matched one to one (nearest first) and compared again.
+Batched outputs of rows (a top-k or detection output `(N, K, 6)`) may reorder tied rows at any batch index: when one
+fails as it comes, its rows are matched at each batch index the same way, and the match is kept only where every row
+it moves trades places with rows that tie with it (an equal value in eager, the score), so a real reordering fails.
 """
 
 from __future__ import annotations
@@ -124,6 +127,61 @@ def _matched(expected: list[np.ndarray], actual: list[np.ndarray], group: list[i
     return out
 
 
+def _tied_order(expected: np.ndarray, actual: np.ndarray) -> np.ndarray | None:
+    """Row order of `actual` (K, ...) matched to `expected`'s at one batch index, or None when a row it moves does not
+    tie with the row whose place it takes (no value of the two eager rows is equal)."""
+    rows = expected.shape[0]
+    e = expected.reshape(rows, -1).astype(np.float64)
+    a = np.asarray(actual).reshape(rows, -1).astype(np.float64)
+    scale = np.maximum(np.abs(e).max(axis=0), 1e-12)
+    distance = (np.abs(e[:, None, :] - a[None, :, :]) / scale).max(axis=2)
+    order = np.empty(rows, dtype=np.int64)
+    free = np.ones(rows, dtype=bool)
+    for i in np.argsort(distance.min(axis=1), kind="stable"):
+        j = int(np.argmin(np.where(free, distance[i], np.inf)))
+        order[i], free[j] = j, False
+    moved = np.flatnonzero(order != np.arange(rows))
+    if any(not (e[i] == e[order[i]]).any() for i in moved):
+        return None
+    return order
+
+
+def _match_batched(
+    case: Case, actual: list[np.ndarray], checks: list[OutputCheck], tolerances: Sequence[Tolerance], names: Sequence[str]
+) -> None:
+    """Failed outputs of rows `(N, K, ...)` compared again with tied rows matched at each batch index; outputs with the
+    same (N, K) (a detector's boxes, scores and labels) are matched together, as one row each."""
+    heads = {e.shape[:2] for e, c in zip(case.outputs, checks, strict=True) if not c.passed and e.ndim >= 2 and e.shape[1] > 1}
+    for head in heads:
+        group = [i for i, e in enumerate(case.outputs) if e.shape[:2] == head and np.shape(actual[i]) == e.shape]
+        if not any(case.outputs[i].ndim >= 3 for i in group):  # rows of values (boxes, a top-k's entries), not logits
+            continue
+        rows = [
+            (
+                np.concatenate([case.outputs[i][b].reshape(head[1], -1) for i in group], axis=1),
+                np.concatenate([np.asarray(actual[i])[b].reshape(head[1], -1) for i in group], axis=1),
+            )
+            for b in range(head[0])
+        ]
+        orders = [_tied_order(e, a) for e, a in rows]
+        if any(o is None for o in orders):
+            continue
+        again = [
+            compare(
+                case.outputs[i],
+                np.stack([np.asarray(actual[i])[b][o] for b, o in enumerate(orders)]),
+                tolerances[i],
+                case,
+                names[i],
+            )
+            for i in group
+        ]
+        if all(c.passed for c in again):
+            for i, c in zip(group, again, strict=True):
+                c.note = "tied rows matched to eager's at each batch index"
+                checks[i] = c
+
+
 def _compare_case(
     case: Case, actual: list[np.ndarray], names: Sequence[str], tolerances: Sequence[Tolerance], unordered: bool
 ) -> list[OutputCheck]:
@@ -131,7 +189,10 @@ def _compare_case(
         compare(e, np.asarray(a), tol, case, name)
         for name, tol, e, a in zip(names, tolerances, case.outputs, actual, strict=True)
     ]
-    if not unordered or all(c.passed for c in checks):
+    if all(c.passed for c in checks):
+        return checks
+    if not unordered:
+        _match_batched(case, actual, checks, tolerances, names)
         return checks
     for rows in {e.shape[0] for e, c in zip(case.outputs, checks, strict=True) if not c.passed and e.ndim and e.shape[0] > 1}:
         group = [i for i, e in enumerate(case.outputs) if e.ndim and e.shape[0] == rows and np.shape(actual[i])[:1] == (rows,)]

@@ -40,7 +40,18 @@ def specs(report: BuildReport) -> list[TensorSpec]:
     report.json edited by hand cannot make the cases fail to generate."""
     try:
         return [
-            check_input(TensorSpec(i.name, tuple(i.shape), i.dtype, tuple(i.dynamic_axes), _pair(i.range))) for i in report.inputs
+            check_input(
+                TensorSpec(
+                    i.name,
+                    tuple(i.shape),
+                    i.dtype,
+                    tuple(i.dynamic_axes),
+                    _pair(i.range),
+                    (i.fill or {}).get("values"),
+                    tuple((int(a), n) for a, n in sorted(i.dim_names.items(), key=lambda kv: int(kv[0]))),
+                )
+            )
+            for i in report.inputs
         ]
     except UsageError as exc:
         raise ValidationFailed(f"report.json: {exc.message}", "rebuild with pack build") from None

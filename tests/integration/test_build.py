@@ -111,7 +111,13 @@ def test_report_has_the_keys_ci_relies_on(tiny: tuple[Path, dict]) -> None:
     assert any("random weights" in w for w in report["warnings"])
     for key in ("pack", "torch", "onnx", "onnxruntime"):
         assert report["versions"][key]
-    assert report["inputs"][0] == {"name": "input", "shape": [1, 3, 32, 32], "dtype": "float32", "dynamic_axes": [0]}
+    assert report["inputs"][0] == {
+        "name": "input",
+        "shape": [1, 3, 32, 32],
+        "dtype": "float32",
+        "dynamic_axes": [0],
+        "fill": {"values": "random", "rule": "random values of the dtype"},
+    }
     assert report["outputs"][0]["shape"] == [1, 10]
     gate = report["outputs"][0]["gate"]
     assert gate["scale"] > 0 and gate["rms_limit"] == pytest.approx(report["outputs"][0]["rtol"] / 10)

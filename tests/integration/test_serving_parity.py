@@ -1,6 +1,8 @@
 """TorchServe and Triton answer the same image with the same detections: one yolov8n build deployed to both real
 servers by pack (`pack deploy --target torchserve`, `--target triton`), the same JPEG sent to TorchServe's
-/predictions and to Triton's yolov8n_ensemble, boxes, scores and classes compared.
+/predictions and to Triton's yolov8n_ensemble, boxes, scores and classes compared. And a torchvision detector (Faster
+R-CNN, its variable number of detections served as -1 dims) answers the build's sample alike on both, through the
+Open Inference Protocol.
 
 Both servers run the one serving runtime (handlers/pack_images.py: letterbox, YOLO decoding, NMS), so they must
 agree to the float32 bit on scores and classes, and on boxes up to TorchServe's two-decimal JSON.
@@ -16,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import ROOT
 from tests.helpers.cli import pack_json, run_pack
+from tests.helpers.oip import v2_infer
 from tests.helpers.processes import processes_under, tritonserver_pids_for
 from tests.helpers.torchserve import post
 from tests.helpers.triton import ensure_tritonserver
@@ -129,3 +133,58 @@ def test_torchserve_and_triton_answer_the_same_detections(parity_store):
         np.testing.assert_allclose(np.asarray([d["box"] for d in got]), triton["boxes"], rtol=0, atol=0.005 + 1e-4)
         boxes = triton["boxes"]
         assert boxes[:, [0, 2]].max() <= width and boxes[:, [1, 3]].max() <= height and boxes.min() >= 0
+
+
+@pytest.fixture(scope="module")
+def detector_store(tmp_path_factory):
+    """A store with torchvision's Faster R-CNN at 64 pixels (ONNX, about 20 detections); both servers are stopped at
+    the end."""
+    if not shutil.which("java"):
+        pytest.skip("java is not installed (run scripts/setup-torchserve.sh)")
+    ensure_tritonserver()
+    store = tmp_path_factory.mktemp("detector-store")
+    models = ROOT / "tests" / "integration" / "shape_models.py"
+    source = f"{models}:fasterrcnn"
+    pack_json(
+        "build",
+        source,
+        "--name",
+        "frcnn",
+        "--input",
+        "images:1x3x64x64",
+        "--formats",
+        "onnx",
+        "--iterations",
+        "0",
+        "--store",
+        str(store),
+    )
+    yield store
+    run_pack("stop", "--target", "torchserve", "--store", str(store))
+    run_pack("stop", "--target", "triton", "--store", str(store))
+
+
+def test_a_torchvision_detector_answers_alike_on_both_servers(detector_store):
+    from packager.report.build_report import BuildReport
+    from packager.report.samples import load_sample
+    from packager.report.validate import first_failure
+
+    build = detector_store / "frcnn" / "1"
+    report = BuildReport.load(build)
+    assert all(o.variable == [0] for o in report.outputs)
+    sample = load_sample(build, report)
+    assert len(sample.case.outputs[0]) >= 5  # detections to compare, not an empty answer
+    answers = []
+    for target in ("triton", "torchserve"):
+        doc = pack_json("deploy", "frcnn", "--target", target, "--store", str(detector_store))
+        assert doc["smoke_test"]["passed"], doc
+        headers = {}
+        if doc.get("token_file"):
+            headers["Authorization"] = "Bearer " + json.loads(Path(doc["token_file"]).read_text())["inference"]["key"]
+        served = v2_infer(doc["infer_url"], dict(zip(report.input_names, sample.inputs, strict=True)), headers)
+        got = [served[n] for n in report.output_names]
+        bad = first_failure(sample.check_outputs(got))
+        assert bad is None, (target, bad)
+        answers.append(got)
+    for triton, torchserve in zip(*answers, strict=True):
+        np.testing.assert_array_equal(triton, torchserve)  # the same file and runtime on both servers

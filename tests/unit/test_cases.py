@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from packager.registry import TensorSpec
-from packager.report.cases import Case, batch_cases, export_case, flipped, larger, make_inputs, resized_cases
+from packager.report.cases import Case, batch_cases, export_case, fill_rule, flipped, larger, make_inputs, resized_cases
 
 IMAGE = TensorSpec("input", (1, 3, 8, 8))
 TOKENS = TensorSpec("input_ids", (2, 16), "int64", (0, 1), (0, 1000))
@@ -89,3 +89,33 @@ def test_exporters_trace_with_the_first_declared_case_of_batch_two_or_more() -> 
     assert export_case([one, resized, four]) is four
     assert export_case([one]) is one
     assert export_case([resized]) is resized
+
+
+def test_padding_masks_are_all_false_and_attention_masks_ones() -> None:
+    """PyTorch's `src_key_padding_mask` means True = padding: an all-True mask pads everything (issue 24)."""
+    specs = [
+        TensorSpec("src_key_padding_mask", (2, 8), "bool"),
+        TensorSpec("key_padding_mask", (2, 8), "int64"),
+        TensorSpec("attention_mask", (2, 8), "bool"),
+    ]
+    padding, padding_int, attention = make_inputs(specs, 2, 0)
+    assert not padding.any() and not padding_int.any() and attention.all()
+    assert fill_rule(specs[0])[0] == "zeros" and "padding mask" in fill_rule(specs[0])[1]
+    assert fill_rule(specs[2]) == ("ones", "attention mask (named like a mask; 1 = attend): every position attended")
+    # flipped: the right half padded, in each mask's own meaning
+    flipped_padding, _, flipped_attention = flipped(specs, Case("batch 2", 2, [padding, padding_int, attention])).inputs
+    assert flipped_padding[0].tolist() == [False] * 5 + [True] * 3
+    assert flipped_attention[0].tolist() == [True] * 5 + [False] * 3
+
+
+def test_a_spec_fill_overrides_the_rule_by_name() -> None:
+    ones, randoms = make_inputs(
+        [
+            TensorSpec("src_key_padding_mask", (2, 8), "bool", fill="ones"),
+            TensorSpec("attention_mask", (2, 64), "bool", fill="random"),
+        ],
+        2,
+        0,
+    )
+    assert ones.all() and randoms.any() and not randoms.all()
+    assert fill_rule(TensorSpec("m", (1,), "bool", fill="ones")) == ("ones", "the spec's `fill`")

@@ -35,7 +35,7 @@ def test_input_defaults_and_float_ranges() -> None:
         ("x:0x3", "every dimension must be at least 1"),
         ("x:1x3:float128", "unknown dtype 'float128'"),
         ("x:1x3:axes=1", "unknown field 'axes'"),
-        ("x:1x3:dyn=a", "'dyn=a' is not dyn=numbers"),
+        ("x:1x3:dyn=a", "dynamic axis 'a' is not AXIS or NAME@AXIS"),
         ("x:1x3:range=1", "'range=1' is not range=numbers"),
         ("x:1x3:dyn=2", "dynamic axis 2 is out of range for shape [1, 3]"),
         ("x:1x3:range=5,1", "range [5, 1] must be [low, high] with low < high"),

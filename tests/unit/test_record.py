@@ -13,7 +13,7 @@ import pytest
 from packager.build.record import load_report, plain, write_samples
 from packager.errors import UsageError, ValidationFailed
 from packager.registry import TensorSpec
-from packager.report.build_report import BuildReport, OutputRecord, SampleRecord, TensorRecord
+from packager.report.build_report import BuildReport, InputRecord, OutputRecord, SampleRecord
 from packager.report.cases import Case
 
 
@@ -60,7 +60,7 @@ def _report() -> BuildReport:
         weights={"random": True},
         versions={"pack": "0"},
         device="cpu",
-        inputs=[TensorRecord("x", [1, 3], "float32")],
+        inputs=[InputRecord("x", [1, 3], "float32")],
         outputs=[OutputRecord("y", [1, 3], "float32", gate={"scale": float("inf")})],
         batch_sizes=[1],
         seed=0,

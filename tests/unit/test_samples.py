@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from packager.registry import Tolerance
-from packager.report.build_report import BuildReport, OutputRecord, SampleRecord, TensorRecord
+from packager.report.build_report import BuildReport, InputRecord, OutputRecord, SampleRecord
 from packager.report.samples import load_sample, verdict
 
 
@@ -26,7 +26,7 @@ def _build(folder: Path, dynamic_axes: list[int], out_tolerance: dict[str, float
         weights={"random": True},
         versions={},
         device="cpu",
-        inputs=[TensorRecord("x", [2, 4], "float32", dynamic_axes)],
+        inputs=[InputRecord("x", [2, 4], "float32", dynamic_axes)],
         outputs=[OutputRecord("y", [2, 4], "float32", dynamic_axes, None, tolerance["atol"], tolerance["rtol"])],
         batch_sizes=[2],
         seed=0,

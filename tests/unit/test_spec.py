@@ -102,3 +102,12 @@ def test_a_yaml_alias_bomb_is_refused_without_expanding(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 20 * 1024 * 1024, peak
+
+
+def test_an_input_fill_is_one_of_zeros_ones_random() -> None:
+    from packager.build.spec import check
+
+    inputs = [{"name": "src_key_padding_mask", "shape": [2, 8], "dtype": "bool", "fill": "zeros"}]
+    assert check({"source": "tiny", "inputs": inputs}, "pack.yaml")["inputs"][0]["fill"] == "zeros"
+    with pytest.raises(UsageError, match=r"inputs\[0\]\.fill: 'padded' is not one of"):
+        check({"source": "tiny", "inputs": [{**inputs[0], "fill": "padded"}]}, "pack.yaml")

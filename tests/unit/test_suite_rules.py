@@ -200,3 +200,15 @@ def test_no_module_name_is_in_both_tiers(tmp_path: Path) -> None:
         (tmp_path / tier).mkdir()
         (tmp_path / tier / "test_same.py").write_text("")
     assert names_in_both_tiers(tmp_path) == {"test_same.py"}  # the check sees one
+
+
+def test_captured_keeps_both_file_descriptors_off_the_terminal(capfd: pytest.CaptureFixture[str]) -> None:
+    """The legacy ONNX exporter prints its whole graph on file descriptor 1 when it fails (issue 24): captured()
+    holds fd 1 as well as fd 2, so neither reaches the terminal without --debug."""
+    import os
+
+    with captured():
+        os.write(1, b"graph(%x : Float(*, 3)) on fd 1\n")
+        os.write(2, b"[W:onnxruntime:, graph.cc] on fd 2\n")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

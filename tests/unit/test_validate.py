@@ -135,3 +135,47 @@ def test_summary_and_first_failure() -> None:
     assert [c["output"] for c in summary["checks"]] == ["a", "b"]
     assert "reason" not in summary["checks"][0] and summary["checks"][1]["reason"]
     assert summarise([])["passed"] is True
+
+
+def _top_k(batch: int = 2, rows: int = 4) -> np.ndarray:
+    """(N, K, 6) rows of box, score, class; rows 0 and 1 tie in score at every batch index."""
+    out = np.zeros((batch, rows, 6), np.float32)
+    for b in range(batch):
+        for k in range(rows):
+            out[b, k] = [k * 10 + b, k * 10, k * 10 + 5, k * 10 + 5, 0.9 if k < 2 else 0.5 - 0.1 * k, k]
+    return out
+
+
+def test_tied_rows_of_a_batched_output_are_matched_at_each_batch_index() -> None:
+    expected = _top_k()
+    case = Case("batch 2", 2, [np.zeros((2, 3), np.float32)], [expected])
+    swapped = expected.copy()
+    swapped[1, [0, 1]] = expected[1, [1, 0]]  # the tied rows of batch index 1 in the other order
+    checks = validate_model_outputs(lambda _: [swapped], [case], ["detections"], [TOL])
+    assert checks[0].passed and checks[0].note == "tied rows matched to eager's at each batch index"
+
+
+def test_untied_rows_out_of_order_and_wrong_values_still_fail() -> None:
+    expected = _top_k()
+    case = Case("batch 2", 2, [np.zeros((2, 3), np.float32)], [expected])
+    reordered = expected.copy()
+    reordered[0, [2, 3]] = expected[0, [3, 2]]  # scores 0.3 and 0.2: no tie, a real reordering
+    assert not validate_model_outputs(lambda _: [reordered], [case], ["detections"], [TOL])[0].passed
+    wrong = expected.copy()
+    wrong[1, [0, 1]] = expected[1, [1, 0]]
+    wrong[1, 0, 0] += 1.0  # tied rows swapped, and a box moved: matching does not excuse it
+    assert not validate_model_outputs(lambda _: [wrong], [case], ["detections"], [TOL])[0].passed
+
+
+def test_tied_rows_split_over_boxes_scores_and_labels_are_matched_together() -> None:
+    detections = _top_k()
+    boxes, scores, labels = detections[..., :4], detections[..., 4], detections[..., 5].astype(np.int64)
+    case = Case("batch 2", 2, [np.zeros((2, 3), np.float32)], [boxes, scores, labels])
+    order = [1, 0, 2, 3]  # the tied rows 0 and 1 swapped at batch index 0
+    swapped = [boxes.copy(), scores.copy(), labels.copy()]
+    for out in swapped:
+        out[0] = out[0][order]
+    checks = validate_model_outputs(lambda _: swapped, [case], ["boxes", "scores", "labels"], [TOL] * 3)
+    assert all(c.passed for c in checks), [c.reason for c in checks]
+    swapped[2][0, 0] = 7  # a wrong label stays wrong
+    assert not validate_model_outputs(lambda _: swapped, [case], ["boxes", "scores", "labels"], [TOL] * 3)[2].passed

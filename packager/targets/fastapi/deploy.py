@@ -61,7 +61,7 @@ def model_entry(build_dir: Path, report: BuildReport, served: Served, folder: Pa
         "dir": str(folder),
         "handler": task_for(report).handler,
         "handler_settings": meta.get("handler") or {},
-        "outputs": [{"name": o.name, "dtype": o.dtype, "shape": list(o.shape)} for o in report.outputs],
+        "outputs": [{"name": o.name, "dtype": o.dtype, "shape": o.served_dims()} for o in report.outputs],
     }
 
 

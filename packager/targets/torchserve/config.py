@@ -52,7 +52,7 @@ def settings_from(
     from ...serve.settings import resolve
 
     recorded = report.target("torchserve").get("settings") or {}
-    batchable = all(0 in i.dynamic_axes for i in report.inputs)
+    batchable = report.inputs_batchable
     fmt = served(report, fmt or recorded.get("format")).format
     given = {"batch_size": batch_size, "max_batch_delay_ms": max_batch_delay_ms, "workers": workers, "threads": threads}
     mine = {**recorded, "workers": recorded.get("min_workers")}  # the archive records minWorkers = maxWorkers

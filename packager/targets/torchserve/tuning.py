@@ -21,7 +21,7 @@ def tuning_space(report: BuildReport) -> tuple[dict[str, list[Any]], dict[str, A
 
     now = settings_from(report)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    batchable = all(0 in i.dynamic_axes for i in report.inputs)
+    batchable = report.inputs_batchable
     start = {
         "workers": now.min_workers,
         "batch_size": now.batch_size,

@@ -87,13 +87,12 @@ def triton_version(report: BuildReport) -> str:
 
 
 def _batchable(report: BuildReport) -> bool:
-    tensors = [*report.inputs, *report.outputs]
-    return all(0 in t.dynamic_axes for t in tensors)
+    """max_batch_size only when every input's batch is its axis 0 (and every output's axis 0 is dynamic)."""
+    return report.batchable
 
 
 def _dims(tensor: TensorRecord, batched: bool) -> list[int]:
-    dynamic = set(tensor.dynamic_axes)
-    dims = [-1 if axis in dynamic else int(size) for axis, size in enumerate(tensor.shape)]
+    dims = tensor.served_dims()  # -1 where the size is dynamic or depends on the data
     return dims[1:] if batched else dims
 
 
@@ -132,7 +131,7 @@ def _max_batch(report: BuildReport, ropts: RepoOptions) -> int:
             "use --max-batch 0 (the batch axis stays a -1 dim of each request), or another backend",
         )
     if max_batch > 0 and not batchable:
-        fixed = [t.name for t in [*report.inputs, *report.outputs] if 0 not in t.dynamic_axes]
+        fixed = [t.name for t in report.inputs if t.batch_axis != 0] + [t.name for t in report.outputs if 0 not in t.dynamic_axes]
         raise UsageError(
             f"--max-batch {max_batch}: {report.name} has no dynamic batch axis ({', '.join(fixed)} fixed)",
             "use --max-batch 0, or rebuild with a dynamic first axis",
