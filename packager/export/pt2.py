@@ -91,12 +91,14 @@ def _export(module: Any, example: list[Any], inputs: list[Any], attempt: str) ->
 
 
 def _at_batch_1(program: Any, example: list[Any], inputs: list[Any]) -> str | None:
-    """Why the program does not run at batch 1 (None: it does, or the batch is not dynamic)."""
-    if not any(0 in spec.dynamic_axes for spec in inputs) or all(t.shape[0] == 1 for t in example):
+    """Why the program does not run at batch 1 (None: it does, or the batch is not dynamic). The batch is each
+    input's axis named `batch` (axis 0 unless a name puts it elsewhere: an LSTM state's axis 1)."""
+    axes = [spec.batch_axis for spec in inputs]
+    if all(a is None or t.shape[a] == 1 for t, a in zip(example, axes, strict=True)):
         return None
     import torch
 
-    one = [t[:1] if 0 in spec.dynamic_axes else t for t, spec in zip(example, inputs, strict=True)]
+    one = [t if a is None else t[(slice(None),) * a + (slice(0, 1),)] for t, a in zip(example, axes, strict=True)]
     try:
         with captured(), torch.no_grad():
             program.module()(*one)

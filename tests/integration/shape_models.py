@@ -91,3 +91,29 @@ def ssdlite() -> nn.Module:
     with torch.no_grad():
         model.backbone(torch.rand(2, 3, 320, 320))
     return model.eval()
+
+
+class NmsFree(nn.Module):
+    """An NMS-free (DETR-style) detector in small: a score and a box per anchor, its 64 anchors (a 16x16 image) ranked
+    by score as one `(N, 64, 6)` output (box, score, anchor). Scores are rounded to tenths, so rows tie by the dozen
+    and a runtime may order tied rows otherwise than eager at any batch index (all anchors are kept: no tie at a cut
+    decides which rows there are)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.score = nn.Conv2d(8, 1, 1)
+        self.box = nn.Conv2d(8, 4, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.features(images)
+        scores = torch.round(torch.sigmoid(self.score(features)).flatten(1) * 10) / 10
+        boxes = self.box(features).flatten(2).transpose(1, 2)
+        top, index = scores.topk(64, dim=1)
+        picked = torch.gather(boxes, 1, index.unsqueeze(-1).expand(-1, -1, 4))
+        return torch.cat([picked, top.unsqueeze(-1), index.unsqueeze(-1).to(picked.dtype)], dim=-1)
+
+
+def nms_free() -> nn.Module:
+    return NmsFree().eval()

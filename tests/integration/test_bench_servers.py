@@ -50,7 +50,7 @@ ROW_KEYS = {
 
 def bench_processes() -> list[int]:
     """Live processes this session's benches started (their command line or environment names a .scratch/bench- folder)."""
-    return of_this_session(processes_with(b"/.scratch/bench-", exclude=(b"pytest", b"packager.cli")))
+    return of_this_session(processes_with(b"/.scratch/bench-", exclude=(b"packager.cli",)))
 
 
 def test_bench_tiny_all_targets(built: Callable[[str], Path], session_store: Path, tmp_path: Path) -> None:

@@ -213,7 +213,9 @@ def test_a_message_never_shows_an_object_repr():
     from pack_images import open_rgb
 
     message = refused(lambda: open_rgb(b"hello, not an image at all"))
-    assert "object at 0x" not in message and "cannot identify image file)" in message, message
+    # Pillow's own reason varies with the openers registered in the process (another library's HEIF plug-in): only
+    # the shape of the line is pack's
+    assert "object at 0x" not in message and message.startswith("not an image (first bytes b'hello"), message
     assert pack_runtime.without_reprs("x <_io.BytesIO object at 0x7f03b4d376f0> y") == "x y"
 
 
