@@ -40,13 +40,18 @@ def remove_leftovers(folder: Path, *prefixes: str) -> list[Path]:
 
 
 def _pid_exists(pid: int) -> bool:
+    """The process runs (a zombie, killed and not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
         return True  # another user's process: alive
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: os.kill's answer stands
+    return stat[stat.rfind(")") + 2 :][:1] != "Z"
 
 
 def scratch_store(store: str | Path, kind: str) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from packager.report.store import AtomicVersion, drop_scratch, leftover_scratch, remove_leftovers, scratch_store
@@ -56,3 +57,21 @@ def test_a_scratch_folder_goes_only_when_none_of_its_servers_is_recorded(tmp_pat
     assert not drop_scratch(left) and (torchserve / "state.json").is_file()
     (torchserve / "state.json").unlink()
     assert drop_scratch(left) and not (tmp_path / ".scratch").exists() and tmp_path.is_dir()
+
+
+def test_a_killed_pack_not_yet_reaped_is_gone(tmp_path: Path) -> None:
+    """`kill -9` of a pack whose parent has not reaped it yet leaves a zombie: its scratch folder is a leftover at once
+    (`pack status` right after the kill lists its servers)."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        folder = tmp_path / ".scratch" / f"bench-{child.pid}"
+        folder.mkdir(parents=True)
+        assert leftover_scratch(tmp_path) == []
+        child.kill()
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[-1][:1] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert leftover_scratch(tmp_path) == [folder]  # a zombie now: not reaped until wait()
+    finally:
+        child.kill()
+        child.wait()
