@@ -109,11 +109,10 @@ def compare(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, case: Case
     return check
 
 
-def _matched(expected: list[np.ndarray], actual: list[np.ndarray], group: list[int]) -> list[np.ndarray]:
-    """`actual` with the rows of the outputs in `group` (same leading size) reordered to match eager's, nearest first."""
-    rows = expected[group[0]].shape[0]
-    e = np.concatenate([expected[i].reshape(rows, -1).astype(np.float64) for i in group], axis=1)
-    a = np.concatenate([actual[i].reshape(rows, -1).astype(np.float64) for i in group], axis=1)
+def _nearest_order(e: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """For rows `e` (eager) and `a` (an export), both (rows, values): the row of `a` matched to each row of `e`, the
+    nearest pairs first (distance: the largest difference, scaled by each column's magnitude in eager)."""
+    rows = e.shape[0]
     scale = np.maximum(np.abs(e).max(axis=0), 1e-12)
     distance = (np.abs(e[:, None, :] - a[None, :, :]) / scale).max(axis=2)
     order = np.empty(rows, dtype=np.int64)
@@ -121,6 +120,15 @@ def _matched(expected: list[np.ndarray], actual: list[np.ndarray], group: list[i
     for i in np.argsort(distance.min(axis=1), kind="stable"):
         j = int(np.argmin(np.where(free, distance[i], np.inf)))
         order[i], free[j] = j, False
+    return order
+
+
+def _matched(expected: list[np.ndarray], actual: list[np.ndarray], group: list[int]) -> list[np.ndarray]:
+    """`actual` with the rows of the outputs in `group` (same leading size) reordered to match eager's, nearest first."""
+    rows = expected[group[0]].shape[0]
+    e = np.concatenate([expected[i].reshape(rows, -1).astype(np.float64) for i in group], axis=1)
+    a = np.concatenate([actual[i].reshape(rows, -1).astype(np.float64) for i in group], axis=1)
+    order = _nearest_order(e, a)
     out = list(actual)
     for i in group:
         out[i] = np.asarray(actual[i])[order]
@@ -132,14 +140,7 @@ def _tied_order(expected: np.ndarray, actual: np.ndarray) -> np.ndarray | None:
     tie with the row whose place it takes (no value of the two eager rows is equal)."""
     rows = expected.shape[0]
     e = expected.reshape(rows, -1).astype(np.float64)
-    a = np.asarray(actual).reshape(rows, -1).astype(np.float64)
-    scale = np.maximum(np.abs(e).max(axis=0), 1e-12)
-    distance = (np.abs(e[:, None, :] - a[None, :, :]) / scale).max(axis=2)
-    order = np.empty(rows, dtype=np.int64)
-    free = np.ones(rows, dtype=bool)
-    for i in np.argsort(distance.min(axis=1), kind="stable"):
-        j = int(np.argmin(np.where(free, distance[i], np.inf)))
-        order[i], free[j] = j, False
+    order = _nearest_order(e, np.asarray(actual).reshape(rows, -1).astype(np.float64))
     moved = np.flatnonzero(order != np.arange(rows))
     if any(not (e[i] == e[order[i]]).any() for i in moved):
         return None
