@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -226,8 +225,10 @@ def run_bench(o: BenchOptions) -> dict[str, Any]:
             rows = [r for r, _ in prepared]
     finally:
         servers.stop_left()
-        shutil.rmtree(scratch, ignore_errors=True)
-        if drop_scratch(scratch) and fresh:
+        kept = not drop_scratch(scratch)  # kept while a server of it is recorded: `pack status` lists it
+        if kept:
+            logger.warning(f"a server of this bench is still recorded under {scratch}; `pack stop` stops it")
+        elif fresh:
             with contextlib.suppress(OSError):
                 Path(o.store).rmdir()  # made for the scratch folder only: removed when empty
     ratios(rows)

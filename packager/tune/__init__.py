@@ -18,7 +18,6 @@ and recorded in report.json; later deploys use it.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,8 +135,8 @@ def run_tune(o: TuneOptions) -> dict[str, Any]:
         chosen, warnings = settle(points, measure, o.p99_ms, o.budget_s - (time.perf_counter() - started))
     finally:
         _stop(server, scratch / "store")
-        shutil.rmtree(scratch, ignore_errors=True)
-        drop_scratch(scratch)  # and `.scratch/` when it is empty
+        if not drop_scratch(scratch):  # kept while a server of it is recorded: `pack status` lists it, `pack stop` ends it
+            logger.warning(f"a server of this tune is still recorded under {scratch}; `pack stop` stops it")
     doc: dict[str, Any] = {
         "tune": 1,
         "model": report.name,

@@ -75,3 +75,44 @@ def test_a_killed_pack_not_yet_reaped_is_gone(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_tune_whose_server_did_not_stop_keeps_its_scratch_folder(tmp_path: Path, monkeypatch, caplog) -> None:
+    """The tune's search fails with its server up and the stop fails too: the scratch folder (the server's state file)
+    is kept for `pack status` and `pack stop`, and pack says so, instead of deleting the only record of the server."""
+    import types
+
+    import packager.report.integrity as integrity
+    import packager.targets as targets
+    import packager.tune as tune
+
+    def failing_stop(options: object) -> None:
+        raise RuntimeError("the server did not answer the stop")
+
+    server = types.SimpleNamespace(
+        name="demo",
+        Options=lambda store: types.SimpleNamespace(store=store),
+        stop=failing_stop,
+        bench=types.SimpleNamespace(tensors=False),
+        tuning_space=lambda report: ({"workers": [1, 2]}, {"workers": 1}),
+    )
+    monkeypatch.setattr(
+        integrity, "intact_build", lambda store, model, version: (tmp_path, types.SimpleNamespace(name="tiny", version="1"))
+    )
+    monkeypatch.setattr(targets, "get_target", lambda name: server)
+    monkeypatch.setattr(targets, "require", lambda capability, target: target)
+    monkeypatch.setattr(tune, "_request", lambda folder, report, tensors: None)
+
+    def search(space, start, measure, budget, p99):  # type: ignore[no-untyped-def]
+        state = next((tmp_path / "store" / ".scratch").glob("tune-*")) / "store" / ".servers" / "demo" / "state.json"
+        state.parent.mkdir(parents=True)
+        state.write_text("{}")  # the server the first point launched
+        raise RuntimeError("the search failed")
+
+    monkeypatch.setattr(tune, "search", search)
+    try:
+        tune.run_tune(tune.TuneOptions(model="tiny", target="demo", store=tmp_path / "store"))
+    except RuntimeError as exc:
+        assert "search failed" in str(exc)
+    kept = list((tmp_path / "store" / ".scratch").glob("tune-*/store/.servers/demo/state.json"))
+    assert kept and "still recorded" in caplog.text
