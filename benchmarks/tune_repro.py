@@ -37,7 +37,8 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny on Triton, one short round: checks the script runs")
     args = parser.parse_args()
     if args.smoke:
-        args.model, args.targets, args.budget_s, args.concurrency, args.requests, args.benches = "tiny", "triton", "10", "2", "20", 1
+        args.model, args.targets, args.budget_s, args.benches = "tiny", "triton", "10", 1
+        args.concurrency, args.requests = "2", "20"
     window = ["--window-s", "0.5"] if args.smoke else []
     args.out.mkdir(parents=True, exist_ok=True)
     if not (Path(args.store) / args.model).is_dir():
