@@ -8,7 +8,7 @@ server's throughput against the same runtime in-process (goal: at least 0.95x), 
 For each model: `pack build MODEL --iterations 0` into --store when it has no build there, `pack tune MODEL --target T`
 for each target (written into that build; results in OUT/tune_<model>_<target>.json), then
 `pack bench MODEL --targets inprocess,fastapi,<targets>` (fastapi: the HTTP baseline; OUT/bench_<model>_tuned_cpu.json),
-and a summary in OUT/served_cpu.json. A second tune of the first target checks reproducibility (same setting, or
+and a summary in OUT/served_<models>_cpu.json. A second tune of the first target checks reproducibility (same setting, or
 within 10% on both axes). --smoke checks the script runs: the tiny model on Triton alone, the shortest tune, no
 fastapi row, no second tune, a few requests. Not a test: timings depend on the machine.
 """
@@ -140,7 +140,8 @@ def main() -> int:
         if entry["reproducibility"]:
             r = entry["reproducibility"]
             print(f"{entry['model']:<10} second tune of {r['target']} picks the same or within 10%: {r['reproduced']}")
-    (out / "served_cpu.json").write_text(json.dumps({"summary": summary, "load_average": os.getloadavg()}, indent=2) + "\n")
+    doc = {"summary": summary, "load_average": os.getloadavg()}
+    (out / f"served_{args.models.replace(',', '_')}_cpu.json").write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

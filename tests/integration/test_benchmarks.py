@@ -65,9 +65,9 @@ def test_served_tunes_then_benches_each_server_against_in_process(tiny_store: Pa
     out = tmp_path / "served"
     done = _run("served.py", "--store", str(tiny_store), "--out", str(out))
     written = {p.name for p in out.iterdir()}
-    tables = {"served_cpu.json", "tune_tiny_triton.json", "bench_tiny_tuned_cpu.json"}
+    tables = {"served_tiny_cpu.json", "tune_tiny_triton.json", "bench_tiny_tuned_cpu.json"}
     assert written == tables | {"tune_tiny_triton.png", "bench_tiny_tuned_cpu.png"}, written
-    (entry,) = json.loads((out / "served_cpu.json").read_text())["summary"]
+    (entry,) = json.loads((out / "served_tiny_cpu.json").read_text())["summary"]
     assert entry["model"] == "tiny" and entry["tuned"]["triton"]["throughput_rps"] > 0, entry
     assert any(g["goal"].startswith("triton ") for g in entry["goals"]), entry["goals"]
     rows = {r["target"] for r in json.loads((out / "bench_tiny_tuned_cpu.json").read_text())["rows"]}
