@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
+PACK = [sys.executable, "-m", "packager.cli"]
 
 
 def ensure_build(model: str, store: Path) -> Path:
@@ -87,7 +88,8 @@ def commands(model: str, store: Path, work: Path, files: dict[str, Path], versio
 
     (work / "cp").mkdir()
     return {
-        "pack archive": [str(BIN / "pack"), "archive", model, "--store", str(store), "--force", "-q"],
+        # this checkout's pack (run from ROOT), not whichever checkout the venv's `pack` script imports
+        "pack archive": [*PACK, "archive", model, "--store", str(store.resolve()), "--force", "-q"],
         "tma zip-store": tma("zip-store"),
         "tma default": tma("default"),
         "cp": ["cp", *(str(p) for p in files.values()), str(work / "cp")],
@@ -100,7 +102,7 @@ def timed(cases: dict[str, list[str]], repeat: int) -> dict[str, list[float]]:
     for round_index in range(repeat + 1):
         for name, argv in cases.items():
             t0 = time.perf_counter()
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=ROOT)
             seconds = time.perf_counter() - t0
             if proc.returncode != 0:
                 raise SystemExit(f"{name} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-400:]}")

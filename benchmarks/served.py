@@ -3,13 +3,14 @@ server's throughput against the same runtime in-process (goal: at least 0.95x), 
 
     .venv/bin/python benchmarks/served.py [--models resnet18,yolov8n] [--targets triton,torchserve]
         [--budget-s 180] [--p99-ms N] [--store benchmarks/out/store] [--concurrency 8] [--requests 200]
+        [--out benchmarks/results] [--smoke]
 
 For each model: `pack build MODEL --iterations 0` into --store when it has no build there, `pack tune MODEL --target T`
-for each target (written into that build; results in benchmarks/results/tune_<model>_<target>.json), then
-`pack bench MODEL --targets inprocess,fastapi,<targets>` (fastapi: the HTTP baseline;
-benchmarks/results/bench_<model>_tuned_cpu.json). A second tune of
-the first target checks reproducibility (same setting, or within 10% on both axes). Not a test: timings depend on the
-machine.
+for each target (written into that build; results in OUT/tune_<model>_<target>.json), then
+`pack bench MODEL --targets inprocess,fastapi,<targets>` (fastapi: the HTTP baseline; OUT/bench_<model>_tuned_cpu.json),
+and a summary in OUT/served_<models>_cpu.json. A second tune of the first target checks reproducibility (same setting, or
+within 10% on both axes). --smoke checks the script runs: the tiny model on Triton alone, the shortest tune, no
+fastapi row, no second tune, a few requests. Not a test: timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -43,19 +44,32 @@ def within(a: dict[str, Any] | None, b: dict[str, Any] | None, tolerance: float 
     return all(abs(a[k] - b[k]) <= tolerance * max(a[k], b[k]) for k in ("throughput_rps", "p99_ms"))
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,yolov8n")
     parser.add_argument("--targets", default="triton,torchserve")
     parser.add_argument("--budget-s", default="180")
+    parser.add_argument("--window-s", default="2")
     parser.add_argument("--p99-ms")
     parser.add_argument("--store", default=str(ROOT / "benchmarks" / "out" / "store"))
     parser.add_argument("--concurrency", default="8")
     parser.add_argument("--requests", default="200")
     parser.add_argument("--no-repeat", action="store_true", help="skip the reproducibility tune")
+    parser.add_argument("--baseline", default="fastapi", help="HTTP baseline rows of the bench ('' for none)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the JSON and PNG results")
+    parser.add_argument("--smoke", action="store_true", help="tiny on Triton, one short round: checks the script runs")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    bound = ["--p99-ms", args.p99_ms] if args.p99_ms else []
+    if args.smoke:
+        args.models, args.targets, args.budget_s, args.window_s = "tiny", "triton", "10", "0.5"
+        args.concurrency, args.requests, args.no_repeat, args.baseline = "2", "20", True, ""
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    bound = [*(["--p99-ms", args.p99_ms] if args.p99_ms else []), "--window-s", args.window_s]
     summary: list[dict[str, Any]] = []
     for model in args.models.split(","):
         if not (Path(args.store) / model).is_dir():
@@ -75,9 +89,9 @@ def main() -> int:
                 "--concurrency",
                 args.concurrency,
                 "--plot",
-                str(RESULTS / f"tune_{model}_{target}.png"),
+                str(out / f"tune_{model}_{target}.png"),
             )
-            (RESULTS / f"tune_{model}_{target}.json").write_text(json.dumps(doc, indent=2) + "\n")
+            (out / f"tune_{model}_{target}.json").write_text(json.dumps(doc, indent=2) + "\n")
             tuned[target] = doc["best"]
         repeat = None
         if not args.no_repeat:
@@ -108,15 +122,15 @@ def main() -> int:
             "--store",
             args.store,
             "--targets",
-            "inprocess,fastapi," + args.targets,
+            ",".join(filter(None, ["inprocess", args.baseline, args.targets])),
             "--concurrency",
             f"1,{args.concurrency}",
             "--requests",
             args.requests,
             "--plot",
-            str(RESULTS / f"bench_{model}_tuned_cpu.png"),
+            str(out / f"bench_{model}_tuned_cpu.png"),
         )
-        (RESULTS / f"bench_{model}_tuned_cpu.json").write_text(json.dumps(bench, indent=2) + "\n")
+        (out / f"bench_{model}_tuned_cpu.json").write_text(json.dumps(bench, indent=2) + "\n")
         summary.append({"model": model, "tuned": tuned, "reproducibility": repeat, "goals": bench["goals"]})
     print(f"{'model':<10} {'goal':<78} {'ratio':>6}  met")
     for entry in summary:
@@ -126,7 +140,8 @@ def main() -> int:
         if entry["reproducibility"]:
             r = entry["reproducibility"]
             print(f"{entry['model']:<10} second tune of {r['target']} picks the same or within 10%: {r['reproduced']}")
-    (RESULTS / "served_cpu.json").write_text(json.dumps({"summary": summary, "load_average": os.getloadavg()}, indent=2) + "\n")
+    doc = {"summary": summary, "load_average": os.getloadavg()}
+    (out / f"served_{args.models.replace(',', '_')}_cpu.json").write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

@@ -3,9 +3,11 @@
 `vs_tuned` (bench / tune, throughput and p99) is the answer (goal: throughput within 10%).
 
     .venv/bin/python benchmarks/tune_repro.py [--model resnet18] [--targets triton,torchserve] [--budget-s 90]
-        [--concurrency 8] [--requests 200] [--benches 2] [--store benchmarks/out/store]
+        [--concurrency 8] [--requests 200] [--benches 2] [--store benchmarks/out/store] [--out benchmarks/results]
+        [--smoke]
 
-Results: benchmarks/results/tune_repro_<model>[_<tag>].json. Not a test: timings depend on the machine and its load.
+Results: OUT/tune_repro_<model>[_<tag>].json. --smoke checks the script runs: the tiny model on Triton, the shortest
+tune, one short bench. Not a test: timings depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -31,14 +33,20 @@ def main() -> int:
     parser.add_argument("--benches", type=int, default=2)
     parser.add_argument("--tag", default="", help="results in tune_repro_<model>_<tag>.json")
     parser.add_argument("--store", default=str(Path(__file__).resolve().parent / "out" / "store"))
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the JSON result")
+    parser.add_argument("--smoke", action="store_true", help="tiny on Triton, one short round: checks the script runs")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        args.model, args.targets, args.budget_s, args.benches = "tiny", "triton", "10", 1
+        args.concurrency, args.requests = "2", "20"
+    window = ["--window-s", "0.5"] if args.smoke else []
+    args.out.mkdir(parents=True, exist_ok=True)
     if not (Path(args.store) / args.model).is_dir():
         pack("build", args.model, "--store", args.store, "--iterations", "0")
     rows: list[dict[str, Any]] = []
     for target in args.targets.split(","):
         common = ("--store", args.store, "--concurrency", args.concurrency)
-        tune = pack("tune", args.model, "--target", target, "--budget-s", args.budget_s, *common)
+        tune = pack("tune", args.model, "--target", target, "--budget-s", args.budget_s, *window, *common)
         tune_load = [round(x, 2) for x in os.getloadavg()]  # the machine's load as the tune ended (1, 5, 15 min)
         for _ in range(args.benches):
             bench = pack("bench", args.model, "--targets", target, "--requests", args.requests, *common)
@@ -56,7 +64,7 @@ def main() -> int:
             )
             print(json.dumps(rows[-1]), flush=True)
     doc = {"model": args.model, "concurrency": int(args.concurrency), "rows": rows, "load_average": os.getloadavg()}
-    (RESULTS / f"tune_repro_{args.model}{'_' + args.tag if args.tag else ''}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out / f"tune_repro_{args.model}{'_' + args.tag if args.tag else ''}.json").write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

@@ -158,11 +158,11 @@ def classification_tensor(image: Any, pre: dict[str, Any]) -> np.ndarray:
     top = int(round((h - crop_h) / 2.0))
     left = int(round((w - crop_w) / 2.0))
     image = image.crop((left, top, left + crop_w, top + crop_h))
-    arr = np.asarray(image, dtype=np.float32) / 255.0
-    mean = np.asarray(pre.get("mean", [0.0, 0.0, 0.0]), dtype=np.float32)
-    std = np.asarray(pre.get("std", [1.0, 1.0, 1.0]), dtype=np.float32)
-    arr = (arr - mean) / std
-    return np.ascontiguousarray(arr.transpose(2, 0, 1)[None].astype(np.float32))
+    arr = np.array(image, dtype=np.float32)  # one float32 copy, changed in place: the same values, fewer passes
+    arr /= np.float32(255.0)
+    arr -= np.asarray(pre.get("mean", [0.0, 0.0, 0.0]), dtype=np.float32)
+    arr /= np.asarray(pre.get("std", [1.0, 1.0, 1.0]), dtype=np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
 
 
 def _bilinear() -> Any:

@@ -272,6 +272,11 @@ def schema() -> dict[str, Any]:
 
 
 def _problems(data: dict[str, Any]) -> list[str]:
+    """Where `data` departs from the report schema; the quick check proves most reports conform without jsonschema."""
+    from .conforms import conforms
+
+    if conforms(data, schema()):
+        return []
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())

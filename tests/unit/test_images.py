@@ -157,3 +157,19 @@ def test_a_pixel_budget_that_is_not_a_positive_integer_is_refused_by_the_spec() 
         with pytest.raises(UsageError) as info:
             spec_mod.check({"name": "m", "preprocessing": {"max_pixels": bad}}, "pack.yaml")
         assert "preprocessing.max_pixels" in info.value.message, info.value.message
+
+
+def test_classification_tensor_is_torchvisions_arithmetic_in_float32(images):
+    """Resize the short side, centre-crop, then ((pixels / 255) - mean) / std in float32, channels first, batch of
+    one, contiguous: the handler's in-place arithmetic gives the same bits as the operations written out."""
+    from PIL import Image
+
+    pre = {"resize": 40, "crop": [32, 24], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    image = Image.fromarray(_rgb(3, 60, 50))
+    got = images.classification_tensor(image, pre)
+    resized = image.resize((40, 48), images._bilinear())  # short side (width 50) to 40
+    pixels = np.asarray(resized.crop((8, 8, 32, 40)), dtype=np.float32)
+    mean, std = np.float32(pre["mean"]), np.float32(pre["std"])
+    expected = (((pixels / np.float32(255)) - mean) / std).transpose(2, 0, 1)[None]
+    assert got.dtype == np.float32 and got.shape == (1, 3, 32, 24) and got.flags["C_CONTIGUOUS"]
+    assert np.array_equal(got, expected)
