@@ -21,6 +21,8 @@ from ..errors import EnvironmentProblem, ValidationFailed
 from ..export import FILES, FORMATS, Outcome, export_mode, exporter, runner_for
 from ..report.build_report import BuildReport
 from ..report.store import AtomicVersion
+from .cache import Unkeyable, key_components, make_key, restore
+from .cache import store as store_in_cache
 from .measure import MEASURE_BUDGET_S, measure_all
 from .plan import BuildPlan
 from .prepare import prepare
@@ -89,6 +91,37 @@ def _measure(
     return measure_all(cells, budget_s, iterations, warm=set(runners))
 
 
+def _cache_key(plan: BuildPlan, options: dict[str, Any]) -> tuple[str | None, Any]:
+    """The build's cache key (None when its inputs cannot be keyed safely) and, for a factory, the model it loaded
+    to key its state_dict (handed to the build, so the factory runs once)."""
+    loaded, state_dict = None, None
+    if plan.source_kind == "python":
+        from .loader import load_module
+
+        loaded = load_module(plan)
+        state_dict = loaded[1]["state_dict_sha256"]
+    try:
+        return make_key(key_components(plan, options, state_dict)), loaded
+    except Unkeyable as exc:
+        logger.info(f"not cached: {exc}")
+        return None, loaded
+
+
+def _restored(cache: Path, key: str, tmp: Path, started: float, sign: Callable[[Path], object] | None) -> BuildReport | None:
+    """The cached build of `key` in `tmp`, its report saying so and signed as asked; None on a miss."""
+    cached = restore(cache, key, tmp)
+    if cached is None:
+        return None
+    logger.info(f"cache hit: {key[:16]} (the gated artifacts of an identical build, every digest checked)")
+    cached.cache = {"status": "hit", "key": key}
+    cached.build_seconds = round(time.perf_counter() - started, 2)
+    cached.save(tmp, rewritten=[])
+    if sign is not None:
+        logger.info("signing the build")
+        sign(tmp)
+    return cached
+
+
 def build(
     plan: BuildPlan,
     store: Path,
@@ -97,18 +130,24 @@ def build(
     packagers: Mapping[str, Packager] | None = None,
     measure_budget_s: float = MEASURE_BUDGET_S,
     sign: Callable[[Path], object] | None = None,
+    cache: Path | None = None,
 ) -> tuple[BuildReport, Path]:
     """Run the whole pipeline; return (report, committed version folder).
 
     `packagers` write each serving target's artifacts into the folder before it is committed (the CLI passes every
     target's; the pipeline itself imports no target). `sign` signs the finished folder, report included, before it is
-    committed: a build that cannot be signed is not kept."""
+    committed: a build that cannot be signed is not kept. With a `cache` folder, a build whose key (build/cache.py)
+    is stored there is restored from it after its digests are checked, and a passed build is stored."""
     started = time.perf_counter()
     atomic = AtomicVersion(store, plan.name, plan.version, force)
     atomic.check_free()  # fail before any work when the version exists
+    options = {"iterations": iterations, "measure_budget_s": measure_budget_s, "targets": sorted(packagers or {})}
+    key, loaded = _cache_key(plan, options) if cache is not None else (None, None)
     with atomic as tmp, elapsed():  # every log line says how far into the build it is
+        if cache is not None and key is not None and (cached := _restored(cache, key, tmp, started, sign)) is not None:
+            return cached, atomic.commit()
         with export_mode():  # the eager reference and every export without PyTorch's fused attention fast path
-            prep = prepare(plan)
+            prep = prepare(plan, loaded)
             ctx = prep.context(tmp)
             for name in [f for f in FORMATS.names() if f in plan.formats]:
                 logger.info(f"exporting {name}")
@@ -146,7 +185,10 @@ def build(
             report.variants = run_variants(tmp, report, plan.variants, cases, "eager", iterations)
         report.targets = {name: package(tmp, report) for name, package in (packagers or {}).items()}
         report.build_seconds = round(time.perf_counter() - started, 2)
+        report.cache = {"status": "miss" if key else "off", "key": key}
         report.save(tmp)
+        if cache is not None and key is not None:
+            store_in_cache(cache, key, tmp)  # before signing: a hit is signed by its own build's key, or not at all
         if sign is not None:
             logger.info("signing the build")
             sign(tmp)

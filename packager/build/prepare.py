@@ -137,11 +137,13 @@ class Prepared:
         )
 
 
-def prepare(plan: BuildPlan) -> Prepared:
+def prepare(plan: BuildPlan, loaded: tuple[Any, dict[str, Any], Any] | None = None) -> Prepared:
+    """Load the model (or take the one `loaded` already: the build cache keys a factory by its state_dict), bind its
+    inputs, run the eager reference and capture the program."""
     logger.info(f"loading {plan.source} ({'weights ' + plan.weights if plan.weights else f'seed {plan.seed:d}'})")
     import torch
 
-    model, weights, family = load_module(plan)
+    model, weights, family = loaded or load_module(plan)
     _apply_family(plan, family, model)
     device = pick_device(plan.device)
     model = model.to(device)

@@ -269,6 +269,13 @@ def models_cmd(as_json: bool, debug: bool) -> None:
     3.0,
     "Seconds of latency measurement in all: each format and batch size runs until stable or its share ends.",
 )
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False),
+    help="Build cache folder (default: $PACK_CACHE, else <store>/.cache): an unchanged rebuild reuses its checked artifacts.",
+)
+@click.option("--no-cache", is_flag=True, help="Build in full and store nothing in the cache.")
 @sign_key_option
 @variant_options
 @common
@@ -282,6 +289,8 @@ def build_cmd(
     iterations: int,
     measure_budget: float,
     sign_key: str | None,
+    cache_dir: str | None,
+    no_cache: bool,
     as_json: bool,
     debug: bool,
     **opts: Any,
@@ -308,11 +317,13 @@ def build_cmd(
 
         signer, signed = build_signer(sign_key)  # the key is checked before any work
 
+        from ..build.cache import cache_dir as where
         from ..build.pipeline import build
         from ..targets import packagers
         from .summary import build_summary
 
-        report, folder = build(plan, Path(store), force, iterations, packagers(), measure_budget, sign=signer)
+        cache = where(Path(store), cache_dir, not no_cache)
+        report, folder = build(plan, Path(store), force, iterations, packagers(), measure_budget, sign=signer, cache=cache)
         extra = {"signature": {**signed, "signature": str(folder / "model.sig")}} if signed else {}
         if as_json:
             emit_json(out, {**report.to_dict(), "path": str(folder.resolve()), **extra})

@@ -109,6 +109,7 @@ class BuildReport:
     calling: dict[str, Any] = field(default_factory=lambda: {"args": [], "returns": "tuple"})  # how to call the exports
     signature: dict[str, Any] = field(default_factory=dict)  # what the last rewrite of the build did to its signature
     build_seconds: float = 0.0
+    cache: dict[str, Any] = field(default_factory=dict)  # the build cache: {"status": hit|miss|off, "key"} (build/cache.py)
     sha256: dict[str, str] = field(default_factory=dict)
     pack_report: int = VERSION
 

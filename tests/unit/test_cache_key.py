@@ -1,0 +1,93 @@
+"""The build cache's key (packager/build/cache.py): each thing that decides a build's bytes or its gate changes the key,
+so a changed input never reuses a build (issue 25, item 1). The hits and misses of real builds are in
+tests/integration/test_build_cache.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from packager.build import cache
+from packager.build.plan import parse_input, resolve
+
+OPTIONS = {"iterations": 0, "measure_budget_s": 3.0, "targets": ["fastapi", "torchserve", "triton"]}
+
+
+def key(model: str, overrides: dict[str, Any] | None = None, options: dict[str, Any] | None = None, sd: str | None = None) -> str:
+    plan = resolve(model, None, dict(overrides or {}))
+    return cache.make_key(cache.key_components(plan, options or OPTIONS, sd))
+
+
+def test_the_same_inputs_give_the_same_key() -> None:
+    assert key("tiny") == key("tiny")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"seed": 1},
+        {"formats": "onnx"},
+        {"version": "2"},
+        {"name": "other"},
+        {"atol": 0.5},
+        {"batch_sizes": [1, 2]},
+        {"device": "cpu"},
+        {"opset": 17},
+        {"torchscript": "script"},
+        {"slim": True},
+        {"variants": "ort-optimized"},
+    ],
+    ids=lambda o: next(iter(o)),
+)
+def test_each_part_of_the_plan_changes_the_key(overrides: dict[str, Any]) -> None:
+    assert key("tiny", overrides) != key("tiny")
+
+
+@pytest.mark.parametrize("option", [{"iterations": 5}, {"measure_budget_s": 1.0}, {"targets": ["triton"]}])
+def test_each_build_option_changes_the_key(option: dict[str, Any]) -> None:
+    assert key("tiny", options={**OPTIONS, **option}) != key("tiny")
+
+
+def test_the_weights_file_is_keyed_by_its_bytes(tmp_path: Path) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"one")
+    first = key("tiny", {"weights": str(weights)})
+    weights.write_bytes(b"two")
+    assert key("tiny", {"weights": str(weights)}) != first != key("tiny")
+
+
+def test_a_factory_is_keyed_by_its_file_its_folder_and_its_state_dict(tmp_path: Path) -> None:
+    factory = tmp_path / "net.py"
+    factory.write_text("def build():\n    pass\n")
+    source = f"{factory}:build"
+    overrides = {"inputs": [parse_input("x:1x4")]}
+    first = key(source, overrides, sd="a" * 64)
+    assert key(source, overrides, sd="b" * 64) != first  # same code, other weights (read from anywhere)
+    (tmp_path / "layers.py").write_text("SIZE = 4\n")  # a module beside it, which the factory may import
+    second = key(source, overrides, sd="a" * 64)
+    assert second != first
+    factory.write_text("def build():\n    return None\n")
+    assert key(source, overrides, sd="a" * 64) != second
+
+
+def test_pack_itself_the_libraries_and_the_device_are_keyed(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = key("tiny")
+    monkeypatch.setattr(cache, "pack_source_digest", lambda: "edited")
+    assert key("tiny") != base
+    monkeypatch.undo()
+    monkeypatch.setattr(cache, "distributions", lambda: "onnxruntime==0.0")
+    assert key("tiny") != base
+    monkeypatch.undo()
+    monkeypatch.setattr(cache, "device_probe", lambda requested: "auto; gpus 0000:01:00.0")
+    assert key("tiny") != base
+
+
+def test_the_cache_folder_follows_the_option_then_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cache.CACHE_ENV, raising=False)
+    assert cache.cache_dir(tmp_path, None, True) == tmp_path / ".cache"
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "shared"))
+    assert cache.cache_dir(tmp_path, None, True) == tmp_path / "shared"
+    assert cache.cache_dir(tmp_path, str(tmp_path / "cli"), True) == tmp_path / "cli"
+    assert cache.cache_dir(tmp_path, str(tmp_path / "cli"), False) is None
