@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import UsageError, ValidationFailed
 from ..safeio import load_json
-from .files import plain, sha256_file
+from .files import digests_file, plain, sha256_file
 
 FILE = "report.json"
 VERSION = 2
@@ -110,6 +110,7 @@ class BuildReport:
     signature: dict[str, Any] = field(default_factory=dict)  # what the last rewrite of the build did to its signature
     build_seconds: float = 0.0
     cache: dict[str, Any] = field(default_factory=dict)  # the build cache: {"status": hit|miss|off, "key"} (build/cache.py)
+    crc32: dict[str, int] = field(default_factory=dict)  # CRC-32 by sha256 (never stale): `pack archive` skips its pass
     sha256: dict[str, str] = field(default_factory=dict)
     pack_report: int = VERSION
 
@@ -229,15 +230,19 @@ class BuildReport:
         if rewritten is not None:
             self.record_files(folder, rewritten)
         else:
-            self.sha256 = {
-                rel: sha256_file(p)
-                for p in sorted(folder.rglob("*"))
-                if p.is_file() and p.name != FILE and (rel := p.relative_to(folder).as_posix()) not in provenance.NOT_SUBJECTS
-            }
+            self.sha256, self.crc32 = {}, {}
+            self.record_files(
+                folder,
+                [
+                    rel
+                    for p in sorted(folder.rglob("*"))
+                    if p.is_file() and p.name != FILE and (rel := p.relative_to(folder).as_posix()) not in provenance.NOT_SUBJECTS
+                ],
+            )
         data = self.check()  # before any file is written: a report pack could not read back is never saved
         provenance.write(folder, data, self.sha256)  # the statement of these digests, kept in step with the report
         self.record_files(folder, [provenance.FILE])
-        data["sha256"] = self.sha256
+        data["sha256"], data["crc32"] = self.sha256, self.crc32
         text = json.dumps(data, indent=2, sort_keys=False) + "\n"
         tmp = folder / f".{FILE}.{os.getpid()}.tmp"
         tmp.write_text(text)
@@ -246,8 +251,11 @@ class BuildReport:
     def record_files(self, folder: Path, relative: list[str]) -> None:
         """Update the digests of files rewritten after the build (`pack archive`)."""
         for rel in relative:
-            self.sha256[rel] = sha256_file(Path(folder) / rel)
+            self.sha256[rel], crc = digests_file(Path(folder) / rel)
+            self.crc32[self.sha256[rel]] = crc
         self.sha256 = dict(sorted(self.sha256.items()))
+        kept = set(self.sha256.values())
+        self.crc32 = {digest: crc for digest, crc in sorted(self.crc32.items()) if digest in kept}
 
 
 def _check_identity(data: dict[str, Any], where: str) -> None:

@@ -1,9 +1,10 @@
-"""What every writer of a build's records uses: values made JSON-safe, and a file's sha256 read in blocks."""
+"""What every writer of a build's records uses: values made JSON-safe, and a file's sha256 (and CRC-32) read in blocks."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,16 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
+def digests_file(path: str | Path) -> tuple[str, int]:
+    """A file's sha256 and its CRC-32 (what a zip entry records), from one read."""
+    digest, crc = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            crc = zlib.crc32(block, crc)
+    return digest.hexdigest(), crc
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -31,4 +42,4 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["plain", "sha256_file"]
+__all__ = ["digests_file", "plain", "sha256_file"]

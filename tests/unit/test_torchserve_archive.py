@@ -190,3 +190,33 @@ def test_handlers_speak_the_open_inference_protocol(built, tmp_path):
     assert response["model_name"] == "tiny" and response["id"] == "r1"
     [out] = response["outputs"]  # the envelope names it after the input and flattens it (TorchServe's rule)
     np.testing.assert_allclose(np.asarray(out["data"], np.float32), expected.ravel(), atol=1e-5, rtol=1e-4)
+
+
+def test_the_weights_crc_comes_from_the_report_keyed_by_their_digest(built, tmp_path, monkeypatch):
+    """The build records each file's CRC-32 under its sha256, so `pack archive` takes the stored entry's CRC from the
+    report instead of a pass over the weights; keyed by the digest, a rewritten file can never get a stale CRC."""
+    import zlib
+
+    from packager.targets.torchserve import mar as mar_module
+    from packager.targets.torchserve.config import settings_from
+
+    folder = built("tiny")
+    report = BuildReport.load(folder)
+    digest = report.sha256["model.onnx"]
+    assert report.crc32[digest] == zlib.crc32((folder / "model.onnx").read_bytes())
+    assert set(report.crc32) == set(report.sha256.values())
+
+    def no_pass(path):  # the recorded CRC is used: no pass over the weights
+        raise AssertionError(f"a CRC pass over {path}")
+
+    monkeypatch.setattr(mar_module, "_file_crc", no_pass)
+    out = tmp_path / "t.mar"
+    mar_module.write_mar(folder, report, settings_from(report), out)
+    with zipfile.ZipFile(out) as zf:
+        assert zf.testzip() is None
+
+    report.crc32 = {}  # an older report: the CRC is computed
+    monkeypatch.undo()
+    mar_module.write_mar(folder, report, settings_from(report), tmp_path / "old.mar")
+    with zipfile.ZipFile(tmp_path / "old.mar") as zf:
+        assert zf.testzip() is None

@@ -100,6 +100,7 @@ class Entry:
     path: Path | None = None
     store: bool = False
     sha256: str | None = None  # the file's digest as the build recorded it (checked beside the packing: not re-read)
+    crc32: int | None = None  # its CRC-32 as the build recorded it for that digest (the zip's CRC pass skipped)
 
     def file(self) -> Path:
         """The file an entry without in-memory data copies."""
@@ -144,7 +145,13 @@ def plan_entries(
             "MAR-INF/MANIFEST.json",
             data=(json.dumps(manifest(report.name, report.version, serialized, handler, date), indent=2) + "\n").encode(),
         ),
-        Entry(serialized, path=model_path, store=True, sha256=report.sha256.get(packed)),
+        Entry(
+            serialized,
+            path=model_path,
+            store=True,
+            sha256=report.sha256.get(packed),
+            crc32=report.crc32.get(report.sha256.get(packed, "")),
+        ),
         Entry(CONFIG_FILE, data=model_config_yaml(config).encode()),
     ]
     entries += [Entry(f, data=read_runtime(f)) for f in helper_files(handler)]
@@ -223,7 +230,8 @@ def _write_zip32(fh: Any, entries: list[Entry], date: Date) -> str:
         flags = 0x800 if not entry.name.isascii() else 0
         if entry.data is None and entry.store:
             size = entry.file().stat().st_size
-            crc, method, csize, payload = _file_crc(entry.file()), 0, size, None
+            crc = entry.crc32 if entry.crc32 is not None else _file_crc(entry.file())
+            method, csize, payload = 0, size, None
         else:
             raw = entry.content()
             size, crc = len(raw), zlib.crc32(raw)
