@@ -4,15 +4,17 @@ grown past its size, a digest that would name a path outside blobs/ and a missin
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import struct
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from packager.errors import ValidationFailed
-from packager.targets.kserve.layout import check_image
+from packager.targets.kserve.layout import check_image, unpack_models
 from packager.targets.kserve.modelcar import BUSYBOX_ENV, Image, architecture, build_image
 
 
@@ -69,3 +71,44 @@ def test_traversal_digest_refused(image: Image) -> None:
     (image.layout / "index.json").write_text(json.dumps(index))
     with pytest.raises(ValidationFailed, match="not a sha256 digest"):
         check_image(image.layout)
+
+
+def test_unpack_models(image: Image, tmp_path: Path) -> None:
+    files = unpack_models(image.layer.path, tmp_path / "out")
+    assert [f.relative_to(tmp_path / "out").as_posix() for f in files] == ["models/tiny/1/model.onnx"]
+    with pytest.raises(ValidationFailed, match="over 100 bytes"):
+        unpack_models(image.layer.path, tmp_path / "small", limit=100)
+
+
+def _tar(path: Path, *members: tarfile.TarInfo) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isreg() else None)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "problem"),
+    [
+        ("models/../../escape", tarfile.REGTYPE, "a path out of the image"),
+        ("/models/abs", tarfile.REGTYPE, "a path out of the image"),
+        ("models/link", tarfile.SYMTYPE, "a link or a special file"),
+        ("etc/passwd", tarfile.REGTYPE, "a file outside /models"),
+    ],
+)
+def test_unsafe_layer_refused(tmp_path: Path, name: str, kind: bytes, problem: str) -> None:
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    member.size = 1 if kind == tarfile.REGTYPE else 0
+    member.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+    layer = _tar(tmp_path / "layer.tar.gz", member)
+    with pytest.raises(ValidationFailed, match=problem):
+        unpack_models(layer, tmp_path / "out")
+    assert not (tmp_path / "escape").exists() and list((tmp_path / "out").rglob("*")) == []
+
+
+def test_duplicate_entry_refused(tmp_path: Path) -> None:
+    member = tarfile.TarInfo("models/a")
+    member.size = 1
+    with pytest.raises(ValidationFailed, match="a duplicate entry"):
+        unpack_models(_tar(tmp_path / "layer.tar.gz", member, member), tmp_path / "out")

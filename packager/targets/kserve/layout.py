@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
+import tarfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ...errors import ValidationFailed
@@ -15,6 +16,8 @@ from ...errors import ValidationFailed
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 MAX_JSON = 4 << 20  # an index or a manifest is kilobytes
 CHUNK = 1 << 20
+ROOT = "models"  # where a model-car holds its files (modelcar.ROOT)
+MAX_UNPACKED = 64 << 30  # a model layer unpacks to at most this many bytes
 
 
 def blob_path(layout: Path, descriptor: Any) -> tuple[Path, int]:
@@ -90,4 +93,53 @@ def check_image(layout: Path, reference: str | None = None) -> dict[str, Any]:
     return dict(manifest)
 
 
-__all__ = ["blob_path", "check_blob", "check_image"]
+def _member_problem(member: tarfile.TarInfo) -> str | None:
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts or "\\" in member.name:
+        return "a path out of the image"
+    if not (member.isreg() or member.isdir()):
+        return "a link or a special file"
+    if path.parts[:1] != (ROOT,):
+        return f"a file outside /{ROOT}"
+    return None
+
+
+def unpack_models(layer: Path, dest: Path, limit: int = MAX_UNPACKED) -> list[Path]:
+    """Unpack a checked model layer (gzipped tar) into `dest` (a new folder): every entry is judged before it is written
+    (under models/ only, plain files and folders, no `..`, no absolute path, no duplicate, at most `limit` bytes in all);
+    the files written, sorted. ValidationFailed naming the first entry refused."""
+    dest.mkdir()
+    written: list[Path] = []
+    seen: set[str] = set()
+    total = 0
+    try:
+        with tarfile.open(layer, mode="r|gz") as tar:
+            for member in tar:
+                problem = _member_problem(member)
+                name = PurePosixPath(member.name).as_posix()
+                if problem is None and name in seen:
+                    problem = "a duplicate entry"
+                total += member.size if member.isreg() else 0
+                if problem is None and total > limit:
+                    problem = f"over {limit} bytes unpacked in all"
+                if problem:
+                    raise ValidationFailed(f"the model layer holds {member.name!r}: {problem}", "do not serve this image")
+                seen.add(name)
+                target = dest.joinpath(*PurePosixPath(name).parts)
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                if source is None:
+                    raise ValidationFailed(f"the model layer's {member.name!r} has no data", "pull the image again")
+                with open(target, "xb") as out:
+                    while chunk := source.read(CHUNK):
+                        out.write(chunk)
+                written.append(target)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ValidationFailed(f"the model layer is not a readable tar.gz ({exc})", "pull the image again") from None
+    return sorted(written)
+
+
+__all__ = ["blob_path", "check_blob", "check_image", "unpack_models"]
