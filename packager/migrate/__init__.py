@@ -1,0 +1,1 @@
+"""Migration of models served elsewhere (a TorchServe `.mar`, a Triton model folder) to pack builds."""
