@@ -55,6 +55,25 @@ def cache_dir(store: Path, option: str | None, enabled: bool) -> Path | None:
     return Path(option or os.environ.get(CACHE_ENV) or Path(store) / FOLDER)
 
 
+def trusted(cache: Path) -> bool:
+    """A cache is as trusted as the store: an entry's digests prove only that it is whole, not who wrote it. A folder
+    that another user owns or that others may write is not used (a warning says why)."""
+    try:
+        info = cache.stat()
+    except FileNotFoundError:
+        return True  # made by this build, private (store())
+    except OSError as exc:
+        logger.warning(f"the build cache {cache} is not used ({exc})")
+        return False
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        logger.warning(
+            f"the build cache {cache} is not used: another user owns it or others may write to it "
+            "(chmod go-w it, or point --cache at a folder of your own)"
+        )
+        return False
+    return True
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -150,7 +169,7 @@ def restore(cache: Path, key: str, folder: Path) -> BuildReport | None:
     from ..report.build_report import BuildReport
 
     entry = cache / key
-    if not (entry / "report.json").is_file():
+    if not (entry / "report.json").is_file() or not trusted(cache):
         return None
     try:
         report = BuildReport.load(entry)
@@ -172,11 +191,11 @@ def store(cache: Path, key: str, folder: Path) -> None:
     """Keep a copy of the passed build `folder` under `key`: written beside, renamed into place (another build that
     stored the same key first wins; both are the same build)."""
     entry = cache / key
-    if entry.exists():
+    if entry.exists() or not trusted(cache):
         return
     tmp = cache / f".tmp-{key[:16]}-{os.getpid()}"
     try:
-        cache.mkdir(parents=True, exist_ok=True)
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
         remove_leftovers(cache, ".tmp-")  # what a killed build left while storing
         for path in sorted(folder.rglob("*")):
             if path.is_file():
@@ -189,4 +208,4 @@ def store(cache: Path, key: str, folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["CACHE_ENV", "Unkeyable", "cache_dir", "key_components", "make_key", "restore", "store"]
+__all__ = ["CACHE_ENV", "Unkeyable", "cache_dir", "key_components", "make_key", "restore", "store", "trusted"]

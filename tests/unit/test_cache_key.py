@@ -91,3 +91,15 @@ def test_the_cache_folder_follows_the_option_then_the_environment(tmp_path: Path
     assert cache.cache_dir(tmp_path, None, True) == tmp_path / "shared"
     assert cache.cache_dir(tmp_path, str(tmp_path / "cli"), True) == tmp_path / "cli"
     assert cache.cache_dir(tmp_path, str(tmp_path / "cli"), False) is None
+
+
+def test_a_cache_others_may_write_is_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An entry's digests prove it whole, not who wrote it: a folder others may write to could hold a planted build."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    assert cache.trusted(shared) and cache.trusted(tmp_path / "new")
+    shared.chmod(0o777)
+    assert not cache.trusted(shared) and "others may write to it" in caplog.text
+    (shared / ("a" * 64)).mkdir()
+    (shared / ("a" * 64) / "report.json").write_text("{}")
+    assert cache.restore(shared, "a" * 64, tmp_path) is None
