@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from handlers.pack_signature import check
 from packager.report.signing import load_signing_key, sign_folder
+from packager.serve.tasks import runtime_on_path
 from tests.helpers.keys import KeyPair, ec_pair
+
+runtime_on_path()
+from pack_signature import check  # noqa: E402  (a flat module of the serving runtime, as on a server)
 
 
 @pytest.fixture(scope="module")
