@@ -98,3 +98,11 @@ def test_build_speed_compares_pack_with_ultralytics(tmp_path: Path) -> None:
     assert all(r["median_s"] > 0 for r in commands.values())
     assert doc["timeline_of_the_last_default_build"], "the build's own log gave no phases"
     assert "x ultralytics" in done.stdout
+
+
+def test_signature_check_benchmark_times_the_check(tmp_path: Path) -> None:
+    out = tmp_path / "sig.json"
+    done = _run("signature_check.py", "--json", str(out))
+    doc = json.loads(out.read_text())
+    assert doc["mb"] == 1 and doc["median_s"] > 0
+    assert "signature check takes" in done.stdout
