@@ -6,6 +6,10 @@ Everything it needs is in config.pbtxt: the inputs and outputs, and the paramete
   pack_format      onnx | torchscript | pt2 | aoti
   pack_model_file  the model file beside this model.py
   pack_threads     onnxruntime intra-op / torch threads (optional; 0: the library's default)
+  pack_steps       yolo: the YOLO pre- and post-processing run in this same instance (one copy of the image in, the
+                   detections out, where the ensemble's python steps each copy the letterboxed image): input `image`
+                   (the encoded bytes), outputs `boxes`, `scores`, `classes`, with the pre/post parameters of
+                   pack_triton_yolo_pre.py and pack_triton_yolo_post.py (optional; absent: the model alone)
 ONNX inputs are fed by name; the torch formats take them by position, in config order. Outputs are returned in config
 order, cast to the dtypes the config declares; an output holding NaN or infinity is answered with INVALID_ARG (HTTP
 400), never as JSON's bare `NaN`. The requests of a dynamic batch run as one model call per group of
@@ -23,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from pack_runtime import FORMATS, load_model, run_batched  # noqa: E402
+from pack_images import DEFAULT_MAX_PIXELS, geometry_array, geometry_of, letterbox, open_rgb, yolo_decode  # noqa: E402
+from pack_runtime import FORMATS, RequestError, load_model, run_batched  # noqa: E402
 
 DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2", "aoti": "model.aoti.pt2"}
 
@@ -58,19 +63,71 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(f"pack_format {fmt!r} is not one of {', '.join(FORMATS)}")
         folder = os.path.join(args["model_repository"], args["model_version"])
         path = os.path.join(folder, params.get("pack_model_file") or DEFAULT_FILES[fmt])
+        self.steps = params.get("pack_steps", "")
+        if self.steps not in ("", "yolo"):
+            raise pb_utils.TritonModelException(f"pack_steps {self.steps!r} is not yolo")
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]]
+        if self.steps:
+            self._yolo_params(params)
         self.batchable = int(config.get("max_batch_size", 0)) > 0
         gpu = args.get("model_instance_kind") == "GPU"
         device = f"cuda:{int(args.get('model_instance_device_id') or 0)}" if gpu else "cpu"
         threads = int(params.get("pack_threads") or 0)
-        self.model = load_model(path, fmt, device, threads, self.inputs, [name for name, _ in self.outputs])
+        names = self.model_io(params) if self.steps else (self.inputs, [name for name, _ in self.outputs])
+        self.model = load_model(path, fmt, device, threads, names[0], names[1])
         place = self.model.placement  # where the runtime put it (pack_runtime.placement): said once in the server log
         where = place.get("provider") or place.get("device")
         logger = getattr(pb_utils, "Logger", None)
         if logger is not None:
             why = f" ({place['reason']})" if place.get("reason") else ""
             logger.log_info(f"pack: {args.get('model_name', '')} v{args['model_version']} runs on {where}{why}")
+
+    def _yolo_params(self, params):
+        self.size = tuple(int(x) for x in params.get("pack_image_size", "640,640").split(","))
+        self.pad_value = int(float(params.get("pack_pad_value", "114")))
+        self.scale = float(params.get("pack_scale", str(1 / 255.0)))
+        self.max_pixels = int(float(params.get("pack_max_pixels", str(DEFAULT_MAX_PIXELS))))
+        self.conf = float(params.get("pack_conf_threshold", "0.25"))
+        self.iou = float(params.get("pack_iou_threshold", "0.45"))
+        self.max_det = int(params.get("pack_max_detections", "300"))
+
+    @staticmethod
+    def model_io(params):
+        """The export's own input and output names where the steps wrap it (the config names the client's)."""
+        return [params.get("pack_model_input", "images")], [params.get("pack_model_output", "output0")]
+
+    def _pixels(self, request):
+        """The request's image, letterboxed, and the geometry that maps boxes back (RequestError: the client's)."""
+        data = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
+        try:
+            image = open_rgb(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), self.max_pixels)
+        except RequestError:
+            raise
+        except Exception as exc:
+            raise RequestError(f"cannot decode the image: {type(exc).__name__}: {exc}") from exc
+        pixels, geometry = letterbox(image, self.size, self.pad_value, self.scale)
+        return pixels, geometry_array(geometry)
+
+    def _detect(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                pixels, meta = self._pixels(request)
+            except RequestError as exc:
+                responses.append(_client_error(str(exc)))
+                continue
+            try:
+                raw = np.asarray(self.model([pixels])[0])
+                found = yolo_decode(raw, geometry_of(meta), self.conf, self.iou, self.max_det)
+                tensors = [
+                    pb_utils.Tensor(name, array[None] if self.batchable else array)
+                    for (name, _), array in zip(self.outputs, found)  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))
+                ]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            except Exception as exc:
+                responses.append(_error(exc))
+        return responses
 
     def _response(self, results):
         arrays = [
@@ -84,6 +141,8 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(name, array) for name, array in arrays])
 
     def execute(self, requests):
+        if self.steps:
+            return self._detect(requests)
         responses = [None] * len(requests)
         items, positions = [], []
         for i, request in enumerate(requests):

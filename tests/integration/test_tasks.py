@@ -116,7 +116,7 @@ def test_torchserve_and_triton_ship_the_same_runtime_files(built, tmp_path):
     repo = tmp_path / "repo"
     generate(build, report, RepoOptions(backend="python"), repo)
     triton = {
-        "tiny": ("pack_triton_model.py", ["model.onnx", "model.py", "pack_runtime.py"]),
+        "tiny": ("pack_triton_model.py", ["model.onnx", "model.py", "pack_images.py", "pack_runtime.py"]),
         "tiny_preprocess": ("pack_triton_yolo_pre.py", ["model.py", "pack_images.py", "pack_runtime.py"]),
         "tiny_postprocess": ("pack_triton_yolo_post.py", ["model.py", "pack_images.py", "pack_runtime.py"]),
     }

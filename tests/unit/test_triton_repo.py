@@ -215,7 +215,12 @@ def test_python_backend_and_no_batching(store: Path) -> None:
     assert config.backend == "python" and config.max_batch_size == 0
     assert list(config.input[0].dims) == [-1, 3, 32, 32]
     assert not config.HasField("dynamic_batching")
-    assert sorted(p.name for p in (repo / "tiny" / "1").iterdir()) == ["model.onnx", "model.py", "pack_runtime.py"]
+    assert sorted(p.name for p in (repo / "tiny" / "1").iterdir()) == [
+        "model.onnx",
+        "model.py",
+        "pack_images.py",
+        "pack_runtime.py",
+    ]
     assert "class TritonPythonModel" in (repo / "tiny" / "1" / "model.py").read_text()
     assert invoke("check-repo", str(repo)).returncode == 0
 
