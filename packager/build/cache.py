@@ -2,8 +2,8 @@
 
 The key is the sha256 of everything that decides a build's bytes and its gate (`key_components`): the resolved plan
 (formats, inputs, batch sizes, tolerances, seed, variants, version, name, ...), the model source's digest (a checkpoint's
-bytes; a factory's file and every Python file beside it, plus the state_dict it returns, since a factory may read
-anything), the weights file's and a calibration file's digests, pack's version and a digest of pack's own source, every
+bytes; a factory's file, every Python file of its own it imported, and the state_dict it returns, since a factory
+may read anything), the weights file's and a calibration file's digests, pack's version and a digest of pack's own source, every
 installed distribution's name and version (torch, onnx, onnxruntime, the model's libraries), Python, the machine, the
 device, and the build's options (iterations, measurement budget, the targets' packaging steps).
 
@@ -24,6 +24,8 @@ import logging
 import os
 import platform
 import shutil
+import site
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "PACK_CACHE"
 FOLDER = ".cache"
-MAX_SOURCE_FILES = 2000  # a factory's folder with more Python files than this is not keyed (the build is not cached)
+MAX_SOURCE_FILES = 2000  # a model importing more Python files of its own than this is not keyed (nor cached)
 PACK_ROOT = Path(__file__).resolve().parents[2]
 PACK_SOURCES = ("packager", "handlers", "templates")
 PACK_FILES = ("*.py", "*.json", "*.yaml", "*.txt", "*.j2", "*.md")
@@ -128,7 +130,27 @@ def device_probe(requested: str) -> str:
     return f"{requested}; gpus {','.join(seen) or 'none'}; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}"
 
 
-def key_components(plan: Any, options: dict[str, Any], state_dict: str | None = None) -> dict[str, Any]:
+def user_modules() -> list[str]:
+    """The Python files this process imported from outside the interpreter's installation and pack itself: a
+    factory's own code and the modules it imports from its project (libraries are keyed by their versions)."""
+    installed = {Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}}
+    installed |= {PACK_ROOT / name for name in PACK_SOURCES}
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or not path.endswith(".py"):
+            continue
+        resolved = Path(path).resolve()
+        if resolved.is_file() and not any(resolved.is_relative_to(root) for root in installed):
+            files.add(str(resolved))
+    if len(files) > MAX_SOURCE_FILES:
+        raise Unkeyable(f"the model imported more than {MAX_SOURCE_FILES} Python files of its own")
+    return sorted(files)
+
+
+def key_components(
+    plan: Any, options: dict[str, Any], state_dict: str | None = None, modules: list[str] | None = None
+) -> dict[str, Any]:
     """Everything the key is made of (each one changed gives another key: tests/unit/test_cache_key.py)."""
     fields = {f.name: _plain(getattr(plan, f.name)) for f in dataclasses.fields(plan) if f.name != "entry"}
     components: dict[str, Any] = {"plan": fields, "entry": plan.entry.name if plan.entry is not None else None}
@@ -137,7 +159,7 @@ def key_components(plan: Any, options: dict[str, Any], state_dict: str | None = 
     elif plan.source_kind == "python":
         factory = Path(plan.source.rpartition(":")[0])
         components["source"] = sha256_file(factory)
-        components["source_folder"] = _tree_digest(factory.resolve().parent, ("*.py",))
+        components["modules"] = {path: sha256_file(path) for path in modules or []}  # what the factory imported
         components["state_dict"] = state_dict
     if plan.weights:
         components["weights"] = sha256_file(plan.weights)

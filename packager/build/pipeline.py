@@ -21,7 +21,7 @@ from ..errors import EnvironmentProblem, ValidationFailed
 from ..export import FILES, FORMATS, Outcome, export_mode, exporter, runner_for
 from ..report.build_report import BuildReport
 from ..report.store import AtomicVersion
-from .cache import Unkeyable, key_components, make_key, restore
+from .cache import Unkeyable, key_components, make_key, restore, user_modules
 from .cache import store as store_in_cache
 from .measure import MEASURE_BUDGET_S, measure_all
 from .plan import BuildPlan
@@ -101,7 +101,8 @@ def _cache_key(plan: BuildPlan, options: dict[str, Any]) -> tuple[str | None, An
         loaded = load_module(plan)
         state_dict = loaded[1]["state_dict_sha256"]
     try:
-        return make_key(key_components(plan, options, state_dict)), loaded
+        modules = user_modules() if plan.source_kind == "python" else None
+        return make_key(key_components(plan, options, state_dict, modules)), loaded
     except Unkeyable as exc:
         logger.info(f"not cached: {exc}")
         return None, loaded

@@ -15,9 +15,15 @@ from packager.build.plan import parse_input, resolve
 OPTIONS = {"iterations": 0, "measure_budget_s": 3.0, "targets": ["fastapi", "torchserve", "triton"]}
 
 
-def key(model: str, overrides: dict[str, Any] | None = None, options: dict[str, Any] | None = None, sd: str | None = None) -> str:
+def key(
+    model: str,
+    overrides: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    sd: str | None = None,
+    modules: list[str] | None = None,
+) -> str:
     plan = resolve(model, None, dict(overrides or {}))
-    return cache.make_key(cache.key_components(plan, options or OPTIONS, sd))
+    return cache.make_key(cache.key_components(plan, options or OPTIONS, sd, modules))
 
 
 def test_the_same_inputs_give_the_same_key() -> None:
@@ -58,18 +64,33 @@ def test_the_weights_file_is_keyed_by_its_bytes(tmp_path: Path) -> None:
     assert key("tiny", {"weights": str(weights)}) != first != key("tiny")
 
 
-def test_a_factory_is_keyed_by_its_file_its_folder_and_its_state_dict(tmp_path: Path) -> None:
+def test_a_factory_is_keyed_by_its_file_the_modules_it_imported_and_its_state_dict(tmp_path: Path) -> None:
     factory = tmp_path / "net.py"
     factory.write_text("def build():\n    pass\n")
+    layers = tmp_path / "layers.py"
+    layers.write_text("SIZE = 4\n")
     source = f"{factory}:build"
     overrides = {"inputs": [parse_input("x:1x4")]}
-    first = key(source, overrides, sd="a" * 64)
-    assert key(source, overrides, sd="b" * 64) != first  # same code, other weights (read from anywhere)
-    (tmp_path / "layers.py").write_text("SIZE = 4\n")  # a module beside it, which the factory may import
-    second = key(source, overrides, sd="a" * 64)
+    modules = [str(factory), str(layers)]
+    first = key(source, overrides, sd="a" * 64, modules=modules)
+    assert key(source, overrides, sd="b" * 64, modules=modules) != first  # same code, other weights (read from anywhere)
+    layers.write_text("SIZE = 5\n")  # a module of its own it imported
+    second = key(source, overrides, sd="a" * 64, modules=modules)
     assert second != first
     factory.write_text("def build():\n    return None\n")
-    assert key(source, overrides, sd="a" * 64) != second
+    assert key(source, overrides, sd="a" * 64, modules=modules) != second
+    (tmp_path / "store").mkdir()  # what it did not import (a store, pack's own generated model.py files) is not keyed
+    (tmp_path / "store" / "model.py").write_text("x = 1\n")
+    assert key(source, overrides, sd="a" * 64, modules=modules) == key(source, overrides, sd="a" * 64, modules=modules)
+
+
+def test_the_modules_of_a_model_are_its_own_not_the_libraries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mine_for_cache_test.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("mine_for_cache_test")
+    found = cache.user_modules()
+    assert str((tmp_path / "mine_for_cache_test.py").resolve()) in found
+    assert not any("site-packages" in path or "/packager/" in path for path in found)
 
 
 def test_pack_itself_the_libraries_and_the_device_are_keyed(monkeypatch: pytest.MonkeyPatch) -> None:
