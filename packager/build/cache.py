@@ -189,18 +189,17 @@ def restore(cache: Path, key: str, folder: Path) -> BuildReport | None:
     (no entry, or one that no longer matches: dropped, so the build runs and stores a good one)."""
     from ..errors import PackError
     from ..report.build_report import BuildReport
+    from ..report.integrity import require_intact
 
     entry = cache / key
     if not (entry / "report.json").is_file() or not trusted(cache):
         return None
     try:
         report = BuildReport.load(entry)
-        for rel, digest in report.sha256.items():
-            source = entry / rel
-            if not source.is_file() or sha256_file(source) != digest:
-                raise ValueError(f"{rel} does not match its digest")
-            link_or_copy(source, folder / rel)
-    except (PackError, OSError, ValueError) as exc:
+        require_intact(entry, report)  # the checks every serving command makes: digests, no link, no path outside
+        for rel in report.sha256:
+            link_or_copy(entry / rel, folder / rel)
+    except (PackError, OSError) as exc:
         logger.warning(f"the cached build {key[:16]} is not usable ({exc}); building in full")
         for child in list(folder.iterdir()):
             shutil.rmtree(child) if child.is_dir() else child.unlink()

@@ -53,6 +53,7 @@ def test_a_tampered_cache_entry_is_dropped_and_the_build_runs_in_full(tmp_path: 
     proc = run_pack(*BUILD, "--store", str(store), "--force", "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["cache"]["status"] == "miss" and "not usable (model.onnx does not match its digest)" in proc.stderr
+    assert doc["cache"]["status"] == "miss" and "is not usable (" in proc.stderr
+    assert f"{entry / 'model.onnx'}: sha256 differs from the report" in proc.stderr
     assert doc["sha256"]["model.onnx"] == first["sha256"]["model.onnx"]  # rebuilt, the same bytes
     assert run_pack("verify", str(store / "tiny" / "1")).returncode == 0
