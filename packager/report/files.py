@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +25,24 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
+def _blocks(path: str | Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        yield from iter(lambda: fh.read(1 << 20), b"")
+
+
 def digests_file(path: str | Path) -> tuple[str, int]:
     """A file's sha256 and its CRC-32 (what a zip entry records), from one read."""
     digest, crc = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-            crc = zlib.crc32(block, crc)
+    for block in _blocks(path):
+        digest.update(block)
+        crc = zlib.crc32(block, crc)
     return digest.hexdigest(), crc
 
 
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    for block in _blocks(path):
+        digest.update(block)
     return digest.hexdigest()
 
 
