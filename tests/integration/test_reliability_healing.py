@@ -60,25 +60,28 @@ class Client(threading.Thread):
     def __init__(self, ask: Callable[[], bool]):
         super().__init__(daemon=True)
         self.ask, self.halt = ask, threading.Event()
-        self.answers: list[tuple[float, bool]] = []
+        self.answers: list[tuple[float, bool]] = []  # (answered at, right)
+        self.asked: list[float] = []  # when each of those answers was asked for
 
     def run(self) -> None:
         while not self.halt.is_set():
+            asked = time.monotonic()
             try:
                 right = self.ask()
             except (OSError, ValueError, KeyError):  # 5xx, refused, timed out, a body that is not the answer
                 right = False
+            self.asked.append(asked)
             self.answers.append((time.monotonic(), right))
             time.sleep(0.1)
 
     def healed_after(self, since: float, seconds: float) -> float | None:
-        """Seconds from `since` to the first right answer after a wrong one (an answer sent before the kill took
-        effect can still be right: it says nothing of healing)."""
+        """Seconds from `since` to the first right answer to a request sent after it: a request sent after the kill
+        can only be answered by a serving process that came back (one sent before it may have been answered by the
+        old one; a server that queues requests while it restarts gives no wrong answer at all)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            after = [(t, ok) for t, ok in list(self.answers) if t > since]
-            failed = [t for t, ok in after if not ok]
-            healed = [t for t, ok in after if ok and failed and t > failed[0]]
+            done = list(zip(self.asked, self.answers))
+            healed = [t for asked, (t, ok) in done if asked > since and ok]
             if healed:
                 return healed[0] - since
             time.sleep(0.2)
@@ -198,6 +201,8 @@ def test_a_killed_torchserve_worker_serves_again_and_a_watcher_whose_server_died
         print(f"torchserve: killed worker to the right answer again, no command run: {healed} s")
         assert healed is not None and healed < HEAL_S, healed
         assert pid_gone(worker)
+        now = pack_json("status", "--target", "torchserve", "--store", str(store))
+        assert worker not in [w["pid"] for m in now["models"] for w in m["workers"]], now  # a new worker answered
         os.kill(state["pid"], signal.SIGKILL)  # the server itself dies: its watcher goes too, by itself
         assert wait_until_empty(lambda: _watchers(store), 10) == [], "the watcher outlived its server"
         assert "is gone; the watcher exits" in (root / "watcher" / "watcher.log").read_text()
