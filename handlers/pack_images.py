@@ -280,3 +280,35 @@ def yolov8_detections(
             }
         )
     return out
+
+
+class YoloSteps:
+    """The YOLO pre- and post-processing of a Triton model, set from its config.pbtxt parameters (strings):
+    pack_image_size "H,W", pack_pad_value, pack_scale, pack_max_pixels; pack_conf_threshold, pack_iou_threshold,
+    pack_max_detections. The ensemble's two steps and the one-instance model run these same two methods."""
+
+    def __init__(self, params: dict[str, str]):
+        height, width = (int(x) for x in params.get("pack_image_size", "640,640").split(","))
+        self.size = (height, width)
+        self.pad_value = int(float(params.get("pack_pad_value", "114")))
+        self.scale = float(params.get("pack_scale", str(1 / 255.0)))
+        self.max_pixels = int(float(params.get("pack_max_pixels", str(DEFAULT_MAX_PIXELS))))
+        self.conf = float(params.get("pack_conf_threshold", "0.25"))
+        self.iou = float(params.get("pack_iou_threshold", "0.45"))
+        self.max_det = int(params.get("pack_max_detections", "300"))
+
+    def pixels(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """An image's encoded bytes (a UINT8 tensor) -> its letterboxed pixels [1, 3, H, W] and geometry [5]; a
+        RequestError (the client's) for bytes that are not an image or one over the pixel budget."""
+        try:
+            image = open_rgb(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), self.max_pixels)
+        except RequestError:
+            raise
+        except Exception as exc:
+            raise RequestError(f"cannot decode the image: {type(exc).__name__}: {exc}") from exc
+        pixels, geometry = letterbox(image, self.size, self.pad_value, self.scale)
+        return pixels, geometry_array(geometry)
+
+    def detections(self, raw: np.ndarray, meta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The head's output and the geometry -> boxes (original pixels), scores and classes after NMS."""
+        return yolo_decode(raw, geometry_of(meta), self.conf, self.iou, self.max_det)

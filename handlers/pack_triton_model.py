@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from pack_images import DEFAULT_MAX_PIXELS, geometry_array, geometry_of, letterbox, open_rgb, yolo_decode  # noqa: E402
+from pack_images import YoloSteps  # noqa: E402
 from pack_runtime import FORMATS, RequestError, load_model, run_batched  # noqa: E402
 
 DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2", "aoti": "model.aoti.pt2"}
@@ -68,8 +68,7 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(f"pack_steps {self.steps!r} is not yolo")
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]]
-        if self.steps:
-            self._yolo_params(params)
+        self.yolo = YoloSteps(params) if self.steps else None
         self.batchable = int(config.get("max_batch_size", 0)) > 0
         gpu = args.get("model_instance_kind") == "GPU"
         device = f"cuda:{int(args.get('model_instance_device_id') or 0)}" if gpu else "cpu"
@@ -83,43 +82,21 @@ class TritonPythonModel:
             why = f" ({place['reason']})" if place.get("reason") else ""
             logger.log_info(f"pack: {args.get('model_name', '')} v{args['model_version']} runs on {where}{why}")
 
-    def _yolo_params(self, params):
-        self.size = tuple(int(x) for x in params.get("pack_image_size", "640,640").split(","))
-        self.pad_value = int(float(params.get("pack_pad_value", "114")))
-        self.scale = float(params.get("pack_scale", str(1 / 255.0)))
-        self.max_pixels = int(float(params.get("pack_max_pixels", str(DEFAULT_MAX_PIXELS))))
-        self.conf = float(params.get("pack_conf_threshold", "0.25"))
-        self.iou = float(params.get("pack_iou_threshold", "0.45"))
-        self.max_det = int(params.get("pack_max_detections", "300"))
-
     @staticmethod
     def model_io(params):
         """The export's own input and output names where the steps wrap it (the config names the client's)."""
         return [params.get("pack_model_input", "images")], [params.get("pack_model_output", "output0")]
 
-    def _pixels(self, request):
-        """The request's image, letterboxed, and the geometry that maps boxes back (RequestError: the client's)."""
-        data = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
-        try:
-            image = open_rgb(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), self.max_pixels)
-        except RequestError:
-            raise
-        except Exception as exc:
-            raise RequestError(f"cannot decode the image: {type(exc).__name__}: {exc}") from exc
-        pixels, geometry = letterbox(image, self.size, self.pad_value, self.scale)
-        return pixels, geometry_array(geometry)
-
     def _detect(self, requests):
         responses = []
         for request in requests:
             try:
-                pixels, meta = self._pixels(request)
+                pixels, meta = self.yolo.pixels(pb_utils.get_input_tensor_by_name(request, "image").as_numpy())
             except RequestError as exc:
                 responses.append(_client_error(str(exc)))
                 continue
             try:
-                raw = np.asarray(self.model([pixels])[0])
-                found = yolo_decode(raw, geometry_of(meta), self.conf, self.iou, self.max_det)
+                found = self.yolo.detections(np.asarray(self.model([pixels])[0]), meta)
                 tensors = [
                     pb_utils.Tensor(name, array[None] if self.batchable else array)
                     for (name, _), array in zip(self.outputs, found)  # noqa: B905 - runs in the serving image's Python, which may predate 3.10 (no zip(strict=))

@@ -18,16 +18,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from pack_images import geometry_of, yolo_decode  # noqa: E402
+from pack_images import YoloSteps  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        self.conf = float(params.get("pack_conf_threshold", "0.25"))
-        self.iou = float(params.get("pack_iou_threshold", "0.45"))
-        self.max_det = int(params.get("pack_max_detections", "300"))
+        self.steps = YoloSteps(params)
         self.batched = int(config.get("max_batch_size", 0)) > 0
 
     def execute(self, requests):
@@ -36,7 +34,7 @@ class TritonPythonModel:
             try:
                 raw = pb_utils.get_input_tensor_by_name(request, "raw").as_numpy()
                 meta = pb_utils.get_input_tensor_by_name(request, "meta").as_numpy()
-                boxes, scores, classes = yolo_decode(raw, geometry_of(meta), self.conf, self.iou, self.max_det)
+                boxes, scores, classes = self.steps.detections(raw, meta)
                 if self.batched:
                     boxes, scores, classes = boxes[None], scores[None], classes[None]
                 tensors = [

@@ -18,9 +18,8 @@ import sys
 # copied beside this model.py are the ones imported.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from pack_images import DEFAULT_MAX_PIXELS, geometry_array, letterbox, open_rgb  # noqa: E402
+from pack_images import YoloSteps  # noqa: E402
 from pack_runtime import RequestError  # noqa: E402
 
 
@@ -28,20 +27,14 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        self.size = tuple(int(x) for x in params.get("pack_image_size", "640,640").split(","))
-        self.pad_value = int(float(params.get("pack_pad_value", "114")))
-        self.scale = float(params.get("pack_scale", str(1 / 255.0)))
-        self.max_pixels = int(float(params.get("pack_max_pixels", str(DEFAULT_MAX_PIXELS))))
+        self.steps = YoloSteps(params)
         self.batched = int(config.get("max_batch_size", 0)) > 0
 
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
-                data = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
-                image = open_rgb(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), self.max_pixels)
-                pixels, geometry = letterbox(image, self.size, self.pad_value, self.scale)
-                meta = geometry_array(geometry)
+                pixels, meta = self.steps.pixels(pb_utils.get_input_tensor_by_name(request, "image").as_numpy())
                 if self.batched:
                     meta = meta[None]
                 responses.append(
@@ -50,9 +43,7 @@ class TritonPythonModel:
             except RequestError as exc:  # the client's image: a 400
                 responses.append(pb_utils.InferenceResponse(error=client_error(str(exc))))
             except Exception as exc:
-                responses.append(
-                    pb_utils.InferenceResponse(error=client_error(f"cannot decode the image: {type(exc).__name__}: {exc}"))
-                )
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
         return responses
 
 

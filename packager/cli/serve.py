@@ -236,8 +236,8 @@ def archive_cmd(
 @version_option()
 @click.option(
     "--backend",
-    type=click.Choice(["onnxruntime", "pytorch", "torch_aoti", "python"]),
-    help="Triton backend (default: the native backend of the served export: onnxruntime for ONNX, pytorch for "
+    type=click.Choice(["auto", "onnxruntime", "pytorch", "torch_aoti", "python"]),
+    help="Triton backend (default auto: the native backend of the served export: onnxruntime for ONNX, pytorch for "
     "TorchScript, torch_aoti for AOTInductor; python for an ExportedProgram).",
 )
 @format_option("Which export to serve (default: ONNX when it passed); with --backend python, which export model.py runs.")

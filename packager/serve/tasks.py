@@ -29,10 +29,10 @@ TENSORS = "tensors"  # the request is the build's sample tensors (generic tensor
 
 @dataclass(frozen=True)
 class TritonSteps:
-    """Triton python-backend models around the served model, joined by the ensemble `<name>_ensemble`:
-    `<name>_preprocess` runs the runtime file `preprocess`, `<name>_postprocess` runs `postprocess` (each copied as
-    that entry's model.py). `layout` names the configs the Triton target writes for them (their tensors and
-    parameters: packager/targets/triton/repository.py `ENSEMBLES`)."""
+    """Triton python-backend models around the served model, joined by the ensemble `<name>_ensemble` where the model
+    runs on a native backend (on the python backend one model runs all three): `<name>_preprocess` runs the runtime
+    file `preprocess`, `<name>_postprocess` runs `postprocess` (each copied as that entry's model.py). `layout` names
+    the configs the Triton target writes for them (packager/targets/triton/detection.py `ENSEMBLES`)."""
 
     preprocess: str
     postprocess: str
@@ -61,10 +61,13 @@ class Task:
             return False
         return not self.image_input or has_image_input(report)
 
-    def model_names(self, name: str) -> list[str]:
-        """The Triton entries of a build called `name`, in load order (composing models before the ensemble)."""
+    def model_names(self, name: str, one_instance: bool = False) -> list[str]:
+        """The Triton entries of a build called `name`, in load order (composing models before the endpoint):
+        `one_instance`, the endpoint is one python model running the steps and the model (no ensemble)."""
         if self.triton is None:
             return [name]
+        if one_instance:
+            return [name, f"{name}_ensemble"]
         return [f"{name}_preprocess", name, f"{name}_postprocess", f"{name}_ensemble"]
 
 

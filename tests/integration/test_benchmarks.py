@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,19 @@ def test_signature_check_benchmark_times_the_check(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["mb"] == 1 and doc["median_s"] > 0
     assert "signature check takes" in done.stdout
+
+
+@pytest.mark.server
+def test_detect_endpoint_compares_both_layouts_with_in_process(built: Any, tmp_path: Path) -> None:
+    from tests.helpers.triton import ensure_tritonserver, link_build
+
+    ensure_tritonserver()
+    store = tmp_path / "store"
+    link_build(built("yolov8n"), store)
+    out = tmp_path / "detect.json"
+    done = _run("detect_endpoint.py", "--store", str(store), "--out", str(out), timeout=900)
+    doc = json.loads(out.read_text())
+    assert doc["agree"] == {"one-instance": True, "ensemble": True}, doc["agree"]  # each layout answers as in-process
+    (row,) = doc["rows"]
+    assert row["inprocess_rps"] > 0 and row["one-instance_rps"] > 0 and row["ensemble_rps"] > 0, row
+    assert "answers agree with in-process" in done.stdout

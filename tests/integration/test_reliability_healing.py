@@ -80,7 +80,7 @@ class Client(threading.Thread):
         old one; a server that queues requests while it restarts gives no wrong answer at all)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            done = list(zip(self.asked, self.answers))
+            done = list(zip(self.asked, self.answers, strict=False))  # an answer is appended after its ask
             healed = [t for asked, (t, ok) in done if asked > since and ok]
             if healed:
                 return healed[0] - since

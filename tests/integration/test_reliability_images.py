@@ -203,19 +203,29 @@ def _stub_of(store: Path, model: str) -> int:
     raise AssertionError(f"no python-backend stub of {model} under tritonserver {server}")
 
 
+def _letterboxed(image: bytes) -> tuple[np.ndarray, dict[str, float]]:
+    """The pixels and geometry the served runtime's decoding and letterbox give `image` (yolov8n: 640x640)."""
+    from packager.serve.tasks import runtime_on_path
+
+    runtime_on_path()
+    import pack_images
+
+    return pack_images.letterbox(pack_images.open_rgb(image, pack_images.DEFAULT_MAX_PIXELS), (640, 640), 114, 1 / 255.0)
+
+
 @pytest.mark.slow
 def test_triton_ensemble_refuses_a_huge_png_and_a_bad_image_with_400(triton):
-    stub = _stub_of(triton["store"], "yolov8n_preprocess")
+    stub = _stub_of(triton["store"], "yolov8n_ensemble")  # the python backend: one instance decodes and detects
     before = peak_rss(stub)
     start = time.monotonic()
     status, text = _triton_raw(triton, "yolov8n_ensemble", huge_png())
     took = time.monotonic() - start
     assert status == 400 and "image too large: 13000x13000 is 169,000,000 pixels" in text, (status, text)
     assert took < 30, f"the refusal took {took:.1f} s"
-    assert peak_rss(stub) - before < PEAK_GROWTH_LIMIT, "the pre-processing stub decoded the image"
+    assert peak_rss(stub) - before < PEAK_GROWTH_LIMIT, "the endpoint's stub decoded the image"
     status, text = _triton_raw(triton, "yolov8n_ensemble", b"these bytes are no image")
     assert status == 400 and "not an image" in text, (status, text)
-    assert _stub_of(triton["store"], "yolov8n_preprocess") == stub
+    assert _stub_of(triton["store"], "yolov8n_ensemble") == stub
 
 
 @pytest.mark.slow
@@ -226,15 +236,13 @@ def test_triton_sixteen_bit_and_exif_orientation(triton):
     a16 = _triton_infer(triton, "yolov8n_ensemble", sixteen, outputs)
     for name in outputs:
         np.testing.assert_array_equal(a16[name], a8[name], err_msg=name)
-    p8 = _triton_infer(triton, "yolov8n_preprocess", eight, ["pixels"])["pixels"]
-    np.testing.assert_array_equal(_triton_infer(triton, "yolov8n_preprocess", sixteen, ["pixels"])["pixels"], p8)
+    p8, _ = _letterboxed(eight)  # what the endpoint detects on: the runtime's decoding, run here
+    np.testing.assert_array_equal(_letterboxed(sixteen)[0], p8)
     assert 0.2 < float(p8[p8 != np.float32(114 / 255.0)].mean()) < 0.8  # grey levels, not clipped to white
     stored, upright = sideways_pair()
-    turned = _triton_infer(triton, "yolov8n_preprocess", stored, ["pixels", "meta"])
-    straight = _triton_infer(triton, "yolov8n_preprocess", upright, ["pixels", "meta"])
-    np.testing.assert_array_equal(turned["meta"], straight["meta"])
-    assert list(turned["meta"].reshape(-1)[3:5]) == [200, 120]  # the upright width and height
-    np.testing.assert_array_equal(turned["pixels"], straight["pixels"])
+    (turned, turned_at), (straight, straight_at) = _letterboxed(stored), _letterboxed(upright)
+    assert turned_at == straight_at and (turned_at["width"], turned_at["height"]) == (200, 120)  # upright
+    np.testing.assert_array_equal(turned, straight)
     a_turned = _triton_infer(triton, "yolov8n_ensemble", stored, outputs)
     a_straight = _triton_infer(triton, "yolov8n_ensemble", upright, outputs)
     for name in outputs:

@@ -44,7 +44,9 @@ def test_builds_are_served_by_their_task():
         report = make_report(**fields)
         task = tasks.task_for(report)
         name, handler, sample, entries = expected[report.name]
-        assert (task.name, task.handler, task.sample, model_names(report)) == (name, handler, sample, entries), report.name
+        assert (task.name, task.handler, task.sample, model_names(report, "onnxruntime")) == (name, handler, sample, entries)
+        one = [n for n in entries if not n.endswith(("_preprocess", "_postprocess"))]  # the python backend: one instance
+        assert model_names(report, "python") == one, report.name
         assert choose_handler(report) == handler_file(report) == handler
         assert is_image_model(report) == (sample == tasks.IMAGE)
         assert is_detection(report) == (task.triton is not None)
@@ -74,7 +76,8 @@ def test_a_registered_task_takes_effect_in_every_target(monkeypatch):
     report = make_report(**fields)
     assert tasks.task_for(report) is segmenter and tasks.get_task("yolo-segmentation") is segmenter
     assert choose_handler(report) == "pack_tensors.py" and is_image_model(report)
-    assert model_names(report) == ["seg_preprocess", "seg", "seg_postprocess", "seg_ensemble"]
+    assert model_names(report, "onnxruntime") == ["seg_preprocess", "seg", "seg_postprocess", "seg_ensemble"]
+    assert model_names(report, "python") == ["seg", "seg_ensemble"]
     assert segmenter.triton.layout in ENSEMBLES
     with pytest.raises(ValueError, match="registered twice"):
         tasks.register_task(segmenter)
@@ -113,17 +116,21 @@ def test_torchserve_and_triton_ship_the_same_runtime_files(built, tmp_path):
         assert json.loads(zf.read("MAR-INF/MANIFEST.json"))["model"]["handler"] == "pack_detector.py"
     assert sorted(shipped) == ["pack_detector.py", "pack_images.py", "pack_requests.py", "pack_runtime.py", "pack_torchserve.py"]
 
-    repo = tmp_path / "repo"
-    generate(build, report, RepoOptions(backend="python"), repo)
+    generate(build, report, RepoOptions(backend="python"), tmp_path / "python")
+    generate(build, report, RepoOptions(backend="onnxruntime"), tmp_path / "onnxruntime")
+    runs_the_model = ("pack_triton_model.py", ["model.onnx", "model.py", "pack_images.py", "pack_runtime.py"])
     triton = {
-        "tiny": ("pack_triton_model.py", ["model.onnx", "model.py", "pack_images.py", "pack_runtime.py"]),
-        "tiny_preprocess": ("pack_triton_yolo_pre.py", ["model.py", "pack_images.py", "pack_runtime.py"]),
-        "tiny_postprocess": ("pack_triton_yolo_post.py", ["model.py", "pack_images.py", "pack_runtime.py"]),
+        "python/tiny": runs_the_model,
+        "python/tiny_ensemble": runs_the_model,  # the steps and the model in one instance
+        "onnxruntime/tiny": (None, ["model.onnx"]),
+        "onnxruntime/tiny_preprocess": ("pack_triton_yolo_pre.py", ["model.py", "pack_images.py", "pack_runtime.py"]),
+        "onnxruntime/tiny_postprocess": ("pack_triton_yolo_post.py", ["model.py", "pack_images.py", "pack_runtime.py"]),
     }
     for entry, (source, files) in triton.items():
-        vdir = repo / entry / "1"
+        vdir = tmp_path / entry / "1"
         assert sorted(p.name for p in vdir.iterdir()) == files, entry
-        assert (vdir / "model.py").read_bytes() == (runtime / source).read_bytes()
+        if source is not None:
+            assert (vdir / "model.py").read_bytes() == (runtime / source).read_bytes()
         for name in (n for n in files if n.startswith("pack_")):
             shipped.setdefault(name, (vdir / name).read_bytes())
             assert (vdir / name).read_bytes() == shipped[name], f"{entry}/{name} differs from the .mar's copy"

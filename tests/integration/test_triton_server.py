@@ -141,8 +141,13 @@ def test_deploy_with_url_loads_through_the_api(server_store):
     url = f"http://127.0.0.1:{state(server_store)['http_port']}"
     other = server_store.parent / (server_store.name + "-url")
     link_build(server_store / "tiny" / "1", other)
-    doc = pack_json("deploy", "tiny", "--version", "1", "--target", "triton", "--store", str(other), "--url", url)
+    proc = run_pack("deploy", "tiny", "--version", "1", "--target", "triton", "--store", str(other), "--url", url, "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
     assert doc["smoke_test"]["passed"] and doc["url"] == url and not doc["server"]["launched"]
+    # --backend auto at --url: the native backend first; this server has only python, whose answer is the fallback
+    assert "has no onnxruntime backend" in proc.stderr and "serving on python" in proc.stderr, proc.stderr
+    assert doc["backend"] == "python" and model_states(other, "--url", url)["tiny"]["state"] == "READY"
     assert not (other / ".servers" / "triton" / "state.json").exists()  # no server was launched for that store
     assert model_states(other, "--url", url)["tiny"]["state"] == "READY"
 
@@ -244,29 +249,25 @@ def test_yolov8n_ensemble_with_image_bytes(built, tmp_path):
         url = doc["url"]
         # random weights score every class near 0: lower the threshold on the server so NMS and scaling have work
         repo = Path(state(store)["repository"])
-        post_cfg = repo / "yolov8n_postprocess" / "config.pbtxt"
+        post_cfg = repo / "yolov8n_ensemble" / "config.pbtxt"  # the python backend: the steps and the model in one
         config = read_config(post_cfg)
         config.parameters["pack_conf_threshold"].string_value = "0.0001"
         write_config(config, post_cfg)
         from packager.targets.triton.client import TritonHTTP
 
-        TritonHTTP(url, timeout=120).load("yolov8n_postprocess")
+        TritonHTTP(url, timeout=120).load("yolov8n_ensemble")
         for fmt, size in (("JPEG", (640, 480)), ("PNG", (500, 700))):
             buf = io.BytesIO()
             Image.open(io.BytesIO(sample_image(*size))).save(buf, format=fmt)
-            data = np.frombuffer(buf.getvalue(), dtype=np.uint8)[None]
             out = detect(url, "yolov8n_ensemble", buf.getvalue(), timeout=120)
-            # step by step: pre-processing against the runtime's letterbox run here, the detector against
-            # onnxruntime on the build's ONNX, the ensemble's boxes against the runtime's decoding of those numbers
+            # step by step: the letterbox of the runtime run here, the detector against onnxruntime on the build's
+            # ONNX, the endpoint's boxes against the runtime's decoding of those numbers
             images = _runtime_images()
             image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
             pixels, geometry = images.letterbox(image, (640, 640), 114, 1 / 255.0)
-            pre = infer(url, "yolov8n_preprocess", {"image": data}, ["pixels", "meta"])
-            np.testing.assert_array_equal(pre["pixels"], pixels)
-            np.testing.assert_allclose(pre["meta"][0], [geometry["ratio"], geometry["left"], geometry["top"], *size], rtol=1e-6)
             raw = infer(url, "yolov8n", {"images": pixels}, ["output0"])["output0"]
             np.testing.assert_allclose(raw, onnx_reference(build, {"images": pixels})[0], atol=1e-3, rtol=1e-3)
-            boxes, scores, classes = images.yolo_decode(raw, images.geometry_of(pre["meta"][0]), 0.0001, 0.45, 300)
+            boxes, scores, classes = images.yolo_decode(raw, geometry, 0.0001, 0.45, 300)
             assert 0 < len(out["boxes"]) <= 300 and out["boxes"].shape == (len(out["scores"]), 4)
             assert len(out["boxes"]) == len(boxes), fmt
             np.testing.assert_array_equal(out["classes"], classes)
@@ -277,7 +278,7 @@ def test_yolov8n_ensemble_with_image_bytes(built, tmp_path):
             )
         proc = run_pack("undeploy", "yolov8n", "--target", "triton", "--store", str(store), "--json")
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(proc.stdout)["unloaded"] == ["yolov8n_ensemble", "yolov8n_postprocess", "yolov8n", "yolov8n_preprocess"]
+        assert json.loads(proc.stdout)["unloaded"] == ["yolov8n_ensemble", "yolov8n"]
     finally:
         run_pack("stop", "--target", "triton", "--store", str(store))
     assert tritonserver_pids_for(store) == []

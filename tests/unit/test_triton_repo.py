@@ -17,7 +17,15 @@ import pytest
 from packager.errors import UsageError, ValidationFailed
 from packager.report.build_report import BuildReport
 from packager.targets.triton import config as cfg
-from packager.targets.triton.repository import RepoOptions, io_names, model_config, model_names, serving_model, triton_version
+from packager.targets.triton.repository import (
+    RepoOptions,
+    auto_backend,
+    io_names,
+    model_config,
+    model_names,
+    serving_model,
+    triton_version,
+)
 from tests.helpers.cli import invoke
 from tests.helpers.reports import make_report
 from tests.helpers.torchserve import copy_build
@@ -115,8 +123,12 @@ def test_repo_options_are_checked() -> None:
 def test_detection_builds_are_served_through_an_ensemble() -> None:
     image = [{"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32", "dynamic_axes": [0]}]
     detection = {**REPORT, "task": "object-detection", "postprocessing": {"format": "yolov8"}, "inputs": image}
-    assert model_names(make_report(**detection)) == ["m_preprocess", "m", "m_postprocess", "m_ensemble"]
-    assert serving_model(make_report(**detection)) == "m_ensemble" and serving_model(make_report(**REPORT)) == "m"
+    for backend in ("onnxruntime", "pytorch", "torch_aoti"):  # the steps in python around a natively run model
+        assert model_names(make_report(**detection), backend) == ["m_preprocess", "m", "m_postprocess", "m_ensemble"]
+    assert model_names(make_report(**detection), "python") == ["m", "m_ensemble"]  # the steps and the model in one
+    for backend in ("python", "onnxruntime"):  # one endpoint whatever the backend
+        assert serving_model(make_report(**detection), backend) == "m_ensemble"
+        assert serving_model(make_report(**REPORT), backend) == "m"
     # stand-ins with only the field triton_version reads: a report's schema already refuses these versions
     assert triton_version(cast(BuildReport, SimpleNamespace(version="007"))) == "7"
     with pytest.raises(UsageError, match="must be a positive integer"):
@@ -149,19 +161,32 @@ def test_image_inputs_carry_their_format_and_classifiers_their_labels(tmp_path: 
     assert generic.input[0].format == cfg.pb().ModelInput.FORMAT_NONE and not generic.output[0].label_filename
 
 
-def test_the_yolo_ensemble_says_what_it_takes() -> None:
-    from packager.targets.triton.repository import detection_configs
+def test_the_yolo_endpoint_says_what_it_takes_on_either_layout() -> None:
+    from packager.targets.triton.detection import detection_configs
 
     image = [{"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32", "dynamic_axes": [0]}]
-    report = make_report(**{**REPORT, "task": "object-detection", "postprocessing": {"format": "yolov8"}, "inputs": image})
-    detector, _ = model_config(report, RepoOptions(gpu=False))
-    assert cfg.pb().ModelInput.Format.Name(detector.input[0].format) == "FORMAT_NCHW"
-    ensemble = detection_configs(report, detector, RepoOptions(gpu=False))["m_ensemble"]
-    request = cfg.get_parameter(ensemble, "pack_request") or ""
-    assert (
-        request.startswith("input image: UINT8 [1, N], the N bytes of one JPEG or PNG file")
-        and "boxes: FP32 [1, K, 4]" in request
-    )
+    post = {"format": "yolov8", "conf_threshold": 0.4}
+    report = make_report(**{**REPORT, "task": "object-detection", "postprocessing": post, "inputs": image})
+    for backend in ("python", "onnxruntime"):
+        ropts = RepoOptions(backend=backend, gpu=False, threads=2)
+        detector, _ = model_config(report, ropts)
+        assert cfg.pb().ModelInput.Format.Name(detector.input[0].format) == "FORMAT_NCHW"
+        endpoint = detection_configs(report, detector, ropts)["m_ensemble"]
+        request = cfg.get_parameter(endpoint, "pack_request") or ""
+        assert request.startswith("input image: UINT8 [1, N], the N bytes of one JPEG or PNG file"), backend
+        assert "boxes: FP32 [1, K, 4]" in request and [o.name for o in endpoint.output] == ["boxes", "scores", "classes"]
+    ropts = RepoOptions(gpu=False, threads=2)
+    one = detection_configs(report, model_config(report, ropts)[0], ropts)
+    [entry] = one.values()  # the python backend: one model running the steps and the export, with what each needs
+    params = {k: cfg.get_parameter(entry, k) for k in ("pack_steps", "pack_format", "pack_model_file", "pack_threads")}
+    assert entry.backend == "python" and params == {
+        "pack_steps": "yolo",
+        "pack_format": "onnx",
+        "pack_model_file": "model.onnx",
+        "pack_threads": "2",
+    }
+    assert (cfg.get_parameter(entry, "pack_model_input"), cfg.get_parameter(entry, "pack_model_output")) == ("images", "logits")
+    assert cfg.get_parameter(entry, "pack_conf_threshold") == "0.4" and cfg.get_parameter(entry, "pack_image_size") == "64,64"
 
 
 def test_config_text_round_trip_and_parse_errors() -> None:
@@ -370,3 +395,16 @@ def test_ensemble_wiring_is_checked(built: Callable[[str], Path], tmp_path: Path
         "model 'tiny_ensemble': output 'classes' data_type: config.pbtxt says TYPE_INT64, tiny_postprocess output 'classes' "
         "gives TYPE_INT32" in messages
     )
+
+
+def test_auto_backend_is_the_native_one_the_server_has_else_python() -> None:
+    both = {
+        "artifacts": {"onnx": "model.onnx", "pt2": "model.pt2"},
+        "formats": {f: {"status": "passed", "file": f"model.{f}"} for f in ("onnx", "pt2")},
+    }
+    report = make_report(**both)
+    assert auto_backend(report, None, None) == "onnxruntime"  # not known (a server at --url): the native one first
+    assert auto_backend(report, None, ["onnxruntime", "python"]) == "onnxruntime"
+    assert auto_backend(report, None, ["python"]) == "python"  # the PyPI server
+    assert auto_backend(report, None, []) == "python"
+    assert auto_backend(report, "pt2", None) == "python"  # an ExportedProgram has no native backend

@@ -45,19 +45,16 @@ def package(build_dir: Path, report: BuildReport) -> dict[str, Any]:
 
 def repo(build_dir: Path, report: BuildReport, opts: Any) -> dict[str, Any]:
     """Write the build's entries into the store's repository `<store>/triton/`, atomically, keeping other versions."""
-    from ...report.formats import served
     from .check import check_repository, raise_on_errors
     from .deploy import repo_options, staged_entries
     from .install import RepositoryLock, install
-    from .repository import NATIVE_FORMAT, model_names, triton_version
+    from .repository import auto_backend, model_names, triton_version
 
-    native = {fmt: backend for backend, fmt in NATIVE_FORMAT.items()}  # the backend that loads each export natively
-    chosen = served(report, opts.format).format if opts.backend is None else None
-    ropts = repo_options(opts, default_backend=native.get(chosen, "python") if chosen else "python", report=report)
+    ropts = repo_options(opts, default_backend=auto_backend(report, opts.format, None), report=report)  # for any server
     force = bool(opts.extra.get("force"))
     repository = Path(opts.store) / STORE_FOLDER
     version = triton_version(report)
-    names = model_names(report)
+    names = model_names(report, ropts.backend)
     with staged_entries(build_dir, report, ropts, repository) as (staged, section):
         with RepositoryLock(repository):
             install(staged, repository, names, version, force)

@@ -19,6 +19,7 @@ from typing import Any
 from ...errors import UsageError, ValidationFailed
 from . import config as cfg
 from .check_ensemble import check_ensemble
+from .check_io import TensorInfo
 from .check_model import EntryChecker, Problem
 from .check_ranges import check_ranges
 
@@ -105,15 +106,21 @@ def _check_versions(chk: EntryChecker, versions: list[str], kind: str) -> None:
                 p.severity = "warning"
 
 
-def _check_onnx(chk: EntryChecker, path: Path) -> None:
+def _read_onnx(chk: EntryChecker, path: Path) -> tuple[list[TensorInfo], list[TensorInfo]] | None:
+    """The ONNX file's (inputs, outputs), or None with the finding that it cannot be read."""
     from .check_io import onnx_io
 
     try:
-        ins, outs = onnx_io(path)
+        return onnx_io(path)
     except Exception as exc:  # noqa: BLE001 - a corrupt file is a finding, not a crash
         chk.add("model file", path.name, f"it is not a readable ONNX model ({type(exc).__name__}: {str(exc).strip()[:160]})")
-        return
-    chk.compare_io(ins, outs, path.name)
+        return None
+
+
+def _check_onnx(chk: EntryChecker, path: Path) -> None:
+    found = _read_onnx(chk, path)
+    if found is not None:
+        chk.compare_io(found[0], found[1], path.name)
 
 
 def check_version(chk: EntryChecker, vdir: Path, kind: str) -> None:
@@ -156,6 +163,8 @@ def _check_python_model(chk: EntryChecker, vdir: Path, path: Path) -> None:
     model_file = vdir / (cfg.get_parameter(config, "pack_model_file") or ("model.onnx" if fmt == "onnx" else "model.pt"))
     if not model_file.is_file():
         chk.add("parameters.pack_model_file", model_file.name, f"{vdir} has no such file")
+    elif cfg.get_parameter(config, "pack_steps"):  # the config names the steps' tensors, not the export's
+        _check_steps_model(chk, model_file, fmt)
     elif fmt == "onnx":
         _check_onnx(chk, model_file)
     elif fmt == "torchscript":
@@ -164,6 +173,16 @@ def _check_python_model(chk: EntryChecker, vdir: Path, path: Path) -> None:
         chk.check_program(model_file, fmt)
     else:
         chk.add("parameters.pack_format", fmt, "model.py runs onnx, torchscript, pt2 or aoti")
+
+
+def _check_steps_model(chk: EntryChecker, path: Path, fmt: str) -> None:
+    """A model.py that runs its steps around the export (pack_steps): the ONNX export has the input and output it
+    feeds and reads by name (the torch formats take them by position)."""
+    found = _read_onnx(chk, path) if fmt == "onnx" else None
+    for kind, key, tensors in zip(("input", "output"), ("pack_model_input", "pack_model_output"), found or (), strict=False):
+        want, names = cfg.get_parameter(chk.config, key), [t.name for t in tensors]
+        if want not in names:
+            chk.add(f"parameters.{key}", repr(want), f"{path.name} has no {kind} of that name (its {kind}s: {', '.join(names)})")
 
 
 def load_configs(repo: Path) -> tuple[dict[str, Any], list[Problem]]:

@@ -162,3 +162,10 @@ def model_filename(config: Any) -> str | None:
     if config.default_model_filename:
         return str(config.default_model_filename)
     return DEFAULT_FILES.get(kind)
+
+
+def instance_group(config: Any, count: int, gpu: bool) -> None:
+    """One instance group of `count` instances, on the GPU or the CPU."""
+    group = config.instance_group.add()
+    group.count = count
+    group.kind = pb().ModelInstanceGroup.KIND_GPU if gpu else pb().ModelInstanceGroup.KIND_CPU

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ...errors import DeployFailed, EnvironmentProblem, UsageError
+from ...errors import DeployFailed, EnvironmentProblem, PackError, UsageError
 from ...report.build_report import BuildReport
 from ...report.formats import Served, served
 from ...report.store import StoreLock, remove_leftovers
@@ -38,6 +38,7 @@ from .manage import status, stop, undeploy
 from .repository import (
     NATIVE_FORMAT,
     RepoOptions,
+    auto_backend,
     generate,
     io_names,
     is_detection,
@@ -45,7 +46,7 @@ from .repository import (
     serving_model,
     triton_version,
 )
-from .server import ServerState, TritonServer
+from .server import ServerState, TritonServer, available_backends, find_binary
 from .smoke import detect, ensemble_smoke, smoke_test
 from .tuning import served_settings, settings_of
 
@@ -69,7 +70,7 @@ def repo_options(opts: Any, default_backend: str = "python", report: BuildReport
     """The repository options of a deploy or `pack repo`: each server setting by the one rule (serve/settings.py):
     the option, else what the build recorded for that backend (`pack tune` writes the best it measured there), else
     the default."""
-    backend = opts.backend or default_backend
+    backend = opts.backend if opts.backend not in (None, "auto") else default_backend
     native = NATIVE_FORMAT.get(backend)
     if native and opts.format and opts.format != native:
         raise UsageError(
@@ -156,17 +157,43 @@ class TritonSteps(Steps):
     state: ServerState | None = None  # the local server (None with --url)
 
     def prepare(self) -> None:
-        self.ropts = repo_options(self.opts, report=self.report)
         self.version = triton_version(self.report)
-        self.names = model_names(self.report)
-        self.serving = serving_model(self.report)
         self.store = Path(self.opts.store)
         self.local = TritonServer(self.store)
         self.backups: dict[str, Path | None] = {}
+        self.fallback = self.opts.backend in (None, "auto") and bool(self.opts.url)  # native tried first at --url
+        self._entries(self._backend())
+
+    def _backend(self) -> str:
+        """The --backend given, else the fastest this server has (repository.auto_backend)."""
+        if self.opts.backend not in (None, "auto"):
+            return str(self.opts.backend)
+        known = None
+        if not self.opts.url:
+            try:
+                known = available_backends(find_binary(self.opts.server_binary))
+            except PackError:  # no binary: the launch says so in its own words
+                known = []
+        return auto_backend(self.report, self.opts.format, known)
+
+    def _entries(self, backend: str) -> None:
+        """Generate and check the build's entries for `backend` in the staging folder."""
+        self.ropts = repo_options(self.opts, default_backend=backend, report=self.report)
+        self.names = model_names(self.report, self.ropts.backend)
+        self.serving = serving_model(self.report, self.ropts.backend)
         self.staged, self.section = self.stack.enter_context(
             staged_entries(self.build_dir, self.report, self.ropts, self.local.root)
         )
         logger.info(f"repository entries for {self.name} v{self.version} ({self.ropts.backend} backend) pass the offline check")
+
+    def _fall_back(self, exc: ApiError, loaded: list[str]) -> None:
+        """The server at --url lacks the native backend auto chose: unload what this try loaded, serve on python."""
+        logger.warning(f"{self.client.url} has no {self.ropts.backend} backend ({exc.message[:120]}); serving on python")
+        for name in reversed(loaded):
+            if name not in self.was_ready:
+                self.client.unload(name, timeout=self.timeout)
+        self.fallback = False
+        self._entries("python")
 
     def connect(self) -> None:
         if self.opts.url:
@@ -204,7 +231,7 @@ class TritonSteps(Steps):
         self.doing = f"loading {', '.join(self.names)}"
         logger.info(f"{self.doing} on {self.client.url}")
         t0 = time.perf_counter()
-        for name in self.names:
+        for i, name in enumerate(self.names):
             self.doing = f"loading {name}"
             try:
                 if self.state:
@@ -216,6 +243,9 @@ class TritonSteps(Steps):
                         name, config_json=cfg.to_json(config), files=_files_of(self.staged / name), timeout=self.timeout
                     )
             except ApiError as exc:
+                if missing_backend(exc, self.ropts.backend) and self.fallback:
+                    self._fall_back(exc, self.names[:i])
+                    return self.load()
                 if missing_backend(exc, self.ropts.backend):
                     listing = (
                         f"it has: {', '.join(self.state.backends)}"

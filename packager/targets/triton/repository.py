@@ -4,8 +4,9 @@ Layout: `<repo>/<model>/config.pbtxt`, `<repo>/<model>/warmup/<input>` (raw samp
 `<repo>/<model>/<version>/model.onnx | model.pt | model.py (+ the model file it runs)`. Other versions already in the
 repository are kept. A python-backend model.py is a file of pack's serving runtime (the `handlers` package), copied
 with the runtime modules it imports beside it. Builds whose task has Triton steps (packager/serve/tasks.py; YOLO detection)
-get three more entries: `<name>_preprocess` (image bytes -> letterboxed pixels), `<name>_postprocess` (NMS, boxes in
-original pixels) and the ensemble `<name>_ensemble` wiring them around the detector.
+get the endpoint `<name>_ensemble` (image bytes in, detections out) beside the model: the ensemble of pre-processing,
+model and post-processing on a native backend, one python model running all three on the python backend
+(detection.py).
 
 This module generates the entries; install.py moves them into a repository atomically (and back on rollback).
 """
@@ -13,7 +14,7 @@ This module generates the entries; install.py moves them into a repository atomi
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ...report.formats import served as serve_of
 from ...report.store import link_or_copy
 from ...serve.tasks import IMAGE, TRITON_MODEL, has_image_input, read_runtime, shipped_files, task_for
 from . import config as cfg
+from .detection import ENSEMBLES, one_instance
 
 BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
 NATIVE_FORMAT = {"onnxruntime": "onnx", "pytorch": "torchscript", "torch_aoti": "aoti"}  # what each native backend loads
@@ -61,23 +63,33 @@ class RepoOptions:
         SETTINGS["threads"].check(self.threads)
 
 
+def auto_backend(report: BuildReport, fmt: str | None, server_backends: list[str] | None) -> str:
+    """`--backend auto`, the backend chosen for speed: the native backend of the served export (onnxruntime for
+    ONNX, pytorch for TorchScript, torch_aoti for an AOTInductor package) where the server has it (None: it is not
+    known, as on a server at --url: the native one is tried first), else python, which runs any export."""
+    native = {f: b for b, f in NATIVE_FORMAT.items()}.get(serve_of(report, fmt).format)
+    if native is None or (server_backends is not None and native not in server_backends):
+        return "python"
+    return native
+
+
 def has_gpu() -> bool:
     return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
 
 
 def is_detection(report: BuildReport) -> bool:
-    """Whether the build's task puts Triton pre/post-processing steps and an ensemble around the model (YOLO today)."""
+    """Whether the build's task serves an endpoint of Triton steps beside the model (YOLO today: detection.py)."""
     return task_for(report).triton is not None
 
 
-def model_names(report: BuildReport) -> list[str]:
-    """Repository entries of a build, in load order (composing models before the ensemble)."""
-    return task_for(report).model_names(report.name)
+def model_names(report: BuildReport, backend: str) -> list[str]:
+    """Repository entries of a build served on `backend`, in load order (composing models before the endpoint)."""
+    return task_for(report).model_names(report.name, one_instance=one_instance(backend))
 
 
-def serving_model(report: BuildReport) -> str:
-    """The entry a client calls: the ensemble for detection models, the model itself otherwise."""
-    return model_names(report)[-1]
+def serving_model(report: BuildReport, backend: str) -> str:
+    """The entry a client calls: the detection endpoint for detection models, the model itself otherwise."""
+    return model_names(report, backend)[-1]
 
 
 def triton_version(report: BuildReport) -> str:
@@ -108,12 +120,6 @@ def io_names(report: BuildReport, backend: str) -> tuple[list[str], list[str]]:
         inputs = [f"INPUT__{i}" for i in range(len(inputs))]
         outputs = [f"OUTPUT__{i}" for i in range(len(outputs))]
     return inputs, outputs
-
-
-def _instance_group(config: Any, ropts: RepoOptions, gpu: bool) -> None:
-    group = config.instance_group.add()
-    group.count = ropts.instances
-    group.kind = cfg.pb().ModelInstanceGroup.KIND_GPU if gpu else cfg.pb().ModelInstanceGroup.KIND_CPU
 
 
 def _max_batch(report: BuildReport, ropts: RepoOptions) -> int:
@@ -231,102 +237,9 @@ def model_config(report: BuildReport, ropts: RepoOptions, build_dir: Path | None
         sizes = sorted({b for b in report.batch_sizes if 1 < b <= max_batch} | {max_batch})
         config.dynamic_batching.preferred_batch_size.extend(sizes)
         config.dynamic_batching.max_queue_delay_microseconds = ropts.max_queue_delay_us
-    _instance_group(config, ropts, gpu)
+    cfg.instance_group(config, ropts.instances, gpu)
     cfg.set_parameter(config, "pack_build", f"{name}:{report.version}")
     return config, _warmup(config, report, in_names, batched, build_dir)
-
-
-def _python_model(name: str, max_batch: int, gpu: bool, ropts: RepoOptions) -> Any:
-    config = cfg.new_config()
-    config.name = name
-    config.backend = "python"
-    config.max_batch_size = max_batch
-    config.version_policy.latest.num_versions = 1
-    _instance_group(config, RepoOptions(instances=ropts.instances), gpu)
-    return config
-
-
-def _tensor(collection: Any, name: str, dtype: str, dims: list[int]) -> None:
-    entry = collection.add()
-    entry.name = name
-    entry.data_type = cfg.dtype_value(dtype)
-    entry.dims.extend(dims)
-
-
-def detection_configs(report: BuildReport, detector: Any, ropts: RepoOptions) -> dict[str, Any]:
-    """Pre-processing, post-processing and ensemble configs around the detector config."""
-    name = report.name
-    eb = 1 if detector.max_batch_size > 0 else 0  # pre/post/ensemble batch one request at a time
-    pre_cfg = report.preprocessing
-    post_cfg = report.postprocessing
-    height, width = (pre_cfg.get("image_size") or report.inputs[0].shape[-2:])[:2]
-    det_in, det_out = detector.input[0], detector.output[0]
-
-    pre = _python_model(f"{name}_preprocess", eb, False, ropts)
-    _tensor(pre.input, "image", "TYPE_UINT8", [-1])
-    _tensor(pre.output, "pixels", "TYPE_FP32", [3, height, width] if eb else [1, 3, height, width])
-    _tensor(pre.output, "meta", "TYPE_FP32", [5])
-    cfg.set_parameter(pre, "pack_role", "preprocess")
-    cfg.set_parameter(pre, "pack_image_size", f"{height},{width}")
-    cfg.set_parameter(pre, "pack_pad_value", pre_cfg.get("pad_value", 114))
-    cfg.set_parameter(pre, "pack_scale", pre_cfg.get("scale", 1 / 255.0))
-    if pre_cfg.get("max_pixels"):
-        cfg.set_parameter(pre, "pack_max_pixels", int(pre_cfg["max_pixels"]))
-
-    post = _python_model(f"{name}_postprocess", eb, False, ropts)
-    _tensor(post.input, "raw", cfg.dtype_name(det_out.data_type), list(det_out.dims))
-    _tensor(post.input, "meta", "TYPE_FP32", [5])
-    _tensor(post.output, "boxes", "TYPE_FP32", [-1, 4])
-    _tensor(post.output, "scores", "TYPE_FP32", [-1])
-    _tensor(post.output, "classes", "TYPE_INT32", [-1])
-    cfg.set_parameter(post, "pack_role", "postprocess")
-    cfg.set_parameter(post, "pack_conf_threshold", post_cfg.get("conf_threshold", 0.25))
-    cfg.set_parameter(post, "pack_iou_threshold", post_cfg.get("iou_threshold", 0.45))
-    cfg.set_parameter(post, "pack_max_detections", post_cfg.get("max_detections", 300))
-
-    ens = cfg.new_config()
-    ens.name = f"{name}_ensemble"
-    ens.platform = "ensemble"
-    ens.max_batch_size = eb
-    _tensor(ens.input, "image", "TYPE_UINT8", [-1])
-    _tensor(ens.output, "boxes", "TYPE_FP32", [-1, 4])
-    _tensor(ens.output, "scores", "TYPE_FP32", [-1])
-    _tensor(ens.output, "classes", "TYPE_INT32", [-1])
-    steps = ens.ensemble_scheduling.step
-    s = steps.add()
-    s.model_name, s.model_version = pre.name, -1
-    s.input_map["image"] = "image"
-    s.output_map["pixels"] = "_pixels"
-    s.output_map["meta"] = "_meta"
-    s = steps.add()
-    s.model_name, s.model_version = detector.name, -1
-    s.input_map[det_in.name] = "_pixels"
-    s.output_map[det_out.name] = "_raw"
-    s = steps.add()
-    s.model_name, s.model_version = post.name, -1
-    s.input_map["raw"] = "_raw"
-    s.input_map["meta"] = "_meta"
-    for out in ("boxes", "scores", "classes"):
-        s.output_map[out] = out
-    cfg.set_parameter(ens, "pack_build", f"{name}:{report.version}")
-    cfg.set_parameter(ens, "pack_request", ensemble_request(eb > 0))
-    return {pre.name: pre, post.name: post, ens.name: ens}
-
-
-# What a client of the YOLO ensemble sends and gets, in the ensemble's own config (its `parameters`: a protobuf text
-# file written from the message has no comments) and in the README.
-def ensemble_request(batched: bool) -> str:
-    b = "1, " if batched else ""
-    return (
-        f"input image: UINT8 [{b}N], the N bytes of one JPEG or PNG file; "
-        f"outputs boxes: FP32 [{b}K, 4] x1, y1, x2, y2 in the original image's pixels, scores: FP32 [{b}K], "
-        f"classes: INT32 [{b}K] class ids (K detections after the confidence threshold and NMS)"
-    )
-
-
-# The ensemble layouts a task's Triton steps may name (packager/serve/tasks.py TritonSteps.layout): configs of the steps and
-# of the ensemble around the model's own config.
-ENSEMBLES: dict[str, Callable[[BuildReport, Any, RepoOptions], dict[str, Any]]] = {"yolo": detection_configs}
 
 
 def _copy_runtime(entry: str, vdir: Path) -> None:
@@ -352,7 +265,7 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
     if steps is not None:
         configs.update(ENSEMBLES[steps.layout](report, detector, ropts))
     files: list[str] = []
-    for name in model_names(report):
+    for name in model_names(report, ropts.backend):
         config = configs[name]
         entry = dest / name
         vdir = entry / version
@@ -361,17 +274,17 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
         files.append(f"{name}/{cfg.CONFIG_FILE}")
         kind = cfg.kind_of(config)
         role = cfg.get_parameter(config, "pack_role")
-        if name == detector.name:
+        if name == detector.name or cfg.get_parameter(config, "pack_steps"):  # a model, or the endpoint running it
             if kind in NATIVE_FORMAT:
                 link_or_copy(build_dir / served, vdir / cfg.DEFAULT_FILES[kind])
             else:
                 _copy_runtime(TRITON_MODEL, vdir)
                 link_or_copy(build_dir / served, vdir / FILES[ropts.fmt])
-            labels = classification_labels(report, build_dir)
+            labels = classification_labels(report, build_dir) if name == detector.name else None
             if labels is not None:
                 link_or_copy(labels, entry / LABELS_FILE)
                 files.append(f"{name}/{LABELS_FILE}")
-            if warmup:
+            if warmup and name == detector.name:
                 (entry / "warmup").mkdir(exist_ok=True)
                 for fname, data in warmup.items():
                     (entry / "warmup" / fname).write_bytes(data)
@@ -384,8 +297,8 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
         "format": ropts.fmt,
         "served_file": served,
         "version": version,
-        "models": model_names(report),
-        "serving_model": serving_model(report),
+        "models": model_names(report, ropts.backend),
+        "serving_model": serving_model(report, ropts.backend),
         "max_batch_size": detector.max_batch_size,
         "instances": ropts.instances,
         "settings": {

@@ -19,14 +19,18 @@ from ..options import SERVER, ServerOptions, cli_field
 if TYPE_CHECKING:
     import numpy as np
 
-BACKEND_CHOICES = ("onnxruntime", "pytorch", "torch_aoti", "python")
+BACKEND_CHOICES = ("auto", "onnxruntime", "pytorch", "torch_aoti", "python")
 
 
 @dataclass
 class TritonOptions(ServerOptions):
     server_binary: str | None = cli_field(None, "--tritonserver", "tritonserver binary to launch.", commands=SERVER)
     backend: str | None = cli_field(
-        None, "--backend", "Triton backend (default: python, the one the PyPI server has).", choices=BACKEND_CHOICES
+        None,
+        "--backend",
+        "Triton backend (default auto: the native backend of the served export where the server has it, else "
+        "python; at --url the native one is tried first).",
+        choices=BACKEND_CHOICES,
     )
 
 
@@ -173,6 +177,7 @@ class TritonTarget(ServerTarget):
 
         backends = {f: b for b, f in NATIVE_FORMAT.items()}
         fmt = served(report, fmt, tuple(backends)).format  # one line naming the build's reason when it lacks it
-        section = generate(build_dir, report, RepoOptions(backend=backends[fmt], fmt=fmt, gpu=gpus > 0), dest)
+        ropts = RepoOptions(backend=backends[fmt], fmt=fmt, gpu=gpus > 0)
+        section = generate(build_dir, report, ropts, dest)
         raise_on_errors(check_repository(dest))
-        return serving_model(report), Served(section["format"], section["served_file"])
+        return serving_model(report, ropts.backend), Served(section["format"], section["served_file"])
