@@ -8,7 +8,8 @@ throughput (goal: at least 0.95x).
   the python backend had before; the PyPI server has no native backend).
 
     .venv/bin/python benchmarks/detect_endpoint.py [--model yolov8n] [--store benchmarks/out/store]
-        [--requests 200] [--concurrency 1,8] [--out benchmarks/results/detect_endpoint.json] [--smoke]
+        [--requests 200] [--concurrency 1,8] [--settings "--workers 2 --threads 1"]
+        [--out benchmarks/results/detect_endpoint.json] [--smoke]
 
 Each server is started for its layout in a store of its own (the build hard-linked into it) and stopped after. Before
 timing, each endpoint's answer is checked against the in-process one (same boxes within 1e-3 pixels). --smoke checks
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detect_endpoint.json")
+    parser.add_argument("--settings", default="", help="extra `pack deploy` flags for both layouts, e.g. '--workers 2'")
     parser.add_argument("--smoke", action="store_true", help="a few requests at one caller: checks the script runs")
     args = parser.parse_args()
     if args.smoke:
@@ -149,7 +151,7 @@ def main() -> None:
             store = work / layout
             shutil.copytree(folder, store / args.model / folder.name, copy_function=os.link)
             try:
-                doc = pack(argv, "deploy", args.model, "--target", "triton", "--store", str(store))
+                doc = pack(argv, "deploy", args.model, "--target", "triton", "--store", str(store), *args.settings.split())
                 make = endpoint(doc["url"], doc["serving_model"])
                 agreed[layout] = agree(make(data)(), reference)
                 results[layout] = measure(lambda make=make: make(data), concurrency, args.requests)
@@ -173,7 +175,14 @@ def main() -> None:
             f"{r['ensemble_rps']:>12} {r['ensemble_x']:>6}"
         )
     print(f"answers agree with in-process: {agreed}")
-    doc = {"benchmark": "detect_endpoint", "model": args.model, "image_bytes": len(data), "agree": agreed, "rows": rows}
+    doc = {
+        "benchmark": "detect_endpoint",
+        "model": args.model,
+        "settings": args.settings,
+        "image_bytes": len(data),
+        "agree": agreed,
+        "rows": rows,
+    }
     doc["results"] = {k: {str(c): v for c, v in r.items()} for k, r in results.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
