@@ -73,7 +73,7 @@ def in_process(folder: Path, report: Any) -> Any:
     import pack_runtime
 
     ropts = RepoOptions(backend="python", gpu=False)
-    [one] = detection_configs(report, model_config(report, ropts)[0], ropts).values()
+    [one] = detection_configs(report, model_config(report, ropts)[0], "python", 1).values()
     params = {k: v.string_value for k, v in one.parameters.items()}
     steps = pack_images.YoloSteps(params)
     path = str(folder / served(report, "onnx").file)

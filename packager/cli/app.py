@@ -8,6 +8,7 @@ derived from the registries."""
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -52,8 +53,40 @@ class _ClickUsage(click.UsageError):
 _HELP_ERRORS = tuple(e for e in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if e)  # `pack` alone: its help
 
 
+# The module of packager/cli that registers each command: a command's module is imported when that command runs
+# (or when help lists them all), so `pack archive` does not import bench's table of rows. tests/unit/test_cli_modules.py
+# holds it equal to what each module registers.
+COMMAND_MODULES = {
+    "verify": "check",
+    "inspect": "check",
+    "deploy": "serve",
+    "status": "serve",
+    "undeploy": "serve",
+    "stop": "serve",
+    "archive": "serve",
+    "repo": "serve",
+    "check-repo": "serve",
+    "check-manifest": "serve",
+    "bench": "bench",
+    "tune": "tune",
+    "optimize": "optimize",
+    "sign": "sign",
+}
+
+
 class PackGroup(click.Group):
-    """The command group whose parse errors (its own and every command's) are one `error:` line."""
+    """The command group whose parse errors (its own and every command's) are one `error:` line, and whose commands'
+    modules are imported when first needed."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(f"{__package__}.{COMMAND_MODULES[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in dict.fromkeys(COMMAND_MODULES.values()):
+            importlib.import_module(f"{__package__}.{module}")
+        return super().list_commands(ctx)
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> Any:
         try:

@@ -114,3 +114,14 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Invocation:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception  # a bug in the test or in pack's error handling, not an exit code
     return Invocation(result.exit_code, result.stdout, result.stderr, result.exception)
+
+
+def command_named(name: str) -> Any:
+    """The click command `pack NAME` runs (its module imported on the way, as the group does)."""
+    import click
+
+    from packager.cli import main
+
+    command = main.get_command(click.Context(main), name)
+    assert command is not None, name
+    return command

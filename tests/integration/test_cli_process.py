@@ -79,3 +79,15 @@ def test_the_command_line_imports_no_server_code_or_numerics() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    code = (
+        "import sys; from packager.cli import main\n"
+        "try:\n    main(['archive', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('packager.cli.', 'packager.bench', 'torch'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert "'packager.cli.serve'" in loaded and "packager.bench" not in loaded and "'torch'" not in loaded, loaded
+    assert "'packager.cli.tune'" not in loaded and "'packager.cli.sign'" not in loaded, loaded

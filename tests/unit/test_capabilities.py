@@ -28,7 +28,7 @@ from packager.targets import (
 )
 from packager.targets import base as registry
 from packager.targets.capabilities import Capability
-from tests.helpers.cli import invoke
+from tests.helpers.cli import command_named, invoke
 
 
 @pytest.mark.parametrize(
@@ -85,9 +85,8 @@ def test_a_target_without_a_capability_is_refused_in_one_line() -> None:
 
 
 def _choices(command: str, flag: str) -> click.Option:
-    from packager.cli import main
 
-    return next(p for p in main.commands[command].params if isinstance(p, click.Option) and flag in p.opts)
+    return next(p for p in command_named(command).params if isinstance(p, click.Option) and flag in p.opts)
 
 
 def test_the_cli_takes_its_choices_and_defaults_from_the_registry() -> None:

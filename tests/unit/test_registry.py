@@ -22,6 +22,7 @@ from packager.registry import MODELS, Registry
 from packager.serve.tasks import TASKS, read_runtime
 from packager.targets.base import TARGETS
 from packager.variants import VARIANTS
+from tests.helpers.cli import command_named
 
 PACKAGE = Path(__file__).resolve().parents[2] / "packager"
 
@@ -132,9 +133,7 @@ def test_the_plan_defaults_are_the_entries_metadata(monkeypatch: pytest.MonkeyPa
 
 
 def _option(command: str, flag: str) -> click.Option:
-    from packager.cli import main
-
-    found = [p for p in main.commands[command].params if isinstance(p, click.Option) and flag in p.opts]
+    found = [p for p in command_named(command).params if isinstance(p, click.Option) and flag in p.opts]
     assert len(found) == 1, (command, flag)
     return found[0]
 

@@ -11,7 +11,7 @@ import pytest
 
 from packager.errors import UsageError
 from packager.serve.settings import SETTINGS, resolve
-from tests.helpers.cli import invoke
+from tests.helpers.cli import command_named, invoke
 
 
 def test_the_flag_wins_then_the_record_then_the_default() -> None:
@@ -34,9 +34,7 @@ def test_a_given_value_out_of_its_range_is_one_line(name: str, bad: int) -> None
 
 
 def _option(command: str, flag: str) -> click.Option:
-    from packager.cli import main
-
-    found = [p for p in main.commands[command].params if isinstance(p, click.Option) and flag in p.opts]
+    found = [p for p in command_named(command).params if isinstance(p, click.Option) and flag in p.opts]
     assert len(found) == 1, (command, flag)
     return found[0]
 

@@ -171,12 +171,12 @@ def test_the_yolo_endpoint_says_what_it_takes_on_either_layout() -> None:
         ropts = RepoOptions(backend=backend, gpu=False, threads=2)
         detector, _ = model_config(report, ropts)
         assert cfg.pb().ModelInput.Format.Name(detector.input[0].format) == "FORMAT_NCHW"
-        endpoint = detection_configs(report, detector, ropts)["m_ensemble"]
+        endpoint = detection_configs(report, detector, backend, 1)["m_ensemble"]
         request = cfg.get_parameter(endpoint, "pack_request") or ""
         assert request.startswith("input image: UINT8 [1, N], the N bytes of one JPEG or PNG file"), backend
         assert "boxes: FP32 [1, K, 4]" in request and [o.name for o in endpoint.output] == ["boxes", "scores", "classes"]
     ropts = RepoOptions(gpu=False, threads=2)
-    one = detection_configs(report, model_config(report, ropts)[0], ropts)
+    one = detection_configs(report, model_config(report, ropts)[0], "python", 1)
     [entry] = one.values()  # the python backend: one model running the steps and the export, with what each needs
     params = {k: cfg.get_parameter(entry, k) for k in ("pack_steps", "pack_format", "pack_model_file", "pack_threads")}
     assert entry.backend == "python" and params == {

@@ -13,13 +13,10 @@ out, whatever the backend, so a client never changes with it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...report.build_report import BuildReport
 from . import config as cfg
-
-if TYPE_CHECKING:
-    from .repository import RepoOptions
 
 OUTPUTS = (("boxes", "TYPE_FP32", [-1, 4]), ("scores", "TYPE_FP32", [-1]), ("classes", "TYPE_INT32", [-1]))
 RUNS_THE_MODEL = ("pack_format", "pack_model_file", "pack_threads")  # the model config's parameters the one instance keeps
@@ -76,13 +73,14 @@ def _post_parameters(config: Any, report: BuildReport) -> None:
     cfg.set_parameter(config, "pack_max_detections", post.get("max_detections", 300))
 
 
-def detection_configs(report: BuildReport, detector: Any, ropts: RepoOptions) -> dict[str, Any]:
-    """The configs around the detector's: the one-instance model on the python backend, else the ensemble's."""
+def detection_configs(report: BuildReport, detector: Any, backend: str, instances: int) -> dict[str, Any]:
+    """The configs around the detector's on `backend`, `instances` of each python model: the one-instance model on
+    the python backend, else the ensemble's."""
     eb = 1 if detector.max_batch_size > 0 else 0  # the endpoint takes one image per request
     height, width = (report.preprocessing.get("image_size") or report.inputs[0].shape[-2:])[:2]
-    if one_instance(ropts.backend):
+    if one_instance(backend):
         gpu = any(g.kind == cfg.pb().ModelInstanceGroup.KIND_GPU for g in detector.instance_group)
-        one = _python_model(endpoint(report.name), eb, gpu, ropts.instances)
+        one = _python_model(endpoint(report.name), eb, gpu, instances)
         _endpoint_io(one, report)
         for key in RUNS_THE_MODEL:
             value = cfg.get_parameter(detector, key)
@@ -94,20 +92,20 @@ def detection_configs(report: BuildReport, detector: Any, ropts: RepoOptions) ->
         _pre_parameters(one, report, height, width)
         _post_parameters(one, report)
         return {one.name: one}
-    return _ensemble_configs(report, detector, ropts, eb, height, width)
+    return _ensemble_configs(report, detector, instances, eb, height, width)
 
 
-def _ensemble_configs(report: BuildReport, detector: Any, ropts: RepoOptions, eb: int, height: int, width: int) -> dict[str, Any]:
+def _ensemble_configs(report: BuildReport, detector: Any, instances: int, eb: int, height: int, width: int) -> dict[str, Any]:
     name = report.name
     det_in, det_out = detector.input[0], detector.output[0]
-    pre = _python_model(f"{name}_preprocess", eb, False, ropts.instances)
+    pre = _python_model(f"{name}_preprocess", eb, False, instances)
     _tensor(pre.input, "image", "TYPE_UINT8", [-1])
     _tensor(pre.output, "pixels", "TYPE_FP32", [3, height, width] if eb else [1, 3, height, width])
     _tensor(pre.output, "meta", "TYPE_FP32", [5])
     cfg.set_parameter(pre, "pack_role", "preprocess")
     _pre_parameters(pre, report, height, width)
 
-    post = _python_model(f"{name}_postprocess", eb, False, ropts.instances)
+    post = _python_model(f"{name}_postprocess", eb, False, instances)
     _tensor(post.input, "raw", cfg.dtype_name(det_out.data_type), list(det_out.dims))
     _tensor(post.input, "meta", "TYPE_FP32", [5])
     for out, dtype, dims in OUTPUTS:
@@ -151,4 +149,4 @@ def ensemble_request(batched: bool) -> str:
 
 
 # The layouts a task's Triton steps may name (packager/serve/tasks.py TritonSteps.layout).
-ENSEMBLES: dict[str, Callable[[BuildReport, Any, RepoOptions], dict[str, Any]]] = {"yolo": detection_configs}
+ENSEMBLES: dict[str, Callable[[BuildReport, Any, str, int], dict[str, Any]]] = {"yolo": detection_configs}

@@ -263,7 +263,7 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
     configs: dict[str, Any] = {detector.name: detector}
     steps = task_for(report).triton
     if steps is not None:
-        configs.update(ENSEMBLES[steps.layout](report, detector, ropts))
+        configs.update(ENSEMBLES[steps.layout](report, detector, ropts.backend, ropts.instances))
     files: list[str] = []
     for name in model_names(report, ropts.backend):
         config = configs[name]
