@@ -1,4 +1,5 @@
-"""The signature check the serving code runs before it loads a model: `check(model_dir, public_key_path)`.
+"""The signature check the serving code runs before it loads a model: `check(model_dir, public_key_path)` (every file
+of a folder) and `check_files(signature, public_key_path, {staged path: signed name})` (the files a server loads).
 
 It verifies the build's OpenSSF Model Signing signature (`model.sig`, a Sigstore bundle holding a DSSE envelope over an
 in-toto statement of every file's sha256) with the signer's EC public key, then hashes exactly the staged files in
@@ -65,30 +66,56 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _signed(sig: Path, public_key_path: str | Path) -> dict[str, str]:
+    """{signed file name: sha256} of the statement in `sig`, once its envelope verifies with the key (ValueError,
+    OSError or a parse error saying why not)."""
+    if not sig.is_file():
+        raise ValueError(f"no signature at {sig}")
+    if sig.stat().st_size > MAX_SIGNATURE:
+        raise ValueError(f"{sig} is larger than any signature")
+    bundle = json.loads(sig.read_bytes())
+    statement = json.loads(_verify_envelope(bundle, Path(public_key_path).read_bytes()))
+    return {str(r["name"]): str(r["digest"]) for r in statement["predicate"]["resources"]}
+
+
+def _verdict(run: Any) -> Verdict:
+    try:
+        return run()
+    except ValueError as exc:
+        return Verdict(False, str(exc))
+    except (OSError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        return Verdict(False, f"the signature could not be read ({type(exc).__name__}: {exc})")
+
+
 def check(model_dir: str | Path, public_key_path: str | Path, signature: str | Path | None = None) -> Verdict:
     """Verify the signature (default `model_dir/model.sig`) and every staged file of `model_dir` against it.
     Every file under `model_dir` but the signature must be listed with the same sha256; never raises."""
     folder = Path(model_dir)
     sig = Path(signature) if signature is not None else folder / SIGNATURE
-    try:
-        if not sig.is_file():
-            return Verdict(False, f"no signature at {sig}")
-        if sig.stat().st_size > MAX_SIGNATURE:
-            return Verdict(False, f"{sig} is larger than any signature")
-        bundle = json.loads(sig.read_bytes())
-        statement = json.loads(_verify_envelope(bundle, Path(public_key_path).read_bytes()))
-        signed = {str(r["name"]): str(r["digest"]) for r in statement["predicate"]["resources"]}
+
+    def run() -> Verdict:
+        signed = _signed(sig, public_key_path)
         staged = sorted(p for p in folder.rglob("*") if p.is_file() and p.resolve() != sig.resolve())
         if not staged:
             return Verdict(False, f"{folder} holds no file to check")
-        for path in staged:
-            name = path.relative_to(folder).as_posix()
-            if name not in signed:
-                return Verdict(False, f"{name} is not in the signed manifest")
-            if _sha256(path) != signed[name]:
-                return Verdict(False, f"{name} differs from the signed bytes (digest mismatch)")
-        return Verdict(True)
-    except ValueError as exc:
-        return Verdict(False, str(exc))
-    except (OSError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        return Verdict(False, f"the signature could not be read ({type(exc).__name__}: {exc})")
+        return _compare(signed, {p: p.relative_to(folder).as_posix() for p in staged})
+
+    return _verdict(run)
+
+
+def check_files(signature: str | Path, public_key_path: str | Path, files: dict[str, str]) -> Verdict:
+    """Verify the signature, then each staged file `files` names ({path on this server: its name in the signed
+    build}) against the digest the signature lists for that name: the bytes a server is about to load, whatever it
+    calls them. Never raises."""
+    if not files:
+        return Verdict(False, "no file to check was named")
+    return _verdict(lambda: _compare(_signed(Path(signature), public_key_path), {Path(p): n for p, n in files.items()}))
+
+
+def _compare(signed: dict[str, str], staged: dict[Path, str]) -> Verdict:
+    for path, name in staged.items():
+        if name not in signed:
+            return Verdict(False, f"{name} is not in the signed manifest")
+        if _sha256(path) != signed[name]:
+            return Verdict(False, f"{name} differs from the signed bytes (digest mismatch)")
+    return Verdict(True)

@@ -6,6 +6,11 @@ Everything it needs is in config.pbtxt: the inputs and outputs, and the paramete
   pack_format      onnx | torchscript | pt2 | aoti
   pack_model_file  the model file beside this model.py
   pack_threads     onnxruntime intra-op / torch threads (optional; 0: the library's default)
+  pack_signature, pack_public_key, pack_signed_name
+                   (pack deploy --require-signature) the build's model.sig and the public key beside this model.py, and
+                   the model file's name in the signed build: the file is checked before it is loaded, and a file
+                   that does not verify is never loaded: initialize raises, so the load fails with the reason (a
+                   version loaded before keeps serving; nothing unverified ever does)
   pack_steps       yolo: the YOLO pre- and post-processing run in this same instance (one copy of the image in, the
                    detections out, where the ensemble's python steps each copy the letterboxed image): input `image`
                    (the encoded bytes), outputs `boxes`, `scores`, `classes`, with the pre/post parameters of
@@ -29,6 +34,7 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 from pack_images import YoloSteps  # noqa: E402
 from pack_runtime import FORMATS, RequestError, load_model, run_batched  # noqa: E402
+from pack_signature import check_files  # noqa: E402
 
 DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2", "aoti": "model.aoti.pt2"}
 
@@ -54,6 +60,25 @@ def non_finite(name, array):
     return None
 
 
+def _log(level, message):
+    logger = getattr(pb_utils, "Logger", None)
+    if logger is not None:
+        getattr(logger, f"log_{level}")(message)
+
+
+def refusal(folder, path, params):
+    """Why this model must not be served ('' when it may): with pack_signature set (pack deploy
+    --require-signature), the file about to be loaded must verify against the build's signature and key."""
+    if not params.get("pack_signature"):
+        return ""
+    verdict = check_files(
+        os.path.join(folder, params["pack_signature"]),
+        os.path.join(folder, params.get("pack_public_key", "")),
+        {path: params.get("pack_signed_name", "")},
+    )
+    return "" if verdict.verified else f"refused to serve: the signature check failed: {verdict.reason}"
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -74,13 +99,15 @@ class TritonPythonModel:
         device = f"cuda:{int(args.get('model_instance_device_id') or 0)}" if gpu else "cpu"
         threads = int(params.get("pack_threads") or 0)
         names = self.model_io(params) if self.steps else (self.inputs, [name for name, _ in self.outputs])
+        refused = refusal(folder, path, params)
+        if refused:  # nothing unverified is loaded: the load fails with the reason (a loaded version keeps serving)
+            _log("error", f"pack: {args.get('model_name', '')} v{args['model_version']}: {refused}")
+            raise pb_utils.TritonModelException(refused)
         self.model = load_model(path, fmt, device, threads, names[0], names[1])
         place = self.model.placement  # where the runtime put it (pack_runtime.placement): said once in the server log
         where = place.get("provider") or place.get("device")
-        logger = getattr(pb_utils, "Logger", None)
-        if logger is not None:
-            why = f" ({place['reason']})" if place.get("reason") else ""
-            logger.log_info(f"pack: {args.get('model_name', '')} v{args['model_version']} runs on {where}{why}")
+        why = f" ({place['reason']})" if place.get("reason") else ""
+        _log("info", f"pack: {args.get('model_name', '')} v{args['model_version']} runs on {where}{why}")
 
     @staticmethod
     def model_io(params):

@@ -94,17 +94,21 @@ def deploy_cmd(
 
     With --target kserve: write the storage folder and a schema-checked InferenceService manifest instead.
     A build whose signature is stale, broken or was removed is deployed with a warning; --require-signature refuses
-    any build whose signature does not verify with the given key.
+    any build whose signature does not verify with the given key, and with --public-key the serving code checks it
+    again inside the server, over the bytes it is about to load, and refuses to serve them (503) when they differ.
     """
 
     def body(out: Any) -> None:
         from ..report.integrity import intact_build
+        from ..report.provenance import SIGNATURE
         from ..report.trust import deploy_check
 
         chosen = get_target(target)
         opts = make_options(chosen, "deploy", Path(store), given)
         folder, report = intact_build(store, model, version)
         deploy_check(folder, report, require_signature, public_key, chain)  # once, before any target runs
+        if require_signature and public_key:  # the serving code checks it again, over the bytes it loads
+            opts.extra["signature"] = (str(folder / SIGNATURE), str(Path(public_key).resolve()))
         print_result(out, chosen.deploy(folder, report, opts), as_json)
 
     run(debug, body)

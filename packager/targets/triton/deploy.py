@@ -89,7 +89,9 @@ def repo_options(opts: Any, default_backend: str = "python", report: BuildReport
         settings_of(recorded),
         {"workers": 1, "max_batch_delay_ms": 1, "threads": 0},  # batch_size: RepoOptions' default (8 when the model batches)
     )
+    signed = (opts.extra or {}).get("signature")  # (model.sig, public key): --require-signature --public-key
     return RepoOptions(
+        signature=(Path(signed[0]), Path(signed[1])) if signed else None,
         backend=backend,
         fmt=fmt,
         instances=int(values["workers"]),
@@ -168,6 +170,8 @@ class TritonSteps(Steps):
         """The --backend given, else the fastest this server has (repository.auto_backend)."""
         if self.opts.backend not in (None, "auto"):
             return str(self.opts.backend)
+        if (self.opts.extra or {}).get("signature"):
+            return "python"  # only pack's model.py checks a signature before it loads the export
         known = None
         if not self.opts.url:
             try:

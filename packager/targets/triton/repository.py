@@ -33,6 +33,7 @@ from .detection import ENSEMBLES, one_instance
 BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
 NATIVE_FORMAT = {"onnxruntime": "onnx", "pytorch": "torchscript", "torch_aoti": "aoti"}  # what each native backend loads
 DEFAULT_MAX_BATCH = 8
+SIGNED = ("model.sig", "pack-signing-key.pub")  # the build's signature and the deploy's public key, in a version folder
 LABELS_FILE = "labels.txt"  # beside config.pbtxt, named by the classifier output's label_filename
 
 
@@ -45,6 +46,7 @@ class RepoOptions:
     max_queue_delay_us: int = 1000
     gpu: bool | None = None  # None: detect
     threads: int = 0  # onnxruntime intra-op / torch threads per instance (0: the library's default)
+    signature: tuple[Path, Path] | None = None  # (model.sig, public key): pack's model.py checks the file it loads
 
     def __post_init__(self) -> None:
         if self.backend == "pytorch_libtorch":
@@ -55,6 +57,12 @@ class RepoOptions:
             raise UsageError(f"unknown format {self.fmt!r}", f"use one of {', '.join(FILES)}")
         if self.backend in NATIVE_FORMAT:
             self.fmt = NATIVE_FORMAT[self.backend]
+            if self.signature is not None:
+                raise UsageError(
+                    f"--require-signature: Triton's {self.backend} backend loads the file itself, so no signature check "
+                    "can run inside the server",
+                    "deploy with --backend python (pack's model.py checks the signature before it loads the export)",
+                )
         from ...serve.settings import SETTINGS  # the settings' one range, whatever gave the value (a flag, the build, tune)
 
         SETTINGS["workers"].check(self.instances)
@@ -255,6 +263,26 @@ def report_section(section: dict[str, Any], folder: str) -> dict[str, Any]:
     return {"repository": folder, **{k: section[k] for k in keep}, "files": [f"{folder}/{f}" for f in section["files"]]}
 
 
+def _sign_parameters(configs: Any, served: str) -> None:
+    """Where pack's model.py loads the export, the parameters that make it check the signature first."""
+    for config in configs:
+        if cfg.get_parameter(config, "pack_format"):
+            for key, value in zip(("pack_signature", "pack_public_key", "pack_signed_name"), (*SIGNED, served), strict=True):
+                cfg.set_parameter(config, key, value)
+
+
+def _write_model(served: Path, vdir: Path, kind: str, ropts: RepoOptions) -> None:
+    """The served file a model entry loads: as the native backend's file, or beside pack's model.py (with the build's
+    signature and the public key when the deploy requires one)."""
+    if kind in NATIVE_FORMAT:
+        link_or_copy(served, vdir / cfg.DEFAULT_FILES[kind])
+        return
+    _copy_runtime(TRITON_MODEL, vdir)
+    link_or_copy(served, vdir / FILES[ropts.fmt])
+    for source, staged in zip(ropts.signature or (), SIGNED, strict=False):
+        shutil.copyfile(source, vdir / staged)
+
+
 def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Path) -> dict[str, Any]:
     """Write every repository entry of the build into `dest` (a fresh folder); return a description."""
     version = triton_version(report)
@@ -265,6 +293,8 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
     if steps is not None:
         configs.update(ENSEMBLES[steps.layout](report, detector, ropts.backend, ropts.instances))
     files: list[str] = []
+    if ropts.signature is not None:
+        _sign_parameters(configs.values(), served)
     for name in model_names(report, ropts.backend):
         config = configs[name]
         entry = dest / name
@@ -275,11 +305,7 @@ def generate(build_dir: Path, report: BuildReport, ropts: RepoOptions, dest: Pat
         kind = cfg.kind_of(config)
         role = cfg.get_parameter(config, "pack_role")
         if name == detector.name or cfg.get_parameter(config, "pack_steps"):  # a model, or the endpoint running it
-            if kind in NATIVE_FORMAT:
-                link_or_copy(build_dir / served, vdir / cfg.DEFAULT_FILES[kind])
-            else:
-                _copy_runtime(TRITON_MODEL, vdir)
-                link_or_copy(build_dir / served, vdir / FILES[ropts.fmt])
+            _write_model(build_dir / served, vdir, kind, ropts)
             labels = classification_labels(report, build_dir) if name == detector.name else None
             if labels is not None:
                 link_or_copy(labels, entry / LABELS_FILE)
