@@ -230,17 +230,27 @@ class Routes:
 
     def model_ready(self, name: str, version: str | None = None) -> Any:
         model = self.find(name, version)
+        if isinstance(model, Served) and model.handler.refused:
+            return self.error(503, model.handler.refused)
         return {"name": model.name, "ready": True} if isinstance(model, Served) else model
+
+    def refused(self) -> str:
+        """Why some model serves nothing (its file did not verify), '' when none."""
+        return "; ".join(f"{m.name} v{m.version}: {m.handler.refused}" for m in self.served.values() if m.handler.refused)
 
     def health(self) -> Any:
         if not self.served:
             return self.error(503, "no models loaded")
+        if self.refused():
+            return self.error(503, self.refused())
         return {"status": "healthy", "models": [m.describe() for m in self.served.values()]}
 
     def listing(self) -> Any:
         return {"models": [m.describe() for m in self.served.values()]}
 
     def ready(self) -> Any:
+        if self.refused():
+            return self.error(503, self.refused())
         return {"ready": True} if self.served else self.error(503, "no models loaded")
 
     def prometheus(self) -> Any:

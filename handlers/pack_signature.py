@@ -119,3 +119,17 @@ def _compare(signed: dict[str, str], staged: dict[Path, str]) -> Verdict:
         if _sha256(path) != signed[name]:
             return Verdict(False, f"{name} differs from the signed bytes (digest mismatch)")
     return Verdict(True)
+
+
+def refusal(folder: str | Path, model_file: str | Path, signature: dict[str, str] | None) -> str:
+    """Why `model_file` must not be served ('' when it may). `signature` (pack deploy --require-signature): the
+    build's signature `file` and the `public_key` beside the model in `folder`, and the model file's `signed_name` in
+    the signed build; None: no check was asked for."""
+    if not signature:
+        return ""
+    verdict = check_files(
+        Path(folder) / str(signature.get("file", SIGNATURE)),
+        Path(folder) / str(signature.get("public_key", "")),
+        {str(model_file): str(signature.get("signed_name", ""))},
+    )
+    return "" if verdict.verified else f"refused to serve: the signature check failed: {verdict.reason}"

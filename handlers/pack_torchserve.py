@@ -28,6 +28,7 @@ from pack_requests import (
     is_v2_request,
 )
 from pack_runtime import RequestError, json_text, load_model, run_batched, without_reprs
+from pack_signature import refusal
 
 METADATA_FILE = "pack.json"
 # The drain folder of a TorchServe that pack launched (packager/targets/torchserve/drain.py): a file `<name>.v<version>`
@@ -136,6 +137,8 @@ class PackHandler:
 
     def __init__(self) -> None:
         self.initialized = False
+        self.refused = ""  # why this worker serves nothing (its model file did not verify)
+        self.model: Callable[[list[np.ndarray]], list[np.ndarray]] = self._unloaded
 
     def initialize(self, context: Any) -> None:
         model_dir = context.system_properties.get("model_dir")
@@ -152,17 +155,25 @@ class PackHandler:
         self.settings = settings
         self.inputs = settings["inputs"]
         self.output_names = settings["outputs"]
+        self.model_name = name or settings.get("name") or ""
+        self.model_version = str(version or settings.get("version") or "")
+        self.refused = refusal(model_dir, os.path.join(model_dir, settings["serialized_file"]), settings.get("signature"))
+        if self.refused:  # nothing unverified is loaded: every request is answered 503 with the reason
+            logging.getLogger("pack").error(f"pack: {self.model_name} v{self.model_version}: {self.refused}")
+            self.placement, self.initialized = {}, True
+            return
         self.model = settings_model(model_dir, settings, device)
         self.placement = dict(getattr(self.model, "placement", None) or {"device": "cpu"})
         self.batchable = all(0 in i.get("dynamic_axes", [0]) for i in self.inputs)
         self.max_batch = int(settings["handler"].get("max_batch") or 0)  # 0: not recorded (an older archive)
-        self.model_name = name or settings.get("name") or ""
-        self.model_version = str(version or settings.get("version") or "")
         where = self.placement.get("provider") or self.placement.get("device")
         why = f" ({self.placement['reason']})" if self.placement.get("reason") else ""
         logging.getLogger("pack").info(f"pack: {self.model_name} v{self.model_version} runs on {where}{why}")
         self.setup()
         self.initialized = True
+
+    def _unloaded(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        raise RuntimeError(self.refused)  # never called: handle() answers 503 first
 
     def setup(self) -> None:
         """Task-specific settings (thresholds, top-k); called once after the model loaded."""
@@ -174,6 +185,8 @@ class PackHandler:
         return encode_tensors(self.output_names, outputs)
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        if self.refused:
+            return refuse_all(data, context, self.refused, retry=False)
         if data and all(is_v2_input(item) for item in data):
             return self._enveloped(data)
         answers: list[Any] = [None] * len(data)
@@ -282,13 +295,17 @@ def draining(context: Any) -> bool:
     return bool(name) and os.path.exists(os.path.join(folder, f"{name}.v{version}"))
 
 
-def refuse_all(data: list[Any], context: Any) -> list[Any]:
-    """Every request of the batch: 503 with Retry-After, while the version drains before it is unregistered."""
-    message = "this model version is being removed; retry shortly"
+DRAINING = "this model version is being removed; retry shortly"
+
+
+def refuse_all(data: list[Any], context: Any, message: str = DRAINING, retry: bool = True) -> list[Any]:
+    """Every request of the batch: 503 (with Retry-After while the version drains before it is unregistered; without,
+    for a model whose file did not verify)."""
     for index in range(len(data)):
         PackHandler.error(context, index, 503, message)
         try:
-            context.set_response_header(index, "Retry-After", RETRY_AFTER_S)
+            if retry:
+                context.set_response_header(index, "Retry-After", RETRY_AFTER_S)
             context.set_response_content_type(index, "application/json")
         except Exception:  # contexts without per-request headers
             pass

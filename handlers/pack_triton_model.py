@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 from pack_images import YoloSteps  # noqa: E402
 from pack_runtime import FORMATS, RequestError, load_model, run_batched  # noqa: E402
-from pack_signature import check_files  # noqa: E402
+from pack_signature import refusal  # noqa: E402
 
 DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "pt2": "model.pt2", "aoti": "model.aoti.pt2"}
 
@@ -66,19 +66,6 @@ def _log(level, message):
         getattr(logger, f"log_{level}")(message)
 
 
-def refusal(folder, path, params):
-    """Why this model must not be served ('' when it may): with pack_signature set (pack deploy
-    --require-signature), the file about to be loaded must verify against the build's signature and key."""
-    if not params.get("pack_signature"):
-        return ""
-    verdict = check_files(
-        os.path.join(folder, params["pack_signature"]),
-        os.path.join(folder, params.get("pack_public_key", "")),
-        {path: params.get("pack_signed_name", "")},
-    )
-    return "" if verdict.verified else f"refused to serve: the signature check failed: {verdict.reason}"
-
-
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -99,7 +86,12 @@ class TritonPythonModel:
         device = f"cuda:{int(args.get('model_instance_device_id') or 0)}" if gpu else "cpu"
         threads = int(params.get("pack_threads") or 0)
         names = self.model_io(params) if self.steps else (self.inputs, [name for name, _ in self.outputs])
-        refused = refusal(folder, path, params)
+        signature = params.get("pack_signature") and {
+            "file": params["pack_signature"],
+            "public_key": params.get("pack_public_key", ""),
+            "signed_name": params.get("pack_signed_name", ""),
+        }
+        refused = refusal(folder, path, signature or None)
         if refused:  # nothing unverified is loaded: the load fails with the reason (a loaded version keeps serving)
             _log("error", f"pack: {args.get('model_name', '')} v{args['model_version']}: {refused}")
             raise pb_utils.TritonModelException(refused)

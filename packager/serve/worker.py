@@ -49,6 +49,15 @@ def handler_settings(report: BuildReport, handler_file: str, labels_file: str | 
     return section
 
 
+SIGNED = ("model.sig", "pack-signing-key.pub")  # the build's signature and the deploy's public key, beside the model
+
+
+def signature_settings(signed_name: str) -> dict[str, str]:
+    """pack.json's `signature` (pack deploy --require-signature --public-key): the files beside the model and the
+    served file's name in the signed build; the runtime checks it before loading (handlers/pack_signature.py)."""
+    return {"file": SIGNED[0], "public_key": SIGNED[1], "signed_name": signed_name}
+
+
 def worker_settings(report: BuildReport, fmt: str, labels: str | None) -> dict[str, Any]:
     """pack.json for the build's `fmt` export, with the handler's settings under `handler` (what a worker reads)."""
     meta = metadata(report, fmt, FILES[fmt], labels)
@@ -56,4 +65,4 @@ def worker_settings(report: BuildReport, fmt: str, labels: str | None) -> dict[s
     return meta
 
 
-__all__ = ["handler_settings", "metadata", "worker_settings"]
+__all__ = ["SIGNED", "handler_settings", "metadata", "signature_settings", "worker_settings"]

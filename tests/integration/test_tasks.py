@@ -114,11 +114,21 @@ def test_torchserve_and_triton_ship_the_same_runtime_files(built, tmp_path):
     with zipfile.ZipFile(mar) as zf:
         shipped = {n: zf.read(n) for n in zf.namelist() if n.endswith(".py")}
         assert json.loads(zf.read("MAR-INF/MANIFEST.json"))["model"]["handler"] == "pack_detector.py"
-    assert sorted(shipped) == ["pack_detector.py", "pack_images.py", "pack_requests.py", "pack_runtime.py", "pack_torchserve.py"]
+    assert sorted(shipped) == [
+        "pack_detector.py",
+        "pack_images.py",
+        "pack_requests.py",
+        "pack_runtime.py",
+        "pack_signature.py",
+        "pack_torchserve.py",
+    ]
 
     generate(build, report, RepoOptions(backend="python"), tmp_path / "python")
     generate(build, report, RepoOptions(backend="onnxruntime"), tmp_path / "onnxruntime")
-    runs_the_model = ("pack_triton_model.py", ["model.onnx", "model.py", "pack_images.py", "pack_runtime.py"])
+    runs_the_model = (
+        "pack_triton_model.py",
+        ["model.onnx", "model.py", "pack_images.py", "pack_runtime.py", "pack_signature.py"],
+    )
     triton = {
         "python/tiny": runs_the_model,
         "python/tiny_ensemble": runs_the_model,  # the steps and the model in one instance

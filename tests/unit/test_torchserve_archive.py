@@ -46,6 +46,7 @@ def test_archive_writes_mar_and_config_and_records_sha256(tiny_store):
             "model-config.yaml",
             "pack.json",
             "pack_runtime.py",
+            "pack_signature.py",
             "pack_requests.py",
             "pack_images.py",
             "pack_torchserve.py",

@@ -245,6 +245,7 @@ def test_python_backend_and_no_batching(store: Path) -> None:
         "model.py",
         "pack_images.py",
         "pack_runtime.py",
+        "pack_signature.py",
     ]
     assert "class TritonPythonModel" in (repo / "tiny" / "1" / "model.py").read_text()
     assert invoke("check-repo", str(repo)).returncode == 0

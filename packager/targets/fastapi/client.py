@@ -14,12 +14,14 @@ class FastAPIClient(HttpClient):
     api = "pack's FastAPI server"
 
     def healthy(self) -> bool:
-        """GET /health answers 200 (every model loaded); False for 503 (no models)."""
+        """The server is up with its models: GET /health answers 200 (every model loaded), or 503 naming a model it
+        refused to serve (its file did not verify: the smoke test and `pack status` report it); False for 503 while
+        no model is loaded yet."""
         try:
             self.json("GET", "/health")
         except ApiError as exc:
             if exc.status == 503:
-                return False
+                return "refused to serve" in exc.message
             raise
         return True
 

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,16 @@ logger = logging.getLogger(__name__)
 __all__ = ["deploy", "status", "undeploy", "stop"]
 
 
-def model_entry(build_dir: Path, report: BuildReport, served: Served, folder: Path) -> dict[str, Any]:
+def model_entry(
+    build_dir: Path, report: BuildReport, served: Served, folder: Path, signature: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Lay out `folder` as a worker of the serving runtime reads it (pack.json, the served file, labels: the worker
-    settings every server gives pack's handler, packager/serve/worker.py) and return the set's entry for it."""
+    settings every server gives pack's handler, packager/serve/worker.py; with `signature`, the build's model.sig and
+    the public key the handler checks the served file with) and return the set's entry for it."""
     import json
 
     from ...serve.tasks import task_for
-    from ...serve.worker import worker_settings
+    from ...serve.worker import SIGNED, signature_settings, worker_settings
 
     fmt = served.format
     labels = report.labels if report.labels and (build_dir / report.labels).is_file() else None
@@ -51,6 +55,10 @@ def model_entry(build_dir: Path, report: BuildReport, served: Served, folder: Pa
     link_or_copy(build_dir / served.file, folder / meta["serialized_file"])
     if labels:
         link_or_copy(build_dir / labels, folder / Path(labels).name)
+    for source, name in zip(signature or (), SIGNED, strict=False):
+        shutil.copyfile(source, folder / name)
+    if signature:
+        meta["signature"] = signature_settings(served.file)
     (folder / "pack.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return {
         "name": report.name,
@@ -62,6 +70,7 @@ def model_entry(build_dir: Path, report: BuildReport, served: Served, folder: Pa
         "handler": task_for(report).handler,
         "handler_settings": meta.get("handler") or {},
         "outputs": [{"name": o.name, "dtype": o.dtype, "shape": o.served_dims()} for o in report.outputs],
+        "signature_checked": bool(signature),
     }
 
 
@@ -92,8 +101,14 @@ class FastAPISteps(Steps):
 
     def observe(self) -> None:
         old = next((e for e in self.previous if e.get("name") == self.name), None)
-        same = (self.version, self.served.file, self.report.sha256.get(self.served.file))
-        self.already = old is not None and (str(old.get("version")), old.get("served_file"), old.get("sha256")) == same
+        signed = bool((self.opts.extra or {}).get("signature"))
+        same = (self.version, self.served.file, self.report.sha256.get(self.served.file), signed)
+        was = (
+            (str(old.get("version")), old.get("served_file"), old.get("sha256"), bool(old.get("signature_checked")))
+            if old
+            else None
+        )
+        self.already = was == same
         self.replaced = str(old["version"]) if old is not None and not self.already else None
 
     def stage(self) -> None:
@@ -106,7 +121,7 @@ class FastAPISteps(Steps):
         else:
             shutil.rmtree(folder, ignore_errors=True)  # what an interrupted deploy may have left
             self.staged = folder
-            self.entry = model_entry(self.build_dir, self.report, self.served, folder)
+            self.entry = model_entry(self.build_dir, self.report, self.served, folder, (self.opts.extra or {}).get("signature"))
         self.local.write_served([e for e in self.previous if e.get("name") != self.name] + [self.entry])
 
     def load(self) -> None:

@@ -56,6 +56,7 @@ class TorchServeSteps(Steps):
         o = self.opts
         self.settings = settings_from(self.report, o.format, o.batch_size, o.max_batch_delay_ms, o.workers, o.threads)
         self.served = served(self.report, self.settings.format)  # what the archive packs
+        self.signature = (o.extra or {}).get("signature")  # (model.sig, public key): the handler checks the model
         self.file_name = f"{self.name}.v{self.version}.mar"
         self.staged: Path | None = None  # the archive this command put into the server's model store
         self.local_copy: Path | None = None  # --url without a shared model store: served over loopback HTTP
@@ -102,11 +103,11 @@ class TorchServeSteps(Steps):
         if self.rollout is not None and store is not None:  # beside the registered archive, which keeps serving
             self.rollout.clear_leftover()
             self.staged = store / self.rollout.next_file
-            stage_mar(self.build_dir, self.report, self.settings, store, self.rollout.next_file)
+            stage_mar(self.build_dir, self.report, self.settings, store, self.rollout.next_file, self.signature)
             return
         if store is not None:
             self.staged = store / self.file_name  # recorded first: an interrupted copy is removed too
-            stage_mar(self.build_dir, self.report, self.settings, store, self.file_name)
+            stage_mar(self.build_dir, self.report, self.settings, store, self.file_name, self.signature)
             return
         if not is_loopback(urllib.parse.urlsplit(self.conn.management.base_url).hostname or ""):
             raise UsageError(
@@ -115,7 +116,7 @@ class TorchServeSteps(Steps):
             )
         folder = self.stack.enter_context(tempdir())
         self.local_copy = stage_mar(
-            self.build_dir, self.report, self.settings, folder, f"{self.name}.v{self.version}.{os.getpid()}.mar"
+            self.build_dir, self.report, self.settings, folder, f"{self.name}.v{self.version}.{os.getpid()}.mar", self.signature
         )
 
     @property

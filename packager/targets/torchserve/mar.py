@@ -24,7 +24,7 @@ import struct
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from ...errors import UsageError
 from ...report.build_report import BuildReport, sha256_file
 from ...report.formats import FILES, served
 from ...serve.tasks import read_runtime, runtime_files, shipped_files, task_for
-from ...serve.worker import handler_settings, metadata
+from ...serve.worker import SIGNED, handler_settings, metadata, signature_settings
 from .config import ServingSettings, model_config, model_config_yaml
 
 ARCHIVER_VERSION = "0.12.0"  # the torch-model-archiver release whose MANIFEST.json format this writes
@@ -124,9 +124,15 @@ def member_digests(entries: list[Entry]) -> dict[str, str]:
 
 
 def plan_entries(
-    build_dir: Path, report: BuildReport, settings: ServingSettings, handler: str | None = None
+    build_dir: Path,
+    report: BuildReport,
+    settings: ServingSettings,
+    handler: str | None = None,
+    signature: Sequence[str] | None = None,
 ) -> tuple[list[Entry], dict[str, Any]]:
-    """Every entry of the archive (sorted) and a description of it for the report."""
+    """Every entry of the archive (sorted) and a description of it for the report; with `signature` (the build's
+    model.sig and a public key: pack deploy --require-signature), both beside the model, which the handler checks
+    against them before it loads it."""
     fmt = settings.format
     serialized = SERIALIZED[fmt]
     packed = served(report, fmt).file  # a kept ONNX variant's, else the export
@@ -157,7 +163,11 @@ def plan_entries(
     entries += [Entry(f, data=read_runtime(f)) for f in helper_files(handler)]
     if labels:
         entries.append(Entry(Path(labels).name, path=build_dir / labels, sha256=report.sha256.get(labels)))
+    if signature:
+        entries += [Entry(name, path=Path(source)) for source, name in zip(signature, SIGNED, strict=True)]
     meta = {**metadata(report, fmt, serialized, labels), MEMBER_DIGESTS: member_digests(entries)}
+    if signature:
+        meta["signature"] = signature_settings(packed)
     entries.append(Entry(METADATA_FILE, data=(json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()))
     entries.sort(key=lambda e: e.name)
     info = {"handler": handler, "format": fmt, "serialized_file": serialized, "model_config": config, "date": list(date)}
@@ -165,10 +175,15 @@ def plan_entries(
 
 
 def write_mar(
-    build_dir: Path, report: BuildReport, settings: ServingSettings, out: Path, handler: str | None = None
+    build_dir: Path,
+    report: BuildReport,
+    settings: ServingSettings,
+    out: Path,
+    handler: str | None = None,
+    signature: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write the archive to `out` (the caller renames it into place); returns its description (entries, size)."""
-    entries, info = plan_entries(build_dir, report, settings, handler)
+    entries, info = plan_entries(build_dir, report, settings, handler, signature)
     year, month, day, hour, minute, second = info.pop("date")
     date = (year, month, day, hour, minute, second)
     sizes = [e.size() for e in entries]

@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,21 @@ def usable_build_mar(build_dir: Path, report: BuildReport, settings: ServingSett
     return path if found["model"].get("serializedFile") == SERIALIZED[settings.format] else None
 
 
-def stage_mar(build_dir: Path, report: BuildReport, settings: ServingSettings, folder: Path, file_name: str) -> Path:
-    """Put the archive at folder/file_name: a hard link to (or copy of) the build's .mar, or a fresh one."""
+def stage_mar(
+    build_dir: Path,
+    report: BuildReport,
+    settings: ServingSettings,
+    folder: Path,
+    file_name: str,
+    signature: Sequence[str] | None = None,
+) -> Path:
+    """Put the archive at folder/file_name: a hard link to (or copy of) the build's .mar, or a fresh one (always, with
+    `signature`: the build's model.sig and the public key the handler checks the model with)."""
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / file_name
     tmp = folder / f".{file_name}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
-    source = usable_build_mar(build_dir, report, settings)
+    source = None if signature else usable_build_mar(build_dir, report, settings)
     try:
         if source is not None:
             try:
@@ -62,7 +70,7 @@ def stage_mar(build_dir: Path, report: BuildReport, settings: ServingSettings, f
                 shutil.copyfile(source, tmp)
         else:
             logger.debug(f"writing a {settings.format} archive for {report.name} v{report.version}")
-            write_mar(build_dir, report, settings, tmp)
+            write_mar(build_dir, report, settings, tmp, signature=signature)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

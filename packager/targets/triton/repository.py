@@ -27,13 +27,13 @@ from ...report.formats import FILES
 from ...report.formats import served as serve_of
 from ...report.store import link_or_copy
 from ...serve.tasks import IMAGE, TRITON_MODEL, has_image_input, read_runtime, shipped_files, task_for
+from ...serve.worker import SIGNED
 from . import config as cfg
 from .detection import ENSEMBLES, one_instance
 
 BACKENDS = ("python", "onnxruntime", "pytorch", "torch_aoti")
 NATIVE_FORMAT = {"onnxruntime": "onnx", "pytorch": "torchscript", "torch_aoti": "aoti"}  # what each native backend loads
 DEFAULT_MAX_BATCH = 8
-SIGNED = ("model.sig", "pack-signing-key.pub")  # the build's signature and the deploy's public key, in a version folder
 LABELS_FILE = "labels.txt"  # beside config.pbtxt, named by the classifier output's label_filename
 
 
