@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .errors import UsageError
+from .safeio import CORRUPT_MEMBER
 
 
 class UnsafeArchive(UsageError):
@@ -75,8 +76,11 @@ def extract_safe(path: str | Path, dest: str | Path) -> list[Path]:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
+            try:
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+            except CORRUPT_MEMBER as exc:
+                raise UnsafeArchive(f"{path}: entry {info.filename!r} is damaged ({str(exc)[:120]})") from None
             out.append(target)
     return out

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .errors import PackError, ValidationFailed
+
+# What reading a zip member raises when its bytes are damaged (a bad CRC, deflate data that does not inflate, a
+# truncated member): one tuple for every reader of archives, so a damaged member is a finding, never a crash.
+CORRUPT_MEMBER = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError)
 
 MAX_TEXT = 16 * 1024 * 1024  # a manifest, a config, a spec, pack.json: pack writes a few KB
 MAX_DEPTH = 64  # nested lists and mappings: pack's own documents use under 10, a KServe manifest under 20
@@ -41,7 +46,7 @@ def read_member(
                 out += block
                 if len(out) > limit:
                     raise _refuse(error, where, f"inflates to more than the {limit:,d} bytes pack reads")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    except CORRUPT_MEMBER as exc:
         raise _refuse(error, where, f"unreadable in the archive ({str(exc)[:120]})") from None
     return bytes(out)
 

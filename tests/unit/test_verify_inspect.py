@@ -97,6 +97,24 @@ def test_verify_mar_structure(tmp_path: Path) -> None:
     _fails_naming(invoke("verify", str(truncated)), "not a zip archive")
 
 
+def test_verify_of_a_mar_whose_deflated_member_is_damaged_is_exit_3(tmp_path: Path) -> None:
+    """A flipped byte inside a deflated member makes it fail to inflate (zlib's error, not zipfile's): a finding,
+    exit 3, never an internal error; pack.json damaged the same way too."""
+    text = b"".join(b"line %d of the handler\n" % i for i in range(4000))
+    members = {"MAR-INF/MANIFEST.json": MANIFEST, "model.pt": b"x", "h.py": text, "pack.json": b'{"pack_metadata": 1}'}
+    mar = tmp_path / "deflated.mar"
+    with zipfile.ZipFile(mar, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with zipfile.ZipFile(mar) as zf:
+        info = zf.getinfo("h.py")
+    data = bytearray(mar.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + 2] ^= 0xFF  # in the deflate block header: zlib refuses the stream (a flip further on is a CRC mismatch)
+    mar.write_bytes(bytes(data))
+    _fails_naming(invoke("verify", str(mar)), "h.py")
+
+
 def test_inspect_build_and_mar(tiny_build: Path, tmp_path: Path) -> None:
     doc = invoke("inspect", str(tiny_build), "--json").json()
     assert doc["kind"] == "build" and doc["name"] == "tiny" and doc["validation"]["onnx"]["passed"]

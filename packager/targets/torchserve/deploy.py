@@ -77,7 +77,9 @@ class TorchServeSteps(Steps):
         self.already = any(str(d.get("modelVersion")) == self.version for d in described)
         store = self.conn.model_store
         if self.already and store is not None:  # a rebuilt version is rolled out, never reported deployed as it was
-            if changed(store / self.file_name, self.build_dir, self.report, self.settings.format, self.served.file):
+            if changed(
+                store / self.file_name, self.build_dir, self.report, self.settings.format, self.served.file, self.signature
+            ):
                 versions = [str(d.get("modelVersion")) for d in described]
                 refuse_default_with_others(self.name, self.version, self.previous_default, versions)
                 local = self.conn.local

@@ -13,7 +13,7 @@ from typing import Any
 
 from ...archive import UnsafeArchive, open_archive
 from ...errors import UsageError, ValidationFailed
-from ...safeio import load_json, load_yaml, read_member
+from ...safeio import CORRUPT_MEMBER, load_json, load_yaml, read_member
 
 MANIFEST = "MAR-INF/MANIFEST.json"
 META = "pack.json"
@@ -86,7 +86,7 @@ def check_mar(path: Path, label: str | None = None) -> list[tuple[str, str]]:
     with zf:
         bad = _testzip(zf)
         if bad is not None:
-            findings.append((f"{label}!{bad}", "CRC mismatch (the archive is corrupt)"))
+            findings.append((f"{label}!{bad}", "damaged: its data does not inflate or its CRC differs (the archive is corrupt)"))
         names = set(zf.namelist())
         if MANIFEST not in names:
             return findings + [(label, f"no {MANIFEST} (not a TorchServe model archive)")]
@@ -140,7 +140,7 @@ def _sha256(zf: zipfile.ZipFile, name: str) -> str:
         with zf.open(name) as fh:
             while block := fh.read(1 << 20):
                 digest.update(block)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    except CORRUPT_MEMBER as exc:
         return f"unreadable: {exc}"
     return digest.hexdigest()
 
@@ -158,11 +158,15 @@ def checked(path: Path) -> str:
 
 
 def _testzip(zf: zipfile.ZipFile) -> str | None:
-    """The first member whose CRC or compressed data is wrong (zipfile's testzip, streaming: memory stays bounded)."""
-    try:
-        return zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-        return f"(an entry: {str(exc)[:80]})"
+    """The first member whose data does not inflate or whose CRC is wrong (streaming: memory stays bounded)."""
+    for info in zf.infolist():
+        try:
+            with zf.open(info) as fh:
+                while fh.read(1 << 20):
+                    pass
+        except CORRUPT_MEMBER:
+            return info.filename
+    return None
 
 
 def inspect_mar(path: Path) -> dict[str, Any]:

@@ -22,12 +22,14 @@ import logging
 import os
 import shutil
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import DeployFailed, ValidationFailed
 from ...report.build_report import BuildReport, sha256_file
 from ...serve.http import ApiError
+from ...serve.worker import SIGNED
 from .client import ManagementClient
 from .config import ServingSettings
 from .drain import drain_then
@@ -57,11 +59,19 @@ def build_digest(build_dir: Path, report: BuildReport, served_file: str) -> str:
     return report.sha256.get(served_file) or sha256_file(build_dir / served_file)
 
 
-def changed(archive: Path, build_dir: Path, report: BuildReport, fmt: str, served_file: str) -> bool:
-    """Whether the archive registered for this version packs another model file than the build (False when the
+def changed(
+    archive: Path, build_dir: Path, report: BuildReport, fmt: str, served_file: str, signature: Sequence[str] | None = None
+) -> bool:
+    """Whether the archive registered for this version packs another model file than the build, or (with
+    `signature`: --require-signature) not the signature and key its handler must check it with (False when the
     archive cannot tell: the smoke test then compares the answers)."""
     registered = registered_digest(archive, SERIALIZED[fmt])
-    return registered is not None and registered != build_digest(build_dir, report, served_file)
+    if registered is None:
+        return False
+    if registered != build_digest(build_dir, report, served_file):
+        return True
+    pairs = zip(signature or (), SIGNED, strict=False)
+    return any(registered_digest(archive, name) != sha256_file(Path(source)) for source, name in pairs)
 
 
 def refuse_default_with_others(name: str, version: str, default: str | None, versions: list[str]) -> None:
