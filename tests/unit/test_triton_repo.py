@@ -8,8 +8,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,12 +18,8 @@ from packager.report.build_report import BuildReport
 from packager.targets.triton import config as cfg
 from packager.targets.triton.repository import (
     RepoOptions,
-    auto_backend,
     io_names,
     model_config,
-    model_names,
-    serving_model,
-    triton_version,
 )
 from tests.helpers.cli import invoke
 from tests.helpers.reports import make_report
@@ -120,21 +115,6 @@ def test_repo_options_are_checked() -> None:
             RepoOptions(**kwargs)
 
 
-def test_detection_builds_are_served_through_an_ensemble() -> None:
-    image = [{"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32", "dynamic_axes": [0]}]
-    detection = {**REPORT, "task": "object-detection", "postprocessing": {"format": "yolov8"}, "inputs": image}
-    for backend in ("onnxruntime", "pytorch", "torch_aoti"):  # the steps in python around a natively run model
-        assert model_names(make_report(**detection), backend) == ["m_preprocess", "m", "m_postprocess", "m_ensemble"]
-    assert model_names(make_report(**detection), "python") == ["m", "m_ensemble"]  # the steps and the model in one
-    for backend in ("python", "onnxruntime"):  # one endpoint whatever the backend
-        assert serving_model(make_report(**detection), backend) == "m_ensemble"
-        assert serving_model(make_report(**REPORT), backend) == "m"
-    # stand-ins with only the field triton_version reads: a report's schema already refuses these versions
-    assert triton_version(cast(BuildReport, SimpleNamespace(version="007"))) == "7"
-    with pytest.raises(UsageError, match="must be a positive integer"):
-        triton_version(cast(BuildReport, SimpleNamespace(version="v1")))
-
-
 IMAGE_CLASSIFIER = {
     **REPORT,
     "task": "image-classification",
@@ -159,34 +139,6 @@ def test_image_inputs_carry_their_format_and_classifiers_their_labels(tmp_path: 
     assert not no_labels.output[0].label_filename
     generic, _ = model_config(make_report(**{**IMAGE_CLASSIFIER, "task": "generic", "labels": None}), RepoOptions(gpu=False))
     assert generic.input[0].format == cfg.pb().ModelInput.FORMAT_NONE and not generic.output[0].label_filename
-
-
-def test_the_yolo_endpoint_says_what_it_takes_on_either_layout() -> None:
-    from packager.targets.triton.detection import detection_configs
-
-    image = [{"name": "images", "shape": [1, 3, 64, 64], "dtype": "float32", "dynamic_axes": [0]}]
-    post = {"format": "yolov8", "conf_threshold": 0.4}
-    report = make_report(**{**REPORT, "task": "object-detection", "postprocessing": post, "inputs": image})
-    for backend in ("python", "onnxruntime"):
-        ropts = RepoOptions(backend=backend, gpu=False, threads=2)
-        detector, _ = model_config(report, ropts)
-        assert cfg.pb().ModelInput.Format.Name(detector.input[0].format) == "FORMAT_NCHW"
-        endpoint = detection_configs(report, detector, backend, 1)["m_ensemble"]
-        request = cfg.get_parameter(endpoint, "pack_request") or ""
-        assert request.startswith("input image: UINT8 [1, N], the N bytes of one JPEG or PNG file"), backend
-        assert "boxes: FP32 [1, K, 4]" in request and [o.name for o in endpoint.output] == ["boxes", "scores", "classes"]
-    ropts = RepoOptions(gpu=False, threads=2)
-    one = detection_configs(report, model_config(report, ropts)[0], "python", 1)
-    [entry] = one.values()  # the python backend: one model running the steps and the export, with what each needs
-    params = {k: cfg.get_parameter(entry, k) for k in ("pack_steps", "pack_format", "pack_model_file", "pack_threads")}
-    assert entry.backend == "python" and params == {
-        "pack_steps": "yolo",
-        "pack_format": "onnx",
-        "pack_model_file": "model.onnx",
-        "pack_threads": "2",
-    }
-    assert (cfg.get_parameter(entry, "pack_model_input"), cfg.get_parameter(entry, "pack_model_output")) == ("images", "logits")
-    assert cfg.get_parameter(entry, "pack_conf_threshold") == "0.4" and cfg.get_parameter(entry, "pack_image_size") == "64,64"
 
 
 def test_config_text_round_trip_and_parse_errors() -> None:
@@ -396,16 +348,3 @@ def test_ensemble_wiring_is_checked(built: Callable[[str], Path], tmp_path: Path
         "model 'tiny_ensemble': output 'classes' data_type: config.pbtxt says TYPE_INT64, tiny_postprocess output 'classes' "
         "gives TYPE_INT32" in messages
     )
-
-
-def test_auto_backend_is_the_native_one_the_server_has_else_python() -> None:
-    both = {
-        "artifacts": {"onnx": "model.onnx", "pt2": "model.pt2"},
-        "formats": {f: {"status": "passed", "file": f"model.{f}"} for f in ("onnx", "pt2")},
-    }
-    report = make_report(**both)
-    assert auto_backend(report, None, None) == "onnxruntime"  # not known (a server at --url): the native one first
-    assert auto_backend(report, None, ["onnxruntime", "python"]) == "onnxruntime"
-    assert auto_backend(report, None, ["python"]) == "python"  # the PyPI server
-    assert auto_backend(report, None, []) == "python"
-    assert auto_backend(report, "pt2", None) == "python"  # an ExportedProgram has no native backend
