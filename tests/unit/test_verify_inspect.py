@@ -101,11 +101,11 @@ def test_verify_of_a_mar_whose_deflated_member_is_damaged_is_exit_3(tmp_path: Pa
     """A flipped byte inside a deflated member makes it fail to inflate (zlib's error, not zipfile's): a finding,
     exit 3, never an internal error; pack.json damaged the same way too."""
     text = b"".join(b"line %d of the handler\n" % i for i in range(4000))
-    members = {"MAR-INF/MANIFEST.json": MANIFEST, "model.pt": b"x", "h.py": text, "pack.json": b'{"pack_metadata": 1}'}
+    members: dict[str, str | bytes] = {"MAR-INF/MANIFEST.json": MANIFEST, "model.pt": b"x", "h.py": text, "pack.json": b"{}"}
     mar = tmp_path / "deflated.mar"
     with zipfile.ZipFile(mar, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+        for name, member in members.items():
+            zf.writestr(name, member)
     with zipfile.ZipFile(mar) as zf:
         info = zf.getinfo("h.py")
     data = bytearray(mar.read_bytes())
