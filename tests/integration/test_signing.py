@@ -126,6 +126,7 @@ def test_optimize_with_the_key_signs_again(release: Release, tmp_path: Path) -> 
     assert checked.returncode == 0 and json.loads(checked.stdout)["signature"]["verified"], checked.stderr
     deployed = _kserve(store, "--require-signature", "--public-key", str(key.public), "--json")
     assert deployed.returncode == 0 and json.loads(deployed.stdout)["carried"] == ["provenance.json", "build.sig"]
+    assert "KServe's runtimes do not check it again" in deployed.stderr  # said, not implied
 
 
 def test_verify_of_a_mar_with_a_swapped_model_file_is_exit_3(tiny_store: Path, tmp_path: Path) -> None:

@@ -121,6 +121,11 @@ def deploy(build_dir: Path, report: BuildReport, opts: Any, runtimes: Mapping[st
     from .storage import write_storage
 
     started = time.perf_counter()
+    if (opts.extra or {}).get("signature"):
+        logger.warning(
+            "kserve: --require-signature was checked here, before writing; KServe's runtimes do not check it again "
+            "when they load the model (the servers pack launches do)"
+        )
     kopts = KServeOptions.from_deploy(opts, report, {name: layout.kserve for name, layout in runtimes.items()})
     oci = kopts.storage_uri.startswith("oci://")
     if oci:
