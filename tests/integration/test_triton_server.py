@@ -240,7 +240,10 @@ def test_yolov8n_ensemble_with_image_bytes(built, tmp_path):
     store = tmp_path / "store"
     build = link_build(built("yolov8n"), store)
     try:
-        doc = pack_json("deploy", "yolov8n", "--target", "triton", "--store", str(store))
+        # a relative --store, as users type it: the watcher, which runs in its own folder, still finds the store
+        doc = pack_json("deploy", "yolov8n", "--target", "triton", "--store", store.name, cwd=store.parent)
+        watcher = pack_json("status", "--target", "triton", "--store", str(store))["watcher"]
+        assert watcher["running"], watcher
         assert doc["serving_model"] == "yolov8n_ensemble" and doc["serving_infer_url"].endswith(
             "/v2/models/yolov8n_ensemble/versions/1/infer"
         )
@@ -276,6 +279,8 @@ def test_yolov8n_ensemble_with_image_bytes(built, tmp_path):
             assert (
                 out["boxes"][:, [0, 2]].max() <= size[0] and out["boxes"][:, [1, 3]].max() <= size[1] and out["boxes"].min() >= 0
             )
+        again = pack_json("deploy", "yolov8n", "--target", "triton", "--store", str(store))  # its own entries again
+        assert again["smoke_test"]["passed"] and again["models"] == ["yolov8n", "yolov8n_ensemble"], again
         proc = run_pack("undeploy", "yolov8n", "--target", "triton", "--store", str(store), "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["unloaded"] == ["yolov8n_ensemble", "yolov8n"]

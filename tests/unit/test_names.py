@@ -92,6 +92,10 @@ DETECTION = ["m_preprocess", "m", "m_postprocess", "m_ensemble"]
         (DETECTION, "m", GROUP | set(DETECTION), None),  # the same detection model again
         (["yolov8n"], "yolov8n", GROUP, None),  # the detector's own name, deployed again
         (["x_preprocess"], "x_preprocess", {"x_preprocess", "x_ensemble"}, None),  # no complete group of x
+        (["m", "m_ensemble"], "m", {"m", "m_ensemble"}, None),  # the one-instance layout again (python backend)
+        (DETECTION, "m", {"m", "m_ensemble"}, None),  # a native backend now, after the python backend's layout
+        (["m_ensemble"], "m_ensemble", {"m", "m_ensemble"}, "a step of m's ensemble"),  # m's endpoint, by name
+        (["m", "m_ensemble"], "m", {"m_ensemble", "tiny"}, "m_ensemble on http://h is another model's entry"),
     ],
 )
 def test_triton_deploy_refuses_another_models_ensemble_steps(

@@ -132,10 +132,14 @@ STEP_SUFFIXES = ("_preprocess", "_postprocess", "_ensemble")  # the generated en
 
 
 def step_owner(entry: str, index: set[str]) -> str | None:
-    """The model whose generated ensemble steps include `entry` (all three steps are in the repository), or None."""
+    """The model whose generated entries include `entry`, or None: all three steps of its ensemble are in the
+    repository, or `entry` is the endpoint `<model>_ensemble` beside its model (the python backend's one-instance
+    layout: detection.py)."""
     for suffix in STEP_SUFFIXES:
         base = entry.removesuffix(suffix)
-        if base != entry and base and all(base + s in index for s in STEP_SUFFIXES):
+        if base == entry or not base:
+            continue
+        if all(base + s in index for s in STEP_SUFFIXES) or (suffix == "_ensemble" and base in index):
             return base
     return None
 
