@@ -112,15 +112,8 @@ def start(server: LocalServer, target: str, module: str, launched: bool) -> dict
             return None
     elif (watcher.state() or {}).get("off"):
         return None
-    command = [
-        sys.executable,
-        "-m",
-        module,
-        "--target",
-        target,
-        "--store",
-        str(Path(server.store).resolve()),
-    ]  # it runs elsewhere
+    store = str(Path(server.store).resolve())  # the watcher runs in its own folder: never a relative path
+    command = [sys.executable, "-m", module, "--target", target, "--store", store]
     command += ["--kind", server.kind, "--server-pid", str(ident.pid), "--server-start", str(ident.start_time)]
 
     def plan() -> Launch:

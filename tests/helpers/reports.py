@@ -28,6 +28,16 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# A sequence model's report fields (a batch and a length axis on both tensors), for tests of what the targets write.
+SEQUENCE_MODEL: dict[str, Any] = {
+    "name": "m",
+    "version": "2",
+    "batch_sizes": [1, 4],
+    "inputs": [{"name": "ids", "shape": [1, 16], "dtype": "int64", "dynamic_axes": [0, 1]}],
+    "outputs": [{"name": "logits", "shape": [1, 16, 5], "dtype": "float32", "dynamic_axes": [0, 1]}],
+}
+
+
 def make_report(**fields: Any) -> BuildReport:
     """A report with these fields (`inputs` and `outputs` as the JSON lists of report.json) over valid defaults."""
     return BuildReport.from_dict({**DEFAULTS, **fields}, "a test report")

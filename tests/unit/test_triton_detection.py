@@ -4,7 +4,7 @@ python backend, the ensemble on a native one), and `--backend auto`'s choice, fr
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
@@ -19,15 +19,8 @@ from packager.targets.triton.repository import (
     serving_model,
     triton_version,
 )
+from tests.helpers.reports import SEQUENCE_MODEL as REPORT
 from tests.helpers.reports import make_report
-
-REPORT: dict[str, Any] = {
-    "name": "m",
-    "version": "2",
-    "batch_sizes": [1, 4],
-    "inputs": [{"name": "ids", "shape": [1, 16], "dtype": "int64", "dynamic_axes": [0, 1]}],
-    "outputs": [{"name": "logits", "shape": [1, 16, 5], "dtype": "float32", "dynamic_axes": [0, 1]}],
-}
 
 
 def test_detection_builds_are_served_through_an_ensemble() -> None:

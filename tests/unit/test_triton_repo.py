@@ -22,19 +22,12 @@ from packager.targets.triton.repository import (
     model_config,
 )
 from tests.helpers.cli import invoke
+from tests.helpers.reports import SEQUENCE_MODEL as REPORT
 from tests.helpers.reports import make_report
 from tests.helpers.torchserve import copy_build
 from tests.helpers.triton import link_build, read_config, write_config
 
 # ---------------------------------------------------------------------------- config builders, from a report alone
-
-REPORT: dict[str, Any] = {
-    "name": "m",
-    "version": "2",
-    "batch_sizes": [1, 4],
-    "inputs": [{"name": "ids", "shape": [1, 16], "dtype": "int64", "dynamic_axes": [0, 1]}],
-    "outputs": [{"name": "logits", "shape": [1, 16, 5], "dtype": "float32", "dynamic_axes": [0, 1]}],
-}
 
 
 def _fixed(report: dict[str, Any]) -> dict[str, Any]:
