@@ -54,6 +54,7 @@ class BuildPlan:
     device: str = "auto"
     slim: bool = False
     variants: Any = None  # VariantSettings (packager/variants/): the faster ONNX variants to make and judge
+    migrated_from: dict[str, str] | None = None  # `pack migrate`: the source it came from ({kind, ref, sha256})
 
     def output_tolerance(self, index: int) -> Tolerance:
         out = self.outputs[index] if index < len(self.outputs) else None

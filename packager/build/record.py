@@ -85,7 +85,18 @@ def _gate_limits(ref: Any, index: int) -> dict[str, Any]:
 
 
 def _source(plan: Any) -> dict[str, str]:
-    """What the model came from; a source file's sha256 too (the provenance statement's source dependency)."""
+    """What the model came from; a source file's sha256 too (the provenance statement's source dependency), and for a
+    migrated build the archive or folder it was migrated from, with its digest."""
+    origin = getattr(plan, "migrated_from", None)
+    found = _origin(plan)
+    if origin:
+        found.update(
+            {"migrated_from": origin["ref"], "migrated_from_kind": origin["kind"], "migrated_from_sha256": origin["sha256"]}
+        )
+    return found
+
+
+def _origin(plan: Any) -> dict[str, str]:
     if plan.source_kind == "builtin":
         return {"kind": "builtin", "ref": plan.source}
     if plan.source_kind == "python":

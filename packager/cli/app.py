@@ -71,6 +71,7 @@ COMMAND_MODULES = {
     "tune": "tune",
     "optimize": "optimize",
     "sign": "sign",
+    "migrate": "migrate",
 }
 
 
@@ -93,6 +94,19 @@ class PackGroup(click.Group):
             return super().make_context(info_name, args, parent, **extra)
         except click.ClickException as exc:
             raise _one_line(exc) from None
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        """As the process's entry point (no `args` given: the command line's), a Ctrl-C or SIGTERM that arrives once
+        the command has decided its outcome (its result written, or its error line) is ignored: the exit code stays
+        the command's, instead of the interpreter dying of the signal while it shuts down."""
+        try:
+            return super().main(args, *rest, **kwargs)
+        finally:
+            if args is None:
+                import signal
+
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -107,6 +107,34 @@ def _at_batch_1(program: Any, example: list[Any], inputs: list[Any]) -> str | No
     return None
 
 
+def _from_torchscript(module: Any, example: list[Any], inputs: list[Any], tried: list[dict[str, str]]) -> Any:
+    """A TorchScript model (a `.pt` source, a migrated archive's) has no Python code for torch.export to trace: it is
+    converted to a program by torch.export's own TorchScript converter first (at batch 2 where the example has 1: a
+    size-1 axis would be made static), and that program's module is captured like any model, with the plan's
+    dynamic axes. Anything else is returned as it is."""
+    import torch
+
+    inner = getattr(module, "model", None)
+    if not isinstance(inner, torch.jit.ScriptModule):
+        return module
+    from torch._export.converter import TS2EPConverter
+
+    wide = []
+    for tensor, spec in zip(example, inputs, strict=True):
+        axis = spec.batch_axis
+        wide.append(torch.cat([tensor, tensor], axis) if axis is not None and tensor.shape[axis] == 1 else tensor)
+    try:
+        with captured():
+            program = TS2EPConverter(inner, tuple(wide)).convert()
+    except Exception as exc:
+        cause, _ = explain(exc, "export")
+        tried.append({"attempt": "from TorchScript", "failed": cause})
+        return module
+    converted = copy.copy(module)
+    converted.model = program.module()
+    return converted
+
+
 def capture(
     module: Any, example: list[Any], inputs: list[Any], attempts: list[dict[str, str]] | None = None
 ) -> tuple[Any, str | None]:
@@ -118,6 +146,7 @@ def capture(
         module = copy.deepcopy(module)  # an export may leave traced values in Python attributes of the model
     except Exception:  # a model that cannot be copied is exported as it is
         pass
+    module = _from_torchscript(module, example, inputs, tried)
     fixes: list[str] = []
     for attempt in ATTEMPTS:
         try:

@@ -33,6 +33,14 @@ def _dependencies(report: dict[str, Any]) -> list[dict[str, Any]]:
     elif source.get("kind") == "builtin":
         pack = report["versions"].get("pack", "")
         deps.append({"name": f"pack-models=={pack}", "uri": f"pkg:pypi/pack-models@{pack}", "annotations": {"role": "source"}})
+    if source.get("migrated_from_sha256"):
+        deps.append(
+            {
+                "name": source.get("migrated_from", ""),
+                "digest": {"sha256": source["migrated_from_sha256"]},
+                "annotations": {"role": "migrated from", "kind": source.get("migrated_from_kind", "")},
+            }
+        )
     weights = report["weights"]
     if weights.get("sha256"):
         deps.append(

@@ -10,6 +10,7 @@ one of these capabilities by defining its members:
     ManifestChecker    `pack check-manifest`: check a manifest offline
     StorageLayout      a KServe runtime of this server: its storage folder, and how KServe runs it
     Benchable          `pack bench` and `pack tune`: its bench profile and the request a client sends it
+    Migratable         `pack migrate`: read its server's model format, and ask a running old endpoint
 
 The CLI, bench, tune and the KServe target ask the registry (base.py) which targets have one (`capable(TUNABLE)`:
 name -> target, in the registry's order), or take one target as having it (`require(TUNABLE, target)`, refused in
@@ -26,6 +27,7 @@ from typing import Any, Generic, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from ..report.build_report import BuildReport
 from ..report.formats import Served
+from .migration import Extracted, MigrationSource
 
 C = TypeVar("C")
 
@@ -153,6 +155,28 @@ class Benchable(Protocol):
         ...
 
 
+@runtime_checkable
+class Migratable(Protocol):
+    def read_source(self, path: Path) -> MigrationSource | None:
+        """The facts of `path` when it is this server's model format (None when it is not), read without running or
+        unpickling anything of it; a damaged source of its format is refused in one line."""
+        ...
+
+    def extract_source(self, source: MigrationSource, dest: Path) -> Extracted:
+        """Write the files a build needs under `dest` (names and sizes of the source never trusted)."""
+        ...
+
+    def run_old(self, source: MigrationSource, found: Extracted, request: Request) -> Any:
+        """The old server's own answer to `request` computed in this process, where the server's handler is a
+        library's (TorchServe's built-in handlers); None where only the model can be run (pack runs it)."""
+        ...
+
+    def ask_old(self, url: str, model: str, source: MigrationSource, request: Request, token: str | None) -> Any:
+        """The answer of the old endpoint at `url` serving `model` to `request`, as its own clients read it (parsed
+        JSON, or {output name: array} for a tensor answer)."""
+        ...
+
+
 class Capability(Generic[C]):
     """One optional capability: its protocol, and what a target without it cannot do (the words of the refusal)."""
 
@@ -171,12 +195,14 @@ REPOSITORY_CHECKER = Capability[RepositoryChecker](RepositoryChecker, "pack chec
 MANIFEST_CHECKER = Capability[ManifestChecker](ManifestChecker, "pack check-manifest")
 STORAGE_LAYOUT = Capability[StorageLayout](StorageLayout, "a KServe runtime")
 BENCHABLE = Capability[Benchable](Benchable, "pack bench")
+MIGRATABLE = Capability[Migratable](Migratable, "pack migrate")
 
 
 __all__ = [
     "ARCHIVER",
     "BENCHABLE",
     "MANIFEST_CHECKER",
+    "MIGRATABLE",
     "REPOSITORY_CHECKER",
     "REPOSITORY_WRITER",
     "STORAGE_LAYOUT",
@@ -188,6 +214,7 @@ __all__ = [
     "Endpoint",
     "KServeRuntime",
     "ManifestChecker",
+    "Migratable",
     "Request",
     "RepositoryChecker",
     "RepositoryWriter",

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -234,13 +235,29 @@ def _make_v2(store: Path) -> None:
     copy_build(store / "tiny" / "1", store, version="2")
 
 
+def _during_registration(store: Path, act: Callable[[Deploying], None], again: Callable[[], None]) -> tuple[int, str, str]:
+    """`pack deploy tiny --version 2`, and `act` on it once it says it registers. On a loaded machine the deploy can
+    finish before the signal reaches it (exit 0: v2 registered): `again` puts the server back, and it is tried again."""
+    for _ in range(3):
+        deploying = _deploy_until(store, "registering tiny v2", "tiny", "--version", "2")
+        act(deploying)
+        code, out, err = deploying.finish()
+        if code != 0:
+            return code, out, err
+        again()
+    pytest.fail("the deploy finished before the signal three times")
+
+
 def test_ctrl_c_during_registration_leaves_the_running_version(ts):
     store = ts["store"]
     _make_v2(store)
-    deploying = _deploy_until(store, "registering tiny v2", "tiny", "--version", "2")
-    deploying.proc.send_signal(signal.SIGINT)
-    code, _, err = deploying.finish()
-    assert code == 130 and "interrupted" in _one_line(err)
+    code, out, err = _during_registration(
+        store,
+        lambda deploying: deploying.proc.send_signal(signal.SIGINT),
+        lambda: run_pack("undeploy", "tiny", "--version", "2", "--target", "torchserve", "--store", str(store)),
+    )
+    assert code == 130, (code, out, err)
+    assert "interrupted" in _one_line(err)
     doc = json.loads(run_pack("status", "--target", "torchserve", "--store", str(store), "--json").stdout)
     assert [(m["version"], m["default"]) for m in doc["models"] if m["model"] == "tiny"] == [("1", True)]
     assert sorted(p.name for p in (_root(store) / "model-store").iterdir()) == ["tiny.v1.mar"]
@@ -318,10 +335,13 @@ def test_server_killed_during_registration_is_one_line(ts):
     """Last in the module: SIGKILL the TorchServe frontend while `pack deploy` registers; pack stop cleans up."""
     store = ts["store"]
     _make_v2(store)
-    pid = _state(store)["pid"]
-    deploying = _deploy_until(store, "registering tiny v2", "tiny", "--version", "2")
-    os.kill(pid, signal.SIGKILL)
-    code, out, err = deploying.finish()
+
+    def restart() -> None:
+        run_pack("stop", "--target", "torchserve", "--store", str(store))
+        assert run_pack("deploy", "tiny", "--target", "torchserve", "--store", str(store)).returncode == 0
+
+    code, out, err = _during_registration(store, lambda _: os.kill(_state(store)["pid"], signal.SIGKILL), restart)
+    assert code == 4, (code, out, err)
     line = _one_line(err)
     assert code == 4 and "TorchServe stopped while registering tiny v2" in line and "ts_log.log" in line, err
     assert out == ""

@@ -1,5 +1,6 @@
-"""Reading a migration source's .mar manifest without running its code: handler kinds map to tasks, archive code is
-refused without trust (exit 2), and manifests naming missing members or lacking fields are refused (exit 3)."""
+"""Migration sources read without running their code (packager/migrate/source.py, the targets' migration readers):
+the handler decides the task and the answers compared, archive code is refused without trust (exit 2), damaged or
+unmigratable sources are one line with their exit code, and each agreement check of the proof can fail."""
 
 from __future__ import annotations
 
@@ -7,65 +8,179 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from packager.errors import UsageError, ValidationFailed
-from packager.migrate.sources import MANIFEST, read_mar, require_trust
+from packager.migrate import proof
+from packager.migrate.source import read, require_trust
+from packager.targets.capabilities import Request
+
+MANIFEST = "MAR-INF/MANIFEST.json"
+MODEL = "from torch import nn\n\n\nclass Net(nn.Module):\n    pass\n"
 
 
-def make_mar(tmp_path: Path, model: dict[str, object], members: tuple[str, ...] = ("model.pt",)) -> Path:
+def make_mar(tmp_path: Path, model: dict[str, object], members: dict[str, str] | None = None) -> Path:
     path = tmp_path / "m.mar"
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(MANIFEST, json.dumps({"model": model}))
-        for name in members:
-            zf.writestr(name, b"x")
+        zf.writestr(MANIFEST, json.dumps({"model": {"modelName": "m", **model}}))
+        for name, text in (members or {"model.pt": "x"}).items():
+            zf.writestr(name, text)
     return path
 
 
-def test_torchscript_builtin_needs_no_trust(tmp_path: Path) -> None:
-    src = read_mar(make_mar(tmp_path, {"handler": "image_classifier", "serializedFile": "model.pt"}))
-    assert (src.task, src.torchscript, src.archive_code) == ("classification", True, [])
+def test_torchscript_builtin_classifier_needs_no_trust(tmp_path: Path) -> None:
+    members = {"model.pt": "x", "index_to_name.json": json.dumps({"0": "cat", "1": ["n02", "dog"]})}
+    src, reader = read(make_mar(tmp_path, {"handler": "image_classifier", "serializedFile": "model.pt"}, members))
+    assert (reader, src.task, src.answers, src.torchscript, src.archive_code) == (
+        "torchserve",
+        "image-classification",
+        "classes",
+        True,
+        (),
+    )
+    assert src.labels == ["cat", "dog"] and src.inputs[0]["shape"] == [1, 3, 224, 224] and src.top_k == 5
     require_trust(src, trusted=False)
 
 
 def test_eager_model_file_is_archive_code(tmp_path: Path) -> None:
-    mar = make_mar(
-        tmp_path, {"handler": "object_detector", "serializedFile": "model.pt", "modelFile": "net.py"}, ("model.pt", "net.py")
+    members = {"model.pt": "x", "net.py": MODEL}
+    src, _ = read(
+        make_mar(tmp_path, {"handler": "image_segmenter", "serializedFile": "model.pt", "modelFile": "net.py"}, members)
     )
-    src = read_mar(mar)
-    assert (src.task, src.torchscript) == ("detection", False)
+    assert (src.answers, src.torchscript, src.model_class) == ("segments", False, "Net")
     with pytest.raises(UsageError, match="net.py") as err:
         require_trust(src, trusted=False)
-    assert err.value.exit_code == 2
-    assert "--trust-archive-code" in err.value.line()
+    assert err.value.exit_code == 2 and "--trust-archive-code" in err.value.line()
     require_trust(src, trusted=True)
 
 
-def test_custom_handler_is_generic_and_needs_trust(tmp_path: Path) -> None:
-    src = read_mar(make_mar(tmp_path, {"handler": "h.py", "serializedFile": "model.pt"}, ("model.pt", "h.py")))
-    assert (src.task, src.archive_code) == ("generic", ["h.py"])
-    with pytest.raises(UsageError):
-        require_trust(src, trusted=False)
+def test_custom_handler_serves_tensors_and_is_never_imported(tmp_path: Path) -> None:
+    src, _ = read(make_mar(tmp_path, {"handler": "h.py", "serializedFile": "model.pt"}, {"model.pt": "x", "h.py": "import os"}))
+    assert (src.task, src.answers, src.archive_code, src.inputs) == ("generic", "custom", (), [])
+    assert any("h.py" in note for note in src.notes)
+
+
+def test_settings_carried_from_model_config(tmp_path: Path) -> None:
+    members = {"model.pt": "x", "c.yaml": "minWorkers: 2\nbatchSize: 8\nmaxBatchDelay: 50\nmaxWorkers: 4\n"}
+    src, _ = read(
+        make_mar(tmp_path, {"handler": "image_classifier", "serializedFile": "model.pt", "configFile": "c.yaml"}, members)
+    )
+    assert src.settings == {"batch_size": 8, "max_batch_delay_ms": 50, "workers": 2}
 
 
 @pytest.mark.parametrize(
-    "model, members, words",
+    "model, members, error, match",
     [
-        ({"handler": "image_classifier", "serializedFile": "gone.pt"}, ("model.pt",), "'gone.pt'"),
-        ({"handler": "h.py", "serializedFile": "model.pt"}, ("model.pt",), "'h.py'"),
-        ({"serializedFile": "model.pt"}, ("model.pt",), "handler"),
-        ({"handler": "image_classifier", "serializedFile": 3}, ("model.pt",), "serializedFile"),
+        ({"handler": "image_classifier", "serializedFile": "gone.pt"}, None, ValidationFailed, "lacks"),
+        ({"handler": "image_classifier"}, None, ValidationFailed, "serializedFile"),
+        ({"handler": "image_classifier", "serializedFile": "m.onnx"}, {"m.onnx": "x"}, UsageError, "today's format"),
+        (
+            {"handler": "x.py", "serializedFile": "model.pt", "modelFile": "a.py"},
+            {"model.pt": "", "x.py": "", "a.py": "class A: pass\nclass B: pass\n"},
+            ValidationFailed,
+            "exactly one",
+        ),  # fmt: skip
+        (
+            {"handler": "x.py", "serializedFile": "model.pt", "modelFile": "a.py"},
+            {"model.pt": "", "x.py": "", "a.py": "def ("},
+            ValidationFailed,
+            "not valid Python",
+        ),  # fmt: skip
+        (
+            {"handler": "image_classifier", "serializedFile": "model.pt"},
+            {"model.pt": "", "index_to_name.json": '{"1": "a"}'},
+            ValidationFailed,
+            "every class",
+        ),  # fmt: skip
     ],
 )
-def test_bad_manifest_is_exit_3(tmp_path: Path, model: dict[str, object], members: tuple[str, ...], words: str) -> None:
-    with pytest.raises(ValidationFailed, match=words) as err:
-        read_mar(make_mar(tmp_path, model, members))
-    assert err.value.exit_code == 3
+def test_damaged_or_unmigratable_archive_is_one_line(
+    tmp_path: Path, model: dict, members: dict | None, error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        read(make_mar(tmp_path, model, members))
 
 
-def test_no_manifest_is_exit_3(tmp_path: Path) -> None:
-    path = tmp_path / "m.mar"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("model.pt", b"x")
-    with pytest.raises(ValidationFailed, match="MANIFEST"):
-        read_mar(path)
+def test_a_file_that_is_no_source_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    for path in (tmp_path / "notes.txt", tmp_path / "missing.mar", tmp_path):
+        with pytest.raises(UsageError) as err:
+            read(path)
+        assert err.value.exit_code == 2
+
+
+def _triton(tmp_path: Path, config: str) -> Path:
+    entry = tmp_path / "m"
+    (entry / "1").mkdir(parents=True)
+    (entry / "1" / "model.pt").write_bytes(b"x")
+    (entry / "config.pbtxt").write_text(config)
+    return entry
+
+
+def test_triton_libtorch_folder(tmp_path: Path) -> None:
+    entry = _triton(
+        tmp_path,
+        'platform: "pytorch_libtorch"\nmax_batch_size: 4\ninput [{ name: "INPUT__0" data_type: TYPE_FP32 dims: [3, 8] }]\n'
+        'output [{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [2] }]\ninstance_group [{ count: 3 kind: KIND_CPU }]\n',
+    )
+    src, reader = read(entry)
+    assert reader == "triton" and src.inputs == [
+        {"name": "INPUT__0", "dtype": "float32", "shape": [1, 3, 8], "dynamic_axes": [0]}
+    ]
+    assert (src.outputs, src.settings, src.torchscript) == (["OUTPUT__0"], {"batch_size": 4, "workers": 3}, True)
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ('platform: "pytorch_libtorch"\ninput [{ name: "x" data_type: TYPE_FP32 dims: [-1] }]\n', "variable dimension"),
+        ('platform: "onnxruntime_onnx"\n', "today's format"),
+        ('backend: "python"\n', "pytorch_libtorch"),
+    ],
+)
+def test_triton_folder_refusals(tmp_path: Path, config: str, match: str) -> None:
+    with pytest.raises(UsageError, match=match) as err:
+        read(_triton(tmp_path, config))
+    assert err.value.exit_code == 2
+    if "variable" in match:
+        assert "--input x:SHAPE" in err.value.line()
+
+
+# ---------------------------------------------------------------- each agreement check can fail
+
+
+def _req() -> Request:
+    return Request(b"", "image/jpeg", "an image", [])
+
+
+def test_classes_agree_and_disagree() -> None:
+    logits = np.array([[3.0, 1.0, 0.5, 0.2, 0.1, 0.0]])
+    old = proof.classes(logits, ["a", "b", "c", "d", "e", "f"], 5)
+    assert proof.judge("classes", _req(), old, [logits], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3)).agree
+    shifted = logits + np.array([[0.0, 0.3, 0, 0, 0, 0]])
+    verdict = proof.judge("classes", _req(), old, [shifted], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3))
+    assert not verdict.agree and "atol" in verdict.detail
+    other_top = np.array([[0.0, 1.0, 0.5, 0.2, 0.1, 3.0]])
+    assert not proof.judge("classes", _req(), old, [other_top], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3)).agree
+    assert not proof.judge("classes", _req(), "not a dict", [logits], None, (1e-4, 1e-3)).agree
+
+
+def test_segments_disagree_on_classes_and_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    out = rng.standard_normal((1, 4, 6, 6))
+    old = proof.segments(out).tolist()
+    assert proof.judge("segments", _req(), old, [out], None, (1e-4, 1e-3)).agree
+    flipped = out.copy()
+    flipped[0, :, 0, :] = flipped[0, ::-1, 0, :]
+    assert not proof.judge("segments", _req(), old, [flipped], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("segments", _req(), old, [out * 1.1], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("segments", _req(), old, [out[:, :, :3]], None, (1e-4, 1e-3)).agree
+
+
+def test_tensors_disagree_on_values_shapes_and_counts() -> None:
+    a = np.linspace(0, 1, 8, dtype=np.float32).reshape(2, 4)
+    assert proof.judge("tensors", _req(), [a], [a + 1e-6], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("tensors", _req(), [a], [a + 1e-2], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("tensors", _req(), [a], [a.reshape(4, 2)], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("tensors", _req(), {"y": a}, [a, a], None, (1e-4, 1e-3)).agree

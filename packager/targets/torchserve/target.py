@@ -16,6 +16,7 @@ from ...report.formats import Served, served
 from ...report.store import link_or_copy
 from ..base import ServerTarget, register_target
 from ..capabilities import BenchProfile, Endpoint, KServeRuntime, Request
+from ..migration import Extracted, MigrationSource
 from ..options import SERVER, ServerOptions, cli_field
 from .marcheck import check_mar, inspect_mar
 from .marcheck import checked as mar_checked
@@ -126,6 +127,26 @@ class TorchServeTarget(ServerTarget):
 
     def inspect(self, path: Path) -> dict[str, Any]:
         return inspect_mar(path)
+
+    def read_source(self, path: Path) -> MigrationSource | None:
+        from .migration import read_source
+
+        return read_source(path)
+
+    def extract_source(self, source: MigrationSource, dest: Path) -> Extracted:
+        from .migration import extract_source
+
+        return extract_source(source, dest)
+
+    def run_old(self, source: MigrationSource, found: Extracted, request: Request) -> Any:
+        from .migration import run_old
+
+        return run_old(source, found, request)
+
+    def ask_old(self, url: str, model: str, source: MigrationSource, request: Request, token: str | None) -> Any:
+        from .migration import ask_old
+
+        return ask_old(url, model, request, token)
 
     def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
         """What an end user sends to the deploy's `predictions_url` (the request's body: image bytes for image models,

@@ -14,6 +14,7 @@ from ...report.build_report import BuildReport
 from ...report.formats import Served, served
 from ..base import ServerTarget, register_target
 from ..capabilities import BenchProfile, Endpoint, KServeRuntime, Request
+from ..migration import Extracted, MigrationSource
 from ..options import SERVER, ServerOptions, cli_field
 
 if TYPE_CHECKING:
@@ -145,6 +146,24 @@ class TritonTarget(ServerTarget):
 
     def inspect(self, path: Path) -> dict[str, Any]:
         return inspect_repository(path)
+
+    def read_source(self, path: Path) -> MigrationSource | None:
+        from .migration import read_source
+
+        return read_source(path)
+
+    def extract_source(self, source: MigrationSource, dest: Path) -> Extracted:
+        from .migration import extract_source
+
+        return extract_source(source, dest)
+
+    def run_old(self, source: MigrationSource, found: Extracted, request: Request) -> Any:
+        return None  # a libtorch model alone: pack runs the TorchScript file itself
+
+    def ask_old(self, url: str, model: str, source: MigrationSource, request: Request, token: str | None) -> Any:
+        from .migration import ask_old
+
+        return ask_old(url, model, request, [i["name"] for i in source.inputs], source.outputs)
 
     def endpoint(self, deployed: dict[str, Any], report: BuildReport, store: Path, request: Request) -> Endpoint:
         """The deploy's `infer_url` (v2 infer of the model and version) with the model's input tensors in the

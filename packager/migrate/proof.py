@@ -1,0 +1,155 @@
+"""Proof, answer for answer: the same requests sent to the old model and to the migrated build, their answers compared.
+
+The requests: for an image model, synthetic JPEGs of three sizes and the user's own (`--sample`); for a tensor model,
+the build's recorded sample and a second seeded input. The old answer comes from the running old endpoint
+(`--against`), else from the source run in this process (TorchServe's own built-in handler on the archive's model, or
+the source's model alone). The new answer comes from the build served on a target (with `--against`), else from
+pack's serving runtime in this process on the file every target serves.
+
+What is compared is what the old endpoint's clients read (`MigrationSource.answers`): a classifier's top-k labels
+and probabilities, a segmenter's per-pixel class and probability, or the model's tensors under the build's gate
+tolerances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..report.build_report import BuildReport
+from ..targets.capabilities import Request
+from ..targets.migration import MigrationSource
+
+PROBABILITY_ATOL = 2e-3  # two image decoders and resizers agree to this on a probability (measured: under 1e-4)
+SEGMENT_MISMATCH = 0.001  # the share of pixels whose class may differ (ties at a boundary)
+
+
+@dataclass
+class Compared:
+    """One request's verdict."""
+
+    request: str
+    agree: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request": self.request, "agree": self.agree, "detail": self.detail}
+
+
+def requests(source: MigrationSource, build_dir: Path, report: BuildReport, samples: list[Path]) -> list[Request]:
+    """The requests both sides answer: image bytes with pack's pre-processing of them, or tensors."""
+    from ..report.samples import load_sample
+    from ..serve.tasks import sample_image
+
+    if source.preprocessing:
+        import importlib
+
+        from ..serve.tasks import runtime_on_path
+
+        runtime_on_path()
+        steps = importlib.import_module("pack_images")  # pack's serving runtime: what every server does to an image
+        pre = report.preprocessing
+        images = [(f"synthetic {w}x{h} JPEG", sample_image(w, h)) for w, h in ((640, 480), (224, 224), (300, 500))]
+        images += [(str(p), p.read_bytes()) for p in samples]
+        return [
+            Request(
+                body,
+                "application/octet-stream",
+                what,
+                [steps.classification_tensor(steps.open_rgb(body, steps.max_pixels(pre)), pre)],
+            )
+            for what, body in images
+        ]
+    sample = load_sample(build_dir, report).inputs
+    rng = np.random.default_rng(1)
+    second = [rng.standard_normal(a.shape).astype(a.dtype) if a.dtype.kind == "f" else a for a in sample]
+    return [
+        Request(b"", "application/json", f"{what} input", list(arrays))
+        for what, arrays in (("recorded", sample), ("seeded", second))
+    ]
+
+
+# ---------------------------------------------------------------- answers as the old clients read them
+
+
+def softmax(logits: np.ndarray, axis: int) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=axis, keepdims=True))
+
+
+def classes(logits: np.ndarray, labels: list[str] | None, top_k: int) -> dict[str, float]:
+    """{label: probability} of the top k classes of one image's logits (TorchServe's image_classifier answer)."""
+    probs = softmax(np.asarray(logits, dtype=np.float64).reshape(-1), 0)
+    order = np.argsort(-probs, kind="stable")[:top_k]
+    return {(labels[i] if labels and i < len(labels) else str(int(i))): float(probs[i]) for i in order}
+
+
+def segments(out: np.ndarray) -> np.ndarray:
+    """(H, W, 2): each pixel's class and its probability (TorchServe's image_segmenter answer for one image)."""
+    probs = softmax(np.asarray(out, dtype=np.float64)[0], 0)
+    return np.stack([probs.argmax(0).astype(np.float64), probs.max(0)], axis=-1)
+
+
+def _classes_agree(old: dict[str, float], new: dict[str, float], atol: float) -> tuple[bool, str]:
+    if not isinstance(old, dict) or not old:
+        return False, f"the old answer is not TorchServe's {{label: probability}} ({str(old)[:80]})"
+    olds = sorted(old.items(), key=lambda kv: -kv[1])
+    news = sorted(new.items(), key=lambda kv: -kv[1])
+    for mine, other, side in ((olds, new, "new"), (news, old, "old")):
+        floor = min(other.values())
+        for label, p in mine:
+            q = other.get(label)
+            if q is None and p > floor + atol:
+                return False, f"{label} ({p:.4f}) is missing from the {side} top {len(other)}"
+            if q is not None and abs(p - q) > atol:
+                return False, f"{label}: {p:.4f} vs {q:.4f} (atol {atol})"
+    if olds[0][0] != news[0][0] and abs(olds[0][1] - news[0][1]) > atol:
+        return False, f"top-1 {olds[0][0]} vs {news[0][0]}"
+    worst = max((abs(p - new[label]) for label, p in olds if label in new), default=0.0)
+    return True, f"top-1 {olds[0][0]}, top-{len(olds)} agree (largest difference {worst:.2e})"
+
+
+def _segments_agree(old: Any, new: np.ndarray, atol: float) -> tuple[bool, str]:
+    mine = np.asarray(old, dtype=np.float64)
+    if mine.shape != new.shape:
+        return False, f"answer shape {list(mine.shape)} vs {list(new.shape)}"
+    same = mine[..., 0] == new[..., 0]
+    mismatch = 1.0 - float(same.mean())
+    worst = float(np.abs(mine[..., 1] - new[..., 1])[same].max(initial=0.0))
+    ok = mismatch <= SEGMENT_MISMATCH and worst <= atol
+    return ok, f"{mismatch:.2%} of pixels differ in class, probabilities within {worst:.2e}"
+
+
+def _tensors_agree(old: list[np.ndarray], new: list[np.ndarray], atol: float, rtol: float) -> tuple[bool, str]:
+    if len(old) != len(new):
+        return False, f"{len(old)} outputs vs {len(new)}"
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(old, new, strict=True)):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            return False, f"output {i}: shape {list(a.shape)} vs {list(b.shape)}"
+        err = np.abs(a - b)
+        if not np.all(err <= atol + rtol * np.abs(a)):
+            return False, f"output {i}: differs by up to {float(err.max()):.3g} (atol {atol}, rtol {rtol})"
+        worst = max(worst, float(err.max(initial=0.0)))
+    return True, f"{len(old)} outputs within {worst:.2e}"
+
+
+def judge(
+    kind: str, request: Request, old: Any, new: list[np.ndarray], labels: list[str] | None, tol: tuple[float, float]
+) -> Compared:
+    """Compare one request's answers: `kind` is what `old` is: "classes" or "segments" (the old endpoint's answer,
+    read the way its clients read it) or "tensors" (the old model's outputs)."""
+    atol, rtol = tol
+    if kind == "classes":
+        top_k = len(old) if isinstance(old, dict) and old else 5
+        ok, detail = _classes_agree(old, classes(new[0], labels, top_k), max(atol, PROBABILITY_ATOL))
+    elif kind == "segments":
+        ok, detail = _segments_agree(old, segments(new[0]), max(atol, PROBABILITY_ATOL))
+    else:
+        arrays = list(old.values()) if isinstance(old, dict) else list(old)
+        ok, detail = _tensors_agree(arrays, new, atol, rtol)
+    return Compared(request.description, ok, detail)

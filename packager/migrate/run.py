@@ -1,0 +1,218 @@
+"""`pack migrate SOURCE`: read the source, build it behind the gate, prove the new answers equal the old, report.
+
+The build is a pack build like any other (every default format behind the gate, its provenance naming the source's
+digest); the proof (proof.py) decides the exit code: a migration whose answers disagree is exit 3, after its report.
+With `--against`, the build is deployed on `--target` (Triton by default) through that target's own deploy, asked
+over the Open Inference Protocol, and left serving when the answers agree (undeployed when they do not).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError, ValidationFailed
+from ..report.build_report import BuildReport
+from ..safeio import load_json
+from ..targets import MIGRATABLE, capable, get_target
+from ..targets.capabilities import Request
+from ..targets.migration import Extracted, MigrationSource
+from . import proof
+from .source import SPEC, extract, model_name, read, require_trust, spec_for
+
+logger = logging.getLogger(__name__)
+COMPARABLE_LIVE = ("classes", "segments", "tensors")  # old answers pack can read from a live endpoint
+
+
+@dataclass
+class MigrateOptions:
+    source: Path
+    store: Path
+    name: str | None = None
+    version: str | None = None
+    trust_archive_code: bool = False
+    inputs: list[Any] = field(default_factory=list)  # TensorSpecs from --input
+    formats: tuple[str, ...] | None = None
+    against: str | None = None
+    against_model: str | None = None
+    token: str | None = None
+    target: str | None = None  # None: the first target that `pack bench` can ask (the registry's order: Triton first)
+    samples: list[Path] = field(default_factory=list)
+    force: bool = False
+    iterations: int = 20
+    measure_budget: float = 3.0
+    sign: Any = None
+    cache: Path | None = None
+
+
+def _write_spec(found: Extracted, spec: dict[str, Any]) -> Path:
+    import yaml
+
+    folder = found.model.parent
+    relative = {k: (str(Path(v).relative_to(folder)) if k in ("source", "weights", "labels") else v) for k, v in spec.items()}
+    path = folder / SPEC
+    tmp = path.with_name(f".{SPEC}.tmp")
+    tmp.write_text(yaml.safe_dump(relative, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def _build(
+    opts: MigrateOptions, source: MigrationSource, found: Extracted, packagers: dict[str, Any]
+) -> tuple[Any, BuildReport, Path]:
+    from ..build.pipeline import build
+    from ..build.plan import resolve
+
+    spec = spec_for(source, found, model_name(source, opts.name), None)
+    overrides: dict[str, Any] = {"version": opts.version, "device": "cpu"}
+    if opts.inputs:
+        overrides["inputs"] = opts.inputs
+    if opts.formats:
+        overrides["formats"] = opts.formats
+    plan = resolve(None, str(_write_spec(found, spec)), overrides)
+    plan = dataclasses.replace(plan, migrated_from={"kind": source.kind, "ref": source.path.name, "sha256": source.sha256})
+    report, folder = build(
+        plan, opts.store, opts.force, opts.iterations, packagers, opts.measure_budget, sign=opts.sign, cache=opts.cache
+    )
+    return plan, report, folder
+
+
+def _model_outputs(value: Any) -> list[np.ndarray]:
+    if isinstance(value, dict):
+        return [v.detach().numpy() for v in value.values()]
+    if isinstance(value, list | tuple):
+        return [v.detach().numpy() for v in value]
+    return [value.detach().numpy()]
+
+
+def _old_model(plan: Any, source: MigrationSource, found: Extracted) -> Any:
+    """The source's own model in this process: its TorchScript file, or its eager class with the archive's weights."""
+    import torch
+
+    from ..console import on_purpose
+
+    if source.torchscript:
+        with on_purpose("torch.jit.load"):
+            return torch.jit.load(str(found.model), map_location="cpu").eval()  # type: ignore[no-untyped-call]
+    from ..build.loader import load_module
+
+    return load_module(plan)[0].eval()
+
+
+def _new_runner(folder: Path, report: BuildReport) -> Any:
+    from ..bench.inprocess import onnx_runner
+    from ..export import runner_for
+    from ..report.formats import served
+
+    chosen = served(report, None)
+    return onnx_runner(folder, report) if chosen.format == "onnx" else runner_for(chosen.format, folder / chosen.file)
+
+
+def _oip(url: str, headers: dict[str, str], names: list[str], request: Request) -> list[np.ndarray]:
+    """The served build's outputs for the request's tensors, over the Open Inference Protocol (v2 JSON)."""
+    from ..serve.http import HttpClient, translated
+    from ..serve.oip import NUMPY_TO_V2
+
+    body = {
+        "inputs": [
+            {"name": n, "shape": list(a.shape), "datatype": NUMPY_TO_V2[str(a.dtype)], "data": a.reshape(-1).tolist()}
+            for n, a in zip(names, request.tensors, strict=True)
+        ]
+    }
+    client = HttpClient(url, timeout=120)
+    with translated(f"asking the migrated build at {url}", refused=ValidationFailed):
+        answer = client.request("POST", "", body=json.dumps(body).encode(), content_type="application/json", headers=headers)
+    doc = load_json(answer.body, url)
+    return [np.asarray(o["data"], dtype=np.float64).reshape(o["shape"]) for o in doc.get("outputs", [])]
+
+
+def _deploy(
+    opts: MigrateOptions, folder: Path, report: BuildReport, source: MigrationSource, first: Request
+) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    from ..targets import BENCHABLE, require
+
+    target = get_target(opts.target or next(iter(capable(BENCHABLE))))
+    fields = {f.name for f in dataclasses.fields(target.Options)}
+    settings = {k: v for k, v in source.settings.items() if k in fields}
+    result = target.deploy(folder, report, target.Options(store=opts.store, **settings))
+    endpoint = require(BENCHABLE, target).endpoint(result, report, opts.store, first)
+    headers = {k: v for k, v in endpoint.headers.items() if k.lower() == "authorization"}
+    return target, result, headers
+
+
+def migrate(opts: MigrateOptions, packagers: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Migrate one source; (the migration report, whether every answer agreed)."""
+    source, reader = read(opts.source)
+    require_trust(source, opts.trust_archive_code)
+    if opts.against and source.answers not in COMPARABLE_LIVE:
+        raise UsageError(
+            f"{source.path}'s endpoint answers through {source.handler}, whose answers pack cannot read",
+            "drop --against: the source's model is then compared in this process",
+        )
+    if not source.inputs and not opts.inputs:
+        raise UsageError(f"{source.path} does not say what its model takes", "give its inputs with --input NAME:SHAPE[:DTYPE]")
+    found = extract(source, reader, opts.store)
+    plan, report, folder = _build(opts, source, found, packagers)
+    reqs = proof.requests(source, folder, report, opts.samples)
+    old_side = capable(MIGRATABLE)[reader]
+    names = [i.name for i in report.inputs]
+    deployed: dict[str, Any] = {}
+    if opts.against:
+        target, deployed, headers = _deploy(opts, folder, report, source, reqs[0])
+        model = opts.against_model or source.model_name
+        old = [old_side.ask_old(opts.against, model, source, r, opts.token) for r in reqs]
+        new = [_oip(deployed["infer_url"], headers, names, r) for r in reqs]
+        kind = source.answers
+    else:
+        old = [old_side.run_old(source, found, r) for r in reqs]
+        kind = source.answers if old and old[0] is not None else "tensors"
+        if kind == "tensors":
+            import torch
+
+            module = _old_model(plan, source, found)
+            with torch.no_grad():
+                old = [_model_outputs(module(*[torch.from_numpy(t) for t in r.tensors])) for r in reqs]
+        run = _new_runner(folder, report)
+        new = [run(list(r.tensors)) for r in reqs]
+    tol = (float(report.tolerance.get("atol", 1e-4)), float(report.tolerance.get("rtol", 1e-3)))
+    verdicts = [proof.judge(kind, r, o, n, source.labels, tol) for r, o, n in zip(reqs, old, new, strict=True)]
+    agreed = all(v.agree for v in verdicts)
+    if opts.against and not agreed:
+        target.undeploy(report.name, report.version, target.Options(store=opts.store))
+    doc = {
+        "source": source.to_dict(),
+        "build": {"name": report.name, "version": report.version, "path": str(folder.resolve()), "formats": _passed(report)},
+        "proof": {
+            "old": f"{opts.against} ({opts.against_model or source.model_name})"
+            if opts.against
+            else "the source, in this process",
+            "new": f"{opts.target}: {deployed.get('infer_url')}" if opts.against else "pack's runtime, in this process",
+            "compared": kind,
+            "agreed": agreed,
+            "requests": [v.to_dict() for v in verdicts],
+        },
+        "changes": _changes(source, report),
+    }
+    return doc, agreed
+
+
+def _passed(report: BuildReport) -> list[str]:
+    return [name for name, record in report.formats.items() if record.status == "passed"]
+
+
+def _changes(source: MigrationSource, report: BuildReport) -> dict[str, Any]:
+    """What is different for the model's clients and operators."""
+    served = "TorchScript" if source.torchscript else "an eager model"
+    return {
+        "formats": f"{source.handler} serving {served} -> {', '.join(_passed(report))}",
+        "inputs": [i.name for i in report.inputs],
+        "preprocessing": source.preprocessing or "none (tensors in)",
+        "settings": source.settings,
+        "notes": source.notes,
+    }

@@ -1,0 +1,245 @@
+"""A `.mar` made by torch-model-archiver, as a migration source (`pack migrate`), read without running its code.
+
+The manifest names the handler (a TorchServe built-in or a Python file of the archive), the model file (Python: an
+eager model class, which TorchServe imports and instantiates with no arguments) and the serialized file (that class's
+state dict, or a TorchScript module when there is no model file). `model-config.yaml` gives the batching and worker
+settings, `index_to_name.json` the labels. Every member is read bounded and written under a name pack chooses.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from ...archive import open_archive
+from ...errors import UsageError, ValidationFailed
+from ...safeio import load_json, load_yaml, read_member, utf8
+from ..capabilities import Request
+from ..migration import IMAGE_CLASSIFICATION, VISION_INPUT, VISION_PREPROCESSING, Extracted, MigrationSource
+
+MANIFEST = "MAR-INF/MANIFEST.json"
+LABELS = "index_to_name.json"
+MAX_MODEL_BYTES = 16 * 1024**3  # a serialized model file: refused past this, whatever the archive's headers say
+_PY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\.py$")
+
+# TorchServe's built-in handlers: pack's task, how the endpoint answers, what the model is given.
+BUILTINS: dict[str, dict[str, Any]] = {
+    "image_classifier": {"task": IMAGE_CLASSIFICATION, "answers": "classes", "vision": True, "top_k": 5},
+    "image_segmenter": {"answers": "segments", "vision": True},
+    "object_detector": {"answers": "boxes", "vision": True},
+    "text_classifier": {"answers": "text-classes"},
+}
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationFailed(f"{where} is not a non-empty string", "rebuild the archive with torch-model-archiver")
+    return value
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _labels(zf: zipfile.ZipFile, path: Path) -> list[str] | None:
+    """index_to_name.json ({"0": "tench", ...} or {"0": ["n01440764", "tench"]}) as one name per class index."""
+    if LABELS not in zf.namelist():
+        return None
+    where = f"{path}:{LABELS}"
+    doc = load_json(read_member(zf, LABELS, where), where)
+    if not isinstance(doc, dict) or not all(isinstance(k, str) and k.isdigit() for k in doc):
+        raise ValidationFailed(f"{where} is not a mapping of class indexes to names", "fix the labels file and re-archive")
+    names = {int(k): v[-1] if isinstance(v, list) and v else v for k, v in doc.items()}
+    if sorted(names) != list(range(len(names))) or not all(isinstance(v, str) and v for v in names.values()):
+        raise ValidationFailed(f"{where} does not name every class from 0 with a string", "fix the labels file and re-archive")
+    return [names[i] for i in range(len(names))]
+
+
+def _settings(zf: zipfile.ZipFile, path: Path, config_file: object) -> dict[str, Any]:
+    """The serving settings of model-config.yaml that pack's targets have (batch size, delay, workers)."""
+    if not isinstance(config_file, str) or config_file not in zf.namelist():
+        return {}
+    where = f"{path}:{config_file}"
+    doc = load_yaml(read_member(zf, config_file, where), where)
+    if not isinstance(doc, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, name in (("batchSize", "batch_size"), ("maxBatchDelay", "max_batch_delay_ms"), ("minWorkers", "workers")):
+        value = doc.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= (0 if key == "maxBatchDelay" else 1):
+            out[name] = value
+    return out
+
+
+def read_source(path: Path) -> MigrationSource | None:
+    """The facts of a `.mar` (None for a file that is not a zip with TorchServe's manifest)."""
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return None
+    with open_archive(path) as zf:
+        members = tuple(info.filename for info in zf.infolist())
+        if MANIFEST not in members:
+            return None
+        manifest = load_json(read_member(zf, MANIFEST, f"{path}:{MANIFEST}"), f"{path}:{MANIFEST}")
+        model = manifest.get("model") if isinstance(manifest, dict) else None
+        if not isinstance(model, dict):
+            raise ValidationFailed(f"{path}:{MANIFEST} has no 'model' object", "rebuild the archive with torch-model-archiver")
+        where = f"{path}:{MANIFEST} model"
+        handler = _text(model.get("handler"), f"{where}.handler")
+        serialized = _text(model.get("serializedFile"), f"{where}.serializedFile")
+        model_file = model.get("modelFile")
+        model_file = _text(model_file, f"{where}.modelFile") if model_file is not None else None
+        builtin = handler.removesuffix(".py") if handler.removesuffix(".py") in BUILTINS and handler not in members else None
+        for name in (serialized, model_file, None if builtin else handler):
+            if name is not None and name not in members:
+                raise ValidationFailed(f"{where} names {name!r}, which the archive lacks", "rebuild the archive")
+        if serialized.endswith(".onnx"):
+            raise UsageError(
+                f"{path} serves an ONNX file ({serialized}) through onnxruntime: it is in today's format already",
+                "build the PyTorch model it came from with `pack build`, or serve the ONNX file as it is",
+            )
+        labels = _labels(zf, path)
+        settings = _settings(zf, path, model.get("configFile"))
+        cls = None
+        if model_file is not None:
+            code_where = f"{path}:{model_file}"
+            cls = model_class(utf8(read_member(zf, model_file, code_where), code_where), code_where)
+    facts = BUILTINS.get(builtin or "", {"answers": "custom"})
+    code = (model_file,) if model_file else ()  # a custom handler is never imported: only the model is migrated
+    source = MigrationSource(
+        path=path,
+        sha256=_digest(path),
+        reader="torchserve",
+        kind=f"TorchServe .mar ({'TorchScript' if model_file is None else 'eager'}, handler {handler})",
+        model_name=_text(model.get("modelName"), f"{where}.modelName"),
+        handler=builtin or handler,
+        serialized_file=serialized,
+        model_file=model_file,
+        model_class=cls,
+        task=facts.get("task", "generic"),
+        answers=facts["answers"],
+        archive_code=code,
+        labels=labels,
+        inputs=[dict(VISION_INPUT)] if facts.get("vision") else [],
+        preprocessing=dict(VISION_PREPROCESSING) if facts.get("vision") else {},
+        top_k=facts.get("top_k"),
+        settings=settings,
+    )
+    if source.answers == "custom":
+        source.notes.append(f"the custom handler {handler} is not carried over: pack's runtime serves the model's tensors")
+    elif source.task != IMAGE_CLASSIFICATION:
+        source.notes.append(f"{builtin}'s post-processing is not carried over: the build serves the model's outputs")
+    return source
+
+
+def model_class(code: str, where: str) -> str:
+    """The one class a TorchServe model file defines (TorchServe instantiates it; it refuses a file with more)."""
+    try:
+        tree = ast.parse(code, where)
+    except SyntaxError as exc:
+        raise ValidationFailed(f"{where} is not valid Python ({exc.msg}, line {exc.lineno})", "fix the model file") from None
+    classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+    if len(classes) != 1:
+        raise ValidationFailed(
+            f"{where} defines {len(classes)} classes ({', '.join(classes) or 'none'}); TorchServe needs exactly one",
+            "keep the model class alone in the model file",
+        )
+    return classes[0]
+
+
+def _copy_member(zf: zipfile.ZipFile, name: str, dest: Path, where: str) -> None:
+    """Stream one member to `dest`, counting the bytes actually inflated (never the header's size)."""
+    written = 0
+    with zf.open(name) as src, dest.open("wb") as out:
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            written += len(chunk)
+            if written > MAX_MODEL_BYTES:
+                raise ValidationFailed(f"{where} inflates past {MAX_MODEL_BYTES >> 30} GiB", "check the archive")
+            out.write(chunk)
+
+
+def extract_source(source: MigrationSource, dest: Path) -> Extracted:
+    """The serialized file as `model.pt` (TorchScript) or `weights.pt` (a state dict), and for an eager model its
+    model file and the archive's other top-level Python files (the model file may import them), under their names."""
+    with open_archive(source.path) as zf:
+        model = dest / ("model.pt" if source.torchscript else "weights.pt")
+        _copy_member(zf, source.serialized_file, model, f"{source.path}:{source.serialized_file}")
+        if LABELS in zf.namelist():  # what TorchServe's handlers read their labels from
+            (dest / LABELS).write_bytes(read_member(zf, LABELS, f"{source.path}:{LABELS}"))
+        if source.model_file is None:
+            return Extracted(model)
+        for name in zf.namelist():
+            if _PY_NAME.match(name) and name != model.name:
+                where = f"{source.path}:{name}"
+                (dest / name).write_text(utf8(read_member(zf, name, where), where))
+    if not _PY_NAME.match(source.model_file):
+        raise ValidationFailed(f"{source.path}: model file {source.model_file!r} is not a Python module name", "rename it")
+    return Extracted(model, dest / source.model_file)
+
+
+def ask_old(url: str, model: str, request: Request, token: str | None) -> Any:
+    """TorchServe's inference API: POST /predictions/MODEL with what an end user sends; the parsed JSON answer."""
+    import json
+
+    from ...errors import EnvironmentProblem
+    from ...serve.http import HttpClient, translated
+
+    client = HttpClient(url, token, timeout=120)
+    with translated(f"asking {model} at {url}", "check --against and that the old server serves it", EnvironmentProblem):
+        answer = client.request("POST", f"/predictions/{model}", body=request.body, content_type=request.content_type)
+    try:
+        return json.loads(answer.body)
+    except ValueError:
+        raise ValidationFailed(f"{model} at {url} answered something that is not JSON", "check --against") from None
+
+
+_VISION = {"classes": ("image_classifier", "ImageClassifier"), "segments": ("image_segmenter", "ImageSegmenter")}
+
+
+class _NoMetrics:
+    """What TorchServe's handlers record their timings into, when they run outside TorchServe."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def run_old(source: MigrationSource, found: Extracted, request: Request) -> Any:
+    """The old server's answer computed in this process, when its handler is one of TorchServe's built-in vision
+    handlers: that handler runs as a worker would run it (its own pre-processing, the archive's model, its
+    post-processing) on the request's body. None for any other archive (a custom handler's steps are the archive's
+    own: only its model can be compared)."""
+    import sys
+
+    from ...console import captured, on_purpose
+
+    if source.answers not in _VISION:
+        return None
+    import importlib
+
+    from ts.context import Context, RequestProcessor
+
+    folder = found.model.parent
+    module, cls = _VISION[source.answers]
+    model = {"serializedFile": found.model.name, "handler": module, "modelName": source.model_name}
+    if found.model_file is not None:
+        model["modelFile"] = found.model_file.name
+    context = Context(source.model_name, str(folder), {"model": model}, 1, None, "0.12.0", model_yaml_config={})
+    context.request_processor = [RequestProcessor({})]
+    context.metrics = _NoMetrics()
+    sys.path.insert(0, str(folder))
+    try:
+        with captured(), on_purpose("torch.jit.load"):  # the handlers print what their optional runtimes lack
+            handler = getattr(importlib.import_module(f"ts.torch_handler.{module}"), cls)()
+            handler.initialize(context)
+            return handler.postprocess(handler.inference(handler.preprocess([{"body": request.body}])))[0]
+    finally:
+        sys.path.remove(str(folder))
+        if found.model_file is not None:
+            sys.modules.pop(found.model_file.stem, None)

@@ -1,0 +1,172 @@
+"""The migration corpus: models served the old ways, made here with the real torch-model-archiver (seeded weights).
+
+`make(kind, folder)` writes one case and returns its source path (a `.mar`, or a Triton model folder):
+- `classifier-eager`: a small CNN class in model.py + its state dict, TorchServe's `image_classifier`, labels, a
+  model-config.yaml with batching settings;
+- `classifier-ts`: the same network traced to TorchScript, `image_classifier`;
+- `segmenter`: a small fully-convolutional net answering {"out": N x K x H x W}, `image_segmenter`;
+- `custom`: an MLP with a handler file of its own (JSON lists of 16 numbers in, lists out);
+- `libtorch`: the classifier's TorchScript in a Triton `pytorch_libtorch` folder (max_batch_size 8, dynamic batching).
+`other_weights=True` makes the same architecture with other weights (a migration that must be caught).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ARCHIVER = Path(sys.executable).parent / "torch-model-archiver"
+LABELS = [f"class_{i}" for i in range(10)]
+
+CLASSIFIER = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+
+    class ImageClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1),
+            )
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.features(x), 1))
+    """
+)
+
+SEGMENTER = textwrap.dedent(
+    """
+    from torch import nn
+
+
+    class Segmenter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+        def forward(self, x):
+            return {"out": self.body(x)}
+    """
+)
+
+MLP = textwrap.dedent(
+    """
+    from torch import nn
+
+
+    class Mlp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
+
+        def forward(self, x):
+            return self.net(x)
+    """
+)
+
+CUSTOM_HANDLER = textwrap.dedent(
+    """
+    import json
+
+    import torch
+    from ts.torch_handler.base_handler import BaseHandler
+
+
+    class MlpHandler(BaseHandler):
+        def preprocess(self, data):
+            rows = [json.loads(r.get("body") or r.get("data")) for r in data]
+            return torch.tensor(rows, dtype=torch.float32)
+
+        def postprocess(self, data):
+            return data.tolist()
+    """
+)
+
+
+def _module(code: str, name: str, seed: int):
+    import torch
+
+    namespace: dict = {}
+    exec(compile(code, name, "exec"), namespace)  # noqa: S102 - the corpus's own model code
+    cls = next(
+        v for k, v in namespace.items() if isinstance(v, type) and issubclass(v, torch.nn.Module) and v is not torch.nn.Module
+    )
+    torch.manual_seed(seed)
+    model = cls().eval()
+    with torch.no_grad():  # logits far enough apart that the top classes are not a coin toss
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model
+
+
+def _archive(folder: Path, name: str, *args: str) -> Path:
+    subprocess.run(
+        [str(ARCHIVER), "--model-name", name, "--version", "1.0", "--export-path", str(folder), "--force", *args],
+        check=True,
+        capture_output=True,
+    )
+    return folder / f"{name}.mar"
+
+
+def make(kind: str, folder: Path, other_weights: bool = False) -> Path:
+    import torch
+
+    seed = 7 if other_weights else 0
+    work = folder / f"{kind}-files"
+    work.mkdir(parents=True, exist_ok=True)
+    labels = work / "index_to_name.json"
+    labels.write_text(json.dumps({str(i): name for i, name in enumerate(LABELS)}))
+    if kind in ("classifier-eager", "classifier-ts", "libtorch"):
+        model = _module(CLASSIFIER, "model.py", seed)
+        (work / "model.py").write_text(CLASSIFIER)
+        if kind == "classifier-eager":
+            torch.save(model.state_dict(), work / "weights.pth")
+            (work / "model-config.yaml").write_text("minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 20\n")
+            return _archive(
+                folder, "classifier", "--model-file", str(work / "model.py"), "--serialized-file", str(work / "weights.pth"),
+                "--handler", "image_classifier", "--extra-files", str(labels), "--config-file", str(work / "model-config.yaml"),
+            )  # fmt: skip
+        traced = torch.jit.trace(model, torch.rand(1, 3, 224, 224))
+        if kind == "classifier-ts":
+            traced.save(str(work / "traced.pt"))
+            return _archive(
+                folder, "classifier_ts", "--serialized-file", str(work / "traced.pt"), "--handler", "image_classifier",
+                "--extra-files", str(labels),
+            )  # fmt: skip
+        entry = folder / "classifier_libtorch"
+        (entry / "1").mkdir(parents=True, exist_ok=True)
+        traced.save(str(entry / "1" / "model.pt"))
+        (entry / "config.pbtxt").write_text(
+            'name: "classifier_libtorch"\nplatform: "pytorch_libtorch"\nmax_batch_size: 8\n'
+            'input [{ name: "INPUT__0" data_type: TYPE_FP32 dims: [3, 224, 224] }]\n'
+            'output [{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [10] }]\n'
+            "dynamic_batching { max_queue_delay_microseconds: 2000 }\n"
+            "instance_group [{ count: 2 kind: KIND_CPU }]\n"
+        )
+        return entry
+    if kind == "segmenter":
+        model = _module(SEGMENTER, "segmenter.py", seed)
+        (work / "segmenter.py").write_text(SEGMENTER)
+        torch.save(model.state_dict(), work / "seg.pth")
+        return _archive(
+            folder, "segmenter", "--model-file", str(work / "segmenter.py"), "--serialized-file", str(work / "seg.pth"),
+            "--handler", "image_segmenter",
+        )  # fmt: skip
+    if kind == "custom":
+        model = _module(MLP, "mlp.py", seed)
+        (work / "mlp.py").write_text(MLP)
+        (work / "mlp_handler.py").write_text(CUSTOM_HANDLER)
+        torch.save(model.state_dict(), work / "mlp.pth")
+        return _archive(
+            folder, "mlp", "--model-file", str(work / "mlp.py"), "--serialized-file", str(work / "mlp.pth"),
+            "--handler", str(work / "mlp_handler.py"),
+        )  # fmt: skip
+    raise ValueError(kind)
