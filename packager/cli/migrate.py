@@ -25,6 +25,7 @@ def _table(doc: dict[str, Any]) -> str:
     if changes["settings"]:
         lines.append("settings carried over: " + ", ".join(f"{k}={v}" for k, v in changes["settings"].items()))
     lines += [f"note: {n}" for n in changes["notes"]]
+    lines += [f"next: {n}" for n in changes["next"]]
     return "\n".join(lines)
 
 

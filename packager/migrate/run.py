@@ -164,9 +164,9 @@ def migrate(opts: MigrateOptions, packagers: dict[str, Any]) -> tuple[dict[str, 
     names = [i.name for i in report.inputs]
     deployed: dict[str, Any] = {}
     if opts.against:
-        target, deployed, headers = _deploy(opts, folder, report, source, reqs[0])
         model = opts.against_model or source.model_name
-        old = [old_side.ask_old(opts.against, model, source, r, opts.token) for r in reqs]
+        old = [old_side.ask_old(opts.against, model, source, r, opts.token) for r in reqs]  # before anything is served
+        target, deployed, headers = _deploy(opts, folder, report, source, reqs[0])
         new = [_oip(deployed["infer_url"], headers, names, r) for r in reqs]
         kind = source.answers
     else:
@@ -187,12 +187,18 @@ def migrate(opts: MigrateOptions, packagers: dict[str, Any]) -> tuple[dict[str, 
         target.undeploy(report.name, report.version, target.Options(store=opts.store))
     doc = {
         "source": source.to_dict(),
-        "build": {"name": report.name, "version": report.version, "path": str(folder.resolve()), "formats": _passed(report)},
+        "build": {
+            "name": report.name,
+            "version": report.version,
+            "path": str(folder.resolve()),
+            "formats": _passed(report),
+            "cache": report.cache.get("status"),
+        },
         "proof": {
             "old": f"{opts.against} ({opts.against_model or source.model_name})"
             if opts.against
             else "the source, in this process",
-            "new": f"{opts.target}: {deployed.get('infer_url')}" if opts.against else "pack's runtime, in this process",
+            "new": f"{deployed['target']}: {deployed['infer_url']}" if deployed else "pack's runtime, in this process",
             "compared": kind,
             "agreed": agreed,
             "requests": [v.to_dict() for v in verdicts],
@@ -202,17 +208,32 @@ def migrate(opts: MigrateOptions, packagers: dict[str, Any]) -> tuple[dict[str, 
     return doc, agreed
 
 
+def _kserve() -> str:
+    from ..targets import MANIFEST_CHECKER, sole
+
+    return str(getattr(sole(MANIFEST_CHECKER), "name", ""))
+
+
 def _passed(report: BuildReport) -> list[str]:
     return [name for name, record in report.formats.items() if record.status == "passed"]
 
 
 def _changes(source: MigrationSource, report: BuildReport) -> dict[str, Any]:
     """What is different for the model's clients and operators."""
+    from ..serve.settings import SETTINGS
+
     served = "TorchScript" if source.torchscript else "an eager model"
+    flags = "".join(f" {SETTINGS[k].flag} {v}" for k, v in source.settings.items() if k in SETTINGS)
+    ref = f"{report.name} --version {report.version}"
     return {
         "formats": f"{source.handler} serving {served} -> {', '.join(_passed(report))}",
         "inputs": [i.name for i in report.inputs],
         "preprocessing": source.preprocessing or "none (tensors in)",
         "settings": source.settings,
         "notes": source.notes,
+        "next": [  # the build is a pack build: every command takes it
+            f"pack deploy {ref}{flags}",
+            f"pack repo {ref}{flags}",
+            f"pack deploy {ref} --target {_kserve()} --storage-uri URI",
+        ],
     }

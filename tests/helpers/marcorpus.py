@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 ARCHIVER = Path(sys.executable).parent / "torch-model-archiver"
@@ -134,7 +135,9 @@ def make(kind: str, folder: Path, other_weights: bool = False) -> Path:
                 folder, "classifier", "--model-file", str(work / "model.py"), "--serialized-file", str(work / "weights.pth"),
                 "--handler", "image_classifier", "--extra-files", str(labels), "--config-file", str(work / "model-config.yaml"),
             )  # fmt: skip
-        traced = torch.jit.trace(model, torch.rand(1, 3, 224, 224))
+        with warnings.catch_warnings():  # TorchScript is deprecated: the corpus makes what older pipelines made
+            warnings.simplefilter("ignore", FutureWarning)
+            traced = torch.jit.trace(model, torch.rand(1, 3, 224, 224))
         if kind == "classifier-ts":
             traced.save(str(work / "traced.pt"))
             return _archive(
