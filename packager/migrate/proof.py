@@ -21,10 +21,12 @@ import numpy as np
 
 from ..report.build_report import BuildReport
 from ..targets.capabilities import Request
-from ..targets.migration import MigrationSource
+from ..targets.migration import IMAGE_ANSWERS, MigrationSource
 
 PROBABILITY_ATOL = 2e-3  # two image decoders and resizers agree to this on a probability (measured: under 1e-4)
 SEGMENT_MISMATCH = 0.001  # the share of pixels whose class may differ (ties at a boundary)
+DETECTION_THRESHOLD = 0.5  # TorchServe's object_detector answers the boxes scored this or more
+BOX_ATOL = 0.5  # pixels: two pipelines' box corners agree to this
 
 
 @dataclass
@@ -44,28 +46,28 @@ def requests(source: MigrationSource, build_dir: Path, report: BuildReport, samp
     from ..report.samples import load_sample
     from ..serve.tasks import sample_image
 
-    if source.preprocessing:
+    if source.answers in IMAGE_ANSWERS:
         import importlib
 
         from ..serve.tasks import runtime_on_path
 
         runtime_on_path()
         steps = importlib.import_module("pack_images")  # pack's serving runtime: what every server does to an image
-        pre = report.preprocessing
         images = [(f"synthetic {w}x{h} JPEG", sample_image(w, h)) for w, h in ((640, 480), (224, 224), (300, 500))]
         images += [(str(p), p.read_bytes()) for p in samples]
-        return [
-            Request(
-                body,
-                "application/octet-stream",
-                what,
-                [steps.classification_tensor(steps.open_rgb(body, steps.max_pixels(pre)), pre)],
-            )
-            for what, body in images
-        ]
+        requests = []
+        for what, body in images:
+            image = steps.open_rgb(body, steps.max_pixels(report.preprocessing))
+            pre = report.preprocessing or {"image_size": [image.size[1], image.size[0]]}  # none: the image as it came
+            requests.append(Request(body, "application/octet-stream", what, [steps.classification_tensor(image, pre)]))
+        return requests
     sample = load_sample(build_dir, report).inputs
     rng = np.random.default_rng(1)
-    second = [rng.standard_normal(a.shape).astype(a.dtype) if a.dtype.kind == "f" else a for a in sample]
+    # a second input: other values of the same kind (ids and indexes shuffled, so they stay in range)
+    second = [
+        rng.standard_normal(a.shape).astype(a.dtype) if a.dtype.kind == "f" else rng.permutation(a.reshape(-1)).reshape(a.shape)
+        for a in sample
+    ]
     return [
         Request(b"", "application/json", f"{what} input", list(arrays))
         for what, arrays in (("recorded", sample), ("seeded", second))
@@ -123,6 +125,44 @@ def _segments_agree(old: Any, new: np.ndarray, atol: float) -> tuple[bool, str]:
     return ok, f"{mismatch:.2%} of pixels differ in class, probabilities within {worst:.2e}"
 
 
+def detections(new: list[np.ndarray], names: list[str], labels: list[str] | None) -> list[dict[str, Any]]:
+    """The build's boxes, labels and scores as TorchServe's object_detector answers them: [{label: box, "score": s}]
+    for the boxes scored at least DETECTION_THRESHOLD."""
+    found = {
+        key: next((a for n, a in zip(names, new, strict=True) if n.endswith(key)), None) for key in ("boxes", "labels", "scores")
+    }
+    if any(v is None for v in found.values()):
+        return []
+    out = []
+    for box, label, score in zip(
+        found["boxes"].reshape(-1, 4), found["labels"].reshape(-1), found["scores"].reshape(-1), strict=True
+    ):
+        if score >= DETECTION_THRESHOLD:
+            name = labels[int(label)] if labels and 0 <= int(label) < len(labels) else str(int(label))
+            out.append({name: [float(v) for v in box], "score": float(score)})
+    return out
+
+
+def _boxes_agree(old: Any, new: list[dict[str, Any]], atol: float) -> tuple[bool, str]:
+    """Every detection on one side has one on the other with its label, corners within BOX_ATOL pixels and its score
+    within atol, unless its score is within atol of the threshold (kept by one pipeline, dropped by the other)."""
+    if not isinstance(old, list) or not all(isinstance(d, dict) and "score" in d for d in old):
+        return False, f"the old answer is not TorchServe's detections ({str(old)[:80]})"
+
+    def split(d: dict[str, Any]) -> tuple[str, np.ndarray, float]:
+        label = next(k for k in d if k != "score")
+        return label, np.asarray(d[label], dtype=np.float64), float(d["score"])
+
+    for mine, other, side in ((old, new, "new"), (new, old, "old")):
+        theirs = [split(d) for d in other]
+        for d in mine:
+            label, box, score = split(d)
+            if not any(lb == label and np.abs(b - box).max() <= BOX_ATOL and abs(sc - score) <= atol for lb, b, sc in theirs):
+                if abs(score - DETECTION_THRESHOLD) > atol:
+                    return False, f"{label} {box.round(1).tolist()} ({score:.3f}) has no match in the {side} answer"
+    return True, f"{len(old)} detections matched (label, box within {BOX_ATOL} px, score)"
+
+
 def _tensors_agree(old: list[np.ndarray], new: list[np.ndarray], atol: float, rtol: float) -> tuple[bool, str]:
     if len(old) != len(new):
         return False, f"{len(old)} outputs vs {len(new)}"
@@ -139,16 +179,25 @@ def _tensors_agree(old: list[np.ndarray], new: list[np.ndarray], atol: float, rt
 
 
 def judge(
-    kind: str, request: Request, old: Any, new: list[np.ndarray], labels: list[str] | None, tol: tuple[float, float]
+    kind: str,
+    request: Request,
+    old: Any,
+    new: list[np.ndarray],
+    names: list[str],
+    labels: list[str] | None,
+    tol: tuple[float, float],
 ) -> Compared:
-    """Compare one request's answers: `kind` is what `old` is: "classes" or "segments" (the old endpoint's answer,
-    read the way its clients read it) or "tensors" (the old model's outputs)."""
+    """Compare one request's answers: `kind` is what `old` is: "classes", "segments" or "boxes" (the old endpoint's
+    answer, read the way its clients read it) or "tensors" (the old model's outputs); `new` are the build's outputs,
+    named `names`."""
     atol, rtol = tol
     if kind == "classes":
         top_k = len(old) if isinstance(old, dict) and old else 5
         ok, detail = _classes_agree(old, classes(new[0], labels, top_k), max(atol, PROBABILITY_ATOL))
     elif kind == "segments":
         ok, detail = _segments_agree(old, segments(new[0]), max(atol, PROBABILITY_ATOL))
+    elif kind == "boxes":
+        ok, detail = _boxes_agree(old, detections(new, names, labels), max(atol, PROBABILITY_ATOL))
     else:
         arrays = list(old.values()) if isinstance(old, dict) else list(old)
         ok, detail = _tensors_agree(arrays, new, atol, rtol)

@@ -27,7 +27,7 @@ from . import proof
 from .source import SPEC, extract, model_name, read, require_trust, spec_for
 
 logger = logging.getLogger(__name__)
-COMPARABLE_LIVE = ("classes", "segments", "tensors")  # old answers pack can read from a live endpoint
+COMPARABLE_LIVE = ("classes", "segments", "boxes", "tensors")  # old answers pack can read from a live endpoint
 
 
 @dataclass
@@ -181,7 +181,8 @@ def migrate(opts: MigrateOptions, packagers: dict[str, Any]) -> tuple[dict[str, 
         run = _new_runner(folder, report)
         new = [run(list(r.tensors)) for r in reqs]
     tol = (float(report.tolerance.get("atol", 1e-4)), float(report.tolerance.get("rtol", 1e-3)))
-    verdicts = [proof.judge(kind, r, o, n, source.labels, tol) for r, o, n in zip(reqs, old, new, strict=True)]
+    outputs = [o.name for o in report.outputs]
+    verdicts = [proof.judge(kind, r, o, n, outputs, source.labels, tol) for r, o, n in zip(reqs, old, new, strict=True)]
     agreed = all(v.agree for v in verdicts)
     if opts.against and not agreed:
         target.undeploy(report.name, report.version, target.Options(store=opts.store))

@@ -54,6 +54,30 @@ def model_name(source: MigrationSource, given: str | None) -> str:
     return check_name(given or source.model_name)
 
 
+def vocabulary(weights: Path) -> int | None:
+    """The rows of the first embedding table in a state dict (a text model's vocabulary size), read weights-only."""
+    import torch
+
+    try:
+        state = torch.load(str(weights), map_location="cpu", weights_only=True)
+    except Exception:  # the build's loader says what is wrong with the file
+        return None
+    tables = (
+        [v for k, v in state.items() if isinstance(v, torch.Tensor) and v.dim() == 2 and "embed" in k.lower()]
+        if isinstance(state, dict)
+        else []
+    )
+    return int(tables[0].shape[0]) if tables else None
+
+
+def _ranged(item: dict[str, Any], found: Extracted) -> dict[str, Any]:
+    """A token-id input's range is the model's vocabulary: an id past it is no text the old server could send."""
+    if item.get("name") != "text" or item.get("dtype") != "int64" or found.model_file is None:
+        return item
+    rows = vocabulary(found.model)
+    return {**item, "range": [0, rows]} if rows else item
+
+
 def spec_for(source: MigrationSource, found: Extracted, name: str, inputs: list[dict[str, Any]] | None) -> dict[str, Any]:
     """The pack.yaml of the migrated build: the model, its inputs and outputs, task, labels and pre-processing."""
     spec: dict[str, Any] = {"name": name}
@@ -62,7 +86,7 @@ def spec_for(source: MigrationSource, found: Extracted, name: str, inputs: list[
     else:
         spec["source"], spec["weights"] = f"{found.model_file}:{source.model_class}", str(found.model)
     if inputs or source.inputs:
-        spec["inputs"] = inputs or source.inputs
+        spec["inputs"] = inputs or [_ranged(i, found) for i in source.inputs]
     if source.outputs:
         spec["outputs"] = [{"name": o} for o in source.outputs]
     spec["task"] = source.task

@@ -18,6 +18,14 @@ GENERIC = "generic"
 # The input TorchServe's vision handlers give a model: one RGB image resized to 256, centre-cropped to 224 and
 # normalised with ImageNet's statistics (ts/torch_handler/image_classifier.py, image_segmenter.py).
 VISION_INPUT = {"name": "input", "shape": [1, 3, 224, 224], "dtype": "float32", "dynamic_axes": [0]}
+# TorchServe's object_detector gives a detection model the image as it came (ToTensor: [0, 1], no resize, no
+# normalisation), one image a call; the example is 320 x 320, and height and width may change.
+DETECTION_INPUT = {"name": "images", "shape": [1, 3, 320, 320], "dtype": "float32", "dynamic_axes": [2, 3], "range": [0, 1]}
+# TorchServe's text_classifier gives the model (token ids of one text, offsets [0]) for its EmbeddingBag; the ids'
+# range is the vocabulary's size (read from the weights: `vocabulary` below).
+TEXT_INPUT = {"name": "text", "shape": [16], "dtype": "int64", "dynamic_axes": ["tokens@0"], "range": [0, 2]}
+TEXT_OFFSETS = {"name": "offsets", "shape": [1], "dtype": "int64", "dynamic_axes": [], "fill": "zeros"}
+IMAGE_ANSWERS = ("classes", "segments", "boxes")  # answers to an image request
 VISION_PREPROCESSING = {
     "image_size": [224, 224],
     "resize": 256,
@@ -34,9 +42,10 @@ class MigrationSource:
     `model_file` is Python code (an eager model class, imported only when the user trusts the archive's code);
     without it `serialized_file` is a TorchScript module. `handler` is the old server's handler (a built-in name, a
     file of the archive, or the Triton platform); `answers` says how its endpoint answers a request: "classes" (a
-    TorchServe image classifier's {label: probability}), "tensors" (the model's outputs), or "custom" (a handler of
-    the archive's own: only the model can be compared). `inputs` are spec entries (pack.yaml's `inputs`), empty when
-    the source does not say (the user passes --input)."""
+    TorchServe image classifier's {label: probability}), "segments" (an image segmenter's class and probability per
+    pixel), "boxes" (an object detector's [{label: box, "score": s}]), "tensors" (the model's outputs), or "custom"
+    and "text-classes" (a handler whose requests pack cannot make: only the model can be compared). `inputs` are
+    spec entries (pack.yaml's `inputs`), empty when the source does not say (the user passes --input)."""
 
     path: Path
     sha256: str

@@ -5,6 +5,8 @@
   model-config.yaml with batching settings;
 - `classifier-ts`: the same network traced to TorchScript, `image_classifier`;
 - `segmenter`: a small fully-convolutional net answering {"out": N x K x H x W}, `image_segmenter`;
+- `detector`: a small detector answering torchvision's [{"boxes", "labels", "scores"}], `object_detector`, labels;
+- `text`: an EmbeddingBag text classifier (token ids and offsets), `text_classifier`, its vocabulary and labels;
 - `custom`: an MLP with a handler file of its own (JSON lists of 16 numbers in, lists out);
 - `libtorch`: the classifier's TorchScript in a Triton `pytorch_libtorch` folder (max_batch_size 8, dynamic batching).
 `other_weights=True` makes the same architecture with other weights (a migration that must be caught).
@@ -55,6 +57,48 @@ SEGMENTER = textwrap.dedent(
 
         def forward(self, x):
             return {"out": self.body(x)}
+    """
+)
+
+DETECTOR = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+
+    class Detector(nn.Module):
+        \"\"\"Eight boxes an image, each with a label (1 or 2) and a score: torchvision's detection answer.\"\"\"
+
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU())
+            self.head = nn.Linear(16, 48)
+
+        def forward(self, images):
+            out = []
+            for image in images:
+                f = self.head(self.features(image[None]).mean((2, 3))).view(8, 6)
+                xy, wh = torch.sigmoid(f[:, :2]), torch.sigmoid(f[:, 2:4]) * 0.5
+                boxes = torch.cat([xy - wh / 2, xy + wh / 2], 1).clamp(0, 1) * 200.0
+                scores, labels = torch.softmax(f[:, 4:], 1).max(1)
+                out.append({"boxes": boxes, "labels": labels + 1, "scores": scores})
+            return out
+    """
+)
+
+TEXT = textwrap.dedent(
+    """
+    from torch import nn
+
+
+    class TextClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.EmbeddingBag(100, 16, mode="mean")
+            self.fc = nn.Linear(16, 4)
+
+        def forward(self, text, offsets):
+            return self.fc(self.embedding(text, offsets))
     """
 )
 
@@ -162,6 +206,26 @@ def make(kind: str, folder: Path, other_weights: bool = False) -> Path:
         return _archive(
             folder, "segmenter", "--model-file", str(work / "segmenter.py"), "--serialized-file", str(work / "seg.pth"),
             "--handler", "image_segmenter",
+        )  # fmt: skip
+    if kind == "detector":
+        model = _module(DETECTOR, "detector.py", seed)
+        (work / "detector.py").write_text(DETECTOR)
+        torch.save(model.state_dict(), work / "det.pth")
+        labels.write_text(json.dumps({"0": "background", "1": "cat", "2": "dog"}))
+        return _archive(
+            folder, "detector", "--model-file", str(work / "detector.py"), "--serialized-file", str(work / "det.pth"),
+            "--handler", "object_detector", "--extra-files", str(labels),
+        )  # fmt: skip
+    if kind == "text":
+        model = _module(TEXT, "text_model.py", seed)
+        (work / "text_model.py").write_text(TEXT)
+        torch.save(model.state_dict(), work / "text.pth")
+        labels.write_text(json.dumps({str(i): name for i, name in enumerate(["World", "Sports", "Business", "Sci/Tec"])}))
+        vocab = work / "source_vocab.pt"
+        torch.save({f"word{i}": i for i in range(100)}, vocab)
+        return _archive(
+            folder, "text", "--model-file", str(work / "text_model.py"), "--serialized-file", str(work / "text.pth"),
+            "--handler", "text_classifier", "--extra-files", f"{labels},{vocab}",
         )  # fmt: skip
     if kind == "custom":
         model = _module(MLP, "mlp.py", seed)

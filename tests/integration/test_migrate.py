@@ -29,9 +29,8 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("corpus")
-    cases = {
-        kind: marcorpus.make(kind, folder) for kind in ("classifier-eager", "classifier-ts", "segmenter", "custom", "libtorch")
-    }
+    kinds = ("classifier-eager", "classifier-ts", "segmenter", "detector", "text", "custom", "libtorch")
+    cases = {kind: marcorpus.make(kind, folder) for kind in kinds}
     cases["other-weights"] = marcorpus.make("classifier-eager", folder / "other", other_weights=True)
     return cases
 
@@ -53,6 +52,8 @@ def migrate(store: Path, source: Path, *args: str) -> subprocess.CompletedProces
         ("classifier-eager", ("--trust-archive-code",), "classes"),
         ("classifier-ts", (), "classes"),
         ("segmenter", ("--trust-archive-code",), "segments"),
+        ("detector", ("--trust-archive-code",), "boxes"),
+        ("text", ("--trust-archive-code",), "tensors"),
         ("custom", ("--trust-archive-code", "--input", "x:1x16"), "tensors"),
         ("libtorch", (), "tensors"),
     ],
@@ -89,10 +90,11 @@ def old_torchserve(corpus, tmp_path_factory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("old-torchserve")
     shutil.copy(corpus["classifier-eager"], root / "classifier.mar")
     shutil.copy(corpus["segmenter"], root / "segmenter.mar")
+    shutil.copy(corpus["detector"], root / "detector.mar")
     ports = [free_port() for _ in range(3)]
     (root / "config.properties").write_text(
         f"inference_address=http://127.0.0.1:{ports[0]}\nmanagement_address=http://127.0.0.1:{ports[1]}\n"
-        f"metrics_address=http://127.0.0.1:{ports[2]}\nmodel_store={root}\nload_models=classifier.mar,segmenter.mar\n"
+        f"metrics_address=http://127.0.0.1:{ports[2]}\nmodel_store={root}\nload_models=classifier.mar,segmenter.mar,detector.mar\n"
         "default_workers_per_model=1\n"
     )
     (root / "tmp").mkdir()
@@ -164,6 +166,11 @@ def test_against_live_torchserve_agrees_and_other_weights_are_caught(corpus, sto
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["proof"]["compared"] == "segments"
+    proc = run_pack(
+        "migrate", str(corpus["detector"]), "--store", str(store), "--json", "--force", "--trust-archive-code", *against, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["proof"]["compared"] == "boxes"
 
 
 def test_against_without_the_token_is_refused_by_the_old_server(corpus, store, old_torchserve):
@@ -187,7 +194,8 @@ def test_against_a_triton_endpoint(corpus, store):
     assert doc["changes"]["settings"] == {"batch_size": 8, "max_batch_delay_ms": 2, "workers": 2}
 
 
-def test_custom_handler_against_a_live_endpoint_is_refused(corpus, store):
-    proc = migrate(store, corpus["custom"], "--trust-archive-code", "--input", "x:1x16", "--against", "http://127.0.0.1:9")
+@pytest.mark.parametrize("kind, args", [("custom", ("--input", "x:1x16")), ("text", ())])
+def test_handlers_whose_requests_pack_cannot_make_are_refused_against_a_live_endpoint(corpus, store, kind, args):
+    proc = migrate(store, corpus[kind], "--trust-archive-code", *args, "--against", "http://127.0.0.1:9")
     line = one_error_line(2, proc.returncode, proc.stderr)
     assert "drop --against" in line

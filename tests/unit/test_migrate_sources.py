@@ -157,30 +157,44 @@ def _req() -> Request:
 def test_classes_agree_and_disagree() -> None:
     logits = np.array([[3.0, 1.0, 0.5, 0.2, 0.1, 0.0]])
     old = proof.classes(logits, ["a", "b", "c", "d", "e", "f"], 5)
-    assert proof.judge("classes", _req(), old, [logits], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3)).agree
+    assert proof.judge("classes", _req(), old, [logits], ["y"], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3)).agree
     shifted = logits + np.array([[0.0, 0.3, 0, 0, 0, 0]])
-    verdict = proof.judge("classes", _req(), old, [shifted], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3))
+    verdict = proof.judge("classes", _req(), old, [shifted], ["y"], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3))
     assert not verdict.agree and "atol" in verdict.detail
     other_top = np.array([[0.0, 1.0, 0.5, 0.2, 0.1, 3.0]])
-    assert not proof.judge("classes", _req(), old, [other_top], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3)).agree
-    assert not proof.judge("classes", _req(), "not a dict", [logits], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("classes", _req(), old, [other_top], ["y"], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3)).agree
+    assert not proof.judge("classes", _req(), "not a dict", [logits], ["y"], None, (1e-4, 1e-3)).agree
 
 
 def test_segments_disagree_on_classes_and_probabilities() -> None:
     rng = np.random.default_rng(0)
     out = rng.standard_normal((1, 4, 6, 6))
     old = proof.segments(out).tolist()
-    assert proof.judge("segments", _req(), old, [out], None, (1e-4, 1e-3)).agree
+    assert proof.judge("segments", _req(), old, [out], ["y"], None, (1e-4, 1e-3)).agree
     flipped = out.copy()
     flipped[0, :, 0, :] = flipped[0, ::-1, 0, :]
-    assert not proof.judge("segments", _req(), old, [flipped], None, (1e-4, 1e-3)).agree
-    assert not proof.judge("segments", _req(), old, [out * 1.1], None, (1e-4, 1e-3)).agree
-    assert not proof.judge("segments", _req(), old, [out[:, :, :3]], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("segments", _req(), old, [flipped], ["y"], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("segments", _req(), old, [out * 1.1], ["y"], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("segments", _req(), old, [out[:, :, :3]], ["y"], None, (1e-4, 1e-3)).agree
 
 
 def test_tensors_disagree_on_values_shapes_and_counts() -> None:
     a = np.linspace(0, 1, 8, dtype=np.float32).reshape(2, 4)
-    assert proof.judge("tensors", _req(), [a], [a + 1e-6], None, (1e-4, 1e-3)).agree
-    assert not proof.judge("tensors", _req(), [a], [a + 1e-2], None, (1e-4, 1e-3)).agree
-    assert not proof.judge("tensors", _req(), [a], [a.reshape(4, 2)], None, (1e-4, 1e-3)).agree
-    assert not proof.judge("tensors", _req(), {"y": a}, [a, a], None, (1e-4, 1e-3)).agree
+    assert proof.judge("tensors", _req(), [a], [a + 1e-6], ["y"], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("tensors", _req(), [a], [a + 1e-2], ["y"], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("tensors", _req(), [a], [a.reshape(4, 2)], ["y"], None, (1e-4, 1e-3)).agree
+    assert not proof.judge("tensors", _req(), {"y": a}, [a, a], ["y", "z"], None, (1e-4, 1e-3)).agree
+
+
+def test_boxes_agree_and_disagree() -> None:
+    names = ["0.boxes", "0.labels", "0.scores"]
+    new = [np.array([[10.0, 10, 50, 50], [0, 0, 5, 5]]), np.array([1, 2]), np.array([0.9, 0.2])]
+    labels = ["background", "cat", "dog"]
+    old = [{"cat": [10.0, 10.0, 50.0, 50.0], "score": 0.9}]
+    assert proof.judge("boxes", _req(), old, new, names, labels, (1e-4, 1e-3)).agree
+    moved = [{"cat": [14.0, 10.0, 50.0, 50.0], "score": 0.9}]
+    assert not proof.judge("boxes", _req(), moved, new, names, labels, (1e-4, 1e-3)).agree
+    relabelled = [{"dog": [10.0, 10.0, 50.0, 50.0], "score": 0.9}]
+    assert not proof.judge("boxes", _req(), relabelled, new, names, labels, (1e-4, 1e-3)).agree
+    assert not proof.judge("boxes", _req(), [], new, names, labels, (1e-4, 1e-3)).agree  # the build finds one more
+    assert not proof.judge("boxes", _req(), {"cat": 1}, new, names, labels, (1e-4, 1e-3)).agree

@@ -19,7 +19,16 @@ from ...archive import open_archive
 from ...errors import UsageError, ValidationFailed
 from ...safeio import load_json, load_yaml, read_member, utf8
 from ..capabilities import Request
-from ..migration import IMAGE_CLASSIFICATION, VISION_INPUT, VISION_PREPROCESSING, Extracted, MigrationSource
+from ..migration import (
+    DETECTION_INPUT,
+    IMAGE_CLASSIFICATION,
+    TEXT_INPUT,
+    TEXT_OFFSETS,
+    VISION_INPUT,
+    VISION_PREPROCESSING,
+    Extracted,
+    MigrationSource,
+)
 
 MANIFEST = "MAR-INF/MANIFEST.json"
 LABELS = "index_to_name.json"
@@ -30,8 +39,8 @@ _PY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\.py$")
 BUILTINS: dict[str, dict[str, Any]] = {
     "image_classifier": {"task": IMAGE_CLASSIFICATION, "answers": "classes", "vision": True, "top_k": 5},
     "image_segmenter": {"answers": "segments", "vision": True},
-    "object_detector": {"answers": "boxes", "vision": True},
-    "text_classifier": {"answers": "text-classes"},
+    "object_detector": {"answers": "boxes", "detection": True},
+    "text_classifier": {"answers": "text-classes", "text": True},
 }
 
 
@@ -77,6 +86,17 @@ def _settings(zf: zipfile.ZipFile, path: Path, config_file: object) -> dict[str,
         if isinstance(value, int) and not isinstance(value, bool) and value >= (0 if key == "maxBatchDelay" else 1):
             out[name] = value
     return out
+
+
+def _inputs(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the built-in handler gives the model (the text classifier's vocabulary size is read from its weights)."""
+    if facts.get("vision"):
+        return [dict(VISION_INPUT)]
+    if facts.get("detection"):
+        return [dict(DETECTION_INPUT)]
+    if facts.get("text"):
+        return [dict(TEXT_INPUT), dict(TEXT_OFFSETS)]
+    return []
 
 
 def read_source(path: Path) -> MigrationSource | None:
@@ -127,16 +147,24 @@ def read_source(path: Path) -> MigrationSource | None:
         answers=facts["answers"],
         archive_code=code,
         labels=labels,
-        inputs=[dict(VISION_INPUT)] if facts.get("vision") else [],
+        inputs=_inputs(facts),
         preprocessing=dict(VISION_PREPROCESSING) if facts.get("vision") else {},
         top_k=facts.get("top_k"),
         settings=settings,
     )
-    if source.answers == "custom":
-        source.notes.append(f"the custom handler {handler} is not carried over: pack's runtime serves the model's tensors")
-    elif source.task != IMAGE_CLASSIFICATION:
-        source.notes.append(f"{builtin}'s post-processing is not carried over: the build serves the model's outputs")
+    source.notes += _notes(source, handler)
     return source
+
+
+def _notes(source: MigrationSource, handler: str) -> list[str]:
+    """What of the old handler the build does not carry over."""
+    if source.answers == "custom":
+        return [f"the custom handler {handler} is not carried over: pack's runtime serves the model's tensors"]
+    if source.answers == "text-classes":
+        return ["text_classifier's tokenizer and vocabulary are not carried over: the build serves token ids"]
+    if source.task != IMAGE_CLASSIFICATION:
+        return [f"{handler}'s post-processing is not carried over: the build serves the model's outputs"]
+    return []
 
 
 def model_class(code: str, where: str) -> str:
@@ -200,7 +228,11 @@ def ask_old(url: str, model: str, request: Request, token: str | None) -> Any:
         raise ValidationFailed(f"{model} at {url} answered something that is not JSON", "check --against") from None
 
 
-_VISION = {"classes": ("image_classifier", "ImageClassifier"), "segments": ("image_segmenter", "ImageSegmenter")}
+_VISION = {
+    "classes": ("image_classifier", "ImageClassifier"),
+    "segments": ("image_segmenter", "ImageSegmenter"),
+    "boxes": ("object_detector", "ObjectDetector"),
+}
 
 
 class _NoMetrics:
