@@ -128,10 +128,8 @@ def _segments_agree(old: Any, new: np.ndarray, atol: float) -> tuple[bool, str]:
 def detections(new: list[np.ndarray], names: list[str], labels: list[str] | None) -> list[dict[str, Any]]:
     """The build's boxes, labels and scores as TorchServe's object_detector answers them: [{label: box, "score": s}]
     for the boxes scored at least DETECTION_THRESHOLD."""
-    found = {
-        key: next((a for n, a in zip(names, new, strict=True) if n.endswith(key)), None) for key in ("boxes", "labels", "scores")
-    }
-    if any(v is None for v in found.values()):
+    found = {n.rpartition(".")[2]: np.asarray(a) for n, a in zip(names, new, strict=True)}
+    if not {"boxes", "labels", "scores"} <= set(found):
         return []
     out = []
     for box, label, score in zip(
