@@ -41,12 +41,27 @@ class Compared:
         return {"request": self.request, "agree": self.agree, "detail": self.detail}
 
 
-def requests(source: MigrationSource, build_dir: Path, report: BuildReport, samples: list[Path]) -> list[Request]:
-    """The requests both sides answer: image bytes with pack's pre-processing of them, or tensors."""
+IMAGE, STEPS, TENSORS = "image", "steps", "tensors"  # what a request is: an image, a body the handler reads, tensors
+TEXTS = ("The team won the championship game last night", "Stocks fell sharply as the markets opened this morning")
+
+
+def mode(source: MigrationSource, samples: list[Path]) -> str:
+    """How the two sides are asked: an image both pre-process (TorchServe's vision handlers), a body the old
+    handler's own steps read around either model (text_classifier; a custom handler given --sample bodies), or the
+    model's tensors (any other source)."""
+    if source.answers in IMAGE_ANSWERS:
+        return IMAGE
+    if source.answers == "text-classes" or (source.answers == "custom" and samples):
+        return STEPS
+    return TENSORS
+
+
+def requests(how: str, build_dir: Path, report: BuildReport, samples: list[Path]) -> list[Request]:
+    """The requests both sides answer: image bytes with pack's pre-processing of them, bodies, or tensors."""
     from ..report.samples import load_sample
     from ..serve.tasks import sample_image
 
-    if source.answers in IMAGE_ANSWERS:
+    if how == IMAGE:
         import importlib
 
         from ..serve.tasks import runtime_on_path
@@ -55,12 +70,15 @@ def requests(source: MigrationSource, build_dir: Path, report: BuildReport, samp
         steps = importlib.import_module("pack_images")  # pack's serving runtime: what every server does to an image
         images = [(f"synthetic {w}x{h} JPEG", sample_image(w, h)) for w, h in ((640, 480), (224, 224), (300, 500))]
         images += [(str(p), p.read_bytes()) for p in samples]
-        requests = []
+        made = []
         for what, body in images:
             image = steps.open_rgb(body, steps.max_pixels(report.preprocessing))
             pre = report.preprocessing or {"image_size": [image.size[1], image.size[0]]}  # none: the image as it came
-            requests.append(Request(body, "application/octet-stream", what, [steps.classification_tensor(image, pre)]))
-        return requests
+            made.append(Request(body, "application/octet-stream", what, [steps.classification_tensor(image, pre)]))
+        return made
+    if how == STEPS:
+        bodies = [(str(p), p.read_bytes()) for p in samples] or [(f"text {t!r}", t.encode()) for t in TEXTS]
+        return [Request(body, "application/octet-stream", what, []) for what, body in bodies]
     sample = load_sample(build_dir, report).inputs
     rng = np.random.default_rng(1)
     # a second input: other values of the same kind (ids and indexes shuffled, so they stay in range)
@@ -161,6 +179,45 @@ def _boxes_agree(old: Any, new: list[dict[str, Any]], atol: float) -> tuple[bool
     return True, f"{len(old)} detections matched (label, box within {BOX_ATOL} px, score)"
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_agree(old: Any, new: Any, atol: float, rtol: float, where: str = "answer") -> tuple[bool, str]:
+    """Two JSON answers alike: the same keys, lengths and strings, numbers within the tolerances."""
+    if _number(old) and _number(new):
+        if abs(old - new) > atol + rtol * abs(old):
+            return False, f"{where}: {old:.6g} vs {new:.6g} (atol {atol}, rtol {rtol})"
+        return True, "the answers agree"
+    pairs: list[tuple[Any, Any, str]] = []
+    if isinstance(old, dict) and isinstance(new, dict):
+        if set(old) != set(new):
+            return False, f"{where}: keys {sorted(map(str, old))[:5]} vs {sorted(map(str, new))[:5]}"
+        pairs = [(old[k], new[k], f"{where}.{k}") for k in old]
+    elif isinstance(old, list) and isinstance(new, list):
+        if len(old) != len(new):
+            return False, f"{where}: {len(old)} items vs {len(new)}"
+        pairs = [(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(old, new, strict=True))]
+    elif old != new:
+        return False, f"{where}: {str(old)[:40]} vs {str(new)[:40]}"
+    for a, b, at in pairs:
+        ok, detail = _json_agree(a, b, atol, rtol, at)
+        if not ok:
+            return ok, detail
+    return True, "the answers agree"
+
+
+def _worst(old: Any, new: Any) -> float:
+    """The largest difference between the numbers of two answers that agree."""
+    if _number(old) and _number(new):
+        return float(abs(old - new))
+    if isinstance(old, dict) and isinstance(new, dict):
+        return max((_worst(old[k], new[k]) for k in old if k in new), default=0.0)
+    if isinstance(old, list) and isinstance(new, list):
+        return max((_worst(a, b) for a, b in zip(old, new, strict=False)), default=0.0)
+    return 0.0
+
+
 def _tensors_agree(old: list[np.ndarray], new: list[np.ndarray], atol: float, rtol: float) -> tuple[bool, str]:
     if len(old) != len(new):
         return False, f"{len(old)} outputs vs {len(new)}"
@@ -180,20 +237,24 @@ def judge(
     kind: str,
     request: Request,
     old: Any,
-    new: list[np.ndarray],
+    new: Any,
     names: list[str],
     labels: list[str] | None,
     tol: tuple[float, float],
 ) -> Compared:
     """Compare one request's answers: `kind` is what `old` is: "classes", "segments" or "boxes" (the old endpoint's
-    answer, read the way its clients read it) or "tensors" (the old model's outputs); `new` are the build's outputs,
-    named `names`."""
+    answer, read the way its clients read it), "json" (the old handler's answers, the new one made by the same
+    handler's steps around the build) or "tensors" (the old model's outputs); `new` are the build's outputs, named
+    `names` (the new JSON answer for "json")."""
     atol, rtol = tol
     if kind == "classes":
         top_k = len(old) if isinstance(old, dict) and old else 5
         ok, detail = _classes_agree(old, classes(new[0], labels, top_k), max(atol, PROBABILITY_ATOL))
     elif kind == "segments":
         ok, detail = _segments_agree(old, segments(new[0]), max(atol, PROBABILITY_ATOL))
+    elif kind == "json":
+        ok, detail = _json_agree(old, new, max(atol, PROBABILITY_ATOL), rtol)
+        detail = f"{detail} (numbers within {_worst(old, new):.2e})" if ok else detail
     elif kind == "boxes":
         ok, detail = _boxes_agree(old, detections(new, names, labels), max(atol, PROBABILITY_ATOL))
     else:

@@ -27,7 +27,8 @@ from . import proof
 from .source import SPEC, extract, model_name, read, require_trust, spec_for
 
 logger = logging.getLogger(__name__)
-COMPARABLE_LIVE = ("classes", "segments", "boxes", "tensors")  # old answers pack can read from a live endpoint
+COMPARABLE_LIVE = ("tensors",)  # a model alone (a Triton folder) can be asked for its tensors
+Model = Any  # list[np.ndarray] -> list[np.ndarray]: the build's model, in this process or served
 
 
 @dataclass
@@ -114,15 +115,15 @@ def _new_runner(folder: Path, report: BuildReport) -> Any:
     return onnx_runner(folder, report) if chosen.format == "onnx" else runner_for(chosen.format, folder / chosen.file)
 
 
-def _oip(url: str, headers: dict[str, str], names: list[str], request: Request) -> list[np.ndarray]:
-    """The served build's outputs for the request's tensors, over the Open Inference Protocol (v2 JSON)."""
+def _oip(url: str, headers: dict[str, str], names: list[str], arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The served build's outputs for `arrays`, over the Open Inference Protocol (v2 JSON)."""
     from ..serve.http import HttpClient, translated
     from ..serve.oip import NUMPY_TO_V2
 
     body = {
         "inputs": [
             {"name": n, "shape": list(a.shape), "datatype": NUMPY_TO_V2[str(a.dtype)], "data": a.reshape(-1).tolist()}
-            for n, a in zip(names, request.tensors, strict=True)
+            for n, a in zip(names, arrays, strict=True)
         ]
     }
     client = HttpClient(url, timeout=120)
@@ -133,59 +134,76 @@ def _oip(url: str, headers: dict[str, str], names: list[str], request: Request) 
 
 
 def _deploy(
-    opts: MigrateOptions, folder: Path, report: BuildReport, source: MigrationSource, first: Request
-) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    opts: MigrateOptions, folder: Path, report: BuildReport, source: MigrationSource
+) -> tuple[Any, dict[str, Any], Model]:
+    """The build deployed on the target (the source's settings carried over); the model it serves, as a function."""
+    from ..report.samples import load_sample
     from ..targets import BENCHABLE, require
 
     target = get_target(opts.target or next(iter(capable(BENCHABLE))))
     fields = {f.name for f in dataclasses.fields(target.Options)}
     settings = {k: v for k, v in source.settings.items() if k in fields}
     result = target.deploy(folder, report, target.Options(store=opts.store, **settings))
-    endpoint = require(BENCHABLE, target).endpoint(result, report, opts.store, first)
+    sample = Request(b"", "application/json", "the build's sample", list(load_sample(folder, report).inputs))
+    endpoint = require(BENCHABLE, target).endpoint(result, report, opts.store, sample)
     headers = {k: v for k, v in endpoint.headers.items() if k.lower() == "authorization"}
-    return target, result, headers
+    names = [i.name for i in report.inputs]
+    return target, result, lambda arrays: _oip(result["infer_url"], headers, names, arrays)
+
+
+def _old(
+    opts: MigrateOptions, how: str, source: MigrationSource, found: Extracted, plan: Any, reqs: list[Request]
+) -> tuple[list[Any], str]:
+    """The old side's answers and what they are (proof.judge's kind)."""
+    reader = capable(MIGRATABLE)[source.reader]
+    if opts.against:
+        model = opts.against_model or source.model_name
+        answers = [reader.ask_old(opts.against, model, source, r, opts.token) for r in reqs]
+    elif how == proof.TENSORS:
+        answers = []
+    else:
+        answers = [reader.run_old(source, found, r) for r in reqs]
+    if answers and answers[0] is not None:
+        return answers, {proof.IMAGE: source.answers, proof.STEPS: "json"}.get(how, "tensors")
+    import torch
+
+    module = _old_model(plan, source, found)
+    with torch.no_grad():
+        return [_model_outputs(module(*[torch.from_numpy(t) for t in r.tensors])) for r in reqs], "tensors"
 
 
 def migrate(opts: MigrateOptions, packagers: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Migrate one source; (the migration report, whether every answer agreed)."""
     source, reader = read(opts.source)
-    require_trust(source, opts.trust_archive_code)
-    if opts.against and source.answers not in COMPARABLE_LIVE:
+    how = proof.mode(source, opts.samples)
+    require_trust(source, opts.trust_archive_code, steps=how == proof.STEPS)
+    if opts.against and how == proof.TENSORS and source.answers not in COMPARABLE_LIVE:
         raise UsageError(
-            f"{source.path}'s endpoint answers through {source.handler}, whose answers pack cannot read",
-            "drop --against: the source's model is then compared in this process",
+            f"{source.path}'s endpoint answers through {source.handler}, whose requests pack cannot make",
+            "pass --sample FILE with a request body that handler reads, or drop --against to compare the model alone",
         )
     if not source.inputs and not opts.inputs:
         raise UsageError(f"{source.path} does not say what its model takes", "give its inputs with --input NAME:SHAPE[:DTYPE]")
     found = extract(source, reader, opts.store)
     plan, report, folder = _build(opts, source, found, packagers)
-    reqs = proof.requests(source, folder, report, opts.samples)
-    old_side = capable(MIGRATABLE)[reader]
-    names = [i.name for i in report.inputs]
-    deployed: dict[str, Any] = {}
-    if opts.against:
-        model = opts.against_model or source.model_name
-        old = [old_side.ask_old(opts.against, model, source, r, opts.token) for r in reqs]  # before anything is served
-        target, deployed, headers = _deploy(opts, folder, report, source, reqs[0])
-        new = [_oip(deployed["infer_url"], headers, names, r) for r in reqs]
-        kind = source.answers
+    reqs = proof.requests(how, folder, report, opts.samples)
+    old, kind = _old(opts, how, source, found, plan, reqs)  # the old server is asked before anything is served
+    target, deployed, run = _deploy(opts, folder, report, source) if opts.against else (None, {}, _new_runner(folder, report))
+    if kind == "json":
+        steps = capable(MIGRATABLE)[reader]
+        new = [steps.run_old(source, found, r, run) for r in reqs]
     else:
-        old = [old_side.run_old(source, found, r) for r in reqs]
-        kind = source.answers if old and old[0] is not None else "tensors"
-        if kind == "tensors":
-            import torch
-
-            module = _old_model(plan, source, found)
-            with torch.no_grad():
-                old = [_model_outputs(module(*[torch.from_numpy(t) for t in r.tensors])) for r in reqs]
-        run = _new_runner(folder, report)
         new = [run(list(r.tensors)) for r in reqs]
     tol = (float(report.tolerance.get("atol", 1e-4)), float(report.tolerance.get("rtol", 1e-3)))
     outputs = [o.name for o in report.outputs]
     verdicts = [proof.judge(kind, r, o, n, outputs, source.labels, tol) for r, o, n in zip(reqs, old, new, strict=True)]
     agreed = all(v.agree for v in verdicts)
-    if opts.against and not agreed:
+    if target is not None and not agreed:
         target.undeploy(report.name, report.version, target.Options(store=opts.store))
+    old_side = f"{opts.against} ({opts.against_model or source.model_name})" if opts.against else "the source, in this process"
+    new_side = f"{deployed['target']}: {deployed['infer_url']}" if deployed else "pack's runtime, in this process"
+    if kind == "json":
+        new_side += f", inside {source.handler}'s own steps"
     doc = {
         "source": source.to_dict(),
         "build": {
@@ -196,10 +214,8 @@ def migrate(opts: MigrateOptions, packagers: dict[str, Any]) -> tuple[dict[str, 
             "cache": report.cache.get("status"),
         },
         "proof": {
-            "old": f"{opts.against} ({opts.against_model or source.model_name})"
-            if opts.against
-            else "the source, in this process",
-            "new": f"{deployed['target']}: {deployed['infer_url']}" if deployed else "pack's runtime, in this process",
+            "old": old_side,
+            "new": new_side,
             "compared": kind,
             "agreed": agreed,
             "requests": [v.to_dict() for v in verdicts],

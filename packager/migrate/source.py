@@ -39,12 +39,14 @@ def read(path: Path) -> tuple[MigrationSource, str]:
     )
 
 
-def require_trust(source: MigrationSource, trusted: bool) -> None:
-    """Refuse (exit 2) a source whose migration imports the archive's Python code, unless the user trusts it. A
-    TorchScript source and TorchServe's own handlers run none of the archive's code."""
-    if source.archive_code and not trusted:
+def require_trust(source: MigrationSource, trusted: bool, steps: bool = False) -> None:
+    """Refuse (exit 2) a source whose migration imports the archive's Python code, unless the user trusts it: its
+    model file, and its handler file when the handler's own steps are run (`steps`). A TorchScript source and
+    TorchServe's own handlers run none of the archive's code."""
+    code = [c for c in source.archive_code if c == source.model_file or steps]
+    if code and not trusted:
         raise UsageError(
-            f"{source.path} needs its own Python code imported to migrate ({', '.join(source.archive_code)})",
+            f"{source.path} needs its own Python code imported to migrate ({', '.join(code)})",
             "read that code, then pass --trust-archive-code to run it",
         )
 

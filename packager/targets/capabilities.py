@@ -166,9 +166,10 @@ class Migratable(Protocol):
         """Write the files a build needs under `dest` (names and sizes of the source never trusted)."""
         ...
 
-    def run_old(self, source: MigrationSource, found: Extracted, request: Request) -> Any:
-        """The old server's own answer to `request` computed in this process, where the server's handler is a
-        library's (TorchServe's built-in handlers); None where only the model can be run (pack runs it)."""
+    def run_old(self, source: MigrationSource, found: Extracted, request: Request, model: Any = None) -> Any:
+        """The old server's own answer to `request` computed in this process (its handler's steps around its model,
+        or around `model`: numpy arrays in, numpy arrays out); None where the server has no steps of its own to run
+        here (pack then runs the model alone)."""
         ...
 
     def ask_old(self, url: str, model: str, source: MigrationSource, request: Request, token: str | None) -> Any:

@@ -15,11 +15,14 @@
 from __future__ import annotations
 
 import json
+import string
 import subprocess
 import sys
 import textwrap
 import warnings
 from pathlib import Path
+
+from packager.migrate.proof import TEXTS
 
 ARCHIVER = Path(sys.executable).parent / "torch-model-archiver"
 LABELS = [f"class_{i}" for i in range(10)]
@@ -136,6 +139,15 @@ CUSTOM_HANDLER = textwrap.dedent(
 )
 
 
+def _ngrams(texts: tuple[str, ...]) -> set[str]:
+    """What TorchServe's text_classifier looks up: each lower-cased word without punctuation, and each pair."""
+    keys: set[str] = set()
+    for text in texts:
+        words = text.lower().translate(str.maketrans("", "", string.punctuation)).split()
+        keys |= set(words) | {" ".join(pair) for pair in zip(words, words[1:])}
+    return keys
+
+
 def _module(code: str, name: str, seed: int):
     import torch
 
@@ -221,8 +233,8 @@ def make(kind: str, folder: Path, other_weights: bool = False) -> Path:
         (work / "text_model.py").write_text(TEXT)
         torch.save(model.state_dict(), work / "text.pth")
         labels.write_text(json.dumps({str(i): name for i, name in enumerate(["World", "Sports", "Business", "Sci/Tec"])}))
-        vocab = work / "source_vocab.pt"
-        torch.save({f"word{i}": i for i in range(100)}, vocab)
+        vocab = work / "source_vocab.pt"  # the words and word pairs of the texts pack migrate sends
+        torch.save({key: i for i, key in enumerate(sorted(_ngrams(TEXTS)))}, vocab)
         return _archive(
             folder, "text", "--model-file", str(work / "text_model.py"), "--serialized-file", str(work / "text.pth"),
             "--handler", "text_classifier", "--extra-files", f"{labels},{vocab}",

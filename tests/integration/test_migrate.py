@@ -53,7 +53,7 @@ def migrate(store: Path, source: Path, *args: str) -> subprocess.CompletedProces
         ("classifier-ts", (), "classes"),
         ("segmenter", ("--trust-archive-code",), "segments"),
         ("detector", ("--trust-archive-code",), "boxes"),
-        ("text", ("--trust-archive-code",), "tensors"),
+        ("text", ("--trust-archive-code",), "json"),
         ("custom", ("--trust-archive-code", "--input", "x:1x16"), "tensors"),
         ("libtorch", (), "tensors"),
     ],
@@ -90,11 +90,12 @@ def old_torchserve(corpus, tmp_path_factory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("old-torchserve")
     shutil.copy(corpus["classifier-eager"], root / "classifier.mar")
     shutil.copy(corpus["segmenter"], root / "segmenter.mar")
-    shutil.copy(corpus["detector"], root / "detector.mar")
+    for kind in ("detector", "text", "custom"):
+        shutil.copy(corpus[kind], root / corpus[kind].name)
     ports = [free_port() for _ in range(3)]
     (root / "config.properties").write_text(
         f"inference_address=http://127.0.0.1:{ports[0]}\nmanagement_address=http://127.0.0.1:{ports[1]}\n"
-        f"metrics_address=http://127.0.0.1:{ports[2]}\nmodel_store={root}\nload_models=classifier.mar,segmenter.mar,detector.mar\n"
+        f"metrics_address=http://127.0.0.1:{ports[2]}\nmodel_store={root}\nload_models=classifier.mar,segmenter.mar,detector.mar,text.mar,mlp.mar\n"
         "default_workers_per_model=1\n"
     )
     (root / "tmp").mkdir()
@@ -173,6 +174,22 @@ def test_against_live_torchserve_agrees_and_other_weights_are_caught(corpus, sto
     assert json.loads(proc.stdout)["proof"]["compared"] == "boxes"
 
 
+@pytest.mark.parametrize("kind, args", [("text", ()), ("custom", ("--input", "x:1x16", "--sample", "ROW"))])
+def test_against_live_torchserve_inside_the_old_handlers_steps(corpus, store, old_torchserve, tmp_path, kind, args):
+    """text_classifier and a custom handler: the old endpoint is sent the texts (or the --sample bodies), and the
+    build's answers are made by the same handler's steps around the served build."""
+    row = tmp_path / "row.json"
+    row.write_text(json.dumps([round(0.1 * i, 1) for i in range(16)]))
+    args = tuple(str(row) if a == "ROW" else a for a in args)
+    proc = run_pack(
+        "migrate", str(corpus[kind]), "--store", str(store), "--json", "--force", "--trust-archive-code", *args,
+        "--against", old_torchserve["url"], env={"PACK_AGAINST_TOKEN": old_torchserve["token"]},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["proof"]["agreed"] and doc["proof"]["compared"] == "json" and "own steps" in doc["proof"]["new"]
+
+
 def test_against_without_the_token_is_refused_by_the_old_server(corpus, store, old_torchserve):
     proc = migrate(store, corpus["classifier-ts"], "--force", "--against", old_torchserve["url"], "--against-model", "classifier")
     line = one_error_line(5, proc.returncode, proc.stderr)
@@ -194,8 +211,7 @@ def test_against_a_triton_endpoint(corpus, store):
     assert doc["changes"]["settings"] == {"batch_size": 8, "max_batch_delay_ms": 2, "workers": 2}
 
 
-@pytest.mark.parametrize("kind, args", [("custom", ("--input", "x:1x16")), ("text", ())])
-def test_handlers_whose_requests_pack_cannot_make_are_refused_against_a_live_endpoint(corpus, store, kind, args):
-    proc = migrate(store, corpus[kind], "--trust-archive-code", *args, "--against", "http://127.0.0.1:9")
+def test_a_custom_handler_against_a_live_endpoint_needs_sample_bodies(corpus, store):
+    proc = migrate(store, corpus["custom"], "--trust-archive-code", "--input", "x:1x16", "--against", "http://127.0.0.1:9")
     line = one_error_line(2, proc.returncode, proc.stderr)
-    assert "drop --against" in line
+    assert "--sample FILE" in line

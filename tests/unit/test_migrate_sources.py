@@ -55,10 +55,13 @@ def test_eager_model_file_is_archive_code(tmp_path: Path) -> None:
     require_trust(src, trusted=True)
 
 
-def test_custom_handler_serves_tensors_and_is_never_imported(tmp_path: Path) -> None:
+def test_custom_handler_is_archive_code_only_when_its_steps_run(tmp_path: Path) -> None:
     src, _ = read(make_mar(tmp_path, {"handler": "h.py", "serializedFile": "model.pt"}, {"model.pt": "x", "h.py": "import os"}))
-    assert (src.task, src.answers, src.archive_code, src.inputs) == ("generic", "custom", (), [])
+    assert (src.task, src.answers, src.archive_code, src.inputs) == ("generic", "custom", ("h.py",), [])
     assert any("h.py" in note for note in src.notes)
+    require_trust(src, trusted=False)  # a TorchScript model compared alone: nothing of the archive runs
+    with pytest.raises(UsageError, match="h.py"):
+        require_trust(src, trusted=False, steps=True)  # its handler's steps around both models
 
 
 def test_settings_carried_from_model_config(tmp_path: Path) -> None:
@@ -198,3 +201,16 @@ def test_boxes_agree_and_disagree() -> None:
     assert not proof.judge("boxes", _req(), relabelled, new, names, labels, (1e-4, 1e-3)).agree
     assert not proof.judge("boxes", _req(), [], new, names, labels, (1e-4, 1e-3)).agree  # the build finds one more
     assert not proof.judge("boxes", _req(), {"cat": 1}, new, names, labels, (1e-4, 1e-3)).agree
+
+
+def test_json_answers_agree_and_disagree() -> None:
+    old = [{"World": 0.5, "Sports": 0.25}, [1, "a"]]
+    assert proof.judge("json", _req(), old, [{"World": 0.5001, "Sports": 0.25}, [1, "a"]], [], None, (1e-4, 1e-3)).agree
+    for new in (
+        [{"World": 0.6, "Sports": 0.25}, [1, "a"]],  # a number past the tolerance
+        [{"World": 0.5, "Business": 0.25}, [1, "a"]],  # another key
+        [{"World": 0.5, "Sports": 0.25}, [1, "b"]],  # another string
+        [{"World": 0.5, "Sports": 0.25}],  # fewer items
+        [{"World": True, "Sports": 0.25}, [1, "a"]],  # a bool is no number
+    ):
+        assert not proof.judge("json", _req(), old, new, [], None, (1e-4, 1e-3)).agree

@@ -34,6 +34,7 @@ MANIFEST = "MAR-INF/MANIFEST.json"
 LABELS = "index_to_name.json"
 MAX_MODEL_BYTES = 16 * 1024**3  # a serialized model file: refused past this, whatever the archive's headers say
 _PY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\.py$")
+_MEMBER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # a top-level file of the archive (never a path)
 
 # TorchServe's built-in handlers: pack's task, how the endpoint answers, what the model is given.
 BUILTINS: dict[str, dict[str, Any]] = {
@@ -132,7 +133,7 @@ def read_source(path: Path) -> MigrationSource | None:
             code_where = f"{path}:{model_file}"
             cls = model_class(utf8(read_member(zf, model_file, code_where), code_where), code_where)
     facts = BUILTINS.get(builtin or "", {"answers": "custom"})
-    code = (model_file,) if model_file else ()  # a custom handler is never imported: only the model is migrated
+    code = tuple(n for n in (model_file, None if builtin else handler) if n)  # a handler file runs only when asked
     source = MigrationSource(
         path=path,
         sha256=_digest(path),
@@ -199,14 +200,11 @@ def extract_source(source: MigrationSource, dest: Path) -> Extracted:
     with open_archive(source.path) as zf:
         model = dest / ("model.pt" if source.torchscript else "weights.pt")
         _copy_member(zf, source.serialized_file, model, f"{source.path}:{source.serialized_file}")
-        if LABELS in zf.namelist():  # what TorchServe's handlers read their labels from
-            (dest / LABELS).write_bytes(read_member(zf, LABELS, f"{source.path}:{LABELS}"))
+        for name in zf.namelist():  # the model file, a handler file, what they import and read: written, not run
+            if _MEMBER.match(name) and name != source.serialized_file and name != model.name:
+                _copy_member(zf, name, dest / name, f"{source.path}:{name}")
         if source.model_file is None:
             return Extracted(model)
-        for name in zf.namelist():
-            if _PY_NAME.match(name) and name != model.name:
-                where = f"{source.path}:{name}"
-                (dest / name).write_text(utf8(read_member(zf, name, where), where))
     if not _PY_NAME.match(source.model_file):
         raise ValidationFailed(f"{source.path}: model file {source.model_file!r} is not a Python module name", "rename it")
     return Extracted(model, dest / source.model_file)
@@ -228,50 +226,9 @@ def ask_old(url: str, model: str, request: Request, token: str | None) -> Any:
         raise ValidationFailed(f"{model} at {url} answered something that is not JSON", "check --against") from None
 
 
-_VISION = {
-    "classes": ("image_classifier", "ImageClassifier"),
-    "segments": ("image_segmenter", "ImageSegmenter"),
-    "boxes": ("object_detector", "ObjectDetector"),
-}
+def run_old(source: MigrationSource, found: Extracted, request: Request, model: Any = None) -> Any:
+    """The archive's handler on the request's body in this process: TorchServe's built-in class, or the archive's own
+    (imported: the caller checked the user trusts the archive's code), with its model or `model` in its place."""
+    from .oldhandler import answer
 
-
-class _NoMetrics:
-    """What TorchServe's handlers record their timings into, when they run outside TorchServe."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
-
-
-def run_old(source: MigrationSource, found: Extracted, request: Request) -> Any:
-    """The old server's answer computed in this process, when its handler is one of TorchServe's built-in vision
-    handlers: that handler runs as a worker would run it (its own pre-processing, the archive's model, its
-    post-processing) on the request's body. None for any other archive (a custom handler's steps are the archive's
-    own: only its model can be compared)."""
-    import sys
-
-    from ...console import captured, on_purpose
-
-    if source.answers not in _VISION:
-        return None
-    import importlib
-
-    from ts.context import Context, RequestProcessor
-
-    folder = found.model.parent
-    module, cls = _VISION[source.answers]
-    model = {"serializedFile": found.model.name, "handler": module, "modelName": source.model_name}
-    if found.model_file is not None:
-        model["modelFile"] = found.model_file.name
-    context = Context(source.model_name, str(folder), {"model": model}, 1, None, "0.12.0", model_yaml_config={})
-    context.request_processor = [RequestProcessor({})]
-    context.metrics = _NoMetrics()
-    sys.path.insert(0, str(folder))
-    try:
-        with captured(), on_purpose("torch.jit.load"):  # the handlers print what their optional runtimes lack
-            handler = getattr(importlib.import_module(f"ts.torch_handler.{module}"), cls)()
-            handler.initialize(context)
-            return handler.postprocess(handler.inference(handler.preprocess([{"body": request.body}])))[0]
-    finally:
-        sys.path.remove(str(folder))
-        if found.model_file is not None:
-            sys.modules.pop(found.model_file.stem, None)
+    return answer(source, found, request.body, model)

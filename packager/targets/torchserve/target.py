@@ -138,10 +138,10 @@ class TorchServeTarget(ServerTarget):
 
         return extract_source(source, dest)
 
-    def run_old(self, source: MigrationSource, found: Extracted, request: Request) -> Any:
+    def run_old(self, source: MigrationSource, found: Extracted, request: Request, model: Any = None) -> Any:
         from .migration import run_old
 
-        return run_old(source, found, request)
+        return run_old(source, found, request, model)
 
     def ask_old(self, url: str, model: str, source: MigrationSource, request: Request, token: str | None) -> Any:
         from .migration import ask_old

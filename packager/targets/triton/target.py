@@ -157,7 +157,7 @@ class TritonTarget(ServerTarget):
 
         return extract_source(source, dest)
 
-    def run_old(self, source: MigrationSource, found: Extracted, request: Request) -> Any:
+    def run_old(self, source: MigrationSource, found: Extracted, request: Request, model: Any = None) -> Any:
         return None  # a libtorch model alone: pack runs the TorchScript file itself
 
     def ask_old(self, url: str, model: str, source: MigrationSource, request: Request, token: str | None) -> Any:
