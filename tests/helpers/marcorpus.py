@@ -144,7 +144,7 @@ def _ngrams(texts: tuple[str, ...]) -> set[str]:
     keys: set[str] = set()
     for text in texts:
         words = text.lower().translate(str.maketrans("", "", string.punctuation)).split()
-        keys |= set(words) | {" ".join(pair) for pair in zip(words, words[1:])}
+        keys |= set(words) | {" ".join(pair) for pair in zip(words, words[1:], strict=False)}
     return keys
 
 

@@ -163,7 +163,7 @@ def test_classes_agree_and_disagree() -> None:
     assert proof.judge("classes", _req(), old, [logits], ["y"], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3)).agree
     shifted = logits + np.array([[0.0, 0.3, 0, 0, 0, 0]])
     verdict = proof.judge("classes", _req(), old, [shifted], ["y"], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3))
-    assert not verdict.agree and "atol" in verdict.detail
+    assert not verdict.agree and "vs" in verdict.detail
     other_top = np.array([[0.0, 1.0, 0.5, 0.2, 0.1, 3.0]])
     assert not proof.judge("classes", _req(), old, [other_top], ["y"], ["a", "b", "c", "d", "e", "f"], (1e-4, 1e-3)).agree
     assert not proof.judge("classes", _req(), "not a dict", [logits], ["y"], None, (1e-4, 1e-3)).agree
@@ -214,3 +214,32 @@ def test_json_answers_agree_and_disagree() -> None:
         [{"World": True, "Sports": 0.25}, [1, "a"]],  # a bool is no number
     ):
         assert not proof.judge("json", _req(), old, new, [], None, (1e-4, 1e-3)).agree
+
+
+def test_classes_of_a_thousand_are_compared_as_closely_as_two() -> None:
+    """Scale-aware: 1,000 classes of about 0.001 each, 5% apart, disagree (an absolute 0.002 would let them pass)."""
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((1, 1000)) * 0.1
+    old = proof.classes(logits, None, 5)
+    assert proof.judge("classes", _req(), old, [logits], ["y"], None, (1e-4, 1e-3)).agree
+    other = logits + rng.standard_normal((1, 1000)) * 0.05
+    assert not proof.judge("classes", _req(), old, [other], ["y"], None, (1e-4, 1e-3)).agree
+
+
+def test_archive_forms_pack_cannot_read_are_named(tmp_path: Path) -> None:
+    import tarfile
+
+    truncated = tmp_path / "cut.mar"
+    truncated.write_bytes(make_mar(tmp_path, {"handler": "image_classifier", "serializedFile": "model.pt"}).read_bytes()[:40])
+    with pytest.raises(ValidationFailed, match="truncated"):
+        read(truncated)
+    folder = tmp_path / "unpacked"
+    (folder / "MAR-INF").mkdir(parents=True)
+    (folder / "MAR-INF" / "MANIFEST.json").write_text("{}")
+    tgz = tmp_path / "m.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        tf.add(folder, arcname="m")
+    for path, form in ((folder, "no-archive"), (tgz, "tgz")):
+        with pytest.raises(UsageError, match=form) as err:
+            read(path)
+        assert "zip" in err.value.line()

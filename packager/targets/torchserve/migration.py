@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,21 @@ def _inputs(facts: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def _a_zip(path: Path) -> bool:
+    """Whether `path` is a zip to read; one line for torch-model-archiver's other forms and a damaged .mar."""
+    if (path / MANIFEST).is_file() or (path.is_file() and tarfile.is_tarfile(path)):
+        raise UsageError(
+            f"{path} is a model archive in torch-model-archiver's {'tgz' if path.is_file() else 'no-archive'} form",
+            "zip its files into a .mar (cd FOLDER && zip -r ../model.mar .) and migrate that",
+        )
+    if path.is_file() and not zipfile.is_zipfile(path) and path.suffix == ".mar":
+        raise ValidationFailed(f"{path} is not a zip archive (truncated or corrupt?)", "make the .mar again")
+    return path.is_file() and zipfile.is_zipfile(path)
+
+
 def read_source(path: Path) -> MigrationSource | None:
     """The facts of a `.mar` (None for a file that is not a zip with TorchServe's manifest)."""
-    if not path.is_file() or not zipfile.is_zipfile(path):
+    if not _a_zip(path):
         return None
     with open_archive(path) as zf:
         members = tuple(info.filename for info in zf.infolist())
