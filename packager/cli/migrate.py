@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..console import emit_json, run
-from .app import common, main, sign_key_option, store_option
+from .app import common, main, ranged, sign_key_option, store_option
 
 
 def _table(doc: dict[str, Any]) -> str:
@@ -50,6 +50,7 @@ def _table(doc: dict[str, Any]) -> str:
 @click.option(
     "--sample", "samples", multiple=True, type=click.Path(dir_okay=False, exists=True), help="An image to compare on too."
 )
+@ranged("--iterations", 0, 10000, 20, "At most this many timed runs per format and batch size (0 skips measuring).")
 @sign_key_option
 @common
 def migrate_cmd(
@@ -65,6 +66,7 @@ def migrate_cmd(
     against_model: str | None,
     target: str | None,
     samples: tuple[str, ...],
+    iterations: int,
     sign_key: str | None,
     as_json: bool,
     debug: bool,
@@ -97,6 +99,7 @@ def migrate_cmd(
             target=target,
             samples=[Path(p) for p in samples],
             force=force,
+            iterations=iterations,
             sign=signer,
             cache=cache_dir(Path(store), None, True),
         )

@@ -42,8 +42,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     run_pack("stop", "--target", "triton", "--store", str(path))
 
 
-def migrate(store: Path, source: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_pack("migrate", str(source), "--store", str(store), "--json", *args)
+def migrate(store: Path, source: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`pack migrate SOURCE --json` into `store`, without the measuring step (a build's speed is not tested here)."""
+    return run_pack("migrate", str(source), "--store", str(store), "--json", "--iterations", "0", *args, env=env)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +77,7 @@ def test_each_corpus_case_migrates_and_agrees(corpus, store, kind, args, compare
 
 
 def test_archive_code_is_refused_without_trust(corpus, tmp_path):
-    proc = run_pack("migrate", str(corpus["classifier-eager"]), "--store", str(tmp_path / "store"))
+    proc = run_pack("migrate", str(corpus["classifier-eager"]), "--store", str(tmp_path / "store"))  # no --json: one line
     line = one_error_line(2, proc.returncode, proc.stderr)
     assert "model.py" in line and "--trust-archive-code" in line
     assert not (tmp_path / "store").exists()  # nothing extracted, nothing built
@@ -90,12 +91,12 @@ def old_torchserve(corpus, tmp_path_factory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("old-torchserve")
     shutil.copy(corpus["classifier-eager"], root / "classifier.mar")
     shutil.copy(corpus["segmenter"], root / "segmenter.mar")
-    for kind in ("detector", "text", "custom"):
+    for kind in ("classifier-ts", "detector", "text", "custom"):
         shutil.copy(corpus[kind], root / corpus[kind].name)
     ports = [free_port() for _ in range(3)]
     (root / "config.properties").write_text(
         f"inference_address=http://127.0.0.1:{ports[0]}\nmanagement_address=http://127.0.0.1:{ports[1]}\n"
-        f"metrics_address=http://127.0.0.1:{ports[2]}\nmodel_store={root}\nload_models=classifier.mar,segmenter.mar,detector.mar,text.mar,mlp.mar\n"
+        f"metrics_address=http://127.0.0.1:{ports[2]}\nmodel_store={root}\nload_models=classifier.mar,classifier_ts.mar,segmenter.mar,detector.mar,text.mar,mlp.mar\n"
         "default_workers_per_model=1\n"
     )
     (root / "tmp").mkdir()
@@ -141,10 +142,7 @@ def _ready(port: int, root: Path, models: tuple[str, ...]) -> bool:
 def test_against_live_torchserve_agrees_and_other_weights_are_caught(corpus, store, old_torchserve):
     env = {"PACK_AGAINST_TOKEN": old_torchserve["token"]}
     against = ("--against", old_torchserve["url"])
-    proc = run_pack(
-        "migrate", str(corpus["classifier-eager"]), "--store", str(store), "--json", "--force", "--trust-archive-code", *against,
-        env=env,
-    )  # fmt: skip
+    proc = migrate(store, corpus["classifier-eager"], "--force", "--trust-archive-code", *against, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
     assert doc["proof"]["agreed"] and doc["proof"]["new"].startswith("triton: ") and doc["proof"]["compared"] == "classes"
@@ -153,25 +151,26 @@ def test_against_live_torchserve_agrees_and_other_weights_are_caught(corpus, sto
     served = json.loads(run_pack("status", "--target", "triton", "--store", str(store), "--json").stdout)
     assert any(m["name"] == "classifier" and m["state"] == "READY" for m in served["models"])
 
-    proc = run_pack(
-        "migrate", str(corpus["other-weights"]), "--store", str(store), "--name", "other", "--trust-archive-code",
-        *against, "--against-model", "classifier", env=env,
+    proc = migrate(
+        store, corpus["other-weights"], "--name", "other", "--trust-archive-code", *against, "--against-model", "classifier",
+        env=env,
     )  # fmt: skip
     line = one_error_line(3, proc.returncode, proc.stderr)
-    assert "answers differently" in line and "DISAGREE" in proc.stdout
+    assert "answers differently" in line
+    doc = json.loads(proc.stdout)  # the report comes first, with each request's verdict
+    assert doc["proof"]["agreed"] is False and not any(r["agree"] for r in doc["proof"]["requests"])
     served = json.loads(run_pack("status", "--target", "triton", "--store", str(store), "--json").stdout)
     assert not any(m["name"] == "other" and m["state"] == "READY" for m in served["models"])
 
-    proc = run_pack(
-        "migrate", str(corpus["segmenter"]), "--store", str(store), "--json", "--force", "--trust-archive-code", *against, env=env
-    )
+    proc = migrate(store, corpus["segmenter"], "--force", "--trust-archive-code", *against, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["proof"]["compared"] == "segments"
-    proc = run_pack(
-        "migrate", str(corpus["detector"]), "--store", str(store), "--json", "--force", "--trust-archive-code", *against, env=env
-    )
+    proc = migrate(store, corpus["detector"], "--force", "--trust-archive-code", *against, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["proof"]["compared"] == "boxes"
+    proc = migrate(store, corpus["classifier-ts"], "--force", *against, env=env)  # TorchScript inside: no trust asked
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["proof"]["agreed"]
 
 
 @pytest.mark.parametrize("kind, args", [("text", ()), ("custom", ("--input", "x:1x16", "--sample", "ROW"))])
@@ -181,10 +180,8 @@ def test_against_live_torchserve_inside_the_old_handlers_steps(corpus, store, ol
     row = tmp_path / "row.json"
     row.write_text(json.dumps([round(0.1 * i, 1) for i in range(16)]))
     args = tuple(str(row) if a == "ROW" else a for a in args)
-    proc = run_pack(
-        "migrate", str(corpus[kind]), "--store", str(store), "--json", "--force", "--trust-archive-code", *args,
-        "--against", old_torchserve["url"], env={"PACK_AGAINST_TOKEN": old_torchserve["token"]},
-    )  # fmt: skip
+    env = {"PACK_AGAINST_TOKEN": old_torchserve["token"]}
+    proc = migrate(store, corpus[kind], "--force", "--trust-archive-code", *args, "--against", old_torchserve["url"], env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
     assert doc["proof"]["agreed"] and doc["proof"]["compared"] == "json" and "own steps" in doc["proof"]["new"]
