@@ -243,3 +243,9 @@ def test_archive_forms_pack_cannot_read_are_named(tmp_path: Path) -> None:
         with pytest.raises(UsageError, match=form) as err:
             read(path)
         assert "zip" in err.value.line()
+
+
+def test_a_handler_function_entry_point_names_its_file(tmp_path: Path) -> None:
+    members = {"model.pt": "x", "h.py": "def handle(data, context):\n    return data\n"}
+    src, _ = read(make_mar(tmp_path, {"handler": "h.py:handle", "serializedFile": "model.pt"}, members))
+    assert (src.answers, src.archive_code) == ("custom", ("h.py",))

@@ -131,7 +131,7 @@ def read_source(path: Path) -> MigrationSource | None:
         model_file = model.get("modelFile")
         model_file = _text(model_file, f"{where}.modelFile") if model_file is not None else None
         builtin = handler.removesuffix(".py") if handler.removesuffix(".py") in BUILTINS and handler not in members else None
-        for name in (serialized, model_file, None if builtin else handler):
+        for name in (serialized, model_file, None if builtin else handler.partition(":")[0]):  # "file.py:function"
             if name is not None and name not in members:
                 raise ValidationFailed(f"{where} names {name!r}, which the archive lacks", "rebuild the archive")
         if serialized.endswith(".onnx"):
@@ -146,7 +146,9 @@ def read_source(path: Path) -> MigrationSource | None:
             code_where = f"{path}:{model_file}"
             cls = model_class(utf8(read_member(zf, model_file, code_where), code_where), code_where)
     facts = BUILTINS.get(builtin or "", {"answers": "custom"})
-    code = tuple(n for n in (model_file, None if builtin else handler) if n)  # a handler file runs only when asked
+    code = tuple(
+        n for n in (model_file, None if builtin else handler.partition(":")[0]) if n
+    )  # a handler file runs only when asked
     source = MigrationSource(
         path=path,
         sha256=_digest(path),

@@ -51,7 +51,13 @@ class _InPlace:
 def _handler_class(source: MigrationSource, folder: Path) -> Any:
     if source.handler in BUILTIN_CLASSES:
         return getattr(importlib.import_module(f"ts.torch_handler.{source.handler}"), BUILTIN_CLASSES[source.handler])
-    name = Path(source.handler).stem
+    file, _, function = source.handler.partition(":")
+    name = Path(file).stem
+    if function:
+        raise UsageError(
+            f"{source.path}: its handler is the function {source.handler}, whose steps cannot be run apart",
+            "drop --sample and --against: the model alone is then compared",
+        )
     if not (folder / f"{name}.py").is_file():
         raise UsageError(f"{source.path}: its handler {source.handler} is not a Python file of the archive", "check the archive")
     module = importlib.import_module(name)
