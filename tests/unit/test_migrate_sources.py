@@ -4,6 +4,7 @@ unmigratable sources are one line with their exit code, and each agreement check
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -226,23 +227,43 @@ def test_classes_of_a_thousand_are_compared_as_closely_as_two() -> None:
     assert not proof.judge("classes", _req(), old, [other], ["y"], None, (1e-4, 1e-3)).agree
 
 
-def test_archive_forms_pack_cannot_read_are_named(tmp_path: Path) -> None:
+def test_torch_model_archivers_three_forms_read_alike(tmp_path: Path) -> None:
+    """A .mar, its tgz (the files under one folder named after the model) and its no-archive folder; a member that is
+    a link or names a path outside is never read; a truncated .mar is exit 3."""
     import tarfile
 
-    truncated = tmp_path / "cut.mar"
-    truncated.write_bytes(make_mar(tmp_path, {"handler": "image_classifier", "serializedFile": "model.pt"}).read_bytes()[:40])
-    with pytest.raises(ValidationFailed, match="truncated"):
-        read(truncated)
-    folder = tmp_path / "unpacked"
-    (folder / "MAR-INF").mkdir(parents=True)
-    (folder / "MAR-INF" / "MANIFEST.json").write_text("{}")
+    members = {"model.pt": "x", "index_to_name.json": json.dumps({"0": "cat"})}
+    mar = make_mar(tmp_path, {"handler": "image_classifier", "serializedFile": "model.pt"}, members)
+    folder = tmp_path / "m"
+    with zipfile.ZipFile(mar) as zf:
+        zf.extractall(folder)
     tgz = tmp_path / "m.tar.gz"
     with tarfile.open(tgz, "w:gz") as tf:
         tf.add(folder, arcname="m")
-    for path, form in ((folder, "no-archive"), (tgz, "tgz")):
-        with pytest.raises(UsageError, match=form) as err:
-            read(path)
-        assert "zip" in err.value.line()
+        link = tarfile.TarInfo("m/evil.json")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+        outside = tarfile.TarInfo("../outside.json")
+        outside.size = 2
+        tf.addfile(outside, io.BytesIO(b"{}"))
+    kinds = []
+    for path in (mar, tgz, folder):
+        src, reader = read(path)
+        assert (reader, src.labels, src.serialized_file, src.torchscript) == ("torchserve", ["cat"], "model.pt", True)
+        kinds.append(src.kind)
+    assert [k.split(" (")[0] for k in kinds] == [
+        "TorchServe .mar",
+        "TorchServe .tar.gz model archive",
+        "TorchServe model archive folder",
+    ]
+    from packager.targets.torchserve.members import open_members
+
+    with open_members(tgz) as files:
+        assert sorted(files.names) == ["MAR-INF/MANIFEST.json", "index_to_name.json", "model.pt"]
+    truncated = tmp_path / "cut.mar"
+    truncated.write_bytes(mar.read_bytes()[:40])
+    with pytest.raises(ValidationFailed, match="truncated"):
+        read(truncated)
 
 
 def test_a_handler_function_entry_point_names_its_file(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""A `.mar` made by torch-model-archiver, as a migration source (`pack migrate`), read without running its code.
+"""A model archive made by torch-model-archiver (a `.mar`, its tgz or its no-archive folder: members.py), as a
+migration source (`pack migrate`), read without running its code.
 
 The manifest names the handler (a TorchServe built-in or a Python file of the archive), the model file (Python: an
 eager model class, which TorchServe imports and instantiates with no arguments) and the serialized file (that class's
@@ -9,16 +10,12 @@ settings, `index_to_name.json` the labels. Every member is read bounded and writ
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
-import tarfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from ...archive import open_archive
 from ...errors import UsageError, ValidationFailed
-from ...safeio import load_json, load_yaml, read_member, utf8
+from ...safeio import load_json, load_yaml, utf8
 from ..capabilities import Request
 from ..migration import (
     DETECTION_INPUT,
@@ -30,10 +27,10 @@ from ..migration import (
     Extracted,
     MigrationSource,
 )
+from .members import MANIFEST, Members, digest, form, open_members
 
-MANIFEST = "MAR-INF/MANIFEST.json"
 LABELS = "index_to_name.json"
-MAX_MODEL_BYTES = 16 * 1024**3  # a serialized model file: refused past this, whatever the archive's headers say
+FORMS = {"mar": ".mar", "tgz": ".tar.gz model archive", "folder": "model archive folder"}
 _PY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\.py$")
 _MEMBER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # a top-level file of the archive (never a path)
 
@@ -52,20 +49,12 @@ def _text(value: object, where: str) -> str:
     return value
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _labels(zf: zipfile.ZipFile, path: Path) -> list[str] | None:
+def _labels(files: Members) -> list[str] | None:
     """index_to_name.json ({"0": "tench", ...} or {"0": ["n01440764", "tench"]}) as one name per class index."""
-    if LABELS not in zf.namelist():
+    if LABELS not in files.names:
         return None
-    where = f"{path}:{LABELS}"
-    doc = load_json(read_member(zf, LABELS, where), where)
+    where = f"{files.path}:{LABELS}"
+    doc = load_json(files.read(LABELS), where)
     if not isinstance(doc, dict) or not all(isinstance(k, str) and k.isdigit() for k in doc):
         raise ValidationFailed(f"{where} is not a mapping of class indexes to names", "fix the labels file and re-archive")
     names = {int(k): v[-1] if isinstance(v, list) and v else v for k, v in doc.items()}
@@ -74,12 +63,12 @@ def _labels(zf: zipfile.ZipFile, path: Path) -> list[str] | None:
     return [names[i] for i in range(len(names))]
 
 
-def _settings(zf: zipfile.ZipFile, path: Path, config_file: object) -> dict[str, Any]:
+def _settings(files: Members, config_file: object) -> dict[str, Any]:
     """The serving settings of model-config.yaml that pack's targets have (batch size, delay, workers)."""
-    if not isinstance(config_file, str) or config_file not in zf.namelist():
+    if not isinstance(config_file, str) or config_file not in files.names:
         return {}
-    where = f"{path}:{config_file}"
-    doc = load_yaml(read_member(zf, config_file, where), where)
+    where = f"{files.path}:{config_file}"
+    doc = load_yaml(files.read(config_file), where)
     if not isinstance(doc, dict):
         return {}
     out: dict[str, Any] = {}
@@ -101,27 +90,16 @@ def _inputs(facts: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _a_zip(path: Path) -> bool:
-    """Whether `path` is a zip to read; one line for torch-model-archiver's other forms and a damaged .mar."""
-    if (path / MANIFEST).is_file() or (path.is_file() and tarfile.is_tarfile(path)):
-        raise UsageError(
-            f"{path} is a model archive in torch-model-archiver's {'tgz' if path.is_file() else 'no-archive'} form",
-            "zip its files into a .mar (cd FOLDER && zip -r ../model.mar .) and migrate that",
-        )
-    if path.is_file() and not zipfile.is_zipfile(path) and path.suffix == ".mar":
-        raise ValidationFailed(f"{path} is not a zip archive (truncated or corrupt?)", "make the .mar again")
-    return path.is_file() and zipfile.is_zipfile(path)
-
-
 def read_source(path: Path) -> MigrationSource | None:
-    """The facts of a `.mar` (None for a file that is not a zip with TorchServe's manifest)."""
-    if not _a_zip(path):
+    """The facts of a model archive (None for a path that is none of torch-model-archiver's forms)."""
+    kind = form(path)
+    if kind is None:
         return None
-    with open_archive(path) as zf:
-        members = tuple(info.filename for info in zf.infolist())
+    with open_members(path) as files:
+        members = files.names
         if MANIFEST not in members:
             return None
-        manifest = load_json(read_member(zf, MANIFEST, f"{path}:{MANIFEST}"), f"{path}:{MANIFEST}")
+        manifest = load_json(files.read(MANIFEST), f"{path}:{MANIFEST}")
         model = manifest.get("model") if isinstance(manifest, dict) else None
         if not isinstance(model, dict):
             raise ValidationFailed(f"{path}:{MANIFEST} has no 'model' object", "rebuild the archive with torch-model-archiver")
@@ -139,21 +117,22 @@ def read_source(path: Path) -> MigrationSource | None:
                 f"{path} serves an ONNX file ({serialized}) through onnxruntime: it is in today's format already",
                 "build the PyTorch model it came from with `pack build`, or serve the ONNX file as it is",
             )
-        labels = _labels(zf, path)
-        settings = _settings(zf, path, model.get("configFile"))
+        labels = _labels(files)
+        settings = _settings(files, model.get("configFile"))
         cls = None
         if model_file is not None:
             code_where = f"{path}:{model_file}"
-            cls = model_class(utf8(read_member(zf, model_file, code_where), code_where), code_where)
+            cls = model_class(utf8(files.read(model_file), code_where), code_where)
+        sha256 = digest(path, files)
     facts = BUILTINS.get(builtin or "", {"answers": "custom"})
     code = tuple(
         n for n in (model_file, None if builtin else handler.partition(":")[0]) if n
     )  # a handler file runs only when asked
     source = MigrationSource(
         path=path,
-        sha256=_digest(path),
+        sha256=sha256,
         reader="torchserve",
-        kind=f"TorchServe .mar ({'TorchScript' if model_file is None else 'eager'}, handler {handler})",
+        kind=f"TorchServe {FORMS[kind]} ({'TorchScript' if model_file is None else 'eager'}, handler {handler})",
         model_name=_text(model.get("modelName"), f"{where}.modelName"),
         handler=builtin or handler,
         serialized_file=serialized,
@@ -198,26 +177,15 @@ def model_class(code: str, where: str) -> str:
     return classes[0]
 
 
-def _copy_member(zf: zipfile.ZipFile, name: str, dest: Path, where: str) -> None:
-    """Stream one member to `dest`, counting the bytes actually inflated (never the header's size)."""
-    written = 0
-    with zf.open(name) as src, dest.open("wb") as out:
-        for chunk in iter(lambda: src.read(1 << 20), b""):
-            written += len(chunk)
-            if written > MAX_MODEL_BYTES:
-                raise ValidationFailed(f"{where} inflates past {MAX_MODEL_BYTES >> 30} GiB", "check the archive")
-            out.write(chunk)
-
-
 def extract_source(source: MigrationSource, dest: Path) -> Extracted:
     """The serialized file as `model.pt` (TorchScript) or `weights.pt` (a state dict), and for an eager model its
     model file and the archive's other top-level Python files (the model file may import them), under their names."""
-    with open_archive(source.path) as zf:
+    with open_members(source.path) as files:
         model = dest / ("model.pt" if source.torchscript else "weights.pt")
-        _copy_member(zf, source.serialized_file, model, f"{source.path}:{source.serialized_file}")
-        for name in zf.namelist():  # the model file, a handler file, what they import and read: written, not run
+        files.copy(source.serialized_file, model)
+        for name in files.names:  # the model file, a handler file, what they import and read: written, not run
             if _MEMBER.match(name) and name != source.serialized_file and name != model.name:
-                _copy_member(zf, name, dest / name, f"{source.path}:{name}")
+                files.copy(name, dest / name)
         if source.model_file is None:
             return Extracted(model)
     if not _PY_NAME.match(source.model_file):
