@@ -26,6 +26,8 @@ def _table(doc: dict[str, Any]) -> str:
         lines.append("settings carried over: " + ", ".join(f"{k}={v}" for k, v in changes["settings"].items()))
     lines += [f"note: {n}" for n in changes["notes"]]
     lines += [f"next: {n}" for n in changes["next"]]
+    for what, result in doc.get("outputs", {}).items():
+        lines.append(f"{what}: {result.get('summary') or result.get('path') or 'written'}")
     return "\n".join(lines)
 
 
@@ -50,6 +52,12 @@ def _table(doc: dict[str, Any]) -> str:
 @click.option(
     "--sample", "samples", multiple=True, type=click.Path(dir_okay=False, exists=True), help="An image to compare on too."
 )
+@click.option(
+    "--repo", is_flag=True, help="Once the answers agree, write the build's Triton repository entry (settings carried over)."
+)
+@click.option(
+    "--kserve-storage-uri", metavar="URI", help="Once the answers agree, write the KServe storage folder and InferenceService."
+)
 @ranged("--iterations", 0, 10000, 20, "At most this many timed runs per format and batch size (0 skips measuring).")
 @sign_key_option
 @common
@@ -66,6 +74,8 @@ def migrate_cmd(
     against_model: str | None,
     target: str | None,
     samples: tuple[str, ...],
+    repo: bool,
+    kserve_storage_uri: str | None,
     iterations: int,
     sign_key: str | None,
     as_json: bool,
@@ -100,6 +110,8 @@ def migrate_cmd(
             samples=[Path(p) for p in samples],
             force=force,
             iterations=iterations,
+            repo=repo,
+            kserve_storage_uri=kserve_storage_uri,
             sign=signer,
             cache=cache_dir(Path(store), None, True),
         )

@@ -50,6 +50,8 @@ class MigrateOptions:
     measure_budget: float = 3.0
     sign: Any = None
     cache: Path | None = None
+    repo: bool = False  # write the Triton repository entry once the answers agree
+    kserve_storage_uri: str | None = None  # write the KServe storage folder and InferenceService once they agree
 
 
 def _write_spec(found: Extracted, spec: dict[str, Any]) -> Path:
@@ -222,6 +224,10 @@ def migrate(opts: MigrateOptions, packagers: dict[str, Any]) -> tuple[dict[str, 
         },
         "changes": _changes(source, report),
     }
+    if agreed and (opts.repo or opts.kserve_storage_uri):
+        from .outputs import write
+
+        doc["outputs"] = write(source, folder, report, opts.store, opts.repo, opts.kserve_storage_uri)
     return doc, agreed
 
 

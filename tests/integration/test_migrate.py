@@ -153,12 +153,13 @@ def test_against_live_torchserve_agrees_and_other_weights_are_caught(corpus, sto
 
     proc = migrate(
         store, corpus["other-weights"], "--name", "other", "--trust-archive-code", *against, "--against-model", "classifier",
-        env=env,
+        "--repo", env=env,
     )  # fmt: skip
     line = one_error_line(3, proc.returncode, proc.stderr)
     assert "answers differently" in line
     doc = json.loads(proc.stdout)  # the report comes first, with each request's verdict
     assert doc["proof"]["agreed"] is False and not any(r["agree"] for r in doc["proof"]["requests"])
+    assert "outputs" not in doc and not (store / "triton" / "other").exists()  # nothing unverified is written to serve
     served = json.loads(run_pack("status", "--target", "triton", "--store", str(store), "--json").stdout)
     assert not any(m["name"] == "other" and m["state"] == "READY" for m in served["models"])
 
@@ -201,11 +202,22 @@ def test_against_a_triton_endpoint(corpus, store):
     deployed = run_pack("deploy", "classifier_libtorch", "--target", "triton", "--store", str(store), "--json")
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     url = json.loads(deployed.stdout)["url"]
-    proc = migrate(store, corpus["libtorch"], "--name", "libtorch2", "--against", url, "--against-model", "classifier_libtorch")
+    proc = migrate(
+        store, corpus["libtorch"], "--name", "libtorch2", "--against", url, "--against-model", "classifier_libtorch",
+        "--repo", "--kserve-storage-uri", "gs://models/libtorch2",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
     assert doc["proof"]["agreed"] and doc["proof"]["compared"] == "tensors"
     assert doc["changes"]["settings"] == {"batch_size": 8, "max_batch_delay_ms": 2, "workers": 2}
+    # the outputs asked for, through their targets' own code, the folder's settings carried over and the names kept
+    config = (store / "triton" / "libtorch2" / "config.pbtxt").read_text()
+    for line in ("max_batch_size: 8", "count: 2", "max_queue_delay_microseconds: 2000", '"INPUT__0"', '"OUTPUT__0"'):
+        assert line in config
+    assert run_pack("check-repo", str(store / "triton")).returncode == 0
+    manifests = list((store / "kserve" / "libtorch2").rglob("inferenceservice.yaml"))
+    assert len(manifests) == 1 and doc["outputs"]["kserve"]["target"] == "kserve"
+    assert run_pack("check-manifest", str(manifests[0])).returncode == 0
 
 
 def test_a_custom_handler_against_a_live_endpoint_needs_sample_bodies(corpus, store):
