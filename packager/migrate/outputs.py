@@ -24,5 +24,5 @@ def write(
     if storage_uri:
         kserve = get_target(next(iter(capable(MANIFEST_CHECKER))))
         options: dict[str, Any] = {"store": store, "storage_uri": storage_uri, **settings}  # the KServe target's options
-        out["kserve"] = kserve.deploy(folder, report, kserve.Options(**options))
+        out["manifest"] = kserve.deploy(folder, report, kserve.Options(**options))
     return out

@@ -216,7 +216,7 @@ def test_against_a_triton_endpoint(corpus, store):
         assert line in config
     assert run_pack("check-repo", str(store / "triton")).returncode == 0
     manifests = list((store / "kserve" / "libtorch2").rglob("inferenceservice.yaml"))
-    assert len(manifests) == 1 and doc["outputs"]["kserve"]["target"] == "kserve"
+    assert len(manifests) == 1 and doc["outputs"]["manifest"]["target"] == "kserve"
     assert run_pack("check-manifest", str(manifests[0])).returncode == 0
 
 
