@@ -50,7 +50,11 @@ def _table(doc: dict[str, Any]) -> str:
 @click.option("--against-model", help="The model's name on the old server (default: the source's).")
 @click.option("--target", help="Where the build is served for --against (default: the first target pack bench can ask, Triton).")
 @click.option(
-    "--sample", "samples", multiple=True, type=click.Path(dir_okay=False, exists=True), help="An image to compare on too."
+    "--sample",
+    "samples",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="A request to compare on too: an image, a text, or a body the custom handler reads.",
 )
 @click.option(
     "--repo", is_flag=True, help="Once the answers agree, write the build's Triton repository entry (settings carried over)."
@@ -81,8 +85,9 @@ def migrate_cmd(
     as_json: bool,
     debug: bool,
 ) -> None:
-    """Migrate SOURCE (a .mar made by torch-model-archiver, or a Triton pytorch_libtorch model folder) to a pack build
-    with every default format behind the gate, and prove its answers equal the old ones (exit 3 when they do not).
+    """Migrate SOURCE (a model archive made by torch-model-archiver: .mar, .tar.gz or folder; or a Triton
+    pytorch_libtorch model folder) to a pack build with every default format behind the gate, and prove its answers
+    equal the old ones (exit 3 when they do not; see docs/migrate.md).
 
     Code inside an archive (an eager model file) is imported only with --trust-archive-code."""
 
