@@ -143,11 +143,12 @@ def _deploy(
     from ..targets import BENCHABLE, require
 
     target = get_target(opts.target or next(iter(capable(BENCHABLE))))
+    benchable = require(BENCHABLE, target)
     fields = {f.name for f in dataclasses.fields(target.Options)}
     settings = {k: v for k, v in source.settings.items() if k in fields}
     result = target.deploy(folder, report, target.Options(store=opts.store, **settings))
     sample = Request(b"", "application/json", "the build's sample", list(load_sample(folder, report).inputs))
-    endpoint = require(BENCHABLE, target).endpoint(result, report, opts.store, sample)
+    endpoint = benchable.endpoint(result, report, opts.store, sample)
     headers = {k: v for k, v in endpoint.headers.items() if k.lower() == "authorization"}
     names = [i.name for i in report.inputs]
     return target, result, lambda arrays: _oip(result["infer_url"], headers, names, arrays)
@@ -186,6 +187,12 @@ def migrate(opts: MigrateOptions, packagers: dict[str, Any]) -> tuple[dict[str, 
         )
     if not source.inputs and not opts.inputs:
         raise UsageError(f"{source.path} does not say what its model takes", "give its inputs with --input NAME:SHAPE[:DTYPE]")
+    if opts.against and opts.target:
+        from ..targets import BENCHABLE
+
+        askable = capable(BENCHABLE)
+        if get_target(opts.target).name not in askable:  # refused before any work
+            raise UsageError(f"--target {opts.target} cannot serve the build to be asked", f"use {' or '.join(askable)}")
     found = extract(source, reader, opts.store)
     plan, report, folder = _build(opts, source, found, packagers)
     reqs = proof.requests(how, folder, report, opts.samples)

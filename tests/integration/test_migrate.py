@@ -224,3 +224,18 @@ def test_a_custom_handler_against_a_live_endpoint_needs_sample_bodies(corpus, st
     proc = migrate(store, corpus["custom"], "--trust-archive-code", "--input", "x:1x16", "--against", "http://127.0.0.1:9")
     line = one_error_line(2, proc.returncode, proc.stderr)
     assert "--sample FILE" in line
+
+
+def test_a_target_the_build_cannot_be_asked_on_is_refused_before_any_work(corpus, tmp_path):
+    proc = run_pack(
+        "migrate",
+        str(corpus["libtorch"]),
+        "--store",
+        str(tmp_path / "s"),
+        "--against",
+        "http://127.0.0.1:9",
+        "--target",
+        "kserve",
+    )
+    line = one_error_line(2, proc.returncode, proc.stderr)
+    assert "--target kserve" in line and not (tmp_path / "s").exists()
