@@ -18,13 +18,21 @@ class UnsafeArchive(UsageError):
     """An archive entry would escape its folder (zip slip) or is a link."""
 
 
-def entry_problem(info: zipfile.ZipInfo) -> str | None:
-    name = info.filename
+def name_problem(name: str) -> str | None:
+    """Why an archive member's name is no path inside the archive's folder (absolute, a drive, `..`), or None."""
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return f"absolute path {name!r}"
     if ".." in parts:
         return f"path {name!r} leaves the archive's folder"
+    return None
+
+
+def entry_problem(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    problem = name_problem(name)
+    if problem:
+        return problem
     mode = info.external_attr >> 16
     if info.create_system == 3 and stat.S_ISLNK(mode):
         return f"symbolic link {name!r}"

@@ -93,6 +93,15 @@ class Registry(Generic[E]):
         return entry
 
 
+# The ImageNet pre-processing of torchvision's classifiers and of TorchServe's vision handlers: resize the short side
+# to 256, centre-crop 224, normalise with ImageNet's mean and std.
+IMAGENET_PREPROCESSING = {
+    "image_size": [224, 224],
+    "resize": 256,
+    "crop": 224,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
 DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
 

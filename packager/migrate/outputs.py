@@ -16,7 +16,9 @@ def write(
     source: MigrationSource, folder: Path, report: BuildReport, store: Path, repo: bool, storage_uri: str | None
 ) -> dict[str, Any]:
     """The outputs asked for, as each target's result."""
-    settings = {k: v for k, v in source.settings.items() if k in ("workers", "batch_size", "max_batch_delay_ms")}
+    from ..serve.settings import SETTINGS
+
+    settings = {k: v for k, v in source.settings.items() if k in SETTINGS}
     out: dict[str, Any] = {}
     if repo:
         opts = DeployOptions(store=store, extra={"force": True}, **settings)

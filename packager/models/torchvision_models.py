@@ -3,15 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from ..registry import OutputSpec, TensorSpec, Tolerance, register_model
-
-IMAGENET = {
-    "image_size": [224, 224],
-    "resize": 256,
-    "crop": 224,
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
+from ..registry import IMAGENET_PREPROCESSING, OutputSpec, TensorSpec, Tolerance, register_model
 
 
 def _imagenet_labels(weights_enum: str) -> Callable[[], list[str]]:
@@ -32,7 +24,7 @@ def _torchvision(name: str, weights_enum: str, description: str) -> Callable[[],
         task="image-classification",
         description=description,
         tolerance=Tolerance(atol=1e-4, rtol=1e-3),
-        preprocessing=IMAGENET,
+        preprocessing=IMAGENET_PREPROCESSING,
         postprocessing={"top_k": 5},
         labels=_imagenet_labels(weights_enum),
     )

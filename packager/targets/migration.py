@@ -22,17 +22,10 @@ VISION_INPUT = {"name": "input", "shape": [1, 3, 224, 224], "dtype": "float32", 
 # normalisation), one image a call; the example is 320 x 320, and height and width may change.
 DETECTION_INPUT = {"name": "images", "shape": [1, 3, 320, 320], "dtype": "float32", "dynamic_axes": [2, 3], "range": [0, 1]}
 # TorchServe's text_classifier gives the model (token ids of one text, offsets [0]) for its EmbeddingBag; the ids'
-# range is the vocabulary's size (read from the weights: `vocabulary` below).
+# range is the vocabulary's size (read from the weights: packager/migrate/source.py `vocabulary`).
 TEXT_INPUT = {"name": "text", "shape": [16], "dtype": "int64", "dynamic_axes": ["tokens@0"], "range": [0, 2]}
 TEXT_OFFSETS = {"name": "offsets", "shape": [1], "dtype": "int64", "dynamic_axes": [], "fill": "zeros"}
 IMAGE_ANSWERS = ("classes", "segments", "boxes")  # answers to an image request
-VISION_PREPROCESSING = {
-    "image_size": [224, 224],
-    "resize": 256,
-    "crop": 224,
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
 
 
 @dataclass

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from ...archive import open_archive
+from ...archive import name_problem, open_archive
 from ...errors import ValidationFailed
 from ...safeio import MAX_TEXT
 
@@ -25,8 +25,8 @@ MAX_MODEL_BYTES = 16 * 1024**3  # a serialized model file: refused past this, wh
 
 
 def _safe(name: str) -> bool:
-    parts = PurePosixPath(name).parts
-    return bool(parts) and not name.startswith("/") and ".." not in parts and "\\" not in name
+    """A member name that is a path inside the archive (archive.py's rule), with no Windows separator in it."""
+    return bool(PurePosixPath(name).parts) and name_problem(name) is None and "\\" not in name
 
 
 class Members:

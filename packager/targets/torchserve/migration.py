@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError, ValidationFailed
+from ...registry import IMAGENET_PREPROCESSING
 from ...safeio import load_json, load_yaml, utf8
 from ..capabilities import Request
 from ..migration import (
@@ -23,7 +24,6 @@ from ..migration import (
     TEXT_INPUT,
     TEXT_OFFSETS,
     VISION_INPUT,
-    VISION_PREPROCESSING,
     Extracted,
     MigrationSource,
 )
@@ -143,7 +143,7 @@ def read_source(path: Path) -> MigrationSource | None:
         archive_code=code,
         labels=labels,
         inputs=_inputs(facts),
-        preprocessing=dict(VISION_PREPROCESSING) if facts.get("vision") else {},
+        preprocessing=dict(IMAGENET_PREPROCESSING) if facts.get("vision") else {},
         top_k=facts.get("top_k"),
         settings=settings,
     )
