@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import Tolerance
 from ..report.build_report import BuildReport
 from ..targets.capabilities import Request
 from ..targets.migration import IMAGE_ANSWERS, MigrationSource
@@ -229,19 +230,20 @@ def _worst(old: Any, new: Any) -> float:
     return 0.0
 
 
-def _tensors_agree(old: list[np.ndarray], new: list[np.ndarray], atol: float, rtol: float) -> tuple[bool, str]:
-    if len(old) != len(new):
-        return False, f"{len(old)} outputs vs {len(new)}"
-    worst = 0.0
-    for i, (a, b) in enumerate(zip(old, new, strict=True)):
-        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        if a.shape != b.shape:
-            return False, f"output {i}: shape {list(a.shape)} vs {list(b.shape)}"
-        err = np.abs(a - b)
-        if not np.all(err <= atol + rtol * np.abs(a)):
-            return False, f"output {i}: differs by up to {float(err.max()):.3g} (atol {atol}, rtol {rtol})"
-        worst = max(worst, float(err.max(initial=0.0)))
-    return True, f"{len(old)} outputs within {worst:.2e}"
+def _tensors_agree(old: list[np.ndarray], new: list[np.ndarray], names: list[str], tol: Tolerance) -> tuple[bool, str]:
+    """The old model's outputs against the build's, through the gate's own comparison (report/validate.py)."""
+    from ..report.cases import Case
+    from ..report.validate import first_failure, validate_model_outputs
+
+    expected = [np.asarray(o) for o in old]
+    labels = names if len(names) == len(expected) else [f"output {i}" for i in range(len(expected))]
+    batch = int(expected[0].shape[0]) if expected and expected[0].ndim else 1
+    case = Case("the old model", batch, [], expected)
+    checks = validate_model_outputs(lambda _: [np.asarray(n) for n in new], [case], labels, [tol] * len(labels))
+    bad = first_failure(checks)
+    if bad is not None:
+        return False, f"{bad.output}: {bad.reason}"
+    return True, f"{len(checks)} outputs within {max((c.max_abs_error for c in checks), default=0.0):.2e}"
 
 
 def judge(
@@ -270,5 +272,5 @@ def judge(
         ok, detail = _boxes_agree(old, detections(new, names, labels), max(atol, PROBABILITY_ATOL))
     else:
         arrays = list(old.values()) if isinstance(old, dict) else list(old)
-        ok, detail = _tensors_agree(arrays, new, atol, rtol)
+        ok, detail = _tensors_agree(arrays, new, names, Tolerance(atol, rtol))
     return Compared(request.description, ok, detail)

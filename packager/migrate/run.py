@@ -87,11 +87,13 @@ def _build(
 
 
 def _model_outputs(value: Any) -> list[np.ndarray]:
-    if isinstance(value, dict):
-        return [v.detach().numpy() for v in value.values()]
-    if isinstance(value, list | tuple):
-        return [v.detach().numpy() for v in value]
-    return [value.detach().numpy()]
+    """A model's outputs as the build names and orders them (build/modelio.py `flatten`: nested lists and dicts)."""
+    import torch
+
+    from ..build.modelio import flatten
+
+    leaves, _ = flatten(value, lambda v: isinstance(v, torch.Tensor))
+    return [t.detach().numpy() for _, t in leaves]
 
 
 def _old_model(plan: Any, source: MigrationSource, found: Extracted) -> Any:
