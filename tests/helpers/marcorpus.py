@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import string
 import subprocess
 import sys
@@ -165,10 +166,15 @@ def _module(code: str, name: str, seed: int):
 
 
 def _archive(folder: Path, name: str, *args: str) -> Path:
+    # torch-model-archiver stages the files in $TMPDIR/<model name>: a private TMPDIR, so that two runs making the same
+    # model name at once (pytest workers) never share that folder
+    tmp = folder / ".archiver-tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [str(ARCHIVER), "--model-name", name, "--version", "1.0", "--export-path", str(folder), "--force", *args],
         check=True,
         capture_output=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
     )
     return folder / f"{name}.mar"
 
