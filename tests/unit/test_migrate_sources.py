@@ -270,3 +270,14 @@ def test_a_handler_function_entry_point_names_its_file(tmp_path: Path) -> None:
     members = {"model.pt": "x", "h.py": "def handle(data, context):\n    return data\n"}
     src, _ = read(make_mar(tmp_path, {"handler": "h.py:handle", "serializedFile": "model.pt"}, members))
     assert (src.answers, src.archive_code) == ("custom", ("h.py",))
+
+
+def test_the_old_models_outputs_are_named_and_ordered_as_the_build_does() -> None:
+    """A detector's list of dicts flattens as build/modelio.py flattens it (never an error)."""
+    import torch
+
+    from packager.migrate.run import _model_outputs
+
+    boxes, labels = torch.zeros(2, 4), torch.tensor([1, 2])
+    out = _model_outputs([{"boxes": boxes, "labels": labels}])
+    assert [o.shape for o in out] == [(2, 4), (2,)] and out[1].tolist() == [1, 2]
