@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from ..report.names import check_name
+from ..report.store import remove_leftovers
 from ..targets import MIGRATABLE, capable
 from ..targets.migration import Extracted, MigrationSource
 
@@ -108,7 +108,10 @@ def extract(source: MigrationSource, reader: str, store: Path) -> Extracted:
     folder = root / source.sha256[:16]
     if not (folder / ".complete").is_file():
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+        remove_leftovers(root, ".tmp-")  # what a killed migration left (store.py: the folder names its pid)
+        tmp = root / f".tmp-{source.sha256[:16]}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o700)
         try:
             readers[reader].extract_source(source, tmp)
             if source.labels:

@@ -281,3 +281,14 @@ def test_the_old_models_outputs_are_named_and_ordered_as_the_build_does() -> Non
     boxes, labels = torch.zeros(2, 4), torch.tensor([1, 2])
     out = _model_outputs([{"boxes": boxes, "labels": labels}])
     assert [o.shape for o in out] == [(2, 4), (2,)] and out[1].tolist() == [1, 2]
+
+
+def test_extraction_removes_what_a_killed_migration_left(tmp_path: Path) -> None:
+    from packager.migrate.source import extract
+
+    src, reader = read(make_mar(tmp_path, {"handler": "image_classifier", "serializedFile": "model.pt"}))
+    left = tmp_path / "store" / ".migrations" / ".tmp-0123456789abcdef-999999999"  # a pid no process has
+    left.mkdir(parents=True)
+    found = extract(src, reader, tmp_path / "store")
+    assert found.model.read_bytes() == b"x" and not left.exists()
+    assert [p.name for p in (tmp_path / "store" / ".migrations").iterdir()] == [src.sha256[:16]]
